@@ -1,0 +1,67 @@
+"""One Settings object, read from the environment (names are a contract: see DESIGN.md)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _int(env: dict, name: str, default: int) -> int:
+    """Read an integer variable, failing loudly on garbage rather than running misconfigured."""
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"configuration error: {name} must be an integer, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///leadpulse.db"
+    redis_url: str = "redis://localhost:6379/0"
+    secret_key: str | None = None
+    hubspot_access_token: str | None = None
+    hubspot_api_base: str = "https://api.hubapi.com"
+    hubspot_rate_limit_per_10s: int = 100
+    slack_bot_token: str | None = None
+    slack_alert_channel: str | None = None
+    slack_api_base: str = "https://slack.com/api/"
+    bootstrap: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    web_workers: int = 2
+    queue_name: str = "leadpulse"
+    score_batch_size: int = 2000
+    scoring_parallelism: int = 2
+    sweep_interval_seconds: int = 30
+    max_metadata_bytes: int = 100 * 1024
+    log_level: str = "INFO"
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: dict | None = None, **overrides) -> "Settings":
+        """Build settings from os.environ so every process (web, worker, CLI) agrees."""
+        env = dict(os.environ if env is None else env)
+        values = dict(
+            database_url=env.get("DATABASE_URL") or cls.database_url,
+            redis_url=env.get("REDIS_URL") or cls.redis_url,
+            secret_key=env.get("SECRET_KEY") or None,
+            hubspot_access_token=env.get("HUBSPOT_ACCESS_TOKEN") or None,
+            hubspot_api_base=env.get("HUBSPOT_API_BASE") or cls.hubspot_api_base,
+            hubspot_rate_limit_per_10s=_int(env, "HUBSPOT_RATE_LIMIT_PER_10S", cls.hubspot_rate_limit_per_10s),
+            slack_bot_token=env.get("SLACK_BOT_TOKEN") or None,
+            slack_alert_channel=env.get("SLACK_ALERT_CHANNEL") or None,
+            slack_api_base=env.get("SLACK_API_BASE") or cls.slack_api_base,
+            bootstrap=env.get("LEADPULSE_BOOTSTRAP") or None,
+            host=env.get("HOST") or cls.host,
+            port=_int(env, "PORT", cls.port),
+            web_workers=_int(env, "WEB_CONCURRENCY", cls.web_workers),
+            queue_name=env.get("LEADPULSE_QUEUE") or cls.queue_name,
+            score_batch_size=_int(env, "LEADPULSE_SCORE_BATCH", cls.score_batch_size),
+            scoring_parallelism=_int(env, "LEADPULSE_SCORING_PARALLELISM", cls.scoring_parallelism),
+            sweep_interval_seconds=_int(env, "LEADPULSE_SWEEP_SECONDS", cls.sweep_interval_seconds),
+            log_level=env.get("LOG_LEVEL") or cls.log_level,
+        )
+        values.update(overrides)
+        return cls(**values)

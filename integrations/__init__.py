@@ -1,0 +1,1 @@
+"""HubSpot, Slack and outbound-webhook adapters (see issue 3)."""

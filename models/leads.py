@@ -1,0 +1,61 @@
+"""Leads and their aliases; a lead is identified by lead_id or by any alias within its OU."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, JSONType, UTCDateTime, utcnow
+
+ALIAS_KINDS = ("email", "phone", "external_id", "cookie", "social")
+
+
+class Lead(Base):
+    __tablename__ = "leads"
+    __table_args__ = (
+        UniqueConstraint("unit_id", "lead_id"),
+        Index("ix_leads_unit_score", "unit_id", "score"),
+        Index("ix_leads_unit_level", "unit_id", "level_id"),
+    )
+    pk: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    unit_id: Mapped[str] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"))
+    lead_id: Mapped[str] = mapped_column(String(200))
+    metadata_: Mapped[dict] = mapped_column("metadata", JSONType, default=dict)
+    account_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    owner_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    owner_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    merged_into: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    score: Mapped[int] = mapped_column(Integer, default=0)
+    level_id: Mapped[str | None] = mapped_column(ForeignKey("engagement_levels.id", ondelete="SET NULL"), nullable=True)
+    level_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_event_type: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # (occurred_at, id) of the last event applied: a pending event sorting before it forces a replay.
+    scored_through_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    scored_through_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LeadAlias(Base):
+    __tablename__ = "lead_aliases"
+    __table_args__ = (UniqueConstraint("unit_id", "kind", "value"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    unit_id: Mapped[str] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"))
+    lead_pk: Mapped[int] = mapped_column(ForeignKey("leads.pk", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    value: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+def normalize_alias(kind: str, raw: str) -> str:
+    """One spelling per identity, so 'Ada@X.com ' and 'ada@x.com' find the same lead."""
+    value = raw.strip()
+    if kind == "email":
+        return value.lower()
+    if kind == "phone":
+        keep = "".join(ch for ch in value if ch.isdigit() or ch == "+")
+        return keep or value
+    return value

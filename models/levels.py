@@ -1,0 +1,54 @@
+"""Engagement levels, their change history, and every lead's level transitions."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, JSONType, UTCDateTime, new_id, utcnow
+from models.events import BIGID
+
+DEFAULT_COLOR = "#64748b"
+
+
+class EngagementLevel(Base):
+    __tablename__ = "engagement_levels"
+    __table_args__ = (UniqueConstraint("unit_id", "name"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    unit_id: Mapped[str] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    min_score: Mapped[int] = mapped_column(Integer)
+    max_score: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    color: Mapped[str] = mapped_column(String(7), default=DEFAULT_COLOR)
+    order: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class LevelHistory(Base):
+    """Every change to an OU's level table, with the whole table after it (for audit and revert)."""
+
+    __tablename__ = "level_history"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    unit_id: Mapped[str] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"), index=True)
+    actor: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    action: Mapped[str] = mapped_column(String(20))
+    snapshot: Mapped[list] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LeadLevelChange(Base):
+    """One lead moving between levels: the outbox the HubSpot and Slack integrations read."""
+
+    __tablename__ = "lead_level_changes"
+    __table_args__ = (Index("ix_lead_level_changes_unit_time", "unit_id", "changed_at"),)
+    id: Mapped[int] = mapped_column(BIGID, primary_key=True, autoincrement=True)
+    unit_id: Mapped[str] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"))
+    lead_pk: Mapped[int] = mapped_column(ForeignKey("leads.pk", ondelete="CASCADE"), index=True)
+    from_level_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    to_level_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    score: Mapped[int] = mapped_column(Integer)
+    cause: Mapped[str] = mapped_column(String(20))  # "score" or "reconfiguration"
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,57 @@
+"""Set-based rewrites of an OU's leads after configuration changes: primary score and level."""
+from __future__ import annotations
+
+from sqlalchemy import func, insert, literal, or_, select, update
+from sqlalchemy.orm import Session
+
+from models.base import UTCDateTime, utcnow
+from models.leads import Lead
+from models.levels import EngagementLevel, LeadLevelChange
+from models.scoring import LeadScore, Ruleset
+from models.sql import lock_unit_leads
+
+
+def _level_for_score():
+    """Correlated subquery: the level whose inclusive range holds leads.score."""
+    lv = EngagementLevel
+    return (
+        select(lv.id)
+        .where(lv.unit_id == Lead.unit_id, lv.min_score <= Lead.score, or_(lv.max_score.is_(None), Lead.score <= lv.max_score))
+        .order_by(lv.min_score)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def reclassify_unit(session: Session, unit_id: str, cause: str = "reconfiguration") -> int:
+    """Move every lead of the OU to the level its score now falls in; record each move. Returns moves."""
+    lock_unit_leads(session, unit_id)
+    now = utcnow()
+    new_level = _level_for_score()
+    moved = Lead.unit_id == unit_id, Lead.level_id.is_distinct_from(new_level)
+    session.execute(
+        insert(LeadLevelChange).from_select(
+            ["unit_id", "lead_pk", "from_level_id", "to_level_id", "score", "cause", "changed_at"],
+            select(literal(unit_id), Lead.pk, Lead.level_id, new_level, Lead.score, literal(cause), literal(now, UTCDateTime)).where(*moved),
+        )
+    )
+    result = session.execute(
+        update(Lead).where(*moved).values(level_id=new_level, level_changed_at=now).execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+def refresh_primary_scores(session: Session, unit_id: str) -> int:
+    """Copy the primary ruleset's score onto every lead (0 without a primary), then reclassify."""
+    lock_unit_leads(session, unit_id)
+    primary = session.execute(select(Ruleset.id).where(Ruleset.unit_id == unit_id, Ruleset.is_primary.is_(True))).scalar()
+    if primary is None:
+        score = literal(0)
+    else:
+        score = func.coalesce(
+            select(LeadScore.score).where(LeadScore.lead_pk == Lead.pk, LeadScore.ruleset_id == primary).scalar_subquery(), 0
+        )
+    session.execute(
+        update(Lead).where(Lead.unit_id == unit_id).values(score=score).execution_options(synchronize_session=False)
+    )
+    return reclassify_unit(session, unit_id)

@@ -1,0 +1,67 @@
+"""Rebuilding one ruleset's scores for a whole OU from stored events (publish, unpublish)."""
+from __future__ import annotations
+
+from itertools import groupby
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from models.base import utcnow
+from models.engine import EventSpec, score_events
+from models.events import SCORED, Event, ScoreDelta
+from models.reclassify import refresh_primary_scores
+from models.scoring import LeadScore, Rule, Ruleset
+from models.specs import ruleset_spec
+from models.sql import insert_for, lock_unit_leads
+from models.tenancy import OrgUnit
+
+CHUNK = 5000
+
+
+def clear_ruleset_scores(session: Session, ruleset: Ruleset) -> None:
+    session.execute(delete(ScoreDelta).where(ScoreDelta.ruleset_id == ruleset.id))
+    session.execute(delete(LeadScore).where(LeadScore.ruleset_id == ruleset.id))
+
+
+def rescore_ruleset(session: Session, ruleset: Ruleset) -> int:
+    """Replace the ruleset's scores with ones computed from every scored event; returns leads scored."""
+    unit_id = ruleset.unit_id
+    lock_unit_leads(session, unit_id)
+    clear_ruleset_scores(session, ruleset)
+    rules = session.execute(select(Rule).where(Rule.ruleset_id == ruleset.id)).scalars().all()
+    spec = ruleset_spec(ruleset, rules)
+    allow_negative = session.execute(select(OrgUnit.allow_negative_scores).where(OrgUnit.id == unit_id)).scalar()
+    rows = session.execute(
+        select(Event.id, Event.lead_pk, Event.event_type, Event.occurred_at)
+        .where(Event.unit_id == unit_id, Event.status == SCORED, Event.event_type.in_(list(spec.rules)))
+        .order_by(Event.lead_pk, Event.occurred_at, Event.id)
+        .execution_options(yield_per=CHUNK)
+    )
+    now = utcnow()
+    scores, deltas, leads = [], [], 0
+    for lead_pk, group in groupby(rows, key=lambda r: r.lead_pk):
+        after, lead_deltas = score_events(
+            (EventSpec(r.id, r.event_type, r.occurred_at) for r in group), [spec], {}, bool(allow_negative)
+        )
+        if spec.id in after:
+            leads += 1
+            scores.append(dict(lead_pk=lead_pk, ruleset_id=spec.id, unit_id=unit_id, score=after[spec.id], updated_at=now))
+        deltas += [
+            dict(event_id=d.event_id, ruleset_id=d.ruleset_id, lead_pk=lead_pk, rule_id=d.rule_id, delta=d.delta, score_after=d.score_after)
+            for d in lead_deltas
+        ]
+        if len(deltas) >= CHUNK:
+            _flush(session, scores, deltas)
+    _flush(session, scores, deltas)
+    if ruleset.is_primary:
+        refresh_primary_scores(session, unit_id)
+    return leads
+
+
+def _flush(session: Session, scores: list, deltas: list) -> None:
+    if scores:
+        session.execute(insert_for(session, LeadScore), scores)
+    if deltas:
+        session.execute(insert_for(session, ScoreDelta), deltas)
+    scores.clear()
+    deltas.clear()

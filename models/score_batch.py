@@ -1,0 +1,152 @@
+"""Scoring a batch of pending events: set-based reads, per-lead pure scoring, set-based writes."""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from sqlalchemy import delete, exists, select, true, update
+from sqlalchemy.orm import Session
+
+from models.base import utcnow
+from models.engine import EventSpec, primary_score, score_events
+from models.events import PENDING, SCORED, Event, ScoreDelta
+from models.leads import Lead
+from models.level_rules import classify
+from models.levels import LeadLevelChange
+from models.scoring import LeadScore
+from models.specs import load_contexts
+from models.sql import insert_for
+
+
+@dataclass
+class BatchResult:
+    events: int = 0
+    leads: int = 0
+    level_changes: int = 0
+    replays: int = 0
+
+
+def _partition(slot: int, slots: int):
+    """Leads are split among scoring slots so parallel jobs never contend for the same lead."""
+    return (Event.lead_pk % slots == slot) if slots > 1 else true()
+
+
+def has_pending(session: Session, slot: int = 0, slots: int = 1) -> bool:
+    return bool(session.execute(select(exists().where(Event.status == PENDING, _partition(slot, slots)))).scalar())
+
+
+def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int = 2000) -> BatchResult:
+    """Score up to ~limit pending events of this slot's leads in the caller's transaction."""
+    cand = select(Event.lead_pk).where(Event.status == PENDING, _partition(slot, slots)).order_by(Event.id).limit(limit)
+    lead_pks = sorted(set(session.execute(cand).scalars()))
+    if not lead_pks:
+        return BatchResult()
+    # Lock the leads (pk order, like every other writer) before reading config or scores.
+    leads = {
+        r.pk: r
+        for r in session.execute(
+            select(
+                Lead.pk, Lead.unit_id, Lead.score, Lead.level_id, Lead.last_event_at,
+                Lead.scored_through_at, Lead.scored_through_id,
+            )
+            .where(Lead.pk.in_(lead_pks))
+            .order_by(Lead.pk)
+            .with_for_update()
+        )
+    }
+    pending = session.execute(
+        select(Event.id, Event.lead_pk, Event.event_type, Event.occurred_at)
+        .where(Event.lead_pk.in_(list(leads)), Event.status == PENDING)
+        .order_by(Event.lead_pk, Event.occurred_at, Event.id)
+        .limit(limit * 4)
+    ).all()
+    if not pending:
+        return BatchResult()
+    by_lead: dict[int, list[EventSpec]] = defaultdict(list)
+    for e in pending:
+        by_lead[e.lead_pk].append(EventSpec(e.id, e.event_type, e.occurred_at))
+
+    replay = {pk for pk, evs in by_lead.items() if _arrives_late(leads[pk], evs[0])}
+    if replay:
+        for e in session.execute(
+            select(Event.id, Event.lead_pk, Event.event_type, Event.occurred_at)
+            .where(Event.lead_pk.in_(replay), Event.status == SCORED)
+        ):
+            by_lead[e.lead_pk].append(EventSpec(e.id, e.event_type, e.occurred_at))
+    current: dict[int, dict[str, int]] = defaultdict(dict)
+    incremental = [pk for pk in by_lead if pk not in replay]
+    if incremental:
+        for r in session.execute(
+            select(LeadScore.lead_pk, LeadScore.ruleset_id, LeadScore.score).where(LeadScore.lead_pk.in_(incremental))
+        ):
+            current[r.lead_pk][r.ruleset_id] = r.score
+
+    contexts = load_contexts(session, {leads[pk].unit_id for pk in by_lead})
+    now = utcnow()
+    score_rows, delta_rows, lead_rows, change_rows = [], [], [], []
+    for pk, evs in by_lead.items():
+        lead = leads[pk]
+        ctx = contexts[lead.unit_id]
+        before = current.get(pk, {})
+        after, deltas = score_events(evs, ctx.rulesets, before, ctx.allow_negative)
+        score_rows += [
+            dict(lead_pk=pk, ruleset_id=rs, unit_id=lead.unit_id, score=s, updated_at=now)
+            for rs, s in after.items()
+            if pk in replay or before.get(rs) != s
+        ]
+        delta_rows += [
+            dict(event_id=d.event_id, ruleset_id=d.ruleset_id, lead_pk=pk, rule_id=d.rule_id, delta=d.delta, score_after=d.score_after)
+            for d in deltas
+        ]
+        new_score = primary_score(after, ctx.primary_id)
+        level = classify(new_score, ctx.levels)
+        level_id = level.id if level else None
+        newest = max(evs, key=lambda e: e.order_key)
+        row = dict(
+            pk=pk, score=new_score, level_id=level_id, updated_at=now,
+            scored_through_at=newest.occurred_at, scored_through_id=newest.id,
+        )
+        if lead.last_event_at is None or newest.occurred_at >= lead.last_event_at:
+            row.update(last_event_at=newest.occurred_at, last_event_type=newest.event_type)
+        if level_id != lead.level_id:
+            row["level_changed_at"] = now
+            change_rows.append(
+                dict(unit_id=lead.unit_id, lead_pk=pk, from_level_id=lead.level_id, to_level_id=level_id,
+                     score=new_score, cause="score", changed_at=now)
+            )
+        lead_rows.append(row)
+
+    event_ids = [e.id for e in pending]
+    session.execute(update(Event).where(Event.id.in_(event_ids)).values(status=SCORED, scored_at=now))
+    if replay:
+        session.execute(delete(ScoreDelta).where(ScoreDelta.lead_pk.in_(replay)))
+        session.execute(delete(LeadScore).where(LeadScore.lead_pk.in_(replay)))
+    if delta_rows:
+        session.execute(insert_for(session, ScoreDelta), delta_rows)
+    if score_rows:
+        stmt = insert_for(session, LeadScore)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["lead_pk", "ruleset_id"],
+            set_={"score": stmt.excluded.score, "updated_at": stmt.excluded.updated_at},
+        )
+        session.execute(stmt, score_rows)
+    _update_leads(session, lead_rows)
+    if change_rows:
+        session.execute(insert_for(session, LeadLevelChange), change_rows)
+    return BatchResult(len(event_ids), len(lead_rows), len(change_rows), len(replay))
+
+
+def _update_leads(session: Session, rows: list[dict]) -> None:
+    """Bulk UPDATE by primary key, grouped by the set of columns each row carries."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[tuple(sorted(row))].append(row)
+    for group in groups.values():
+        session.execute(update(Lead), group)
+
+
+def _arrives_late(lead, first: EventSpec) -> bool:
+    """An event sorting before what was already applied means the floor must be replayed from the start."""
+    if lead.scored_through_at is None:
+        return False
+    return first.order_key < (lead.scored_through_at, lead.scored_through_id or 0)

@@ -1,0 +1,62 @@
+"""Loading an OU's configuration as the engine's plain specs, in one query per table."""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models.engine import RuleSpec, RulesetSpec
+from models.level_rules import LevelSpec
+from models.levels import EngagementLevel
+from models.scoring import PUBLISHED, Rule, Ruleset
+from models.tenancy import OrgUnit
+
+
+@dataclass
+class UnitContext:
+    unit_id: str
+    allow_negative: bool = False
+    primary_id: str | None = None
+    rulesets: list[RulesetSpec] = field(default_factory=list)
+    levels: list[LevelSpec] = field(default_factory=list)
+
+
+def ruleset_spec(rs: Ruleset, rules) -> RulesetSpec:
+    return RulesetSpec(
+        id=rs.id,
+        published=rs.status == PUBLISHED,
+        active=rs.active,
+        start_date=rs.start_date,
+        end_date=rs.end_date,
+        rules={r.event_type: RuleSpec(r.id, r.event_type, r.weight, r.active, r.start_at, r.end_at) for r in rules},
+    )
+
+
+def level_specs(session: Session, unit_id: str) -> list[LevelSpec]:
+    rows = session.execute(
+        select(EngagementLevel).where(EngagementLevel.unit_id == unit_id).order_by(EngagementLevel.min_score)
+    ).scalars()
+    return [LevelSpec(lv.id, lv.name, lv.min_score, lv.max_score) for lv in rows]
+
+
+def load_contexts(session: Session, unit_ids: set[str]) -> dict[str, UnitContext]:
+    """Everything scoring needs for these OUs; called after lead locks so it sees the latest config."""
+    ctx = {u: UnitContext(u) for u in unit_ids}
+    for unit in session.execute(select(OrgUnit).where(OrgUnit.id.in_(unit_ids))).scalars():
+        ctx[unit.id].allow_negative = unit.allow_negative_scores
+    rulesets = session.execute(select(Ruleset).where(Ruleset.unit_id.in_(unit_ids))).scalars().all()
+    rules_by_set = defaultdict(list)
+    for rule in session.execute(select(Rule).where(Rule.unit_id.in_(unit_ids))).scalars():
+        rules_by_set[rule.ruleset_id].append(rule)
+    for rs in rulesets:
+        if rs.is_primary:
+            ctx[rs.unit_id].primary_id = rs.id
+        if rs.status == PUBLISHED:
+            ctx[rs.unit_id].rulesets.append(ruleset_spec(rs, rules_by_set[rs.id]))
+    for lv in session.execute(
+        select(EngagementLevel).where(EngagementLevel.unit_id.in_(unit_ids)).order_by(EngagementLevel.min_score)
+    ).scalars():
+        ctx[lv.unit_id].levels.append(LevelSpec(lv.id, lv.name, lv.min_score, lv.max_score))
+    return ctx

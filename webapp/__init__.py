@@ -1,0 +1,63 @@
+"""Flask app factory: one blueprint per resource, JSON errors, auth resolved before every view."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, request
+from flask_smorest import Api
+
+from config import Settings
+from webapp import auth, errors, request_log
+from webapp.state import AppState, close_db
+
+JSON_TYPES = ("application/json",)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config.update(
+        API_TITLE="LeadPulse",
+        API_VERSION="1.0.0",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+        JSON_SORT_KEYS=False,
+    )
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app.extensions["leadpulse"] = AppState(settings)
+    api = Api(app, spec_kwargs={"components": {"securitySchemes": {
+        "basicAuth": {"type": "http", "scheme": "basic"},
+        "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+    }}})
+    errors.register(app)
+
+    from webapp.resources import all_blueprints
+
+    for blp in all_blueprints():
+        api.register_blueprint(blp)
+
+    app.before_request(require_json_body)
+    app.before_request(auth.load_principal)
+    app.teardown_appcontext(close_db)
+    request_log.install(app)
+    return app
+
+
+def require_json_body():
+    """A body that is not JSON on a JSON endpoint is a 415, not a confusing 'missing field'."""
+    if request.method not in ("POST", "PUT", "PATCH") or request.url_rule is None:
+        return
+    from flask import current_app
+
+    view = current_app.view_functions.get(request.endpoint)
+    if getattr(view, "_accepts_any_body", False):
+        return
+    has_body = (request.content_length or 0) > 0 or request.headers.get("Transfer-Encoding") == "chunked"
+    if has_body and not request.is_json:
+        raise errors.ApiError(
+            415, "unsupported_media_type", f"expected Content-Type application/json, got {request.mimetype or 'none'}"
+        )

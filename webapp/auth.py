@@ -1,0 +1,133 @@
+"""Who is calling: an API credential (Basic, bound to one OU) or a member (Bearer JWT + activeOu cookie)."""
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import jwt
+from flask import g, request
+from sqlalchemy import select
+
+from models.accounts import secret_matches
+from models.tenancy import ApiCredential, Member, Membership
+from webapp.errors import ApiError
+from webapp.state import db, state
+
+TOKEN_TTL = timedelta(hours=12)
+ACTIVE_OU_COOKIE = "activeOu"
+
+
+@dataclass(frozen=True)
+class Principal:
+    org_id: str
+    unit_id: str | None
+    member_id: str | None = None
+    credential_id: str | None = None
+
+    @property
+    def is_member(self) -> bool:
+        return self.member_id is not None
+
+
+def unauthorized(message: str) -> ApiError:
+    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": 'Basic realm="leadpulse", Bearer'})
+
+
+def issue_token(member: Member) -> str:
+    now = datetime.now(timezone.utc)
+    claims = {"sub": member.id, "org": member.org_id, "iat": now, "exp": now + TOKEN_TTL}
+    return jwt.encode(claims, state().secret_key, algorithm="HS256")
+
+
+def _from_basic(value: str) -> Principal:
+    try:
+        client_id, _, secret = base64.b64decode(value, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise unauthorized("malformed Basic credentials")
+    cred = db().execute(
+        select(ApiCredential.id, ApiCredential.org_id, ApiCredential.unit_id, ApiCredential.secret_hash).where(
+            ApiCredential.client_id == client_id
+        )
+    ).first()
+    if cred is None or not secret_matches(secret, cred.secret_hash):
+        raise unauthorized("invalid client credentials")
+    return Principal(org_id=cred.org_id, unit_id=cred.unit_id, credential_id=cred.id)
+
+
+def _from_bearer(token: str) -> Principal:
+    try:
+        claims = jwt.decode(token, state().secret_key, algorithms=["HS256"], options={"require": ["sub", "exp"]})
+    except jwt.ExpiredSignatureError:
+        raise unauthorized("token expired")
+    except jwt.PyJWTError:
+        raise unauthorized("invalid token")
+    member = db().execute(select(Member.id, Member.org_id).where(Member.id == claims["sub"])).first()
+    if member is None:
+        raise unauthorized("invalid token")
+    unit_id = request.cookies.get(ACTIVE_OU_COOKIE)
+    if unit_id and not is_member_of(member.id, unit_id):
+        unit_id = None  # a cookie naming an OU the member cannot see selects nothing
+    return Principal(org_id=member.org_id, unit_id=unit_id, member_id=member.id)
+
+
+def is_member_of(member_id: str, unit_id: str) -> bool:
+    return (
+        db().execute(select(Membership.unit_id).where(Membership.member_id == member_id, Membership.unit_id == unit_id)).first()
+        is not None
+    )
+
+
+def authenticate() -> Principal | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    scheme = scheme.lower()
+    if not header:
+        return None
+    if scheme == "basic" and value:
+        return _from_basic(value.strip())
+    if scheme == "bearer" and value:
+        return _from_bearer(value.strip())
+    raise unauthorized("unsupported Authorization scheme; use Basic client credentials or a Bearer token")
+
+
+def load_principal() -> None:
+    """before_request: resolve the caller once; views then ask for what they need."""
+    from flask import current_app
+
+    g.principal = None
+    if request.url_rule is None or request.endpoint.startswith(("api-docs.", "static")):
+        return  # 404/405 and the OpenAPI docs need no credentials
+    view = current_app.view_functions.get(request.endpoint)
+    if getattr(view, "_public", False) or getattr(getattr(view, "view_class", None), "_public", False):
+        return
+    principal = authenticate()
+    if principal is None:
+        raise unauthorized("authentication required")
+    g.principal = principal
+
+
+def public(view):
+    """Mark a view as reachable without credentials."""
+    view._public = True
+    return view
+
+
+def principal() -> Principal:
+    return g.principal
+
+
+def current_unit() -> str:
+    """The active OU, or a 400 that says how to pick one."""
+    p = g.principal
+    if p.unit_id is None:
+        raise ApiError(400, "no_active_ou", "no active organization unit: select one with POST /org-units/active")
+    return p.unit_id
+
+
+def require_member() -> Principal:
+    p = g.principal
+    if not p.is_member:
+        raise ApiError(403, "forbidden", "this operation needs a member login (Bearer token), not an API credential")
+    return p

@@ -1,0 +1,159 @@
+"""The `leadpulse` command: db upgrade, bootstrap, web, worker, dev."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger("leadpulse.cli")
+
+
+def alembic_config(settings: Settings):
+    from alembic.config import Config
+
+    cfg = Config(str(ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", settings.database_url.replace("%", "%%"))
+    return cfg
+
+
+def db_upgrade(settings: Settings) -> None:
+    from alembic import command
+
+    command.upgrade(alembic_config(settings), "head")
+
+
+def run_bootstrap(settings: Settings, org: str, unit: str, email: str | None, password: str | None) -> dict:
+    from models.accounts import bootstrap
+    from models.db import session_factory
+
+    with session_factory(settings.database_url)() as s, s.begin():
+        return bootstrap(s, org, unit, email, password)
+
+
+def bootstrap_on_first_start(settings: Settings) -> None:
+    """LEADPULSE_BOOTSTRAP=org/unit creates a tenant when the database has none, and prints it once."""
+    if not settings.bootstrap:
+        return
+    from sqlalchemy import func, select
+
+    from models.db import session_factory
+    from models.tenancy import Organization
+
+    org, sep, unit = settings.bootstrap.partition("/")
+    if not sep or not org.strip() or not unit.strip():
+        raise SystemExit("configuration error: LEADPULSE_BOOTSTRAP must look like 'org/unit'")
+    with session_factory(settings.database_url)() as s:
+        if s.execute(select(func.count()).select_from(Organization)).scalar():
+            return
+    out = run_bootstrap(settings, org.strip(), unit.strip(), None, None)
+    print("LeadPulse bootstrap credential (shown once):\n" + json.dumps(out), flush=True)
+
+
+def run_web(settings: Settings) -> None:
+    env = dict(os.environ)
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="leadpulse-metrics-"))
+    cmd = [
+        sys.executable, "-m", "gunicorn", "webapp.wsgi:app",
+        "--bind", f"{settings.host}:{settings.port}",
+        "--workers", str(settings.web_workers),
+        "--access-logfile", "-",
+        "--access-logformat", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms',
+    ]
+    os.execvpe(cmd[0], cmd, env)
+
+
+def run_worker(settings: Settings, burst: bool = False) -> None:
+    from redis import Redis
+    from rq import Queue, Worker
+
+    from models.db import session_factory
+    from worker.sweep import start_sweeper
+
+    redis = Redis.from_url(settings.redis_url)
+    queue = Queue(settings.queue_name, connection=redis)
+    stop = start_sweeper(
+        session_factory(settings.database_url), redis, settings.queue_name, settings.scoring_parallelism,
+        settings.sweep_interval_seconds,
+    )
+    try:
+        Worker([queue], connection=redis).work(with_scheduler=True, burst=burst, logging_level=settings.log_level)
+    finally:
+        stop.set()
+
+
+def run_dev(settings: Settings) -> None:
+    """Web, worker (with its scheduler and sweep) in one process group, for a first run."""
+    db_upgrade(settings)
+    bootstrap_on_first_start(settings)
+    exe = [sys.executable, "-m", "webapp.cli"]
+    procs = [subprocess.Popen(exe + ["worker"]), subprocess.Popen(exe + ["web"])]
+    print(f"LeadPulse is running at http://{settings.host}:{settings.port}/ (docs at /docs). Ctrl-C stops it.", flush=True)
+
+    def stop(*_):
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while all(p.poll() is None for p in procs):
+            try:
+                procs[0].wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop()
+        for p in procs:
+            p.wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="leadpulse", description="LeadPulse engagement scoring")
+    sub = parser.add_subparsers(dest="command", required=True)
+    db = sub.add_parser("db", help="database migrations")
+    db.add_argument("action", choices=["upgrade"])
+    boot = sub.add_parser("bootstrap", help="create an org, an OU and an API credential")
+    boot.add_argument("--org", required=True)
+    boot.add_argument("--unit", required=True)
+    boot.add_argument("--email")
+    boot.add_argument("--password")
+    sub.add_parser("web", help="serve the API with gunicorn on HOST:PORT")
+    wk = sub.add_parser("worker", help="RQ worker with its scheduler and the pending-event sweep")
+    wk.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    sub.add_parser("dev", help="migrate, then run web and worker together")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    if args.command == "db":
+        db_upgrade(settings)
+    elif args.command == "bootstrap":
+        if args.email and not args.password:
+            parser.error("--password is required with --email")
+        try:
+            print(json.dumps(run_bootstrap(settings, args.org, args.unit, args.email, args.password)))
+        except ValueError as exc:
+            raise SystemExit(f"bootstrap failed: {exc}")
+    elif args.command == "web":
+        bootstrap_on_first_start(settings)
+        run_web(settings)
+    elif args.command == "worker":
+        run_worker(settings, burst=args.burst)
+    elif args.command == "dev":
+        run_dev(settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""The one generic way to do OU-scoped CRUD, lookups and pagination, reused by every resource."""
+from __future__ import annotations
+
+from flask import jsonify
+from flask.views import MethodView
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from webapp.auth import current_unit, principal
+from webapp.errors import ApiError, not_found
+from webapp.state import db
+
+
+def scoped(model):
+    """SELECT model rows of the caller's OU only: the tenant boundary lives here."""
+    return select(model).where(model.unit_id == current_unit())
+
+
+def get_scoped(model, obj_id, label: str):
+    """Fetch by id within the caller's OU; another OU's object is indistinguishable from a missing one."""
+    obj = db().execute(scoped(model).where(model.id == obj_id)).scalar()
+    if obj is None:
+        raise not_found(label)
+    return obj
+
+
+def paginate(stmt, args: dict, *, dump, key: str, default_limit: int = 50, cap: int = 500, order_by=()):
+    """List semantics of API.md: with page/limit an envelope with total; without, the bare array (capped)."""
+    session = db()
+    total = session.execute(select(func.count()).select_from(stmt.order_by(None).subquery())).scalar()
+    stmt = stmt.order_by(*order_by) if order_by else stmt
+    if "page" in args or "limit" in args:
+        page, limit = args.get("page", 1), args.get("limit", default_limit)
+        rows = session.execute(stmt.offset((page - 1) * limit).limit(limit)).all()
+        return jsonify({key: dump(rows), "total": total, "page": page, "limit": limit})
+    rows = session.execute(stmt.limit(cap)).all()
+    resp = jsonify(dump(rows))
+    resp.headers["X-Total-Count"] = str(total)
+    return resp
+
+
+class Crud:
+    """Create/update/delete of one OU-scoped model, with hooks for a resource's own rules."""
+
+    model = None
+    label = "object"
+
+    def list_query(self):
+        return scoped(self.model)
+
+    def get(self, obj_id):
+        return get_scoped(self.model, obj_id, self.label)
+
+    def validate(self, session, obj, creating: bool) -> None:
+        """Raise ApiError when the object breaks a rule of its resource."""
+
+    def after_change(self, session, obj, action: str) -> None:
+        """Follow-up work in the same transaction (reclassify, rescore, history)."""
+
+    def conflict_message(self, obj) -> str:
+        return f"{self.label} conflicts with an existing one"
+
+    def create(self, data: dict):
+        p = principal()
+        obj = self.model(org_id=p.org_id, unit_id=current_unit(), **data)
+        return self._save(obj, creating=True)
+
+    def update(self, obj_id, data: dict):
+        obj = self.get(obj_id)
+        for key, value in data.items():
+            setattr(obj, key, value)
+        return self._save(obj, creating=False)
+
+    def delete(self, obj_id) -> None:
+        session = db()
+        obj = self.get(obj_id)
+        self.before_delete(session, obj)
+        session.delete(obj)
+        session.flush()
+        self.after_change(session, obj, "delete")
+        session.commit()
+
+    def before_delete(self, session, obj) -> None:
+        """Raise ApiError to refuse a delete."""
+
+    def _save(self, obj, creating: bool):
+        session = db()
+        try:
+            with session.no_autoflush:
+                self.validate(session, obj, creating)
+            session.add(obj)
+            session.flush()
+            self.after_change(session, obj, "create" if creating else "update")
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            raise ApiError(409, "conflict", self.conflict_message(obj))
+        except Exception:
+            session.rollback()
+            raise
+        return obj
+
+
+def register_crud(blp, crud: Crud, schema, collection: str, item: str, *, list_key: str | None = None,
+                  update_schema=None, list_args=None):
+    """Routes for GET/POST collection and PUT/DELETE item, documented from the same schemas."""
+    update_schema = update_schema or schema(partial=True)
+
+    @blp.route(collection)
+    class Collection(MethodView):
+        @blp.response(200, schema(many=True))
+        def get(self):
+            items = db().execute(crud.list_query()).scalars().all()
+            if list_key:
+                return jsonify({list_key: schema(many=True).dump(items)})
+            return items
+
+        @blp.arguments(schema)
+        @blp.response(201, schema)
+        def post(self, data):
+            return crud.create(data)
+
+    @blp.route(item)
+    class Item(MethodView):
+        @blp.response(200, schema)
+        def get(self, obj_id):
+            return crud.get(obj_id)
+
+        @blp.arguments(update_schema)
+        @blp.response(200, schema)
+        def put(self, data, obj_id):
+            return crud.update(obj_id, data)
+
+        @blp.response(204)
+        def delete(self, obj_id):
+            crud.delete(obj_id)
+
+    return Collection, Item

@@ -1,0 +1,91 @@
+"""JSON errors in the one shape API.md fixes, for every failure path including the framework's."""
+from __future__ import annotations
+
+import logging
+
+from flask import jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("leadpulse.errors")
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, details: dict | None = None, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.details, self.headers = details or {}, headers or {}
+
+
+def bad_request(message: str, field: str | None = None, code: str = "validation_error") -> ApiError:
+    return ApiError(400, code, message, {field: [message]} if field else None)
+
+
+def not_found(what: str) -> ApiError:
+    return ApiError(404, "not_found", f"{what} not found")
+
+
+def error_body(status: int, code: str, message: str, details: dict | None = None, headers: dict | None = None):
+    resp = jsonify({"error": {"code": code, "message": message, "details": details or {}}})
+    resp.status_code = status
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+def _flatten(messages, prefix="") -> dict:
+    """webargs nests errors by location and index; clients want field paths."""
+    out = {}
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            if key in ("json", "query", "form", "files", "headers", "view_args") and not prefix:
+                out.update(_flatten(value, ""))
+            else:
+                path = f"{prefix}.{key}" if prefix else str(key)
+                if isinstance(value, dict):
+                    out.update(_flatten(value, path))
+                else:
+                    out[path] = value if isinstance(value, list) else [value]
+    elif isinstance(messages, list):
+        out[prefix or "_schema"] = messages
+    return out
+
+
+def handle_http_exception(exc: HTTPException):
+    data = getattr(exc, "data", None) or {}
+    messages = data.get("messages") or data.get("errors")
+    if exc.code == 422 or (exc.code == 400 and messages):
+        details = _flatten(messages or {})
+        if details.get("_schema") == ["Invalid JSON body."] or details.get("json") == ["Invalid JSON body."]:
+            return error_body(400, "malformed_json", "request body is not valid JSON")
+        summary = "; ".join(f"{field}: {' '.join(map(str, msgs))}" for field, msgs in details.items())
+        return error_body(400, "validation_error", f"invalid input: {summary}", details)
+    code = HTTP_CODES.get(exc.code, "error")
+    message = data.get("message") or exc.description or exc.name
+    return error_body(exc.code or 500, code, message)
+
+
+def handle_api_error(exc: ApiError):
+    return error_body(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+
+def handle_unexpected(exc: Exception):
+    log.exception("unhandled error")
+    return error_body(500, "internal_error", "internal server error")
+
+
+def register(app) -> None:
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(ApiError, handle_api_error)
+    app.register_error_handler(Exception, handle_unexpected)

@@ -1,0 +1,16 @@
+"""Every resource blueprint, in the order they are registered."""
+
+
+def all_blueprints():
+    from webapp.resources import auth_routes, ingest, leads, levels, org_units, root, rulesets, secrets_routes
+
+    return [
+        root.blp,
+        auth_routes.blp,
+        org_units.blp,
+        secrets_routes.blp,
+        ingest.blp,
+        rulesets.blp,
+        leads.blp,
+        levels.blp,
+    ]

@@ -1,0 +1,59 @@
+"""Member login (JWT), profile, and cookie cleanup."""
+from __future__ import annotations
+
+from flask import jsonify, make_response
+from flask_smorest import Blueprint
+from marshmallow import fields, validate
+from sqlalchemy import select
+
+from models.accounts import password_matches
+from models.tenancy import Member
+from webapp.auth import ACTIVE_OU_COOKIE, issue_token, principal, public, require_member, unauthorized
+from webapp.schema_base import StrictSchema
+from webapp.state import db
+
+blp = Blueprint("auth", __name__, description="Authentication")
+
+
+class LoginSchema(StrictSchema):
+    email = fields.Email(required=True)
+    password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+
+
+class MeSchema(StrictSchema):
+    org_member_id = fields.String(attribute="id")
+    first_name = fields.String()
+    last_name = fields.String()
+    email = fields.String()
+    role = fields.String()
+    verified = fields.Boolean()
+    org_id = fields.String()
+    active_ou = fields.String(allow_none=True)
+
+
+@blp.route("/auth/login", methods=["POST"])
+@blp.arguments(LoginSchema)
+@public
+def login(data):
+    member = db().execute(select(Member).where(Member.email == data["email"].strip().lower())).scalar()
+    if not password_matches(data["password"], member.password_hash if member else None):
+        raise unauthorized("invalid email or password")
+    return jsonify({"token": issue_token(member), "token_type": "Bearer"})
+
+
+@blp.route("/auth/cleanup", methods=["POST"])
+@public
+def cleanup():
+    resp = make_response("", 204)
+    resp.delete_cookie(ACTIVE_OU_COOKIE)
+    return resp
+
+
+@blp.route("/me")
+@blp.response(200, MeSchema)
+def me():
+    p = require_member()
+    member = db().get(Member, p.member_id)
+    out = MeSchema().dump(member)
+    out["active_ou"] = principal().unit_id
+    return out

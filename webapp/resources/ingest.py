@@ -1,0 +1,112 @@
+"""POST /ingest (and /events): validate, commit the event, then wake scoring."""
+from __future__ import annotations
+
+import json
+
+from flask import request
+from flask_smorest import Blueprint
+from marshmallow import ValidationError, fields, validate, validates_schema
+
+from models.base import utcnow
+from models.ingest import IncomingEvent, ingest_event
+from models.leads import ALIAS_KINDS, normalize_alias
+from webapp import metrics
+from webapp.auth import current_unit, principal
+from webapp.errors import ApiError
+from webapp.schema_base import StrictSchema, UTCDateTime
+from webapp.state import db, state
+from worker.wakeup import try_kick
+
+blp = Blueprint("ingest", __name__, description="Event ingestion")
+
+RESERVED_TYPES = {"DECAY"}
+EVENT_TYPE = validate.And(
+    validate.Length(min=1, max=100),
+    validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.:\- ]*$", error="must be letters, digits, '_', '.', ':', '-' or spaces"),
+    validate.NoneOf(RESERVED_TYPES, error="is reserved for events LeadPulse creates itself"),
+)
+
+
+class AliasSchema(StrictSchema):
+    alias_kind = fields.String(required=True, validate=validate.OneOf(ALIAS_KINDS))
+    raw_value = fields.String(required=True, validate=validate.Length(min=1, max=320))
+
+
+class EventInSchema(StrictSchema):
+    lead_id = fields.String(validate=validate.Length(min=1, max=200))
+    aliases = fields.List(fields.Nested(AliasSchema), validate=validate.Length(max=20))
+    alias_kind = fields.String(validate=validate.OneOf(ALIAS_KINDS), metadata={"deprecated": True})
+    alias = fields.String(validate=validate.Length(min=1, max=320), metadata={"deprecated": True})
+    event_type = fields.String(required=True, validate=EVENT_TYPE)
+    timestamp = UTCDateTime()
+    metadata = fields.Dict(keys=fields.String())
+    event_id = fields.String(validate=validate.Length(min=1, max=200))
+
+    @validates_schema
+    def lead_identity(self, data, **_):
+        if ("alias" in data) != ("alias_kind" in data):
+            missing = "alias_kind" if "alias" in data else "alias"
+            raise ValidationError(f"{missing} is required with {'alias' if missing == 'alias_kind' else 'alias_kind'}", missing)
+        if not data.get("lead_id") and not data.get("aliases") and "alias" not in data:
+            raise ValidationError("lead_id or at least one entry in aliases is required", "lead_id")
+
+
+class IngestedSchema(StrictSchema):
+    message = fields.String()
+    event_id = fields.String()
+    lead_id = fields.String()
+    duplicate = fields.Boolean()
+    metadata = fields.Dict()
+
+
+def to_incoming(data: dict, header_key: str | None, max_metadata: int) -> IncomingEvent:
+    """Turn a validated body into the model's input; size and key checks that need the whole body."""
+    metadata = data.get("metadata") or {}
+    if len(json.dumps(metadata, separators=(",", ":"))) > max_metadata:
+        raise ApiError(413, "payload_too_large", f"metadata exceeds {max_metadata // 1024} KB", {"metadata": ["too large"]})
+    key = data.get("event_id")
+    if key and header_key and key != header_key:
+        raise ApiError(400, "validation_error", "event_id and the Idempotency-Key header disagree",
+                       {"event_id": ["differs from Idempotency-Key header"]})
+    if header_key is not None and not 1 <= len(header_key) <= 200:
+        raise ApiError(400, "validation_error", "Idempotency-Key must be 1-200 characters", {"Idempotency-Key": ["bad length"]})
+    aliases = [(a["alias_kind"], a["raw_value"]) for a in data.get("aliases", [])]
+    if "alias" in data:
+        aliases.append((data["alias_kind"], data["alias"]))
+    normalized = list(dict.fromkeys((kind, normalize_alias(kind, raw)) for kind, raw in aliases))
+    if any(not value for _, value in normalized):
+        raise ApiError(400, "validation_error", "an alias value is empty after trimming", {"aliases": ["empty value"]})
+    return IncomingEvent(
+        event_type=data["event_type"],
+        occurred_at=data.get("timestamp") or utcnow(),
+        metadata=metadata,
+        lead_id=data.get("lead_id"),
+        aliases=normalized,
+        idempotency_key=key or header_key,
+    )
+
+
+@blp.route("/ingest", methods=["POST"])
+@blp.route("/events", methods=["POST"], endpoint="events_alias")
+@blp.arguments(EventInSchema)
+@blp.response(202, IngestedSchema)
+def ingest(data):
+    p = principal()
+    unit_id = current_unit()
+    app_state = state()
+    incoming = to_incoming(data, request.headers.get("Idempotency-Key"), app_state.settings.max_metadata_bytes)
+    session = db()
+    result = ingest_event(session, p.org_id, unit_id, incoming)
+    session.commit()
+    if result.duplicate:
+        metrics.EVENTS_DUPLICATE.inc()
+    else:
+        metrics.EVENTS_INGESTED.inc()
+        try_kick(app_state)
+    return {
+        "message": "duplicate event ignored" if result.duplicate else "event ingested",
+        "event_id": str(result.event_id),
+        "lead_id": result.lead_id,
+        "duplicate": result.duplicate,
+        "metadata": incoming.metadata,
+    }

@@ -1,0 +1,86 @@
+"""Organization units: list, create, rename, and pick the active one (activeOu cookie)."""
+from __future__ import annotations
+
+from flask import jsonify
+from flask_smorest import Blueprint
+from marshmallow import fields, validate
+from sqlalchemy import select
+
+from models.accounts import create_unit, unique_slug
+from models.tenancy import Membership, Organization, OrgUnit
+from webapp.auth import ACTIVE_OU_COOKIE, is_member_of, require_member
+from webapp.errors import not_found
+from webapp.schema_base import StrictSchema, UTCDateTime
+from webapp.state import db
+
+blp = Blueprint("org_units", __name__, description="Organization units")
+
+
+class UnitInSchema(StrictSchema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+class UnitSchema(StrictSchema):
+    unit_id = fields.String(attribute="id")
+    name = fields.String()
+    slug = fields.String()
+    created_at = UTCDateTime()
+
+
+class ActiveSchema(StrictSchema):
+    ouId = fields.String(required=True, validate=validate.Length(min=1, max=36))
+
+
+def _member_unit(member_id: str, unit_id: str) -> OrgUnit:
+    """An OU the member belongs to; any other id is a 404."""
+    unit = db().get(OrgUnit, unit_id)
+    if unit is None or not is_member_of(member_id, unit_id):
+        raise not_found("organization unit")
+    return unit
+
+
+@blp.route("/org-units", methods=["GET"])
+def list_units():
+    p = require_member()
+    session = db()
+    units = session.execute(
+        select(OrgUnit).join(Membership, Membership.unit_id == OrgUnit.id).where(Membership.member_id == p.member_id).order_by(OrgUnit.created_at)
+    ).scalars()
+    org = session.get(Organization, p.org_id)
+    return jsonify({"units": UnitSchema(many=True).dump(units), "organization": {"org_id": org.id, "name": org.name}})
+
+
+@blp.route("/org-units", methods=["POST"])
+@blp.arguments(UnitInSchema)
+@blp.response(201, UnitSchema)
+def create(data):
+    p = require_member()
+    session = db()
+    unit = create_unit(session, p.org_id, data["name"].strip())
+    session.add(Membership(member_id=p.member_id, unit_id=unit.id, role="Owner"))
+    session.commit()
+    return unit
+
+
+@blp.route("/org-units/<unit_id>", methods=["PUT"])
+@blp.arguments(UnitInSchema)
+@blp.response(200, UnitSchema)
+def rename(data, unit_id):
+    p = require_member()
+    session = db()
+    unit = _member_unit(p.member_id, unit_id)
+    unit.name = data["name"].strip()
+    unit.slug = unique_slug(session, unit.org_id, unit.name, exclude_id=unit.id)
+    session.commit()
+    return unit
+
+
+@blp.route("/org-units/active", methods=["POST"])
+@blp.arguments(ActiveSchema)
+def activate(data):
+    p = require_member()
+    unit = _member_unit(p.member_id, data["ouId"])
+    resp = jsonify({"active_ou": unit.id, "name": unit.name})
+    resp.headers["X-OU-ID"] = unit.id
+    resp.set_cookie(ACTIVE_OU_COOKIE, unit.id, httponly=True, samesite="Lax", max_age=30 * 24 * 3600)
+    return resp

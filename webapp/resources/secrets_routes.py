@@ -1,0 +1,58 @@
+"""API credentials of the active OU, managed by members: the secret is shown once and stored hashed."""
+from __future__ import annotations
+
+from flask_smorest import Blueprint
+from marshmallow import fields, validate
+
+from models.accounts import create_credential
+from models.tenancy import ApiCredential
+from webapp.auth import current_unit, require_member
+from webapp.crud import get_scoped, scoped
+from webapp.schema_base import StrictSchema, UTCDateTime
+from webapp.state import db
+
+blp = Blueprint("secrets", __name__, description="API credentials")
+
+
+class SecretInSchema(StrictSchema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=50))
+
+
+class SecretSchema(StrictSchema):
+    secret_id = fields.String(attribute="id")
+    client_id = fields.String()
+    name = fields.String()
+    created_at = UTCDateTime()
+
+
+class NewSecretSchema(SecretSchema):
+    client_secret = fields.String()
+
+
+@blp.route("/secrets", methods=["GET"])
+@blp.response(200, SecretSchema(many=True))
+def list_secrets():
+    require_member()
+    return db().execute(scoped(ApiCredential).order_by(ApiCredential.created_at)).scalars().all()
+
+
+@blp.route("/secrets", methods=["POST"])
+@blp.arguments(SecretInSchema)
+@blp.response(201, NewSecretSchema)
+def create(data):
+    p = require_member()
+    session = db()
+    cred, secret = create_credential(session, p.org_id, current_unit(), data["name"].strip(), created_by=p.member_id)
+    session.commit()
+    out = NewSecretSchema().dump(cred)
+    out["client_secret"] = secret
+    return out
+
+
+@blp.route("/secrets/<secret_id>", methods=["DELETE"])
+@blp.response(204)
+def delete(secret_id):
+    require_member()
+    session = db()
+    session.delete(get_scoped(ApiCredential, secret_id, "credential"))
+    session.commit()

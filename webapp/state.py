@@ -1,0 +1,69 @@
+"""Per-app runtime state: settings, session factory, Redis, and the lazily loaded secret key."""
+from __future__ import annotations
+
+import secrets
+import threading
+from functools import cached_property
+
+from flask import current_app, g
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+from config import Settings
+from models.db import session_factory
+from models.tenancy import InstanceSetting
+
+
+class AppState:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.Session = session_factory(settings.database_url)
+        self._lock = threading.Lock()
+        self._secret: str | None = settings.secret_key
+
+    @cached_property
+    def redis(self):
+        from redis import Redis
+
+        return Redis.from_url(self.settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+
+    @property
+    def secret_key(self) -> str:
+        """SECRET_KEY from the environment, else generated once and stored for every process."""
+        if self._secret is None:
+            with self._lock:
+                if self._secret is None:
+                    self._secret = load_or_create_secret(self.Session)
+        return self._secret
+
+
+def load_or_create_secret(Session) -> str:
+    try:
+        with Session() as s, s.begin():
+            value = s.execute(select(InstanceSetting.value).where(InstanceSetting.key == "secret_key")).scalar()
+            if value:
+                return value
+            s.add(InstanceSetting(key="secret_key", value=secrets.token_urlsafe(48)))
+    except IntegrityError:
+        pass  # another process stored one first
+    except (OperationalError, ProgrammingError) as exc:
+        raise RuntimeError("the database is not migrated: run `leadpulse db upgrade`") from exc
+    with Session() as s:
+        return s.execute(select(InstanceSetting.value).where(InstanceSetting.key == "secret_key")).scalar_one()
+
+
+def state() -> AppState:
+    return current_app.extensions["leadpulse"]
+
+
+def db():
+    """The request's session, opened on first use and closed at teardown."""
+    if "db" not in g:
+        g.db = state().Session()
+    return g.db
+
+
+def close_db(_exc=None) -> None:
+    session = g.pop("db", None)
+    if session is not None:
+        session.close()

@@ -1,0 +1,1 @@
+"""RQ queues, thin jobs and the periodic sweep."""

@@ -1,0 +1,67 @@
+"""RQ jobs: thin wrappers that take plain values and call the model layer."""
+from __future__ import annotations
+
+import logging
+import time
+
+from rq import get_current_job
+from sqlalchemy.exc import OperationalError
+
+from config import Settings
+from models.db import session_factory
+from models.score_batch import has_pending, score_pending
+from worker.wakeup import FLAG_TTL, flag_key, kick_scoring
+
+log = logging.getLogger("leadpulse.jobs")
+
+MAX_RUN_SECONDS = 60  # then hand over to a fresh job so one slot never pins a worker
+RETRIES = 5
+
+
+def _score_once(Session, slot: int, slots: int, limit: int):
+    """One batch in one transaction; deadlock or serialization failures are retried, not lost."""
+    for attempt in range(RETRIES):
+        try:
+            with Session() as s, s.begin():
+                return score_pending(s, slot=slot, slots=slots, limit=limit)
+        except OperationalError as exc:
+            if attempt == RETRIES - 1:
+                raise
+            log.warning("scoring batch retry %d after %s", attempt + 1, exc.orig.__class__.__name__)
+            time.sleep(0.05 * (attempt + 1))
+
+
+def score_slot(slot: int, slots: int) -> int:
+    """Score pending events of one lead partition until none are left; returns events scored."""
+    settings = Settings.from_env()
+    Session = session_factory(settings.database_url)
+    redis = get_current_job().connection
+    key = flag_key(slot)
+    deadline = time.monotonic() + MAX_RUN_SECONDS
+    total = 0
+    while True:
+        result = _score_once(Session, slot, slots, settings.score_batch_size)
+        total += result.events
+        redis.expire(key, FLAG_TTL)
+        if result.events == 0:
+            # Release, then look again: an event committed before the release is seen here,
+            # one committed after it finds the flag free and enqueues a new job.
+            redis.delete(key)
+            with Session() as s:
+                if not has_pending(s, slot, slots):
+                    break
+            if not redis.set(key, 1, nx=True, ex=FLAG_TTL):
+                break
+        elif time.monotonic() > deadline:
+            redis.delete(key)
+            kick_scoring(redis, settings.queue_name, slots, only=[slot])
+            break
+    log.info("slot %d/%d scored %d events", slot, slots, total)
+    return total
+
+
+def release_slot_on_failure(job, connection, exc_type, exc_value, tb):
+    """A failed scoring job frees its slot at once so the next ingest or sweep can retry."""
+    slot = job.args[0] if job.args else 0
+    connection.delete(flag_key(slot))
+    log.error("scoring slot %s failed: %s", slot, exc_value)

@@ -1,0 +1,48 @@
+"""Waking scoring without one job per event: a Redis flag per scoring slot, set at most once."""
+from __future__ import annotations
+
+import logging
+
+from rq import Callback, Queue
+
+log = logging.getLogger("leadpulse.wakeup")
+
+FLAG_TTL = 120  # seconds; a running job refreshes it, a dead one lets it lapse so the sweep can re-kick
+JOB_TIMEOUT = 300
+RESULT_TTL = 60
+FAILURE_TTL = 7 * 24 * 3600
+
+
+def flag_key(slot: int) -> str:
+    return f"leadpulse:score:slot:{slot}"
+
+
+def kick_scoring(redis, queue_name: str, slots: int, only: list[int] | None = None) -> list[int]:
+    """Enqueue a scoring job for each slot that has none running or queued; returns the slots kicked."""
+    wanted = list(range(slots)) if only is None else only
+    pipe = redis.pipeline(transaction=False)
+    for slot in wanted:
+        pipe.set(flag_key(slot), 1, nx=True, ex=FLAG_TTL)
+    acquired = [slot for slot, ok in zip(wanted, pipe.execute()) if ok]
+    if acquired:
+        queue = Queue(queue_name, connection=redis)
+        for slot in acquired:
+            queue.enqueue(
+                "worker.jobs.score_slot",
+                slot,
+                slots,
+                job_timeout=JOB_TIMEOUT,
+                result_ttl=RESULT_TTL,
+                failure_ttl=FAILURE_TTL,
+                on_failure=Callback("worker.jobs.release_slot_on_failure"),
+                description=f"score pending events, slot {slot}/{slots}",
+            )
+    return acquired
+
+
+def try_kick(app_state) -> None:
+    """After an event is committed: wake scoring if Redis is up; the sweep covers it if not."""
+    try:
+        kick_scoring(app_state.redis, app_state.settings.queue_name, app_state.settings.scoring_parallelism)
+    except Exception as exc:  # Redis down: the event is safe in the database
+        log.warning("could not wake scoring (%s); the sweep will pick the event up", exc.__class__.__name__)
