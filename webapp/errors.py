@@ -69,6 +69,8 @@ def handle_http_exception(exc: HTTPException):
         details = _flatten(messages or {})
         if details.get("_schema") == ["Invalid JSON body."] or details.get("json") == ["Invalid JSON body."]:
             return error_body(400, "malformed_json", "request body is not valid JSON")
+        if details.get("_schema") == ["Invalid input type."]:
+            return error_body(400, "validation_error", "request body must be a JSON object", {"body": ["must be a JSON object"]})
         summary = "; ".join(f"{field}: {' '.join(map(str, msgs))}" for field, msgs in details.items())
         return error_body(400, "validation_error", f"invalid input: {summary}", details)
     code = HTTP_CODES.get(exc.code, "error")

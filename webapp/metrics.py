@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+
+disable_created_metrics()
 
 EVENTS_INGESTED = Counter("events_ingested_total", "Total number of events ingested (accepted).")
 EVENTS_DUPLICATE = Counter("events_duplicate_total", "Events answered as duplicates of an idempotency key.")

@@ -1,0 +1,56 @@
+# LeadPulse: `make run` starts it on the embedded default, `make test` runs the whole suite.
+VENV    ?= .venv
+PYTHON  ?= python3
+BIN     := $(VENV)/bin
+PORT    ?= 8000
+HOST    ?= 127.0.0.1
+REDIS_URL ?= redis://127.0.0.1:6379/0
+PG_HOST ?= 127.0.0.1
+PG_PORT ?= 5432
+
+.PHONY: run test install services redis postgres bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# Start Redis / PostgreSQL when installed but stopped; say clearly what is missing otherwise.
+redis:
+	@if ! $(BIN)/python -c "import redis,sys; redis.Redis(host='127.0.0.1', port=6379, socket_connect_timeout=1).ping()" 2>/dev/null; then \
+	  if command -v redis-server >/dev/null; then \
+	    echo "starting redis-server"; mkdir -p /tmp/leadpulse-redis; \
+	    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no --dir /tmp/leadpulse-redis --logfile /tmp/leadpulse-redis/redis.log; \
+	  else echo "Redis is not running on 127.0.0.1:6379 and redis-server is not installed (apt-get install redis-server)"; exit 1; fi; \
+	  for i in $$(seq 1 50); do $(BIN)/python -c "import redis; redis.Redis(host='127.0.0.1', port=6379).ping()" 2>/dev/null && exit 0; sleep 0.1; done; \
+	  echo "Redis did not come up on 127.0.0.1:6379"; exit 1; \
+	fi
+
+postgres:
+	@if ! $(BIN)/python -c "import psycopg; psycopg.connect('host=$(PG_HOST) port=$(PG_PORT) user=postgres dbname=postgres', connect_timeout=2).close()" 2>/dev/null; then \
+	  if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then \
+	    echo "starting PostgreSQL"; pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -1) main start || true; \
+	  else echo "PostgreSQL is not answering on $(PG_HOST):$(PG_PORT) and no local cluster is installed (apt-get install postgresql)"; exit 1; fi; \
+	  for i in $$(seq 1 100); do $(BIN)/python -c "import psycopg; psycopg.connect('host=$(PG_HOST) port=$(PG_PORT) user=postgres dbname=postgres').close()" 2>/dev/null && exit 0; sleep 0.2; done; \
+	  echo "PostgreSQL did not come up on $(PG_HOST):$(PG_PORT)"; exit 1; \
+	fi
+
+services: install redis postgres
+
+run: install redis
+	@echo "LeadPulse on http://$(HOST):$(PORT)/ (SQLite file leadpulse.db unless DATABASE_URL is set)"
+	@echo "Get an API credential in another terminal:  $(BIN)/leadpulse bootstrap --org Acme --unit Main"
+	HOST=$(HOST) PORT=$(PORT) REDIS_URL=$(REDIS_URL) $(BIN)/leadpulse dev
+
+test: services
+	$(BIN)/python -m pytest
+
+bench: services
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/scoring.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

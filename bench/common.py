@@ -1,0 +1,226 @@
+"""Helpers shared by the benchmarks: fresh databases, real CLI calls, process trees, tables, machine facts."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+VENV_BIN = Path(sys.executable).parent
+LEADPULSE = str(VENV_BIN / "leadpulse")
+PG_BASE = os.environ.get("BENCH_PG_BASE", "postgresql+psycopg://postgres@127.0.0.1:5432")
+REDIS_BASE = os.environ.get("BENCH_REDIS_BASE", "redis://127.0.0.1:6379")
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def database_url(name: str) -> str:
+    return f"{PG_BASE}/{name}"
+
+
+def libpq_dsn(name: str) -> str:
+    """The same server as PG_BASE in psycopg's own spelling (for COPY and admin statements)."""
+    return PG_BASE.replace("postgresql+psycopg://", "postgresql://") + f"/{name}"
+
+
+def recreate_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(libpq_dsn("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(libpq_dsn("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def app_env(db_name: str, redis_db: int, queue: str, **extra) -> dict:
+    """The environment every LeadPulse process of a benchmark gets (names are the app's contract)."""
+    env = dict(os.environ)
+    for k in ("LEADPULSE_BOOTSTRAP", "SECRET_KEY", "HUBSPOT_ACCESS_TOKEN", "SLACK_BOT_TOKEN", "PROMETHEUS_MULTIPROC_DIR"):
+        env.pop(k, None)
+    env.update(
+        DATABASE_URL=database_url(db_name),
+        REDIS_URL=f"{REDIS_BASE}/{redis_db}",
+        LEADPULSE_QUEUE=queue,
+        LOG_LEVEL="WARNING",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def migrate_and_bootstrap(env: dict, org: str = "Bench", unit: str = "Main") -> dict:
+    """`leadpulse db upgrade` then `leadpulse bootstrap`, exactly as an installer runs them."""
+    subprocess.run([LEADPULSE, "db", "upgrade"], env=env, cwd=ROOT, check=True, capture_output=True)
+    out = subprocess.run(
+        [LEADPULSE, "bootstrap", "--org", org, "--unit", unit], env=env, cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def flush_redis(redis_db: int) -> None:
+    from redis import Redis
+
+    Redis.from_url(f"{REDIS_BASE}/{redis_db}").flushdb()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(cmd: list[str], env: dict, log_path: Path) -> subprocess.Popen:
+    """Start a process in its own session so it (and only it) can be stopped as a group later."""
+    fh = open(log_path, "wb")
+    return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen, sig=signal.SIGTERM, timeout: float = 15.0) -> None:
+    """Signal the process group we started, wait, and escalate to SIGKILL if it will not go."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=5)
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 30.0, log_path: Path | None = None) -> None:
+    """Poll until the server answers (any HTTP status); fail fast if the server process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-3000:] if log_path else ""
+            raise SystemExit(f"server exited with {proc.returncode} before answering {url}\n{tail}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                r.read()
+                return
+        except urllib.error.HTTPError:
+            return
+        except (urllib.error.URLError, ConnectionError, socket.timeout):
+            time.sleep(0.05)
+    raise SystemExit(f"{url} did not answer within {timeout:.0f}s")
+
+
+# --- /proc helpers -------------------------------------------------------------------------------
+
+def children_of(pid: int) -> list[int]:
+    """Direct and indirect children, via /proc/<pid>/task/*/children."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    kids = [int(x) for x in fh.read().split()]
+                out += kids
+                todo += kids
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            pass
+    return out
+
+
+def status_kb(pid: int, field: str) -> int:
+    """VmRSS / VmHWM of one process in kB (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
+
+
+def pss_kb(pid: int) -> int:
+    """Proportional set size: shared copy-on-write pages of a forked child counted once across the tree."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime+stime of one process plus its reaped children."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        ticks = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+        return ticks / os.sysconf("SC_CLK_TCK")
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    return cpu_seconds(pid) + sum(cpu_seconds(c) for c in children_of(pid))
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine from /proc/stat."""
+    with open("/proc/stat") as fh:
+        vals = [int(x) for x in fh.readline().split()[1:]]
+    idle = vals[3] + vals[4]
+    total = sum(vals[:8])
+    return total - idle, total
+
+
+# --- output --------------------------------------------------------------------------------------
+
+def table(headers: list[str], rows: list[list]) -> str:
+    cells = [headers] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    line = lambda r: "| " + " | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) + " |"
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(cells[0]), sep] + [line(r) for r in cells[1:]])
+
+
+def machine_facts() -> dict:
+    import psycopg
+    from redis import Redis
+
+    with open("/proc/meminfo") as fh:
+        mem = next(line.split()[1] for line in fh if line.startswith("MemTotal:"))
+    with psycopg.connect(libpq_dsn("postgres")) as conn:
+        pg = conn.execute("SHOW server_version").fetchone()[0]
+    redis_v = Redis.from_url(f"{REDIS_BASE}/0").info("server")["redis_version"]
+    return {
+        "uname": " ".join(platform.uname()),
+        "nproc": os.cpu_count(),
+        "mem_gib": round(int(mem) / 1024 / 1024, 1),
+        "postgresql": pg,
+        "redis": redis_v,
+        "python": platform.python_version(),
+    }

@@ -1,0 +1,42 @@
+"""Shared test steps: configure an OU through the API the way a user would."""
+from __future__ import annotations
+
+REFERENCE_LEVELS = [
+    {"name": "Cold", "min_score": 0, "max_score": 24, "color": "#94a3b8", "order": 1},
+    {"name": "Warm", "min_score": 25, "max_score": 49, "color": "#fbbf24", "order": 2},
+    {"name": "Hot", "min_score": 50, "max_score": 74, "color": "#f97316", "order": 3},
+    {"name": "Very Hot", "min_score": 75, "max_score": None, "color": "#ef4444", "order": 4},
+]
+
+
+def create_levels(api, levels=REFERENCE_LEVELS) -> dict[str, str]:
+    ids = {}
+    for level in levels:
+        r = api.post("/engagement-levels", json=level)
+        assert r.status_code == 201, r.json
+        ids[level["name"]] = r.json["id"]
+    return ids
+
+
+def published_ruleset(api, weights: dict[str, int], name="Engagement", primary=True) -> str:
+    r = api.post("/rulesets", json={"name": name, "is_primary": primary})
+    assert r.status_code == 201, r.json
+    rs = r.json["ruleset_id"]
+    for event_type, weight in weights.items():
+        r = api.post("/rules", json={"ruleset_id": rs, "event_type": event_type, "weight": weight})
+        assert r.status_code == 201, r.json
+    r = api.post(f"/rulesets/{rs}/publish")
+    assert r.status_code == 200, r.json
+    return rs
+
+
+def ingest(api, lead_id, event_type, **extra):
+    r = api.post("/ingest", json={"lead_id": lead_id, "event_type": event_type, **extra})
+    assert r.status_code == 202, r.json
+    return r.json
+
+
+def leads_by_id(api, **params) -> dict[str, dict]:
+    r = api.get("/leads", query_string=params)
+    assert r.status_code == 200, r.json
+    return {lead["lead_id"]: lead for lead in r.json}

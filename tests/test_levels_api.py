@@ -1,0 +1,140 @@
+"""Engagement levels as the reference: the worked example end to end, validation, reclassification."""
+from sqlalchemy import select
+
+from models.levels import LeadLevelChange, LevelHistory
+from tests.helpers import REFERENCE_LEVELS, create_levels, ingest, leads_by_id, published_ruleset
+
+
+def level_names(api):
+    return {lid: (lead["level"] or {}).get("name") for lid, lead in leads_by_id(api).items()}
+
+
+def test_reference_worked_example_end_to_end(api, run_worker):
+    ids = create_levels(api)
+    published_ruleset(api, {"page_view": 5, "email_open": 10, "demo_request": 30})
+    # 20, 35, 65 and 90 points through ingested events
+    plan = {
+        "lead_20": ["email_open", "page_view", "page_view"],
+        "lead_35": ["demo_request", "page_view"],
+        "lead_65": ["demo_request", "demo_request", "page_view"],
+        "lead_90": ["demo_request", "demo_request", "demo_request"],
+    }
+    for lead, events in plan.items():
+        for et in events:
+            ingest(api, lead, et)
+    run_worker()
+    leads = leads_by_id(api)
+    assert {k: v["score"] for k, v in leads.items()} == {"lead_20": 20, "lead_35": 35, "lead_65": 65, "lead_90": 90}
+    assert level_names(api) == {"lead_20": "Cold", "lead_35": "Warm", "lead_65": "Hot", "lead_90": "Very Hot"}
+    assert leads["lead_65"]["level"] == {"id": ids["Hot"], "name": "Hot", "color": "#f97316"}
+
+    # Changing the Hot range moves the leads at once: Warm shrinks to 25-29, Hot becomes 30-74.
+    r = api.put(f"/engagement-levels/{ids['Warm']}", json={"max_score": 29})
+    assert r.status_code == 200, r.json
+    r = api.put(f"/engagement-levels/{ids['Hot']}", json={"min_score": 30})
+    assert r.status_code == 200, r.json
+    assert level_names(api) == {"lead_20": "Cold", "lead_35": "Hot", "lead_65": "Hot", "lead_90": "Very Hot"}
+    # and narrowing Hot to 30-60 leaves lead_65 unclassified
+    r = api.put(f"/engagement-levels/{ids['Hot']}", json={"max_score": 60})
+    assert r.status_code == 200
+    assert level_names(api)["lead_65"] is None
+    assert leads_by_id(api, level="none").keys() == {"lead_65"}
+    assert leads_by_id(api, level="hot").keys() == {"lead_35"}
+
+
+def test_level_changes_are_recorded_with_time_and_cause(api, app, run_worker, tenant):
+    ids = create_levels(api)
+    published_ruleset(api, {"demo_request": 30})
+    ingest(api, "l1", "demo_request")
+    run_worker()
+    ingest(api, "l1", "demo_request")
+    run_worker()
+    api.put(f"/engagement-levels/{ids['Hot']}", json={"max_score": 59})
+    api.put(f"/engagement-levels/{ids['Very Hot']}", json={"min_score": 60})
+    with app.extensions["leadpulse"].Session() as s:
+        changes = s.execute(select(LeadLevelChange).order_by(LeadLevelChange.id)).scalars().all()
+        history = s.execute(select(LevelHistory).order_by(LevelHistory.created_at)).scalars().all()
+    moves = [(c.from_level_id, c.to_level_id, c.score, c.cause) for c in changes]
+    assert moves == [
+        (None, ids["Warm"], 30, "score"),
+        (ids["Warm"], ids["Hot"], 60, "score"),
+        (ids["Hot"], None, 60, "reconfiguration"),  # Hot now ends at 59
+        (None, ids["Very Hot"], 60, "reconfiguration"),  # Very Hot now starts at 60
+    ]
+    assert all(c.changed_at is not None for c in changes)
+    assert [(h.action, len(h.snapshot)) for h in history] == [("create", n) for n in (1, 2, 3, 4)] + [("update", 4)] * 2
+    assert {lv["name"]: lv["max_score"] for lv in history[-1].snapshot}["Hot"] == 59
+
+
+def test_list_shape_order_and_defaults(api):
+    r = api.post("/engagement-levels", json={"name": "Very Hot", "min_score": 75, "max_score": None, "order": 4})
+    assert r.status_code == 201
+    body = r.json
+    assert body["color"] == "#64748b"  # default color
+    assert body["created_at"].endswith("Z")
+    r = api.post("/engagement-levels", json={"name": "Cold", "min_score": 0, "max_score": 24})
+    assert r.json["order"] == 5  # appended after the highest order
+    r = api.get("/engagement-levels")
+    assert r.status_code == 200
+    assert [lv["name"] for lv in r.json["levels"]] == ["Very Hot", "Cold"]
+    assert set(r.json["levels"][0]) >= {"id", "name", "min_score", "max_score", "color", "order"}
+
+
+def test_overlap_bad_color_duplicate_and_last_level(api):
+    ids = create_levels(api)
+    r = api.post("/engagement-levels", json={"name": "Lukewarm", "min_score": 40, "max_score": 55})
+    assert r.status_code == 400 and r.json["error"]["code"] == "overlapping_ranges"
+    assert "min_score" in r.json["error"]["details"]
+    r = api.post("/engagement-levels", json={"name": "Super Hot", "min_score": 100, "max_score": None})
+    assert r.status_code == 400  # Very Hot is open-ended: 100+ overlaps it
+    r = api.post("/engagement-levels", json={"name": "Odd", "min_score": -10, "max_score": -1, "color": "red"})
+    assert r.status_code == 400 and "color" in r.json["error"]["details"]
+    r = api.post("/engagement-levels", json={"name": "Odd", "min_score": -10, "max_score": -1, "color": "#12345"})
+    assert r.status_code == 400 and "color" in r.json["error"]["details"]
+    r = api.post("/engagement-levels", json={"name": "hot", "min_score": -10, "max_score": -1})
+    assert r.status_code == 409 and "name" in r.json["error"]["details"]
+    r = api.put(f"/engagement-levels/{ids['Warm']}", json={"name": "Cold"})
+    assert r.status_code == 409
+    r = api.put(f"/engagement-levels/{ids['Warm']}", json={"max_score": 10})
+    assert r.status_code == 400 and "max_score" in r.json["error"]["details"]
+    r = api.post("/engagement-levels", json={"name": "Neg", "min_score": -10, "max_score": -1, "color": "#AbCdEf"})
+    assert r.status_code == 201
+    # Nothing half-written: the table is the reference's four plus Neg, unchanged by the failures.
+    names = sorted(lv["name"] for lv in api.get("/engagement-levels").json["levels"])
+    assert names == sorted([lv["name"] for lv in REFERENCE_LEVELS] + ["Neg"])
+    for name in ["Cold", "Warm", "Hot", "Very Hot"]:
+        assert api.delete(f"/engagement-levels/{ids[name]}").status_code == 204
+    last = api.get("/engagement-levels").json["levels"]
+    assert len(last) == 1
+    r = api.delete(f"/engagement-levels/{last[0]['id']}")
+    assert r.status_code == 400 and r.json["error"]["code"] == "last_level"
+
+
+def test_missing_and_wrong_typed_fields(api):
+    cases = [
+        ({}, {"name", "min_score"}),
+        ({"name": "", "min_score": 0}, {"name"}),
+        ({"name": "A", "min_score": "10"}, {"min_score"}),
+        ({"name": "A", "min_score": 1.5}, {"min_score"}),
+        ({"name": "A", "min_score": 0, "max_score": "x"}, {"max_score"}),
+        ({"name": "A", "min_score": 10, "max_score": 5}, {"max_score"}),
+        ({"name": "A", "min_score": 0, "order": "first"}, {"order"}),
+        ({"name": "A", "min_score": 0, "unit_id": "x"}, {"unit_id"}),
+    ]
+    for body, fields in cases:
+        r = api.post("/engagement-levels", json=body)
+        assert r.status_code == 400, (body, r.json)
+        assert set(r.json["error"]["details"]) == fields, (body, r.json)
+    assert api.get("/engagement-levels").json == {"levels": []}
+
+
+def test_delete_reclassifies(api, run_worker):
+    ids = create_levels(api)
+    published_ruleset(api, {"demo_request": 30})
+    ingest(api, "l1", "demo_request")
+    run_worker()
+    assert level_names(api) == {"l1": "Warm"}
+    assert api.delete(f"/engagement-levels/{ids['Warm']}").status_code == 204
+    assert level_names(api) == {"l1": None}
+    assert api.put(f"/engagement-levels/{ids['Cold']}", json={"max_score": 49}).status_code == 200
+    assert level_names(api) == {"l1": "Cold"}
