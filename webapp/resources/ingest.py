@@ -66,7 +66,7 @@ def to_incoming(data: dict, header_key: str | None, max_metadata: int) -> Incomi
         raise ApiError(413, "payload_too_large", f"metadata exceeds {max_metadata // 1024} KB", {"metadata": ["too large"]})
     key = data.get("event_id")
     if key and header_key and key != header_key:
-        raise ApiError(400, "validation_error", "event_id and the Idempotency-Key header disagree",
+        raise ApiError(400, "validation_error", "event_id disagrees with the Idempotency-Key header",
                        {"event_id": ["differs from Idempotency-Key header"]})
     if header_key is not None and not 1 <= len(header_key) <= 200:
         raise ApiError(400, "validation_error", "Idempotency-Key must be 1-200 characters", {"Idempotency-Key": ["bad length"]})
@@ -75,7 +75,7 @@ def to_incoming(data: dict, header_key: str | None, max_metadata: int) -> Incomi
         aliases.append((data["alias_kind"], data["alias"]))
     normalized = list(dict.fromkeys((kind, normalize_alias(kind, raw)) for kind, raw in aliases))
     if any(not value for _, value in normalized):
-        raise ApiError(400, "validation_error", "an alias value is empty after trimming", {"aliases": ["empty value"]})
+        raise ApiError(400, "validation_error", "aliases: a raw_value is empty after trimming", {"aliases": ["raw_value is empty after trimming"]})
     return IncomingEvent(
         event_type=data["event_type"],
         occurred_at=data.get("timestamp") or utcnow(),
