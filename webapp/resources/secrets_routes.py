@@ -44,9 +44,8 @@ def create(data):
     session = db()
     cred, secret = create_credential(session, p.org_id, current_unit(), data["name"].strip(), created_by=p.member_id)
     session.commit()
-    out = NewSecretSchema().dump(cred)
-    out["client_secret"] = secret
-    return out
+    cred.client_secret = secret  # transient: exists only in this response, never stored
+    return cred
 
 
 @blp.route("/secrets/<secret_id>", methods=["DELETE"])

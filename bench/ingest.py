@@ -1,0 +1,241 @@
+"""Single-event POST /ingest throughput under gunicorn, beside a bare Flask endpoint measured in the same run.
+
+    python bench/ingest.py [--workers 2] [--duration 10] [--warmup 3] [--connections 8] [--loadgen auto|wrk|python]
+
+Both targets run under the same gunicorn command line (`python -m gunicorn APP --bind 127.0.0.1:PORT --workers N`,
+default sync workers) on a fresh PostgreSQL database migrated and bootstrapped with the real `leadpulse` CLI.
+The load generator is wrk (one thread, N keep-alive-capable connections, a Lua script that posts distinct event
+ids over many lead ids) when installed, else a Python generator (processes x threads, http.client).
+Target: ingest >= 0.5 x the bare endpoint's rate.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+from common import log  # noqa: E402
+
+DEFAULT_DB = "leadpulse_bench"
+REDIS_DB = 14
+QUEUE = "leadpulse-bench"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workers", type=int, default=2, help="gunicorn workers for both targets (default 2)")
+    p.add_argument("--duration", type=float, default=10.0, help="measured seconds per target (default 10)")
+    p.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds per target first (default 3)")
+    p.add_argument("--connections", type=int, default=8, help="concurrent client connections (default 8)")
+    p.add_argument("--leads", type=int, default=10_000, help="distinct lead ids the events spread over")
+    p.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
+    p.add_argument("--py-procs", type=int, default=2, help="python load generator: processes (default 2)")
+    p.add_argument("--target-ratio", type=float, default=0.5)
+    p.add_argument("--db", default=DEFAULT_DB)
+    p.add_argument("--keep-db", action="store_true", help="leave the benchmark database for inspection")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    return p.parse_args(argv)
+
+
+# --- load generators -----------------------------------------------------------------------------
+
+def run_wrk(port: int, path: str, auth: str, leads: int, seconds: float, connections: int) -> dict:
+    nonce = uuid.uuid4().hex[:10]
+    cmd = [
+        "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
+        "-s", str(common.BENCH / "ingest.lua"), f"http://127.0.0.1:{port}{path}",
+        "--", nonce, str(leads), auth, path,
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    line = next((l for l in out.splitlines() if l.startswith("WRKJSON ")), None)
+    if line is None:
+        raise SystemExit(f"wrk printed no result:\n{out}")
+    r = json.loads(line[len("WRKJSON "):])
+    socket_errors = r["connect"] + r["read"] + r["write"] + r["timeout"]
+    return {
+        "requests": r["requests"],
+        "seconds": r["duration_us"] / 1e6,
+        "errors": r["status_errors"] + socket_errors,
+        "ok": r["requests"] - r["status_errors"],
+        "p50_ms": r["p50_us"] / 1000,
+        "p99_ms": r["p99_us"] / 1000,
+    }
+
+
+def _py_worker(args):
+    """One load process: `threads` threads, each with its own http.client connection (reopened if the server closes it)."""
+    port, path, auth, leads, seconds, threads, seed = args
+    headers = {"Content-Type": "application/json"}
+    if auth:
+        headers["Authorization"] = "Basic " + auth
+    deadline = time.monotonic() + seconds
+    results = []
+
+    def loop(tid):
+        rng = random.Random(seed * 1000 + tid)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        lat, ok, err, n = [], 0, 0, 0
+        while time.monotonic() < deadline:
+            n += 1
+            body = json.dumps({"lead_id": f"lead-{rng.randrange(leads)}", "event_type": "page_view",
+                               "event_id": f"py{seed}-{tid}-{n}", "metadata": {"url": "/pricing"}})
+            t0 = time.perf_counter()
+            try:
+                conn.request("POST", path, body, headers)
+                resp = conn.getresponse()
+                resp.read()
+                if resp.will_close:
+                    conn.close()
+                lat.append(time.perf_counter() - t0)
+                if resp.status < 400:
+                    ok += 1
+                else:
+                    err += 1
+            except (OSError, http.client.HTTPException):
+                err += 1
+                conn.close()
+        results.append((lat, ok, err))
+
+    ts = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    lat = [x for r in results for x in r[0]]
+    return lat, sum(r[1] for r in results), sum(r[2] for r in results)
+
+
+def run_python(port: int, path: str, auth: str, leads: int, seconds: float, connections: int, procs: int) -> dict:
+    procs = max(1, min(procs, connections))
+    per = [connections // procs + (1 if i < connections % procs else 0) for i in range(procs)]
+    seed0 = random.randrange(1 << 30)
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(procs) as ex:
+        parts = list(ex.map(_py_worker, [(port, path, auth, leads, seconds, per[i], seed0 + i) for i in range(procs)]))
+    elapsed = time.perf_counter() - t0
+    lat = sorted(x for p in parts for x in p[0])
+    ok, err = sum(p[1] for p in parts), sum(p[2] for p in parts)
+    pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else float("nan")
+    return {"requests": len(lat), "seconds": min(elapsed, seconds) if lat else elapsed, "errors": err, "ok": ok,
+            "p50_ms": pct(0.50), "p99_ms": pct(0.99)}
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+def measure(name, port, path, auth, args, loadgen, server_pid):
+    def go(seconds):
+        if loadgen == "wrk":
+            return run_wrk(port, path, auth, args.leads, seconds, args.connections)
+        return run_python(port, path, auth, args.leads, seconds, args.connections, args.py_procs)
+
+    log(f"{name}: warm-up {args.warmup:.0f}s")
+    warm = go(args.warmup) if args.warmup > 0 else {"ok": 0, "requests": 0, "errors": 0}
+    log(f"{name}: measuring {args.duration:.0f}s")
+    busy0, total0 = common.machine_busy()
+    srv0 = common.tree_cpu_seconds(server_pid)
+    gen0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    r = go(args.duration)
+    gen1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    srv1 = common.tree_cpu_seconds(server_pid)
+    busy1, total1 = common.machine_busy()
+    r["rate"] = r["requests"] / r["seconds"] if r["seconds"] else 0.0
+    r["machine_busy_pct"] = 100.0 * (busy1 - busy0) / max(1, total1 - total0)
+    r["server_cpu_ms_per_req"] = 1000 * (srv1 - srv0) / max(1, r["requests"])
+    gen_cpu = (gen1.ru_utime + gen1.ru_stime) - (gen0.ru_utime + gen0.ru_stime)
+    r["loadgen_cpu_pct_of_machine"] = 100.0 * gen_cpu / (r["seconds"] * (os.cpu_count() or 1))
+    r["warmup_ok"] = warm["ok"]
+    return r
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    loadgen = args.loadgen
+    if loadgen == "auto":
+        loadgen = "wrk" if shutil.which("wrk") else "python"
+    if loadgen == "wrk" and not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed (apt-get install -y wrk), or use --loadgen python")
+
+    log(f"fresh database {args.db}, migrate, bootstrap")
+    common.recreate_database(args.db)
+    common.flush_redis(REDIS_DB)
+    metrics_dir = tempfile.mkdtemp(prefix="leadpulse-bench-metrics-")
+    # PROMETHEUS_MULTIPROC_DIR as `leadpulse web` sets it, so the counters cost what they cost in production.
+    env = common.app_env(args.db, REDIS_DB, QUEUE, PROMETHEUS_MULTIPROC_DIR=metrics_dir)
+    cred = common.migrate_and_bootstrap(env)
+    auth = base64.b64encode(f"{cred['client_id']}:{cred['client_secret']}".encode()).decode()
+
+    logdir = Path(tempfile.mkdtemp(prefix="leadpulse-bench-ingest-"))
+    ports = {"bare": common.free_port(), "ingest": common.free_port()}
+    gunicorn = lambda app, port: [sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}",
+                                  "--workers", str(args.workers)]
+    cmds = {"bare": gunicorn("bench.bare_app:app", ports["bare"]), "ingest": gunicorn("webapp.wsgi:app", ports["ingest"])}
+    procs = {}
+    results = {}
+    try:
+        for name in ("bare", "ingest"):
+            procs[name] = common.start(cmds[name], env, logdir / f"{name}.log")
+        for name in ("bare", "ingest"):
+            common.wait_http(f"http://127.0.0.1:{ports[name]}/", procs[name], log_path=logdir / f"{name}.log")
+        log(f"servers up (bare :{ports['bare']}, ingest :{ports['ingest']}, {args.workers} workers each); "
+            f"load generator {loadgen}, {args.connections} connections")
+        results["bare"] = measure("bare flask", ports["bare"], "/ingest", "", args, loadgen, procs["bare"].pid)
+        results["ingest"] = measure("POST /ingest", ports["ingest"], "/ingest", auth, args, loadgen, procs["ingest"].pid)
+    finally:
+        for p in procs.values():
+            common.stop(p)
+        log(f"servers stopped (logs in {logdir})")
+
+    # Every accepted request must be a stored event: the check that the fast path is the real one.
+    import psycopg
+
+    with psycopg.connect(common.libpq_dsn(args.db)) as conn:
+        stored = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        leads = conn.execute("SELECT count(*) FROM leads").fetchone()[0]
+    accepted = results["ingest"]["ok"] + results["ingest"]["warmup_ok"]
+    common.flush_redis(REDIS_DB)
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    if not args.keep_db:
+        common.drop_database(args.db)
+
+    b, i = results["bare"], results["ingest"]
+    ratio = i["rate"] / b["rate"] if b["rate"] else 0.0
+    ok = ratio >= args.target_ratio and i["errors"] == 0 and b["errors"] == 0
+    rows = [[name, r["requests"], f"{r['rate']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", r["errors"]]
+            for name, r in (("bare flask", b), ("POST /ingest", i))]
+    print()
+    print(f"ingest benchmark: gunicorn --workers {args.workers} (sync), {loadgen} with {args.connections} connections, "
+          f"{args.duration:.0f}s measured after {args.warmup:.0f}s warm-up, events over {args.leads} lead ids")
+    print(common.table(["target", "requests", "req/s", "p50 ms", "p99 ms", "errors"], rows))
+    print(f"ratio ingest/bare = {ratio:.2f} (target >= {args.target_ratio:.2f}): {'PASS' if ok else 'FAIL'}")
+    print(f"cpu: machine busy {b['machine_busy_pct']:.0f}% / {i['machine_busy_pct']:.0f}% (bare / ingest); "
+          f"server {b['server_cpu_ms_per_req']:.2f} / {i['server_cpu_ms_per_req']:.2f} ms CPU per request; "
+          f"load generator {b['loadgen_cpu_pct_of_machine']:.0f}% / {i['loadgen_cpu_pct_of_machine']:.0f}% of the machine")
+    print(f"check: {accepted} accepted responses, {stored} events stored over {leads} leads "
+          f"(stored may exceed accepted by requests in flight when the client stopped)")
+    if stored < accepted:
+        print("FAIL: fewer events stored than accepted")
+        ok = False
+    if args.json:
+        Path(args.json).write_text(json.dumps({"results": results, "ratio": ratio, "pass": ok, "loadgen": loadgen,
+                                               "workers": args.workers, "connections": args.connections,
+                                               "stored": stored, "accepted": accepted}, indent=2))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
