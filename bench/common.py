@@ -224,3 +224,20 @@ def machine_facts() -> dict:
         "redis": redis_v,
         "python": platform.python_version(),
     }
+
+
+def service_cpu_seconds(names=("postgres", "redis-server")) -> dict[str, float]:
+    """CPU seconds used so far by every live process whose command name is one of names (the database, Redis)."""
+    out = {n: 0.0 for n in names}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/comm") as fh:
+                comm = fh.read().strip()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        for n in names:
+            if comm.startswith(n[:15]):
+                out[n] += cpu_seconds(int(entry))
+    return out

@@ -148,14 +148,18 @@ def measure(name, port, path, auth, args, loadgen, server_pid):
     log(f"{name}: measuring {args.duration:.0f}s")
     busy0, total0 = common.machine_busy()
     srv0 = common.tree_cpu_seconds(server_pid)
+    svc0 = common.service_cpu_seconds()
     gen0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = go(args.duration)
     gen1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    svc1 = common.service_cpu_seconds()
     srv1 = common.tree_cpu_seconds(server_pid)
     busy1, total1 = common.machine_busy()
     r["rate"] = r["requests"] / r["seconds"] if r["seconds"] else 0.0
     r["machine_busy_pct"] = 100.0 * (busy1 - busy0) / max(1, total1 - total0)
     r["server_cpu_ms_per_req"] = 1000 * (srv1 - srv0) / max(1, r["requests"])
+    r["postgres_cpu_ms_per_req"] = 1000 * (svc1["postgres"] - svc0["postgres"]) / max(1, r["requests"])
+    r["redis_cpu_ms_per_req"] = 1000 * (svc1["redis-server"] - svc0["redis-server"]) / max(1, r["requests"])
     gen_cpu = (gen1.ru_utime + gen1.ru_stime) - (gen0.ru_utime + gen0.ru_stime)
     r["loadgen_cpu_pct_of_machine"] = 100.0 * gen_cpu / (r["seconds"] * (os.cpu_count() or 1))
     r["warmup_ok"] = warm["ok"]
@@ -223,7 +227,9 @@ def main(argv=None) -> int:
     print(common.table(["target", "requests", "req/s", "p50 ms", "p99 ms", "errors"], rows))
     print(f"ratio ingest/bare = {ratio:.2f} (target >= {args.target_ratio:.2f}): {'PASS' if ok else 'FAIL'}")
     print(f"cpu: machine busy {b['machine_busy_pct']:.0f}% / {i['machine_busy_pct']:.0f}% (bare / ingest); "
-          f"server {b['server_cpu_ms_per_req']:.2f} / {i['server_cpu_ms_per_req']:.2f} ms CPU per request; "
+          f"CPU ms per request: gunicorn {b['server_cpu_ms_per_req']:.2f} / {i['server_cpu_ms_per_req']:.2f}, "
+          f"postgres {b['postgres_cpu_ms_per_req']:.2f} / {i['postgres_cpu_ms_per_req']:.2f}, "
+          f"redis {b['redis_cpu_ms_per_req']:.2f} / {i['redis_cpu_ms_per_req']:.2f}; "
           f"load generator {b['loadgen_cpu_pct_of_machine']:.0f}% / {i['loadgen_cpu_pct_of_machine']:.0f}% of the machine")
     print(f"check: {accepted} accepted responses, {stored} events stored over {leads} leads "
           f"(stored may exceed accepted by requests in flight when the client stopped)")

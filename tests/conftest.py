@@ -143,3 +143,41 @@ def run_worker(settings, redis_conn):
         SimpleWorker([queue], connection=redis_conn).work(burst=True, logging_level="WARNING")
 
     return run
+
+
+def wait_until(predicate, timeout: float = 60.0, interval: float = 0.05, message: str = "condition"):
+    """Poll a condition until it holds (no fixed sleeps); fail with the message on timeout."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+@pytest.fixture
+def worker_processes(settings):
+    """Start real `leadpulse worker` processes; they are stopped (SIGTERM, warm shutdown) at teardown."""
+    import subprocess
+    import sys
+
+    procs = []
+
+    def start(count: int = 1, **env):
+        full_env = {**os.environ, "LEADPULSE_SWEEP_SECONDS": "1", **{k: str(v) for k, v in env.items()}}
+        for _ in range(count):
+            procs.append(subprocess.Popen([sys.executable, "-m", "webapp.cli", "worker"], env=full_env,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        return procs
+
+    yield start
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()

@@ -1,0 +1,152 @@
+"""Rulesets and rules: CRUD, primary, 409s, windows, and publishing that rescores from stored events."""
+from tests.helpers import create_levels, ingest, leads_by_id, published_ruleset
+
+
+def scores(api):
+    return {k: v["score"] for k, v in leads_by_id(api).items()}
+
+
+def test_ruleset_crud_and_single_primary(api):
+    r = api.post("/rulesets", json={"name": "Marketing", "score_column": "total_score"})
+    assert r.status_code == 201
+    a = r.json
+    assert a["status"] == "draft" and a["is_primary"] is False and a["active"] is True
+    b = api.post("/rulesets", json={"name": "Sales", "is_primary": True}).json
+    c = api.post("/rulesets", json={"name": "Exp", "is_primary": True}).json
+    listed = {rs["name"]: rs["is_primary"] for rs in api.get("/rulesets").json}
+    assert listed == {"Marketing": False, "Sales": False, "Exp": True}
+    r = api.put(f"/rulesets/{a['ruleset_id']}", json={"is_primary": True})
+    assert r.status_code == 200 and r.json["is_primary"] is True
+    assert [rs["name"] for rs in api.get("/rulesets").json if rs["is_primary"]] == ["Marketing"]
+    assert api.post("/rulesets", json={"name": "sales"}).status_code == 409
+    assert api.put(f"/rulesets/{c['ruleset_id']}", json={"name": "Sales"}).status_code == 409
+    assert api.delete(f"/rulesets/{b['ruleset_id']}").status_code == 204
+    assert api.get(f"/rulesets/{b['ruleset_id']}").status_code == 404
+
+
+def test_ruleset_bad_input(api):
+    for body, field in [
+        ({}, "name"),
+        ({"name": ""}, "name"),
+        ({"name": "x", "is_primary": "yes please"}, "is_primary"),
+        ({"name": "x", "score_column": "other"}, "score_column"),
+        ({"name": "x", "start_date": "soon"}, "start_date"),
+        ({"name": "x", "start_date": "2025-02-01T00:00:00Z", "end_date": "2025-01-01T00:00:00Z"}, "end_date"),
+        ({"name": "x", "status": "published"}, "status"),
+    ]:
+        r = api.post("/rulesets", json=body)
+        assert r.status_code == 400 and field in r.json["error"]["details"], (body, r.json)
+    assert api.get("/rulesets").json == []
+    rs = api.post("/rulesets", json={"name": "x", "start_date": "2025-02-01T00:00:00Z"}).json
+    r = api.put(f"/rulesets/{rs['ruleset_id']}", json={"end_date": "2025-01-01T00:00:00Z"})
+    assert r.status_code == 400 and "end_date" in r.json["error"]["details"]
+
+
+def test_rule_crud_duplicates_and_bad_input(api):
+    rs = api.post("/rulesets", json={"name": "Main"}).json["ruleset_id"]
+    r = api.post("/rules", json={"ruleset_id": rs, "event_type": "email_open", "weight": 5})
+    assert r.status_code == 201
+    rule = r.json
+    assert rule["active"] is True and rule["ruleset_id"] == rs and rule["rule_id"]
+    r = api.post("/rules", json={"ruleset_id": rs, "event_type": "email_open", "weight": 9})
+    assert r.status_code == 409 and "event_type" in r.json["error"]["details"]
+    other = api.post("/rules", json={"ruleset_id": rs, "event_type": "click", "weight": 1}).json
+    assert api.put(f"/rules/{other['rule_id']}", json={"event_type": "email_open"}).status_code == 409
+    # no ruleset_id and no primary ruleset
+    r = api.post("/rules", json={"event_type": "demo", "weight": 1})
+    assert r.status_code == 400 and "ruleset_id" in r.json["error"]["details"]
+    api.put(f"/rulesets/{rs}", json={"is_primary": True})
+    assert api.post("/rules", json={"event_type": "demo", "weight": 1}).json["ruleset_id"] == rs
+    for body, field in [
+        ({"ruleset_id": rs, "weight": 1}, "event_type"),
+        ({"ruleset_id": rs, "event_type": "a"}, "weight"),
+        ({"ruleset_id": rs, "event_type": "a", "weight": "5"}, "weight"),
+        ({"ruleset_id": rs, "event_type": "a", "weight": 2.5}, "weight"),
+        ({"ruleset_id": rs, "event_type": "a", "weight": 10**9}, "weight"),
+        ({"ruleset_id": rs, "event_type": "a", "weight": 1, "start_at": "2025-02-01T00:00:00Z", "end_at": "2025-01-01T00:00:00Z"}, "end_at"),
+        ({"ruleset_id": rs, "event_type": "a", "weight": 1, "active": "maybe"}, "active"),
+    ]:
+        r = api.post("/rules", json=body)
+        assert r.status_code == 400 and field in r.json["error"]["details"], (body, r.json)
+    assert api.post("/rules", json={"ruleset_id": "nope", "event_type": "a", "weight": 1}).status_code == 404
+    # round-tripping what GET returned is accepted; server-owned fields are ignored
+    got = [x for x in api.get(f"/rulesets/{rs}/rules").json if x["event_type"] == "email_open"][0]
+    got.update(weight=7, org_id="forged", unit_id="forged")
+    r = api.put(f"/rules/{rule['rule_id']}", json=got)
+    assert r.status_code == 200 and r.json["weight"] == 7 and r.json["unit_id"] != "forged"
+    assert sorted(x["event_type"] for x in api.get("/rules").json) == ["click", "demo", "email_open"]
+    assert api.delete(f"/rules/{rule['rule_id']}").status_code == 204
+    assert api.delete(f"/rules/{rule['rule_id']}").status_code == 404
+
+
+def test_draft_scores_nothing_publish_rescores_unpublish_withdraws(api, run_worker):
+    create_levels(api)
+    rs = api.post("/rulesets", json={"name": "Main", "is_primary": True}).json["ruleset_id"]
+    api.post("/rules", json={"ruleset_id": rs, "event_type": "demo_request", "weight": 30})
+    api.post("/rules", json={"ruleset_id": rs, "event_type": "page_view", "weight": 5})
+    for lead, n in (("a", 1), ("b", 2), ("c", 3)):
+        for _ in range(n):
+            ingest(api, lead, "demo_request")
+    ingest(api, "d", "page_view")
+    run_worker()
+    assert scores(api) == {"a": 0, "b": 0, "c": 0, "d": 0}
+    r = api.post(f"/rulesets/{rs}/publish")
+    assert r.status_code == 200 and r.json["rescored_leads"] == 4 and r.json["ruleset"]["status"] == "published"
+    assert scores(api) == {"a": 30, "b": 60, "c": 90, "d": 5}
+    levels = {k: v["level"]["name"] for k, v in leads_by_id(api).items()}
+    assert levels == {"a": "Warm", "b": "Hot", "c": "Very Hot", "d": "Cold"}
+    # editing a rule changes nothing until republished
+    rule = [x for x in api.get("/rules").json if x["event_type"] == "demo_request"][0]
+    api.put(f"/rules/{rule['rule_id']}", json={"weight": 10})
+    assert scores(api)["c"] == 90
+    api.post(f"/rulesets/{rs}/publish")
+    assert scores(api) == {"a": 10, "b": 20, "c": 30, "d": 5}
+    # new events after publishing score incrementally on top
+    ingest(api, "a", "demo_request")
+    run_worker()
+    assert scores(api)["a"] == 20
+    r = api.post(f"/rulesets/{rs}/unpublish")
+    assert r.status_code == 200 and r.json["ruleset"]["status"] == "draft"
+    assert scores(api) == {"a": 0, "b": 0, "c": 0, "d": 0}
+    assert all(v["level"]["name"] == "Cold" for v in leads_by_id(api).values())
+
+
+def test_changing_primary_switches_every_leads_score(api, run_worker):
+    a = published_ruleset(api, {"x": 10}, name="A", primary=True)
+    b = published_ruleset(api, {"x": 3}, name="B", primary=False)
+    ingest(api, "l1", "x")
+    ingest(api, "l1", "x")
+    run_worker()
+    lead = leads_by_id(api)["l1"]
+    assert lead["score"] == 20 and lead["engagement_scores"] == {a: 20, b: 6}
+    assert lead["ruleset_id"] == a and lead["ruleset_names"] == {a: "A", b: "B"}
+    api.put(f"/rulesets/{b}", json={"is_primary": True})
+    assert leads_by_id(api)["l1"]["score"] == 6
+    api.delete(f"/rulesets/{b}")
+    lead = leads_by_id(api)["l1"]
+    assert lead["score"] == 0 and lead["ruleset_id"] == ""  # no primary left
+    r = api.get("/score/l1")
+    assert r.json["score"] == 20 and r.json["ruleset_id"] == a  # the highest when there is no primary
+
+
+def test_windows_of_ruleset_and_rule_use_event_time(api, run_worker):
+    rs = api.post("/rulesets", json={"name": "Q1", "is_primary": True, "start_date": "2025-01-01T00:00:00Z", "end_date": "2025-03-31T23:59:59Z"}).json["ruleset_id"]
+    api.post("/rules", json={"ruleset_id": rs, "event_type": "open", "weight": 1})
+    api.post("/rules", json={"ruleset_id": rs, "event_type": "promo", "weight": 100, "start_at": "2025-02-01T00:00:00Z", "end_at": "2025-02-28T00:00:00Z"})
+    api.post(f"/rulesets/{rs}/publish")
+    for ts in ("2024-12-31T23:59:59Z", "2025-01-01T00:00:00Z", "2025-03-31T23:59:59Z", "2025-04-01T00:00:00Z"):
+        ingest(api, "l1", "open", timestamp=ts)
+    for ts in ("2025-01-15T00:00:00Z", "2025-02-15T00:00:00Z"):
+        ingest(api, "l1", "promo", timestamp=ts)
+    run_worker()
+    assert scores(api) == {"l1": 102}
+
+
+def test_inactive_ruleset_stops_scoring_new_events(api, run_worker):
+    rs = published_ruleset(api, {"open": 5})
+    ingest(api, "l1", "open")
+    run_worker()
+    api.put(f"/rulesets/{rs}", json={"active": False})
+    ingest(api, "l1", "open")
+    run_worker()
+    assert scores(api) == {"l1": 5}

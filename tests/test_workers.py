@@ -1,0 +1,88 @@
+"""Real worker processes: exact scores under concurrency, late events, and nothing lost."""
+import random
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import func, select
+
+from models.events import PENDING, Event
+from tests.conftest import wait_until
+from tests.helpers import create_levels, ingest, leads_by_id, published_ruleset
+
+WEIGHTS = {"page_view": 3, "demo_request": 20, "unsubscribe": -15}
+T0 = datetime(2025, 6, 1, tzinfo=timezone.utc)
+
+
+def pending(app) -> int:
+    with app.extensions["leadpulse"].Session() as s:
+        return s.execute(select(func.count()).select_from(Event).where(Event.status == PENDING)).scalar()
+
+
+def expected_scores(sent: list[tuple[str, str, datetime, int]]) -> dict[str, int]:
+    """The contract, computed independently: per lead, events by (time, arrival), floored at 0."""
+    out: dict[str, int] = {}
+    for lead, et, ts, _seq in sorted(sent, key=lambda e: (e[0], e[2], e[3])):
+        out[lead] = max(0, out.get(lead, 0) + WEIGHTS[et])
+    return out
+
+
+def test_several_workers_hot_lead_and_many_leads_exact(api, app, worker_processes):
+    create_levels(api)
+    published_ruleset(api, WEIGHTS)
+    rng = random.Random(7)
+    # Small batches and three slots so many jobs interleave; workers run while events arrive.
+    worker_processes(3, LEADPULSE_SCORE_BATCH=40, LEADPULSE_SCORING_PARALLELISM=3)
+    sent = []
+    for seq in range(1500):
+        lead = "hot" if seq % 3 == 0 else f"lead-{rng.randrange(120)}"
+        et = rng.choice(["page_view", "page_view", "demo_request", "unsubscribe"])
+        # Mostly in order, sometimes late (an older timestamp than what was already scored).
+        ts = T0 + timedelta(seconds=seq - (rng.randrange(300) if rng.random() < 0.1 else 0))
+        ingest(api, lead, et, timestamp=ts.isoformat())
+        sent.append((lead, et, ts, seq))
+    wait_until(lambda: pending(app) == 0, timeout=120, message="all events scored")
+    got = {k: v["score"] for k, v in leads_by_id(api).items()}
+    assert got == expected_scores(sent)
+    levels = {k: (v["level"] or {}).get("name") for k, v in leads_by_id(api).items()}
+    for lead, score in got.items():
+        want = "Cold" if score < 25 else "Warm" if score < 50 else "Hot" if score < 75 else "Very Hot"
+        assert levels[lead] == want, (lead, score)
+
+
+def test_late_event_replays_the_floor(api, run_worker):
+    published_ruleset(api, WEIGHTS)
+    ingest(api, "l1", "unsubscribe", timestamp="2025-06-01T10:00:00Z")
+    ingest(api, "l1", "demo_request", timestamp="2025-06-01T11:00:00Z")
+    run_worker()
+    assert leads_by_id(api)["l1"]["score"] == 20  # floor, then +20
+    # A page view that happened before the unsubscribe arrives late: 3 - 15 -> 0, +20 = 20.
+    ingest(api, "l1", "page_view", timestamp="2025-06-01T09:00:00Z")
+    run_worker()
+    assert leads_by_id(api)["l1"]["score"] == 20
+    # A demo request before the unsubscribe: 20 + 3 - 15 = 8, + 20 = 28.
+    ingest(api, "l1", "demo_request", timestamp="2025-06-01T08:00:00Z")
+    run_worker()
+    assert leads_by_id(api)["l1"]["score"] == 28
+
+
+def test_events_accepted_without_workers_are_scored_after_redis_flush(api, app, redis_conn, worker_processes):
+    published_ruleset(api, {"page_view": 2})
+    for i in range(200):
+        ingest(api, f"lead-{i % 20}", "page_view")
+    assert pending(app) == 200
+    redis_conn.flushdb()  # the wake-up jobs and flags are gone; only the database knows
+    worker_processes(1)
+    wait_until(lambda: pending(app) == 0, timeout=60, message="the sweep to find and score every event")
+    assert {v["score"] for v in leads_by_id(api).values()} == {20}
+
+
+def test_redis_down_at_ingest_still_accepts(api, app, settings, run_worker):
+    from webapp.state import AppState
+
+    state: AppState = app.extensions["leadpulse"]
+    from redis import Redis
+
+    state.__dict__["redis"] = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    published_ruleset(api, {"page_view": 2})
+    r = api.post("/ingest", json={"lead_id": "l1", "event_type": "page_view"})
+    assert r.status_code == 202
+    assert pending(app) == 1
