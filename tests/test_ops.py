@@ -1,0 +1,52 @@
+"""Operational surface: health, home, metrics with real values, OpenAPI and docs, request logs."""
+import logging
+
+from tests.helpers import ingest
+
+
+def test_health_and_home(client, clean):
+    assert client.get("/").json == {"status": "ok"}
+    assert client.get("/home").json == {"status": "ok", "page": "home"}
+    r = client.get("/home", headers={"Accept": "text/html,application/xhtml+xml"})
+    assert r.mimetype == "text/html" and b"LeadPulse" in r.data
+
+
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in metrics")
+
+
+def test_metrics_have_reference_names_and_real_values(api, client, run_worker):
+    text = client.get("/metrics").get_data(as_text=True)
+    before = metric(text, "events_ingested_total")
+    for name in ("events_ingested_total", "queue_depth", "http_requests_total", "event_to_slack_latency_seconds"):
+        assert f"# TYPE {name}" in text
+    for i in range(3):
+        ingest(api, f"l{i}", "page_view")
+    api.post("/ingest", json={"lead_id": "l0", "event_type": "page_view", "event_id": "same"})
+    api.post("/ingest", json={"lead_id": "l0", "event_type": "page_view", "event_id": "same"})
+    text = client.get("/metrics").get_data(as_text=True)
+    assert metric(text, "events_ingested_total") == before + 4
+    assert metric(text, "queue_depth") == 4
+    assert 'http_requests_total{code="202",method="POST"}' in text
+    run_worker()
+    assert metric(client.get("/metrics").get_data(as_text=True), "queue_depth") == 0
+
+
+def test_openapi_documents_the_api(client, clean):
+    spec = client.get("/openapi.json").json
+    for path in ("/ingest", "/events", "/leads", "/engagement-levels", "/rulesets", "/rules", "/secrets", "/org-units/active"):
+        assert path in spec["paths"], path
+    assert "EventIn" in spec["components"]["schemas"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_request_log_never_contains_secrets(api, tenant, caplog):
+    caplog.set_level(logging.INFO, logger="leadpulse")
+    api.post("/ingest", json={"lead_id": "l", "event_type": "x"})
+    api.get("/leads")
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "POST /ingest 202" in logged
+    assert tenant.client_secret not in logged and "Authorization" not in logged

@@ -1,0 +1,71 @@
+"""Smoke test of the embedded default: `leadpulse dev` on a SQLite file, driven over real HTTP."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from tests.conftest import wait_until
+from tests.helpers import REFERENCE_LEVELS
+
+pytestmark = pytest.mark.sqlite
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def dev_server(tmp_path, redis_conn):
+    redis_conn.flushdb()
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/leadpulse.db", "PORT": str(port),
+           "LEADPULSE_SWEEP_SECONDS": "1", "WEB_CONCURRENCY": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "webapp.cli", "dev"], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def up():
+        try:
+            return requests.get(base + "/", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_until(up, timeout=60, message="leadpulse dev to answer")
+        yield base, env
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_quickstart_on_sqlite(dev_server):
+    base, env = dev_server
+    out = subprocess.run([sys.executable, "-m", "webapp.cli", "bootstrap", "--org", "Acme", "--unit", "Main"],
+                         env=env, capture_output=True, text=True, check=True)
+    creds = json.loads(out.stdout)
+    s = requests.Session()
+    s.auth = (creds["client_id"], creds["client_secret"])
+    for level in REFERENCE_LEVELS:
+        assert s.post(base + "/engagement-levels", json=level).status_code == 201
+    rs = s.post(base + "/rulesets", json={"name": "Engagement", "is_primary": True}).json()["ruleset_id"]
+    assert s.post(base + "/rules", json={"ruleset_id": rs, "event_type": "demo_request", "weight": 30}).status_code == 201
+    assert s.post(base + "/rules", json={"ruleset_id": rs, "event_type": "page_view", "weight": 5}).status_code == 201
+    assert s.post(f"{base}/rulesets/{rs}/publish").status_code == 200
+    for et in ("demo_request", "demo_request", "page_view"):
+        r = s.post(base + "/ingest", json={"aliases": [{"alias_kind": "email", "raw_value": "Ada@Example.com"}], "event_type": et})
+        assert r.status_code == 202
+    wait_until(lambda: s.get(base + "/leads").json()[0]["score"] == 65, timeout=30, message="the worker to score on SQLite")
+    lead = s.get(base + "/leads").json()[0]
+    assert lead["level"]["name"] == "Hot"
+    assert requests.get(base + "/leads").status_code == 401
+    assert "events_ingested_total" in requests.get(base + "/metrics").text
