@@ -41,6 +41,20 @@ def reclassify_unit(session: Session, unit_id: str, cause: str = "reconfiguratio
     return result.rowcount
 
 
+def classify_new_lead(session: Session, lead: Lead) -> None:
+    """Give a lead created outside scoring (POST /leads) the level its score falls in, recorded like any move."""
+    from models.level_rules import classify
+    from models.specs import level_specs
+
+    level = classify(lead.score, level_specs(session, lead.unit_id))
+    if level is not None and level.id != lead.level_id:
+        session.flush()
+        now = utcnow()
+        session.add(LeadLevelChange(unit_id=lead.unit_id, lead_pk=lead.pk, from_level_id=lead.level_id,
+                                    to_level_id=level.id, score=lead.score, cause="score", changed_at=now))
+        lead.level_id, lead.level_changed_at = level.id, now
+
+
 def refresh_primary_scores(session: Session, unit_id: str) -> int:
     """Copy the primary ruleset's score onto every lead (0 without a primary), then reclassify."""
     lock_unit_leads(session, unit_id)

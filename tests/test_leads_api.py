@@ -82,6 +82,7 @@ def test_array_form_is_capped_at_500(api, app, tenant):
 
 
 def test_create_and_detail(api, run_worker):
+    levels = create_levels(api)
     r = api.post("/leads", json={"id": "crm-1", "metadata": {"plan": "Pro"}, "account_id": "acct-9"})
     assert r.status_code == 201
     assert r.json["id"] == "crm-1" and r.json["metadata"] == {"plan": "Pro"} and r.json["account_id"] == "acct-9"
@@ -93,6 +94,7 @@ def test_create_and_detail(api, run_worker):
         r = api.get(path)
         assert r.status_code == 200 and r.json["lead"]["id"] == "crm-1" and r.json["account"] is None
     assert api.get("/lead/missing").status_code == 404
+    assert api.get("/lead/crm-1").json["lead"]["level"]["id"] == levels["Cold"]  # classified at creation
     # a created lead is included with score 0 and then scored by events
     published_ruleset(api, {"page_view": 5})
     assert leads_by_id(api)["crm-1"]["score"] == 0

@@ -12,6 +12,7 @@ from sqlalchemy import func, or_, select
 from models.base import utcnow
 from models.leads import Lead
 from models.levels import EngagementLevel
+from models.reclassify import classify_new_lead
 from models.scoring import LeadScore, Ruleset
 from webapp.auth import current_unit, principal
 from webapp.crud import paginate, scoped
@@ -192,6 +193,7 @@ def create_lead(data):
     lead = Lead(org_id=p.org_id, unit_id=unit_id, lead_id=data["id"], metadata_=data["metadata"],
                 account_id=data.get("account_id"), score=0, created_at=now, updated_at=now)
     session.add(lead)
+    classify_new_lead(session, lead)
     session.commit()
     return lead
 
