@@ -1,0 +1,59 @@
+"""Every JSON endpoint: malformed JSON, wrong content type and non-object bodies are clean 4xx, never 500."""
+import pytest
+from sqlalchemy import func, select
+
+from models.events import Event
+from models.leads import Lead
+from models.levels import EngagementLevel
+from models.scoring import Rule, Ruleset
+from models.tenancy import ApiCredential, OrgUnit
+from tests.auth_helpers import member_client
+
+JSON_ENDPOINTS = [
+    ("post", "/ingest"),
+    ("post", "/events"),
+    ("post", "/engagement-levels"),
+    ("put", "/engagement-levels/{level}"),
+    ("post", "/rulesets"),
+    ("put", "/rulesets/{ruleset}"),
+    ("post", "/rules"),
+    ("put", "/rules/{rule}"),
+    ("post", "/leads"),
+    ("post", "/leads/scores"),
+    ("post", "/auth/login"),
+    ("post", "/org-units"),
+    ("put", "/org-units/{unit}"),
+    ("post", "/org-units/active"),
+    ("post", "/secrets"),
+]
+
+
+def snapshot(app):
+    with app.extensions["leadpulse"].Session() as s:
+        return tuple(s.execute(select(func.count()).select_from(m)).scalar()
+                     for m in (Event, Lead, EngagementLevel, Ruleset, Rule, ApiCredential, OrgUnit))
+
+
+@pytest.fixture
+def ids(api, tenant):
+    level = api.post("/engagement-levels", json={"name": "Cold", "min_score": 0, "max_score": 10}).json["id"]
+    ruleset = api.post("/rulesets", json={"name": "R"}).json["ruleset_id"]
+    rule = api.post("/rules", json={"ruleset_id": ruleset, "event_type": "x", "weight": 1}).json["rule_id"]
+    return {"level": level, "ruleset": ruleset, "rule": rule, "unit": tenant.unit_id}
+
+
+@pytest.mark.parametrize("method,path", JSON_ENDPOINTS)
+def test_malformed_wrong_type_and_non_object(method, path, client, tenant, ids, app):
+    headers = member_client(client, tenant)
+    url = path.format(**ids)
+    before = snapshot(app)
+    call = getattr(client, method)
+    r = call(url, data='{"name": "x",', headers={**headers, "Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json["error"]["code"] == "malformed_json", r.json
+    r = call(url, data="name=x", headers={**headers, "Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 415 and r.json["error"]["code"] == "unsupported_media_type"
+    r = call(url, json=["not", "an", "object"], headers=headers)
+    assert r.status_code == 400 and "body" in r.json["error"]["details"], r.json
+    r = call(url, json="just a string", headers=headers)
+    assert r.status_code == 400
+    assert snapshot(app) == before
