@@ -60,6 +60,21 @@ class Crud:
     def conflict_message(self, obj) -> str:
         return f"{self.label} conflicts with an existing one"
 
+    def refuse_duplicate(self, session, obj, field: str, *same) -> None:
+        """409 naming the field when another row of this model matches the conditions."""
+        clash = session.execute(
+            select(func.count()).select_from(self.model).where(*same, self.model.id != (obj.id or ""))
+        ).scalar()
+        if clash:
+            message = self.conflict_message(obj)
+            raise ApiError(409, "conflict", message, {field: [message]})
+
+    @staticmethod
+    def check_window(obj, start: str, end: str) -> None:
+        """A time window whose end precedes its start is a 400 naming the end field."""
+        if getattr(obj, start) and getattr(obj, end) and getattr(obj, start) > getattr(obj, end):
+            raise ApiError(400, "validation_error", f"{end} must not be before {start}", {end: [f"before {start}"]})
+
     def create(self, data: dict):
         p = principal()
         obj = self.model(org_id=p.org_id, unit_id=current_unit(), **data)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import jsonify
 from flask_smorest import Blueprint
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
-from sqlalchemy import func, inspect, select, update
+from sqlalchemy import func, inspect, update
 
 from models.base import utcnow
 from models.reclassify import refresh_primary_scores
@@ -95,15 +95,8 @@ class RulesetCrud(Crud):
         return f"a ruleset named '{obj.name}' already exists"
 
     def validate(self, session, obj, creating):
-        if obj.start_date and obj.end_date and obj.start_date > obj.end_date:
-            raise ApiError(400, "validation_error", "end_date must not be before start_date", {"end_date": ["before start_date"]})
-        clash = session.execute(
-            select(func.count()).select_from(Ruleset).where(
-                Ruleset.unit_id == obj.unit_id, func.lower(Ruleset.name) == obj.name.lower(), Ruleset.id != (obj.id or "")
-            )
-        ).scalar()
-        if clash:
-            raise ApiError(409, "conflict", f"a ruleset named '{obj.name}' already exists", {"name": ["already exists"]})
+        self.check_window(obj, "start_date", "end_date")
+        self.refuse_duplicate(session, obj, "name", Ruleset.unit_id == obj.unit_id, func.lower(Ruleset.name) == obj.name.lower())
         obj._primary_changed = creating and obj.is_primary or inspect(obj).attrs.is_primary.history.has_changes()
         if obj.is_primary:
             session.execute(
@@ -144,15 +137,8 @@ class RuleCrud(Crud):
 
     def validate(self, session, obj, creating):
         get_scoped(Ruleset, obj.ruleset_id, "ruleset")
-        if obj.start_at and obj.end_at and obj.start_at > obj.end_at:
-            raise ApiError(400, "validation_error", "end_at must not be before start_at", {"end_at": ["before start_at"]})
-        clash = session.execute(
-            select(func.count()).select_from(Rule).where(
-                Rule.ruleset_id == obj.ruleset_id, Rule.event_type == obj.event_type, Rule.id != (obj.id or "")
-            )
-        ).scalar()
-        if clash:
-            raise ApiError(409, "conflict", self.conflict_message(obj), {"event_type": ["already has a rule in this ruleset"]})
+        self.check_window(obj, "start_at", "end_at")
+        self.refuse_duplicate(session, obj, "event_type", Rule.ruleset_id == obj.ruleset_id, Rule.event_type == obj.event_type)
 
 
 register_crud(blp, RulesetCrud(), RulesetSchema, "/rulesets", "/rulesets/<obj_id>", update_schema=RulesetUpdateSchema(partial=True))
