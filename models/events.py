@@ -59,5 +59,5 @@ class ScoreDelta(Base):
     ruleset_id: Mapped[str] = mapped_column(ForeignKey("rulesets.id", ondelete="CASCADE"), primary_key=True)
     lead_pk: Mapped[int] = mapped_column(ForeignKey("leads.pk", ondelete="CASCADE"))
     rule_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
-    delta: Mapped[int] = mapped_column(Integer)
-    score_after: Mapped[int] = mapped_column(Integer)
+    delta: Mapped[int] = mapped_column(BigInteger)
+    score_after: Mapped[int] = mapped_column(BigInteger)

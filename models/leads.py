@@ -27,7 +27,7 @@ class Lead(Base):
     owner_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     owner_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     merged_into: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    score: Mapped[int] = mapped_column(Integer, default=0)
+    score: Mapped[int] = mapped_column(BigInteger, default=0)
     level_id: Mapped[str | None] = mapped_column(ForeignKey("engagement_levels.id", ondelete="SET NULL"), nullable=True)
     level_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, JSONType, UTCDateTime, new_id, utcnow
@@ -49,6 +49,6 @@ class LeadLevelChange(Base):
     lead_pk: Mapped[int] = mapped_column(ForeignKey("leads.pk", ondelete="CASCADE"), index=True)
     from_level_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     to_level_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
-    score: Mapped[int] = mapped_column(Integer)
+    score: Mapped[int] = mapped_column(BigInteger)
     cause: Mapped[str] = mapped_column(String(20))  # "score" or "reconfiguration"
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -162,3 +162,18 @@ def test_malformed_json_wrong_content_type_and_non_object(api, app):
     r = api.post("/ingest")
     assert r.status_code == 400
     assert counts(app) == (0, 0, 0)
+
+
+def test_nul_characters_are_refused_not_a_500(api, app):
+    for body, field in [
+        ({"lead_id": "a\u0000b", "event_type": "x"}, "lead_id"),
+        ({"lead_id": "a", "event_type": "x", "metadata": {"k": "v\u0000"}}, "metadata.k"),
+        ({"lead_id": "a", "event_type": "x", "metadata": {"list": ["ok", "bad\u0000"]}}, "metadata.list.1"),
+        ({"aliases": [{"alias_kind": "email", "raw_value": "\u0000@x.io"}], "event_type": "x"}, "aliases.0.raw_value"),
+    ]:
+        r = api.post("/ingest", json=body)
+        assert r.status_code == 400 and field in r.json["error"]["details"], (body, r.json)
+    assert api.get("/lead/a%00b").status_code == 404
+    assert api.get("/leads?level=a%00").status_code == 400
+    assert api.get("/leads?page=100000000000000000000").status_code == 400
+    assert counts(app) == (0, 0, 0)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 19:16:48.432015
+Create Date: 2026-11-22 19:27:23.388189
 """
 from alembic import op
 import sqlalchemy as sa
@@ -153,7 +153,7 @@ def upgrade() -> None:
     sa.Column('owner_id', sa.String(length=36), nullable=True),
     sa.Column('owner_name', sa.String(length=200), nullable=True),
     sa.Column('merged_into', sa.String(length=200), nullable=True),
-    sa.Column('score', sa.Integer(), nullable=False),
+    sa.Column('score', sa.BigInteger(), nullable=False),
     sa.Column('level_id', sa.String(length=36), nullable=True),
     sa.Column('level_changed_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('last_event_at', sa.DateTime(timezone=True), nullable=True),
@@ -242,7 +242,7 @@ def upgrade() -> None:
     sa.Column('lead_pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('from_level_id', sa.String(length=36), nullable=True),
     sa.Column('to_level_id', sa.String(length=36), nullable=True),
-    sa.Column('score', sa.Integer(), nullable=False),
+    sa.Column('score', sa.BigInteger(), nullable=False),
     sa.Column('cause', sa.String(length=20), nullable=False),
     sa.Column('changed_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['lead_pk'], ['leads.pk'], name=op.f('fk_lead_level_changes_lead_pk_leads'), ondelete='CASCADE'),
@@ -257,7 +257,7 @@ def upgrade() -> None:
     sa.Column('lead_pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('ruleset_id', sa.String(length=36), nullable=False),
     sa.Column('unit_id', sa.String(length=36), nullable=False),
-    sa.Column('score', sa.Integer(), nullable=False),
+    sa.Column('score', sa.BigInteger(), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['lead_pk'], ['leads.pk'], name=op.f('fk_lead_scores_lead_pk_leads'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['ruleset_id'], ['rulesets.id'], name=op.f('fk_lead_scores_ruleset_id_rulesets'), ondelete='CASCADE'),
@@ -271,8 +271,8 @@ def upgrade() -> None:
     sa.Column('ruleset_id', sa.String(length=36), nullable=False),
     sa.Column('lead_pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('rule_id', sa.String(length=36), nullable=True),
-    sa.Column('delta', sa.Integer(), nullable=False),
-    sa.Column('score_after', sa.Integer(), nullable=False),
+    sa.Column('delta', sa.BigInteger(), nullable=False),
+    sa.Column('score_after', sa.BigInteger(), nullable=False),
     sa.ForeignKeyConstraint(['event_id'], ['events.id'], name=op.f('fk_score_deltas_event_id_events'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['lead_pk'], ['leads.pk'], name=op.f('fk_score_deltas_lead_pk_leads'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['ruleset_id'], ['rulesets.id'], name=op.f('fk_score_deltas_ruleset_id_rulesets'), ondelete='CASCADE'),
