@@ -148,11 +148,11 @@ def measure(name, port, path, auth, args, loadgen, server_pid):
     log(f"{name}: measuring {args.duration:.0f}s")
     busy0, total0 = common.machine_busy()
     srv0 = common.tree_cpu_seconds(server_pid)
-    svc0 = common.service_cpu_seconds()
+    svc0 = common.service_cpu_seconds(args.db)
     gen0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = go(args.duration)
     gen1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    svc1 = common.service_cpu_seconds()
+    svc1 = common.service_cpu_seconds(args.db)
     srv1 = common.tree_cpu_seconds(server_pid)
     busy1, total1 = common.machine_busy()
     r["rate"] = r["requests"] / r["seconds"] if r["seconds"] else 0.0
@@ -161,7 +161,10 @@ def measure(name, port, path, auth, args, loadgen, server_pid):
     r["postgres_cpu_ms_per_req"] = 1000 * (svc1["postgres"] - svc0["postgres"]) / max(1, r["requests"])
     r["redis_cpu_ms_per_req"] = 1000 * (svc1["redis-server"] - svc0["redis-server"]) / max(1, r["requests"])
     gen_cpu = (gen1.ru_utime + gen1.ru_stime) - (gen0.ru_utime + gen0.ru_stime)
-    r["loadgen_cpu_pct_of_machine"] = 100.0 * gen_cpu / (r["seconds"] * (os.cpu_count() or 1))
+    machine = r["seconds"] * (os.cpu_count() or 1)
+    r["loadgen_cpu_pct_of_machine"] = 100.0 * gen_cpu / machine
+    ours = (srv1 - srv0) + gen_cpu + sum(svc1.values()) - sum(svc0.values())
+    r["background_pct_of_machine"] = max(0.0, r["machine_busy_pct"] - 100.0 * ours / machine)
     r["warmup_ok"] = warm["ok"]
     return r
 
@@ -230,7 +233,8 @@ def main(argv=None) -> int:
           f"CPU ms per request: gunicorn {b['server_cpu_ms_per_req']:.2f} / {i['server_cpu_ms_per_req']:.2f}, "
           f"postgres {b['postgres_cpu_ms_per_req']:.2f} / {i['postgres_cpu_ms_per_req']:.2f}, "
           f"redis {b['redis_cpu_ms_per_req']:.2f} / {i['redis_cpu_ms_per_req']:.2f}; "
-          f"load generator {b['loadgen_cpu_pct_of_machine']:.0f}% / {i['loadgen_cpu_pct_of_machine']:.0f}% of the machine")
+          f"load generator {b['loadgen_cpu_pct_of_machine']:.0f}% / {i['loadgen_cpu_pct_of_machine']:.0f}% of the machine; "
+          f"other processes (not this benchmark) {b['background_pct_of_machine']:.0f}% / {i['background_pct_of_machine']:.0f}%")
     print(f"check: {accepted} accepted responses, {stored} events stored over {leads} leads "
           f"(stored may exceed accepted by requests in flight when the client stopped)")
     if stored < accepted:

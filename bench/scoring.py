@@ -219,6 +219,7 @@ def main(argv=None) -> int:
         log(f"{args.workers} workers registered (logs in {logdir}); kicking {slots} scoring slots")
         sampler.start()
         poll = psycopg.connect(common.libpq_dsn(args.db), autocommit=True)
+        cpu0 = (common.machine_busy(), sum(common.tree_cpu_seconds(p.pid) for p in procs), common.service_cpu_seconds(args.db))
         t0, started = time.perf_counter(), time.monotonic()
         for slot in range(slots):
             redis.delete(flag_key(slot))
@@ -237,10 +238,20 @@ def main(argv=None) -> int:
                 raise SystemExit(f"a worker exited during scoring; see {logdir}")
             time.sleep(0.02)
         elapsed = time.perf_counter() - t0
+        cpu1 = (common.machine_busy(), sum(common.tree_cpu_seconds(p.pid) for p in procs), common.service_cpu_seconds(args.db))
         sampler.stop()
         failed = len(queue.failed_job_registry)
         log(f"all events scored in {elapsed:.2f}s; {failed} failed jobs")
-        result.update(seconds=elapsed, rate=args.events / elapsed, failed_jobs=failed)
+        machine = elapsed * (__import__("os").cpu_count() or 1)
+        (b0, tot0), (b1, tot1) = cpu0[0], cpu1[0]
+        busy_pct = 100.0 * (b1 - b0) / max(1, tot1 - tot0)
+        worker_cpu = cpu1[1] - cpu0[1]
+        pg_cpu = cpu1[2]["postgres"] - cpu0[2]["postgres"]
+        redis_cpu = cpu1[2]["redis-server"] - cpu0[2]["redis-server"]
+        result.update(seconds=elapsed, rate=args.events / elapsed, failed_jobs=failed, machine_busy_pct=busy_pct,
+                      worker_cpu_us_per_event=1e6 * worker_cpu / args.events, postgres_cpu_us_per_event=1e6 * pg_cpu / args.events,
+                      redis_cpu_us_per_event=1e6 * redis_cpu / args.events,
+                      background_pct=max(0.0, busy_pct - 100.0 * (worker_cpu + pg_cpu + redis_cpu) / machine))
     finally:
         if sampler.is_alive():
             sampler.stop()
@@ -299,6 +310,9 @@ def main(argv=None) -> int:
     print(f"rate {'PASS' if ok_rate else 'FAIL'}, memory {'PASS' if ok_mem else 'FAIL'}, "
           f"correctness {'PASS' if correct else 'FAIL'} ({len(rows)} leads checked against a replay, {deltas} score deltas, "
           f"{changes} level changes, {result['failed_jobs']} failed jobs)")
+    print(f"cpu: machine busy {result['machine_busy_pct']:.0f}%; per event: workers {result['worker_cpu_us_per_event']:.0f} us, "
+          f"postgres {result['postgres_cpu_us_per_event']:.0f} us, redis {result['redis_cpu_us_per_event']:.1f} us; "
+          f"other processes (not this benchmark) {result['background_pct']:.0f}% of the machine")
     for p in problems[:10]:
         print("  mismatch:", p)
     if args.json:

@@ -74,14 +74,16 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
         ):
             by_lead[e.lead_pk].append(EventSpec(e.id, e.event_type, e.occurred_at))
     current: dict[int, dict[str, int]] = defaultdict(dict)
-    incremental = [pk for pk in by_lead if pk not in replay]
-    if incremental:
-        for r in session.execute(
-            select(LeadScore.lead_pk, LeadScore.ruleset_id, LeadScore.score).where(LeadScore.lead_pk.in_(incremental))
-        ):
-            current[r.lead_pk][r.ruleset_id] = r.score
+    for r in session.execute(
+        select(LeadScore.lead_pk, LeadScore.ruleset_id, LeadScore.score).where(LeadScore.lead_pk.in_(list(by_lead)))
+    ):
+        current[r.lead_pk][r.ruleset_id] = r.score
 
     contexts = load_contexts(session, {leads[pk].unit_id for pk in by_lead})
+    # A replay rebuilds only the rulesets that score now; a paused ruleset keeps what it had.
+    applicable = {rs.id for ctx in contexts.values() for rs in ctx.rulesets if rs.active}
+    for pk in replay:
+        current[pk] = {rs: s for rs, s in current[pk].items() if rs not in applicable}
     now = utcnow()
     score_rows, delta_rows, lead_rows, change_rows = [], [], [], []
     for pk, evs in by_lead.items():
@@ -118,9 +120,9 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
 
     event_ids = [e.id for e in pending]
     session.execute(update(Event).where(Event.id.in_(event_ids)).values(status=SCORED, scored_at=now))
-    if replay:
-        session.execute(delete(ScoreDelta).where(ScoreDelta.lead_pk.in_(replay)))
-        session.execute(delete(LeadScore).where(LeadScore.lead_pk.in_(replay)))
+    if replay and applicable:
+        session.execute(delete(ScoreDelta).where(ScoreDelta.lead_pk.in_(replay), ScoreDelta.ruleset_id.in_(applicable)))
+        session.execute(delete(LeadScore).where(LeadScore.lead_pk.in_(replay), LeadScore.ruleset_id.in_(applicable)))
     if delta_rows:
         session.execute(insert_for(session, ScoreDelta), delta_rows)
     if score_rows:

@@ -86,3 +86,16 @@ def test_redis_down_at_ingest_still_accepts(api, app, settings, run_worker):
     r = api.post("/ingest", json={"lead_id": "l1", "event_type": "page_view"})
     assert r.status_code == 202
     assert pending(app) == 1
+
+
+def test_late_event_replay_keeps_a_paused_rulesets_scores(api, run_worker):
+    paused = published_ruleset(api, {"page_view": 7}, name="Paused", primary=True)
+    live = published_ruleset(api, {"page_view": 1}, name="Live", primary=False)
+    ingest(api, "l1", "page_view", timestamp="2025-06-01T10:00:00Z")
+    run_worker()
+    api.put(f"/rulesets/{paused}", json={"active": False})
+    ingest(api, "l1", "page_view", timestamp="2025-06-01T09:00:00Z")  # late: forces a replay
+    run_worker()
+    lead = leads_by_id(api)["l1"]
+    assert lead["engagement_scores"] == {paused: 7, live: 2}
+    assert lead["score"] == 7
