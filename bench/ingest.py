@@ -49,6 +49,7 @@ def parse_args(argv=None):
     p.add_argument("--db", default=DEFAULT_DB)
     p.add_argument("--keep-db", action="store_true", help="leave the benchmark database for inspection")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--strict", action="store_true", help="exit 1 when the target is missed (default: only on errors)")
     return p.parse_args(argv)
 
 
@@ -221,7 +222,8 @@ def main(argv=None) -> int:
 
     b, i = results["bare"], results["ingest"]
     ratio = i["rate"] / b["rate"] if b["rate"] else 0.0
-    ok = ratio >= args.target_ratio and i["errors"] == 0 and b["errors"] == 0
+    sound = i["errors"] == 0 and b["errors"] == 0 and stored >= accepted
+    ok = ratio >= args.target_ratio and sound
     rows = [[name, r["requests"], f"{r['rate']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", r["errors"]]
             for name, r in (("bare flask", b), ("POST /ingest", i))]
     print()
@@ -239,12 +241,12 @@ def main(argv=None) -> int:
           f"(stored may exceed accepted by requests in flight when the client stopped)")
     if stored < accepted:
         print("FAIL: fewer events stored than accepted")
-        ok = False
     if args.json:
         Path(args.json).write_text(json.dumps({"results": results, "ratio": ratio, "pass": ok, "loadgen": loadgen,
                                                "workers": args.workers, "connections": args.connections,
                                                "stored": stored, "accepted": accepted}, indent=2))
-    return 0 if ok else 1
+    # A missed target is a result, not a crash: `make bench` goes on to the next benchmark unless --strict.
+    return 0 if sound and (ok or not args.strict) else 1
 
 
 if __name__ == "__main__":

@@ -15,8 +15,11 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
+import resource
 import random
 import sys
+import tempfile
 import threading
 import time
 from collections import defaultdict
@@ -51,6 +54,7 @@ def parse_args(argv=None):
     p.add_argument("--db", default=DEFAULT_DB)
     p.add_argument("--keep-db", action="store_true")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed (default: only on errors)")
     return p.parse_args(argv)
 
 
@@ -203,7 +207,7 @@ def main(argv=None) -> int:
     for slot in range(slots):
         redis.set(flag_key(slot), "bench-hold", ex=FLAG_TTL)
 
-    logdir = Path(__import__("tempfile").mkdtemp(prefix="leadpulse-bench-scoring-"))
+    logdir = Path(tempfile.mkdtemp(prefix="leadpulse-bench-scoring-"))
     procs = [common.start([common.LEADPULSE, "worker"], env, logdir / f"worker{i}.log") for i in range(args.workers)]
     sampler = MemorySampler([p.pid for p in procs])
     result = {}
@@ -219,30 +223,33 @@ def main(argv=None) -> int:
         log(f"{args.workers} workers registered (logs in {logdir}); kicking {slots} scoring slots")
         sampler.start()
         poll = psycopg.connect(common.libpq_dsn(args.db), autocommit=True)
-        cpu0 = (common.machine_busy(), sum(common.tree_cpu_seconds(p.pid) for p in procs), common.service_cpu_seconds(args.db))
+        self_cpu = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
+        cpu0 = (common.machine_busy(), sum(common.tree_cpu_seconds(p.pid) for p in procs), common.service_cpu_seconds(args.db), self_cpu())
         t0, started = time.perf_counter(), time.monotonic()
         for slot in range(slots):
             redis.delete(flag_key(slot))
         kick_scoring(redis, QUEUE, slots)
-        last, last_change, pending = None, time.monotonic(), args.events
-        while True:
-            pending = poll.execute("SELECT count(*) FROM events WHERE status = 0").fetchone()[0]
-            if pending == 0:
-                break
+        # A cheap EXISTS on the partial pending index every 25 ms ends the clock; a full count (which would
+        # itself load the database) only every 2 s, to notice a stall.
+        last, last_change, next_count = None, time.monotonic(), time.monotonic() + 2
+        while poll.execute("SELECT EXISTS (SELECT 1 FROM events WHERE status = 0)").fetchone()[0]:
             now = time.monotonic()
-            if pending != last:
-                last, last_change = pending, now
-            if now - last_change > 120 or now - started > args.timeout:
-                raise SystemExit(f"scoring stalled with {pending} events pending; see {logdir}")
+            if now >= next_count:
+                pending = poll.execute("SELECT count(*) FROM events WHERE status = 0").fetchone()[0]
+                next_count = now + 2
+                if pending != last:
+                    last, last_change = pending, now
+                if now - last_change > 120 or now - started > args.timeout:
+                    raise SystemExit(f"scoring stalled with {pending} events pending; see {logdir}")
             if any(p.poll() is not None for p in procs):
                 raise SystemExit(f"a worker exited during scoring; see {logdir}")
-            time.sleep(0.02)
+            time.sleep(0.025)
         elapsed = time.perf_counter() - t0
-        cpu1 = (common.machine_busy(), sum(common.tree_cpu_seconds(p.pid) for p in procs), common.service_cpu_seconds(args.db))
+        cpu1 = (common.machine_busy(), sum(common.tree_cpu_seconds(p.pid) for p in procs), common.service_cpu_seconds(args.db), self_cpu())
         sampler.stop()
         failed = len(queue.failed_job_registry)
         log(f"all events scored in {elapsed:.2f}s; {failed} failed jobs")
-        machine = elapsed * (__import__("os").cpu_count() or 1)
+        machine = elapsed * (os.cpu_count() or 1)
         (b0, tot0), (b1, tot1) = cpu0[0], cpu1[0]
         busy_pct = 100.0 * (b1 - b0) / max(1, tot1 - tot0)
         worker_cpu = cpu1[1] - cpu0[1]
@@ -251,7 +258,8 @@ def main(argv=None) -> int:
         result.update(seconds=elapsed, rate=args.events / elapsed, failed_jobs=failed, machine_busy_pct=busy_pct,
                       worker_cpu_us_per_event=1e6 * worker_cpu / args.events, postgres_cpu_us_per_event=1e6 * pg_cpu / args.events,
                       redis_cpu_us_per_event=1e6 * redis_cpu / args.events,
-                      background_pct=max(0.0, busy_pct - 100.0 * (worker_cpu + pg_cpu + redis_cpu) / machine))
+                      bench_pct=100.0 * (cpu1[3] - cpu0[3]) / machine,
+                      background_pct=max(0.0, busy_pct - 100.0 * (worker_cpu + pg_cpu + redis_cpu + cpu1[3] - cpu0[3]) / machine))
     finally:
         if sampler.is_alive():
             sampler.stop()
@@ -312,6 +320,7 @@ def main(argv=None) -> int:
           f"{changes} level changes, {result['failed_jobs']} failed jobs)")
     print(f"cpu: machine busy {result['machine_busy_pct']:.0f}%; per event: workers {result['worker_cpu_us_per_event']:.0f} us, "
           f"postgres {result['postgres_cpu_us_per_event']:.0f} us, redis {result['redis_cpu_us_per_event']:.1f} us; "
+          f"this script's polling and sampling {result['bench_pct']:.0f}% of the machine; "
           f"other processes (not this benchmark) {result['background_pct']:.0f}% of the machine")
     for p in problems[:10]:
         print("  mismatch:", p)
@@ -320,7 +329,9 @@ def main(argv=None) -> int:
                                                "slots": slots, "peak_rss_mb": peaks, "peak_pss_mb": pss,
                                                "hwm_worker_mb": hwm_parent, "hwm_horse_mb": hwm_horse,
                                                "correct": correct, "problems": [str(p) for p in problems[:50]], "pass": ok}, indent=2))
-    return 0 if ok else 1
+    # A missed target is a result, not a crash: `make bench` goes on unless --strict; wrong scores always fail.
+    sound = correct and result["failed_jobs"] == 0
+    return 0 if sound and (ok or not args.strict) else 1
 
 
 if __name__ == "__main__":

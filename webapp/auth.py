@@ -44,8 +44,10 @@ def issue_token(member: Member) -> str:
 def _from_basic(value: str) -> Principal:
     try:
         client_id, _, secret = base64.b64decode(value, validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, ValueError):  # ValueError covers non-ASCII input and bad UTF-8
         raise unauthorized("malformed Basic credentials")
+    if not plausible_id(client_id, 64):
+        raise unauthorized("invalid client credentials")
     cred = db().execute(
         select(ApiCredential.id, ApiCredential.org_id, ApiCredential.unit_id, ApiCredential.secret_hash).where(
             ApiCredential.client_id == client_id
@@ -54,6 +56,11 @@ def _from_basic(value: str) -> Principal:
     if cred is None or not secret_matches(secret, cred.secret_hash):
         raise unauthorized("invalid client credentials")
     return Principal(org_id=cred.org_id, unit_id=cred.unit_id, credential_id=cred.id)
+
+
+def plausible_id(value: str, max_len: int) -> bool:
+    """Ids we issue are short printable ASCII; anything else cannot match and must not reach SQL."""
+    return 0 < len(value) <= max_len and value.isascii() and value.isprintable()
 
 
 def _from_bearer(token: str) -> Principal:
@@ -67,7 +74,7 @@ def _from_bearer(token: str) -> Principal:
     if member is None:
         raise unauthorized("invalid token")
     unit_id = request.cookies.get(ACTIVE_OU_COOKIE)
-    if unit_id and not is_member_of(member.id, unit_id):
+    if unit_id and (not plausible_id(unit_id, 36) or not is_member_of(member.id, unit_id)):
         unit_id = None  # a cookie naming an OU the member cannot see selects nothing
     return Principal(org_id=member.org_id, unit_id=unit_id, member_id=member.id)
 

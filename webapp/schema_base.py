@@ -8,32 +8,53 @@ import marshmallow as ma
 from marshmallow import ValidationError, fields, pre_load, validate
 
 
-def nul_paths(value, path: str = "") -> list[str]:
-    """Where a NUL character hides in a JSON value; PostgreSQL text and JSONB cannot store one."""
+MAX_DEPTH = 32
+
+
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "must not contain NUL characters"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode text (no lone surrogates)"
+    return None
+
+
+def bad_text(value, path: str = "", depth: int = 0) -> dict[str, str]:
+    """Strings PostgreSQL cannot store (NUL, lone surrogates) and nesting deeper than MAX_DEPTH, by path."""
+    here = path or "_schema"
+    if depth > MAX_DEPTH:
+        return {here: f"is nested deeper than {MAX_DEPTH} levels"}
     if isinstance(value, str):
-        return [path or "_schema"] if "\x00" in value else []
+        problem = _text_problem(value)
+        return {here: problem} if problem else {}
+    found: dict[str, str] = {}
     if isinstance(value, Mapping):
-        found = [f"{path}.{k}" if path else str(k) for k in value if isinstance(k, str) and "\x00" in k]
         for key, item in value.items():
-            found += nul_paths(item, f"{path}.{key}" if path else str(key))
-        return found
-    if isinstance(value, list):
-        return [p for i, item in enumerate(value) for p in nul_paths(item, f"{path}.{i}" if path else str(i))]
-    return []
+            sub = f"{path}.{key}" if path else str(key)
+            problem = _text_problem(key) if isinstance(key, str) else None
+            if problem:
+                found[sub] = "key " + problem
+            found.update(bad_text(item, sub, depth + 1))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found.update(bad_text(item, f"{path}.{i}" if path else str(i), depth + 1))
+    return found
 
 
 class StrictSchema(ma.Schema):
-    """Unknown fields are an error that names them, never silently dropped; NUL characters are refused."""
+    """Unknown fields are an error that names them, never silently dropped; unstorable text is refused."""
 
     class Meta:
         unknown = ma.RAISE
         ordered = True
 
     @pre_load
-    def refuse_nul(self, data, **_):
-        found = nul_paths(data) if isinstance(data, (Mapping, list)) else []
+    def refuse_bad_text(self, data, **_):
+        found = bad_text(data) if isinstance(data, (Mapping, list)) else {}
         if found:
-            raise ValidationError({path: ["must not contain NUL characters"] for path in found})
+            raise ValidationError({path: [problem] for path, problem in found.items()})
         return data
 
 
@@ -51,7 +72,11 @@ class UTCDateTime(fields.AwareDateTime):
         return text.replace("+00:00", "Z")
 
     def _deserialize(self, value, attr, data, **kwargs):
-        return super()._deserialize(value, attr, data, **kwargs).astimezone(timezone.utc)
+        parsed = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return parsed.astimezone(timezone.utc)
+        except OverflowError:
+            raise ValidationError("is out of the supported date range")
 
 
 class PageArgs(StrictSchema):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from flask import jsonify, make_response
-from flask_smorest import Blueprint
+from webapp.blueprint import Blueprint
 from marshmallow import fields, validate
 from sqlalchemy import select
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from flask import request
-from flask_smorest import Blueprint
+from webapp.blueprint import Blueprint
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from models.base import utcnow
@@ -62,7 +62,7 @@ class IngestedSchema(StrictSchema):
 def to_incoming(data: dict, header_key: str | None, max_metadata: int) -> IncomingEvent:
     """Turn a validated body into the model's input; size and key checks that need the whole body."""
     metadata = data.get("metadata") or {}
-    if len(json.dumps(metadata, separators=(",", ":"))) > max_metadata:
+    if len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode()) > max_metadata:
         raise ApiError(413, "payload_too_large", f"metadata exceeds {max_metadata // 1024} KB", {"metadata": ["too large"]})
     key = data.get("event_id")
     if key and header_key and key != header_key:

@@ -5,7 +5,7 @@ from collections import defaultdict
 from datetime import datetime, time, timedelta, timezone
 
 from flask import jsonify
-from flask_smorest import Blueprint
+from webapp.blueprint import Blueprint
 from marshmallow import fields, validate
 from sqlalchemy import func, or_, select
 
@@ -13,6 +13,7 @@ from models.base import utcnow
 from models.leads import Lead
 from models.levels import EngagementLevel
 from models.reclassify import classify_new_lead
+from models.sql import insert_for
 from models.scoring import LeadScore, Ruleset
 from webapp.auth import current_unit, principal
 from webapp.crud import paginate, scoped
@@ -38,9 +39,12 @@ LEAD_COLUMNS = (
 )
 
 
+SCORE_BOUND = validate.Range(min=-(2**62), max=2**62)
+
+
 class LeadListArgs(PageArgs):
-    min_score = fields.Integer()
-    max_score = fields.Integer()
+    min_score = fields.Integer(validate=SCORE_BOUND)
+    max_score = fields.Integer(validate=SCORE_BOUND)
     event_type = fields.String(validate=validate.Length(min=1, max=100))
     last_active = fields.String(validate=validate.OneOf(["any", "7d", "30d"]))
     range = fields.String(validate=validate.OneOf(RANGES))
@@ -187,12 +191,18 @@ def create_lead(data):
     p = principal()
     session = db()
     unit_id = current_unit()
-    if session.execute(scoped(Lead).where(Lead.lead_id == data["id"])).first():
-        raise ApiError(409, "conflict", f"lead '{data['id']}' already exists", {"id": ["already exists"]})
     now = utcnow()
-    lead = Lead(org_id=p.org_id, unit_id=unit_id, lead_id=data["id"], metadata_=data["metadata"],
+    pk = session.execute(
+        insert_for(session, Lead)
+        .values(org_id=p.org_id, unit_id=unit_id, lead_id=data["id"], metadata=data["metadata"],
                 account_id=data.get("account_id"), score=0, created_at=now, updated_at=now)
-    session.add(lead)
+        .on_conflict_do_nothing(index_elements=["unit_id", "lead_id"])
+        .returning(Lead.pk)
+    ).scalar()
+    if pk is None:  # it exists, perhaps created a moment ago by an ingest
+        session.rollback()
+        raise ApiError(409, "conflict", f"lead '{data['id']}' already exists", {"id": ["already exists"]})
+    lead = session.get(Lead, pk)
     classify_new_lead(session, lead)
     session.commit()
     return lead

@@ -1,7 +1,7 @@
 """Engagement levels as reference/engagement-levels-api.txt; every change reclassifies the OU at once."""
 from __future__ import annotations
 
-from flask_smorest import Blueprint
+from webapp.blueprint import Blueprint
 from marshmallow import ValidationError, fields, validate, validates_schema
 from sqlalchemy import func, select
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from flask import Response, jsonify, request
-from flask_smorest import Blueprint
+from webapp.blueprint import Blueprint
 
 from webapp import metrics
 from webapp.auth import public

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from flask import jsonify
-from flask_smorest import Blueprint
+from webapp.blueprint import Blueprint
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 from sqlalchemy import func, inspect, update
 

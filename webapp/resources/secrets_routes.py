@@ -1,7 +1,7 @@
 """API credentials of the active OU, managed by members: the secret is shown once and stored hashed."""
 from __future__ import annotations
 
-from flask_smorest import Blueprint
+from webapp.blueprint import Blueprint
 from marshmallow import fields, validate
 
 from models.accounts import create_credential
