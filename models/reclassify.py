@@ -11,23 +11,27 @@ from models.scoring import LeadScore, Ruleset
 from models.sql import lock_unit_leads
 
 
-def _level_for_score():
+def _level_for_score(exclude_level_id: str | None = None):
     """Correlated subquery: the level whose inclusive range holds leads.score."""
     lv = EngagementLevel
     return (
         select(lv.id)
-        .where(lv.unit_id == Lead.unit_id, lv.min_score <= Lead.score, or_(lv.max_score.is_(None), Lead.score <= lv.max_score))
+        .where(lv.unit_id == Lead.unit_id, lv.min_score <= Lead.score, or_(lv.max_score.is_(None), Lead.score <= lv.max_score),
+               lv.id != (exclude_level_id or ""))
         .order_by(lv.min_score)
         .limit(1)
         .scalar_subquery()
     )
 
 
-def reclassify_unit(session: Session, unit_id: str, cause: str = "reconfiguration") -> int:
-    """Move every lead of the OU to the level its score now falls in; record each move. Returns moves."""
+def reclassify_unit(session: Session, unit_id: str, cause: str = "reconfiguration", exclude_level_id: str | None = None) -> int:
+    """Move every lead of the OU to the level its score now falls in; record each move. Returns moves.
+
+    exclude_level_id reclassifies as if that level were already gone (before deleting it).
+    """
     lock_unit_leads(session, unit_id)
     now = utcnow()
-    new_level = _level_for_score()
+    new_level = _level_for_score(exclude_level_id)
     moved = Lead.unit_id == unit_id, Lead.level_id.is_distinct_from(new_level)
     session.execute(
         insert(LeadLevelChange).from_select(

@@ -15,7 +15,7 @@ from models.level_rules import classify
 from models.levels import LeadLevelChange
 from models.scoring import LeadScore
 from models.specs import load_contexts
-from models.sql import insert_for
+from models.sql import insert_for, lock_unit
 
 
 @dataclass
@@ -41,7 +41,9 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
     lead_pks = sorted(set(session.execute(cand).scalars()))
     if not lead_pks:
         return BatchResult()
-    # Lock the leads (pk order, like every other writer) before reading config or scores.
+    # Shared OU locks (sorted), then the leads (pk order, like every other writer), then config and scores.
+    for unit_id in sorted(set(session.execute(select(Lead.unit_id).where(Lead.pk.in_(lead_pks))).scalars())):
+        lock_unit(session, unit_id, shared=True)
     leads = {
         r.pk: r
         for r in session.execute(
@@ -51,7 +53,7 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
             )
             .where(Lead.pk.in_(lead_pks))
             .order_by(Lead.pk)
-            .with_for_update()
+            .with_for_update(key_share=True)
         )
     }
     pending = session.execute(

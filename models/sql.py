@@ -12,10 +12,24 @@ def insert_for(session: Session, table):
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
+UNIT_LOCK_SPACE = 1818  # advisory-lock namespace for "OU configuration vs scoring"
+
+
+def lock_unit(session: Session, unit_id: str, shared: bool = False) -> None:
+    """Configuration changes of an OU (exclusive) never interleave with a scoring batch (shared).
+
+    A batch reads rulesets and levels once; without this a publish or level edit could land between
+    that read and the batch's commit and be silently undone. SQLite serializes writers already.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        session.execute(text(f"SELECT {fn}({UNIT_LOCK_SPACE}, hashtext(:u))"), {"u": unit_id})
+
+
 def lock_unit_leads(session: Session, unit_id: str) -> None:
-    """Row-lock every lead of an OU in pk order, so set-based rewrites never race a scoring worker."""
+    """Row-lock every lead of an OU in pk order (NO KEY UPDATE: ingest's foreign-key checks still pass)."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(
-            text("SELECT count(*) FROM (SELECT 1 FROM leads WHERE unit_id = :u ORDER BY pk FOR UPDATE) AS locked"),
+            text("SELECT count(*) FROM (SELECT 1 FROM leads WHERE unit_id = :u ORDER BY pk FOR NO KEY UPDATE) AS locked"),
             {"u": unit_id},
         )

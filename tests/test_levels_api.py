@@ -128,7 +128,7 @@ def test_missing_and_wrong_typed_fields(api):
     assert api.get("/engagement-levels").json == {"levels": []}
 
 
-def test_delete_reclassifies(api, run_worker):
+def test_delete_reclassifies_and_records_the_move(api, app, run_worker):
     ids = create_levels(api)
     published_ruleset(api, {"demo_request": 30})
     ingest(api, "l1", "demo_request")
@@ -138,3 +138,6 @@ def test_delete_reclassifies(api, run_worker):
     assert level_names(api) == {"l1": None}
     assert api.put(f"/engagement-levels/{ids['Cold']}", json={"max_score": 49}).status_code == 200
     assert level_names(api) == {"l1": "Cold"}
+    with app.extensions["leadpulse"].Session() as s:
+        moves = [(c.from_level_id, c.to_level_id, c.cause) for c in s.execute(select(LeadLevelChange).order_by(LeadLevelChange.id)).scalars()]
+    assert moves == [(None, ids["Warm"], "score"), (ids["Warm"], None, "reconfiguration"), (None, ids["Cold"], "reconfiguration")]

@@ -86,6 +86,14 @@ def test_redis_down_at_ingest_still_accepts(api, app, settings, run_worker):
     r = api.post("/ingest", json={"lead_id": "l1", "event_type": "page_view"})
     assert r.status_code == 202
     assert pending(app) == 1
+    # Redis comes back: the sweep (as every worker runs it) finds the event and it is scored.
+    from models.db import session_factory
+    from worker.sweep import sweep_once
+
+    live = Redis.from_url(settings.redis_url)
+    assert sweep_once(session_factory(settings.database_url), live, settings.queue_name, settings.scoring_parallelism)
+    run_worker()
+    assert pending(app) == 0 and leads_by_id(api)["l1"]["score"] == 2
 
 
 def test_late_event_replay_keeps_a_paused_rulesets_scores(api, run_worker):
@@ -93,9 +101,53 @@ def test_late_event_replay_keeps_a_paused_rulesets_scores(api, run_worker):
     live = published_ruleset(api, {"page_view": 1}, name="Live", primary=False)
     ingest(api, "l1", "page_view", timestamp="2025-06-01T10:00:00Z")
     run_worker()
-    api.put(f"/rulesets/{paused}", json={"active": False})
+    assert api.put(f"/rulesets/{paused}", json={"active": False}).status_code == 200
     ingest(api, "l1", "page_view", timestamp="2025-06-01T09:00:00Z")  # late: forces a replay
     run_worker()
     lead = leads_by_id(api)["l1"]
     assert lead["engagement_scores"] == {paused: 7, live: 2}
     assert lead["score"] == 7
+
+
+def test_config_changes_while_workers_score_lose_nothing(api, app, worker_processes):
+    """Publish, unpublish, primary switches and level edits interleaved with scoring end exact."""
+    ids = create_levels(api)
+    rs = published_ruleset(api, {"page_view": 3, "demo_request": 20}, name="Main", primary=True)
+    spare = published_ruleset(api, {"page_view": 1}, name="Spare", primary=False)
+    worker_processes(2, LEADPULSE_SCORE_BATCH=15, LEADPULSE_SCORING_PARALLELISM=2)
+    rng = random.Random(11)
+    sent = []
+    steps = [
+        lambda: api.post(f"/rulesets/{rs}/unpublish"),
+        lambda: api.post(f"/rulesets/{rs}/publish"),
+        lambda: api.put(f"/rulesets/{spare}", json={"is_primary": True}),
+        lambda: api.put(f"/rulesets/{rs}", json={"is_primary": True}),
+        lambda: api.put(f"/engagement-levels/{ids['Warm']}", json={"max_score": 29}),
+        lambda: api.put(f"/engagement-levels/{ids['Hot']}", json={"min_score": 30}),
+        lambda: api.put(f"/engagement-levels/{ids['Hot']}", json={"min_score": 50}),
+        lambda: api.put(f"/engagement-levels/{ids['Warm']}", json={"max_score": 49}),
+    ]
+    for round_no in range(6):
+        for _ in range(60):
+            seq = len(sent)
+            lead = f"lead-{rng.randrange(60)}" if rng.random() < 0.8 else f"new-{seq}"
+            et = rng.choice(["page_view", "demo_request"])
+            ingest(api, lead, et, timestamp=(T0 + timedelta(seconds=seq)).isoformat())
+            sent.append((lead, et))
+        for step in steps:
+            r = step()
+            assert r.status_code in (200, 201), r.json
+    wait_until(lambda: pending(app) == 0, timeout=120, message="all events scored")
+    want = {}
+    for lead, et in sent:
+        want[lead] = want.get(lead, 0) + WEIGHTS[et]
+    leads = leads_by_id(api)
+    assert {k: v["score"] for k, v in leads.items()} == want
+    assert {k: v["engagement_scores"][spare] for k, v in leads.items() if v["engagement_scores"].get(spare)} == {
+        lead: sum(1 for l2, et in sent if l2 == lead and et == "page_view")
+        for lead in want if any(l2 == lead and et == "page_view" for l2, et in sent)
+    }
+    for lead, v in leads.items():
+        score = v["score"]
+        expected_level = "Cold" if score < 25 else "Warm" if score < 50 else "Hot" if score < 75 else "Very Hot"
+        assert v["level"]["name"] == expected_level, (lead, score)

@@ -6,6 +6,7 @@ from flask.views import MethodView
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from models.sql import lock_unit
 from webapp.auth import current_unit, principal
 from webapp.errors import ApiError, not_found
 from webapp.state import db
@@ -76,11 +77,14 @@ class Crud:
             raise ApiError(400, "validation_error", f"{end} must not be before {start}", {end: [f"before {start}"]})
 
     def create(self, data: dict):
+        # Every write starts with the OU lock: config changes of one OU are serialized and never race scoring.
+        lock_unit(db(), current_unit())
         p = principal()
         obj = self.model(org_id=p.org_id, unit_id=current_unit(), **data)
         return self._save(obj, creating=True)
 
     def update(self, obj_id, data: dict):
+        lock_unit(db(), current_unit())
         obj = self.get(obj_id)
         for key, value in data.items():
             setattr(obj, key, value)
@@ -88,6 +92,7 @@ class Crud:
 
     def delete(self, obj_id) -> None:
         session = db()
+        lock_unit(session, current_unit())
         obj = self.get(obj_id)
         self.before_delete(session, obj)
         session.delete(obj)

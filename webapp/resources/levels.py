@@ -82,6 +82,8 @@ class LevelCrud(Crud):
         count = session.execute(select(func.count()).select_from(EngagementLevel).where(EngagementLevel.unit_id == obj.unit_id)).scalar()
         if count <= 1:
             raise ApiError(400, "last_level", "cannot delete the last engagement level; add another first")
+        # Move its leads first, so each move is recorded (ON DELETE SET NULL would erase them silently).
+        reclassify_unit(session, obj.unit_id, exclude_level_id=obj.id)
 
     def after_change(self, session, obj, action):
         p = principal()

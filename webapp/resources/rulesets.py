@@ -10,7 +10,8 @@ from models.base import utcnow
 from models.reclassify import refresh_primary_scores
 from models.rescore import clear_ruleset_scores, rescore_ruleset
 from models.scoring import DRAFT, PUBLISHED, Rule, Ruleset
-from webapp.auth import principal
+from models.sql import lock_unit
+from webapp.auth import current_unit, principal
 from webapp.crud import Crud, get_scoped, register_crud, scoped
 from webapp.errors import ApiError
 from webapp.resources.ingest import EVENT_TYPE
@@ -156,6 +157,7 @@ def ruleset_rules(obj_id):
 def publish(obj_id):
     """Draft -> published: the ruleset now scores, and every lead of the OU is rescored from its events."""
     session = db()
+    lock_unit(session, current_unit())
     rs = get_scoped(Ruleset, obj_id, "ruleset")
     rs.status, rs.published_at = PUBLISHED, utcnow()
     session.flush()
@@ -168,6 +170,7 @@ def publish(obj_id):
 def unpublish(obj_id):
     """Back to draft: the ruleset stops scoring and its scores are withdrawn (republishing rebuilds them)."""
     session = db()
+    lock_unit(session, current_unit())
     rs = get_scoped(Ruleset, obj_id, "ruleset")
     if rs.status != DRAFT:
         rs.status = DRAFT
