@@ -10,8 +10,8 @@ from models.base import utcnow
 from models.engine import EventSpec, score_events
 from models.events import SCORED, Event, ScoreDelta
 from models.reclassify import refresh_primary_scores
-from models.scoring import LeadScore, Rule, Ruleset
-from models.specs import ruleset_spec
+from models.scoring import PUBLISHED, LeadScore, Rule, Ruleset
+from models.specs import ruleset_spec, snapshot_rules
 from models.sql import insert_for, lock_unit_leads
 from models.tenancy import OrgUnit
 
@@ -23,13 +23,20 @@ def clear_ruleset_scores(session: Session, ruleset: Ruleset) -> None:
     session.execute(delete(LeadScore).where(LeadScore.ruleset_id == ruleset.id))
 
 
+def publish_ruleset(session: Session, ruleset: Ruleset) -> int:
+    """Freeze the current rules as the published ones and rescore the OU with them; returns leads scored."""
+    rules = session.execute(select(Rule).where(Rule.ruleset_id == ruleset.id).order_by(Rule.created_at)).scalars().all()
+    ruleset.status, ruleset.published_at, ruleset.published_rules = PUBLISHED, utcnow(), snapshot_rules(rules)
+    session.flush()
+    return rescore_ruleset(session, ruleset)
+
+
 def rescore_ruleset(session: Session, ruleset: Ruleset) -> int:
     """Replace the ruleset's scores with ones computed from every scored event; returns leads scored."""
     unit_id = ruleset.unit_id
     lock_unit_leads(session, unit_id)
     clear_ruleset_scores(session, ruleset)
-    rules = session.execute(select(Rule).where(Rule.ruleset_id == ruleset.id)).scalars().all()
-    spec = ruleset_spec(ruleset, rules)
+    spec = ruleset_spec(ruleset)
     allow_negative = session.execute(select(OrgUnit.allow_negative_scores).where(OrgUnit.id == unit_id)).scalar()
     rows = session.execute(
         select(Event.id, Event.lead_pk, Event.event_type, Event.occurred_at)

@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, UTCDateTime, new_id, utcnow
+from models.base import Base, JSONType, UTCDateTime, new_id, utcnow
 
 DRAFT, PUBLISHED = "draft", "published"
 
@@ -34,6 +34,8 @@ class Ruleset(Base):
     start_date: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     end_date: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The rules as they were when last published: what scores, so rule edits wait for republishing.
+    published_rules: Mapped[list | None] = mapped_column(JSONType, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -1,8 +1,8 @@
 """Loading an OU's configuration as the engine's plain specs, in one query per table."""
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from models.engine import RuleSpec, RulesetSpec
 from models.level_rules import LevelSpec
 from models.levels import EngagementLevel
-from models.scoring import PUBLISHED, Rule, Ruleset
+from models.scoring import PUBLISHED, Ruleset
 from models.tenancy import OrgUnit
 
 
@@ -23,14 +23,33 @@ class UnitContext:
     levels: list[LevelSpec] = field(default_factory=list)
 
 
-def ruleset_spec(rs: Ruleset, rules) -> RulesetSpec:
+def snapshot_rules(rules) -> list[dict]:
+    """Rules frozen at publish time, as plain JSON."""
+    def iso(value):
+        return value.isoformat() if value else None
+
+    return [
+        {"id": r.id, "event_type": r.event_type, "weight": r.weight, "active": r.active,
+         "start_at": iso(r.start_at), "end_at": iso(r.end_at)}
+        for r in rules
+    ]
+
+
+def ruleset_spec(rs: Ruleset) -> RulesetSpec:
+    """The ruleset as it scores: its own flags now, its rules as last published."""
+    def when(value):
+        return datetime.fromisoformat(value) if value else None
+
     return RulesetSpec(
         id=rs.id,
         published=rs.status == PUBLISHED,
         active=rs.active,
         start_date=rs.start_date,
         end_date=rs.end_date,
-        rules={r.event_type: RuleSpec(r.id, r.event_type, r.weight, r.active, r.start_at, r.end_at) for r in rules},
+        rules={
+            r["event_type"]: RuleSpec(r["id"], r["event_type"], r["weight"], r["active"], when(r["start_at"]), when(r["end_at"]))
+            for r in rs.published_rules or []
+        },
     )
 
 
@@ -46,15 +65,11 @@ def load_contexts(session: Session, unit_ids: set[str]) -> dict[str, UnitContext
     ctx = {u: UnitContext(u) for u in unit_ids}
     for unit in session.execute(select(OrgUnit).where(OrgUnit.id.in_(unit_ids))).scalars():
         ctx[unit.id].allow_negative = unit.allow_negative_scores
-    rulesets = session.execute(select(Ruleset).where(Ruleset.unit_id.in_(unit_ids))).scalars().all()
-    rules_by_set = defaultdict(list)
-    for rule in session.execute(select(Rule).where(Rule.unit_id.in_(unit_ids))).scalars():
-        rules_by_set[rule.ruleset_id].append(rule)
-    for rs in rulesets:
+    for rs in session.execute(select(Ruleset).where(Ruleset.unit_id.in_(unit_ids))).scalars():
         if rs.is_primary:
             ctx[rs.unit_id].primary_id = rs.id
         if rs.status == PUBLISHED:
-            ctx[rs.unit_id].rulesets.append(ruleset_spec(rs, rules_by_set[rs.id]))
+            ctx[rs.unit_id].rulesets.append(ruleset_spec(rs))
     for lv in session.execute(
         select(EngagementLevel).where(EngagementLevel.unit_id.in_(unit_ids)).order_by(EngagementLevel.min_score)
     ).scalars():

@@ -95,16 +95,27 @@ def test_draft_scores_nothing_publish_rescores_unpublish_withdraws(api, run_work
     assert scores(api) == {"a": 30, "b": 60, "c": 90, "d": 5}
     levels = {k: v["level"]["name"] for k, v in leads_by_id(api).items()}
     assert levels == {"a": "Warm", "b": "Hot", "c": "Very Hot", "d": "Cold"}
-    # editing a rule changes nothing until republished
+    # editing a rule changes nothing until republished: not stored scores, not new events, not replays
     rule = [x for x in api.get("/rules").json if x["event_type"] == "demo_request"][0]
-    api.put(f"/rules/{rule['rule_id']}", json={"weight": 10})
+    assert api.put(f"/rules/{rule['rule_id']}", json={"weight": 10}).status_code == 200
     assert scores(api)["c"] == 90
+    ingest(api, "c", "demo_request")
+    run_worker()
+    assert scores(api)["c"] == 120
+    ingest(api, "b", "demo_request", timestamp="2020-01-01T00:00:00Z")  # late: replays b
+    run_worker()
+    assert scores(api)["b"] == 90
     api.post(f"/rulesets/{rs}/publish")
-    assert scores(api) == {"a": 10, "b": 20, "c": 30, "d": 5}
+    assert scores(api) == {"a": 10, "b": 30, "c": 40, "d": 5}
     # new events after publishing score incrementally on top
     ingest(api, "a", "demo_request")
     run_worker()
     assert scores(api)["a"] == 20
+    # a rule added to a published ruleset waits for the next publish too
+    api.post("/rules", json={"ruleset_id": rs, "event_type": "webinar", "weight": 50})
+    ingest(api, "d", "webinar")
+    run_worker()
+    assert scores(api)["d"] == 5
     r = api.post(f"/rulesets/{rs}/unpublish")
     assert r.status_code == 200 and r.json["ruleset"]["status"] == "draft"
     assert scores(api) == {"a": 0, "b": 0, "c": 0, "d": 0}

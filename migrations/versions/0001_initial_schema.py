@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 19:27:23.388189
+Create Date: 2026-11-22 19:44:01.973229
 """
 from alembic import op
 import sqlalchemy as sa
@@ -132,6 +132,7 @@ def upgrade() -> None:
     sa.Column('start_date', sa.DateTime(timezone=True), nullable=True),
     sa.Column('end_date', sa.DateTime(timezone=True), nullable=True),
     sa.Column('published_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('published_rules', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_rulesets_org_id_organizations'), ondelete='CASCADE'),

@@ -6,10 +6,9 @@ from webapp.blueprint import Blueprint
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 from sqlalchemy import func, inspect, update
 
-from models.base import utcnow
 from models.reclassify import refresh_primary_scores
-from models.rescore import clear_ruleset_scores, rescore_ruleset
-from models.scoring import DRAFT, PUBLISHED, Rule, Ruleset
+from models.rescore import clear_ruleset_scores, publish_ruleset
+from models.scoring import DRAFT, Rule, Ruleset
 from models.sql import lock_unit
 from webapp.auth import current_unit, principal
 from webapp.crud import Crud, get_scoped, register_crud, scoped
@@ -155,13 +154,11 @@ def ruleset_rules(obj_id):
 
 @blp.route("/rulesets/<obj_id>/publish", methods=["POST"])
 def publish(obj_id):
-    """Draft -> published: the ruleset now scores, and every lead of the OU is rescored from its events."""
+    """Draft -> published (or republish after rule edits): the current rules now score, every lead is rescored."""
     session = db()
     lock_unit(session, current_unit())
     rs = get_scoped(Ruleset, obj_id, "ruleset")
-    rs.status, rs.published_at = PUBLISHED, utcnow()
-    session.flush()
-    leads = rescore_ruleset(session, rs)
+    leads = publish_ruleset(session, rs)
     session.commit()
     return jsonify({"ruleset": RulesetSchema().dump(rs), "rescored_leads": leads})
 
