@@ -31,8 +31,11 @@ def test_metrics_have_reference_names_and_real_values(api, client, run_worker):
     assert metric(text, "events_ingested_total") == before + 4
     assert metric(text, "queue_depth") == 4
     assert 'http_requests_total{code="202",method="POST"}' in text
+    assert metric(text, "scoring_lag_seconds") >= 0
     run_worker()
-    assert metric(client.get("/metrics").get_data(as_text=True), "queue_depth") == 0
+    text = client.get("/metrics").get_data(as_text=True)
+    assert metric(text, "queue_depth") == 0 and metric(text, "scoring_lag_seconds") == 0
+    assert metric(text, "events_scored_total") == 4 and metric(text, "scoring_batches_total") >= 1
 
 
 def test_openapi_documents_the_api(client, clean):

@@ -10,7 +10,7 @@ from sqlalchemy.exc import OperationalError
 from config import Settings
 from models.db import session_factory
 from models.score_batch import has_pending, score_pending
-from worker.wakeup import FLAG_TTL, flag_key, kick_scoring
+from worker.wakeup import FLAG_TTL, METRICS_KEY, flag_key, kick_scoring
 
 log = logging.getLogger("leadpulse.jobs")
 
@@ -42,7 +42,11 @@ def score_slot(slot: int, slots: int) -> int:
     while True:
         result = _score_once(Session, slot, slots, settings.score_batch_size)
         total += result.events
-        redis.expire(key, FLAG_TTL)
+        pipe = redis.pipeline(transaction=False)
+        pipe.expire(key, FLAG_TTL)
+        if result.events:
+            count_batch(pipe, result)
+        pipe.execute()
         if result.events == 0:
             # Release, then look again: an event committed before the release is seen here,
             # one committed after it finds the flag free and enqueues a new job.
@@ -58,6 +62,14 @@ def score_slot(slot: int, slots: int) -> int:
             break
     log.info("slot %d/%d scored %d events", slot, slots, total)
     return total
+
+
+def count_batch(pipe, result) -> None:
+    """Scoring counters live in Redis so /metrics on any web process reports every worker's work."""
+    pipe.hincrby(METRICS_KEY, "events_scored", result.events)
+    pipe.hincrby(METRICS_KEY, "scoring_batches", 1)
+    pipe.hincrby(METRICS_KEY, "level_changes", result.level_changes)
+    pipe.hincrby(METRICS_KEY, "replays", result.replays)
 
 
 def release_slot_on_failure(job, connection, exc_type, exc_value, tb):

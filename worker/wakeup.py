@@ -11,6 +11,7 @@ FLAG_TTL = 120  # seconds; a running job refreshes it, a dead one lets it lapse 
 JOB_TIMEOUT = 300
 RESULT_TTL = 60
 FAILURE_TTL = 7 * 24 * 3600
+METRICS_KEY = "leadpulse:metrics"  # hash of counters the workers add to
 
 
 def flag_key(slot: int) -> str:
