@@ -227,13 +227,39 @@ def machine_facts() -> dict:
     }
 
 
-def service_cpu_seconds(db_name: str | None = None) -> dict[str, float]:
+class ServiceCpu:
+    """CPU used by PostgreSQL (this database's backends + shared processes) and Redis between start and now.
+
+    Call sample() now and then: a backend that exits (a forked job closing its connections) keeps the last
+    CPU reading taken of it, instead of disappearing from the sum.
+    """
+
+    def __init__(self, db_name: str):
+        self.db_name = db_name
+        self.base = self._read()
+        self.last = dict(self.base)
+
+    def _read(self) -> dict[int, tuple[str, float]]:
+        return service_cpu_seconds(self.db_name, per_pid=True)
+
+    def sample(self) -> None:
+        self.last.update(self._read())
+
+    def totals(self) -> dict[str, float]:
+        out = {"postgres": 0.0, "redis-server": 0.0}
+        for pid, (comm, cpu) in self.last.items():
+            out[comm] += cpu - self.base.get(pid, (comm, 0.0))[1]
+        return out
+
+
+def service_cpu_seconds(db_name: str | None = None, per_pid: bool = False):
     """CPU seconds used so far by PostgreSQL (backends of db_name and the shared background processes) and Redis.
 
     Backends of other databases (someone else's test suite on the same server) are left out, so the
     numbers are this benchmark's own.
     """
     out = {"postgres": 0.0, "redis-server": 0.0}
+    pids = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -248,5 +274,7 @@ def service_cpu_seconds(db_name: str | None = None) -> dict[str, float]:
             continue
         if comm == "postgres" and db_name and "(" in cmdline and f" {db_name} " not in cmdline:
             continue  # a client backend of another database
-        out[comm] += cpu_seconds(int(entry))
-    return out
+        cpu = cpu_seconds(int(entry))
+        out[comm] += cpu
+        pids[int(entry)] = (comm, cpu)
+    return pids if per_pid else out

@@ -149,11 +149,12 @@ def measure(name, port, path, auth, args, loadgen, server_pid):
     log(f"{name}: measuring {args.duration:.0f}s")
     busy0, total0 = common.machine_busy()
     srv0 = common.tree_cpu_seconds(server_pid)
-    svc0 = common.service_cpu_seconds(args.db)
+    services = common.ServiceCpu(args.db)
     gen0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = go(args.duration)
     gen1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    svc1 = common.service_cpu_seconds(args.db)
+    services.sample()
+    svc1, svc0 = services.totals(), {"postgres": 0.0, "redis-server": 0.0}
     srv1 = common.tree_cpu_seconds(server_pid)
     busy1, total1 = common.machine_busy()
     r["rate"] = r["requests"] / r["seconds"] if r["seconds"] else 0.0

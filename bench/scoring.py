@@ -149,8 +149,9 @@ def classify(score: int) -> str | None:
 class MemorySampler(threading.Thread):
     """Peak memory of each worker's process tree (worker + forked work-horse), sampled from /proc."""
 
-    def __init__(self, pids: list[int], interval: float = 0.05):
+    def __init__(self, pids: list[int], interval: float = 0.05, services=None):
         super().__init__(daemon=True)
+        self.services = services  # a common.ServiceCpu to keep sampling (backends that exit keep their CPU)
         self.pids, self.interval = pids, interval
         self.peak_rss = {p: 0 for p in pids}  # kB, sum of VmRSS over the tree at one instant
         self.peak_pss = {p: 0 for p in pids}  # kB, sum of Pss (shared fork pages counted once)
@@ -165,6 +166,8 @@ class MemorySampler(threading.Thread):
                 self.hwm[root][p] = max(self.hwm[root].get(p, 0), common.status_kb(p, "VmHWM"))
             if with_pss:
                 self.peak_pss[root] = max(self.peak_pss[root], sum(common.pss_kb(p) for p in tree))
+        if with_pss and self.services is not None:
+            self.services.sample()
 
     def run(self):
         n = 0
@@ -209,7 +212,7 @@ def main(argv=None) -> int:
 
     logdir = Path(tempfile.mkdtemp(prefix="leadpulse-bench-scoring-"))
     procs = [common.start([common.LEADPULSE, "worker"], env, logdir / f"worker{i}.log") for i in range(args.workers)]
-    sampler = MemorySampler([p.pid for p in procs])
+    sampler = None
     result = {}
     try:
         from rq import Queue, Worker
@@ -221,10 +224,12 @@ def main(argv=None) -> int:
                 raise SystemExit("workers did not start: " + " ".join((logdir / f"worker{i}.log").read_text()[-2000:] for i in range(args.workers)))
             time.sleep(0.05)
         log(f"{args.workers} workers registered (logs in {logdir}); kicking {slots} scoring slots")
-        sampler.start()
         poll = psycopg.connect(common.libpq_dsn(args.db), autocommit=True)
         self_cpu = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
-        cpu0 = (common.machine_busy(), sum(common.tree_cpu_seconds(p.pid) for p in procs), common.service_cpu_seconds(args.db), self_cpu())
+        services = common.ServiceCpu(args.db)
+        sampler = MemorySampler([p.pid for p in procs], services=services)
+        sampler.start()
+        cpu0 = (common.machine_busy(), sum(common.tree_cpu_seconds(p.pid) for p in procs), self_cpu())
         t0, started = time.perf_counter(), time.monotonic()
         for slot in range(slots):
             redis.delete(flag_key(slot))
@@ -245,23 +250,23 @@ def main(argv=None) -> int:
                 raise SystemExit(f"a worker exited during scoring; see {logdir}")
             time.sleep(0.025)
         elapsed = time.perf_counter() - t0
-        cpu1 = (common.machine_busy(), sum(common.tree_cpu_seconds(p.pid) for p in procs), common.service_cpu_seconds(args.db), self_cpu())
+        cpu1 = (common.machine_busy(), sum(common.tree_cpu_seconds(p.pid) for p in procs), self_cpu())
         sampler.stop()
+        svc = services.totals()
         failed = len(queue.failed_job_registry)
         log(f"all events scored in {elapsed:.2f}s; {failed} failed jobs")
         machine = elapsed * (os.cpu_count() or 1)
         (b0, tot0), (b1, tot1) = cpu0[0], cpu1[0]
         busy_pct = 100.0 * (b1 - b0) / max(1, tot1 - tot0)
         worker_cpu = cpu1[1] - cpu0[1]
-        pg_cpu = cpu1[2]["postgres"] - cpu0[2]["postgres"]
-        redis_cpu = cpu1[2]["redis-server"] - cpu0[2]["redis-server"]
+        pg_cpu, redis_cpu = svc["postgres"], svc["redis-server"]
         result.update(seconds=elapsed, rate=args.events / elapsed, failed_jobs=failed, machine_busy_pct=busy_pct,
                       worker_cpu_us_per_event=1e6 * worker_cpu / args.events, postgres_cpu_us_per_event=1e6 * pg_cpu / args.events,
                       redis_cpu_us_per_event=1e6 * redis_cpu / args.events,
-                      bench_pct=100.0 * (cpu1[3] - cpu0[3]) / machine,
-                      background_pct=max(0.0, busy_pct - 100.0 * (worker_cpu + pg_cpu + redis_cpu + cpu1[3] - cpu0[3]) / machine))
+                      bench_pct=100.0 * (cpu1[2] - cpu0[2]) / machine,
+                      background_pct=max(0.0, busy_pct - 100.0 * (worker_cpu + pg_cpu + redis_cpu + cpu1[2] - cpu0[2]) / machine))
     finally:
-        if sampler.is_alive():
+        if sampler is not None and sampler.is_alive():
             sampler.stop()
         for p in procs:
             common.stop(p, timeout=30)

@@ -14,8 +14,18 @@ from sqlalchemy.orm import Session
 from models.tenancy import ApiCredential, Member, Membership, Organization, OrgUnit
 
 _hasher = PasswordHasher()
-# A fixed hash to verify against when the email is unknown, so timing does not reveal which emails exist.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+_dummy_hash: str | None = None
+
+
+def _dummy() -> str:
+    """A hash to verify against when the email is unknown, so timing does not reveal which emails exist.
+
+    Made on first use: argon2 costs 64 MiB and ~100 ms, which workers that never log anyone in should not pay.
+    """
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = _hasher.hash(secrets.token_urlsafe(16))
+    return _dummy_hash
 
 
 def hash_secret(secret: str) -> str:
@@ -37,7 +47,7 @@ def hash_password(password: str) -> str:
 
 def password_matches(password: str, stored_hash: str | None) -> bool:
     try:
-        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+        return _hasher.verify(stored_hash or _dummy(), password) and stored_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 

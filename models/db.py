@@ -30,7 +30,9 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # No pre-ping (a round trip per request): a connection found dead after a database restart fails
+    # that one request with a 503 and is discarded by the pool.
+    return create_engine(url, pool_size=10, max_overflow=20, pool_recycle=1800)
 
 
 def get_engine(url: str) -> Engine:

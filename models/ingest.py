@@ -1,18 +1,20 @@
-"""Persisting one incoming event: find or create its lead, dedupe by idempotency key, insert."""
+"""Persisting incoming events set-based: resolve or create their leads, dedupe by key, insert, all in a few statements."""
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.events import Event
 from models.leads import Lead, LeadAlias
 from models.sql import insert_for
+
+EVENTS, LEADS, ALIASES = Event.__table__, Lead.__table__, LeadAlias.__table__
 
 
 @dataclass
@@ -32,118 +34,202 @@ class IngestResult:
     duplicate: bool
 
 
-def find_duplicate(session: Session, unit_id: str, key: str) -> IngestResult | None:
-    row = session.execute(
-        select(Event.id, Lead.lead_id)
-        .join(Lead, Lead.pk == Event.lead_pk)
-        .where(Event.unit_id == unit_id, Event.idempotency_key == key)
-    ).first()
-    return IngestResult(row.id, row.lead_id, True) if row else None
-
-
 def ingest_event(session: Session, org_id: str, unit_id: str, ev: IncomingEvent) -> IngestResult:
-    """Write the event in the caller's transaction; a repeated idempotency key is reported, not stored."""
-    if ev.idempotency_key:
-        dup = find_duplicate(session, unit_id, ev.idempotency_key)
-        if dup:
-            return dup
-    lead_pk, lead_id = resolve_lead(session, org_id, unit_id, ev.lead_id, ev.aliases)
-    stmt = insert_for(session, Event).values(
-        org_id=org_id,
-        unit_id=unit_id,
-        lead_pk=lead_pk,
-        event_type=ev.event_type,
-        occurred_at=ev.occurred_at,
-        received_at=utcnow(),
-        metadata=ev.metadata,
-        idempotency_key=ev.idempotency_key,
-        status=0,
-    )
-    if ev.idempotency_key:
-        stmt = stmt.on_conflict_do_nothing(
-            index_elements=["unit_id", "idempotency_key"], index_where=Event.idempotency_key.isnot(None)
+    """One event in the caller's transaction; a repeated idempotency key is reported, not stored."""
+    return ingest_many(session, org_id, unit_id, [ev])[0]
+
+
+def ingest_many(session: Session, org_id: str, unit_id: str, events: list[IncomingEvent]) -> list[IngestResult]:
+    """Many events of one OU in the caller's transaction, with a handful of statements whatever their number."""
+    results: list[IngestResult | None] = [None] * len(events)
+    first_with_key: dict[str, int] = {}
+    fresh: list[int] = []
+    for i, ev in enumerate(events):
+        if ev.idempotency_key and ev.idempotency_key in first_with_key:
+            continue  # a repeat inside this batch: answered from its first occurrence below
+        if ev.idempotency_key:
+            first_with_key[ev.idempotency_key] = i
+        fresh.append(i)
+    known = _existing_keys(session, unit_id, list(first_with_key))
+    fresh = [i for i in fresh if events[i].idempotency_key not in known]
+
+    leads = resolve_leads(session, org_id, unit_id, [events[i] for i in fresh])
+    now = utcnow()
+    rows = [
+        dict(org_id=org_id, unit_id=unit_id, lead_pk=leads[n][0], event_type=events[i].event_type,
+             occurred_at=events[i].occurred_at, received_at=now, metadata=events[i].metadata,
+             idempotency_key=events[i].idempotency_key, status=0)
+        for n, i in enumerate(fresh)
+    ]
+    keyed = [n for n, i in enumerate(fresh) if events[i].idempotency_key]
+    plain = [n for n, i in enumerate(fresh) if not events[i].idempotency_key]
+    if plain:
+        ids = session.execute(
+            insert_for(session, EVENTS).returning(EVENTS.c.id, sort_by_parameter_order=True), [rows[n] for n in plain]
+        ).scalars().all()
+        for n, event_id in zip(plain, ids):
+            results[fresh[n]] = IngestResult(event_id, leads[n][1], False)
+    if keyed:
+        inserted = dict(
+            (key, event_id)
+            for event_id, key in session.execute(
+                insert_for(session, EVENTS)
+                .on_conflict_do_nothing(index_elements=["unit_id", "idempotency_key"], index_where=EVENTS.c.idempotency_key.isnot(None))
+                .returning(EVENTS.c.id, EVENTS.c.idempotency_key),
+                [rows[n] for n in keyed],
+            ).all()
         )
-    event_id = session.execute(stmt.returning(Event.id)).scalar()
-    if event_id is None:  # lost a race with the same key
-        return find_duplicate(session, unit_id, ev.idempotency_key)
-    return IngestResult(event_id, lead_id, False)
+        for n in keyed:
+            key = events[fresh[n]].idempotency_key
+            if key in inserted:
+                results[fresh[n]] = IngestResult(inserted[key], leads[n][1], False)
+        lost = [k for k in first_with_key if k not in inserted and k not in known]
+        known.update(_existing_keys(session, unit_id, lost))  # lost a race with a concurrent request
+    for i, ev in enumerate(events):
+        if results[i] is None:
+            key = ev.idempotency_key
+            if key in known:
+                results[i] = IngestResult(*known[key], True)
+            else:
+                first = results[first_with_key[key]]
+                results[i] = IngestResult(first.event_id, first.lead_id, True)
+    return results
 
 
-def resolve_lead(
-    session: Session, org_id: str, unit_id: str, lead_id: str | None, aliases: list[tuple[str, str]]
-) -> tuple[int, str]:
-    """Find the lead by lead_id or any alias, creating it on first sight; attach new aliases to it."""
-    if lead_id:
-        pk = _lead_pk(session, unit_id, lead_id)
-        if pk is None:
-            now = utcnow()
-            pk = session.execute(
-                insert_for(session, Lead)
-                .values(org_id=org_id, unit_id=unit_id, lead_id=lead_id, metadata={}, score=0, created_at=now, updated_at=now)
-                .on_conflict_do_nothing(index_elements=["unit_id", "lead_id"])
-                .returning(Lead.pk)
-            ).scalar()
-            if pk is None:
-                pk = _lead_pk(session, unit_id, lead_id)
-        if aliases:
-            attach_aliases(session, unit_id, pk, aliases)
-        return pk, lead_id
-
-    found = _find_by_aliases(session, unit_id, aliases)
-    if found is None:
-        found = _create_for_aliases(session, org_id, unit_id, aliases)
-    pk, lead_id, known = found
-    missing = [a for a in aliases if a not in known]
-    if missing:
-        attach_aliases(session, unit_id, pk, missing)
-    return pk, lead_id
-
-
-def _lead_pk(session: Session, unit_id: str, lead_id: str) -> int | None:
-    return session.execute(select(Lead.pk).where(Lead.unit_id == unit_id, Lead.lead_id == lead_id)).scalar()
-
-
-def _find_by_aliases(session: Session, unit_id: str, aliases: list[tuple[str, str]]):
-    """The lead of the first alias (in the order given) that is already known."""
+def _existing_keys(session: Session, unit_id: str, keys: list[str]) -> dict[str, tuple[int, str]]:
+    if not keys:
+        return {}
     rows = session.execute(
-        select(LeadAlias.kind, LeadAlias.value, LeadAlias.lead_pk, Lead.lead_id)
-        .join(Lead, Lead.pk == LeadAlias.lead_pk)
-        .where(LeadAlias.unit_id == unit_id, or_(*[and_(LeadAlias.kind == k, LeadAlias.value == v) for k, v in aliases]))
+        select(EVENTS.c.idempotency_key, EVENTS.c.id, LEADS.c.lead_id)
+        .join(LEADS, LEADS.c.pk == EVENTS.c.lead_pk)
+        .where(EVENTS.c.unit_id == unit_id, EVENTS.c.idempotency_key.in_(keys))
     ).all()
-    if not rows:
-        return None
-    owner = {(r.kind, r.value): (r.lead_pk, r.lead_id) for r in rows}
-    first = next(owner[a] for a in aliases if a in owner)
-    return first[0], first[1], set(owner)
+    return {r[0]: (r[1], r[2]) for r in rows}
 
 
-def _create_for_aliases(session: Session, org_id: str, unit_id: str, aliases: list[tuple[str, str]]):
-    """Create a lead for unseen aliases; if a concurrent request won the race, use its lead."""
-    lead_id = "ld_" + uuid.uuid4().hex
+def resolve_lead(session: Session, org_id: str, unit_id: str, lead_id: str | None, aliases: list[tuple[str, str]]) -> tuple[int, str]:
+    """Find one lead by lead_id or any alias, creating it on first sight."""
+    ev = IncomingEvent(event_type="", occurred_at=utcnow(), lead_id=lead_id, aliases=aliases)
+    return resolve_leads(session, org_id, unit_id, [ev])[0]
+
+
+def resolve_leads(session: Session, org_id: str, unit_id: str, events: list[IncomingEvent]) -> list[tuple[int, str]]:
+    """(pk, lead_id) for each event: by lead_id, else by any known alias, else a new lead per group of shared aliases.
+
+    New aliases are attached to the lead; an alias owned by another lead stays where it is.
+    """
+    out: list[tuple[int, str] | None] = [None] * len(events)
+    by_id = _ensure_lead_ids(session, org_id, unit_id, {ev.lead_id for ev in events if ev.lead_id})
+    for i, ev in enumerate(events):
+        if ev.lead_id:
+            out[i] = (by_id[ev.lead_id], ev.lead_id)
+
+    alias_only = [i for i, ev in enumerate(events) if not ev.lead_id]
+    owners = _alias_owners(session, unit_id, {a for i in alias_only for a in events[i].aliases})
+    for i in alias_only:
+        hit = next((owners[a] for a in events[i].aliases if a in owners), None)
+        if hit:
+            out[i] = hit
+    unknown = [i for i in alias_only if out[i] is None]
+    if unknown:
+        created = _create_for_alias_groups(session, org_id, unit_id, [events[i].aliases for i in unknown])
+        for i, lead in zip(unknown, created):
+            out[i] = lead
+
+    attach = {(a, out[i][0]) for i, ev in enumerate(events) for a in ev.aliases}
+    attach = [(a, pk) for a, pk in attach if owners.get(a, (None,))[0] != pk]
+    if attach:
+        now = utcnow()
+        session.execute(
+            insert_for(session, ALIASES).on_conflict_do_nothing(index_elements=["unit_id", "kind", "value"]),
+            [dict(unit_id=unit_id, lead_pk=pk, kind=k, value=v, created_at=now) for (k, v), pk in attach],
+        )
+    return out
+
+
+def _ensure_lead_ids(session: Session, org_id: str, unit_id: str, lead_ids: set[str]) -> dict[str, int]:
+    """pk of each lead_id, inserting the missing ones (ON CONFLICT: a concurrent creator wins harmlessly)."""
+    if not lead_ids:
+        return {}
+
+    def lookup(ids):
+        return dict(session.execute(
+            select(LEADS.c.lead_id, LEADS.c.pk).where(LEADS.c.unit_id == unit_id, LEADS.c.lead_id.in_(ids))
+        ).all())
+
+    found = lookup(list(lead_ids))
+    missing = sorted(lead_ids - found.keys())
+    if missing:
+        now = utcnow()
+        found.update(dict(session.execute(
+            insert_for(session, LEADS)
+            .on_conflict_do_nothing(index_elements=["unit_id", "lead_id"])
+            .returning(LEADS.c.lead_id, LEADS.c.pk),
+            [dict(org_id=org_id, unit_id=unit_id, lead_id=lid, metadata={}, score=0, created_at=now, updated_at=now) for lid in missing],
+        ).all()))
+        raced = [lid for lid in missing if lid not in found]
+        if raced:
+            found.update(lookup(raced))
+    return found
+
+
+def _alias_owners(session: Session, unit_id: str, aliases: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str]]:
+    if not aliases:
+        return {}
+    rows = session.execute(
+        select(ALIASES.c.kind, ALIASES.c.value, ALIASES.c.lead_pk, LEADS.c.lead_id)
+        .join(LEADS, LEADS.c.pk == ALIASES.c.lead_pk)
+        .where(ALIASES.c.unit_id == unit_id, or_(*[and_(ALIASES.c.kind == k, ALIASES.c.value == v) for k, v in aliases]))
+    ).all()
+    return {(r.kind, r.value): (r.lead_pk, r.lead_id) for r in rows}
+
+
+def _create_for_alias_groups(session, org_id, unit_id, alias_lists: list[list[tuple[str, str]]]) -> list[tuple[int, str]]:
+    """One new lead per group of events linked by shared aliases; a concurrent creator's lead wins races."""
+    parent = list(range(len(alias_lists)))
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    seen: dict[tuple[str, str], int] = {}
+    for i, aliases in enumerate(alias_lists):
+        for a in aliases:
+            if a in seen:
+                parent[root(i)] = root(seen[a])
+            else:
+                seen[a] = i
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i in range(len(alias_lists)):
+        groups[root(i)].append(i)
+
     now = utcnow()
-    try:
-        with session.begin_nested():
-            pk = session.execute(
-                insert_for(session, Lead)
-                .values(org_id=org_id, unit_id=unit_id, lead_id=lead_id, metadata={}, score=0, created_at=now, updated_at=now)
-                .returning(Lead.pk)
-            ).scalar()
-            session.execute(
-                insert_for(session, LeadAlias),
-                [dict(unit_id=unit_id, lead_pk=pk, kind=k, value=v, created_at=now) for k, v in aliases],
-            )
-        return pk, lead_id, set(aliases)
-    except IntegrityError:
-        found = _find_by_aliases(session, unit_id, aliases)
-        if found is None:
-            raise
-        return found
-
-
-def attach_aliases(session: Session, unit_id: str, lead_pk: int, aliases: list[tuple[str, str]]) -> None:
-    """Attach aliases; one already owned by another lead stays where it is (no silent identity theft)."""
-    now = utcnow()
-    session.execute(
-        insert_for(session, LeadAlias).on_conflict_do_nothing(index_elements=["unit_id", "kind", "value"]),
-        [dict(unit_id=unit_id, lead_pk=lead_pk, kind=k, value=v, created_at=now) for k, v in aliases],
+    roots = list(groups)
+    new_ids = {r: "ld_" + uuid.uuid4().hex for r in roots}
+    pks = dict(session.execute(
+        insert_for(session, LEADS).returning(LEADS.c.lead_id, LEADS.c.pk),
+        [dict(org_id=org_id, unit_id=unit_id, lead_id=new_ids[r], metadata={}, score=0, created_at=now, updated_at=now) for r in roots],
+    ).all())
+    group_aliases = {r: list(dict.fromkeys(a for i in groups[r] for a in alias_lists[i])) for r in roots}
+    won = set(
+        (k, v) for k, v in session.execute(
+            insert_for(session, ALIASES)
+            .on_conflict_do_nothing(index_elements=["unit_id", "kind", "value"])
+            .returning(ALIASES.c.kind, ALIASES.c.value),
+            [dict(unit_id=unit_id, lead_pk=pks[new_ids[r]], kind=k, value=v, created_at=now) for r in roots for k, v in group_aliases[r]],
+        ).all()
     )
+    resolved: dict[int, tuple[int, str]] = {}
+    losers = [r for r in roots if not any(a in won for a in group_aliases[r])]
+    if losers:  # every alias was taken by a concurrent request: use its lead, drop ours
+        owners = _alias_owners(session, unit_id, {a for r in losers for a in group_aliases[r]})
+        session.execute(delete(LEADS).where(LEADS.c.pk.in_([pks[new_ids[r]] for r in losers])))
+        for r in losers:
+            resolved[r] = next(owners[a] for a in group_aliases[r] if a in owners)
+    out = []
+    for i in range(len(alias_lists)):
+        r = root(i)
+        out.append(resolved.get(r, (pks.get(new_ids[r]), new_ids[r])))
+    return out

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -48,14 +49,37 @@ def _from_basic(value: str) -> Principal:
         raise unauthorized("malformed Basic credentials")
     if not plausible_id(client_id, 64):
         raise unauthorized("invalid client credentials")
+    cred = _credential(client_id)
+    if cred is None or not secret_matches(secret, cred.secret_hash):
+        raise unauthorized("invalid client credentials")
+    return Principal(org_id=cred.org_id, unit_id=cred.unit_id, credential_id=cred.id)
+
+
+CREDENTIAL_TTL = 5.0  # seconds a process trusts a looked-up credential; bounds how long a revoked one lingers
+_credentials: dict[str, tuple[float, object]] = {}
+
+
+def _credential(client_id: str):
+    """The credential row (hash, org, OU), cached briefly per process: ingest is hot, revocation is rare."""
+    now = time.monotonic()
+    hit = _credentials.get(client_id)
+    if hit and hit[0] > now:
+        return hit[1]
     cred = db().execute(
         select(ApiCredential.id, ApiCredential.org_id, ApiCredential.unit_id, ApiCredential.secret_hash).where(
             ApiCredential.client_id == client_id
         )
     ).first()
-    if cred is None or not secret_matches(secret, cred.secret_hash):
-        raise unauthorized("invalid client credentials")
-    return Principal(org_id=cred.org_id, unit_id=cred.unit_id, credential_id=cred.id)
+    if len(_credentials) > 10_000:
+        _credentials.clear()
+    if cred is not None:
+        _credentials[client_id] = (now + CREDENTIAL_TTL, cred)
+    return cred
+
+
+def forget_credential(client_id: str) -> None:
+    """Called on revocation so this process stops honouring it at once (others within CREDENTIAL_TTL)."""
+    _credentials.pop(client_id, None)
 
 
 def plausible_id(value: str, max_len: int) -> bool:

@@ -66,6 +66,7 @@ def run_web(settings: Settings) -> None:
         sys.executable, "-m", "gunicorn", "webapp.wsgi:app",
         "--bind", f"{settings.host}:{settings.port}",
         "--workers", str(settings.web_workers),
+        "--worker-class", "gthread", "--threads", str(settings.web_threads),
         "--access-logfile", "-",
         "--access-logformat", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms',
     ]

@@ -27,6 +27,14 @@ class AppState:
 
         return Redis.from_url(self.settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
 
+    @cached_property
+    def committer(self):
+        """This process's group committer for ingest; after each commit it wakes scoring once."""
+        from webapp.group_commit import GroupCommitter
+        from worker.wakeup import try_kick
+
+        return GroupCommitter(self.Session, after_commit=lambda: try_kick(self))
+
     @property
     def secret_key(self) -> str:
         """SECRET_KEY from the environment, else generated once and stored for every process."""

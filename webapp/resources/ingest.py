@@ -1,4 +1,4 @@
-"""POST /ingest (and /events): validate, commit the event, then wake scoring."""
+"""POST /ingest (and /events): validate, then commit the event (grouped with concurrent ones) before the 202."""
 from __future__ import annotations
 
 import json
@@ -7,15 +7,16 @@ from flask import request
 from webapp.blueprint import Blueprint
 from marshmallow import ValidationError, fields, validate, validates_schema
 
+from concurrent.futures import TimeoutError as FutureTimeout
+
 from models.base import utcnow
-from models.ingest import IncomingEvent, ingest_event
+from models.ingest import IncomingEvent
 from models.leads import ALIAS_KINDS, normalize_alias
 from webapp import metrics
 from webapp.auth import current_unit, principal
 from webapp.errors import ApiError
 from webapp.schema_base import StrictSchema, UTCDateTime
-from webapp.state import db, state
-from worker.wakeup import try_kick
+from webapp.state import state
 
 blp = Blueprint("ingest", __name__, description="Event ingestion")
 
@@ -95,14 +96,12 @@ def ingest(data):
     unit_id = current_unit()
     app_state = state()
     incoming = to_incoming(data, request.headers.get("Idempotency-Key"), app_state.settings.max_metadata_bytes)
-    session = db()
-    result = ingest_event(session, p.org_id, unit_id, incoming)
-    session.commit()
-    if result.duplicate:
-        metrics.EVENTS_DUPLICATE.inc()
-    else:
-        metrics.EVENTS_INGESTED.inc()
-        try_kick(app_state)
+    try:
+        [result] = app_state.committer.submit(p.org_id, unit_id, [incoming])
+    except FutureTimeout:
+        raise ApiError(503, "unavailable", "the event could not be committed in time; retry with the same event_id",
+                       headers={"Retry-After": "1"})
+    (metrics.EVENTS_DUPLICATE if result.duplicate else metrics.EVENTS_INGESTED).inc()
     return {
         "message": "duplicate event ignored" if result.duplicate else "event ingested",
         "event_id": str(result.event_id),

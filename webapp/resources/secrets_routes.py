@@ -6,7 +6,7 @@ from marshmallow import fields, validate
 
 from models.accounts import create_credential
 from models.tenancy import ApiCredential
-from webapp.auth import current_unit, require_member
+from webapp.auth import current_unit, forget_credential, require_member
 from webapp.crud import get_scoped, scoped
 from webapp.schema_base import StrictSchema, UTCDateTime
 from webapp.state import db
@@ -53,5 +53,7 @@ def create(data):
 def delete(secret_id):
     require_member()
     session = db()
-    session.delete(get_scoped(ApiCredential, secret_id, "credential"))
+    cred = get_scoped(ApiCredential, secret_id, "credential")
+    session.delete(cred)
     session.commit()
+    forget_credential(cred.client_id)
