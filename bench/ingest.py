@@ -1,9 +1,9 @@
 """Single-event POST /ingest throughput under gunicorn, beside a bare Flask endpoint measured in the same run.
 
-    python bench/ingest.py [--workers 2] [--duration 10] [--warmup 3] [--connections 8] [--loadgen auto|wrk|python]
+    python bench/ingest.py [--workers 2] [--threads 8] [--duration 10] [--warmup 3] [--connections 32] [--loadgen auto|wrk|python]
 
-Both targets run under the same gunicorn command line (`python -m gunicorn APP --bind 127.0.0.1:PORT --workers N`,
-default sync workers) on a fresh PostgreSQL database migrated and bootstrapped with the real `leadpulse` CLI.
+Both targets run under the same gunicorn command line (`python -m gunicorn APP --bind 127.0.0.1:PORT --workers N
+--worker-class gthread --threads T`, as `leadpulse web` runs) on a fresh PostgreSQL database migrated and bootstrapped with the real `leadpulse` CLI.
 The load generator is wrk (one thread, N keep-alive-capable connections, a Lua script that posts distinct event
 ids over many lead ids) when installed, else a Python generator (processes x threads, http.client).
 Target: ingest >= 0.5 x the bare endpoint's rate.
@@ -41,7 +41,8 @@ def parse_args(argv=None):
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers for both targets (default 2)")
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds per target (default 10)")
     p.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds per target first (default 3)")
-    p.add_argument("--connections", type=int, default=8, help="concurrent client connections (default 8)")
+    p.add_argument("--threads", type=int, default=8, help="gunicorn gthread threads per worker, as `leadpulse web` (default 8)")
+    p.add_argument("--connections", type=int, default=32, help="concurrent client connections (default 32)")
     p.add_argument("--leads", type=int, default=10_000, help="distinct lead ids the events spread over")
     p.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
     p.add_argument("--py-procs", type=int, default=2, help="python load generator: processes (default 2)")
@@ -190,8 +191,9 @@ def main(argv=None) -> int:
 
     logdir = Path(tempfile.mkdtemp(prefix="leadpulse-bench-ingest-"))
     ports = {"bare": common.free_port(), "ingest": common.free_port()}
+    # The same worker model `leadpulse web` uses (gthread), for both targets.
     gunicorn = lambda app, port: [sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}",
-                                  "--workers", str(args.workers)]
+                                  "--workers", str(args.workers), "--worker-class", "gthread", "--threads", str(args.threads)]
     cmds = {"bare": gunicorn("bench.bare_app:app", ports["bare"]), "ingest": gunicorn("webapp.wsgi:app", ports["ingest"])}
     procs = {}
     results = {}
@@ -228,7 +230,7 @@ def main(argv=None) -> int:
     rows = [[name, r["requests"], f"{r['rate']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", r["errors"]]
             for name, r in (("bare flask", b), ("POST /ingest", i))]
     print()
-    print(f"ingest benchmark: gunicorn --workers {args.workers} (sync), {loadgen} with {args.connections} connections, "
+    print(f"ingest benchmark: gunicorn --workers {args.workers} --threads {args.threads} (gthread), {loadgen} with {args.connections} connections, "
           f"{args.duration:.0f}s measured after {args.warmup:.0f}s warm-up, events over {args.leads} lead ids")
     print(common.table(["target", "requests", "req/s", "p50 ms", "p99 ms", "errors"], rows))
     print(f"ratio ingest/bare = {ratio:.2f} (target >= {args.target_ratio:.2f}): {'PASS' if ok else 'FAIL'}")

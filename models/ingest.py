@@ -40,7 +40,11 @@ def ingest_event(session: Session, org_id: str, unit_id: str, ev: IncomingEvent)
 
 
 def ingest_many(session: Session, org_id: str, unit_id: str, events: list[IncomingEvent]) -> list[IngestResult]:
-    """Many events of one OU in the caller's transaction, with a handful of statements whatever their number."""
+    """Many events of one OU in the caller's transaction, with a handful of statements whatever their number.
+
+    Inserts first and looks keys up only when the insert skipped them: a repeat is the rare case. (So a
+    repeat naming a never-seen lead_id still creates that lead; its event is not stored twice.)
+    """
     results: list[IngestResult | None] = [None] * len(events)
     first_with_key: dict[str, int] = {}
     fresh: list[int] = []
@@ -50,8 +54,6 @@ def ingest_many(session: Session, org_id: str, unit_id: str, events: list[Incomi
         if ev.idempotency_key:
             first_with_key[ev.idempotency_key] = i
         fresh.append(i)
-    known = _existing_keys(session, unit_id, list(first_with_key))
-    fresh = [i for i in fresh if events[i].idempotency_key not in known]
 
     leads = resolve_leads(session, org_id, unit_id, [events[i] for i in fresh])
     now = utcnow()
@@ -69,6 +71,7 @@ def ingest_many(session: Session, org_id: str, unit_id: str, events: list[Incomi
         ).scalars().all()
         for n, event_id in zip(plain, ids):
             results[fresh[n]] = IngestResult(event_id, leads[n][1], False)
+    known: dict[str, tuple[int, str]] = {}
     if keyed:
         inserted = dict(
             (key, event_id)
@@ -83,14 +86,13 @@ def ingest_many(session: Session, org_id: str, unit_id: str, events: list[Incomi
             key = events[fresh[n]].idempotency_key
             if key in inserted:
                 results[fresh[n]] = IngestResult(inserted[key], leads[n][1], False)
-        lost = [k for k in first_with_key if k not in inserted and k not in known]
-        known.update(_existing_keys(session, unit_id, lost))  # lost a race with a concurrent request
+        known = _existing_keys(session, unit_id, [k for k in first_with_key if k not in inserted])
     for i, ev in enumerate(events):
         if results[i] is None:
             key = ev.idempotency_key
-            if key in known:
+            if key in known:  # stored before this batch (or by a concurrent one)
                 results[i] = IngestResult(*known[key], True)
-            else:
+            else:  # repeated within this batch
                 first = results[first_with_key[key]]
                 results[i] = IngestResult(first.event_id, first.lead_id, True)
     return results

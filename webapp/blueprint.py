@@ -43,3 +43,7 @@ class StrictJSONParser(FlaskParser):
 
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = StrictJSONParser()
+
+    def arguments(self, schema, *args, **kwargs):
+        """Pass webargs an instance: given a class it builds a new schema on every request (~0.1 ms)."""
+        return super().arguments(schema() if isinstance(schema, type) else schema, *args, **kwargs)

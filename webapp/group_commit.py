@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import sys
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from models.ingest import IncomingEvent, IngestResult, ingest_many
 log = logging.getLogger("leadpulse.ingest")
 
 MAX_BATCH = 500
+LINGER_SECONDS = 0.002  # under load, wait this long for company before committing
 
 
 @dataclass
@@ -51,21 +53,27 @@ class GroupCommitter:
             return
         with self._lock:
             if self._pid != os.getpid():
+                # The committer waits on the database between short bursts of work; with the default 5 ms
+                # GIL switch interval every wake-up queues behind the request threads (a convoy).
+                sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
                 self._queue = queue.SimpleQueue()
                 threading.Thread(target=self._run, name="leadpulse-group-commit", daemon=True).start()
                 self._pid = os.getpid()
 
     def _run(self) -> None:
+        busy = False
         while True:
             items = [self._queue.get()]
             size = len(items[0].events)
             while size < self.max_batch:
                 try:
-                    item = self._queue.get_nowait()
+                    # Only when the last batch had company: a lone request at low load never waits.
+                    item = self._queue.get(timeout=LINGER_SECONDS) if busy else self._queue.get_nowait()
                 except queue.Empty:
                     break
                 items.append(item)
                 size += len(item.events)
+            busy = len(items) > 1
             try:
                 self._commit(items)
             except BaseException as exc:  # never let the thread die with requests waiting on it

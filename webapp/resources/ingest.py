@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from flask import request
+from flask import jsonify, request
 from webapp.blueprint import Blueprint
 from marshmallow import ValidationError, fields, validate, validates_schema
 
@@ -102,10 +102,13 @@ def ingest(data):
         raise ApiError(503, "unavailable", "the event could not be committed in time; retry with the same event_id",
                        headers={"Retry-After": "1"})
     (metrics.EVENTS_DUPLICATE if result.duplicate else metrics.EVENTS_INGESTED).inc()
-    return {
+    # Plain dict in, JSON out: the schema documents the 202; dumping it through marshmallow adds nothing.
+    resp = jsonify({
         "message": "duplicate event ignored" if result.duplicate else "event ingested",
         "event_id": str(result.event_id),
         "lead_id": result.lead_id,
         "duplicate": result.duplicate,
         "metadata": incoming.metadata,
-    }
+    })
+    resp.status_code = 202
+    return resp
