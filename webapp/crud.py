@@ -47,7 +47,8 @@ class Crud:
     label = "object"
 
     def list_query(self):
-        return scoped(self.model)
+        """The OU's rows, oldest first; a resource with its own order overrides this."""
+        return scoped(self.model).order_by(self.model.created_at)
 
     def get(self, obj_id):
         return get_scoped(self.model, obj_id, self.label)

@@ -88,9 +88,6 @@ class RulesetCrud(Crud):
     model = Ruleset
     label = "ruleset"
 
-    def list_query(self):
-        return scoped(Ruleset).order_by(Ruleset.created_at)
-
     def conflict_message(self, obj):
         return f"a ruleset named '{obj.name}' already exists"
 
@@ -114,9 +111,6 @@ class RulesetCrud(Crud):
 class RuleCrud(Crud):
     model = Rule
     label = "rule"
-
-    def list_query(self):
-        return scoped(Rule).order_by(Rule.created_at)
 
     def conflict_message(self, obj):
         return f"ruleset already has a rule for event type '{obj.event_type}'"
