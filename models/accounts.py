@@ -112,5 +112,4 @@ def bootstrap(session: Session, org: str, unit: str, email: str | None = None, p
         session.add(member)
         session.flush()
         session.add(Membership(member_id=member.id, unit_id=ou.id, role="Owner"))
-        out["member_id"] = member.id
-    return out
+    return out  # exactly DESIGN.md's {org_id, unit_id, client_id, client_secret}

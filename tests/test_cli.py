@@ -20,7 +20,7 @@ def test_bootstrap_prints_the_contract_json(clean, client):
     r = run_cli("bootstrap", "--org", "Acme", "--unit", "Main", "--email", "Boss@Acme.io", "--password", "pw-123456")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert {"org_id", "unit_id", "client_id", "client_secret"} <= set(out)
+    assert set(out) == {"org_id", "unit_id", "client_id", "client_secret"}
     import base64
 
     auth = base64.b64encode(f"{out['client_id']}:{out['client_secret']}".encode()).decode()
