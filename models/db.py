@@ -24,10 +24,11 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         @event.listens_for(engine, "begin")
-        def _begin_immediate(conn):
-            # Take the write lock up front: a deferred read-then-write transaction would fail with
-            # SQLITE_BUSY instead of waiting when the worker and the web app write at once.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        def _begin(conn):
+            # Writers (the ingest committer, scoring jobs) take the write lock up front: a deferred
+            # read-then-write transaction fails with SQLITE_BUSY instead of waiting when another wrote.
+            # Everything else begins deferred, so a request reading never blocks a writer.
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("sqlite_immediate") else "BEGIN")
 
         return engine
     # No pre-ping (a round trip per request): a connection found dead after a database restart fails
@@ -44,5 +45,9 @@ def get_engine(url: str) -> Engine:
     return engine
 
 
-def session_factory(url: str) -> sessionmaker[Session]:
-    return sessionmaker(bind=get_engine(url), expire_on_commit=False)
+def session_factory(url: str, writer: bool = False) -> sessionmaker[Session]:
+    """Sessions on this process's engine; writer=True for transactions that read then write (SQLite)."""
+    engine = get_engine(url)
+    if writer:
+        engine = engine.execution_options(sqlite_immediate=True)
+    return sessionmaker(bind=engine, expire_on_commit=False)

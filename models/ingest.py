@@ -1,12 +1,12 @@
 """Persisting incoming events set-based: resolve or create their leads, dedupe by key, insert, all in a few statements."""
 from __future__ import annotations
 
+import hashlib
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import and_, or_, select, text
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
@@ -15,6 +15,11 @@ from models.leads import Lead, LeadAlias
 from models.sql import insert_for
 
 EVENTS, LEADS, ALIASES = Event.__table__, Lead.__table__, LeadAlias.__table__
+ALIAS_LOCK_SPACE = 1819  # advisory-lock namespace for "first sight of an alias"
+
+
+class IngestConflict(Exception):
+    """A concurrent change made this batch's answer unknowable; the client should retry (503)."""
 
 
 @dataclass
@@ -79,7 +84,7 @@ def ingest_many(session: Session, org_id: str, unit_id: str, events: list[Incomi
                 insert_for(session, EVENTS)
                 .on_conflict_do_nothing(index_elements=["unit_id", "idempotency_key"], index_where=EVENTS.c.idempotency_key.isnot(None))
                 .returning(EVENTS.c.id, EVENTS.c.idempotency_key),
-                [rows[n] for n in keyed],
+                sorted((rows[n] for n in keyed), key=lambda r: r["idempotency_key"]),  # one lock order for all
             ).all()
         )
         for n in keyed:
@@ -94,6 +99,8 @@ def ingest_many(session: Session, org_id: str, unit_id: str, events: list[Incomi
                 results[i] = IngestResult(*known[key], True)
             else:  # repeated within this batch
                 first = results[first_with_key[key]]
+                if first is None:  # the stored event it collided with was deleted meanwhile
+                    raise IngestConflict(f"event {key!r} changed while being ingested")
                 results[i] = IngestResult(first.event_id, first.lead_id, True)
     return results
 
@@ -116,37 +123,68 @@ def resolve_lead(session: Session, org_id: str, unit_id: str, lead_id: str | Non
 
 
 def resolve_leads(session: Session, org_id: str, unit_id: str, events: list[IncomingEvent]) -> list[tuple[int, str]]:
-    """(pk, lead_id) for each event: by lead_id, else by any known alias, else a new lead per group of shared aliases.
+    """(pk, lead_id) for each event, as if the events came one at a time in order.
 
-    New aliases are attached to the lead; an alias owned by another lead stays where it is.
+    An event's lead is its lead_id, else the owner of its first known alias, else a new lead; its unowned
+    aliases then belong to that lead (an alias owned by another lead stays where it is). First sight of
+    an alias is serialized across transactions by an advisory lock, so two web processes seeing a new
+    visitor at once agree on one lead.
     """
-    out: list[tuple[int, str] | None] = [None] * len(events)
+    all_aliases = sorted({a for ev in events for a in ev.aliases})
+    lock_aliases(session, unit_id, all_aliases)
+    owners = _alias_owners(session, unit_id, set(all_aliases))
     by_id = _ensure_lead_ids(session, org_id, unit_id, {ev.lead_id for ev in events if ev.lead_id})
-    for i, ev in enumerate(events):
+
+    owner: dict[tuple[str, str], object] = dict(owners)  # alias -> (pk, lead_id) or a new lead's index
+    new_leads: list[str] = []
+    chosen: list[object] = []
+    for ev in events:
         if ev.lead_id:
-            out[i] = (by_id[ev.lead_id], ev.lead_id)
+            lead = (by_id[ev.lead_id], ev.lead_id)
+        else:
+            lead = next((owner[a] for a in ev.aliases if a in owner), None)
+            if lead is None:
+                lead = len(new_leads)
+                new_leads.append("ld_" + uuid.uuid4().hex)
+        for a in ev.aliases:
+            owner.setdefault(a, lead)
+        chosen.append(lead)
 
-    alias_only = [i for i, ev in enumerate(events) if not ev.lead_id]
-    owners = _alias_owners(session, unit_id, {a for i in alias_only for a in events[i].aliases})
-    for i in alias_only:
-        hit = next((owners[a] for a in events[i].aliases if a in owners), None)
-        if hit:
-            out[i] = hit
-    unknown = [i for i in alias_only if out[i] is None]
-    if unknown:
-        created = _create_for_alias_groups(session, org_id, unit_id, [events[i].aliases for i in unknown])
-        for i, lead in zip(unknown, created):
-            out[i] = lead
+    now = utcnow()
+    created: dict[int, tuple[int, str]] = {}
+    if new_leads:
+        pks = dict(session.execute(
+            insert_for(session, LEADS).returning(LEADS.c.lead_id, LEADS.c.pk),
+            [dict(org_id=org_id, unit_id=unit_id, lead_id=lid, metadata={}, score=0, created_at=now, updated_at=now) for lid in new_leads],
+        ).all())
+        created = {i: (pks[lid], lid) for i, lid in enumerate(new_leads)}
 
-    attach = {(a, out[i][0]) for i, ev in enumerate(events) for a in ev.aliases}
-    attach = [(a, pk) for a, pk in attach if owners.get(a, (None,))[0] != pk]
-    if attach:
-        now = utcnow()
+    def final(lead):
+        return created[lead] if isinstance(lead, int) else lead
+
+    claimed = sorted((a, final(lead)[0]) for a, lead in owner.items() if a not in owners)
+    if claimed:
         session.execute(
             insert_for(session, ALIASES).on_conflict_do_nothing(index_elements=["unit_id", "kind", "value"]),
-            [dict(unit_id=unit_id, lead_pk=pk, kind=k, value=v, created_at=now) for (k, v), pk in attach],
+            [dict(unit_id=unit_id, lead_pk=pk, kind=k, value=v, created_at=now) for (k, v), pk in claimed],
         )
-    return out
+    return [final(lead) for lead in chosen]
+
+
+def lock_aliases(session: Session, unit_id: str, aliases: list[tuple[str, str]]) -> None:
+    """Advisory locks on the aliases (in one fixed order, so batches never deadlock) until commit."""
+    if not aliases or session.get_bind().dialect.name != "postgresql":
+        return  # SQLite serializes writers already
+    keys = sorted({_alias_lock_key(unit_id, a) for a in aliases})
+    session.execute(
+        text("SELECT count(pg_advisory_xact_lock(:space, k)) FROM (SELECT unnest(CAST(:keys AS int[])) AS k ORDER BY 1) AS ordered"),
+        {"space": ALIAS_LOCK_SPACE, "keys": keys},
+    )
+
+
+def _alias_lock_key(unit_id: str, alias: tuple[str, str]) -> int:
+    digest = hashlib.blake2b(f"{unit_id}\x1f{alias[0]}\x1f{alias[1]}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _ensure_lead_ids(session: Session, org_id: str, unit_id: str, lead_ids: set[str]) -> dict[str, int]:
@@ -184,54 +222,3 @@ def _alias_owners(session: Session, unit_id: str, aliases: set[tuple[str, str]])
         .where(ALIASES.c.unit_id == unit_id, or_(*[and_(ALIASES.c.kind == k, ALIASES.c.value == v) for k, v in aliases]))
     ).all()
     return {(r.kind, r.value): (r.lead_pk, r.lead_id) for r in rows}
-
-
-def _create_for_alias_groups(session, org_id, unit_id, alias_lists: list[list[tuple[str, str]]]) -> list[tuple[int, str]]:
-    """One new lead per group of events linked by shared aliases; a concurrent creator's lead wins races."""
-    parent = list(range(len(alias_lists)))
-
-    def root(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    seen: dict[tuple[str, str], int] = {}
-    for i, aliases in enumerate(alias_lists):
-        for a in aliases:
-            if a in seen:
-                parent[root(i)] = root(seen[a])
-            else:
-                seen[a] = i
-    groups: dict[int, list[int]] = defaultdict(list)
-    for i in range(len(alias_lists)):
-        groups[root(i)].append(i)
-
-    now = utcnow()
-    roots = list(groups)
-    new_ids = {r: "ld_" + uuid.uuid4().hex for r in roots}
-    pks = dict(session.execute(
-        insert_for(session, LEADS).returning(LEADS.c.lead_id, LEADS.c.pk),
-        [dict(org_id=org_id, unit_id=unit_id, lead_id=new_ids[r], metadata={}, score=0, created_at=now, updated_at=now) for r in roots],
-    ).all())
-    group_aliases = {r: list(dict.fromkeys(a for i in groups[r] for a in alias_lists[i])) for r in roots}
-    won = set(
-        (k, v) for k, v in session.execute(
-            insert_for(session, ALIASES)
-            .on_conflict_do_nothing(index_elements=["unit_id", "kind", "value"])
-            .returning(ALIASES.c.kind, ALIASES.c.value),
-            [dict(unit_id=unit_id, lead_pk=pks[new_ids[r]], kind=k, value=v, created_at=now) for r in roots for k, v in group_aliases[r]],
-        ).all()
-    )
-    resolved: dict[int, tuple[int, str]] = {}
-    losers = [r for r in roots if not any(a in won for a in group_aliases[r])]
-    if losers:  # every alias was taken by a concurrent request: use its lead, drop ours
-        owners = _alias_owners(session, unit_id, {a for r in losers for a in group_aliases[r]})
-        session.execute(delete(LEADS).where(LEADS.c.pk.in_([pks[new_ids[r]] for r in losers])))
-        for r in losers:
-            resolved[r] = next(owners[a] for a in group_aliases[r] if a in owners)
-    out = []
-    for i in range(len(alias_lists)):
-        r = root(i)
-        out.append(resolved.get(r, (pks.get(new_ids[r]), new_ids[r])))
-    return out

@@ -1,7 +1,7 @@
 """Set-based rewrites of an OU's leads after configuration changes: primary score and level."""
 from __future__ import annotations
 
-from sqlalchemy import func, insert, literal, or_, select, update
+from sqlalchemy import func, insert, literal, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from models.base import UTCDateTime, utcnow
@@ -29,9 +29,12 @@ def reclassify_unit(session: Session, unit_id: str, cause: str = "reconfiguratio
 
     exclude_level_id reclassifies as if that level were already gone (before deleting it).
     """
-    lock_unit_leads(session, unit_id)
     now = utcnow()
-    new_level = _level_for_score(exclude_level_id)
+    if session.get_bind().dialect.name == "postgresql":
+        # One statement, one snapshot: the rows it locks are exactly the rows it moves and records,
+        # even while ingest creates leads (they start unclassified and are classified when scored).
+        return len(session.execute(RECLASSIFY_PG, {"u": unit_id, "cause": cause, "now": now, "x": exclude_level_id or ""}).all())
+    new_level = _level_for_score(exclude_level_id)  # SQLite: writers are serialized, two statements suffice
     moved = Lead.unit_id == unit_id, Lead.level_id.is_distinct_from(new_level)
     session.execute(
         insert(LeadLevelChange).from_select(
@@ -43,6 +46,26 @@ def reclassify_unit(session: Session, unit_id: str, cause: str = "reconfiguratio
         update(Lead).where(*moved).values(level_id=new_level, level_changed_at=now).execution_options(synchronize_session=False)
     )
     return result.rowcount
+
+
+RECLASSIFY_PG = text("""
+WITH target AS (
+    SELECT l.pk, l.score, l.level_id AS old_level,
+           (SELECT lv.id FROM engagement_levels lv
+             WHERE lv.unit_id = l.unit_id AND lv.min_score <= l.score
+               AND (lv.max_score IS NULL OR l.score <= lv.max_score) AND lv.id <> :x
+             ORDER BY lv.min_score LIMIT 1) AS new_level
+      FROM leads l WHERE l.unit_id = :u ORDER BY l.pk FOR NO KEY UPDATE
+), moved AS (
+    UPDATE leads SET level_id = t.new_level, level_changed_at = :now
+      FROM target t
+     WHERE leads.pk = t.pk AND t.old_level IS DISTINCT FROM t.new_level
+    RETURNING leads.pk, t.old_level, t.new_level, t.score
+)
+INSERT INTO lead_level_changes (unit_id, lead_pk, from_level_id, to_level_id, score, cause, changed_at)
+SELECT :u, pk, old_level, new_level, score, :cause, :now FROM moved
+RETURNING lead_pk
+""")
 
 
 def classify_new_lead(session: Session, lead: Lead) -> None:

@@ -70,3 +70,9 @@ def test_metadata_limit_counts_utf8_bytes(api):
     assert r.status_code == 202  # 60 KB of UTF-8, although 120 KB as escaped ASCII
     r = api.post("/ingest", json={"lead_id": "a", "event_type": "x", "metadata": {"a": "€" * 35000}})
     assert r.status_code == 413
+
+
+def test_alias_longer_than_the_column_once_lowercased(api, app):
+    r = api.post("/ingest", json={"aliases": [{"alias_kind": "email", "raw_value": "\u0130" * 200}], "event_type": "x"})
+    assert r.status_code == 400 and "aliases" in r.json["error"]["details"]
+    assert counts(app) == (0, 0, 0)

@@ -103,3 +103,97 @@ def test_concurrent_http_ingest_is_grouped_and_exact(api, app, run_worker):
     assert sum(1 for c in codes if not c[1]) == 200
     run_worker()
     assert sum(lead["score"] for lead in leads_by_id(api).values()) == 200
+
+
+def test_identity_is_the_same_however_events_are_batched(app, tenant):
+    Session = app.extensions["leadpulse"].Session
+    x, e, c = ("cookie", "x"), ("email", "e@x.io"), ("cookie", "c")
+    with Session() as s, s.begin():
+        out = ingest_many(s, tenant.org_id, tenant.unit_id, [ev(lead_id="L", aliases=[x]), ev(aliases=[x])])
+        assert [r.lead_id for r in out] == ["L", "L"]  # the lead_id event claims x first
+        ingest_many(s, tenant.org_id, tenant.unit_id, [ev(lead_id="X", aliases=[e])])
+        out = ingest_many(s, tenant.org_id, tenant.unit_id, [ev(aliases=[e, c]), ev(aliases=[c])])
+        assert [r.lead_id for r in out] == ["X", "X"]  # c joins X through e, then finds X
+    with Session() as s:
+        owners = dict(s.execute(select(LeadAlias.value, Lead.lead_id).join(Lead, Lead.pk == LeadAlias.lead_pk)).all())
+    assert owners == {"x": "L", "e@x.io": "X", "c": "X"}
+
+
+def test_two_web_processes_seeing_new_visitors_agree_on_one_lead(app, tenant):
+    """Two committers (as two gunicorn workers) race on first sight of the same aliases."""
+    Session = app.extensions["leadpulse"].Session
+    committers = [GroupCommitter(Session), GroupCommitter(Session)]
+    visitors = 150
+
+    def send(n):
+        v = n % visitors
+        aliases = [("cookie", f"ck-{v}")] if n % 2 else [("cookie", f"ck-{v}"), ("email", f"v{v}@x.io")]
+        committers[n % 2].submit(tenant.org_id, tenant.unit_id, [ev(aliases=aliases)])
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(visitors * 4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with Session() as s:
+        assert s.execute(select(func.count()).select_from(Lead)).scalar() == visitors
+        per_lead = s.execute(select(Event.lead_pk, func.count()).group_by(Event.lead_pk)).all()
+    assert sorted(n for _, n in per_lead) == [4] * visitors
+
+
+def test_a_request_that_times_out_is_never_written(app, tenant, settings):
+    """A queued request whose caller gave up is dropped; one already being written is waited for."""
+    from sqlalchemy import text
+
+    from models.db import get_engine
+
+    Session = app.extensions["leadpulse"].Session
+    committer = GroupCommitter(Session)
+    blocker = get_engine(settings.database_url).connect()
+    tx = blocker.begin()
+    blocker.execute(text(
+        "INSERT INTO leads (org_id, unit_id, lead_id, metadata, score, created_at, updated_at) "
+        "VALUES (:o, :u, 'L', '{}', 0, now(), now())"), {"o": tenant.org_id, "u": tenant.unit_id})
+    first = {}
+    stuck = threading.Thread(target=lambda: first.setdefault("r", committer.submit(tenant.org_id, tenant.unit_id, [ev(lead_id="L", key="a")])))
+    stuck.start()
+    import pytest
+    from concurrent.futures import TimeoutError as FutureTimeout
+
+    from tests.conftest import wait_until
+
+    wait_until(lambda: blocker.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar() > 0,
+               message="the batch to wait on the uncommitted lead")
+    with pytest.raises(FutureTimeout):
+        committer.submit(tenant.org_id, tenant.unit_id, [ev(lead_id="M", key="b")], timeout=0.3)
+    tx.commit()
+    blocker.close()
+    stuck.join()
+    assert first["r"][0].lead_id == "L"
+    with Session() as s:
+        keys = set(s.execute(select(Event.idempotency_key)).scalars())
+    assert keys == {"a"}  # "b" was answered 503 and is not stored
+
+
+def test_a_hung_redis_never_delays_the_202(app, tenant):
+    """Waking scoring runs off the committer thread: a Redis that never answers costs ingest nothing."""
+    import socket
+    import time
+
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(16)
+    port = hung.getsockname()[1]
+    from redis import Redis
+
+    from worker.wakeup import kick_scoring
+
+    slow = Redis(host="127.0.0.1", port=port, socket_timeout=3)
+    committer = GroupCommitter(app.extensions["leadpulse"].Session, after_commit=lambda: kick_scoring(slow, "q", 2))
+    latencies = []
+    for n in range(4):
+        t0 = time.perf_counter()
+        committer.submit(tenant.org_id, tenant.unit_id, [ev(lead_id=f"l{n}")])
+        latencies.append(time.perf_counter() - t0)
+    hung.close()
+    assert max(latencies) < 1.0, latencies

@@ -50,7 +50,8 @@ def dev_server(tmp_path, redis_conn):
 
 def test_quickstart_on_sqlite(dev_server):
     base, env = dev_server
-    out = subprocess.run([sys.executable, "-m", "webapp.cli", "bootstrap", "--org", "Acme", "--unit", "Main"],
+    out = subprocess.run([sys.executable, "-m", "webapp.cli", "bootstrap", "--org", "Acme", "--unit", "Main",
+                          "--email", "owner@acme.io", "--password", "pw-12345678"],
                          env=env, capture_output=True, text=True, check=True)
     creds = json.loads(out.stdout)
     s = requests.Session()
@@ -67,5 +68,17 @@ def test_quickstart_on_sqlite(dev_server):
     wait_until(lambda: s.get(base + "/leads").json()[0]["score"] == 65, timeout=30, message="the worker to score on SQLite")
     lead = s.get(base + "/leads").json()[0]
     assert lead["level"]["name"] == "Hot"
+    # A member (Bearer + activeOu cookie) reads the database on every request, then ingests.
+    m = requests.Session()
+    login = m.post(base + "/auth/login", json={"email": "owner@acme.io", "password": "pw-12345678"})
+    assert login.status_code == 200, login.text
+    token = login.json()["token"]
+    m.headers["Authorization"] = f"Bearer {token}"
+    assert m.post(base + "/org-units/active", json={"ouId": creds["unit_id"]}).status_code == 200
+    for _ in range(3):
+        r = m.post(base + "/ingest", json={"lead_id": "member-sent", "event_type": "page_view"}, timeout=10)
+        assert r.status_code == 202, r.text
+    wait_until(lambda: {x["lead_id"]: x["score"] for x in s.get(base + "/leads").json()}.get("member-sent") == 15,
+               timeout=30, message="the member's events to be scored")
     assert requests.get(base + "/leads").status_code == 401
     assert "events_ingested_total" in requests.get(base + "/metrics").text

@@ -36,7 +36,7 @@ def run_bootstrap(settings: Settings, org: str, unit: str, email: str | None, pa
     from models.accounts import bootstrap
     from models.db import session_factory
 
-    with session_factory(settings.database_url)() as s, s.begin():
+    with session_factory(settings.database_url, writer=True)() as s, s.begin():
         return bootstrap(s, org, unit, email, password)
 
 

@@ -12,8 +12,11 @@ import queue
 import sys
 import threading
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from itertools import groupby
+
+from sqlalchemy import text
 
 from models.ingest import IncomingEvent, IngestResult, ingest_many
 
@@ -41,11 +44,20 @@ class GroupCommitter:
         self._pid: int | None = None
 
     def submit(self, org_id: str, unit_id: str, events: list[IncomingEvent], timeout: float = 30) -> list[IngestResult]:
-        """Block until these events are committed (or the batch failed) and return their results."""
+        """Block until these events are committed (or their batch failed) and return their results.
+
+        Raises TimeoutError only for events that were never written: a batch already under way is waited
+        for (the database's lock and statement timeouts bound it), so a 503 never hides a commit.
+        """
         self._ensure_thread()
         item = _Item(org_id, unit_id, events, Future())
         self._queue.put(item)
-        return item.future.result(timeout)
+        try:
+            return item.future.result(timeout)
+        except FutureTimeout:
+            if item.future.cancel():
+                raise
+            return item.future.result()
 
     def _ensure_thread(self) -> None:
         """One committer thread per process; a forked gunicorn worker starts its own."""
@@ -57,8 +69,20 @@ class GroupCommitter:
                 # GIL switch interval every wake-up queues behind the request threads (a convoy).
                 sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
                 self._queue = queue.SimpleQueue()
+                self._wake = threading.Event()
                 threading.Thread(target=self._run, name="leadpulse-group-commit", daemon=True).start()
+                threading.Thread(target=self._waker, name="leadpulse-wake-scoring", daemon=True).start()
                 self._pid = os.getpid()
+
+    def _waker(self) -> None:
+        """Wakes scoring after commits, coalesced, off the committer thread: a slow Redis never delays a 202."""
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            try:
+                self.after_commit()
+            except Exception as exc:
+                log.warning("waking scoring failed: %s", exc)
 
     def _run(self) -> None:
         busy = False
@@ -74,6 +98,9 @@ class GroupCommitter:
                 items.append(item)
                 size += len(item.events)
             busy = len(items) > 1
+            items = [item for item in items if item.future.set_running_or_notify_cancel()]  # drop timed-out ones
+            if not items:
+                continue
             try:
                 self._commit(items)
             except BaseException as exc:  # never let the thread die with requests waiting on it
@@ -95,13 +122,16 @@ class GroupCommitter:
         for item, result in zip(items, results):
             item.future.set_result(result)
         if any(not r.duplicate for result in results for r in result):
-            self.after_commit()
+            self._wake.set()
 
     def _write(self, items: list[_Item]) -> list[list[IngestResult]]:
         """One transaction; within it one set-based ingest per OU."""
         out: dict[int, list[IngestResult]] = {}
         order = sorted(range(len(items)), key=lambda i: items[i].unit_id)
         with self.Session() as session, session.begin():
+            if session.get_bind().dialect.name == "postgresql":
+                # Bound how long a batch can wait on another transaction's locks: its requests are waiting.
+                session.execute(text("SET LOCAL lock_timeout = '10s'; SET LOCAL statement_timeout = '20s'"))
             for (org_id, unit_id), group in groupby(order, key=lambda i: (items[i].org_id, items[i].unit_id)):
                 group = list(group)
                 events = [ev for i in group for ev in items[i].events]

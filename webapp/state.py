@@ -33,7 +33,7 @@ class AppState:
         from webapp.group_commit import GroupCommitter
         from worker.wakeup import try_kick
 
-        return GroupCommitter(self.Session, after_commit=lambda: try_kick(self))
+        return GroupCommitter(session_factory(self.settings.database_url, writer=True), after_commit=lambda: try_kick(self))
 
     @property
     def secret_key(self) -> str:
@@ -55,7 +55,9 @@ def load_or_create_secret(Session) -> str:
     except IntegrityError:
         pass  # another process stored one first
     except (OperationalError, ProgrammingError) as exc:
-        raise RuntimeError("the database is not migrated: run `leadpulse db upgrade`") from exc
+        if "instance_settings" in str(exc.orig):  # no such table / relation does not exist
+            raise RuntimeError("the database is not migrated: run `leadpulse db upgrade`") from exc
+        raise
     with Session() as s:
         return s.execute(select(InstanceSetting.value).where(InstanceSetting.key == "secret_key")).scalar_one()
 

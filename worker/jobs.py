@@ -34,7 +34,7 @@ def _score_once(Session, slot: int, slots: int, limit: int):
 def score_slot(slot: int, slots: int) -> int:
     """Score pending events of one lead partition until none are left; returns events scored."""
     settings = Settings.from_env()
-    Session = session_factory(settings.database_url)
+    Session = session_factory(settings.database_url, writer=True)
     redis = get_current_job().connection
     key = flag_key(slot)
     deadline = time.monotonic() + MAX_RUN_SECONDS

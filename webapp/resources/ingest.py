@@ -10,13 +10,13 @@ from marshmallow import ValidationError, fields, validate, validates_schema
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from models.base import utcnow
-from models.ingest import IncomingEvent
+from models.ingest import IncomingEvent, IngestConflict
 from models.leads import ALIAS_KINDS, normalize_alias
 from webapp import metrics
 from webapp.auth import current_unit, principal
 from webapp.errors import ApiError
 from webapp.schema_base import StrictSchema, UTCDateTime
-from webapp.state import state
+from webapp.state import close_db, state
 
 blp = Blueprint("ingest", __name__, description="Event ingestion")
 
@@ -77,6 +77,9 @@ def to_incoming(data: dict, header_key: str | None, max_metadata: int) -> Incomi
     normalized = list(dict.fromkeys((kind, normalize_alias(kind, raw)) for kind, raw in aliases))
     if any(not value for _, value in normalized):
         raise ApiError(400, "validation_error", "aliases: a raw_value is empty after trimming", {"aliases": ["raw_value is empty after trimming"]})
+    if any(len(value) > 320 for _, value in normalized):  # lowercasing can lengthen text ('İ' -> 'i̇')
+        raise ApiError(400, "validation_error", "aliases: a raw_value is longer than 320 characters once normalized",
+                       {"aliases": ["longer than 320 characters once normalized"]})
     return IncomingEvent(
         event_type=data["event_type"],
         occurred_at=data.get("timestamp") or utcnow(),
@@ -96,10 +99,11 @@ def ingest(data):
     unit_id = current_unit()
     app_state = state()
     incoming = to_incoming(data, request.headers.get("Idempotency-Key"), app_state.settings.max_metadata_bytes)
+    close_db()  # release this request's connection (and SQLite's write lock) before the committer needs it
     try:
         [result] = app_state.committer.submit(p.org_id, unit_id, [incoming])
-    except FutureTimeout:
-        raise ApiError(503, "unavailable", "the event could not be committed in time; retry with the same event_id",
+    except (FutureTimeout, IngestConflict):
+        raise ApiError(503, "unavailable", "the event was not stored; retry (an event_id makes retries safe)",
                        headers={"Retry-After": "1"})
     (metrics.EVENTS_DUPLICATE if result.duplicate else metrics.EVENTS_INGESTED).inc()
     # Plain dict in, JSON out: the schema documents the 202; dumping it through marshmallow adds nothing.
