@@ -76,3 +76,10 @@ def test_alias_longer_than_the_column_once_lowercased(api, app):
     r = api.post("/ingest", json={"aliases": [{"alias_kind": "email", "raw_value": "\u0130" * 200}], "event_type": "x"})
     assert r.status_code == 400 and "aliases" in r.json["error"]["details"]
     assert counts(app) == (0, 0, 0)
+
+
+def test_bad_idempotency_key_header(api, app):
+    for key in ("a\x00b", "x" * 201, "tab\there"):
+        r = api.post("/ingest", json={"lead_id": "a", "event_type": "x"}, headers={"Idempotency-Key": key})
+        assert r.status_code == 400 and "Idempotency-Key" in r.json["error"]["details"], key
+    assert counts(app) == (0, 0, 0)

@@ -69,8 +69,9 @@ def to_incoming(data: dict, header_key: str | None, max_metadata: int) -> Incomi
     if key and header_key and key != header_key:
         raise ApiError(400, "validation_error", "event_id disagrees with the Idempotency-Key header",
                        {"event_id": ["differs from Idempotency-Key header"]})
-    if header_key is not None and not 1 <= len(header_key) <= 200:
-        raise ApiError(400, "validation_error", "Idempotency-Key must be 1-200 characters", {"Idempotency-Key": ["bad length"]})
+    if header_key is not None and (not 1 <= len(header_key) <= 200 or not header_key.isprintable()):
+        raise ApiError(400, "validation_error", "Idempotency-Key must be 1-200 printable characters",
+                       {"Idempotency-Key": ["1-200 printable characters"]})
     aliases = [(a["alias_kind"], a["raw_value"]) for a in data.get("aliases", [])]
     if "alias" in data:
         aliases.append((data["alias_kind"], data["alias"]))
