@@ -2,7 +2,7 @@
 
 
 def all_blueprints():
-    from webapp.resources import auth_routes, ingest, leads, levels, org_units, root, rulesets, secrets_routes
+    from webapp.resources import auth_routes, hubspot_routes, ingest, leads, levels, org_units, root, rulesets, secrets_routes
 
     return [
         root.blp,
@@ -13,4 +13,5 @@ def all_blueprints():
         rulesets.blp,
         leads.blp,
         levels.blp,
+        hubspot_routes.blp,
     ]

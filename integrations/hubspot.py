@@ -1,0 +1,95 @@
+"""HubSpot through hubspot-api-client: token check and LeadPulse's contact properties (created idempotently)."""
+from __future__ import annotations
+
+import json
+
+import hubspot
+import requests
+from hubspot.crm.properties import ApiException, OptionInput, PropertyCreate, PropertyGroupCreate, PropertyUpdate
+
+OBJECT_TYPE = "contacts"
+GROUP = "leadpulse"
+TIMEOUT = 10  # seconds per HubSpot call; a hung HubSpot must not hold a request or a worker
+
+
+class HubSpotError(Exception):
+    """HubSpot refused or failed; status and HubSpot's own message, for the caller to report."""
+
+    def __init__(self, status: int, message: str, category: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.category = status, message, category
+
+
+class HubSpotAuthError(HubSpotError):
+    pass
+
+
+def _error(status: int, body: str | None) -> HubSpotError:
+    try:
+        data = json.loads(body or "{}")
+    except ValueError:
+        data = {}
+    message = data.get("message") or f"HubSpot answered {status}"
+    cls = HubSpotAuthError if status in (401, 403) else HubSpotError
+    return cls(status, message, data.get("category"))
+
+
+def property_specs(level_names: list[str]) -> list[dict]:
+    """The four contact properties DESIGN.md fixes; engagement_level's options follow the level table."""
+    return [
+        dict(name="engagement_score", label="Engagement score", type="number", field_type="number"),
+        dict(name="engagement_level", label="Engagement level", type="enumeration", field_type="select",
+             options=[OptionInput(label=n, value=n, display_order=i, hidden=False) for i, n in enumerate(level_names)]),
+        dict(name="engagement_level_changed_at", label="Engagement level changed at", type="datetime", field_type="date"),
+        dict(name="engagement_top_drivers", label="Why this engagement score", type="string", field_type="textarea"),
+    ]
+
+
+class HubSpotAdapter:
+    def __init__(self, token: str, api_base: str):
+        self.token, self.api_base = token, api_base.rstrip("/")
+        self.client = hubspot.Client.create(access_token=token, host=self.api_base, base_url=self.api_base)
+
+    def portal_id(self) -> int:
+        """The cheap call that proves a token works (the client has no account-info API of its own)."""
+        try:
+            resp = requests.get(f"{self.api_base}/account-info/v3/details",
+                                headers={"Authorization": f"Bearer {self.token}"}, timeout=TIMEOUT)
+        except requests.RequestException as exc:
+            raise HubSpotError(502, f"HubSpot unreachable: {exc.__class__.__name__}") from exc
+        if resp.status_code != 200:
+            raise _error(resp.status_code, resp.text)
+        return int(resp.json()["portalId"])
+
+    def ensure_properties(self, level_names: list[str]) -> None:
+        """Group and properties exist with current options; safe to run any number of times."""
+        props = self.client.crm.properties
+        self._ignore_conflict(lambda: props.groups_api.create(
+            OBJECT_TYPE, PropertyGroupCreate(name=GROUP, label="LeadPulse", display_order=-1), _request_timeout=TIMEOUT))
+        for spec in property_specs(level_names):
+            create = PropertyCreate(group_name=GROUP, **spec)
+            created = self._ignore_conflict(lambda create=create: props.core_api.create(OBJECT_TYPE, create, _request_timeout=TIMEOUT))
+            if not created and spec["type"] == "enumeration":
+                self._call(lambda spec=spec: props.core_api.update(
+                    OBJECT_TYPE, spec["name"], PropertyUpdate(options=spec["options"]), _request_timeout=TIMEOUT))
+
+    def _ignore_conflict(self, call) -> bool:
+        """True if created, False if it already existed (HubSpot's 409)."""
+        try:
+            self._call(call)
+            return True
+        except HubSpotError as exc:
+            if exc.status == 409:
+                return False
+            raise
+
+    @staticmethod
+    def _call(call):
+        try:
+            return call()
+        except ApiException as exc:
+            raise _error(exc.status, exc.body) from exc
+        except Exception as exc:  # urllib3 timeouts and connection errors are not ApiExceptions
+            if isinstance(exc, HubSpotError):
+                raise
+            raise HubSpotError(502, f"HubSpot unreachable: {exc.__class__.__name__}") from exc

@@ -1,0 +1,88 @@
+"""Connecting an OU to HubSpot: the token is checked, the properties prepared, and the token stored encrypted."""
+from __future__ import annotations
+
+from flask import jsonify
+from marshmallow import fields, validate
+from sqlalchemy import select
+
+from integrations.hubspot import HubSpotAdapter, HubSpotAuthError, HubSpotError
+from integrations.secretbox import encrypt
+from models.integrations import HubSpotConnection
+from models.levels import EngagementLevel
+from webapp.auth import current_unit
+from webapp.blueprint import Blueprint
+from webapp.errors import ApiError
+from webapp.schema_base import StrictSchema, UTCDateTime
+from webapp.state import close_db, db, state
+
+blp = Blueprint("hubspot", __name__, description="HubSpot integration")
+PURPOSE = "hubspot-token"
+
+
+class ConnectSchema(StrictSchema):
+    access_token = fields.String(required=True, validate=validate.Length(min=10, max=500), load_only=True)
+    create_missing_contacts = fields.Boolean(load_default=False)
+
+
+def level_names(unit_id: str) -> list[str]:
+    return list(db().execute(
+        select(EngagementLevel.name).where(EngagementLevel.unit_id == unit_id).order_by(EngagementLevel.min_score)
+    ).scalars())
+
+
+def status(unit_id: str) -> dict:
+    """What the OU sees: never the token, only where it comes from and how syncing goes."""
+    conn = db().get(HubSpotConnection, unit_id)
+    source = "ou" if conn else ("environment" if state().settings.hubspot_access_token else None)
+    return {
+        "connected": source is not None,
+        "token_source": source,
+        "portal_id": conn.portal_id if conn else None,
+        "properties_ready": bool(conn and conn.properties_ready),
+        "create_missing_contacts": bool(conn and conn.create_missing_contacts),
+        "connected_at": UTCDateTime()._serialize(conn.connected_at, None, None) if conn else None,
+        "last_sync_at": UTCDateTime()._serialize(conn.last_sync_at, None, None) if conn else None,
+        "last_error": conn.last_error if conn else None,
+    }
+
+
+@blp.route("/integrations/hubspot", methods=["GET"])
+def get_status():
+    return jsonify(status(current_unit()))
+
+
+@blp.route("/integrations/hubspot", methods=["PUT"])
+@blp.arguments(ConnectSchema)
+def connect(data):
+    """Nothing is stored unless HubSpot accepts the token and the properties are in place."""
+    unit_id = current_unit()
+    names = level_names(unit_id)
+    close_db()  # no transaction held open across HubSpot calls
+    adapter = HubSpotAdapter(data["access_token"], state().settings.hubspot_api_base)
+    try:
+        portal_id = adapter.portal_id()
+        adapter.ensure_properties(names)
+    except HubSpotAuthError as exc:
+        raise ApiError(400, "invalid_token", f"HubSpot rejected the access token: {exc.message}",
+                       {"access_token": ["rejected by HubSpot"]}) from exc
+    except HubSpotError as exc:
+        raise ApiError(502, "hubspot_unavailable", f"HubSpot failed ({exc.status}): {exc.message}") from exc
+    session = db()
+    conn = session.get(HubSpotConnection, unit_id) or HubSpotConnection(unit_id=unit_id)
+    conn.token_encrypted = encrypt(state().secret_key, PURPOSE, data["access_token"])
+    conn.portal_id, conn.properties_ready = portal_id, True
+    conn.create_missing_contacts, conn.last_error = data["create_missing_contacts"], None
+    session.add(conn)
+    session.commit()
+    return jsonify(status(unit_id))
+
+
+@blp.route("/integrations/hubspot", methods=["DELETE"])
+def disconnect():
+    session = db()
+    conn = session.get(HubSpotConnection, current_unit())
+    if conn is None:
+        raise ApiError(404, "not_found", "HubSpot is not connected for this organization unit")
+    session.delete(conn)
+    session.commit()
+    return "", 204
