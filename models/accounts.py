@@ -9,9 +9,10 @@ import secrets
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
-from models.tenancy import ApiCredential, Member, Membership, Organization, OrgUnit
+from models.tenancy import ApiCredential, InstanceSetting, Member, Membership, Organization, OrgUnit
 
 _hasher = PasswordHasher()
 _dummy_hash: str | None = None
@@ -113,3 +114,21 @@ def bootstrap(session: Session, org: str, unit: str, email: str | None = None, p
         session.flush()
         session.add(Membership(member_id=member.id, unit_id=ou.id, role="Owner"))
     return out  # exactly DESIGN.md's {org_id, unit_id, client_id, client_secret}
+
+
+def load_or_create_secret(Session) -> str:
+    """SECRET_KEY generated once and stored, so every web and worker process signs and encrypts alike."""
+    try:
+        with Session() as s, s.begin():
+            value = s.execute(select(InstanceSetting.value).where(InstanceSetting.key == "secret_key")).scalar()
+            if value:
+                return value
+            s.add(InstanceSetting(key="secret_key", value=secrets.token_urlsafe(48)))
+    except IntegrityError:
+        pass  # another process stored one first
+    except (OperationalError, ProgrammingError) as exc:
+        if "instance_settings" in str(exc.orig):  # no such table / relation does not exist
+            raise RuntimeError("the database is not migrated: run `leadpulse db upgrade`") from exc
+        raise
+    with Session() as s:
+        return s.execute(select(InstanceSetting.value).where(InstanceSetting.key == "secret_key")).scalar_one()

@@ -99,3 +99,40 @@ def test_environment_token_serves_ous_without_their_own(settings, clean, tenant,
     r = Api(app.test_client(), tenant).get("/integrations/hubspot")
     assert r.json["connected"] is True and r.json["token_source"] == "environment"
     assert TOKEN not in r.get_data(as_text=True)
+
+
+def test_level_changes_keep_hubspot_options_current(hs_api, fake_hubspot, monkeypatch, run_worker, redis_conn, tenant):
+    api, app = hs_api
+    monkeypatch.setenv("HUBSPOT_API_BASE", fake_hubspot.url)  # the worker reads its settings from the environment
+    ids = create_levels(api)
+    assert api.put("/integrations/hubspot", json={"access_token": TOKEN}).status_code == 200
+    assert api.get("/integrations/hubspot").json["level_options_current"] is True
+
+    def options():
+        return [o["label"] for o in fake_hubspot.properties["engagement_level"]["options"]]
+
+    assert api.put(f"/engagement-levels/{ids['Very Hot']}", json={"name": "On Fire"}).status_code == 200
+    assert api.get("/integrations/hubspot").json["level_options_current"] is False
+    run_worker()
+    assert options() == ["Cold", "Warm", "Hot", "On Fire"]
+    assert api.get("/integrations/hubspot").json["level_options_current"] is True
+
+    # HubSpot down: the job fails (RQ retries later), the status says why, nothing is marked current
+    fake_hubspot.fail_next(10, 503)
+    assert api.delete(f"/engagement-levels/{ids['Cold']}").status_code == 204
+    run_worker()
+    status = api.get("/integrations/hubspot").json
+    assert status["level_options_current"] is False and "503" in status["last_error"]
+    assert "Cold" in options()
+    # HubSpot back, Redis lost the retry: the sweep finds the stale options and the next job fixes them
+    fake_hubspot.clear_faults()
+    redis_conn.flushdb()
+    from models.db import session_factory
+    from worker.sweep import sweep_once
+
+    settings = app.extensions["leadpulse"].settings
+    sweep_once(session_factory(settings.database_url), redis_conn, settings.queue_name, settings.scoring_parallelism)
+    run_worker()
+    assert options() == ["Warm", "Hot", "On Fire"]
+    status = api.get("/integrations/hubspot").json
+    assert status["level_options_current"] is True and status["last_error"] is None

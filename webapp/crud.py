@@ -100,9 +100,13 @@ class Crud:
         session.flush()
         self.after_change(session, obj, "delete")
         session.commit()
+        self.after_commit(obj, "delete")
 
     def before_delete(self, session, obj) -> None:
         """Raise ApiError to refuse a delete."""
+
+    def after_commit(self, obj, action: str) -> None:
+        """Side effects that must see the committed change (enqueueing jobs)."""
 
     def _save(self, obj, creating: bool):
         session = db()
@@ -119,6 +123,7 @@ class Crud:
         except Exception:
             session.rollback()
             raise
+        self.after_commit(obj, "create" if creating else "update")
         return obj
 
 

@@ -1,17 +1,13 @@
 """Per-app runtime state: settings, session factory, Redis, and the lazily loaded secret key."""
 from __future__ import annotations
 
-import secrets
 import threading
 from functools import cached_property
 
 from flask import current_app, g
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
-
 from config import Settings
+from models.accounts import load_or_create_secret
 from models.db import session_factory
-from models.tenancy import InstanceSetting
 
 
 class AppState:
@@ -43,23 +39,6 @@ class AppState:
                 if self._secret is None:
                     self._secret = load_or_create_secret(self.Session)
         return self._secret
-
-
-def load_or_create_secret(Session) -> str:
-    try:
-        with Session() as s, s.begin():
-            value = s.execute(select(InstanceSetting.value).where(InstanceSetting.key == "secret_key")).scalar()
-            if value:
-                return value
-            s.add(InstanceSetting(key="secret_key", value=secrets.token_urlsafe(48)))
-    except IntegrityError:
-        pass  # another process stored one first
-    except (OperationalError, ProgrammingError) as exc:
-        if "instance_settings" in str(exc.orig):  # no such table / relation does not exist
-            raise RuntimeError("the database is not migrated: run `leadpulse db upgrade`") from exc
-        raise
-    with Session() as s:
-        return s.execute(select(InstanceSetting.value).where(InstanceSetting.key == "secret_key")).scalar_one()
 
 
 def state() -> AppState:

@@ -64,6 +64,16 @@ def score_slot(slot: int, slots: int) -> int:
     return total
 
 
+def sync_hubspot_options(unit_id: str) -> bool:
+    """Keep engagement_level's options equal to the OU's level table (RQ retries with backoff on failure)."""
+    from integrations.hubspot_sync import sync_level_options
+    from models.accounts import load_or_create_secret
+
+    settings = Settings.from_env()
+    Session = session_factory(settings.database_url)
+    return sync_level_options(Session, settings, load_or_create_secret(Session), unit_id)
+
+
 def count_batch(pipe, result) -> None:
     """Scoring counters live in Redis so /metrics on any web process reports every worker's work."""
     pipe.hincrby(METRICS_KEY, "events_scored", result.events)

@@ -5,15 +5,22 @@ import logging
 import threading
 
 from models.score_batch import has_pending
-from worker.wakeup import kick_scoring
+from models.integrations import stale_option_units
+from worker.wakeup import enqueue_hubspot_options, kick_scoring
+
+OPTIONS_RETRY_SECONDS = 900  # the sweep re-enqueues a stale options sync at most this often
 
 log = logging.getLogger("leadpulse.sweep")
 
 
 def sweep_once(Session, redis, queue_name: str, slots: int) -> list[int]:
-    """Kick every scoring slot that has pending events and no live job; returns slots kicked."""
+    """Kick every scoring slot that has pending events and no live job; re-enqueue stale HubSpot options."""
     with Session() as s:
         waiting = [slot for slot in range(slots) if has_pending(s, slot, slots)]
+        stale = stale_option_units(s)
+    for unit_id in stale:
+        if redis.set(f"leadpulse:hubspot:options:{unit_id}", 1, nx=True, ex=OPTIONS_RETRY_SECONDS):
+            enqueue_hubspot_options(redis, queue_name, unit_id)
     return kick_scoring(redis, queue_name, slots, only=waiting) if waiting else []
 
 

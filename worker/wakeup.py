@@ -47,3 +47,15 @@ def try_kick(app_state) -> None:
         kick_scoring(app_state.redis, app_state.settings.queue_name, app_state.settings.scoring_parallelism)
     except Exception as exc:  # Redis down: the event is safe in the database
         log.warning("could not wake scoring (%s); the sweep will pick the event up", exc.__class__.__name__)
+
+
+def enqueue_hubspot_options(redis, queue_name: str, unit_id: str) -> None:
+    """One idempotent job per request; level edits are rare, and the job is a no-op once current."""
+    from rq import Retry
+
+    Queue(queue_name, connection=redis).enqueue(
+        "worker.jobs.sync_hubspot_options", unit_id,
+        job_timeout=120, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
+        retry=Retry(max=5, interval=[10, 30, 60, 300, 900]),
+        description=f"HubSpot engagement_level options for OU {unit_id}",
+    )

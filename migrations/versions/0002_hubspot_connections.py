@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-22 20:37:15.891910
+Create Date: 2026-11-22 20:39:43.928340
 """
 from alembic import op
 import sqlalchemy as sa
@@ -25,6 +25,8 @@ def upgrade() -> None:
     sa.Column('connected_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('last_sync_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('last_error', sa.String(length=500), nullable=True),
+    sa.Column('options_wanted', sa.Integer(), nullable=False),
+    sa.Column('options_synced', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['unit_id'], ['org_units.id'], name=op.f('fk_hubspot_connections_unit_id_org_units'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('unit_id', name=op.f('pk_hubspot_connections'))
     )

@@ -6,6 +6,7 @@ from marshmallow import fields, validate
 from sqlalchemy import select
 
 from integrations.hubspot import HubSpotAdapter, HubSpotAuthError, HubSpotError
+from integrations.hubspot_sync import TOKEN_PURPOSE
 from integrations.secretbox import encrypt
 from models.integrations import HubSpotConnection
 from models.levels import EngagementLevel
@@ -16,7 +17,6 @@ from webapp.schema_base import StrictSchema, UTCDateTime
 from webapp.state import close_db, db, state
 
 blp = Blueprint("hubspot", __name__, description="HubSpot integration")
-PURPOSE = "hubspot-token"
 
 
 class ConnectSchema(StrictSchema):
@@ -43,6 +43,7 @@ def status(unit_id: str) -> dict:
         "connected_at": UTCDateTime()._serialize(conn.connected_at, None, None) if conn else None,
         "last_sync_at": UTCDateTime()._serialize(conn.last_sync_at, None, None) if conn else None,
         "last_error": conn.last_error if conn else None,
+        "level_options_current": bool(conn and conn.options_synced >= conn.options_wanted),
     }
 
 
@@ -69,9 +70,10 @@ def connect(data):
         raise ApiError(502, "hubspot_unavailable", f"HubSpot failed ({exc.status}): {exc.message}") from exc
     session = db()
     conn = session.get(HubSpotConnection, unit_id) or HubSpotConnection(unit_id=unit_id)
-    conn.token_encrypted = encrypt(state().secret_key, PURPOSE, data["access_token"])
+    conn.token_encrypted = encrypt(state().secret_key, TOKEN_PURPOSE, data["access_token"])
     conn.portal_id, conn.properties_ready = portal_id, True
     conn.create_missing_contacts, conn.last_error = data["create_missing_contacts"], None
+    conn.options_wanted = conn.options_synced = (conn.options_wanted or 0) + 1  # just pushed by ensure_properties
     session.add(conn)
     session.commit()
     return jsonify(status(unit_id))

@@ -1,19 +1,24 @@
 """Engagement levels as reference/engagement-levels-api.txt; every change reclassifies the OU at once."""
 from __future__ import annotations
 
+import logging
+
 from webapp.blueprint import Blueprint
 from marshmallow import ValidationError, fields, validate, validates_schema
 from sqlalchemy import func, select
 
 from models.level_rules import COLOR_RE, LevelSpec, LevelTableError, validate_table
 from models.levels import DEFAULT_COLOR, EngagementLevel, LevelHistory
+from models.integrations import request_options_sync
 from models.reclassify import reclassify_unit
 from webapp.auth import principal
 from webapp.crud import Crud, register_crud, scoped
 from webapp.errors import ApiError
 from webapp.schema_base import StrictSchema, UTCDateTime
+from webapp.state import state
 
 blp = Blueprint("levels", __name__, description="Engagement levels")
+log = logging.getLogger("leadpulse.levels")
 
 COLOR = validate.Regexp(COLOR_RE, error="Invalid color format: use a hex code like #ef4444")
 
@@ -90,7 +95,26 @@ class LevelCrud(Crud):
         session.add(LevelHistory(unit_id=obj.unit_id, actor=p.member_id or p.credential_id, action=action, snapshot=snapshot(session, obj.unit_id)))
         session.flush()
         reclassify_unit(session, obj.unit_id)
+        request_options_sync(session, obj.unit_id)
+
+    def after_commit(self, obj, action):
+        try_enqueue_options(obj.unit_id)
 
 
 register_crud(blp, LevelCrud(), LevelSchema, "/engagement-levels", "/engagement-levels/<obj_id>", list_key="levels",
               update_schema=LevelUpdateSchema(partial=True))
+
+
+def try_enqueue_options(unit_id: str) -> None:
+    """After a committed level change; if Redis is down the sweep finds the stale options later."""
+    from models.integrations import HubSpotConnection
+    from webapp.state import db
+    from worker.wakeup import enqueue_hubspot_options
+
+    if db().get(HubSpotConnection, unit_id) is None:
+        return
+    app_state = state()
+    try:
+        enqueue_hubspot_options(app_state.redis, app_state.settings.queue_name, unit_id)
+    except Exception as exc:
+        log.warning("could not enqueue the HubSpot options sync (%s); the sweep will", exc.__class__.__name__)
