@@ -5,6 +5,7 @@ import json
 
 import hubspot
 import requests
+from hubspot.crm import contacts as hc
 from hubspot.crm.properties import ApiException, OptionInput, PropertyCreate, PropertyGroupCreate, PropertyUpdate
 
 OBJECT_TYPE = "contacts"
@@ -12,26 +13,42 @@ GROUP = "leadpulse"
 TIMEOUT = 10  # seconds per HubSpot call; a hung HubSpot must not hold a request or a worker
 
 
+BATCH = 100  # HubSpot's limit of inputs per batch call
+
+
 class HubSpotError(Exception):
     """HubSpot refused or failed; status and HubSpot's own message, for the caller to report."""
 
-    def __init__(self, status: int, message: str, category: str | None = None):
+    def __init__(self, status: int, message: str, category: str | None = None, retry_after: float | None = None,
+                 policy: str | None = None):
         super().__init__(message)
         self.status, self.message, self.category = status, message, category
+        self.retry_after, self.policy = retry_after, policy
+
+    @property
+    def transient(self) -> bool:
+        """Worth retrying later: rate limits, HubSpot's 5xx, and network failures (reported as 502)."""
+        return self.status == 429 or self.status >= 500
 
 
 class HubSpotAuthError(HubSpotError):
     pass
 
 
-def _error(status: int, body: str | None) -> HubSpotError:
+def _error(status: int, body: str | None, headers=None) -> HubSpotError:
     try:
         data = json.loads(body or "{}")
     except ValueError:
         data = {}
     message = data.get("message") or f"HubSpot answered {status}"
     cls = HubSpotAuthError if status in (401, 403) else HubSpotError
-    return cls(status, message, data.get("category"))
+    retry_after = None
+    if headers and headers.get("Retry-After"):
+        try:
+            retry_after = float(headers["Retry-After"])
+        except ValueError:
+            retry_after = None
+    return cls(status, message, data.get("category"), retry_after, data.get("policyName"))
 
 
 def property_specs(level_names: list[str]) -> list[dict]:
@@ -73,6 +90,31 @@ class HubSpotAdapter:
                 self._call(lambda spec=spec: props.core_api.update(
                     OBJECT_TYPE, spec["name"], PropertyUpdate(options=spec["options"]), _request_timeout=TIMEOUT))
 
+    def ids_by_email(self, emails: list[str]) -> dict[str, str]:
+        """HubSpot contact id per email (one batch read; emails HubSpot does not know are simply absent)."""
+        resp = self._call(lambda: self.client.crm.contacts.batch_api.read(hc.BatchReadInputSimplePublicObjectId(
+            id_property="email", properties=["email"], properties_with_history=[],
+            inputs=[hc.SimplePublicObjectId(id=e) for e in emails]), _request_timeout=TIMEOUT))
+        return {(r.properties.get("email") or "").lower(): r.id for r in resp.results or []}
+
+    def create_contacts(self, rows: list[dict]) -> dict[str, str]:
+        """Create contacts (properties include email); returns id per email."""
+        resp = self._call(lambda: self.client.crm.contacts.batch_api.create(hc.BatchInputSimplePublicObjectBatchInputForCreate(
+            inputs=[hc.SimplePublicObjectBatchInputForCreate(properties=p, associations=[]) for p in rows]),
+            _request_timeout=TIMEOUT))
+        return {(r.properties.get("email") or "").lower(): r.id for r in resp.results or []}
+
+    def update_contacts(self, updates: dict[str, dict]) -> dict[str, str]:
+        """Batch update {contact id: properties}; returns {contact id: HubSpot's error} for the ones refused (207)."""
+        resp = self._call(lambda: self.client.crm.contacts.batch_api.update(hc.BatchInputSimplePublicObjectBatchInput(
+            inputs=[hc.SimplePublicObjectBatchInput(id=cid, properties=props) for cid, props in updates.items()]),
+            _request_timeout=TIMEOUT))
+        failed: dict[str, str] = {}
+        for err in getattr(resp, "errors", None) or []:
+            for cid in (err.context or {}).get("ids", []):
+                failed[str(cid)] = err.message
+        return failed
+
     def _ignore_conflict(self, call) -> bool:
         """True if created, False if it already existed (HubSpot's 409)."""
         try:
@@ -87,8 +129,8 @@ class HubSpotAdapter:
     def _call(call):
         try:
             return call()
-        except ApiException as exc:
-            raise _error(exc.status, exc.body) from exc
+        except (ApiException, hc.ApiException) as exc:
+            raise _error(exc.status, exc.body, exc.headers) from exc
         except Exception as exc:  # urllib3 timeouts and connection errors are not ApiExceptions
             if isinstance(exc, HubSpotError):
                 raise

@@ -1,14 +1,22 @@
 """Bringing HubSpot up to date with an OU: which token serves it, and the level options of engagement_level."""
 from __future__ import annotations
 
+import hashlib
 import logging
+from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
-from integrations.hubspot import HubSpotAdapter, HubSpotError
+from integrations.hubspot import BATCH, HubSpotAdapter, HubSpotAuthError, HubSpotError
+from integrations.rate_limit import RateLimited, RollingLimiter
 from integrations.secretbox import decrypt
-from models.integrations import HubSpotConnection
+from models.base import utcnow
+from models.events import Event, ScoreDelta
+from models.integrations import HubSpotConnection, HubSpotContact, pending_contacts
 from models.levels import EngagementLevel
+from models.scoring import Ruleset
+from models.sql import insert_for
 
 log = logging.getLogger("leadpulse.hubspot")
 TOKEN_PURPOSE = "hubspot-token"
@@ -53,3 +61,142 @@ def _record(Session, unit_id: str, version: int | None = None, error: str | None
         values["options_synced"] = version
     with Session() as s, s.begin():
         s.execute(stmt.values(**values))
+
+
+DRIVER_DAYS = 30
+MAX_BATCHES_PER_RUN = 50
+
+
+@dataclass
+class SyncOutcome:
+    sent: int = 0
+    failed: int = 0
+    retry_in: float | None = None  # transient (429, 5xx, limiter): run again after this many seconds
+    stopped: str | None = None  # needs a person (no token, token refused): waits, nothing is lost
+
+
+def limiter_for(redis, settings, token: str) -> RollingLimiter:
+    """One limiter per HubSpot token, whichever worker or OU uses it."""
+    key = "leadpulse:hubspot:rl:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+    return RollingLimiter(redis, key, settings.hubspot_rate_limit_per_10s, 10.0)
+
+
+def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str) -> SyncOutcome:
+    """Write every changed lead's latest score and level to its HubSpot contact, 100 per call."""
+    with Session() as s:
+        conn = s.get(HubSpotConnection, unit_id)
+        token = token_for(conn, settings, secret_key)
+        create_missing = bool(conn and conn.create_missing_contacts)
+        levels = dict(s.execute(select(EngagementLevel.id, EngagementLevel.name).where(EngagementLevel.unit_id == unit_id)).all())
+    if token is None:
+        return SyncOutcome(stopped="HubSpot is not configured for this organization unit")
+    adapter = HubSpotAdapter(token, settings.hubspot_api_base)
+    limiter = limiter_for(redis, settings, token)
+    out = SyncOutcome()
+    for _ in range(MAX_BATCHES_PER_RUN):
+        with Session() as s:
+            rows = pending_contacts(s, unit_id, BATCH)
+            drivers = top_drivers(s, unit_id, [r.pk for r in rows])
+        if not rows:
+            _connection_ok(Session, unit_id, conn is not None)
+            return out
+        try:
+            sent, failed = _sync_batch(Session, adapter, limiter, unit_id, rows, levels, drivers, create_missing)
+        except RateLimited as exc:
+            out.retry_in = exc.wait
+            return out
+        except HubSpotError as exc:
+            _connection_error(Session, unit_id, f"HubSpot {exc.status}: {exc.message}")
+            if isinstance(exc, HubSpotAuthError) or not exc.transient:
+                out.stopped = exc.message
+            else:
+                out.retry_in = exc.retry_after or 10.0
+            return out
+        out.sent += sent
+        out.failed += failed
+    out.retry_in = 0.0  # more to do: hand over to a fresh job
+    return out
+
+
+def contact_properties(row, level_name: str | None, drivers: str | None) -> dict:
+    changed = row.level_changed_at
+    return {
+        "engagement_score": str(row.score),
+        "engagement_level": level_name or "",
+        "engagement_level_changed_at": changed.strftime("%Y-%m-%dT%H:%M:%S.") + f"{changed.microsecond // 1000:03d}Z" if changed else "",
+        "engagement_top_drivers": drivers or "",
+    }
+
+
+def _sync_batch(Session, adapter, limiter, unit_id, rows, levels, drivers, create_missing) -> tuple[int, int]:
+    found: dict[str, str] = {}
+    lookup = [r.email for r in rows if not r.hubspot_id and r.email]
+    if lookup:
+        limiter.acquire()
+        found = adapter.ids_by_email(lookup)
+        missing = [e for e in lookup if e not in found]
+        if missing and create_missing:
+            limiter.acquire()
+            found.update(adapter.create_contacts([{"email": e} for e in missing]))
+    contact = {r.pk: r.hubspot_id or found.get(r.email) for r in rows}
+    updates = {contact[r.pk]: contact_properties(r, levels.get(r.level_id), drivers.get(r.pk)) for r in rows if contact[r.pk]}
+    refused: dict[str, str] = {}
+    if updates:
+        limiter.acquire()
+        refused = adapter.update_contacts(updates)
+    now = utcnow()
+    ok, bad = [], []
+    for r in rows:
+        cid = contact[r.pk]
+        if cid is None:
+            bad.append(dict(lead_pk=r.pk, unit_id=unit_id, hubspot_id=None, failed_score=r.score, failed_level_id=r.level_id,
+                            failure=f"no HubSpot contact has the email {r.email} (create_missing_contacts is off)", failed_at=now))
+        elif cid in refused:
+            bad.append(dict(lead_pk=r.pk, unit_id=unit_id, hubspot_id=cid, failed_score=r.score, failed_level_id=r.level_id,
+                            failure=refused[cid][:500], failed_at=now))
+        else:
+            ok.append(dict(lead_pk=r.pk, unit_id=unit_id, hubspot_id=cid, synced_score=r.score, synced_level_id=r.level_id,
+                           synced_at=now, failed_score=None, failed_level_id=None, failure=None, failed_at=None))
+    with Session() as s, s.begin():
+        for batch in (ok, bad):
+            if batch:
+                stmt = insert_for(s, HubSpotContact)
+                s.execute(stmt.on_conflict_do_update(
+                    index_elements=["lead_pk"], set_={k: getattr(stmt.excluded, k) for k in batch[0] if k != "lead_pk"}), batch)
+    return len(ok), len(bad)
+
+
+def top_drivers(session, unit_id: str, lead_pks: list[int]) -> dict[int, str]:
+    """'demo_request +60, page_view +15': the event types that gave each lead the most points lately."""
+    if not lead_pks:
+        return {}
+    primary = session.execute(select(Ruleset.id).where(Ruleset.unit_id == unit_id, Ruleset.is_primary.is_(True))).scalar()
+    if primary is None:
+        return {}
+    points = func.sum(ScoreDelta.delta)
+    rows = session.execute(
+        select(ScoreDelta.lead_pk, Event.event_type, points.label("points"))
+        .join(Event, Event.id == ScoreDelta.event_id)
+        .where(ScoreDelta.lead_pk.in_(lead_pks), ScoreDelta.ruleset_id == primary,
+               Event.occurred_at >= utcnow() - timedelta(days=DRIVER_DAYS))
+        .group_by(ScoreDelta.lead_pk, Event.event_type)
+    ).all()
+    per_lead: dict[int, list] = {}
+    for r in rows:
+        per_lead.setdefault(r.lead_pk, []).append((int(r.points or 0), r.event_type))
+    return {
+        pk: ", ".join(f"{et} {p:+d}" for p, et in sorted(items, key=lambda x: (-x[0], x[1]))[:3] if p)
+        for pk, items in per_lead.items()
+    }
+
+
+def _connection_ok(Session, unit_id: str, exists: bool) -> None:
+    if exists:
+        with Session() as s, s.begin():
+            s.execute(update(HubSpotConnection).where(HubSpotConnection.unit_id == unit_id)
+                      .values(last_sync_at=utcnow(), last_error=None))
+
+
+def _connection_error(Session, unit_id: str, message: str) -> None:
+    with Session() as s, s.begin():
+        s.execute(update(HubSpotConnection).where(HubSpotConnection.unit_id == unit_id).values(last_error=message[:500]))

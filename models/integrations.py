@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, select, update
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, func, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, utcnow
+from models.leads import Lead, LeadAlias
 
 
 class HubSpotConnection(Base):
@@ -25,6 +26,48 @@ class HubSpotConnection(Base):
     options_synced: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class HubSpotContact(Base):
+    """What HubSpot holds for a lead: its contact id and the values last written (or last refused)."""
+
+    __tablename__ = "hubspot_contacts"
+    lead_pk: Mapped[int] = mapped_column(ForeignKey("leads.pk", ondelete="CASCADE"), primary_key=True)
+    unit_id: Mapped[str] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"), index=True)
+    hubspot_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    synced_score: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    synced_level_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # A refused write is not retried for the same values; any later change of the lead retries it.
+    failed_score: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    failed_level_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    failure: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+def pending_contacts(session, unit_id: str, limit: int):
+    """Leads whose score or level differ from what HubSpot has, coalesced to their latest values.
+
+    Derived, not queued: whatever happened since the last write, the current values are what gets sent.
+    Leads with neither an email nor a known contact id cannot map to a contact and are left out.
+    """
+    email = (
+        select(func.min(LeadAlias.value)).where(LeadAlias.lead_pk == Lead.pk, LeadAlias.kind == "email").scalar_subquery()
+    )
+    hc = HubSpotContact
+    return session.execute(
+        select(Lead.pk, Lead.lead_id, Lead.score, Lead.level_id, Lead.level_changed_at, hc.hubspot_id, email.label("email"))
+        .outerjoin(hc, hc.lead_pk == Lead.pk)
+        .where(
+            Lead.unit_id == unit_id,
+            Lead.merged_into.is_(None),
+            or_(hc.lead_pk.is_(None), Lead.score.is_distinct_from(hc.synced_score), Lead.level_id.is_distinct_from(hc.synced_level_id)),
+            or_(hc.failure.is_(None), Lead.score.is_distinct_from(hc.failed_score), Lead.level_id.is_distinct_from(hc.failed_level_id)),
+            or_(hc.hubspot_id.isnot(None), email.isnot(None)),
+        )
+        .order_by(Lead.pk)
+        .limit(limit)
+    ).all()
+
+
 def request_options_sync(session, unit_id: str) -> None:
     """Mark the OU's HubSpot level options stale, in the caller's transaction."""
     session.execute(
@@ -37,3 +80,12 @@ def stale_option_units(session) -> list[str]:
     return list(session.execute(
         select(HubSpotConnection.unit_id).where(HubSpotConnection.options_synced < HubSpotConnection.options_wanted)
     ).scalars())
+
+
+def hubspot_served_units(session, env_token: bool) -> list[str]:
+    """OUs whose leads sync to HubSpot: those connected, or every OU when HUBSPOT_ACCESS_TOKEN is set."""
+    from models.tenancy import OrgUnit
+
+    if env_token:
+        return list(session.execute(select(OrgUnit.id)).scalars())
+    return list(session.execute(select(HubSpotConnection.unit_id)).scalars())

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import delete, exists, select, true, update
 from sqlalchemy.orm import Session
@@ -24,6 +24,7 @@ class BatchResult:
     leads: int = 0
     level_changes: int = 0
     replays: int = 0
+    changed_units: set = field(default_factory=set)  # OUs with a lead whose score or level changed
 
 
 def _partition(slot: int, slots: int):
@@ -88,6 +89,7 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
         current[pk] = {rs: s for rs, s in current[pk].items() if rs not in applicable}
     now = utcnow()
     score_rows, delta_rows, lead_rows, change_rows = [], [], [], []
+    changed_units: set[str] = set()
     for pk, evs in by_lead.items():
         lead = leads[pk]
         ctx = contexts[lead.unit_id]
@@ -112,6 +114,8 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
         )
         if lead.last_event_at is None or newest.occurred_at >= lead.last_event_at:
             row.update(last_event_at=newest.occurred_at, last_event_type=newest.event_type)
+        if new_score != lead.score or level_id != lead.level_id:
+            changed_units.add(lead.unit_id)
         if level_id != lead.level_id:
             row["level_changed_at"] = now
             change_rows.append(
@@ -137,7 +141,7 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
     _update_leads(session, lead_rows)
     if change_rows:
         session.execute(insert_for(session, LeadLevelChange), change_rows)
-    return BatchResult(len(event_ids), len(lead_rows), len(change_rows), len(replay))
+    return BatchResult(len(event_ids), len(lead_rows), len(change_rows), len(replay), changed_units)
 
 
 def _update_leads(session: Session, rows: list[dict]) -> None:

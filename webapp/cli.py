@@ -84,7 +84,7 @@ def run_worker(settings: Settings, burst: bool = False) -> None:
     queue = Queue(settings.queue_name, connection=redis)
     stop = start_sweeper(
         session_factory(settings.database_url), redis, settings.queue_name, settings.scoring_parallelism,
-        settings.sweep_interval_seconds,
+        settings.sweep_interval_seconds, env_hubspot_token=bool(settings.hubspot_access_token),
     )
     try:
         Worker([queue], connection=redis).work(with_scheduler=True, burst=burst, logging_level=settings.log_level)

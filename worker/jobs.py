@@ -10,7 +10,7 @@ from sqlalchemy.exc import OperationalError
 from config import Settings
 from models.db import session_factory
 from models.score_batch import has_pending, score_pending
-from worker.wakeup import FLAG_TTL, METRICS_KEY, flag_key, kick_scoring
+from worker.wakeup import FLAG_TTL, METRICS_KEY, enqueue_hubspot_sync, flag_key, kick_hubspot_sync, kick_scoring
 
 log = logging.getLogger("leadpulse.jobs")
 
@@ -47,6 +47,8 @@ def score_slot(slot: int, slots: int) -> int:
         if result.events:
             count_batch(pipe, result)
         pipe.execute()
+        for unit_id in result.changed_units:
+            kick_hubspot_sync(redis, settings.queue_name, unit_id)
         if result.events == 0:
             # Release, then look again: an event committed before the release is seen here,
             # one committed after it finds the flag free and enqueues a new job.
@@ -72,6 +74,34 @@ def sync_hubspot_options(unit_id: str) -> bool:
     settings = Settings.from_env()
     Session = session_factory(settings.database_url)
     return sync_level_options(Session, settings, load_or_create_secret(Session), unit_id)
+
+
+def sync_hubspot_contacts(unit_id: str) -> int:
+    """Write changed leads to HubSpot; reschedules itself on rate limits and 5xx instead of sleeping."""
+    from integrations.hubspot_sync import sync_contacts
+    from models.accounts import load_or_create_secret
+    from models.integrations import pending_contacts
+
+    settings = Settings.from_env()
+    Session = session_factory(settings.database_url)
+    redis = get_current_job().connection
+    redis.delete(f"leadpulse:hubspot:kick:{unit_id}")  # changes committed from now on enqueue a new job
+    lock = f"leadpulse:hubspot:sync:{unit_id}"
+    if not redis.set(lock, 1, nx=True, ex=900):
+        return 0  # another worker is syncing this OU; it looks again before it stops
+    try:
+        out = sync_contacts(Session, settings, load_or_create_secret(Session), redis, unit_id)
+    finally:
+        redis.delete(lock)
+    if out.retry_in is not None:
+        enqueue_hubspot_sync(redis, settings.queue_name, unit_id, delay=out.retry_in)
+    elif out.stopped is None:
+        with Session() as s:  # a change committed while we held the lock found it taken: look again
+            if pending_contacts(s, unit_id, 1):
+                enqueue_hubspot_sync(redis, settings.queue_name, unit_id)
+    log.info("HubSpot sync of %s: %d sent, %d failed, retry in %s, stopped: %s", unit_id, out.sent, out.failed,
+             out.retry_in, out.stopped)
+    return out.sent
 
 
 def count_batch(pipe, result) -> None:

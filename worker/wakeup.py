@@ -59,3 +59,23 @@ def enqueue_hubspot_options(redis, queue_name: str, unit_id: str) -> None:
         retry=Retry(max=5, interval=[10, 30, 60, 300, 900]),
         description=f"HubSpot engagement_level options for OU {unit_id}",
     )
+
+
+def kick_hubspot_sync(redis, queue_name: str, unit_id: str) -> bool:
+    """Enqueue a contact sync for the OU, at most once per couple of seconds (the job coalesces the rest)."""
+    if not redis.set(f"leadpulse:hubspot:kick:{unit_id}", 1, nx=True, ex=2):
+        return False
+    enqueue_hubspot_sync(redis, queue_name, unit_id)
+    return True
+
+
+def enqueue_hubspot_sync(redis, queue_name: str, unit_id: str, delay: float = 0.0) -> None:
+    from datetime import timedelta
+
+    queue = Queue(queue_name, connection=redis)
+    options = dict(job_timeout=600, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
+                   description=f"HubSpot contact sync for OU {unit_id}")
+    if delay > 0:
+        queue.enqueue_in(timedelta(seconds=delay), "worker.jobs.sync_hubspot_contacts", unit_id, **options)
+    else:
+        queue.enqueue("worker.jobs.sync_hubspot_contacts", unit_id, **options)

@@ -1,6 +1,8 @@
 """Connecting an OU to HubSpot: the token is checked, the properties prepared, and the token stored encrypted."""
 from __future__ import annotations
 
+import logging
+
 from flask import jsonify
 from marshmallow import fields, validate
 from sqlalchemy import select
@@ -15,8 +17,10 @@ from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
 from webapp.schema_base import StrictSchema, UTCDateTime
 from webapp.state import close_db, db, state
+from worker.wakeup import kick_hubspot_sync
 
 blp = Blueprint("hubspot", __name__, description="HubSpot integration")
+log = logging.getLogger("leadpulse.hubspot")
 
 
 class ConnectSchema(StrictSchema):
@@ -76,6 +80,10 @@ def connect(data):
     conn.options_wanted = conn.options_synced = (conn.options_wanted or 0) + 1  # just pushed by ensure_properties
     session.add(conn)
     session.commit()
+    try:  # deliver what waited while HubSpot was not configured; the sweep does it if Redis is down
+        kick_hubspot_sync(state().redis, state().settings.queue_name, unit_id)
+    except Exception as exc:
+        log.warning("could not enqueue the HubSpot sync (%s); the sweep will", exc.__class__.__name__)
     return jsonify(status(unit_id))
 
 

@@ -1,0 +1,121 @@
+"""Scores and levels reach HubSpot contacts: batched, coalesced, missing contacts reported, 429s rescheduled."""
+import dataclasses
+
+import pytest
+from rq import Queue
+from rq.job import Job
+from rq.registry import ScheduledJobRegistry
+from sqlalchemy import select
+
+from models.integrations import HubSpotContact
+from models.leads import Lead
+from tests.conftest import Api
+from tests.fakes import FakeHubSpot
+from tests.helpers import create_levels, published_ruleset
+from webapp import create_app
+
+TOKEN = "pat-na1-0123456789abcdef"
+UPDATE = "/crm/v3/objects/contacts/batch/update"
+
+
+@pytest.fixture
+def hs(settings, clean, tenant, monkeypatch, run_worker):
+    with FakeHubSpot(tokens=[TOKEN]) as fake:
+        monkeypatch.setenv("HUBSPOT_API_BASE", fake.url)
+        app = create_app(dataclasses.replace(settings, hubspot_api_base=fake.url))
+        api = Api(app.test_client(), tenant)
+        create_levels(api)
+        published_ruleset(api, {"page_view": 5, "demo_request": 30})
+        assert api.put("/integrations/hubspot", json={"access_token": TOKEN}).status_code == 200
+        run_worker()  # the sync that connecting enqueues (nothing to send yet)
+        yield fake, api, app
+
+
+def send(api, email, event_type, n=1):
+    for _ in range(n):
+        r = api.post("/ingest", json={"aliases": [{"alias_kind": "email", "raw_value": email}], "event_type": event_type})
+        assert r.status_code == 202
+
+
+def props(fake, email):
+    return (fake.contact_by_email(email) or {}).get("properties", {})
+
+
+def run_scheduled(settings, redis_conn, run_worker):
+    """Move jobs that asked to run later (after a 429) into the queue, as the RQ scheduler would, then run them."""
+    queue = Queue(settings.queue_name, connection=redis_conn)
+    registry = ScheduledJobRegistry(queue=queue)
+    for job_id in registry.get_job_ids():
+        registry.remove(job_id)
+        queue.enqueue_job(Job.fetch(job_id, connection=redis_conn))
+    run_worker()
+
+
+def test_changed_leads_reach_hubspot_batched_and_coalesced(hs, run_worker, app):
+    fake, api, _ = hs
+    fake.add_contact("ada@x.io")
+    fake.add_contact("bob@x.io")
+    send(api, "Ada@x.io", "demo_request", 2)  # 60: Hot
+    send(api, "bob@x.io", "page_view", 1)  # 5: Cold
+    send(api, "carol@x.io", "page_view", 1)  # no contact in HubSpot
+    api.post("/ingest", json={"aliases": [{"alias_kind": "cookie", "raw_value": "anon"}], "event_type": "page_view"})
+    run_worker()
+    ada, bob = props(fake, "ada@x.io"), props(fake, "bob@x.io")
+    assert ada["engagement_score"] == "60" and ada["engagement_level"] == "Hot"
+    assert ada["engagement_top_drivers"] == "demo_request +60" and ada["engagement_level_changed_at"].endswith("Z")
+    assert bob["engagement_score"] == "5" and bob["engagement_level"] == "Cold"
+    assert fake.contact_by_email("carol@x.io") is None  # reported, not created
+    with app.extensions["leadpulse"].Session() as s:
+        rows = {lid: hc for lid, hc in s.execute(
+            select(Lead.lead_id, HubSpotContact).join(HubSpotContact, HubSpotContact.lead_pk == Lead.pk))}
+    failures = [hc.failure for hc in rows.values() if hc.failure]
+    assert len(rows) == 3 and len(failures) == 1 and "carol@x.io" in failures[0]
+    updates = fake.requests_to(UPDATE)
+    assert len(updates) == 1 and len(updates[0].body["inputs"]) == 2  # one batch call for both contacts
+    # Nothing changed: nothing is sent. One lead changes: only it is sent, with its latest values.
+    run_worker()
+    assert len(fake.requests_to(UPDATE)) == 1
+    send(api, "bob@x.io", "page_view", 5)
+    run_worker()
+    calls = fake.requests_to(UPDATE)
+    assert len(calls) >= 2 and all(len(c.body["inputs"]) == 1 for c in calls[1:])
+    assert props(fake, "bob@x.io")["engagement_score"] == "30" and props(fake, "bob@x.io")["engagement_level"] == "Warm"
+
+
+def test_429_and_500_are_rescheduled_and_lose_nothing(hs, run_worker, settings, redis_conn):
+    fake, api, _ = hs
+    for i in range(3):
+        fake.add_contact(f"u{i}@x.io")
+    fake.fail_next(1, 429, path=UPDATE)
+    send(api, "u0@x.io", "demo_request")
+    send(api, "u1@x.io", "page_view")
+    run_worker()
+    assert "engagement_score" not in props(fake, "u0@x.io")  # refused for now, not dropped
+    fake.fail_next(1, 500, path=UPDATE)
+    run_scheduled(settings, redis_conn, run_worker)
+    assert "engagement_score" not in props(fake, "u0@x.io")
+    send(api, "u0@x.io", "page_view")  # a change while HubSpot is failing: the latest value is what lands
+    run_worker()
+    run_scheduled(settings, redis_conn, run_worker)
+    assert props(fake, "u0@x.io")["engagement_score"] == "35"
+    assert props(fake, "u1@x.io")["engagement_score"] == "5"
+
+
+def test_not_configured_waits_then_delivers_latest(settings, clean, tenant, monkeypatch, run_worker, redis_conn):
+    with FakeHubSpot(tokens=[TOKEN]) as fake:
+        monkeypatch.setenv("HUBSPOT_API_BASE", fake.url)
+        app = create_app(dataclasses.replace(settings, hubspot_api_base=fake.url))
+        api = Api(app.test_client(), tenant)
+        create_levels(api)
+        published_ruleset(api, {"demo_request": 30})
+        fake.add_contact("late@x.io")
+        send(api, "late@x.io", "demo_request", 2)
+        run_worker()  # no token anywhere: nothing sent, nothing lost
+        assert fake.requests_to(UPDATE) == []
+        assert api.put("/integrations/hubspot", json={"access_token": TOKEN}).status_code == 200
+        from models.db import session_factory
+        from worker.sweep import sweep_once
+
+        sweep_once(session_factory(settings.database_url), redis_conn, settings.queue_name, settings.scoring_parallelism)
+        run_worker()
+        assert props(fake, "late@x.io")["engagement_score"] == "60"
