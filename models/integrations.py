@@ -43,17 +43,18 @@ class HubSpotContact(Base):
     failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
-def pending_contacts(session, unit_id: str, limit: int):
+def pending_query(unit_id: str):
     """Leads whose score or level differ from what HubSpot has, coalesced to their latest values.
 
     Derived, not queued: whatever happened since the last write, the current values are what gets sent.
-    Leads with neither an email nor a known contact id cannot map to a contact and are left out.
+    Leads with neither an email nor a known contact id cannot map to a contact and are left out; a write
+    HubSpot refused is not retried for the same values, but any later change of the lead retries it.
     """
     email = (
         select(func.min(LeadAlias.value)).where(LeadAlias.lead_pk == Lead.pk, LeadAlias.kind == "email").scalar_subquery()
     )
     hc = HubSpotContact
-    return session.execute(
+    return (
         select(Lead.pk, Lead.lead_id, Lead.score, Lead.level_id, Lead.level_changed_at, hc.hubspot_id, email.label("email"))
         .outerjoin(hc, hc.lead_pk == Lead.pk)
         .where(
@@ -63,9 +64,29 @@ def pending_contacts(session, unit_id: str, limit: int):
             or_(hc.failure.is_(None), Lead.score.is_distinct_from(hc.failed_score), Lead.level_id.is_distinct_from(hc.failed_level_id)),
             or_(hc.hubspot_id.isnot(None), email.isnot(None)),
         )
-        .order_by(Lead.pk)
-        .limit(limit)
-    ).all()
+    )
+
+
+def pending_contacts(session, unit_id: str, limit: int):
+    return session.execute(pending_query(unit_id).order_by(Lead.pk).limit(limit)).all()
+
+
+def sync_counts(session, unit_id: str) -> tuple[int, int]:
+    """(pending, failed) for the status endpoint."""
+    pending = session.execute(select(func.count()).select_from(pending_query(unit_id).subquery())).scalar()
+    failed = session.execute(
+        select(func.count()).select_from(HubSpotContact).where(HubSpotContact.unit_id == unit_id, HubSpotContact.failure.isnot(None))
+    ).scalar()
+    return pending, failed
+
+
+def reset_sync(session, unit_id: str) -> None:
+    """Forget what HubSpot holds (ids stay): the next sync writes every lead of the OU again."""
+    session.execute(
+        update(HubSpotContact).where(HubSpotContact.unit_id == unit_id)
+        .values(synced_score=None, synced_level_id=None, failed_score=None, failed_level_id=None, failure=None, failed_at=None)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def request_options_sync(session, unit_id: str) -> None:

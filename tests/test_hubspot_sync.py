@@ -119,3 +119,34 @@ def test_not_configured_waits_then_delivers_latest(settings, clean, tenant, monk
         sweep_once(session_factory(settings.database_url), redis_conn, settings.queue_name, settings.scoring_parallelism)
         run_worker()
         assert props(fake, "late@x.io")["engagement_score"] == "60"
+
+
+def test_status_failures_and_resync(hs, run_worker):
+    fake, api, _ = hs
+    fake.add_contact("ada@x.io")
+    send(api, "ada@x.io", "demo_request")
+    send(api, "ghost@x.io", "demo_request")
+    status = api.get("/integrations/hubspot").json
+    assert status["pending"] == 2 and status["failed"] == 0
+    run_worker()
+    status = api.get("/integrations/hubspot").json
+    assert status["pending"] == 0 and status["failed"] == 1 and status["last_sync_at"]
+    r = api.get("/integrations/hubspot/failures")
+    assert r.status_code == 200 and [f["email"] for f in r.json] == ["ghost@x.io"]
+    assert "no HubSpot contact" in r.json[0]["error"] and r.json[0]["score"] == 30
+    assert api.get("/integrations/hubspot/failures?page=1&limit=10").json["total"] == 1
+    assert api.get("/integrations/hubspot/failures?limit=0").status_code == 400
+    # the contact appears in HubSpot; a resync writes everyone again and clears the failure
+    fake.add_contact("ghost@x.io")
+    before = len(fake.requests_to(UPDATE))
+    r = api.post("/integrations/hubspot/sync")
+    assert r.status_code == 202 and r.json["pending"] == 2
+    run_worker()
+    assert props(fake, "ghost@x.io")["engagement_score"] == "30"
+    assert len(fake.requests_to(UPDATE)) == before + 1
+    assert api.get("/integrations/hubspot/failures").json == []
+
+
+def test_resync_needs_a_connection(client, other_tenant):
+    r = Api(client, other_tenant).post("/integrations/hubspot/sync")
+    assert r.status_code == 409 and r.json["error"]["code"] == "not_connected"

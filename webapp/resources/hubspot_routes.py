@@ -5,17 +5,19 @@ import logging
 
 from flask import jsonify
 from marshmallow import fields, validate
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from integrations.hubspot import HubSpotAdapter, HubSpotAuthError, HubSpotError
 from integrations.hubspot_sync import TOKEN_PURPOSE
 from integrations.secretbox import encrypt
-from models.integrations import HubSpotConnection
+from models.integrations import HubSpotConnection, HubSpotContact, reset_sync, sync_counts
+from models.leads import Lead, LeadAlias
 from models.levels import EngagementLevel
 from webapp.auth import current_unit
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
-from webapp.schema_base import StrictSchema, UTCDateTime
+from webapp.crud import paginate
+from webapp.schema_base import PageArgs, StrictSchema, UTCDateTime
 from webapp.state import close_db, db, state
 from worker.wakeup import kick_hubspot_sync
 
@@ -48,6 +50,7 @@ def status(unit_id: str) -> dict:
         "last_sync_at": UTCDateTime()._serialize(conn.last_sync_at, None, None) if conn else None,
         "last_error": conn.last_error if conn else None,
         "level_options_current": bool(conn and conn.options_synced >= conn.options_wanted),
+        **dict(zip(("pending", "failed"), sync_counts(db(), unit_id))),
     }
 
 
@@ -80,11 +83,50 @@ def connect(data):
     conn.options_wanted = conn.options_synced = (conn.options_wanted or 0) + 1  # just pushed by ensure_properties
     session.add(conn)
     session.commit()
-    try:  # deliver what waited while HubSpot was not configured; the sweep does it if Redis is down
+    try_kick_sync(unit_id)  # deliver what waited while HubSpot was not configured
+    return jsonify(status(unit_id))
+
+
+def try_kick_sync(unit_id: str) -> None:
+    """Enqueue the OU's contact sync; if Redis is down, the sweep does it."""
+    try:
         kick_hubspot_sync(state().redis, state().settings.queue_name, unit_id)
     except Exception as exc:
         log.warning("could not enqueue the HubSpot sync (%s); the sweep will", exc.__class__.__name__)
-    return jsonify(status(unit_id))
+
+
+@blp.route("/integrations/hubspot/sync", methods=["POST"])
+def resync():
+    """Write every lead of the OU to HubSpot again (after a restore, or to clear old failures)."""
+    unit_id = current_unit()
+    if not status(unit_id)["connected"]:
+        raise ApiError(409, "not_connected", "connect HubSpot first: PUT /integrations/hubspot")
+    session = db()
+    reset_sync(session, unit_id)
+    session.commit()
+    try_kick_sync(unit_id)
+    resp = jsonify({"queued": True, "pending": sync_counts(db(), unit_id)[0]})
+    resp.status_code = 202
+    return resp
+
+
+@blp.route("/integrations/hubspot/failures", methods=["GET"])
+@blp.arguments(PageArgs, location="query")
+def failures(args):
+    """Contacts HubSpot refused or could not find, with HubSpot's message; a later change retries them."""
+    email = select(func.min(LeadAlias.value)).where(LeadAlias.lead_pk == Lead.pk, LeadAlias.kind == "email").scalar_subquery()
+    stmt = (
+        select(Lead.lead_id, email.label("email"), HubSpotContact.hubspot_id, HubSpotContact.failure,
+               HubSpotContact.failed_score, HubSpotContact.failed_at)
+        .join(Lead, Lead.pk == HubSpotContact.lead_pk)
+        .where(HubSpotContact.unit_id == current_unit(), HubSpotContact.failure.isnot(None))
+    )
+
+    def dump(rows):
+        return [{"lead_id": r.lead_id, "email": r.email, "hubspot_id": r.hubspot_id, "error": r.failure,
+                 "score": r.failed_score, "failed_at": UTCDateTime()._serialize(r.failed_at, None, None)} for r in rows]
+
+    return paginate(stmt, args, dump=dump, key="failures", order_by=(HubSpotContact.failed_at.desc(), Lead.lead_id))
 
 
 @blp.route("/integrations/hubspot", methods=["DELETE"])
