@@ -150,3 +150,13 @@ def test_status_failures_and_resync(hs, run_worker):
 def test_resync_needs_a_connection(client, other_tenant):
     r = Api(client, other_tenant).post("/integrations/hubspot/sync")
     assert r.status_code == 409 and r.json["error"]["code"] == "not_connected"
+
+
+def test_create_missing_contacts_when_the_ou_asks(hs, run_worker):
+    fake, api, _ = hs
+    assert api.put("/integrations/hubspot", json={"access_token": TOKEN, "create_missing_contacts": True}).status_code == 200
+    send(api, "New@Person.io", "demo_request")
+    run_worker()
+    created = fake.contact_by_email("new@person.io")
+    assert created is not None and created["properties"]["engagement_score"] == "30"
+    assert api.get("/integrations/hubspot/failures").json == []
