@@ -64,6 +64,7 @@ def _record(Session, unit_id: str, version: int | None = None, error: str | None
 
 
 DRIVER_DAYS = 30
+DAILY_RETRY_SECONDS = 3600
 MAX_BATCHES_PER_RUN = 50
 
 
@@ -109,6 +110,8 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str) -> Sy
             _connection_error(Session, unit_id, f"HubSpot {exc.status}: {exc.message}")
             if isinstance(exc, HubSpotAuthError) or not exc.transient:
                 out.stopped = exc.message
+            elif exc.policy == "DAILY":  # the daily quota is spent: look again in an hour, not in 10 s
+                out.retry_in = DAILY_RETRY_SECONDS
             else:
                 out.retry_in = exc.retry_after or 10.0
             return out

@@ -160,3 +160,19 @@ def test_create_missing_contacts_when_the_ou_asks(hs, run_worker):
     created = fake.contact_by_email("new@person.io")
     assert created is not None and created["properties"]["engagement_score"] == "30"
     assert api.get("/integrations/hubspot/failures").json == []
+
+
+def test_daily_limit_waits_an_hour_not_ten_seconds(hs, run_worker, settings, redis_conn):
+    import time
+
+    fake, api, _ = hs
+    fake.add_contact("d@x.io")
+    fake.exhaust_daily(TOKEN)
+    send(api, "d@x.io", "demo_request")
+    run_worker()
+    assert "engagement_score" not in props(fake, "d@x.io")
+    registry = ScheduledJobRegistry(queue=Queue(settings.queue_name, connection=redis_conn))
+    [job_id] = registry.get_job_ids()
+    delay = registry.get_scheduled_time(job_id).timestamp() - time.time()
+    assert 3000 < delay <= 3600
+    assert "DAILY" in api.get("/integrations/hubspot").json["last_error"] or "daily" in api.get("/integrations/hubspot").json["last_error"].lower()
