@@ -158,8 +158,11 @@ def wait_until(predicate, timeout: float = 60.0, interval: float = 0.05, message
 
 
 @pytest.fixture
-def worker_processes(settings):
-    """Start real `leadpulse worker` processes; they are stopped (SIGTERM, warm shutdown) at teardown."""
+def worker_processes(settings, tmp_path):
+    """Start real `leadpulse worker` processes; they are stopped (SIGTERM, warm shutdown) at teardown.
+
+    Their output goes to files (a pipe nobody reads would fill and stall them); see worker-N.log on failure.
+    """
     import subprocess
     import sys
 
@@ -168,8 +171,10 @@ def worker_processes(settings):
     def start(count: int = 1, **env):
         full_env = {**os.environ, "LEADPULSE_SWEEP_SECONDS": "1", **{k: str(v) for k, v in env.items()}}
         for _ in range(count):
+            log = open(tmp_path / f"worker-{len(procs)}.log", "wb")
             procs.append(subprocess.Popen([sys.executable, "-m", "webapp.cli", "worker"], env=full_env,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+                                          stdout=log, stderr=subprocess.STDOUT))
+            log.close()
         return procs
 
     yield start

@@ -29,8 +29,9 @@ def test_several_workers_hot_lead_and_many_leads_exact(api, app, worker_processe
     create_levels(api)
     published_ruleset(api, WEIGHTS)
     rng = random.Random(7)
-    # Small batches and three slots so many jobs interleave; workers run while events arrive.
-    worker_processes(3, LEADPULSE_SCORE_BATCH=40, LEADPULSE_SCORING_PARALLELISM=3)
+    # Small batches so many jobs interleave; workers run while events arrive. Every process shares the
+    # app's LEADPULSE_SCORING_PARALLELISM, as in production.
+    worker_processes(3, LEADPULSE_SCORE_BATCH=40)  # three workers over the app's two scoring slots
     sent = []
     for seq in range(1500):
         lead = "hot" if seq % 3 == 0 else f"lead-{rng.randrange(120)}"

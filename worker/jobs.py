@@ -5,6 +5,7 @@ import logging
 import time
 
 from rq import get_current_job
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from config import Settings
@@ -47,7 +48,7 @@ def score_slot(slot: int, slots: int) -> int:
         if result.events:
             count_batch(pipe, result)
         pipe.execute()
-        for unit_id in result.changed_units:
+        for unit_id in hubspot_units(Session, settings, result.changed_units):
             kick_hubspot_sync(redis, settings.queue_name, unit_id)
         if result.events == 0:
             # Release, then look again: an event committed before the release is seen here,
@@ -74,6 +75,16 @@ def sync_hubspot_options(unit_id: str) -> bool:
     settings = Settings.from_env()
     Session = session_factory(settings.database_url)
     return sync_level_options(Session, settings, load_or_create_secret(Session), unit_id)
+
+
+def hubspot_units(Session, settings, units: set[str]) -> set[str]:
+    """The changed OUs HubSpot serves: not a job per batch for OUs that never connected."""
+    if not units or settings.hubspot_access_token:
+        return units
+    from models.integrations import HubSpotConnection
+
+    with Session() as s:
+        return set(s.execute(select(HubSpotConnection.unit_id).where(HubSpotConnection.unit_id.in_(units))).scalars())
 
 
 def sync_hubspot_contacts(unit_id: str) -> int:
