@@ -110,3 +110,24 @@ def hubspot_served_units(session, env_token: bool) -> list[str]:
     if env_token:
         return list(session.execute(select(OrgUnit.id)).scalars())
     return list(session.execute(select(HubSpotConnection.unit_id)).scalars())
+
+
+class SlackApp(Base):
+    """The organization's Slack app credentials (for OAuth installs); the client secret is encrypted."""
+
+    __tablename__ = "slack_apps"
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(100))
+    client_secret_encrypted: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class AlertSettings(Base):
+    """Which level entries alert, how often per lead, and whether reconfiguration sends one digest."""
+
+    __tablename__ = "alert_settings"
+    unit_id: Mapped[str] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"), primary_key=True)
+    alert_min_level_id: Mapped[str | None] = mapped_column(ForeignKey("engagement_levels.id", ondelete="SET NULL"), nullable=True)
+    cooldown_hours: Mapped[int] = mapped_column(Integer, default=24)
+    digest_on_reclassification: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

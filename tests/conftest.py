@@ -51,7 +51,7 @@ def redis_conn():
 
 
 TABLES = (
-    "hubspot_contacts, hubspot_connections, lead_level_changes, score_deltas, lead_scores, events, lead_aliases, leads, rules, rulesets, "
+    "alert_settings, slack_apps, hubspot_contacts, hubspot_connections, lead_level_changes, score_deltas, lead_scores, events, lead_aliases, leads, rules, rulesets, "
     "level_history, engagement_levels, api_credentials, memberships, members, org_units, organizations"
 )
 

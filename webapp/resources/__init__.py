@@ -2,7 +2,7 @@
 
 
 def all_blueprints():
-    from webapp.resources import auth_routes, hubspot_routes, ingest, leads, levels, org_units, root, rulesets, secrets_routes
+    from webapp.resources import alert_settings, auth_routes, hubspot_routes, ingest, leads, levels, org_units, root, rulesets, secrets_routes
 
     return [
         root.blp,
@@ -14,4 +14,5 @@ def all_blueprints():
         leads.blp,
         levels.blp,
         hubspot_routes.blp,
+        alert_settings.blp,
     ]

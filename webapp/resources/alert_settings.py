@@ -1,0 +1,101 @@
+"""Alert settings per OU and the organization's Slack app credentials (secret write-only)."""
+from __future__ import annotations
+
+from flask import jsonify
+from marshmallow import fields, validate
+from sqlalchemy import func, or_, select
+
+from integrations.secretbox import encrypt
+from models.integrations import AlertSettings, SlackApp
+from models.levels import EngagementLevel
+from webapp.auth import current_unit, principal, require_member
+from webapp.blueprint import Blueprint
+from webapp.errors import ApiError
+from webapp.schema_base import StrictSchema, UTCDateTime
+from webapp.state import db, state
+
+blp = Blueprint("alert_settings", __name__, description="Alert and Slack app settings")
+DEFAULT_ALERT_LEVEL = "Hot"
+SLACK_SECRET_PURPOSE = "slack-client-secret"
+
+
+class AlertSettingsIn(StrictSchema):
+    alert_min_level = fields.String(allow_none=True, validate=validate.Length(min=1, max=100),
+                                    metadata={"description": "level name or id; null for the default (the level named Hot)"})
+    cooldown_hours = fields.Integer(strict=True, validate=validate.Range(min=0, max=24 * 30))
+    digest_on_reclassification = fields.Boolean()
+
+
+class SlackAppIn(StrictSchema):
+    client_id = fields.String(required=True, validate=validate.Regexp(r"^[0-9]+\.[0-9]+$", error="is not a Slack client id"))
+    client_secret = fields.String(required=True, validate=validate.Length(min=16, max=200), load_only=True)
+
+
+def _level(unit_id: str, ref: str):
+    return db().execute(select(EngagementLevel).where(
+        EngagementLevel.unit_id == unit_id, or_(EngagementLevel.id == ref, func.lower(EngagementLevel.name) == ref.lower())
+    )).scalar()
+
+
+def effective_alert_settings(unit_id: str) -> dict:
+    """Stored values, with the defaults DESIGN.md gives where nothing is stored."""
+    row = db().get(AlertSettings, unit_id)
+    level = db().get(EngagementLevel, row.alert_min_level_id) if row and row.alert_min_level_id else _level(unit_id, DEFAULT_ALERT_LEVEL)
+    return {
+        "alert_min_level": {"id": level.id, "name": level.name} if level else None,
+        "alert_min_level_is_default": not (row and row.alert_min_level_id),
+        "cooldown_hours": row.cooldown_hours if row else 24,
+        "digest_on_reclassification": row.digest_on_reclassification if row else True,
+    }
+
+
+@blp.route("/settings/ou/alerts", methods=["GET"])
+def get_alerts():
+    return jsonify(effective_alert_settings(current_unit()))
+
+
+@blp.route("/settings/ou/alerts", methods=["PUT"])
+@blp.arguments(AlertSettingsIn)
+def put_alerts(data):
+    unit_id = current_unit()
+    session = db()
+    row = session.get(AlertSettings, unit_id) or AlertSettings(unit_id=unit_id)
+    if "alert_min_level" in data:
+        ref = data["alert_min_level"]
+        level = _level(unit_id, ref) if ref else None
+        if ref and level is None:
+            raise ApiError(400, "validation_error", f"alert_min_level: no level '{ref}' in this organization unit",
+                           {"alert_min_level": ["no such level"]})
+        row.alert_min_level_id = level.id if level else None
+    if "cooldown_hours" in data:
+        row.cooldown_hours = data["cooldown_hours"]
+    if "digest_on_reclassification" in data:
+        row.digest_on_reclassification = data["digest_on_reclassification"]
+    session.add(row)
+    session.commit()
+    return jsonify(effective_alert_settings(unit_id))
+
+
+def _slack_app_view(app: SlackApp | None) -> dict:
+    return {"configured": app is not None, "client_id": app.client_id if app else None,
+            "client_secret_set": app is not None, "updated_at": UTCDateTime()._serialize(app.updated_at, None, None) if app else None}
+
+
+@blp.route("/settings/slack-app", methods=["GET"])
+def get_slack_app():
+    require_member()
+    return jsonify(_slack_app_view(db().get(SlackApp, principal().org_id)))
+
+
+@blp.route("/settings/slack-app", methods=["PUT"])
+@blp.arguments(SlackAppIn)
+def put_slack_app(data):
+    """Organization-wide; the secret is stored encrypted and never returned."""
+    p = require_member()
+    session = db()
+    app = session.get(SlackApp, p.org_id) or SlackApp(org_id=p.org_id)
+    app.client_id = data["client_id"]
+    app.client_secret_encrypted = encrypt(state().secret_key, SLACK_SECRET_PURPOSE, data["client_secret"])
+    session.add(app)
+    session.commit()
+    return jsonify(_slack_app_view(app))
