@@ -65,6 +65,7 @@ def _record(Session, unit_id: str, version: int | None = None, error: str | None
 
 DRIVER_DAYS = 30
 DAILY_RETRY_SECONDS = 3600
+TRANSIENT_RETRY_SECONDS = 5.0  # HubSpot 5xx or a 429 without Retry-After
 MAX_BATCHES_PER_RUN = 50
 
 
@@ -113,7 +114,7 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str) -> Sy
             elif exc.policy == "DAILY":  # the daily quota is spent: look again in an hour, not in 10 s
                 out.retry_in = DAILY_RETRY_SECONDS
             else:
-                out.retry_in = exc.retry_after or 10.0
+                out.retry_in = exc.retry_after or TRANSIENT_RETRY_SECONDS
             return out
         out.sent += sent
         out.failed += failed

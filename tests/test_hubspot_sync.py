@@ -176,3 +176,34 @@ def test_daily_limit_waits_an_hour_not_ten_seconds(hs, run_worker, settings, red
     delay = registry.get_scheduled_time(job_id).timestamp() - time.time()
     assert 3000 < delay <= 3600
     assert "DAILY" in api.get("/integrations/hubspot").json["last_error"] or "daily" in api.get("/integrations/hubspot").json["last_error"].lower()
+
+
+def test_real_workers_ride_out_429s_and_500s(settings, clean, tenant, worker_processes):
+    """Two `leadpulse worker` processes (with the RQ scheduler) while HubSpot refuses for a while."""
+    from tests.conftest import wait_until
+
+    with FakeHubSpot(tokens=[TOKEN]) as fake:
+        app = create_app(dataclasses.replace(settings, hubspot_api_base=fake.url))
+        api = Api(app.test_client(), tenant)
+        create_levels(api)
+        published_ruleset(api, {"page_view": 5, "demo_request": 30})
+        assert api.put("/integrations/hubspot", json={"access_token": TOKEN}).status_code == 200
+        emails = [f"w{i}@x.io" for i in range(30)]
+        for e in emails:
+            fake.add_contact(e)
+        fake.fail_next(3, 429, path=UPDATE)
+        fake.fail_next(2, 500, path=UPDATE)
+        worker_processes(2, HUBSPOT_API_BASE=fake.url)
+        want = {}
+        for i, e in enumerate(emails):
+            send(api, e, "page_view", 1 + i % 3)
+            if i % 4 == 0:
+                send(api, e, "demo_request")
+            want[e] = str(5 * (1 + i % 3) + (30 if i % 4 == 0 else 0))
+
+        def delivered():
+            return all(props(fake, e).get("engagement_score") == want[e] for e in emails)
+
+        wait_until(delivered, timeout=90, interval=0.2, message="every contact to hold its latest score")
+        statuses = [r.status for r in fake.requests_to(UPDATE)]
+        assert statuses.count(429) == 3 and statuses.count(500) == 2
