@@ -51,6 +51,7 @@ test: services
 bench: services
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/scoring.py
+	$(BIN)/python bench/sync.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
