@@ -80,6 +80,12 @@ def run_worker(settings: Settings, burst: bool = False) -> None:
     from models.db import session_factory
     from worker.sweep import start_sweeper
 
+    import models  # noqa: F401
+    from sqlalchemy.orm import configure_mappers
+
+    # Configure the ORM before the sweep thread starts: a fork taken while that thread holds the mapper
+    # lock leaves the job process waiting on it forever (seen once in bench/sync.py).
+    configure_mappers()
     redis = Redis.from_url(settings.redis_url)
     queue = Queue(settings.queue_name, connection=redis)
     stop = start_sweeper(
