@@ -43,6 +43,11 @@ class HubSpotContact(Base):
     failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+def lead_email():
+    """Correlated subquery: the lead's email alias (the key HubSpot contacts are found by)."""
+    return select(func.min(LeadAlias.value)).where(LeadAlias.lead_pk == Lead.pk, LeadAlias.kind == "email").scalar_subquery()
+
+
 def pending_query(unit_id: str):
     """Leads whose score or level differ from what HubSpot has, coalesced to their latest values.
 
@@ -50,9 +55,7 @@ def pending_query(unit_id: str):
     Leads with neither an email nor a known contact id cannot map to a contact and are left out; a write
     HubSpot refused is not retried for the same values, but any later change of the lead retries it.
     """
-    email = (
-        select(func.min(LeadAlias.value)).where(LeadAlias.lead_pk == Lead.pk, LeadAlias.kind == "email").scalar_subquery()
-    )
+    email = lead_email()
     hc = HubSpotContact
     return (
         select(Lead.pk, Lead.lead_id, Lead.score, Lead.level_id, Lead.level_changed_at, hc.hubspot_id, email.label("email"))

@@ -5,13 +5,13 @@ import logging
 
 from flask import jsonify
 from marshmallow import fields, validate
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from integrations.hubspot import HubSpotAdapter, HubSpotAuthError, HubSpotError
 from integrations.hubspot_sync import TOKEN_PURPOSE
 from integrations.secretbox import encrypt
-from models.integrations import HubSpotConnection, HubSpotContact, reset_sync, sync_counts
-from models.leads import Lead, LeadAlias
+from models.integrations import HubSpotConnection, HubSpotContact, lead_email, reset_sync, sync_counts
+from models.leads import Lead
 from models.levels import EngagementLevel
 from webapp.auth import current_unit
 from webapp.blueprint import Blueprint
@@ -114,7 +114,7 @@ def resync():
 @blp.arguments(PageArgs, location="query")
 def failures(args):
     """Contacts HubSpot refused or could not find, with HubSpot's message; a later change retries them."""
-    email = select(func.min(LeadAlias.value)).where(LeadAlias.lead_pk == Lead.pk, LeadAlias.kind == "email").scalar_subquery()
+    email = lead_email()
     stmt = (
         select(Lead.lead_id, email.label("email"), HubSpotContact.hubspot_id, HubSpotContact.failure,
                HubSpotContact.failed_score, HubSpotContact.failed_at)
