@@ -4,18 +4,16 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from integrations.hubspot import BATCH, HubSpotAdapter, HubSpotAuthError, HubSpotError
 from integrations.rate_limit import RateLimited, RollingLimiter
 from integrations.secretbox import decrypt
 from models.base import utcnow
-from models.events import Event, ScoreDelta
+from models.drivers import top_drivers
 from models.integrations import HubSpotConnection, HubSpotContact, pending_contacts
 from models.levels import EngagementLevel
-from models.scoring import Ruleset
 from models.sql import insert_for
 
 log = logging.getLogger("leadpulse.hubspot")
@@ -63,7 +61,6 @@ def _record(Session, unit_id: str, version: int | None = None, error: str | None
         s.execute(stmt.values(**values))
 
 
-DRIVER_DAYS = 30
 DAILY_RETRY_SECONDS = 3600
 TRANSIENT_RETRY_SECONDS = 5.0  # HubSpot 5xx or a 429 without Retry-After
 MAX_BATCHES_PER_RUN = 50
@@ -168,30 +165,6 @@ def _sync_batch(Session, adapter, limiter, unit_id, rows, levels, drivers, creat
                 s.execute(stmt.on_conflict_do_update(
                     index_elements=["lead_pk"], set_={k: getattr(stmt.excluded, k) for k in batch[0] if k != "lead_pk"}), batch)
     return len(ok), len(bad)
-
-
-def top_drivers(session, unit_id: str, lead_pks: list[int]) -> dict[int, str]:
-    """'demo_request +60, page_view +15': the event types that gave each lead the most points lately."""
-    if not lead_pks:
-        return {}
-    primary = session.execute(select(Ruleset.id).where(Ruleset.unit_id == unit_id, Ruleset.is_primary.is_(True))).scalar()
-    if primary is None:
-        return {}
-    points = func.sum(ScoreDelta.delta)
-    rows = session.execute(
-        select(ScoreDelta.lead_pk, Event.event_type, points.label("points"))
-        .join(Event, Event.id == ScoreDelta.event_id)
-        .where(ScoreDelta.lead_pk.in_(lead_pks), ScoreDelta.ruleset_id == primary,
-               Event.occurred_at >= utcnow() - timedelta(days=DRIVER_DAYS))
-        .group_by(ScoreDelta.lead_pk, Event.event_type)
-    ).all()
-    per_lead: dict[int, list] = {}
-    for r in rows:
-        per_lead.setdefault(r.lead_pk, []).append((int(r.points or 0), r.event_type))
-    return {
-        pk: ", ".join(f"{et} {p:+d}" for p, et in sorted(items, key=lambda x: (-x[0], x[1]))[:3] if p)
-        for pk, items in per_lead.items()
-    }
 
 
 def _connection_ok(Session, unit_id: str, exists: bool) -> None:

@@ -120,6 +120,7 @@ def load_or_create_secret(Session) -> str:
     """SECRET_KEY generated once and stored, so every web and worker process signs and encrypts alike."""
     try:
         with Session() as s, s.begin():
+            s.connection(execution_options={"sqlite_immediate": True})  # SQLite: read-then-write takes the lock first
             value = s.execute(select(InstanceSetting.value).where(InstanceSetting.key == "secret_key")).scalar()
             if value:
                 return value

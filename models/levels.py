@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, JSONType, UTCDateTime, new_id, utcnow
@@ -43,7 +43,11 @@ class LeadLevelChange(Base):
     """One lead moving between levels: the outbox the HubSpot and Slack integrations read."""
 
     __tablename__ = "lead_level_changes"
-    __table_args__ = (Index("ix_lead_level_changes_unit_time", "unit_id", "changed_at"),)
+    __table_args__ = (
+        Index("ix_lead_level_changes_unit_time", "unit_id", "changed_at"),
+        Index("ix_lead_level_changes_unchecked", "unit_id", "id", postgresql_where=text("NOT alert_checked"),
+              sqlite_where=text("NOT alert_checked")),
+    )
     id: Mapped[int] = mapped_column(BIGID, primary_key=True, autoincrement=True)
     unit_id: Mapped[str] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"))
     lead_pk: Mapped[int] = mapped_column(ForeignKey("leads.pk", ondelete="CASCADE"), index=True)
@@ -52,3 +56,4 @@ class LeadLevelChange(Base):
     score: Mapped[int] = mapped_column(BigInteger)
     cause: Mapped[str] = mapped_column(String(20))  # "score" or "reconfiguration"
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    alert_checked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # the alert job has looked at it

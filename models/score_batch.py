@@ -25,6 +25,7 @@ class BatchResult:
     level_changes: int = 0
     replays: int = 0
     changed_units: set = field(default_factory=set)  # OUs with a lead whose score or level changed
+    level_units: set = field(default_factory=set)  # OUs with a lead whose level changed (alerts look there)
 
 
 def _partition(slot: int, slots: int):
@@ -90,6 +91,7 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
     now = utcnow()
     score_rows, delta_rows, lead_rows, change_rows = [], [], [], []
     changed_units: set[str] = set()
+    level_units: set[str] = set()
     for pk, evs in by_lead.items():
         lead = leads[pk]
         ctx = contexts[lead.unit_id]
@@ -118,6 +120,7 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
             changed_units.add(lead.unit_id)
         if level_id != lead.level_id:
             row["level_changed_at"] = now
+            level_units.add(lead.unit_id)
             change_rows.append(
                 dict(unit_id=lead.unit_id, lead_pk=pk, from_level_id=lead.level_id, to_level_id=level_id,
                      score=new_score, cause="score", changed_at=now)
@@ -141,7 +144,7 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
     _update_leads(session, lead_rows)
     if change_rows:
         session.execute(insert_for(session, LeadLevelChange), change_rows)
-    return BatchResult(len(event_ids), len(lead_rows), len(change_rows), len(replay), changed_units)
+    return BatchResult(len(event_ids), len(lead_rows), len(change_rows), len(replay), changed_units, level_units)
 
 
 def _update_leads(session: Session, rows: list[dict]) -> None:

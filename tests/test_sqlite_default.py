@@ -28,13 +28,13 @@ def dev_server(tmp_path, redis_conn):
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/leadpulse.db", "PORT": str(port),
            "LEADPULSE_SWEEP_SECONDS": "1", "WEB_CONCURRENCY": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "webapp.cli", "dev"], env=env, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=open(tmp_path / "dev.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
 
     def up():
         try:
             return requests.get(base + "/", timeout=1).status_code == 200
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still importing the app
             return False
 
     try:

@@ -45,6 +45,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(auth.load_principal)
     app.teardown_appcontext(close_db)
     request_log.install(app)
+    try:  # now, not inside a request's write transaction (on SQLite that would wait on itself)
+        app.extensions["leadpulse"].secret_key
+    except Exception as exc:  # not migrated yet: loaded on first use instead
+        logging.getLogger("leadpulse").debug("secret key not loaded at start: %s", exc)
     return app
 
 

@@ -3,19 +3,14 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Counter, disable_created_metrics, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 disable_created_metrics()
 
 EVENTS_INGESTED = Counter("events_ingested_total", "Total number of events ingested (accepted).")
 EVENTS_DUPLICATE = Counter("events_duplicate_total", "Events answered as duplicates of an idempotency key.")
 HTTP_REQUESTS = Counter("http_requests_total", "Total number of HTTP requests by status code and method.", ["code", "method"])
-EVENT_TO_SLACK = Histogram(
-    "event_to_slack_latency_seconds",
-    "Latency in seconds from event ingestion to Slack notification.",
-    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
-)
 
 
 class BacklogCollector:
@@ -29,7 +24,7 @@ class BacklogCollector:
 
         from models.base import utcnow
         from models.events import PENDING, Event
-        from worker.wakeup import METRICS_KEY
+        from worker.wakeup import LATENCY_BUCKETS, LATENCY_KEY, METRICS_KEY
 
         depth = GaugeMetricFamily("queue_depth", "Current depth of the async processing queue.")
         lag = GaugeMetricFamily("scoring_lag_seconds", "Age of the oldest event waiting to be scored.")
@@ -47,10 +42,20 @@ class BacklogCollector:
         try:
             jobs.add_metric([], self.state.redis.llen(f"rq:queue:{self.state.settings.queue_name}"))
             counters = {k.decode(): int(v) for k, v in self.state.redis.hgetall(METRICS_KEY).items()}
+            latency = {k.decode(): float(v) for k, v in self.state.redis.hgetall(LATENCY_KEY).items()}
         except Exception:
             jobs.add_metric([], float("nan"))
-            counters = None
+            counters = latency = None
         yield jobs
+        if latency is not None:  # observed by the workers as each alert is posted (worker/wakeup.py)
+            buckets, running = [], 0.0
+            for bound in [*map(str, LATENCY_BUCKETS), "+Inf"]:
+                running += latency.get(bound, 0.0)
+                buckets.append((bound, running))
+            hist = HistogramMetricFamily("event_to_slack_latency_seconds",
+                                         "Latency in seconds from event ingestion to Slack notification.")
+            hist.add_metric([], buckets, latency.get("sum", 0.0))
+            yield hist
         if counters is not None:
             for name, help_text in (
                 ("events_scored", "Events scored by the workers."),
@@ -68,7 +73,7 @@ def render(app_state) -> bytes:
 
         multiprocess.MultiProcessCollector(registry)
     else:
-        for collector in (EVENTS_INGESTED, EVENTS_DUPLICATE, HTTP_REQUESTS, EVENT_TO_SLACK):
+        for collector in (EVENTS_INGESTED, EVENTS_DUPLICATE, HTTP_REQUESTS):
             registry.register(collector)
     registry.register(BacklogCollector(app_state))
     return generate_latest(registry)

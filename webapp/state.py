@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 from functools import cached_property
 
-from flask import current_app, g
+from flask import current_app, g, has_request_context, request
 from config import Settings
 from models.accounts import load_or_create_secret
 from models.db import session_factory
@@ -14,6 +14,7 @@ class AppState:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.Session = session_factory(settings.database_url)
+        self.WriterSession = session_factory(settings.database_url, writer=True)
         self._lock = threading.Lock()
         self._secret: str | None = settings.secret_key
 
@@ -46,9 +47,14 @@ def state() -> AppState:
 
 
 def db():
-    """The request's session, opened on first use and closed at teardown."""
+    """The request's session, opened on first use and closed at teardown.
+
+    A request that changes data begins as a writer: on SQLite it waits for the write lock up front
+    instead of failing when a worker wrote between its reads and its writes (no-op on PostgreSQL).
+    """
     if "db" not in g:
-        g.db = state().Session()
+        writes = request.method not in ("GET", "HEAD", "OPTIONS") if has_request_context() else False
+        g.db = (state().WriterSession if writes else state().Session)()
     return g.db
 
 

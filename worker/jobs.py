@@ -11,7 +11,8 @@ from sqlalchemy.exc import OperationalError
 from config import Settings
 from models.db import session_factory
 from models.score_batch import has_pending, score_pending
-from worker.wakeup import FLAG_TTL, METRICS_KEY, enqueue_hubspot_sync, flag_key, kick_hubspot_sync, kick_scoring
+from worker.wakeup import (FLAG_TTL, METRICS_KEY, alerts_kick_key, enqueue_alerts, enqueue_hubspot_sync, flag_key, hubspot_kick_key,
+                           kick_alerts, kick_hubspot_sync, kick_scoring, record_latencies)
 
 log = logging.getLogger("leadpulse.jobs")
 
@@ -50,6 +51,8 @@ def score_slot(slot: int, slots: int) -> int:
         pipe.execute()
         for unit_id in hubspot_units(Session, settings, result.changed_units):
             kick_hubspot_sync(redis, settings.queue_name, unit_id)
+        for unit_id in result.level_units:
+            kick_alerts(redis, settings.queue_name, unit_id)
         if result.events == 0:
             # Release, then look again: an event committed before the release is seen here,
             # one committed after it finds the flag free and enqueues a new job.
@@ -96,7 +99,7 @@ def sync_hubspot_contacts(unit_id: str) -> int:
     settings = Settings.from_env()
     Session = session_factory(settings.database_url)
     redis = get_current_job().connection
-    redis.delete(f"leadpulse:hubspot:kick:{unit_id}")  # changes committed from now on enqueue a new job
+    redis.delete(hubspot_kick_key(unit_id))  # changes committed from now on enqueue a new job
     lock = f"leadpulse:hubspot:sync:{unit_id}"
     if not redis.set(lock, 1, nx=True, ex=900):
         return 0  # another worker is syncing this OU; it looks again before it stops
@@ -112,6 +115,34 @@ def sync_hubspot_contacts(unit_id: str) -> int:
                 enqueue_hubspot_sync(redis, settings.queue_name, unit_id)
     log.info("HubSpot sync of %s: %d sent, %d failed, retry in %s, stopped: %s", unit_id, out.sent, out.failed,
              out.retry_in, out.stopped)
+    return out.sent
+
+
+def deliver_slack_alerts(unit_id: str) -> int:
+    """Post the OU's pending alerts; reschedules itself on rate limits and outages instead of sleeping."""
+    from integrations.slack_alerts import deliver_alerts
+    from models.accounts import load_or_create_secret
+    from models.alerts import has_alert_work
+
+    settings = Settings.from_env()
+    Session = session_factory(settings.database_url, writer=True)  # SQLite: examine reads then writes
+    redis = get_current_job().connection
+    redis.delete(alerts_kick_key(unit_id))  # changes committed from now on enqueue a new job
+    lock = f"leadpulse:slack:deliver:{unit_id}"
+    if not redis.set(lock, 1, nx=True, ex=600):
+        return 0  # another worker is delivering; it looks again before it stops
+    try:
+        out = deliver_alerts(Session, settings, load_or_create_secret(Session), unit_id)
+    finally:
+        redis.delete(lock)
+    record_latencies(redis, list(out.latencies))
+    if out.retry_in is not None:
+        enqueue_alerts(redis, settings.queue_name, unit_id, delay=out.retry_in)
+    elif out.stopped is None:
+        with Session() as s:  # work committed while we held the lock found it taken: look again
+            if has_alert_work(s, unit_id):
+                enqueue_alerts(redis, settings.queue_name, unit_id)
+    log.info("Slack alerts of %s: %d sent, retry in %s, stopped: %s", unit_id, out.sent, out.retry_in, out.stopped)
     return out.sent
 
 

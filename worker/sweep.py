@@ -6,35 +6,44 @@ import threading
 
 from models.score_batch import has_pending
 from models.integrations import hubspot_served_units, stale_option_units
-from worker.wakeup import enqueue_hubspot_options, kick_hubspot_sync, kick_scoring
+from models.alerts import units_with_alert_work
+from models.slack import SlackConnection
+from worker.wakeup import enqueue_hubspot_options, kick_alerts, kick_hubspot_sync, kick_scoring
 
 OPTIONS_RETRY_SECONDS = 900  # the sweep re-enqueues a stale options sync at most this often
 
 log = logging.getLogger("leadpulse.sweep")
 
 
-def sweep_once(Session, redis, queue_name: str, slots: int, env_hubspot_token: bool = False) -> list[int]:
-    """Kick scoring slots with pending events, stale HubSpot options, and HubSpot contact syncs."""
+def sweep_once(Session, redis, queue_name: str, slots: int, env_hubspot_token: bool = False, env_slack: bool = False) -> list[int]:
+    """Kick scoring slots with pending events, stale HubSpot options, HubSpot contact syncs and Slack alerts."""
+    from sqlalchemy import select
+
     with Session() as s:
         waiting = [slot for slot in range(slots) if has_pending(s, slot, slots)]
         stale = stale_option_units(s)
         hubspot_units = hubspot_served_units(s, env_hubspot_token)
+        slack_served = None if env_slack else set(s.execute(select(SlackConnection.unit_id).where(SlackConnection.team_id.isnot(None))).scalars())
+        alert_units = units_with_alert_work(s, slack_served)
     for unit_id in stale:
         if redis.set(f"leadpulse:hubspot:options:{unit_id}", 1, nx=True, ex=OPTIONS_RETRY_SECONDS):
             enqueue_hubspot_options(redis, queue_name, unit_id)
     for unit_id in hubspot_units:  # the job finds nothing to do quickly when all is current
         kick_hubspot_sync(redis, queue_name, unit_id)
+    for unit_id in alert_units:
+        kick_alerts(redis, queue_name, unit_id)
     return kick_scoring(redis, queue_name, slots, only=waiting) if waiting else []
 
 
-def start_sweeper(Session, redis, queue_name: str, slots: int, interval: float, env_hubspot_token: bool = False) -> threading.Event:
+def start_sweeper(Session, redis, queue_name: str, slots: int, interval: float, env_hubspot_token: bool = False,
+                  env_slack: bool = False) -> threading.Event:
     """Run sweep_once now and every interval seconds in a daemon thread; set the event to stop it."""
     stop = threading.Event()
 
     def loop():
         while True:
             try:
-                kicked = sweep_once(Session, redis, queue_name, slots, env_hubspot_token)
+                kicked = sweep_once(Session, redis, queue_name, slots, env_hubspot_token, env_slack)
                 if kicked:
                     log.info("sweep re-kicked scoring slots %s", kicked)
             except Exception as exc:

@@ -49,6 +49,14 @@ def try_kick(app_state) -> None:
         log.warning("could not wake scoring (%s); the sweep will pick the event up", exc.__class__.__name__)
 
 
+def try_kick_alerts(app_state, unit_id: str) -> None:
+    """After a commit that may have made alert work (level moves, a new target); if Redis is down the sweep does it."""
+    try:
+        kick_alerts(app_state.redis, app_state.settings.queue_name, unit_id)
+    except Exception as exc:
+        log.warning("could not enqueue Slack alerts (%s); the sweep will", exc.__class__.__name__)
+
+
 def enqueue_hubspot_options(redis, queue_name: str, unit_id: str) -> None:
     """One idempotent job per request; level edits are rare, and the job is a no-op once current."""
     from rq import Retry
@@ -63,19 +71,61 @@ def enqueue_hubspot_options(redis, queue_name: str, unit_id: str) -> None:
 
 def kick_hubspot_sync(redis, queue_name: str, unit_id: str) -> bool:
     """Enqueue a contact sync for the OU, at most once per couple of seconds (the job coalesces the rest)."""
-    if not redis.set(f"leadpulse:hubspot:kick:{unit_id}", 1, nx=True, ex=2):
+    if not redis.set(hubspot_kick_key(unit_id), 1, nx=True, ex=2):
         return False
     enqueue_hubspot_sync(redis, queue_name, unit_id)
     return True
 
 
-def enqueue_hubspot_sync(redis, queue_name: str, unit_id: str, delay: float = 0.0) -> None:
+def hubspot_kick_key(unit_id: str) -> str:
+    return f"leadpulse:hubspot:kick:{unit_id}"
+
+
+def alerts_kick_key(unit_id: str) -> str:
+    return f"leadpulse:slack:kick:{unit_id}"
+
+
+def kick_alerts(redis, queue_name: str, unit_id: str) -> bool:
+    """Enqueue alert delivery for the OU unless one is queued; the job clears the key as it starts, so no delay."""
+    if not redis.set(alerts_kick_key(unit_id), 1, nx=True, ex=30):
+        return False
+    enqueue_alerts(redis, queue_name, unit_id)
+    return True
+
+
+def enqueue_alerts(redis, queue_name: str, unit_id: str, delay: float = 0.0) -> None:
+    _enqueue_maybe_later(redis, queue_name, "worker.jobs.deliver_slack_alerts", unit_id, delay,
+                         job_timeout=300, description=f"Slack alerts for OU {unit_id}")
+
+
+def _enqueue_maybe_later(redis, queue_name: str, func: str, unit_id: str, delay: float, **options) -> None:
     from datetime import timedelta
 
     queue = Queue(queue_name, connection=redis)
-    options = dict(job_timeout=600, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
-                   description=f"HubSpot contact sync for OU {unit_id}")
+    options.update(result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
     if delay > 0:
-        queue.enqueue_in(timedelta(seconds=delay), "worker.jobs.sync_hubspot_contacts", unit_id, **options)
+        queue.enqueue_in(timedelta(seconds=delay), func, unit_id, **options)
     else:
-        queue.enqueue("worker.jobs.sync_hubspot_contacts", unit_id, **options)
+        queue.enqueue(func, unit_id, **options)
+
+
+LATENCY_KEY = "leadpulse:metrics:event_to_slack"
+LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
+
+
+def record_latencies(redis, seconds: list[float]) -> None:
+    """event_to_slack_latency_seconds as a histogram in Redis, so /metrics on any web process reports every worker."""
+    if not seconds:
+        return
+    pipe = redis.pipeline(transaction=False)
+    for value in seconds:
+        bucket = next((str(b) for b in LATENCY_BUCKETS if value <= b), "+Inf")
+        pipe.hincrby(LATENCY_KEY, bucket, 1)
+        pipe.hincrbyfloat(LATENCY_KEY, "sum", value)
+        pipe.hincrby(LATENCY_KEY, "count", 1)
+    pipe.execute()
+
+
+def enqueue_hubspot_sync(redis, queue_name: str, unit_id: str, delay: float = 0.0) -> None:
+    _enqueue_maybe_later(redis, queue_name, "worker.jobs.sync_hubspot_contacts", unit_id, delay,
+                         job_timeout=600, description=f"HubSpot contact sync for OU {unit_id}")

@@ -188,7 +188,7 @@ class FakeSlack(FakeServer):
         if error:
             return {"ok": False, "error": error}
         if channel is None:
-            if ref and any(u["id"] == ref for u in self.users):
+            if ref and any(u["id"] in (ref, "U" + ref[1:]) for u in self.users):
                 channel = {"id": "D" + ref[1:], "name": ref, "is_member": True, "is_archived": False}
             else:
                 return {"ok": False, "error": "channel_not_found"}
@@ -231,6 +231,24 @@ class FakeSlack(FakeServer):
                   if (("private_channel" in types and c["is_private"] and c["is_member"]) or ("public_channel" in types and not c["is_private"]))
                   and not (exclude_archived and c["is_archived"])]
         return self._paged(chosen, args, "channels")
+
+    def _api_conversations_info(self, who: dict, args: dict) -> dict:
+        channel = self._find_channel(str(args.get("channel") or ""))
+        if channel is None:
+            return {"ok": False, "error": "channel_not_found"}
+        return {"ok": True, "channel": channel}
+
+    def _api_conversations_open(self, who: dict, args: dict) -> dict:
+        users = [u for u in str(args.get("users") or "").split(",") if u]
+        if not users:
+            return {"ok": False, "error": "users_list_not_supplied"}
+        if not all(any(m["id"] == u and not m["deleted"] for m in self.users) for u in users):
+            return {"ok": False, "error": "user_not_found"}
+        return {"ok": True, "channel": {"id": "D" + users[0][1:], "is_im": True}}
+
+    def _api_users_info(self, who: dict, args: dict) -> dict:
+        user = next((u for u in self.users if u["id"] == args.get("user")), None)
+        return {"ok": True, "user": user} if user else {"ok": False, "error": "user_not_found"}
 
     def _api_users_list(self, who: dict, args: dict) -> dict:
         page = self._paged(self.users, args, "members")

@@ -6,6 +6,7 @@ from marshmallow import fields, validate
 from sqlalchemy import func, or_, select
 
 from integrations.secretbox import encrypt
+from models.alerts import alert_config
 from models.integrations import AlertSettings, SlackApp
 from models.levels import EngagementLevel
 from webapp.auth import current_unit, principal, require_member
@@ -15,7 +16,6 @@ from webapp.schema_base import StrictSchema, UTCDateTime
 from webapp.state import db, state
 
 blp = Blueprint("alert_settings", __name__, description="Alert and Slack app settings")
-DEFAULT_ALERT_LEVEL = "Hot"
 SLACK_SECRET_PURPOSE = "slack-client-secret"
 
 
@@ -38,14 +38,12 @@ def _level(unit_id: str, ref: str):
 
 
 def effective_alert_settings(unit_id: str) -> dict:
-    """Stored values, with the defaults DESIGN.md gives where nothing is stored."""
-    row = db().get(AlertSettings, unit_id)
-    level = db().get(EngagementLevel, row.alert_min_level_id) if row and row.alert_min_level_id else _level(unit_id, DEFAULT_ALERT_LEVEL)
+    cfg = alert_config(db(), unit_id)
     return {
-        "alert_min_level": {"id": level.id, "name": level.name} if level else None,
-        "alert_min_level_is_default": not (row and row.alert_min_level_id),
-        "cooldown_hours": row.cooldown_hours if row else 24,
-        "digest_on_reclassification": row.digest_on_reclassification if row else True,
+        "alert_min_level": {"id": cfg.level.id, "name": cfg.level.name} if cfg.level else None,
+        "alert_min_level_is_default": cfg.is_default,
+        "cooldown_hours": cfg.cooldown_hours,
+        "digest_on_reclassification": cfg.digest,
     }
 
 

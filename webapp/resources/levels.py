@@ -16,6 +16,7 @@ from webapp.crud import Crud, register_crud, scoped
 from webapp.errors import ApiError
 from webapp.schema_base import StrictSchema, UTCDateTime
 from webapp.state import state
+from worker.wakeup import try_kick_alerts
 
 blp = Blueprint("levels", __name__, description="Engagement levels")
 log = logging.getLogger("leadpulse.levels")
@@ -99,6 +100,7 @@ class LevelCrud(Crud):
 
     def after_commit(self, obj, action):
         try_enqueue_options(obj.unit_id)
+        try_kick_alerts(state(), obj.unit_id)
 
 
 register_crud(blp, LevelCrud(), LevelSchema, "/engagement-levels", "/engagement-levels/<obj_id>", list_key="levels",

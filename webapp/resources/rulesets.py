@@ -15,7 +15,8 @@ from webapp.crud import Crud, get_scoped, register_crud, scoped
 from webapp.errors import ApiError
 from webapp.resources.ingest import EVENT_TYPE
 from webapp.schema_base import StrictSchema, UTCDateTime
-from webapp.state import db
+from webapp.state import db, state
+from worker.wakeup import try_kick_alerts
 
 blp = Blueprint("rulesets", __name__, description="Scoring rulesets and rules")
 
@@ -107,6 +108,9 @@ class RulesetCrud(Crud):
         if getattr(obj, "_primary_changed", False) or (action == "delete" and obj.is_primary):
             refresh_primary_scores(session, obj.unit_id)
 
+    def after_commit(self, obj, action):
+        try_kick_alerts(state(), obj.unit_id)
+
 
 class RuleCrud(Crud):
     model = Rule
@@ -154,6 +158,7 @@ def publish(obj_id):
     rs = get_scoped(Ruleset, obj_id, "ruleset")
     leads = publish_ruleset(session, rs)
     session.commit()
+    try_kick_alerts(state(), rs.unit_id)
     return jsonify({"ruleset": RulesetSchema().dump(rs), "rescored_leads": leads})
 
 
@@ -170,5 +175,6 @@ def unpublish(obj_id):
         if rs.is_primary:
             refresh_primary_scores(session, rs.unit_id)
     session.commit()
+    try_kick_alerts(state(), rs.unit_id)
     return jsonify({"ruleset": RulesetSchema().dump(rs)})
 

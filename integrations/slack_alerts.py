@@ -1,0 +1,176 @@
+"""Delivering the alert outbox to Slack: each row posted once, in order, rescheduled (never slept) on limits."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+
+from integrations.slack import SlackAdapter, SlackError
+from integrations.slack_store import resolve
+from models.alerts import alert_config, examine_changes, summarize_stale
+from models.base import utcnow
+from models.drivers import recent_events, top_drivers
+from models.integrations import HubSpotConnection, HubSpotContact, lead_email
+from models.leads import Lead
+from models.levels import EngagementLevel
+from models.slack import FAILED, PENDING, SENT, SlackAlert, SlackConnection
+
+log = logging.getLogger("leadpulse.slack")
+
+MAX_ATTEMPTS = 5
+BACKOFF = (5, 15, 60, 300, 900)
+# Errors that say the target or the install is wrong: every alert would fail alike, so they wait for a fix.
+CONFIG_ERRORS = {"channel_not_found", "not_in_channel", "is_archived", "invalid_auth", "account_inactive", "token_revoked",
+                 "token_expired", "not_authed", "missing_scope", "user_not_found", "cannot_dm_user", "restricted_action",
+                 "team_access_not_granted", "no_permission", "ekm_access_denied", "not_allowed_token_type"}
+NOT_CONFIGURED = "not configured"
+
+
+@dataclass
+class DeliveryOutcome:
+    sent: int = 0
+    retry_in: float | None = None
+    stopped: str | None = None  # why delivery stopped with alerts still pending
+    latencies: tuple = ()
+
+
+def _who(lead: Lead, email: str | None) -> str:
+    meta = lead.metadata_ or {}
+    name = meta.get("name") or " ".join(str(meta[k]) for k in ("first_name", "last_name") if meta.get(k)) or None
+    if name and email:
+        return f"{name} <{email}>"
+    return name or email or lead.lead_id
+
+
+def _hubspot_link(session, lead: Lead) -> str | None:
+    contact = session.get(HubSpotContact, lead.pk)
+    conn = session.get(HubSpotConnection, lead.unit_id)
+    if contact is None or not contact.hubspot_id or conn is None or not conn.portal_id:
+        return None
+    return f"https://app.hubspot.com/contacts/{conn.portal_id}/record/0-1/{contact.hubspot_id}"
+
+
+def lead_message(session, alert: SlackAlert) -> dict:
+    """Block Kit with fallback text: who, score, level with its color, why, the last events, HubSpot link."""
+    lead = session.get(Lead, alert.lead_pk)
+    email = session.execute(select(lead_email()).where(Lead.pk == lead.pk)).scalar()
+    level = session.get(EngagementLevel, alert.level_id) if alert.level_id else None
+    level_name, color = (level.name, level.color) if level else ("a new level", "#64748b")
+    who = _who(lead, email)
+    why = top_drivers(session, lead.unit_id, [lead.pk]).get(lead.pk) or "no scored events in the last 30 days"
+    recent = recent_events(session, lead.pk)
+    text = f"{who} entered {level_name} with a score of {alert.score}"
+    blocks = [
+        {"type": "header", "text": {"type": "plain_text", "text": f"Lead entered {level_name}"[:150]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{who}*"},
+         "fields": [{"type": "mrkdwn", "text": f"*Score*\n{alert.score}"}, {"type": "mrkdwn", "text": f"*Level*\n{level_name}"}]},
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*Why*\n{why}"}},
+    ]
+    if recent:
+        lines = "\n".join(f"• {event_type} <!date^{int(at.timestamp())}^{{date_short_pretty}} {{time}}|{at:%Y-%m-%d %H:%M} UTC>"
+                          for event_type, at in recent)
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Last events*\n{lines}"}})
+    link = _hubspot_link(session, lead)
+    if link:
+        blocks.append({"type": "actions", "elements": [
+            {"type": "button", "text": {"type": "plain_text", "text": "Open in HubSpot"}, "url": link}]})
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"lead_id `{lead.lead_id}` · LeadPulse"}]})
+    attachments = [{"color": color, "fallback": text, "text": f"{level_name} · score {alert.score}"}]
+    return {"text": text, "blocks": blocks, "attachments": attachments}
+
+
+def digest_message(session, alert: SlackAlert) -> dict:
+    p = alert.payload or {}
+    level = p.get("level") or "the alert level"
+    count = p.get("count", 0)
+    leads = "lead" if count == 1 else "leads"
+    if p.get("reason") == "catch_up":
+        text = f"{count} {leads} entered {level} while Slack alerts could not be delivered (since {p.get('since', '')[:16]} UTC)"
+    else:
+        text = f"{count} {leads} entered {level} after the level change"
+    sample = ", ".join(f"`{lead_id}`" for lead_id in p.get("leads", []))
+    more = f" and {count - len(p.get('leads', []))} more" if count > len(p.get("leads", [])) else ""
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{text}*"}}]
+    if sample:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"{sample}{more}"}]})
+    return {"text": text, "blocks": blocks}
+
+
+def message_for(session, alert: SlackAlert) -> dict:
+    return lead_message(session, alert) if alert.kind == "lead" else digest_message(session, alert)
+
+
+def _note_connection(session, unit_id: str, error: str | None, sent: bool = False) -> None:
+    """The status shows the last error; an env-served OU gets a row just for that."""
+    conn = session.get(SlackConnection, unit_id)
+    if conn is None:
+        if error is None and not sent:
+            return
+        conn = SlackConnection(unit_id=unit_id)
+        session.add(conn)
+    conn.last_error = error[:500] if error else None
+    if sent:
+        conn.last_sent_at = utcnow()
+
+
+def deliver_alerts(Session, settings, secret_key: str, unit_id: str) -> DeliveryOutcome:
+    """Examine new level changes, then post pending alerts oldest first until none is left or Slack says wait."""
+    with Session() as s, s.begin():
+        examine_changes(s, unit_id)
+    with Session() as s:
+        target = resolve(s.get(SlackConnection, unit_id), settings, secret_key)
+        cfg = alert_config(s, unit_id)
+    if not target.ready:
+        return DeliveryOutcome(stopped=NOT_CONFIGURED)
+    with Session() as s, s.begin():
+        summarize_stale(s, unit_id, cfg.cooldown_hours, cfg.level.name if cfg.level else None)
+    adapter = SlackAdapter(target.token, settings.slack_api_base)
+    out, channel, latencies = DeliveryOutcome(), None, []
+    while True:
+        # The row stays locked while it is posted, so two workers never send the same alert.
+        with Session() as s, s.begin():
+            alert = s.execute(select(SlackAlert).where(SlackAlert.unit_id == unit_id, SlackAlert.status == PENDING)
+                              .order_by(SlackAlert.id).limit(1).with_for_update(skip_locked=True)).scalar()
+            if alert is None:
+                break
+            message = message_for(s, alert)
+            try:
+                channel = channel or adapter.channel_for(target.kind, target.target_id)
+                posted = adapter.post(channel, **message)
+            except SlackError as exc:
+                return _failed(s, alert, exc, out, latencies)
+            now = utcnow()
+            alert.status, alert.sent_at, alert.channel, alert.ts = SENT, now, posted["channel"], posted["ts"]
+            alert.text_, alert.last_error, alert.attempts = message["text"], None, alert.attempts + 1
+            if alert.kind == "lead" and alert.event_received_at is not None:
+                latencies.append((now - alert.event_received_at).total_seconds())
+            _note_connection(s, unit_id, None, sent=True)
+            out.sent += 1
+    out.latencies = tuple(latencies)
+    return out
+
+
+def _failed(s, alert: SlackAlert, exc: SlackError, out: DeliveryOutcome, latencies: list) -> DeliveryOutcome:
+    out.latencies = tuple(latencies)
+    if exc.rate_limited:
+        out.retry_in = exc.retry_after or 1.0
+        return out
+    alert.attempts += 1
+    alert.last_error = str(exc)[:500]
+    if exc.error in CONFIG_ERRORS:
+        _note_connection(s, alert.unit_id, f"Slack refused the alert target: {exc.error}")
+        out.stopped = exc.error  # waits for a new target or install, which kick delivery again
+        return out
+    if not exc.transient or alert.attempts >= MAX_ATTEMPTS:
+        alert.status = FAILED
+        _note_connection(s, alert.unit_id, f"an alert failed after {alert.attempts} attempts: {exc.error}")
+    # A refused message does not hold back the next one; Slack being down does.
+    out.retry_in = BACKOFF[min(alert.attempts, len(BACKOFF)) - 1] if exc.transient else 0.0
+    return out
+
+
+def alert_counts(session, unit_id: str) -> dict:
+    rows = dict(session.execute(select(SlackAlert.status, func.count()).where(SlackAlert.unit_id == unit_id)
+                                .group_by(SlackAlert.status)).all())
+    return {status: rows.get(status, 0) for status in ("pending", "sent", "failed", "suppressed", "summarized")}

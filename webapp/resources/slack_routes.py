@@ -1,0 +1,264 @@
+"""Slack per OU: OAuth install (single-use state), status, channels and users, alert target, test message."""
+from __future__ import annotations
+
+from flask import jsonify, redirect, request, url_for
+from marshmallow import fields, validate
+from slack_sdk.oauth import AuthorizeUrlGenerator
+from slack_sdk.oauth.installation_store import Installation
+from sqlalchemy import delete, select
+
+from integrations.secretbox import decrypt
+from integrations.slack import SlackAdapter, SlackError, authorize_url_base
+from integrations.slack_alerts import CONFIG_ERRORS, alert_counts
+from integrations.slack_store import EncryptedInstallationStore, resolve, state_store
+from models.base import utcnow
+from models.integrations import SlackApp
+from models.slack import SlackConnection, SlackInstallRequest
+from webapp.auth import current_unit, principal, public, require_member
+from webapp.blueprint import Blueprint
+from webapp.errors import ApiError
+from webapp.resources.alert_settings import SLACK_SECRET_PURPOSE
+from webapp.schema_base import StrictSchema, UTCDateTime
+from webapp.state import close_db, db, state
+from worker.wakeup import try_kick_alerts
+
+blp = Blueprint("slack", __name__, description="Slack integration")
+
+SCOPES = ["chat:write", "channels:read", "groups:read", "users:read", "im:write"]
+SLACK_ID = validate.Regexp(r"^[A-Z0-9]{2,40}$", error="is not a Slack channel or user id")
+CHANNEL_TYPES = {"public_channel", "private_channel", "mpim", "im"}
+
+
+class TargetSchema(StrictSchema):
+    kind = fields.String(required=True, validate=validate.OneOf(["channel", "user"]))
+    id = fields.String(required=True, validate=SLACK_ID)
+
+
+class TestMessageSchema(TargetSchema):
+    text = fields.String(validate=validate.Length(min=1, max=3000))
+
+
+class ChannelArgs(StrictSchema):
+    types = fields.String(load_default="public_channel,private_channel", validate=validate.Length(max=100))
+
+
+def _ts(value):
+    return UTCDateTime()._serialize(value, None, None) if value else None
+
+
+def _slack_app(org_id: str) -> tuple[str, str] | None:
+    app = db().get(SlackApp, org_id)
+    if app is None:
+        return None
+    secret = decrypt(state().secret_key, SLACK_SECRET_PURPOSE, app.client_secret_encrypted)
+    return (app.client_id, secret) if secret else None
+
+
+def status(unit_id: str) -> dict:
+    """Where alerts go and how delivery is doing; "not configured" says alerts wait, nothing is lost."""
+    conn = db().get(SlackConnection, unit_id)
+    target = resolve(conn, state().settings, state().secret_key)
+    counts = alert_counts(db(), unit_id)
+    if not target.ready:
+        delivery = "not configured"
+    else:
+        delivery = "error" if conn is not None and conn.last_error else "ok"
+    can_install = db().get(SlackApp, principal().org_id) is not None
+    return {
+        "connected": target.token is not None,
+        "token_source": target.token_source,
+        "team_name": conn.team_name if conn else None,
+        "team_id": conn.team_id if conn else None,
+        "bot_user_id": conn.bot_user_id if conn else None,
+        "updated_at": _ts(conn.updated_at) if conn else None,
+        "default_target_kind": target.kind,
+        "default_target_id": target.target_id,
+        "authorize_url": url_for("slack.install_redirect", _external=True) if can_install else None,
+        "alerts": {"delivery": delivery, **counts, "last_error": conn.last_error if conn else None,
+                   "last_sent_at": _ts(conn.last_sent_at) if conn else None},
+    }
+
+
+@blp.route("/integrations/slack", methods=["GET"])
+def get_status():
+    require_member()
+    return jsonify(status(current_unit()))
+
+
+def _authorize_url() -> str:
+    p = require_member()
+    unit_id = current_unit()
+    app = _slack_app(p.org_id)
+    if app is None:
+        raise ApiError(409, "slack_app_not_configured", "set the organization's Slack app first: PUT /settings/slack-app")
+    settings = state().settings
+    issued = state_store(settings.database_url).issue()
+    session = db()
+    session.add(SlackInstallRequest(state=issued, unit_id=unit_id, org_id=p.org_id, member_id=p.member_id))
+    session.commit()
+    generator = AuthorizeUrlGenerator(client_id=app[0], scopes=SCOPES, redirect_uri=url_for("slack.callback", _external=True),
+                                      authorization_url=authorize_url_base(settings.slack_api_base))
+    return generator.generate(issued)
+
+
+@blp.route("/integrations/slack/install", methods=["GET"], endpoint="install_redirect")
+def install_redirect():
+    return redirect(_authorize_url(), code=302)
+
+
+@blp.route("/integrations/slack/install", methods=["POST"])
+def install():
+    return jsonify({"authorize_url": _authorize_url()})
+
+
+def _consume(state_value: str) -> SlackInstallRequest:
+    """Single use even under a race: our row is deleted by exactly one request, and slack-sdk's state checks expiry."""
+    if not state_value or len(state_value) > 200:
+        raise ApiError(400, "invalid_state", "missing or malformed OAuth state", {"state": ["missing or malformed"]})
+    session = db()
+    row = session.execute(delete(SlackInstallRequest).where(SlackInstallRequest.state == state_value)
+                          .returning(SlackInstallRequest.unit_id, SlackInstallRequest.org_id)).first()
+    session.commit()
+    valid = state_store(state().settings.database_url).consume(state_value)
+    if row is None or not valid:
+        raise ApiError(400, "invalid_state", "this OAuth state is unknown, expired or already used; start the install again",
+                       {"state": ["unknown, expired or already used"]})
+    return row
+
+
+@blp.route("/integrations/slack/callback", methods=["GET"])
+@public
+def callback():
+    """Slack redirects the browser here; nothing is stored unless the state and the code are good."""
+    req = _consume(request.args.get("state", ""))
+    if request.args.get("error"):
+        return redirect(f"/home?slack=error&reason={request.args['error'][:50]}", code=302)
+    code = request.args.get("code", "")
+    if not code or len(code) > 300:
+        raise ApiError(400, "validation_error", "missing OAuth code", {"code": ["missing"]})
+    app = _slack_app(req.org_id)
+    if app is None:
+        raise ApiError(409, "slack_app_not_configured", "the organization's Slack app is not configured")
+    settings = state().settings
+    close_db()  # no transaction held open across Slack calls
+    try:
+        grant = SlackAdapter(None, settings.slack_api_base).oauth_access(app[0], app[1], code, url_for("slack.callback", _external=True))
+        bot = SlackAdapter(grant["access_token"], settings.slack_api_base).auth_test()
+    except SlackError as exc:
+        if exc.transient:
+            raise ApiError(502, "slack_unavailable", f"Slack failed during the install ({exc}); start it again") from exc
+        raise ApiError(400, "oauth_failed", f"Slack refused the install: {exc}", {"code": [str(exc)]}) from exc
+    team, enterprise = grant.get("team") or {}, grant.get("enterprise") or {}
+    installation = Installation(
+        app_id=grant.get("app_id"), enterprise_id=enterprise.get("id"), enterprise_name=enterprise.get("name"),
+        team_id=team.get("id"), team_name=team.get("name"), bot_token=grant.get("access_token"), bot_id=bot.get("bot_id"),
+        bot_user_id=grant.get("bot_user_id"), bot_scopes=grant.get("scope"), user_id=(grant.get("authed_user") or {}).get("id"),
+        is_enterprise_install=bool(grant.get("is_enterprise_install")), token_type=grant.get("token_type"),
+    )
+    EncryptedInstallationStore(app[0], settings.database_url, state().secret_key).save(installation)
+    session = db()
+    conn = session.get(SlackConnection, req.unit_id) or SlackConnection(unit_id=req.unit_id)
+    if conn.team_id != installation.team_id:  # channel and user ids belong to one workspace
+        conn.target_kind = conn.target_id = None
+    conn.client_id, conn.enterprise_id, conn.team_id = app[0], installation.enterprise_id, installation.team_id
+    conn.team_name, conn.bot_user_id, conn.installed_at, conn.last_error = installation.team_name, installation.bot_user_id, utcnow(), None
+    session.add(conn)
+    session.commit()
+    try_kick_alerts(state(), req.unit_id)
+    return redirect("/home?slack=connected", code=302)
+
+
+@blp.route("/integrations/slack", methods=["DELETE"])
+def disconnect():
+    require_member()
+    session = db()
+    conn = session.get(SlackConnection, current_unit())
+    if conn is None or conn.team_id is None:
+        raise ApiError(404, "not_found", "Slack is not installed for this organization unit")
+    team = (conn.client_id, conn.enterprise_id, conn.team_id)
+    session.delete(conn)
+    session.commit()
+    others = session.execute(select(SlackConnection.unit_id).where(
+        SlackConnection.client_id == team[0], SlackConnection.team_id == team[2])).first()
+    if others is None:  # no OU uses this workspace's token any more: do not keep it
+        store = EncryptedInstallationStore(team[0], state().settings.database_url, state().secret_key)
+        store.delete_installation(enterprise_id=team[1], team_id=team[2])
+        store.delete_bot(enterprise_id=team[1], team_id=team[2])
+    return "", 204
+
+
+def _adapter() -> tuple[SlackAdapter, SlackConnection | None]:
+    require_member()
+    conn = db().get(SlackConnection, current_unit())
+    target = resolve(conn, state().settings, state().secret_key)
+    if target.token is None:
+        raise ApiError(409, "not_connected", "connect Slack first: POST /integrations/slack/install")
+    close_db()
+    return SlackAdapter(target.token, state().settings.slack_api_base), conn
+
+
+def _slack_failed(exc: SlackError, field: str | None = None) -> ApiError:
+    if exc.rate_limited:
+        return ApiError(503, "slack_rate_limited", "Slack asks us to slow down; retry later",
+                        headers={"Retry-After": str(int(exc.retry_after or 1))})
+    if exc.transient:
+        return ApiError(502, "slack_unavailable", f"Slack failed: {exc}")
+    if field and exc.error in CONFIG_ERRORS - {"invalid_auth", "token_revoked", "account_inactive", "not_authed", "token_expired"}:
+        return ApiError(400, "invalid_target", f"Slack refused the target: {exc}", {field: [str(exc)]})
+    return ApiError(409 if exc.error in CONFIG_ERRORS else 502, "slack_refused", f"Slack refused the call: {exc}")
+
+
+@blp.route("/integrations/slack/channels", methods=["GET"])
+@blp.arguments(ChannelArgs, location="query")
+def channels(args):
+    types = [t.strip() for t in args["types"].split(",") if t.strip()]
+    if not types or not set(types) <= CHANNEL_TYPES:
+        raise ApiError(400, "validation_error", f"types: each one of {sorted(CHANNEL_TYPES)}", {"types": ["unknown type"]})
+    adapter, _ = _adapter()
+    try:
+        items = adapter.list_all("conversations.list", "channels", types=",".join(types), exclude_archived=True)
+    except SlackError as exc:
+        raise _slack_failed(exc) from exc
+    return jsonify({"ok": True, "channels": items, "response_metadata": {"next_cursor": ""}})
+
+
+@blp.route("/integrations/slack/users", methods=["GET"])
+def users():
+    adapter, _ = _adapter()
+    try:
+        items = adapter.list_all("users.list", "members")
+    except SlackError as exc:
+        raise _slack_failed(exc) from exc
+    return jsonify({"ok": True, "members": items, "response_metadata": {"next_cursor": ""}})
+
+
+@blp.route("/integrations/slack/target", methods=["PUT"])
+@blp.arguments(TargetSchema)
+def put_target(data):
+    """Stored only once Slack confirms the bot can post there."""
+    adapter, _ = _adapter()
+    try:
+        checked = adapter.check_target(data["kind"], data["id"])
+    except SlackError as exc:
+        raise _slack_failed(exc, field="id") from exc
+    unit_id = current_unit()
+    session = db()
+    conn = session.get(SlackConnection, unit_id) or SlackConnection(unit_id=unit_id)
+    conn.target_kind, conn.target_id, conn.last_error = checked["kind"], checked["id"], None
+    session.add(conn)
+    session.commit()
+    try_kick_alerts(state(), unit_id)  # alerts that waited for a target go now
+    return jsonify(status(unit_id))
+
+
+@blp.route("/integrations/slack/test", methods=["POST"])
+@blp.arguments(TestMessageSchema)
+def send_test(data):
+    adapter, _ = _adapter()
+    text = data.get("text") or "LeadPulse test message: lead alerts for this organization unit will look like this."
+    try:
+        posted = adapter.post(adapter.channel_for(data["kind"], data["id"]), text=text,
+                              blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": text}}])
+    except SlackError as exc:
+        raise _slack_failed(exc, field="id") from exc
+    return jsonify({"message": "test message sent", "channel": posted["channel"], "ts": posted["ts"]})
