@@ -19,6 +19,7 @@ class SlackError(Exception):
     error: str  # Slack's error code, or what went wrong on the way
     status: int | None = None
     retry_after: float | None = None
+    connection: bool = False  # never reached Slack, or no answer
 
     @property
     def rate_limited(self) -> bool:
@@ -26,7 +27,7 @@ class SlackError(Exception):
 
     @property
     def transient(self) -> bool:
-        return self.rate_limited or self.error in TRANSIENT_ERRORS or (self.status or 0) >= 500 or self.status is None
+        return self.rate_limited or self.connection or self.error in TRANSIENT_ERRORS or (self.status or 0) >= 500
 
     def __str__(self) -> str:
         return self.error
@@ -47,7 +48,7 @@ def _sorted_error(exc: Exception) -> SlackError:
         return SlackError(error, status, retry_after)
     if isinstance(exc, urllib.error.HTTPError):
         return SlackError(f"HTTP {exc.code}", exc.code)
-    return SlackError(f"connection failed: {exc.__class__.__name__}")
+    return SlackError(f"connection failed: {exc.__class__.__name__}", connection=True)
 
 
 class SlackAdapter:
