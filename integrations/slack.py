@@ -38,7 +38,9 @@ def _sorted_error(exc: Exception) -> SlackError:
         resp = exc.response
         data = resp.data if isinstance(resp.data, dict) else {}
         status = resp.status_code
-        error = data.get("error") or f"HTTP {status}"
+        error = data.get("error") or ""
+        if not error or " " in error:  # not a Slack error code: slack-sdk's note about an HTML error page
+            error = f"HTTP {status}"
         retry_after = None
         if status == 429 or error == "ratelimited":
             try:

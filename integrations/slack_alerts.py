@@ -173,4 +173,7 @@ def _failed(s, alert: SlackAlert, exc: SlackError, out: DeliveryOutcome, latenci
 def alert_counts(session, unit_id: str) -> dict:
     rows = dict(session.execute(select(SlackAlert.status, func.count()).where(SlackAlert.unit_id == unit_id)
                                 .group_by(SlackAlert.status)).all())
-    return {status: rows.get(status, 0) for status in ("pending", "sent", "failed", "suppressed", "summarized")}
+    out = {status: rows.get(status, 0) for status in ("pending", "sent", "failed", "suppressed", "summarized")}
+    last = session.execute(select(SlackAlert.last_error).where(SlackAlert.unit_id == unit_id, SlackAlert.status == FAILED)
+                           .order_by(SlackAlert.id.desc()).limit(1)).scalar() if out["failed"] else None
+    return {**out, "last_failure": last}

@@ -40,3 +40,17 @@ def leads_by_id(api, **params) -> dict[str, dict]:
     r = api.get("/leads", query_string=params)
     assert r.status_code == 200, r.json
     return {lead["lead_id"]: lead for lead in r.json}
+
+
+def run_scheduled(settings, redis_conn, run_worker):
+    """Move jobs that asked to run later (after a 429) into the queue, as the RQ scheduler would, then run them."""
+    from rq import Queue
+    from rq.job import Job
+    from rq.registry import ScheduledJobRegistry
+
+    queue = Queue(settings.queue_name, connection=redis_conn)
+    registry = ScheduledJobRegistry(queue=queue)
+    for job_id in registry.get_job_ids():
+        registry.remove(job_id)
+        queue.enqueue_job(Job.fetch(job_id, connection=redis_conn))
+    run_worker()

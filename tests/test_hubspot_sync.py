@@ -3,7 +3,6 @@ import dataclasses
 
 import pytest
 from rq import Queue
-from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
@@ -11,7 +10,7 @@ from models.integrations import HubSpotContact
 from models.leads import Lead
 from tests.conftest import Api
 from tests.fakes import FakeHubSpot
-from tests.helpers import create_levels, published_ruleset
+from tests.helpers import create_levels, published_ruleset, run_scheduled
 from webapp import create_app
 
 TOKEN = "pat-na1-0123456789abcdef"
@@ -39,16 +38,6 @@ def send(api, email, event_type, n=1):
 
 def props(fake, email):
     return (fake.contact_by_email(email) or {}).get("properties", {})
-
-
-def run_scheduled(settings, redis_conn, run_worker):
-    """Move jobs that asked to run later (after a 429) into the queue, as the RQ scheduler would, then run them."""
-    queue = Queue(settings.queue_name, connection=redis_conn)
-    registry = ScheduledJobRegistry(queue=queue)
-    for job_id in registry.get_job_ids():
-        registry.remove(job_id)
-        queue.enqueue_job(Job.fetch(job_id, connection=redis_conn))
-    run_worker()
 
 
 def test_changed_leads_reach_hubspot_batched_and_coalesced(hs, run_worker, app):

@@ -1,0 +1,236 @@
+"""Slack alerts: one per entry into Hot, cooldown, digests, outages and rate limits, first run without Slack."""
+import dataclasses
+from datetime import timedelta
+
+import pytest
+from rq import Queue
+from rq.registry import ScheduledJobRegistry
+from sqlalchemy import select, update
+
+from models.base import utcnow
+from models.slack import SlackAlert
+from tests.auth_helpers import member_client
+from tests.conftest import Api
+from tests.fakes import FakeSlack
+from tests.helpers import create_levels, published_ruleset, run_scheduled
+from webapp import create_app
+
+BOT = "xoxb-test-token"
+WEIGHTS = {"page_view": 5, "demo_request": 30, "unsubscribe": -20}
+POST = "/api/chat.postMessage"
+
+
+@pytest.fixture
+def fake_slack():
+    with FakeSlack(bot_token=BOT) as fake:
+        yield fake
+
+
+def make_app(settings, fake, **overrides):
+    app = create_app(dataclasses.replace(settings, slack_api_base=fake.base_url, **overrides))
+    app.testing = True
+    return app
+
+
+@pytest.fixture
+def alerting(settings, clean, tenant, fake_slack, monkeypatch, run_worker):
+    """An OU with the reference levels, a published ruleset, the environment's bot token and a target channel."""
+    monkeypatch.setenv("SLACK_API_BASE", fake_slack.base_url)
+    monkeypatch.setenv("SLACK_BOT_TOKEN", BOT)
+    app = make_app(settings, fake_slack, slack_bot_token=BOT)
+    api = Api(app.test_client(), tenant)
+    member = app.test_client()
+    headers = member_client(member, tenant)
+    create_levels(api)
+    published_ruleset(api, WEIGHTS)
+    channel = fake_slack.add_channel("sales")
+    assert member.put("/integrations/slack/target", json={"kind": "channel", "id": channel}, headers=headers).status_code == 200
+    run_worker()
+    return api, member, headers, channel, app
+
+
+def send(api, lead, *event_types, email=None, **extra):
+    for event_type in event_types:
+        body = {"lead_id": lead, "event_type": event_type, **extra}
+        if email:
+            body["aliases"] = [{"alias_kind": "email", "raw_value": email}]
+        r = api.post("/ingest", json=body)
+        assert r.status_code == 202, r.json
+
+
+def alerts(app, **where):
+    with app.extensions["leadpulse"].Session() as s:
+        return s.execute(select(SlackAlert).filter_by(**where).order_by(SlackAlert.id)).scalars().all()
+
+
+def test_entering_hot_posts_one_block_kit_alert(alerting, fake_slack, run_worker, settings, redis_conn):
+    api, member, headers, channel, app = alerting
+    assert api.post("/leads", json={"id": "ada", "metadata": {"name": "Ada Lovelace"}}).status_code == 201
+    send(api, "ada", "demo_request", "page_view", email="Ada@Example.com")
+    run_worker()
+    assert fake_slack.messages == []  # 35: Warm, below the alert level
+    send(api, "ada", "demo_request")
+    run_worker()
+    [msg] = fake_slack.messages
+    assert msg["channel"] == channel
+    assert msg["text"] == "Ada Lovelace <ada@example.com> entered Hot with a score of 65"
+    blocks = msg["blocks"]
+    assert blocks[0] == {"type": "header", "text": {"type": "plain_text", "text": "Lead entered Hot"}}
+    assert "Ada Lovelace <ada@example.com>" in blocks[1]["text"]["text"]
+    assert {"type": "mrkdwn", "text": "*Score*\n65"} in blocks[1]["fields"]
+    assert blocks[2]["text"]["text"] == "*Why*\ndemo_request +60, page_view +5"
+    recent = blocks[3]["text"]["text"]
+    assert recent.startswith("*Last events*") and recent.count("• ") == 3 and "demo_request" in recent
+    assert msg["args"]["attachments"][0]["color"] == "#f97316"  # Hot's color
+    # the job running again (a retry, the sweep) sends nothing more
+    Queue(settings.queue_name, connection=redis_conn).enqueue("worker.jobs.deliver_slack_alerts", api.tenant.unit_id)
+    run_worker()
+    assert len(fake_slack.messages) == 1
+    [sent] = alerts(app)
+    assert sent.status == "sent" and sent.ts == msg["ts"] and sent.event_received_at is not None
+    status = member.get("/integrations/slack", headers=headers).json["alerts"]
+    assert status["sent"] == 1 and status["pending"] == 0 and status["delivery"] == "ok" and status["last_sent_at"]
+    metrics = api.get("/metrics").get_data(as_text=True)
+    assert "event_to_slack_latency_seconds_count 1.0" in metrics
+
+
+def test_flapping_inside_the_cooldown_sends_no_second_alert(alerting, fake_slack, run_worker):
+    api, member, headers, _, app = alerting
+    send(api, "bob", "demo_request", "demo_request")  # 60 Hot
+    run_worker()
+    send(api, "bob", "unsubscribe")  # 40 Warm
+    run_worker()
+    send(api, "bob", "page_view", "page_view")  # 50 Hot again
+    run_worker()
+    assert len(fake_slack.messages) == 1
+    assert [a.status for a in alerts(app)] == ["sent", "suppressed"]
+    # with no cooldown the next entry alerts again
+    assert member.put("/settings/ou/alerts", json={"cooldown_hours": 0}, headers=headers).status_code == 200
+    send(api, "bob", "unsubscribe")  # 30 Warm
+    run_worker()
+    send(api, "bob", "demo_request")  # 60 Hot
+    run_worker()
+    assert len(fake_slack.messages) == 2
+
+
+def test_alert_level_setting_decides_what_alerts(alerting, fake_slack, run_worker):
+    api, member, headers, _, app = alerting
+    assert member.put("/settings/ou/alerts", json={"alert_min_level": "Very Hot"}, headers=headers).status_code == 200
+    send(api, "cy", "demo_request", "demo_request")  # 60 Hot: below Very Hot now
+    run_worker()
+    assert fake_slack.messages == []
+    send(api, "cy", "demo_request")  # 90 Very Hot
+    run_worker()
+    assert [m["text"] for m in fake_slack.messages] == ["cy entered Very Hot with a score of 90"]
+
+
+def test_a_level_edit_sends_one_digest_not_one_per_lead(alerting, fake_slack, run_worker):
+    api, member, headers, _, app = alerting
+    for lead in ("d1", "d2", "d3"):
+        send(api, lead, "demo_request", "page_view", "page_view")  # 40: Warm
+    send(api, "d4", "page_view")  # 5: Cold
+    run_worker()
+    levels = {lv["name"]: lv["id"] for lv in api.get("/engagement-levels").json["levels"]}
+    assert api.put(f"/engagement-levels/{levels['Warm']}", json={"max_score": 34}).status_code == 200
+    assert api.put(f"/engagement-levels/{levels['Hot']}", json={"min_score": 35}).status_code == 200
+    run_worker()
+    [digest] = fake_slack.messages
+    assert digest["text"] == "3 leads entered Hot after the level change"
+    assert all(f"`{lead}`" in digest["blocks"][1]["elements"][0]["text"] for lead in ("d1", "d2", "d3"))
+    assert [a.kind for a in alerts(app)] == ["digest"]
+    # with digests off, a reclassification stays quiet
+    assert member.put("/settings/ou/alerts", json={"digest_on_reclassification": False}, headers=headers).status_code == 200
+    assert api.put(f"/engagement-levels/{levels['Hot']}", json={"min_score": 45}).status_code == 200  # they drop out
+    assert api.put(f"/engagement-levels/{levels['Hot']}", json={"min_score": 35}).status_code == 200  # and back in
+    run_worker()
+    assert len(fake_slack.messages) == 1
+
+
+def test_slack_down_for_a_while_then_up_delivers_once(alerting, fake_slack, run_worker, settings, redis_conn):
+    api, member, headers, _, app = alerting
+    fake_slack.fail_next(2, 500, method="chat.postMessage")
+    fake_slack.fail_next(1, 503, method="chat.postMessage")
+    send(api, "eve", "demo_request", "demo_request")
+    run_worker()
+    for attempt in range(1, 4):
+        [alert] = alerts(app)
+        assert alert.status == "pending" and alert.attempts == attempt and alert.last_error in ("internal_error", "HTTP 503")
+        registry = ScheduledJobRegistry(queue=Queue(settings.queue_name, connection=redis_conn))
+        assert len(registry.get_job_ids()) == 1  # waiting by rescheduling, not by sleeping
+        assert member.get("/integrations/slack", headers=headers).json["alerts"]["pending"] == 1
+        run_scheduled(settings, redis_conn, run_worker)
+    assert len(fake_slack.messages) == 1 and alerts(app)[0].status == "sent"
+    assert [r.status for r in fake_slack.requests_to(POST)] == [500, 500, 503, 200]
+
+
+def test_rate_limited_waits_retry_after_by_rescheduling(alerting, fake_slack, run_worker, settings, redis_conn):
+    api, _, _, _, app = alerting
+    fake_slack.fail_next(1, 429, method="chat.postMessage", retry_after=30)
+    send(api, "fay", "demo_request", "demo_request")
+    before = utcnow()
+    run_worker()
+    registry = ScheduledJobRegistry(queue=Queue(settings.queue_name, connection=redis_conn))
+    [job_id] = registry.get_job_ids()
+    when = registry.get_scheduled_time(job_id)
+    assert timedelta(seconds=29) <= when - before <= timedelta(seconds=35)
+    [alert] = alerts(app)
+    assert alert.status == "pending" and alert.attempts == 0  # a rate limit is not a failed attempt
+    run_scheduled(settings, redis_conn, run_worker)
+    assert len(fake_slack.messages) == 1
+
+
+def test_repeated_failures_end_visible_and_do_not_block_later_alerts(alerting, fake_slack, run_worker, settings, redis_conn):
+    api, member, headers, _, app = alerting
+    fake_slack.fail_next(1, 200, method="chat.postMessage", error="invalid_blocks")
+    send(api, "gus", "demo_request", "demo_request")
+    send(api, "hal", "demo_request", "demo_request")
+    run_worker()
+    run_scheduled(settings, redis_conn, run_worker)
+    statuses = [a.status for a in alerts(app)]
+    assert statuses == ["failed", "sent"]
+    body = member.get("/integrations/slack", headers=headers).json["alerts"]
+    assert body["failed"] == 1 and body["sent"] == 1 and body["last_failure"] == "invalid_blocks"
+    assert body["delivery"] == "ok"  # the next alert went through
+
+
+def test_a_target_the_bot_cannot_post_to_holds_alerts_until_fixed(alerting, fake_slack, run_worker):
+    api, member, headers, channel, app = alerting
+    fake_slack.fail_channel(channel, "not_in_channel")
+    send(api, "ida", "demo_request", "demo_request")
+    run_worker()
+    status = member.get("/integrations/slack", headers=headers).json["alerts"]
+    assert status["delivery"] == "error" and status["pending"] == 1 and "not_in_channel" in status["last_error"]
+    other = fake_slack.add_channel("sales-2")
+    assert member.put("/integrations/slack/target", json={"kind": "channel", "id": other}, headers=headers).status_code == 200
+    run_worker()
+    assert [m["channel"] for m in fake_slack.messages] == [other]
+    assert member.get("/integrations/slack", headers=headers).json["alerts"]["delivery"] == "ok"
+
+
+def test_not_configured_waits_then_delivers_with_old_alerts_in_one_digest(settings, clean, tenant, fake_slack, monkeypatch, run_worker):
+    monkeypatch.setenv("SLACK_API_BASE", fake_slack.base_url)
+    app = make_app(settings, fake_slack)
+    api = Api(app.test_client(), tenant)
+    create_levels(api)
+    published_ruleset(api, WEIGHTS)
+    for lead in ("old1", "old2", "new1"):
+        send(api, lead, "demo_request", "demo_request")
+    run_worker()
+    member = app.test_client()
+    headers = member_client(member, tenant)
+    status = member.get("/integrations/slack", headers=headers).json
+    assert status["connected"] is False and status["alerts"]["delivery"] == "not configured" and status["alerts"]["pending"] == 3
+    with app.extensions["leadpulse"].Session() as s, s.begin():  # two of them waited two days
+        s.execute(update(SlackAlert).where(SlackAlert.key.in_(["change:1", "change:2"])).values(created_at=utcnow() - timedelta(days=2)))
+    # connect: the environment's token (as after a restart with SLACK_BOT_TOKEN) and a target
+    monkeypatch.setenv("SLACK_BOT_TOKEN", BOT)
+    app = make_app(settings, fake_slack, slack_bot_token=BOT)
+    member = app.test_client()
+    headers = member_client(member, tenant)
+    channel = fake_slack.add_channel("sales")
+    assert member.put("/integrations/slack/target", json={"kind": "channel", "id": channel}, headers=headers).status_code == 200
+    run_worker()
+    texts = sorted(m["text"] for m in fake_slack.messages)
+    assert len(texts) == 2 and texts[0].startswith("2 leads entered Hot while Slack alerts could not be delivered")
+    assert texts[1] == "new1 entered Hot with a score of 60"
+    assert sorted(a.status for a in alerts(app)) == ["sent", "sent", "summarized", "summarized"]
