@@ -54,3 +54,18 @@ def run_scheduled(settings, redis_conn, run_worker):
         registry.remove(job_id)
         queue.enqueue_job(Job.fetch(job_id, connection=redis_conn))
     run_worker()
+
+
+def settle(app, run_worker, timeout: float = 30):
+    """Run the worker until every accepted event is scored: the wake-up after an ingest commit is asynchronous."""
+    from sqlalchemy import func, select
+
+    from models.events import PENDING, Event
+    from tests.conftest import wait_until
+
+    def done():
+        run_worker()
+        with app.extensions["leadpulse"].Session() as s:
+            return s.execute(select(func.count()).select_from(Event).where(Event.status == PENDING)).scalar() == 0
+
+    wait_until(done, timeout=timeout, interval=0.02, message="every accepted event to be scored")

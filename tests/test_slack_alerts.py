@@ -12,7 +12,7 @@ from models.slack import SlackAlert
 from tests.auth_helpers import member_client
 from tests.conftest import Api
 from tests.fakes import FakeSlack
-from tests.helpers import create_levels, published_ruleset, run_scheduled
+from tests.helpers import create_levels, published_ruleset, run_scheduled, settle
 from webapp import create_app
 
 BOT = "xoxb-test-token"
@@ -67,10 +67,10 @@ def test_entering_hot_posts_one_block_kit_alert(alerting, fake_slack, run_worker
     api, member, headers, channel, app = alerting
     assert api.post("/leads", json={"id": "ada", "metadata": {"name": "Ada Lovelace"}}).status_code == 201
     send(api, "ada", "demo_request", "page_view", email="Ada@Example.com")
-    run_worker()
+    settle(app, run_worker)
     assert fake_slack.messages == []  # 35: Warm, below the alert level
     send(api, "ada", "demo_request")
-    run_worker()
+    settle(app, run_worker)
     [msg] = fake_slack.messages
     assert msg["channel"] == channel
     assert msg["text"] == "Ada Lovelace <ada@example.com> entered Hot with a score of 65"
@@ -97,19 +97,19 @@ def test_entering_hot_posts_one_block_kit_alert(alerting, fake_slack, run_worker
 def test_flapping_inside_the_cooldown_sends_no_second_alert(alerting, fake_slack, run_worker):
     api, member, headers, _, app = alerting
     send(api, "bob", "demo_request", "demo_request")  # 60 Hot
-    run_worker()
+    settle(app, run_worker)
     send(api, "bob", "unsubscribe")  # 40 Warm
-    run_worker()
+    settle(app, run_worker)
     send(api, "bob", "page_view", "page_view")  # 50 Hot again
-    run_worker()
+    settle(app, run_worker)
     assert len(fake_slack.messages) == 1
     assert [a.status for a in alerts(app)] == ["sent", "suppressed"]
     # with no cooldown the next entry alerts again
     assert member.put("/settings/ou/alerts", json={"cooldown_hours": 0}, headers=headers).status_code == 200
     send(api, "bob", "unsubscribe")  # 30 Warm
-    run_worker()
+    settle(app, run_worker)
     send(api, "bob", "demo_request")  # 60 Hot
-    run_worker()
+    settle(app, run_worker)
     assert len(fake_slack.messages) == 2
 
 
@@ -117,10 +117,10 @@ def test_alert_level_setting_decides_what_alerts(alerting, fake_slack, run_worke
     api, member, headers, _, app = alerting
     assert member.put("/settings/ou/alerts", json={"alert_min_level": "Very Hot"}, headers=headers).status_code == 200
     send(api, "cy", "demo_request", "demo_request")  # 60 Hot: below Very Hot now
-    run_worker()
+    settle(app, run_worker)
     assert fake_slack.messages == []
     send(api, "cy", "demo_request")  # 90 Very Hot
-    run_worker()
+    settle(app, run_worker)
     assert [m["text"] for m in fake_slack.messages] == ["cy entered Very Hot with a score of 90"]
 
 
@@ -129,7 +129,7 @@ def test_a_level_edit_sends_one_digest_not_one_per_lead(alerting, fake_slack, ru
     for lead in ("d1", "d2", "d3"):
         send(api, lead, "demo_request", "page_view", "page_view")  # 40: Warm
     send(api, "d4", "page_view")  # 5: Cold
-    run_worker()
+    settle(app, run_worker)
     levels = {lv["name"]: lv["id"] for lv in api.get("/engagement-levels").json["levels"]}
     assert api.put(f"/engagement-levels/{levels['Warm']}", json={"max_score": 34}).status_code == 200
     assert api.put(f"/engagement-levels/{levels['Hot']}", json={"min_score": 35}).status_code == 200
@@ -151,7 +151,7 @@ def test_slack_down_for_a_while_then_up_delivers_once(alerting, fake_slack, run_
     fake_slack.fail_next(2, 500, method="chat.postMessage")
     fake_slack.fail_next(1, 503, method="chat.postMessage")
     send(api, "eve", "demo_request", "demo_request")
-    run_worker()
+    settle(app, run_worker)
     for attempt in range(1, 4):
         [alert] = alerts(app)
         assert alert.status == "pending" and alert.attempts == attempt and alert.last_error in ("internal_error", "HTTP 503")
@@ -168,7 +168,7 @@ def test_rate_limited_waits_retry_after_by_rescheduling(alerting, fake_slack, ru
     fake_slack.fail_next(1, 429, method="chat.postMessage", retry_after=30)
     send(api, "fay", "demo_request", "demo_request")
     before = utcnow()
-    run_worker()
+    settle(app, run_worker)
     registry = ScheduledJobRegistry(queue=Queue(settings.queue_name, connection=redis_conn))
     [job_id] = registry.get_job_ids()
     when = registry.get_scheduled_time(job_id)
@@ -184,7 +184,7 @@ def test_repeated_failures_end_visible_and_do_not_block_later_alerts(alerting, f
     fake_slack.fail_next(1, 200, method="chat.postMessage", error="invalid_blocks")
     send(api, "gus", "demo_request", "demo_request")
     send(api, "hal", "demo_request", "demo_request")
-    run_worker()
+    settle(app, run_worker)
     run_scheduled(settings, redis_conn, run_worker)
     statuses = [a.status for a in alerts(app)]
     assert statuses == ["failed", "sent"]
@@ -197,7 +197,7 @@ def test_a_target_the_bot_cannot_post_to_holds_alerts_until_fixed(alerting, fake
     api, member, headers, channel, app = alerting
     fake_slack.fail_channel(channel, "not_in_channel")
     send(api, "ida", "demo_request", "demo_request")
-    run_worker()
+    settle(app, run_worker)
     status = member.get("/integrations/slack", headers=headers).json["alerts"]
     assert status["delivery"] == "error" and status["pending"] == 1 and "not_in_channel" in status["last_error"]
     other = fake_slack.add_channel("sales-2")
@@ -215,7 +215,7 @@ def test_not_configured_waits_then_delivers_with_old_alerts_in_one_digest(settin
     published_ruleset(api, WEIGHTS)
     for lead in ("old1", "old2", "new1"):
         send(api, lead, "demo_request", "demo_request")
-    run_worker()
+    settle(app, run_worker)
     member = app.test_client()
     headers = member_client(member, tenant)
     status = member.get("/integrations/slack", headers=headers).json
