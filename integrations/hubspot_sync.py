@@ -62,7 +62,8 @@ def _record(Session, unit_id: str, version: int | None = None, error: str | None
 
 
 DAILY_RETRY_SECONDS = 3600
-TRANSIENT_RETRY_SECONDS = 5.0  # HubSpot 5xx or a 429 without Retry-After
+TRANSIENT_RETRY_SECONDS = 5.0  # HubSpot 5xx (doubling per attempt) or a 429 without Retry-After
+TRANSIENT_BUDGET = 5  # consecutive 5xx on a batch; then its contacts are reported as failed and the sync moves on
 MAX_BATCHES_PER_RUN = 50
 
 
@@ -110,9 +111,15 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str) -> Sy
                 out.stopped = exc.message
             elif exc.policy == "DAILY":  # the daily quota is spent: look again in an hour, not in 10 s
                 out.retry_in = DAILY_RETRY_SECONDS
-            else:
+            elif exc.status == 429:  # pacing, not a failure: it spends no retry budget
                 out.retry_in = exc.retry_after or TRANSIENT_RETRY_SECONDS
+            else:
+                attempt = _spend_budget(redis, unit_id)
+                if attempt >= TRANSIENT_BUDGET:
+                    out.failed += _record_failures(Session, unit_id, rows, f"HubSpot {exc.status} after {attempt} attempts: {exc.message}")
+                out.retry_in = exc.retry_after or TRANSIENT_RETRY_SECONDS * 2 ** (min(attempt, TRANSIENT_BUDGET) - 1)
             return out
+        redis.delete(_budget_key(unit_id))
         out.sent += sent
         out.failed += failed
     out.retry_in = 0.0  # more to do: hand over to a fresh job
@@ -150,21 +157,51 @@ def _sync_batch(Session, adapter, limiter, unit_id, rows, levels, drivers, creat
     for r in rows:
         cid = contact[r.pk]
         if cid is None:
-            bad.append(dict(lead_pk=r.pk, unit_id=unit_id, hubspot_id=None, failed_score=r.score, failed_level_id=r.level_id,
-                            failure=f"no HubSpot contact has the email {r.email} (create_missing_contacts is off)", failed_at=now))
+            bad.append(_failure_row(r, unit_id, None, f"no HubSpot contact has the email {r.email} (create_missing_contacts is off)", now))
         elif cid in refused:
-            bad.append(dict(lead_pk=r.pk, unit_id=unit_id, hubspot_id=cid, failed_score=r.score, failed_level_id=r.level_id,
-                            failure=refused[cid][:500], failed_at=now))
+            bad.append(_failure_row(r, unit_id, cid, refused[cid], now))
         else:
             ok.append(dict(lead_pk=r.pk, unit_id=unit_id, hubspot_id=cid, synced_score=r.score, synced_level_id=r.level_id,
                            synced_at=now, failed_score=None, failed_level_id=None, failure=None, failed_at=None))
+    _upsert_contacts(Session, ok, bad)
+    return len(ok), len(bad)
+
+
+def _failure_row(r, unit_id: str, hubspot_id: str | None, message: str, now) -> dict:
+    """Not retried for these same values; any later change of the lead retries it."""
+    return dict(lead_pk=r.pk, unit_id=unit_id, hubspot_id=hubspot_id, failed_score=r.score, failed_level_id=r.level_id,
+                failure=message[:500], failed_at=now)
+
+
+def _upsert_contacts(Session, *batches: list[dict]) -> None:
     with Session() as s, s.begin():
-        for batch in (ok, bad):
+        for batch in batches:
             if batch:
                 stmt = insert_for(s, HubSpotContact)
                 s.execute(stmt.on_conflict_do_update(
                     index_elements=["lead_pk"], set_={k: getattr(stmt.excluded, k) for k in batch[0] if k != "lead_pk"}), batch)
-    return len(ok), len(bad)
+
+
+def _budget_key(unit_id: str) -> str:
+    return f"leadpulse:hubspot:failures:{unit_id}"
+
+
+def _spend_budget(redis, unit_id: str) -> int:
+    """Consecutive 5xx for the OU's current batch (any success resets it)."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.incr(_budget_key(unit_id))
+    pipe.expire(_budget_key(unit_id), 86400)
+    attempt = pipe.execute()[0]
+    if attempt >= TRANSIENT_BUDGET:
+        redis.delete(_budget_key(unit_id))
+    return attempt
+
+
+def _record_failures(Session, unit_id: str, rows, message: str) -> int:
+    """The retry budget is spent: the batch's contacts go to /integrations/hubspot/failures with HubSpot's message."""
+    now = utcnow()
+    _upsert_contacts(Session, [_failure_row(r, unit_id, r.hubspot_id, message, now) for r in rows])
+    return len(rows)
 
 
 def _connection_ok(Session, unit_id: str, exists: bool) -> None:

@@ -6,11 +6,12 @@ from rq import Queue
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
+from models.base import utcnow
 from models.integrations import HubSpotContact
 from models.leads import Lead
 from tests.conftest import Api
 from tests.fakes import FakeHubSpot
-from tests.helpers import create_levels, published_ruleset, run_scheduled
+from tests.helpers import create_levels, published_ruleset, run_scheduled, settle
 from webapp import create_app
 
 TOKEN = "pat-na1-0123456789abcdef"
@@ -196,3 +197,27 @@ def test_real_workers_ride_out_429s_and_500s(settings, clean, tenant, worker_pro
         wait_until(delivered, timeout=90, interval=0.2, message="every contact to hold its latest score")
         statuses = [r.status for r in fake.requests_to(UPDATE)]
         assert statuses.count(429) == 3 and statuses.count(500) == 2
+
+
+def test_5xx_past_the_retry_budget_reports_the_contacts_and_a_later_change_retries(hs, run_worker, settings, redis_conn):
+    fake, api, app = hs
+    fake.add_contact("ada@x.io")
+    fake.fail_next(5, 500, path=UPDATE)
+    send(api, "ada@x.io", "demo_request")
+    settle(app, run_worker)
+    waits = []
+    registry = ScheduledJobRegistry(queue=Queue(settings.queue_name, connection=redis_conn))
+    for _ in range(4):
+        [job_id] = registry.get_job_ids()
+        waits.append(round((registry.get_scheduled_time(job_id) - utcnow()).total_seconds()))
+        assert api.get("/integrations/hubspot/failures").json == []  # still within the budget
+        run_scheduled(settings, redis_conn, run_worker)
+    assert waits == [5, 10, 20, 40]  # backoff doubles
+    [failure] = api.get("/integrations/hubspot/failures").json
+    assert failure["email"] == "ada@x.io" and failure["score"] == 30 and failure["error"].startswith("HubSpot 500 after 5 attempts")
+    assert "engagement_score" not in props(fake, "ada@x.io")
+    assert api.get("/integrations/hubspot").json["failed"] == 1
+    send(api, "ada@x.io", "page_view")  # a later change retries it, and HubSpot is back
+    settle(app, run_worker)
+    assert props(fake, "ada@x.io")["engagement_score"] == "35"
+    assert api.get("/integrations/hubspot/failures").json == []
