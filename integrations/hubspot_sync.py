@@ -87,7 +87,8 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str) -> Sy
         conn = s.get(HubSpotConnection, unit_id)
         token = token_for(conn, settings, secret_key)
         create_missing = bool(conn and conn.create_missing_contacts)
-        levels = dict(s.execute(select(EngagementLevel.id, EngagementLevel.name).where(EngagementLevel.unit_id == unit_id)).all())
+        levels = dict(s.execute(select(EngagementLevel.id, EngagementLevel.name).where(EngagementLevel.unit_id == unit_id)
+                                .order_by(EngagementLevel.min_score)).all())
     if token is None:
         return SyncOutcome(stopped="HubSpot is not configured for this organization unit")
     adapter = HubSpotAdapter(token, settings.hubspot_api_base)
@@ -101,6 +102,8 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str) -> Sy
             _connection_ok(Session, unit_id, conn is not None)
             return out
         try:
+            if conn is None:  # served by HUBSPOT_ACCESS_TOKEN: nobody connected, so the properties may not exist yet
+                _ensure_properties_once(redis, adapter, limiter, unit_id, list(levels.values()))
             sent, failed = _sync_batch(Session, adapter, limiter, unit_id, rows, levels, drivers, create_missing)
         except RateLimited as exc:
             out.retry_in = exc.wait
@@ -124,6 +127,16 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str) -> Sy
         out.failed += failed
     out.retry_in = 0.0  # more to do: hand over to a fresh job
     return out
+
+
+def _ensure_properties_once(redis, adapter, limiter, unit_id: str, level_names: list[str]) -> None:
+    """Create the group and properties (with these level options) once a day per OU and level table."""
+    key = "leadpulse:hubspot:props:" + hashlib.sha256(f"{unit_id}:{level_names}".encode()).hexdigest()[:24]
+    if redis.get(key):
+        return
+    limiter.acquire()
+    adapter.ensure_properties(level_names)
+    redis.set(key, 1, ex=86400)
 
 
 def contact_properties(row, level_name: str | None, drivers: str | None) -> dict:

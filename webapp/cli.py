@@ -1,4 +1,4 @@
-"""The `leadpulse` command: db upgrade, bootstrap, web, worker, dev."""
+"""The `leadpulse` command: db upgrade, bootstrap, web, worker, dev, demo."""
 from __future__ import annotations
 
 import argparse
@@ -141,6 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     wk = sub.add_parser("worker", help="RQ worker with its scheduler and the pending-event sweep")
     wk.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     sub.add_parser("dev", help="migrate, then run web and worker together")
+    demo = sub.add_parser("demo", help="seed sample levels, rules and events into an OU and show the outcome")
+    demo.add_argument("--unit-id", help="the OU to seed (default: the only one, or a new Demo/Main)")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -161,6 +163,11 @@ def main(argv: list[str] | None = None) -> None:
         run_worker(settings, burst=args.burst)
     elif args.command == "dev":
         run_dev(settings)
+    elif args.command == "demo":
+        from webapp.demo import run_demo
+
+        db_upgrade(settings)
+        print(run_demo(settings, args.unit_id))
 
 
 if __name__ == "__main__":

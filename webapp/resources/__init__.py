@@ -2,7 +2,7 @@
 
 
 def all_blueprints():
-    from webapp.resources import alert_settings, auth_routes, hubspot_routes, ingest, leads, levels, org_units, root, rulesets, secrets_routes, slack_routes
+    from webapp.resources import admin, alert_settings, auth_routes, hubspot_routes, ingest, leads, levels, org_units, root, rulesets, secrets_routes, slack_routes
 
     return [
         root.blp,
@@ -16,4 +16,5 @@ def all_blueprints():
         hubspot_routes.blp,
         alert_settings.blp,
         slack_routes.blp,
+        admin.blp,
     ]

@@ -1,0 +1,42 @@
+"""Admin operations on the active OU: sample data in (POST /admin/seed) and out again (POST /admin/wipe-seed)."""
+from __future__ import annotations
+
+from flask import jsonify
+
+from models.seed import seed_unit, wipe_seed
+from webapp.auth import current_unit, require_member
+from webapp.blueprint import Blueprint
+from webapp.resources.levels import try_enqueue_options
+from webapp.state import db, state
+from worker.wakeup import try_kick, try_kick_alerts
+
+blp = Blueprint("admin", __name__, description="Admin operations")
+
+
+@blp.route("/admin/seed", methods=["POST"])
+def seed():
+    """Levels (if the OU has none), a published demo ruleset and a few days of events for six leads; safe to repeat."""
+    p = require_member()
+    unit_id = current_unit()
+    session = db()
+    out = seed_unit(session, p.org_id, unit_id, actor=p.member_id)
+    session.commit()
+    try_kick(state())  # score the new events
+    try_enqueue_options(unit_id)
+    resp = jsonify({"levels_created": out.levels_created, "ruleset_id": out.ruleset_id, "leads": out.leads,
+                    "events_accepted": out.events})
+    resp.status_code = 201
+    return resp
+
+
+@blp.route("/admin/wipe-seed", methods=["POST"])
+def wipe():
+    """Remove what seeding created and nothing else; the OU's own leads are rescored without the demo ruleset."""
+    require_member()
+    unit_id = current_unit()
+    session = db()
+    out = wipe_seed(session, unit_id)
+    session.commit()
+    try_enqueue_options(unit_id)
+    try_kick_alerts(state(), unit_id)
+    return jsonify(out)
