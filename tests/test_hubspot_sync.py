@@ -209,10 +209,11 @@ def test_5xx_past_the_retry_budget_reports_the_contacts_and_a_later_change_retri
     registry = ScheduledJobRegistry(queue=Queue(settings.queue_name, connection=redis_conn))
     for _ in range(4):
         [job_id] = registry.get_job_ids()
-        waits.append(round((registry.get_scheduled_time(job_id) - utcnow()).total_seconds()))
+        waits.append((registry.get_scheduled_time(job_id) - utcnow()).total_seconds())
         assert api.get("/integrations/hubspot/failures").json == []  # still within the budget
         run_scheduled(settings, redis_conn, run_worker)
-    assert waits == [5, 10, 20, 40]  # backoff doubles
+    # backoff doubles (RQ keeps whole seconds, and a little time has passed)
+    assert all(want - 2 <= got <= want for got, want in zip(waits, [5, 10, 20, 40])), waits
     [failure] = api.get("/integrations/hubspot/failures").json
     assert failure["email"] == "ada@x.io" and failure["score"] == 30 and failure["error"].startswith("HubSpot 500 after 5 attempts")
     assert "engagement_score" not in props(fake, "ada@x.io")

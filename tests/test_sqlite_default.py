@@ -82,3 +82,19 @@ def test_quickstart_on_sqlite(dev_server):
                timeout=30, message="the member's events to be scored")
     assert requests.get(base + "/leads").status_code == 401
     assert "events_ingested_total" in requests.get(base + "/metrics").text
+
+
+def test_demo_command_on_a_fresh_sqlite_file(tmp_path):
+    """The README's first step: `leadpulse demo` creates an OU, seeds it and prints the outcome."""
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/leadpulse.db"}
+    env.pop("HUBSPOT_ACCESS_TOKEN", None), env.pop("SLACK_BOT_TOKEN", None)
+    run = [sys.executable, "-m", "webapp.cli", "demo"]
+    first = subprocess.run(run, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert "Created organization 'Demo', unit 'Main'" in first.stdout
+    credential = json.loads(first.stdout.splitlines()[1])
+    assert set(credential) == {"org_id", "unit_id", "client_id", "client_secret"}
+    assert "seed-ada         Ada Lovelace         ada@example.com             88  Very Hot" in first.stdout
+    assert "HubSpot: not configured; 6 contacts would get" in first.stdout and first.stdout.count("[pending]") == 3
+    again = subprocess.run(run, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "0 new events" in again.stdout and "Created organization" not in again.stdout
