@@ -155,6 +155,7 @@ def _sync_batch(Session, adapter, limiter, unit_id, rows, levels, drivers, creat
     if lookup:
         limiter.acquire()
         found = adapter.ids_by_email(lookup)
+        _remember_ids(Session, unit_id, rows, found)  # kept even if the update below is refused or rate-limited
         missing = [e for e in lookup if e not in found]
         if missing and create_missing:
             limiter.acquire()
@@ -178,6 +179,16 @@ def _sync_batch(Session, adapter, limiter, unit_id, rows, levels, drivers, creat
                            synced_at=now, failed_score=None, failed_level_id=None, failure=None, failed_at=None))
     _upsert_contacts(Session, ok, bad)
     return len(ok), len(bad)
+
+
+def _remember_ids(Session, unit_id: str, rows, found: dict[str, str]) -> None:
+    """Contact ids from a batch read, stored at once so a later run never spends a call reading them again."""
+    known = [dict(lead_pk=r.pk, unit_id=unit_id, hubspot_id=found[r.email]) for r in rows if not r.hubspot_id and r.email in found]
+    if not known:
+        return
+    with Session() as s, s.begin():
+        stmt = insert_for(s, HubSpotContact)
+        s.execute(stmt.on_conflict_do_update(index_elements=["lead_pk"], set_={"hubspot_id": stmt.excluded.hubspot_id}), known)
 
 
 def _failure_row(r, unit_id: str, hubspot_id: str | None, message: str, now) -> dict:

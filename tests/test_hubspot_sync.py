@@ -222,3 +222,16 @@ def test_5xx_past_the_retry_budget_reports_the_contacts_and_a_later_change_retri
     settle(app, run_worker)
     assert props(fake, "ada@x.io")["engagement_score"] == "35"
     assert api.get("/integrations/hubspot/failures").json == []
+
+
+def test_contact_ids_read_by_email_are_kept_when_the_update_is_refused(hs, run_worker, settings, redis_conn):
+    fake, api, app = hs
+    ada = fake.add_contact("ada@x.io")
+    fake.fail_next(1, 429, path=UPDATE)
+    send(api, "ada@x.io", "demo_request")
+    settle(app, run_worker)
+    with app.extensions["leadpulse"].Session() as s:
+        assert s.execute(select(HubSpotContact.hubspot_id, HubSpotContact.synced_score)).one() == (ada, None)
+    run_scheduled(settings, redis_conn, run_worker)
+    assert props(fake, "ada@x.io")["engagement_score"] == "30"
+    assert len(fake.requests_to("/crm/v3/objects/contacts/batch/read")) == 1  # the retry did not look ada up again
