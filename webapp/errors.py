@@ -44,17 +44,17 @@ def error_body(status: int, code: str, message: str, details: dict | None = None
     return resp
 
 
-def _flatten(messages, prefix="") -> dict:
+def field_paths(messages, prefix="") -> dict:
     """webargs nests errors by location and index; clients want field paths."""
     out = {}
     if isinstance(messages, dict):
         for key, value in messages.items():
             if key in ("json", "query", "form", "files", "headers", "view_args") and not prefix:
-                out.update(_flatten(value, ""))
+                out.update(field_paths(value, ""))
             else:
                 path = f"{prefix}.{key}" if prefix else str(key)
                 if isinstance(value, dict):
-                    out.update(_flatten(value, path))
+                    out.update(field_paths(value, path))
                 else:
                     out[path] = value if isinstance(value, list) else [value]
     elif isinstance(messages, list):
@@ -66,7 +66,7 @@ def handle_http_exception(exc: HTTPException):
     data = getattr(exc, "data", None) or {}
     messages = data.get("messages") or data.get("errors")
     if exc.code == 422 or (exc.code == 400 and messages):
-        details = _flatten(messages or {})
+        details = field_paths(messages or {})
         if details.get("_schema") == ["Invalid JSON body."] or details.get("json") == ["Invalid JSON body."]:
             return error_body(400, "malformed_json", "request body is not valid JSON")
         if details.get("_schema") == ["Invalid input type."]:

@@ -14,7 +14,7 @@ from models.ingest import IncomingEvent, IngestConflict
 from models.leads import ALIAS_KINDS, normalize_alias
 from webapp import metrics
 from webapp.auth import current_unit, principal
-from webapp.errors import ApiError
+from webapp.errors import ApiError, field_paths
 from webapp.schema_base import StrictSchema, UTCDateTime
 from webapp.state import close_db, state
 
@@ -50,6 +50,16 @@ class EventInSchema(StrictSchema):
             raise ValidationError(f"{missing} is required with {'alias' if missing == 'alias_kind' else 'alias_kind'}", missing)
         if not data.get("lead_id") and not data.get("aliases") and "alias" not in data:
             raise ValidationError("lead_id or at least one entry in aliases is required", "lead_id")
+
+
+BATCH_MAX = 500
+
+
+class BatchInSchema(StrictSchema):
+    """Items are validated one by one in the view, so one bad event does not reject the others."""
+
+    events = fields.List(fields.Raw(), required=True, validate=validate.Length(min=1, max=BATCH_MAX, error="1 to 500 events"),
+                         metadata={"description": "up to 500 events, each as POST /ingest takes it"})
 
 
 class IngestedSchema(StrictSchema):
@@ -91,22 +101,29 @@ def to_incoming(data: dict, header_key: str | None, max_metadata: int) -> Incomi
     )
 
 
+def _store(incoming: list[IncomingEvent]):
+    """Commit with concurrent requests (group commit); a 503 only for events that were not written."""
+    p = principal()
+    unit_id = current_unit()
+    close_db()  # release this request's connection (and SQLite's write lock) before the committer needs it
+    try:
+        results = state().committer.submit(p.org_id, unit_id, incoming)
+    except (FutureTimeout, IngestConflict):
+        raise ApiError(503, "unavailable", "the events were not stored; retry (event_ids make retries safe)",
+                       headers={"Retry-After": "1"})
+    duplicates = sum(r.duplicate for r in results)
+    metrics.EVENTS_DUPLICATE.inc(duplicates)
+    metrics.EVENTS_INGESTED.inc(len(results) - duplicates)
+    return results
+
+
 @blp.route("/ingest", methods=["POST"])
 @blp.route("/events", methods=["POST"], endpoint="events_alias")
 @blp.arguments(EventInSchema)
 @blp.response(202, IngestedSchema)
 def ingest(data):
-    p = principal()
-    unit_id = current_unit()
-    app_state = state()
-    incoming = to_incoming(data, request.headers.get("Idempotency-Key"), app_state.settings.max_metadata_bytes)
-    close_db()  # release this request's connection (and SQLite's write lock) before the committer needs it
-    try:
-        [result] = app_state.committer.submit(p.org_id, unit_id, [incoming])
-    except (FutureTimeout, IngestConflict):
-        raise ApiError(503, "unavailable", "the event was not stored; retry (an event_id makes retries safe)",
-                       headers={"Retry-After": "1"})
-    (metrics.EVENTS_DUPLICATE if result.duplicate else metrics.EVENTS_INGESTED).inc()
+    incoming = to_incoming(data, request.headers.get("Idempotency-Key"), state().settings.max_metadata_bytes)
+    [result] = _store([incoming])
     # Plain dict in, JSON out: the schema documents the 202; dumping it through marshmallow adds nothing.
     resp = jsonify({
         "message": "duplicate event ignored" if result.duplicate else "event ingested",
@@ -117,3 +134,41 @@ def ingest(data):
     })
     resp.status_code = 202
     return resp
+
+
+ITEM_SCHEMA = EventInSchema()
+
+
+@blp.route("/ingest/batch", methods=["POST"])
+@blp.arguments(BatchInSchema)
+@blp.response(202, description="per-item results: accepted, duplicate or rejected (with the reason)")
+def ingest_batch(data):
+    """Up to 500 events in one transaction; each item succeeds or fails on its own, in order."""
+    limit = state().settings.max_metadata_bytes
+    results: list[dict] = []
+    incoming, positions = [], []
+    for i, item in enumerate(data["events"]):
+        try:
+            if not isinstance(item, dict):
+                raise ValidationError({"_schema": ["each event must be a JSON object"]})
+            incoming.append(to_incoming(ITEM_SCHEMA.load(item), None, limit))
+            positions.append(i)
+            results.append({"index": i, "status": "accepted"})
+        except ValidationError as exc:
+            results.append(_rejected(i, "validation_error", "invalid event", field_paths(exc.messages)))
+        except ApiError as exc:
+            results.append(_rejected(i, exc.code, exc.message, exc.details))
+    if not incoming:
+        raise ApiError(400, "validation_error", "every event in the batch was rejected",
+                       {f"events.{r['index']}.{field}": msgs for r in results for field, msgs in r["error"]["details"].items()}
+                       or {"events": ["rejected"]})
+    for i, stored in zip(positions, _store(incoming)):
+        results[i].update(status="duplicate" if stored.duplicate else "accepted", event_id=str(stored.event_id), lead_id=stored.lead_id)
+    counts = {k: sum(r["status"] == k for r in results) for k in ("accepted", "duplicate", "rejected")}
+    resp = jsonify({**counts, "results": results})
+    resp.status_code = 202
+    return resp
+
+
+def _rejected(index: int, code: str, message: str, details: dict) -> dict:
+    return {"index": index, "status": "rejected", "error": {"code": code, "message": message, "details": details}}
