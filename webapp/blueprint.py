@@ -29,16 +29,21 @@ class StrictJSONParser(FlaskParser):
         data = req.get_data(cache=True)
         if not data:
             return core.missing
-        try:
-            text = data.decode("utf-8") if isinstance(data, bytes) else data
-            return json.loads(text, parse_constant=_no_constants, parse_float=_finite_float)
-        except json.JSONDecodeError:
-            raise
-        except UnicodeDecodeError:
-            raise
-        except (ValueError, RecursionError) as exc:
-            # webargs treats an empty doc as "no body"; give it the text so it reports malformed JSON.
-            raise json.JSONDecodeError("nested too deeply" if isinstance(exc, RecursionError) else str(exc), "body", 0) from exc
+        return strict_json_loads(data)
+
+
+def strict_json_loads(data: bytes | str):
+    """json.loads that treats NaN/Infinity, infinite numbers and runaway nesting as malformed JSON."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        return json.loads(text, parse_constant=_no_constants, parse_float=_finite_float)
+    except json.JSONDecodeError:
+        raise
+    except UnicodeDecodeError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        # webargs treats an empty doc as "no body"; give it the text so it reports malformed JSON.
+        raise json.JSONDecodeError("nested too deeply" if isinstance(exc, RecursionError) else str(exc), "body", 0) from exc
 
 
 class Blueprint(flask_smorest.Blueprint):

@@ -10,6 +10,8 @@ disable_created_metrics()
 
 EVENTS_INGESTED = Counter("events_ingested_total", "Total number of events ingested (accepted).")
 EVENTS_DUPLICATE = Counter("events_duplicate_total", "Events answered as duplicates of an idempotency key.")
+WEBHOOKS_REJECTED = Counter("webhook_deliveries_rejected_total", "Inbound webhook deliveries refused, by source kind and reason.",
+                            ["source", "reason"])
 HTTP_REQUESTS = Counter("http_requests_total", "Total number of HTTP requests by status code and method.", ["code", "method"])
 
 
@@ -73,7 +75,7 @@ def render(app_state) -> bytes:
 
         multiprocess.MultiProcessCollector(registry)
     else:
-        for collector in (EVENTS_INGESTED, EVENTS_DUPLICATE, HTTP_REQUESTS):
+        for collector in (EVENTS_INGESTED, EVENTS_DUPLICATE, HTTP_REQUESTS, WEBHOOKS_REJECTED):
             registry.register(collector)
     registry.register(BacklogCollector(app_state))
     return generate_latest(registry)

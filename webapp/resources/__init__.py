@@ -2,7 +2,7 @@
 
 
 def all_blueprints():
-    from webapp.resources import admin, alert_settings, auth_routes, hubspot_routes, ingest, leads, levels, org_units, root, rulesets, secrets_routes, slack_routes
+    from webapp.resources import admin, alert_settings, auth_routes, hubspot_routes, ingest, leads, levels, org_units, root, rulesets, secrets_routes, slack_routes, webhooks
 
     return [
         root.blp,
@@ -17,4 +17,5 @@ def all_blueprints():
         alert_settings.blp,
         slack_routes.blp,
         admin.blp,
+        webhooks.blp,
     ]

@@ -70,18 +70,18 @@ class IngestedSchema(StrictSchema):
     metadata = fields.Dict()
 
 
-def to_incoming(data: dict, header_key: str | None, max_metadata: int) -> IncomingEvent:
+def to_incoming(data: dict, header_key: str | None, max_metadata: int, key_header: str = "Idempotency-Key") -> IncomingEvent:
     """Turn a validated body into the model's input; size and key checks that need the whole body."""
     metadata = data.get("metadata") or {}
     if len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode()) > max_metadata:
         raise ApiError(413, "payload_too_large", f"metadata exceeds {max_metadata // 1024} KB", {"metadata": ["too large"]})
     key = data.get("event_id")
     if key and header_key and key != header_key:
-        raise ApiError(400, "validation_error", "event_id disagrees with the Idempotency-Key header",
-                       {"event_id": ["differs from Idempotency-Key header"]})
+        raise ApiError(400, "validation_error", f"event_id disagrees with the {key_header} header",
+                       {"event_id": [f"differs from {key_header} header"]})
     if header_key is not None and (not 1 <= len(header_key) <= 200 or not header_key.isprintable()):
-        raise ApiError(400, "validation_error", "Idempotency-Key must be 1-200 printable characters",
-                       {"Idempotency-Key": ["1-200 printable characters"]})
+        raise ApiError(400, "validation_error", f"{key_header} must be 1-200 printable characters",
+                       {key_header: ["1-200 printable characters"]})
     aliases = [(a["alias_kind"], a["raw_value"]) for a in data.get("aliases", [])]
     if "alias" in data:
         aliases.append((data["alias_kind"], data["alias"]))
@@ -101,13 +101,13 @@ def to_incoming(data: dict, header_key: str | None, max_metadata: int) -> Incomi
     )
 
 
-def _store(incoming: list[IncomingEvent]):
+def store(incoming: list[IncomingEvent], org_id: str | None = None, unit_id: str | None = None):
     """Commit with concurrent requests (group commit); a 503 only for events that were not written."""
-    p = principal()
-    unit_id = current_unit()
+    if unit_id is None:
+        org_id, unit_id = principal().org_id, current_unit()
     close_db()  # release this request's connection (and SQLite's write lock) before the committer needs it
     try:
-        results = state().committer.submit(p.org_id, unit_id, incoming)
+        results = state().committer.submit(org_id, unit_id, incoming)
     except (FutureTimeout, IngestConflict):
         raise ApiError(503, "unavailable", "the events were not stored; retry (event_ids make retries safe)",
                        headers={"Retry-After": "1"})
@@ -123,7 +123,7 @@ def _store(incoming: list[IncomingEvent]):
 @blp.response(202, IngestedSchema)
 def ingest(data):
     incoming = to_incoming(data, request.headers.get("Idempotency-Key"), state().settings.max_metadata_bytes)
-    [result] = _store([incoming])
+    [result] = store([incoming])
     # Plain dict in, JSON out: the schema documents the 202; dumping it through marshmallow adds nothing.
     resp = jsonify({
         "message": "duplicate event ignored" if result.duplicate else "event ingested",
@@ -162,7 +162,7 @@ def ingest_batch(data):
         raise ApiError(400, "validation_error", "every event in the batch was rejected",
                        {f"events.{r['index']}.{field}": msgs for r in results for field, msgs in r["error"]["details"].items()}
                        or {"events": ["rejected"]})
-    for i, stored in zip(positions, _store(incoming)):
+    for i, stored in zip(positions, store(incoming)):
         results[i].update(status="duplicate" if stored.duplicate else "accepted", event_id=str(stored.event_id), lead_id=stored.lead_id)
     counts = {k: sum(r["status"] == k for r in results) for k in ("accepted", "duplicate", "rejected")}
     resp = jsonify({**counts, "results": results})
