@@ -5,7 +5,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from integrations.hubspot import BATCH, HubSpotAdapter, HubSpotAuthError, HubSpotError
 from integrations.rate_limit import RateLimited, RollingLimiter
@@ -202,8 +202,9 @@ def _upsert_contacts(Session, *batches: list[dict]) -> None:
         for batch in batches:
             if batch:
                 stmt = insert_for(s, HubSpotContact)
-                s.execute(stmt.on_conflict_do_update(
-                    index_elements=["lead_pk"], set_={k: getattr(stmt.excluded, k) for k in batch[0] if k != "lead_pk"}), batch)
+                values = {k: getattr(stmt.excluded, k) for k in batch[0] if k != "lead_pk"}
+                values["hubspot_id"] = func.coalesce(stmt.excluded.hubspot_id, HubSpotContact.hubspot_id)  # never forget a known id
+                s.execute(stmt.on_conflict_do_update(index_elements=["lead_pk"], set_=values), batch)
 
 
 def _budget_key(unit_id: str) -> str:

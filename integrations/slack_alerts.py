@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
 from integrations.slack import SlackAdapter, SlackError
 from integrations.slack_store import resolve
-from models.alerts import alert_config, examine_changes, summarize_stale
+from models.alerts import EXAMINE_LIMIT, alert_config, examine_changes, summarize_stale
 from models.base import utcnow
 from models.drivers import recent_events, top_drivers
 from models.integrations import HubSpotConnection, HubSpotContact, lead_email
@@ -19,6 +20,7 @@ from models.slack import FAILED, PENDING, SENT, SlackAlert, SlackConnection
 log = logging.getLogger("leadpulse.slack")
 
 MAX_ATTEMPTS = 5
+MAX_RUN_SECONDS = 60
 BACKOFF = (5, 15, 60, 300, 900)
 # Errors that say the target or the install is wrong: every alert would fail alike, so they wait for a fix.
 CONFIG_ERRORS = {"channel_not_found", "not_in_channel", "is_archived", "invalid_auth", "account_inactive", "token_revoked",
@@ -35,12 +37,17 @@ class DeliveryOutcome:
     latencies: tuple = ()
 
 
+def escape(text: str) -> str:
+    """Slack mrkdwn control characters: lead data must never ping a channel or disguise a link."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _who(lead: Lead, email: str | None) -> str:
     meta = lead.metadata_ or {}
     name = meta.get("name") or " ".join(str(meta[k]) for k in ("first_name", "last_name") if meta.get(k)) or None
     if name and email:
-        return f"{name} <{email}>"
-    return name or email or lead.lead_id
+        return escape(f"{name} ({email})")
+    return escape(name or email or lead.lead_id)
 
 
 def _hubspot_link(session, lead: Lead) -> str | None:
@@ -56,9 +63,9 @@ def lead_message(session, alert: SlackAlert) -> dict:
     lead = session.get(Lead, alert.lead_pk)
     email = session.execute(select(lead_email()).where(Lead.pk == lead.pk)).scalar()
     level = session.get(EngagementLevel, alert.level_id) if alert.level_id else None
-    level_name, color = (level.name, level.color) if level else ("a new level", "#64748b")
+    level_name, color = (escape(level.name), level.color) if level else ("a new level", "#64748b")
     who = _who(lead, email)
-    why = top_drivers(session, lead.unit_id, [lead.pk]).get(lead.pk) or "no scored events in the last 30 days"
+    why = escape(top_drivers(session, lead.unit_id, [lead.pk]).get(lead.pk) or "no scored events in the last 30 days")
     recent = recent_events(session, lead.pk)
     text = f"{who} entered {level_name} with a score of {alert.score}"
     blocks = [
@@ -68,28 +75,28 @@ def lead_message(session, alert: SlackAlert) -> dict:
         {"type": "section", "text": {"type": "mrkdwn", "text": f"*Why*\n{why}"}},
     ]
     if recent:
-        lines = "\n".join(f"• {event_type} <!date^{int(at.timestamp())}^{{date_short_pretty}} {{time}}|{at:%Y-%m-%d %H:%M} UTC>"
+        lines = "\n".join(f"• {escape(event_type)} <!date^{int(at.timestamp())}^{{date_short_pretty}} {{time}}|{at:%Y-%m-%d %H:%M} UTC>"
                           for event_type, at in recent)
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Last events*\n{lines}"}})
     link = _hubspot_link(session, lead)
     if link:
         blocks.append({"type": "actions", "elements": [
             {"type": "button", "text": {"type": "plain_text", "text": "Open in HubSpot"}, "url": link}]})
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"lead_id `{lead.lead_id}` · LeadPulse"}]})
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"lead_id `{escape(lead.lead_id)}` · LeadPulse"}]})
     attachments = [{"color": color, "fallback": text, "text": f"{level_name} · score {alert.score}"}]
     return {"text": text, "blocks": blocks, "attachments": attachments}
 
 
 def digest_message(session, alert: SlackAlert) -> dict:
     p = alert.payload or {}
-    level = p.get("level") or "the alert level"
+    level = escape(p.get("level") or "the alert level")
     count = p.get("count", 0)
     leads = "lead" if count == 1 else "leads"
     if p.get("reason") == "catch_up":
         text = f"{count} {leads} entered {level} while Slack alerts could not be delivered (since {p.get('since', '')[:16]} UTC)"
     else:
         text = f"{count} {leads} entered {level} after the level change"
-    sample = ", ".join(f"`{lead_id}`" for lead_id in p.get("leads", []))
+    sample = ", ".join(f"`{escape(lead_id)}`" for lead_id in p.get("leads", []))
     more = f" and {count - len(p.get('leads', []))} more" if count > len(p.get("leads", [])) else ""
     blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{text}*"}}]
     if sample:
@@ -114,10 +121,17 @@ def _note_connection(session, unit_id: str, error: str | None, sent: bool = Fals
         conn.last_sent_at = utcnow()
 
 
+def examine_all(Session, unit_id: str) -> None:
+    """Every unexamined change, in rounds of one transaction each, before anything is posted."""
+    while True:
+        with Session() as s, s.begin():
+            if examine_changes(s, unit_id) < EXAMINE_LIMIT:
+                return
+
+
 def deliver_alerts(Session, settings, secret_key: str, unit_id: str) -> DeliveryOutcome:
     """Examine new level changes, then post pending alerts oldest first until none is left or Slack says wait."""
-    with Session() as s, s.begin():
-        examine_changes(s, unit_id)
+    examine_all(Session, unit_id)
     with Session() as s:
         target = resolve(s.get(SlackConnection, unit_id), settings, secret_key)
         cfg = alert_config(s, unit_id)
@@ -127,7 +141,11 @@ def deliver_alerts(Session, settings, secret_key: str, unit_id: str) -> Delivery
         summarize_stale(s, unit_id, cfg.cooldown_hours, cfg.level.name if cfg.level else None)
     adapter = SlackAdapter(target.token, settings.slack_api_base)
     out, channel, latencies = DeliveryOutcome(), None, []
+    deadline = time.monotonic() + MAX_RUN_SECONDS
     while True:
+        if time.monotonic() > deadline:  # hand over to a fresh job well inside its timeout (a kill mid-post could resend)
+            out.retry_in = 0.0
+            break
         # The row stays locked while it is posted, so two workers never send the same alert.
         with Session() as s, s.begin():
             alert = s.execute(select(SlackAlert).where(SlackAlert.unit_id == unit_id, SlackAlert.status == PENDING)

@@ -14,12 +14,13 @@ from models.integrations import AlertSettings
 from models.leads import Lead
 from models.levels import EngagementLevel, LeadLevelChange
 from models.slack import PENDING, SUMMARIZED, SUPPRESSED, SlackAlert
-from models.sql import insert_for
+from models.sql import insert_for, lock_unit_alerts
 
 DEFAULT_ALERT_LEVEL = "Hot"
 DEFAULT_COOLDOWN_HOURS = 24
 EXAMINE_LIMIT = 5000
 DIGEST_SAMPLE = 10
+CATCH_UP_FLOOR_HOURS = 1  # with a short (or zero) cooldown, an alert waits this long before it counts as stale
 
 
 @dataclass
@@ -48,15 +49,16 @@ def alert_config(session: Session, unit_id: str) -> AlertConfig:
 
 
 def examine_changes(session: Session, unit_id: str, now: datetime | None = None) -> int:
-    """Read the OU's unexamined level changes once and write the alert rows they call for; returns rows written.
+    """Read up to EXAMINE_LIMIT unexamined level changes of the OU and write the alert rows they call for; returns changes read.
 
-    Idempotent: changes are locked (SKIP LOCKED: a concurrent job takes others) and marked examined in the
-    same transaction, and every alert row has a unique key per level entry.
+    Idempotent and serialized per OU (an advisory lock): changes are marked examined in the same transaction,
+    and every alert row has a unique key per level entry (a digest: per reconfiguration, its count merged).
     """
     now = now or utcnow()
+    lock_unit_alerts(session, unit_id)
     changes = session.execute(
         select(LeadLevelChange).where(LeadLevelChange.unit_id == unit_id, LeadLevelChange.alert_checked.is_(False))
-        .order_by(LeadLevelChange.id).limit(EXAMINE_LIMIT).with_for_update(skip_locked=True)
+        .order_by(LeadLevelChange.id).limit(EXAMINE_LIMIT).with_for_update()
     ).scalars().all()
     if not changes:
         return 0
@@ -76,7 +78,7 @@ def examine_changes(session: Session, unit_id: str, now: datetime | None = None)
     if rows:
         session.execute(insert_for(session, SlackAlert).on_conflict_do_nothing(index_elements=["key"]), rows)
     session.execute(update(LeadLevelChange).where(LeadLevelChange.id.in_([c.id for c in changes])).values(alert_checked=True))
-    return len(rows)
+    return len(changes)
 
 
 def _lead_alerts(session: Session, unit_id: str, entries: list[LeadLevelChange], cfg: AlertConfig, now: datetime) -> list[dict]:
@@ -110,14 +112,26 @@ def _lead_alerts(session: Session, unit_id: str, entries: list[LeadLevelChange],
 
 
 def _digests(session: Session, unit_id: str, entries: list[LeadLevelChange], cfg: AlertConfig, now: datetime) -> list[dict]:
-    """One message per reconfiguration (its changes share one timestamp), not one per lead."""
+    """One message per reconfiguration (its changes share one timestamp), not one per lead.
+
+    A reconfiguration moving more leads than one examination takes is examined in rounds; each round adds
+    to the pending digest of that reconfiguration, and delivery only starts once every round is done.
+    """
     by_time: dict[datetime, list[LeadLevelChange]] = defaultdict(list)
     for c in entries:
         by_time[c.changed_at].append(c)
     rows = []
     for changed_at, group in sorted(by_time.items()):
+        key = f"digest:{unit_id}:{changed_at.isoformat()}"
         sample = _lead_ids(session, [c.lead_pk for c in sorted(group, key=lambda c: -c.score)[:DIGEST_SAMPLE]])
-        rows.append(dict(unit_id=unit_id, key=f"digest:{group[0].id}", kind="digest", lead_pk=None, level_id=cfg.level.id,
+        existing = session.execute(select(SlackAlert).where(SlackAlert.key == key, SlackAlert.status == PENDING)).scalar()
+        if existing is not None:
+            payload = dict(existing.payload)
+            payload["count"] += len(group)
+            payload["leads"] = (payload["leads"] + sample)[:DIGEST_SAMPLE]
+            existing.payload = payload
+            continue
+        rows.append(dict(unit_id=unit_id, key=key, kind="digest", lead_pk=None, level_id=cfg.level.id,
                          score=None, status=PENDING, attempts=0, created_at=changed_at, last_error=None, event_received_at=None,
                          payload={"reason": "reconfiguration", "count": len(group), "level": cfg.level.name, "leads": sample}))
     return rows
@@ -133,7 +147,7 @@ def summarize_stale(session: Session, unit_id: str, cooldown_hours: int, level_n
     now = now or utcnow()
     stale = session.execute(
         select(SlackAlert).where(SlackAlert.unit_id == unit_id, SlackAlert.status == PENDING, SlackAlert.kind == "lead",
-                                 SlackAlert.created_at < now - timedelta(hours=cooldown_hours))
+                                 SlackAlert.created_at < now - timedelta(hours=max(cooldown_hours, CATCH_UP_FLOOR_HOURS)))
         .order_by(SlackAlert.id).with_for_update(skip_locked=True)
     ).scalars().all()
     if not stale:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, false, text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, false, select, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, JSONType, UTCDateTime, new_id, utcnow
@@ -57,3 +57,14 @@ class LeadLevelChange(Base):
     cause: Mapped[str] = mapped_column(String(20))  # "score" or "reconfiguration"
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     alert_checked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # the alert job has looked at it
+
+
+def level_snapshot(session, unit_id: str) -> list[dict]:
+    """The whole level table, as level history stores it."""
+    rows = session.execute(
+        select(EngagementLevel).where(EngagementLevel.unit_id == unit_id).order_by(EngagementLevel.order, EngagementLevel.min_score)
+    ).scalars()
+    return [
+        {"id": lv.id, "name": lv.name, "min_score": lv.min_score, "max_score": lv.max_score, "color": lv.color, "order": lv.order}
+        for lv in rows
+    ]

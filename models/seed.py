@@ -11,7 +11,7 @@ from models.base import Base, UTCDateTime, utcnow
 from models.ingest import IncomingEvent, ingest_many
 from models.integrations import request_options_sync
 from models.leads import Lead
-from models.levels import EngagementLevel, LevelHistory
+from models.levels import EngagementLevel, LevelHistory, level_snapshot
 from models.reclassify import refresh_primary_scores
 from models.rescore import publish_ruleset
 from models.scoring import PUBLISHED, Rule, Ruleset
@@ -29,6 +29,10 @@ SEED_LEADS = [
     ("seed-linus", "Linus Pauling", [(3, "email_open"), (1, "page_view")]),
     ("seed-margaret", "Margaret Hamilton", [(4, "demo_request"), (3, "email_click"), (1, "unsubscribe")]),
 ]
+
+
+class SeedRefused(Exception):
+    """Seeding would change the OU's own data."""
 
 
 class SeedRecord(Base):
@@ -66,13 +70,16 @@ def seed_unit(session: Session, org_id: str, unit_id: str, actor: str | None = N
             session.flush()
             remember.append(("level", level.id))
             out.levels_created.append(name)
-        session.add(LevelHistory(unit_id=unit_id, actor=actor, action="seed", snapshot=[
-            {"name": n, "min_score": lo, "max_score": hi, "color": c} for n, lo, hi, c in SEED_LEVELS]))
+        session.add(LevelHistory(unit_id=unit_id, actor=actor, action="seed", snapshot=level_snapshot(session, unit_id)))
         request_options_sync(session, unit_id)
     seeded = select(SeedRecord.record_id).where(SeedRecord.unit_id == unit_id, SeedRecord.kind == "ruleset")
     ruleset = session.execute(select(Ruleset).where(Ruleset.id.in_(seeded))).scalar()
     if ruleset is None:
         primary_exists = session.execute(select(Ruleset.id).where(Ruleset.unit_id == unit_id, Ruleset.is_primary.is_(True))).first()
+        if primary_exists is None and session.execute(select(Lead.pk).where(Lead.unit_id == unit_id).limit(1)).first():
+            # A primary demo ruleset would rescore real leads (and move them in HubSpot and Slack).
+            raise SeedRefused("this organization unit has leads but no primary ruleset: seeding would rescore them; "
+                              "make one of your rulesets primary first, or seed an empty organization unit")
         ruleset = Ruleset(org_id=org_id, unit_id=unit_id, name="Demo engagement (seed)", is_primary=primary_exists is None)
         session.add(ruleset)
         session.flush()
@@ -113,6 +120,7 @@ def wipe_seed(session: Session, unit_id: str) -> dict:
     own_leads = session.execute(select(Lead.pk).where(Lead.unit_id == unit_id).limit(1)).first()
     if ids["level"] and own_leads is None:  # levels the OU's own leads sit in stay: they may rely on them
         levels = session.execute(delete(EngagementLevel).where(EngagementLevel.id.in_(ids["level"]))).rowcount
+        session.add(LevelHistory(unit_id=unit_id, actor="wipe-seed", action="wipe-seed", snapshot=level_snapshot(session, unit_id)))
         request_options_sync(session, unit_id)
     else:
         ids["level"] = []

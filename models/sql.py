@@ -26,6 +26,15 @@ def lock_unit(session: Session, unit_id: str, shared: bool = False) -> None:
         session.execute(text(f"SELECT {fn}({UNIT_LOCK_SPACE}, hashtext(:u))"), {"u": unit_id})
 
 
+ALERT_LOCK_SPACE = 1820  # advisory-lock namespace for "examining an OU's level changes into alerts"
+
+
+def lock_unit_alerts(session: Session, unit_id: str) -> None:
+    """One examiner per OU at a time: the cooldown reads the lead's last alert, which a concurrent examiner may be writing."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"SELECT pg_advisory_xact_lock({ALERT_LOCK_SPACE}, hashtext(:u))"), {"u": unit_id})
+
+
 def lock_unit_leads(session: Session, unit_id: str) -> None:
     """Row-lock every lead of an OU in pk order (NO KEY UPDATE: ingest's foreign-key checks still pass)."""
     if session.get_bind().dialect.name == "postgresql":

@@ -81,9 +81,9 @@ def test_demo_command_prints_the_table_and_what_reached_hubspot_and_slack(settin
         assert hubspot.contact_by_email("ada@example.com")["properties"]["engagement_score"] == "88"
         assert "Slack alerts:" in out and out.count("[sent]") == 3
         assert sorted(m["text"] for m in slack.messages) == [
-            "Ada Lovelace <ada@example.com> entered Very Hot with a score of 88",
-            "Grace Hopper <grace@example.com> entered Hot with a score of 51",
-            "Katherine Johnson <katherine@example.com> entered Very Hot with a score of 80"]
+            "Ada Lovelace (ada@example.com) entered Very Hot with a score of 88",
+            "Grace Hopper (grace@example.com) entered Hot with a score of 51",
+            "Katherine Johnson (katherine@example.com) entered Very Hot with a score of 80"]
     assert "0 new events" in run_demo(settings, tenant.unit_id)  # a repeat adds nothing
 
 
@@ -94,3 +94,10 @@ def test_demo_without_hubspot_or_slack_says_what_would_go(settings, clean, tenan
     assert "HubSpot: not configured; 6 contacts would get engagement_score/engagement_level:" in out
     assert "  ada@example.com: 88" in out
     assert "Slack is not configured: pending alerts wait" in out and out.count("[pending]") == 3
+
+
+def test_seed_refuses_an_ou_whose_leads_it_would_rescore(client, tenant, api):
+    ingest(api, "real-lead", "page_view")
+    r = client.post("/admin/seed", headers=member_client(client, tenant))
+    assert r.status_code == 409 and "primary ruleset" in r.json["error"]["message"]
+    assert set(leads_by_id(api)) == {"real-lead"}

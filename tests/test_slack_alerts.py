@@ -1,5 +1,6 @@
 """Slack alerts: one per entry into Hot, cooldown, digests, outages and rate limits, first run without Slack."""
 import dataclasses
+import json
 from datetime import timedelta
 
 import pytest
@@ -8,6 +9,7 @@ from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select, update
 
 from models.base import utcnow
+from models.leads import Lead
 from models.slack import SlackAlert
 from tests.auth_helpers import member_client
 from tests.conftest import Api
@@ -73,10 +75,10 @@ def test_entering_hot_posts_one_block_kit_alert(alerting, fake_slack, run_worker
     settle(app, run_worker)
     [msg] = fake_slack.messages
     assert msg["channel"] == channel
-    assert msg["text"] == "Ada Lovelace <ada@example.com> entered Hot with a score of 65"
+    assert msg["text"] == "Ada Lovelace (ada@example.com) entered Hot with a score of 65"
     blocks = msg["blocks"]
     assert blocks[0] == {"type": "header", "text": {"type": "plain_text", "text": "Lead entered Hot"}}
-    assert "Ada Lovelace <ada@example.com>" in blocks[1]["text"]["text"]
+    assert "Ada Lovelace (ada@example.com)" in blocks[1]["text"]["text"]
     assert {"type": "mrkdwn", "text": "*Score*\n65"} in blocks[1]["fields"]
     assert blocks[2]["text"]["text"] == "*Why*\ndemo_request +60, page_view +5"
     recent = blocks[3]["text"]["text"]
@@ -221,7 +223,8 @@ def test_not_configured_waits_then_delivers_with_old_alerts_in_one_digest(settin
     status = member.get("/integrations/slack", headers=headers).json
     assert status["connected"] is False and status["alerts"]["delivery"] == "not configured" and status["alerts"]["pending"] == 3
     with app.extensions["leadpulse"].Session() as s, s.begin():  # two of them waited two days
-        s.execute(update(SlackAlert).where(SlackAlert.key.in_(["change:1", "change:2"])).values(created_at=utcnow() - timedelta(days=2)))
+        old = select(Lead.pk).where(Lead.lead_id.in_(["old1", "old2"]))
+        s.execute(update(SlackAlert).where(SlackAlert.lead_pk.in_(old)).values(created_at=utcnow() - timedelta(days=2)))
     # connect: the environment's token (as after a restart with SLACK_BOT_TOKEN) and a target
     monkeypatch.setenv("SLACK_BOT_TOKEN", BOT)
     app = make_app(settings, fake_slack, slack_bot_token=BOT)
@@ -234,3 +237,15 @@ def test_not_configured_waits_then_delivers_with_old_alerts_in_one_digest(settin
     assert len(texts) == 2 and texts[0].startswith("2 leads entered Hot while Slack alerts could not be delivered")
     assert texts[1] == "new1 entered Hot with a score of 60"
     assert sorted(a.status for a in alerts(app)) == ["sent", "sent", "summarized", "summarized"]
+
+
+def test_lead_data_cannot_ping_the_channel_and_a_zero_cooldown_alerts_at_once(alerting, fake_slack, run_worker):
+    api, member, headers, _, app = alerting
+    assert member.put("/settings/ou/alerts", json={"cooldown_hours": 0}, headers=headers).status_code == 200
+    assert api.post("/leads", json={"id": "mal", "metadata": {"name": "<!channel> <https://evil.example|click>"}}).status_code == 201
+    send(api, "mal", "demo_request", "demo_request")
+    settle(app, run_worker)
+    [msg] = fake_slack.messages
+    assert msg["text"] == "&lt;!channel&gt; &lt;https://evil.example|click&gt; entered Hot with a score of 60"
+    assert "<!channel>" not in json.dumps(msg["blocks"])
+    assert [a.kind for a in alerts(app)] == ["lead"]  # a fresh alert is not a catch-up digest, whatever the cooldown

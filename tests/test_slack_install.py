@@ -89,6 +89,10 @@ def test_callback_refuses_reused_forged_and_expired_states_and_stores_nothing(sl
     forged = client.get(path, query_string={"code": q["code"][0], "state": "not-a-state-we-issued"})
     assert forged.status_code == 400 and forged.json["error"]["code"] == "invalid_state" and "state" in forged.json["error"]["details"]
     assert client.get(path, query_string={"code": q["code"][0]}).status_code == 400  # no state at all
+    nul = client.get(path, query_string={"code": q["code"][0], "state": "\x00abc"})
+    assert nul.status_code == 400 and nul.json["error"]["code"] == "invalid_state"
+    elsewhere = app.test_client().get(path, query_string={"code": q["code"][0], "state": q["state"][0]})  # no state cookie
+    assert elsewhere.status_code == 400 and "another browser" in elsewhere.json["error"]["message"]
     assert connection(app, tenant.unit_id) is None
     assert client.get(path, query_string={"code": q["code"][0], "state": q["state"][0]}).status_code == 302
     team_before = connection(app, tenant.unit_id).installed_at
@@ -110,8 +114,9 @@ def test_callback_with_a_bad_code_or_a_denial_stores_nothing(slack, fake_slack, 
     assert r.status_code == 400 and r.json["error"]["code"] == "oauth_failed" and "invalid_code" in r.json["error"]["message"]
     assert connection(app, tenant.unit_id) is None
     path, q = begin_install(client, headers, fake_slack)
-    r = client.get(path, query_string={"error": "access_denied", "state": q["state"][0]})
-    assert r.status_code == 302 and "slack=error" in r.headers["Location"] and connection(app, tenant.unit_id) is None
+    r = client.get(path, query_string={"error": "access_denied&slack=connected\r\nX: y", "state": q["state"][0]})
+    assert r.status_code == 302 and connection(app, tenant.unit_id) is None
+    assert r.headers["Location"] == "/home?slack=error&reason=access_deniedslackconnectedxy"
     with app.extensions["leadpulse"].Session() as s:
         assert s.execute(select(SLACK_BOTS.c.id)).first() is None
 

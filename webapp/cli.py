@@ -91,7 +91,7 @@ def run_worker(settings: Settings, burst: bool = False) -> None:
     stop = start_sweeper(
         session_factory(settings.database_url), redis, settings.queue_name, settings.scoring_parallelism,
         settings.sweep_interval_seconds, env_hubspot_token=bool(settings.hubspot_access_token),
-        env_slack=bool(settings.slack_bot_token and settings.slack_alert_channel),
+        env_slack=bool(settings.slack_bot_token),
     )
     try:
         Worker([queue], connection=redis).work(with_scheduler=True, burst=burst, logging_level=settings.log_level)

@@ -29,26 +29,27 @@ def pick_unit(Session, settings: Settings, unit_id: str | None) -> tuple[str, st
 
 
 def run_demo(settings: Settings, unit_id: str | None = None) -> str:
-    from integrations.slack_alerts import deliver_alerts
+    from integrations.slack_alerts import deliver_alerts, examine_all
     from integrations.slack_store import resolve
     from models.accounts import load_or_create_secret
-    from models.alerts import examine_changes
     from models.db import session_factory
     from models.score_batch import score_pending
-    from models.seed import email_of, seed_unit
+    from models.seed import SeedRefused, email_of, seed_unit
     from models.leads import Lead
     from models.slack import SlackAlert, SlackConnection
 
     Session = session_factory(settings.database_url, writer=True)
     org_id, unit_id, credential = pick_unit(Session, settings, unit_id)
-    with Session() as s, s.begin():
-        seeded = seed_unit(s, org_id, unit_id, actor="leadpulse demo")
+    try:
+        with Session() as s, s.begin():
+            seeded = seed_unit(s, org_id, unit_id, actor="leadpulse demo")
+    except SeedRefused as exc:
+        raise SystemExit(f"demo: {exc}")
     while True:  # score here with the workers' code, so the table is final without a running worker
         with Session() as s, s.begin():
             if not score_pending(s, limit=settings.score_batch_size).events:
                 break
-    with Session() as s, s.begin():
-        examine_changes(s, unit_id)
+    examine_all(Session, unit_id)
     secret = load_or_create_secret(Session)
     lines = []
     if credential:

@@ -23,7 +23,8 @@ def sweep_once(Session, redis, queue_name: str, slots: int, env_hubspot_token: b
         waiting = [slot for slot in range(slots) if has_pending(s, slot, slots)]
         stale = stale_option_units(s)
         hubspot_units = hubspot_served_units(s, env_hubspot_token)
-        slack_served = None if env_slack else set(s.execute(select(SlackConnection.unit_id).where(SlackConnection.team_id.isnot(None))).scalars())
+        # With SLACK_BOT_TOKEN any OU may have a target; else only OUs with a Slack row (install or target) can deliver.
+        slack_served = None if env_slack else set(s.execute(select(SlackConnection.unit_id)).scalars())
         alert_units = units_with_alert_work(s, slack_served)
     for unit_id in stale:
         if redis.set(f"leadpulse:hubspot:options:{unit_id}", 1, nx=True, ex=OPTIONS_RETRY_SECONDS):

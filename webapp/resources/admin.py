@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from flask import jsonify
 
-from models.seed import seed_unit, wipe_seed
+from models.seed import SeedRefused, seed_unit, wipe_seed
 from webapp.auth import current_unit, require_member
 from webapp.blueprint import Blueprint
+from webapp.errors import ApiError
 from webapp.resources.levels import try_enqueue_options
 from webapp.state import db, state
 from worker.wakeup import try_kick, try_kick_alerts
@@ -19,7 +20,10 @@ def seed():
     p = require_member()
     unit_id = current_unit()
     session = db()
-    out = seed_unit(session, p.org_id, unit_id, actor=p.member_id)
+    try:
+        out = seed_unit(session, p.org_id, unit_id, actor=p.member_id)
+    except SeedRefused as exc:
+        raise ApiError(409, "conflict", str(exc))
     session.commit()
     try_kick(state())  # score the new events
     try_enqueue_options(unit_id)

@@ -8,7 +8,7 @@ from marshmallow import ValidationError, fields, validate, validates_schema
 from sqlalchemy import func, select
 
 from models.level_rules import COLOR_RE, LevelSpec, LevelTableError, validate_table
-from models.levels import DEFAULT_COLOR, EngagementLevel, LevelHistory
+from models.levels import DEFAULT_COLOR, EngagementLevel, LevelHistory, level_snapshot
 from models.integrations import request_options_sync
 from models.reclassify import reclassify_unit
 from webapp.auth import principal
@@ -42,16 +42,6 @@ class LevelSchema(StrictSchema):
 
 class LevelUpdateSchema(LevelSchema):
     color = fields.String(validate=COLOR)
-
-
-def snapshot(session, unit_id: str) -> list[dict]:
-    rows = session.execute(
-        select(EngagementLevel).where(EngagementLevel.unit_id == unit_id).order_by(EngagementLevel.order, EngagementLevel.min_score)
-    ).scalars()
-    return [
-        {"id": lv.id, "name": lv.name, "min_score": lv.min_score, "max_score": lv.max_score, "color": lv.color, "order": lv.order}
-        for lv in rows
-    ]
 
 
 class LevelCrud(Crud):
@@ -93,7 +83,7 @@ class LevelCrud(Crud):
 
     def after_change(self, session, obj, action):
         p = principal()
-        session.add(LevelHistory(unit_id=obj.unit_id, actor=p.member_id or p.credential_id, action=action, snapshot=snapshot(session, obj.unit_id)))
+        session.add(LevelHistory(unit_id=obj.unit_id, actor=p.member_id or p.credential_id, action=action, snapshot=level_snapshot(session, obj.unit_id)))
         session.flush()
         reclassify_unit(session, obj.unit_id)
         request_options_sync(session, obj.unit_id)

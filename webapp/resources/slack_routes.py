@@ -1,7 +1,11 @@
 """Slack per OU: OAuth install (single-use state), status, channels and users, alert target, test message."""
 from __future__ import annotations
 
-from flask import jsonify, redirect, request, url_for
+import hmac
+import re
+from urllib.parse import urlencode
+
+from flask import g, jsonify, redirect, request, url_for
 from marshmallow import fields, validate
 from slack_sdk.oauth import AuthorizeUrlGenerator
 from slack_sdk.oauth.installation_store import Installation
@@ -10,11 +14,11 @@ from sqlalchemy import delete, select
 from integrations.secretbox import decrypt
 from integrations.slack import SlackAdapter, SlackError, authorize_url_base
 from integrations.slack_alerts import CONFIG_ERRORS, alert_counts
-from integrations.slack_store import EncryptedInstallationStore, resolve, state_store
+from integrations.slack_store import STATE_TTL_SECONDS, EncryptedInstallationStore, resolve, state_store
 from models.base import utcnow
 from models.integrations import SlackApp
 from models.slack import SlackConnection, SlackInstallRequest
-from webapp.auth import current_unit, principal, public, require_member
+from webapp.auth import current_unit, plausible_id, principal, public, require_member
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
 from webapp.resources.alert_settings import SLACK_SECRET_PURPOSE
@@ -92,33 +96,47 @@ def _authorize_url() -> str:
     if app is None:
         raise ApiError(409, "slack_app_not_configured", "set the organization's Slack app first: PUT /settings/slack-app")
     settings = state().settings
+    close_db()  # slack-sdk's store writes on its own connection: hold no transaction meanwhile (SQLite)
     issued = state_store(settings.database_url).issue()
-    session = db()
-    session.add(SlackInstallRequest(state=issued, unit_id=unit_id, org_id=p.org_id, member_id=p.member_id))
-    session.commit()
+    with state().WriterSession() as s, s.begin():
+        s.add(SlackInstallRequest(state=issued, unit_id=unit_id, org_id=p.org_id, member_id=p.member_id))
+    g.slack_state = issued
     generator = AuthorizeUrlGenerator(client_id=app[0], scopes=SCOPES, redirect_uri=url_for("slack.callback", _external=True),
                                       authorization_url=authorize_url_base(settings.slack_api_base))
     return generator.generate(issued)
 
 
+STATE_COOKIE = "leadpulse_slack_state"
+
+
+def _with_state_cookie(resp):
+    """The state is also bound to this browser, so an authorize URL sent to someone else cannot install into our OU."""
+    resp.set_cookie(STATE_COOKIE, g.slack_state, max_age=STATE_TTL_SECONDS, httponly=True, samesite="Lax",
+                    secure=request.is_secure, path=url_for("slack.callback"))
+    return resp
+
+
 @blp.route("/integrations/slack/install", methods=["GET"], endpoint="install_redirect")
 def install_redirect():
-    return redirect(_authorize_url(), code=302)
+    url = _authorize_url()
+    return _with_state_cookie(redirect(url, code=302))
 
 
 @blp.route("/integrations/slack/install", methods=["POST"])
 def install():
-    return jsonify({"authorize_url": _authorize_url()})
+    return _with_state_cookie(jsonify({"authorize_url": _authorize_url()}))
 
 
 def _consume(state_value: str) -> SlackInstallRequest:
     """Single use even under a race: our row is deleted by exactly one request, and slack-sdk's state checks expiry."""
-    if not state_value or len(state_value) > 200:
+    if not plausible_id(state_value, 200):
         raise ApiError(400, "invalid_state", "missing or malformed OAuth state", {"state": ["missing or malformed"]})
-    session = db()
-    row = session.execute(delete(SlackInstallRequest).where(SlackInstallRequest.state == state_value)
-                          .returning(SlackInstallRequest.unit_id, SlackInstallRequest.org_id)).first()
-    session.commit()
+    if not hmac.compare_digest(request.cookies.get(STATE_COOKIE, ""), state_value):
+        raise ApiError(400, "invalid_state", "this install was started in another browser; start it again here",
+                       {"state": ["not started in this browser"]})
+    with state().WriterSession() as s, s.begin():
+        row = s.execute(delete(SlackInstallRequest).where(SlackInstallRequest.state == state_value)
+                        .returning(SlackInstallRequest.unit_id, SlackInstallRequest.org_id)).first()
     valid = state_store(state().settings.database_url).consume(state_value)
     if row is None or not valid:
         raise ApiError(400, "invalid_state", "this OAuth state is unknown, expired or already used; start the install again",
@@ -132,7 +150,8 @@ def callback():
     """Slack redirects the browser here; nothing is stored unless the state and the code are good."""
     req = _consume(request.args.get("state", ""))
     if request.args.get("error"):
-        return redirect(f"/home?slack=error&reason={request.args['error'][:50]}", code=302)
+        reason = re.sub(r"[^a-z_]", "", request.args["error"].lower())[:50] or "unknown"
+        return _clear_state(redirect("/home?" + urlencode({"slack": "error", "reason": reason}), code=302))
     code = request.args.get("code", "")
     if not code or len(code) > 300:
         raise ApiError(400, "validation_error", "missing OAuth code", {"code": ["missing"]})
@@ -156,16 +175,21 @@ def callback():
         is_enterprise_install=bool(grant.get("is_enterprise_install")), token_type=grant.get("token_type"),
     )
     EncryptedInstallationStore(app[0], settings.database_url, state().secret_key).save(installation)
-    session = db()
-    conn = session.get(SlackConnection, req.unit_id) or SlackConnection(unit_id=req.unit_id)
-    if conn.team_id != installation.team_id:  # channel and user ids belong to one workspace
-        conn.target_kind = conn.target_id = None
-    conn.client_id, conn.enterprise_id, conn.team_id = app[0], installation.enterprise_id, installation.team_id
-    conn.team_name, conn.bot_user_id, conn.installed_at, conn.last_error = installation.team_name, installation.bot_user_id, utcnow(), None
-    session.add(conn)
-    session.commit()
+    with state().WriterSession() as s, s.begin():
+        conn = s.get(SlackConnection, req.unit_id) or SlackConnection(unit_id=req.unit_id)
+        if conn.team_id != installation.team_id:  # channel and user ids belong to one workspace
+            conn.target_kind = conn.target_id = None
+        conn.client_id, conn.enterprise_id, conn.team_id = app[0], installation.enterprise_id, installation.team_id
+        conn.team_name, conn.bot_user_id, conn.installed_at = installation.team_name, installation.bot_user_id, utcnow()
+        conn.last_error = None
+        s.add(conn)
     try_kick_alerts(state(), req.unit_id)
-    return redirect("/home?slack=connected", code=302)
+    return _clear_state(redirect("/home?slack=connected", code=302))
+
+
+def _clear_state(resp):
+    resp.delete_cookie(STATE_COOKIE, path=url_for("slack.callback"))
+    return resp
 
 
 @blp.route("/integrations/slack", methods=["DELETE"])
@@ -175,15 +199,16 @@ def disconnect():
     conn = session.get(SlackConnection, current_unit())
     if conn is None or conn.team_id is None:
         raise ApiError(404, "not_found", "Slack is not installed for this organization unit")
-    team = (conn.client_id, conn.enterprise_id, conn.team_id)
-    session.delete(conn)
-    session.commit()
+    unit_id, team = conn.unit_id, (conn.client_id, conn.enterprise_id, conn.team_id)
     others = session.execute(select(SlackConnection.unit_id).where(
-        SlackConnection.client_id == team[0], SlackConnection.team_id == team[2])).first()
-    if others is None:  # no OU uses this workspace's token any more: do not keep it
+        SlackConnection.client_id == team[0], SlackConnection.team_id == team[2], SlackConnection.unit_id != unit_id)).first()
+    close_db()  # slack-sdk's store deletes on its own connection (SQLite: hold no write lock meanwhile)
+    if others is None:  # no other OU uses this workspace's token: do not keep it (first, so a failure keeps the row)
         store = EncryptedInstallationStore(team[0], state().settings.database_url, state().secret_key)
         store.delete_installation(enterprise_id=team[1], team_id=team[2])
         store.delete_bot(enterprise_id=team[1], team_id=team[2])
+    with state().WriterSession() as s, s.begin():
+        s.execute(delete(SlackConnection).where(SlackConnection.unit_id == unit_id))
     return "", 204
 
 
