@@ -1,4 +1,5 @@
-"""Signed inbound webhook sources: each has a Standard Webhooks secret, stored encrypted (HMAC needs it back)."""
+"""Inbound webhook sources: Standard Webhooks sources keep their signing secret encrypted (HMAC needs it back);
+Segment sources keep only a hash of their write key (it is compared, never used to sign)."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -16,6 +17,8 @@ class WebhookSource(Base):
     unit_id: Mapped[str] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(100))
     description: Mapped[str | None] = mapped_column(String(500), nullable=True)
-    secret_encrypted: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(20), default="standard")  # "standard" or "segment"
+    secret_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
+    write_key_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -2,7 +2,7 @@
 
 Revision ID: 0006
 Revises: 0005
-Create Date: 2026-11-22 22:51:18.642315
+Create Date: 2026-11-22 22:53:13.465731
 """
 from alembic import op
 import sqlalchemy as sa
@@ -22,12 +22,15 @@ def upgrade() -> None:
     sa.Column('unit_id', sa.String(length=36), nullable=False),
     sa.Column('name', sa.String(length=100), nullable=False),
     sa.Column('description', sa.String(length=500), nullable=True),
-    sa.Column('secret_encrypted', sa.Text(), nullable=False),
+    sa.Column('kind', sa.String(length=20), nullable=False),
+    sa.Column('secret_encrypted', sa.Text(), nullable=True),
+    sa.Column('write_key_hash', sa.String(length=64), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_webhook_sources_org_id_organizations'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['unit_id'], ['org_units.id'], name=op.f('fk_webhook_sources_unit_id_org_units'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_sources'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_sources')),
+    sa.UniqueConstraint('write_key_hash', name=op.f('uq_webhook_sources_write_key_hash'))
     )
     with op.batch_alter_table('webhook_sources', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_webhook_sources_unit_id'), ['unit_id'], unique=False)
