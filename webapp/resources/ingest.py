@@ -155,9 +155,9 @@ def ingest_batch(data):
             positions.append(i)
             results.append({"index": i, "status": "accepted"})
         except ValidationError as exc:
-            results.append(_rejected(i, "validation_error", "invalid event", field_paths(exc.messages)))
+            results.append(rejected(i, "validation_error", "invalid event", field_paths(exc.messages)))
         except ApiError as exc:
-            results.append(_rejected(i, exc.code, exc.message, exc.details))
+            results.append(rejected(i, exc.code, exc.message, exc.details))
     if not incoming:
         raise ApiError(400, "validation_error", "every event in the batch was rejected",
                        {f"events.{r['index']}.{field}": msgs for r in results for field, msgs in r["error"]["details"].items()}
@@ -170,5 +170,5 @@ def ingest_batch(data):
     return resp
 
 
-def _rejected(index: int, code: str, message: str, details: dict) -> dict:
+def rejected(index: int, code: str, message: str, details: dict) -> dict:
     return {"index": index, "status": "rejected", "error": {"code": code, "message": message, "details": details}}

@@ -1,0 +1,106 @@
+"""POST /webhooks/segment with Segment's documented payloads: track, page, identify and batch; messageId dedupes."""
+import base64
+
+import pytest
+
+from tests.auth_helpers import member_client
+from tests.helpers import create_levels, leads_by_id, published_ruleset, settle
+
+# From Segment's spec docs (track, page, identify examples), ids aligned so they describe one person.
+TRACK = {
+    "anonymousId": "23adfd82-aa0f-45a7-a756-24f2a7a4c895",
+    "context": {"library": {"name": "analytics.js", "version": "2.11.1"}, "ip": "108.0.78.21",
+                "userAgent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_10_5)"},
+    "event": "Course Clicked", "integrations": {}, "messageId": "ajs-f8ca1e4de5024d9430b3928bd8ac6b96",
+    "properties": {"title": "Intro to Analytics"}, "receivedAt": "2015-12-12T19:11:01.266Z",
+    "sentAt": "2015-12-12T19:11:01.169Z", "timestamp": "2015-12-12T19:11:01.249Z", "type": "track",
+    "userId": "AiUGstSDIg", "originalTimestamp": "2015-12-12T19:11:01.152Z",
+}
+PAGE = {
+    "anonymousId": "23adfd82-aa0f-45a7-a756-24f2a7a4c895", "channel": "browser", "context": {"ip": "8.8.8.8"},
+    "integrations": {"All": True}, "messageId": "ajs-page-1", "name": "Home",
+    "properties": {"title": "Welcome | Initech", "url": "http://www.example.com"}, "receivedAt": "2015-02-23T22:28:55.387Z",
+    "sentAt": "2015-02-23T22:28:55.111Z", "timestamp": "2015-02-23T22:28:55.111Z", "type": "page", "userId": "AiUGstSDIg",
+    "version": "1.1",
+}
+IDENTIFY = {
+    "anonymousId": "23adfd82-aa0f-45a7-a756-24f2a7a4c895", "channel": "browser", "context": {"ip": "8.8.8.8"},
+    "integrations": {"All": False, "Mixpanel": True}, "messageId": "022bb90c-bbac-11e4-8dfc-aa07a5b093db",
+    "receivedAt": "2015-02-23T22:28:55.387Z", "sentAt": "2015-02-23T22:28:55.111Z", "timestamp": "2015-02-23T22:28:55.111Z",
+    "traits": {"name": "Peter Gibbons", "email": "Peter@Example.com", "plan": "premium", "logins": 5,
+               "address": {"street": "6th St", "city": "San Francisco", "state": "CA", "postalCode": "94103", "country": "USA"}},
+    "type": "identify", "userId": "AiUGstSDIg", "version": "1.1",
+}
+
+
+@pytest.fixture
+def segment(client, tenant):
+    r = client.post("/webhooks/sources", json={"name": "Segment", "kind": "segment"}, headers=member_client(client, tenant))
+    assert r.status_code == 201, r.json
+    key = r.json["write_key"]
+    return r.json, {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
+
+
+def test_track_page_and_identify_describe_one_lead(client, segment, api, app, run_worker):
+    src, auth = segment
+    assert src["url"] == "/webhooks/segment" and src["write_key"].startswith("wk_") and "secret" not in src
+    assert "write_key" not in client.get(f"/webhooks/sources/{src['id']}", headers=api.tenant.auth).json
+    create_levels(api)
+    published_ruleset(api, {"Course Clicked": 20, "page_view": 5})
+    r = client.post("/webhooks/segment", json=TRACK, headers=auth)
+    assert r.status_code == 200 and r.json["success"] is True and r.json["results"][0]["status"] == "accepted", r.json
+    lead_id = r.json["results"][0]["lead_id"]
+    again = client.post("/webhooks/segment", json=TRACK, headers=auth)
+    assert again.json["results"][0]["status"] == "duplicate" and again.json["results"][0]["event_id"] == r.json["results"][0]["event_id"]
+    page = client.post("/webhooks/segment", json=PAGE, headers=auth).json["results"][0]
+    assert page["status"] == "accepted" and page["lead_id"] == lead_id
+    ident = client.post("/webhooks/segment", json=IDENTIFY, headers=auth).json["results"][0]
+    assert ident == {"index": 0, "status": "identified", "lead_id": lead_id}
+    settle(app, run_worker)
+    lead = api.get(f"/lead/{lead_id}").json["lead"]
+    assert lead["metadata"]["name"] == "Peter Gibbons" and lead["metadata"]["plan"] == "premium"
+    assert leads_by_id(api)[lead_id]["score"] == 25
+    # traits.email became an alias: an event by email alone lands on the same lead
+    r = api.post("/ingest", json={"aliases": [{"alias_kind": "email", "raw_value": "peter@example.com"}], "event_type": "page_view"})
+    assert r.json["lead_id"] == lead_id
+    # null removes a trait
+    client.post("/webhooks/segment", json={**IDENTIFY, "messageId": "m2", "traits": {"plan": None}}, headers=auth)
+    assert "plan" not in api.get(f"/lead/{lead_id}").json["lead"]["metadata"]
+
+
+def test_batch_reports_each_message(client, segment, api):
+    _, auth = segment
+    batch = {"batch": [
+        TRACK,
+        {**TRACK, "messageId": "m-bad", "event": None},
+        {"type": "screen", "name": "Home", "userId": "AiUGstSDIg", "messageId": "m-screen"},
+        {**PAGE, "messageId": "m-page-2"},
+        {**TRACK, "messageId": "m-nobody", "userId": None, "anonymousId": None},
+        "not a message",
+    ], "sentAt": "2015-12-12T19:11:01.169Z"}
+    r = client.post("/webhooks/segment", json=batch, headers=auth)
+    assert r.status_code == 200, r.json
+    assert [x["status"] for x in r.json["results"]] == ["accepted", "rejected", "ignored", "accepted", "rejected", "rejected"]
+    assert "event_type" in r.json["results"][1]["error"]["details"]
+    assert "lead_id" in r.json["results"][4]["error"]["details"]
+
+
+def test_bad_write_keys_and_bodies_are_refused_and_counted(client, segment, api):
+    _, auth = segment
+    wrong = {"Authorization": "Basic " + base64.b64encode(b"wk_nope:").decode()}
+    for headers, status, code in [({}, 401, "missing_write_key"), (wrong, 401, "unknown_source"), (api.tenant.auth, 401, "unknown_source")]:
+        r = client.post("/webhooks/segment", json=TRACK, headers=headers)
+        assert r.status_code == status and r.json["error"]["code"] == code
+    r = client.post("/webhooks/segment", data="{nope", headers={**auth, "Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json["error"]["code"] == "malformed_json"
+    r = client.post("/webhooks/segment", json={**TRACK, "event": "bad/name"}, headers=auth)
+    assert r.status_code == 400 and "event_type" in r.json["error"]["details"]
+    assert client.post("/webhooks/segment", json={"batch": []}, headers=auth).status_code == 400
+    assert leads_by_id(api) == {}
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'webhook_deliveries_rejected_total{reason="unknown_source",source="segment"} 2.0' in metrics
+    r = client.post("/webhooks/sources", json={"name": "x", "kind": "zapier"}, headers=member_client(client, api.tenant))
+    assert r.status_code == 400 and "kind" in r.json["error"]["details"]
+    src_id = client.get("/webhooks/sources", headers=api.tenant.auth).json[0]["id"]
+    r = client.put(f"/webhooks/sources/{src_id}", json={"kind": "standard"}, headers=member_client(client, api.tenant))
+    assert r.status_code == 400 and "kind" in r.json["error"]["details"]  # a source's kind never changes
