@@ -2,7 +2,7 @@
 
 
 def all_blueprints():
-    from webapp.resources import admin, alert_settings, auth_routes, hubspot_routes, ingest, leads, levels, org_units, root, rulesets, secrets_routes, slack_routes, webhooks
+    from webapp.resources import admin, alert_settings, events, auth_routes, hubspot_routes, ingest, leads, levels, org_units, root, rulesets, secrets_routes, slack_routes, webhooks
 
     return [
         root.blp,
@@ -10,6 +10,7 @@ def all_blueprints():
         org_units.blp,
         secrets_routes.blp,
         ingest.blp,
+        events.blp,
         rulesets.blp,
         leads.blp,
         levels.blp,

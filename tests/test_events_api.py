@@ -1,0 +1,60 @@
+"""Reading events: GET /events with filters, /events/{leadID}, the streamed CSV export, channels, types and keys."""
+import csv
+import io
+
+from tests.conftest import Api
+from tests.helpers import create_levels, ingest, published_ruleset, settle
+
+
+def seed(api):
+    ingest(api, "ada", "page_view", metadata={"channel": "web", "utm_campaign": "fall", "path": "/pricing"}, timestamp="2026-11-20T10:00:00Z")
+    ingest(api, "ada", "email_open", metadata={"channel": "email", "utm_campaign": "fall"}, timestamp="2026-11-21T10:00:00Z")
+    ingest(api, "bob", "page_view", metadata={"channel": "web", "utm_campaign": "spring"}, timestamp="2026-11-19T10:00:00Z")
+    ingest(api, "bob", "webinar", metadata={}, timestamp="2026-11-18T10:00:00Z")
+
+
+def test_list_filters_and_pages(api, app, run_worker, other_tenant, client):
+    create_levels(api)
+    published_ruleset(api, {"page_view": 5})
+    seed(api)
+    settle(app, run_worker)
+    everything = api.get("/events")
+    assert everything.status_code == 200 and everything.headers["X-Total-Count"] == "4"
+    assert [e["event_type"] for e in everything.json] == ["email_open", "page_view", "page_view", "webinar"]  # newest first
+    first = everything.json[1]
+    assert first["lead_id"] == "ada" and first["channel"] == "web" and first["status"] == "scored" and first["timestamp"] == "2026-11-20T10:00:00Z"
+
+    def types(**q):
+        r = api.get("/events", query_string=q)
+        assert r.status_code == 200, r.json
+        return [(e["lead_id"], e["event_type"]) for e in r.json]
+
+    assert types(event_type="page_view") == [("ada", "page_view"), ("bob", "page_view")]
+    assert types(lead_id="bob") == [("bob", "page_view"), ("bob", "webinar")]
+    assert types(metadata="utm_campaign:fall") == [("ada", "email_open"), ("ada", "page_view")]
+    assert types(metadata=["utm_campaign:fall", "channel:web"]) == [("ada", "page_view")]
+    assert types(metadata=["utm_campaign:spring", "channel:email"], logic="or") == [("ada", "email_open"), ("bob", "page_view")]
+    paged = api.get("/events", query_string={"page": 2, "limit": 3}).json
+    assert paged["total"] == 4 and [e["event_type"] for e in paged["events"]] == ["webinar"]
+    for q, field in [({"metadata": "nocolon"}, "metadata"), ({"logic": "xor"}, "logic"), ({"limit": 0}, "limit"), ({"range": "decade"}, "range")]:
+        r = api.get("/events", query_string=q)
+        assert r.status_code == 400 and field in r.json["error"]["details"], (q, r.json)
+    assert Api(client, other_tenant).get("/events").json == []  # another OU sees none of them
+
+
+def test_lead_events_export_channels_types_and_keys(api, client, other_tenant):
+    seed(api)
+    r = api.get("/events/ada")
+    assert r.status_code == 200 and [e["event_type"] for e in r.json] == ["email_open", "page_view"]
+    assert api.get("/events/nobody").status_code == 404
+    assert Api(client, other_tenant).get("/events/ada").status_code == 404
+    export = api.get("/events/export", query_string={"lead_id": "bob"})
+    assert export.status_code == 200 and export.mimetype == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(export.get_data(as_text=True))))
+    assert [(r["lead_id"], r["event_type"], r["timestamp"]) for r in rows] == [("bob", "page_view", "2026-11-19T10:00:00Z"),
+                                                                              ("bob", "webinar", "2026-11-18T10:00:00Z")]
+    assert api.get("/channels").json == ["email", "web"]
+    assert api.get("/event-types").json == ["email_open", "page_view", "webinar"]
+    assert api.get("/event-types/page_view/properties").json == {"event_type": "page_view", "properties": ["channel", "path", "utm_campaign"]}
+    assert api.get("/event-types/unknown/properties").json == {"event_type": "unknown", "properties": []}
+    assert Api(client, other_tenant).get("/channels").json == []

@@ -1,0 +1,138 @@
+"""Reading events: lists with filters, a lead's events, a streamed CSV export, channels, types and their keys."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from flask import Response, stream_with_context
+from marshmallow import fields, validate
+from sqlalchemy import and_, or_, select, text
+
+from models.base import utcnow
+from models.events import PENDING, SCORED, Event
+from models.leads import Lead
+from webapp.auth import current_unit
+from webapp.blueprint import Blueprint
+from webapp.crud import paginate
+from webapp.errors import ApiError
+from webapp.resources.leads import RANGES, get_lead, range_start
+from webapp.schema_base import PageArgs, StrictSchema, UTCDateTime
+from webapp.state import db, state
+
+blp = Blueprint("events", __name__, description="Reading events")
+STATUS = {PENDING: "pending", SCORED: "scored"}
+EXPORT_CHUNK = 1000
+
+
+class EventFilterArgs(StrictSchema):
+    metadata = fields.List(fields.String(validate=validate.Length(min=3, max=300)), metadata={"description": "key:value, repeatable"})
+    logic = fields.String(load_default="and", validate=validate.OneOf(["and", "or"]))
+    event_type = fields.String(validate=validate.Length(min=1, max=100))
+    lead_id = fields.String(validate=validate.Length(min=1, max=200))
+    range = fields.String(validate=validate.OneOf(RANGES))
+
+
+class EventListArgs(PageArgs, EventFilterArgs):
+    pass
+
+
+COLUMNS = (Event.id, Lead.lead_id, Event.event_type, Event.occurred_at, Event.received_at, Event.metadata_, Event.status,
+           Event.suppressed_reason)
+
+
+def dump(rows) -> list[dict]:
+    ts = UTCDateTime()
+    return [{
+        "id": str(r.id), "lead_id": r.lead_id, "event_type": r.event_type, "timestamp": ts._serialize(r.occurred_at, None, None),
+        "received_at": ts._serialize(r.received_at, None, None), "metadata": r.metadata_ or {},
+        "channel": (r.metadata_ or {}).get("channel"), "status": STATUS.get(r.status, "suppressed"),
+        **({"suppressed_reason": r.suppressed_reason} if r.suppressed_reason else {}),
+    } for r in rows]
+
+
+def filtered(args: dict):
+    """The OU's events with the list filters of API.md; a bad metadata filter is a 400 naming it."""
+    stmt = select(*COLUMNS).join(Lead, Lead.pk == Event.lead_pk).where(Event.unit_id == current_unit())
+    if "event_type" in args:
+        stmt = stmt.where(Event.event_type == args["event_type"])
+    if "lead_id" in args:
+        stmt = stmt.where(Lead.lead_id == args["lead_id"])
+    if "range" in args:
+        start, end = range_start(args["range"], utcnow())
+        stmt = stmt.where(*([Event.occurred_at >= start] if start else []), *([Event.occurred_at < end] if end else []))
+    conditions = []
+    for item in args.get("metadata", []):
+        key, sep, value = item.partition(":")
+        if not sep or not key:
+            raise ApiError(400, "validation_error", f"metadata filter '{item}' must look like key:value", {"metadata": ["key:value"]})
+        conditions.append(Event.metadata_[key].as_string() == value)
+    if conditions:
+        stmt = stmt.where(and_(*conditions) if args["logic"] == "and" else or_(*conditions))
+    return stmt
+
+
+NEWEST_FIRST = (Event.occurred_at.desc(), Event.id.desc())
+
+
+@blp.route("/events", methods=["GET"])
+@blp.arguments(EventListArgs, location="query")
+def list_events(args):
+    return paginate(filtered(args), args, dump=dump, key="events", order_by=NEWEST_FIRST)
+
+
+@blp.route("/events/<lead_id>", methods=["GET"])
+@blp.arguments(PageArgs, location="query")
+def lead_events(args, lead_id):
+    lead = get_lead(lead_id)
+    stmt = select(*COLUMNS).join(Lead, Lead.pk == Event.lead_pk).where(Event.lead_pk == lead.pk)
+    return paginate(stmt, args, dump=dump, key="events", order_by=NEWEST_FIRST)
+
+
+@blp.route("/events/export", methods=["GET"])
+@blp.arguments(EventFilterArgs, location="query")
+def export(args):
+    """CSV streamed in chunks from a server-side cursor: memory stays flat however many events the OU has."""
+    stmt = filtered(args).order_by(Event.id)
+    Session = state().Session
+
+    def rows():
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["id", "lead_id", "event_type", "timestamp", "received_at", "channel", "status", "metadata"])
+        with Session() as s:
+            result = s.execute(stmt.execution_options(yield_per=EXPORT_CHUNK))
+            for chunk in result.partitions():
+                for item in dump(chunk):
+                    writer.writerow([item["id"], item["lead_id"], item["event_type"], item["timestamp"], item["received_at"],
+                                     item["channel"] or "", item["status"], json.dumps(item["metadata"], ensure_ascii=False)])
+                yield out.getvalue()
+                out.seek(0)
+                out.truncate()
+        yield out.getvalue()
+
+    return Response(stream_with_context(rows()), mimetype="text/csv",
+                    headers={"Content-Disposition": "attachment; filename=events.csv"})
+
+
+@blp.route("/channels", methods=["GET"])
+def channels():
+    channel = Event.metadata_["channel"].as_string()
+    values = db().execute(select(channel).where(Event.unit_id == current_unit(), channel.isnot(None)).distinct()).scalars()
+    return sorted(v for v in values if v)
+
+
+@blp.route("/event-types", methods=["GET"])
+def event_types():
+    return sorted(db().execute(select(Event.event_type).where(Event.unit_id == current_unit()).distinct()).scalars())
+
+
+@blp.route("/event-types/<event_type>/properties", methods=["GET"])
+def event_type_properties(event_type):
+    """Distinct metadata keys of one event type in the OU, computed by the database."""
+    if db().get_bind().dialect.name == "postgresql":
+        sql = "SELECT DISTINCT jsonb_object_keys(metadata) FROM events WHERE unit_id = :u AND event_type = :t AND jsonb_typeof(metadata) = 'object'"
+    else:
+        sql = "SELECT DISTINCT j.key FROM events, json_each(events.metadata) AS j WHERE unit_id = :u AND event_type = :t"
+    keys = db().execute(text(sql), {"u": current_unit(), "t": event_type}).scalars()
+    return {"event_type": event_type, "properties": sorted(keys)}
