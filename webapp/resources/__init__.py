@@ -2,7 +2,7 @@
 
 
 def all_blueprints():
-    from webapp.resources import admin, alert_settings, events, auth_routes, hubspot_routes, ingest, leads, levels, org_units, root, rulesets, secrets_routes, slack_routes, webhooks
+    from webapp.resources import admin, alert_settings, events, lead_profile, auth_routes, hubspot_routes, ingest, leads, levels, org_units, root, rulesets, secrets_routes, slack_routes, webhooks
 
     return [
         root.blp,
@@ -13,6 +13,7 @@ def all_blueprints():
         events.blp,
         rulesets.blp,
         leads.blp,
+        lead_profile.blp,
         levels.blp,
         hubspot_routes.blp,
         alert_settings.blp,

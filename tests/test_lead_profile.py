@@ -1,0 +1,49 @@
+"""Lead search, aliases and metadata (PUT replaces, PATCH merges, null removes)."""
+from tests.conftest import Api
+from tests.helpers import ingest
+
+
+def test_search_by_id_prefix_or_alias(api, client, other_tenant):
+    ingest(api, "acme-ada", "page_view")
+    api.post("/ingest", json={"aliases": [{"alias_kind": "email", "raw_value": "Ada.Lovelace@Example.com"}], "event_type": "x"})
+    ingest(api, "acme_bob", "page_view")
+    ingest(api, "acmeXbob", "page_view")
+    for i in range(15):
+        ingest(api, f"many-{i:02d}", "page_view")
+
+    def ids(q):
+        r = api.get("/leads/search", query_string={"q": q})
+        assert r.status_code == 200, r.json
+        return sorted(x["lead_id"] for x in r.json)
+
+    assert ids("acme-") == ["acme-ada"]
+    assert ids("acme_") == ["acme_bob"]  # _ is literal, not a wildcard
+    found = api.get("/leads/search", query_string={"q": "ADA.LOVE"}).json
+    assert len(found) == 1 and found[0]["lead_id"].startswith("ld_")
+    assert len(ids("many")) == 10
+    assert ids("%a") == []  # % is literal too
+    for q in ["a", " ", ""]:
+        r = api.get("/leads/search", query_string={"q": q})
+        assert r.status_code == 400 and "q" in r.json["error"]["details"], q
+    assert Api(client, other_tenant).get("/leads/search", query_string={"q": "acme"}).json == []
+
+
+def test_aliases_and_metadata(api, client, other_tenant):
+    api.post("/ingest", json={"lead_id": "ada", "aliases": [{"alias_kind": "email", "raw_value": " Ada@X.io"},
+                                                           {"alias_kind": "phone", "raw_value": "+44 20 1234"}], "event_type": "x"})
+    r = api.get("/lead/ada/aliases")
+    assert r.status_code == 200 and [(a["alias_kind"], a["value"]) for a in r.json] == [("email", "ada@x.io"), ("phone", "+44201234")]  # phones lose their spacing
+    assert api.get("/lead/nobody/aliases").status_code == 404
+    assert Api(client, other_tenant).get("/lead/ada/aliases").status_code == 404
+    r = api.put("/lead/ada", json={"metadata": {"name": "Ada", "plan": "pro", "seats": 3}})
+    assert r.status_code == 200 and r.json["lead"]["metadata"] == {"name": "Ada", "plan": "pro", "seats": 3}
+    r = api.patch("/lead/ada/metadata", json={"metadata": {"plan": None, "title": "CTO"}})
+    assert r.status_code == 200 and r.json["lead"]["metadata"] == {"name": "Ada", "seats": 3, "title": "CTO"}
+    assert api.get("/lead/ada").json["lead"]["metadata"] == {"name": "Ada", "seats": 3, "title": "CTO"}
+    for body, field in [({}, "metadata"), ({"metadata": []}, "metadata"), ({"metadata": {"": 1}}, "metadata"), ({"meta": {}}, "meta")]:
+        r = api.patch("/lead/ada/metadata", json=body)
+        assert r.status_code == 400 and any(k.startswith(field) for k in r.json["error"]["details"]), (body, r.json)
+    assert api.patch("/lead/ada/metadata", json={"metadata": {"blob": "x" * 101 * 1024}}).status_code == 413
+    assert api.put("/lead/nobody", json={"metadata": {}}).status_code == 404
+    assert Api(client, other_tenant).patch("/lead/ada/metadata", json={"metadata": {"x": 1}}).status_code == 404
+    assert api.get("/lead/ada").json["lead"]["metadata"] == {"name": "Ada", "seats": 3, "title": "CTO"}  # failures changed nothing

@@ -1,0 +1,100 @@
+"""A lead's profile: search by id or alias, its aliases, and its metadata (replace with PUT, merge with PATCH)."""
+from __future__ import annotations
+
+import json
+
+from flask import jsonify
+from marshmallow import fields, validate
+from sqlalchemy import or_, select
+
+from models.base import utcnow
+from models.leads import Lead, LeadAlias
+from models.levels import EngagementLevel
+from webapp.auth import current_unit
+from webapp.blueprint import Blueprint
+from webapp.errors import ApiError
+from webapp.resources.leads import LeadSchema, get_lead
+from webapp.schema_base import StrictSchema, UTCDateTime
+from webapp.state import db, state
+
+blp = Blueprint("lead_profile", __name__, description="Lead search, aliases and metadata")
+SEARCH_LIMIT = 10
+
+
+class SearchArgs(StrictSchema):
+    q = fields.String(required=True, validate=validate.Length(min=2, max=200))
+
+
+class MetadataSchema(StrictSchema):
+    metadata = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=200)), required=True)
+
+
+def _like_prefix(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+@blp.route("/leads/search", methods=["GET"])
+@blp.arguments(SearchArgs, location="query")
+def search(args):
+    """Up to 10 leads whose id, or any alias, starts with q (case-insensitive for aliases, which are stored lowercased)."""
+    q = args["q"].strip()
+    if len(q) < 2:
+        raise ApiError(400, "validation_error", "q must have at least 2 characters", {"q": ["at least 2 characters"]})
+    unit_id = current_unit()
+    by_alias = select(LeadAlias.lead_pk).where(LeadAlias.unit_id == unit_id, LeadAlias.value.like(_like_prefix(q.lower()), escape="\\"))
+    rows = db().execute(
+        select(Lead.lead_id, Lead.score, EngagementLevel.id, EngagementLevel.name, EngagementLevel.color)
+        .outerjoin(EngagementLevel, EngagementLevel.id == Lead.level_id)
+        .where(Lead.unit_id == unit_id, Lead.merged_into.is_(None),
+               or_(Lead.lead_id.like(_like_prefix(q), escape="\\"), Lead.pk.in_(by_alias)))
+        .order_by(Lead.score.desc(), Lead.lead_id).limit(SEARCH_LIMIT)
+    ).all()
+    return jsonify([{"lead_id": r.lead_id, "score": r.score,
+                     "level": {"id": r.id, "name": r.name, "color": r.color} if r.id else None} for r in rows])
+
+
+@blp.route("/lead/<lead_id>/aliases", methods=["GET"])
+@blp.route("/leads/<lead_id>/aliases", methods=["GET"], endpoint="lead_aliases_alias")
+def aliases(lead_id):
+    lead = get_lead(lead_id)
+    rows = db().execute(select(LeadAlias).where(LeadAlias.lead_pk == lead.pk).order_by(LeadAlias.kind, LeadAlias.value)).scalars()
+    ts = UTCDateTime()
+    return jsonify([{"alias_kind": a.kind, "value": a.value, "created_at": ts._serialize(a.created_at, None, None)} for a in rows])
+
+
+def _save_metadata(lead: Lead, metadata: dict):
+    limit = state().settings.max_metadata_bytes
+    if len(json.dumps(metadata, ensure_ascii=False).encode()) > limit:
+        raise ApiError(413, "payload_too_large", f"metadata exceeds {limit // 1024} KB", {"metadata": ["too large"]})
+    lead.metadata_, lead.updated_at = metadata, utcnow()
+    db().commit()
+    return jsonify({"lead": LeadSchema().dump(lead)})
+
+
+@blp.route("/lead/<lead_id>", methods=["PUT"])
+@blp.route("/leads/<lead_id>", methods=["PUT"], endpoint="lead_put_alias")
+@blp.arguments(MetadataSchema)
+def replace_metadata(data, lead_id):
+    return _save_metadata(_locked(lead_id), data["metadata"])
+
+
+@blp.route("/lead/<lead_id>/metadata", methods=["PATCH"])
+@blp.route("/leads/<lead_id>/metadata", methods=["PATCH"], endpoint="lead_patch_alias")
+@blp.arguments(MetadataSchema)
+def merge_metadata(data, lead_id):
+    """Keys given are set; a key given as null is removed; others stay."""
+    lead = _locked(lead_id)
+    merged = dict(lead.metadata_ or {})
+    for key, value in data["metadata"].items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return _save_metadata(lead, merged)
+
+
+def _locked(lead_id: str) -> Lead:
+    """The lead row locked for this transaction: two concurrent merges never drop each other's keys."""
+    lead = get_lead(lead_id)
+    db().refresh(lead, with_for_update=True)
+    return lead
