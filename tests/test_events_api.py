@@ -58,3 +58,29 @@ def test_lead_events_export_channels_types_and_keys(api, client, other_tenant):
     assert api.get("/event-types/page_view/properties").json == {"event_type": "page_view", "properties": ["channel", "path", "utm_campaign"]}
     assert api.get("/event-types/unknown/properties").json == {"event_type": "unknown", "properties": []}
     assert Api(client, other_tenant).get("/channels").json == []
+
+
+def test_delete_events_rescores_from_what_remains(api, app, run_worker, client, other_tenant):
+    create_levels(api)
+    published_ruleset(api, {"demo_request": 30, "page_view": 5, "unsubscribe": -40})
+    ingest(api, "ada", "demo_request", timestamp="2026-11-20T10:00:00Z")
+    unsub = ingest(api, "ada", "unsubscribe", timestamp="2026-11-20T11:00:00Z")["event_id"]
+    ingest(api, "ada", "demo_request", timestamp="2026-11-20T12:00:00Z")
+    ingest(api, "ada", "demo_request", timestamp="2026-11-20T13:00:00Z")
+    only = ingest(api, "bob", "demo_request", timestamp="2026-11-20T10:00:00Z")["event_id"]
+    theirs = Api(client, other_tenant)
+    their_event = ingest(theirs, "cy", "page_view")["event_id"]
+    settle(app, run_worker)
+    leads = {lead["lead_id"]: lead for lead in api.get("/leads").json}
+    assert leads["ada"]["score"] == 60 and leads["bob"]["level"]["name"] == "Warm"  # 30 - 40 -> 0 (floor), +30, +30
+    r = api.delete("/events/batch", json={"ids": [unsub, only, their_event, "nope", unsub]})
+    assert r.status_code == 200 and r.json == {"deleted": 2, "not_found": [their_event, "nope"], "leads_rescored": 2}
+    settle(app, run_worker)
+    leads = {lead["lead_id"]: lead for lead in api.get("/leads").json}
+    assert leads["ada"]["score"] == 90 and leads["ada"]["level"]["name"] == "Very Hot"  # the floor no longer bites
+    assert leads["bob"]["score"] == 0 and leads["bob"]["level"]["name"] == "Cold"
+    assert [e["status"] for e in api.get("/events/ada").json] == ["scored"] * 3
+    assert len(theirs.get("/events").json) == 1  # another OU's event is untouched
+    for body, field in [({}, "ids"), ({"ids": []}, "ids"), ({"ids": "1"}, "ids"), ({"ids": ["1"] * 501}, "ids")]:
+        r = api.delete("/events/batch", json=body)
+        assert r.status_code == 400 and field in r.json["error"]["details"], (body, r.json)

@@ -10,6 +10,7 @@ from marshmallow import fields, validate
 from sqlalchemy import and_, or_, select, text
 
 from models.base import utcnow
+from models.event_delete import delete_events
 from models.events import PENDING, SCORED, Event
 from models.leads import Lead
 from webapp.auth import current_unit
@@ -19,6 +20,7 @@ from webapp.errors import ApiError
 from webapp.resources.leads import RANGES, get_lead, range_start
 from webapp.schema_base import PageArgs, StrictSchema, UTCDateTime
 from webapp.state import db, state
+from worker.wakeup import try_kick
 
 blp = Blueprint("events", __name__, description="Reading events")
 STATUS = {PENDING: "pending", SCORED: "scored"}
@@ -136,3 +138,22 @@ def event_type_properties(event_type):
         sql = "SELECT DISTINCT j.key FROM events, json_each(events.metadata) AS j WHERE unit_id = :u AND event_type = :t"
     keys = db().execute(text(sql), {"u": current_unit(), "t": event_type}).scalars()
     return {"event_type": event_type, "properties": sorted(keys)}
+
+
+class DeleteEventsSchema(StrictSchema):
+    ids = fields.List(fields.String(validate=validate.Length(min=1, max=30)), required=True,
+                      validate=validate.Length(min=1, max=500, error="1 to 500 ids"))
+
+
+@blp.route("/events/batch", methods=["DELETE"])
+@blp.arguments(DeleteEventsSchema)
+def delete_batch(data):
+    """Deletes the OU's events by id; their leads are rescored from what remains (asynchronously, by the workers)."""
+    wanted = {i: int(i) for i in dict.fromkeys(data["ids"]) if i.isdigit() and len(i) <= 18}
+    session = db()
+    deleted, leads = delete_events(session, current_unit(), list(wanted.values()))
+    session.commit()
+    if leads:
+        try_kick(state())
+    gone = {str(i) for i in deleted}
+    return {"deleted": len(deleted), "not_found": [i for i in dict.fromkeys(data["ids"]) if i not in gone], "leads_rescored": len(leads)}

@@ -1,0 +1,39 @@
+"""Deleting events: the affected leads are rescored from the events that remain, by the ordinary scoring path."""
+from __future__ import annotations
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from models.events import PENDING, SCORED, Event, ScoreDelta
+from models.leads import Lead
+from models.reclassify import reclassify_unit
+from models.scoring import LeadScore
+from models.specs import load_contexts
+from models.sql import lock_unit, lock_unit_leads
+
+
+def delete_events(session: Session, unit_id: str, ids: list[int]) -> tuple[list[int], set[int]]:
+    """Delete these events of the OU; returns (ids deleted, lead pks to rescore).
+
+    The leads' remaining scored events go back to pending with their scores and deltas cleared, so the
+    next scoring batch replays each lead from zero in event order: one truth about how a score is made.
+    """
+    lock_unit(session, unit_id)  # exclusive: no scoring batch of this OU runs in between
+    found = session.execute(select(Event.id, Event.lead_pk).where(Event.unit_id == unit_id, Event.id.in_(ids))).all()
+    if not found:
+        return [], set()
+    lead_pks = {r.lead_pk for r in found}
+    lock_unit_leads(session, unit_id)
+    applicable = [rs.id for rs in load_contexts(session, {unit_id})[unit_id].rulesets if rs.active]
+    session.execute(delete(ScoreDelta).where(ScoreDelta.lead_pk.in_(lead_pks), ScoreDelta.ruleset_id.in_(applicable)))
+    session.execute(delete(Event).where(Event.id.in_([r.id for r in found])))
+    session.execute(delete(LeadScore).where(LeadScore.lead_pk.in_(lead_pks), LeadScore.ruleset_id.in_(applicable)))
+    session.execute(update(Event).where(Event.lead_pk.in_(lead_pks), Event.status == SCORED).values(status=PENDING, scored_at=None)
+                    .execution_options(synchronize_session=False))
+    with_events = set(session.execute(select(Event.lead_pk).where(Event.lead_pk.in_(lead_pks)).distinct()).scalars())
+    emptied = lead_pks - with_events
+    if emptied:  # nothing left to replay: back to zero, and to the level zero falls in
+        session.execute(update(Lead).where(Lead.pk.in_(emptied)).values(score=0, scored_through_at=None, scored_through_id=None)
+                        .execution_options(synchronize_session=False))
+        reclassify_unit(session, unit_id)
+    return [r.id for r in found], lead_pks
