@@ -37,6 +37,7 @@ class Settings:
     scoring_parallelism: int = 2
     sweep_interval_seconds: int = 30
     max_metadata_bytes: int = 100 * 1024
+    import_max_bytes: int = 10 * 1024 * 1024
     log_level: str = "INFO"
     extra: dict = field(default_factory=dict)
 
@@ -63,6 +64,7 @@ class Settings:
             score_batch_size=_int(env, "LEADPULSE_SCORE_BATCH", cls.score_batch_size),
             scoring_parallelism=_int(env, "LEADPULSE_SCORING_PARALLELISM", cls.scoring_parallelism),
             sweep_interval_seconds=_int(env, "LEADPULSE_SWEEP_SECONDS", cls.sweep_interval_seconds),
+            import_max_bytes=_int(env, "LEADPULSE_IMPORT_MAX_MB", 10) * 1024 * 1024,
             log_level=env.get("LOG_LEVEL") or cls.log_level,
         )
         values.update(overrides)

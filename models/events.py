@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, SmallInteger, String, text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, SmallInteger, String, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, JSONType, UTCDateTime, utcnow
@@ -48,6 +48,7 @@ class Event(Base):
     status: Mapped[int] = mapped_column(SmallInteger, default=PENDING)
     suppressed_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
     scored_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    quiet: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # imported with skip_triggers
 
 
 class ScoreDelta(Base):

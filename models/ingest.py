@@ -30,6 +30,7 @@ class IncomingEvent:
     lead_id: str | None = None
     aliases: list[tuple[str, str]] = field(default_factory=list)  # normalized (kind, value)
     idempotency_key: str | None = None
+    quiet: bool = False  # imported history (skip_triggers): scores, but a level change it causes alerts no one
 
 
 @dataclass
@@ -65,7 +66,7 @@ def ingest_many(session: Session, org_id: str, unit_id: str, events: list[Incomi
     rows = [
         dict(org_id=org_id, unit_id=unit_id, lead_pk=leads[n][0], event_type=events[i].event_type,
              occurred_at=events[i].occurred_at, received_at=now, metadata=events[i].metadata,
-             idempotency_key=events[i].idempotency_key, status=0)
+             idempotency_key=events[i].idempotency_key, status=0, quiet=events[i].quiet)
         for n, i in enumerate(fresh)
     ]
     keyed = [n for n, i in enumerate(fresh) if events[i].idempotency_key]

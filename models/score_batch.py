@@ -59,7 +59,7 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
         )
     }
     pending = session.execute(
-        select(Event.id, Event.lead_pk, Event.event_type, Event.occurred_at)
+        select(Event.id, Event.lead_pk, Event.event_type, Event.occurred_at, Event.quiet)
         .where(Event.lead_pk.in_(list(leads)), Event.status == PENDING)
         .order_by(Event.lead_pk, Event.occurred_at, Event.id)
         .limit(limit * 4)
@@ -67,8 +67,11 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
     if not pending:
         return BatchResult()
     by_lead: dict[int, list[EventSpec]] = defaultdict(list)
+    loud: set[int] = set()  # leads with an event that may alert (not imported with skip_triggers)
     for e in pending:
         by_lead[e.lead_pk].append(EventSpec(e.id, e.event_type, e.occurred_at))
+        if not e.quiet:
+            loud.add(e.lead_pk)
 
     replay = {pk for pk, evs in by_lead.items() if _arrives_late(leads[pk], evs[0])}
     if replay:
@@ -123,7 +126,7 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
             level_units.add(lead.unit_id)
             change_rows.append(
                 dict(unit_id=lead.unit_id, lead_pk=pk, from_level_id=lead.level_id, to_level_id=level_id,
-                     score=new_score, cause="score", changed_at=now)
+                     score=new_score, cause="score", changed_at=now, alert_checked=pk not in loud)
             )
         lead_rows.append(row)
 

@@ -2,7 +2,7 @@
 
 
 def all_blueprints():
-    from webapp.resources import admin, alert_settings, events, lead_profile, auth_routes, hubspot_routes, ingest, leads, levels, org_units, root, rulesets, secrets_routes, slack_routes, webhooks
+    from webapp.resources import admin, alert_settings, events, imports, lead_profile, auth_routes, hubspot_routes, ingest, leads, levels, org_units, root, rulesets, secrets_routes, slack_routes, webhooks
 
     return [
         root.blp,
@@ -11,6 +11,7 @@ def all_blueprints():
         secrets_routes.blp,
         ingest.blp,
         events.blp,
+        imports.blp,
         rulesets.blp,
         leads.blp,
         lead_profile.blp,
