@@ -59,3 +59,17 @@ def normalize_alias(kind: str, raw: str) -> str:
         keep = "".join(ch for ch in value if ch.isdigit() or ch == "+")
         return keep or value
     return value
+
+
+class LeadDeletion(Base):
+    """A requested lead deletion: the job removes the lead with its events and scores; the row stays as the receipt."""
+
+    __tablename__ = "lead_deletions"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    unit_id: Mapped[str] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"), index=True)
+    lead_id: Mapped[str] = mapped_column(String(200))
+    lead_pk: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(12), default="pending")  # pending, completed, failed
+    error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -47,3 +47,55 @@ def test_aliases_and_metadata(api, client, other_tenant):
     assert api.put("/lead/nobody", json={"metadata": {}}).status_code == 404
     assert Api(client, other_tenant).patch("/lead/ada/metadata", json={"metadata": {"x": 1}}).status_code == 404
     assert api.get("/lead/ada").json["lead"]["metadata"] == {"name": "Ada", "seats": 3, "title": "CTO"}  # failures changed nothing
+
+
+def test_delete_is_asynchronous_and_takes_everything_with_it(api, app, run_worker, client, other_tenant, settings, redis_conn):
+    from sqlalchemy import func, select
+
+    from models.events import Event, ScoreDelta
+    from models.leads import LeadAlias
+    from models.levels import LeadLevelChange
+    from tests.helpers import create_levels, published_ruleset, settle
+
+    create_levels(api)
+    published_ruleset(api, {"demo_request": 30})
+    api.post("/ingest", json={"lead_id": "ada", "aliases": [{"alias_kind": "email", "raw_value": "ada@x.io"}], "event_type": "demo_request"})
+    api.post("/ingest", json={"lead_id": "bob", "event_type": "demo_request"})
+    settle(app, run_worker)
+    assert api.get("/lead/ada/deletion-status").json == {"lead_id": "ada", "status": "active"}
+    assert Api(client, other_tenant).delete("/lead/ada").status_code == 404
+    r = api.delete("/lead/ada")
+    assert r.status_code == 200 and r.json["status"] == "pending"
+    assert api.delete("/lead/ada").json["requested_at"] == r.json["requested_at"]  # asking twice is one deletion
+    assert api.get("/lead/ada").status_code == 200  # still there until the job runs
+    run_worker()
+    status = api.get("/lead/ada/deletion-status").json
+    assert status["status"] == "completed" and status["completed_at"]
+    assert api.get("/lead/ada").status_code == 404 and api.delete("/lead/ada").status_code == 404
+    with app.extensions["leadpulse"].Session() as s:
+        count = lambda model: s.execute(select(func.count()).select_from(model)).scalar()  # noqa: E731
+        assert (count(Event), count(ScoreDelta), count(LeadAlias), count(LeadLevelChange)) == (1, 1, 0, 1)  # bob's remain
+    # the email is free again: an event by it makes a new lead
+    new = api.post("/ingest", json={"aliases": [{"alias_kind": "email", "raw_value": "ada@x.io"}], "event_type": "demo_request"}).json
+    assert new["lead_id"] != "ada"
+    assert api.get("/lead/nobody/deletion-status").status_code == 404
+    assert Api(client, other_tenant).get("/lead/ada/deletion-status").status_code == 404
+
+
+def test_a_deletion_whose_job_was_lost_is_enqueued_by_the_sweep(api, app, run_worker, settings, redis_conn):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from models.base import utcnow
+    from models.leads import LeadDeletion
+    from worker.sweep import sweep_once
+
+    api.post("/ingest", json={"lead_id": "ada", "event_type": "x"})
+    assert api.delete("/lead/ada").status_code == 200
+    redis_conn.flushdb()  # Redis lost the job
+    with app.extensions["leadpulse"].Session() as s, s.begin():
+        s.execute(update(LeadDeletion).values(requested_at=utcnow() - timedelta(minutes=5)))
+    sweep_once(app.extensions["leadpulse"].Session, redis_conn, settings.queue_name, settings.scoring_parallelism)
+    run_worker()
+    assert api.get("/lead/ada/deletion-status").json["status"] == "completed"

@@ -146,6 +146,26 @@ def deliver_slack_alerts(unit_id: str) -> int:
     return out.sent
 
 
+def delete_lead(deletion_id: int) -> bool:
+    """Remove a lead and everything hanging off it, in one transaction (retried by RQ on failure)."""
+    from models.lead_delete import run_deletion
+
+    Session = session_factory(Settings.from_env().database_url, writer=True)
+    with Session() as s, s.begin():
+        return run_deletion(s, deletion_id)
+
+
+def lead_deletion_failed(job, connection, exc_type, exc_value, tb):
+    """Out of retries: the receipt says failed with the reason, so GET /lead/{id}/deletion-status tells the truth."""
+    from models.lead_delete import mark_failed
+
+    if job.retries_left:
+        return
+    Session = session_factory(Settings.from_env().database_url, writer=True)
+    with Session() as s, s.begin():
+        mark_failed(s, job.args[0], f"{exc_type.__name__}: {exc_value}")
+
+
 def count_batch(pipe, result) -> None:
     """Scoring counters live in Redis so /metrics on any web process reports every worker's work."""
     pipe.hincrby(METRICS_KEY, "events_scored", result.events)

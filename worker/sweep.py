@@ -3,22 +3,26 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
 
-from models.score_batch import has_pending
-from models.integrations import hubspot_served_units, stale_option_units
+from sqlalchemy import select
+
 from models.alerts import units_with_alert_work
+from models.base import utcnow
+from models.integrations import hubspot_served_units, stale_option_units
+from models.leads import LeadDeletion
+from models.score_batch import has_pending
 from models.slack import SlackConnection
-from worker.wakeup import enqueue_hubspot_options, kick_alerts, kick_hubspot_sync, kick_scoring
+from worker.wakeup import enqueue_hubspot_options, enqueue_lead_deletion, kick_alerts, kick_hubspot_sync, kick_scoring
 
-OPTIONS_RETRY_SECONDS = 900  # the sweep re-enqueues a stale options sync at most this often
+OPTIONS_RETRY_SECONDS = 900
+DELETION_RETRY_SECONDS = 60  # the sweep re-enqueues a stale options sync at most this often
 
 log = logging.getLogger("leadpulse.sweep")
 
 
 def sweep_once(Session, redis, queue_name: str, slots: int, env_hubspot_token: bool = False, env_slack: bool = False) -> list[int]:
-    """Kick scoring slots with pending events, stale HubSpot options, HubSpot contact syncs and Slack alerts."""
-    from sqlalchemy import select
-
+    """Kick scoring slots with pending events, stale HubSpot options, HubSpot syncs, Slack alerts and lead deletions."""
     with Session() as s:
         waiting = [slot for slot in range(slots) if has_pending(s, slot, slots)]
         stale = stale_option_units(s)
@@ -26,6 +30,8 @@ def sweep_once(Session, redis, queue_name: str, slots: int, env_hubspot_token: b
         # With SLACK_BOT_TOKEN any OU may have a target; else only OUs with a Slack row (install or target) can deliver.
         slack_served = None if env_slack else set(s.execute(select(SlackConnection.unit_id)).scalars())
         alert_units = units_with_alert_work(s, slack_served)
+        deletions = s.execute(select(LeadDeletion.id).where(
+            LeadDeletion.status == "pending", LeadDeletion.requested_at < utcnow() - timedelta(seconds=DELETION_RETRY_SECONDS))).scalars().all()
     for unit_id in stale:
         if redis.set(f"leadpulse:hubspot:options:{unit_id}", 1, nx=True, ex=OPTIONS_RETRY_SECONDS):
             enqueue_hubspot_options(redis, queue_name, unit_id)
@@ -33,6 +39,9 @@ def sweep_once(Session, redis, queue_name: str, slots: int, env_hubspot_token: b
         kick_hubspot_sync(redis, queue_name, unit_id)
     for unit_id in alert_units:
         kick_alerts(redis, queue_name, unit_id)
+    for deletion_id in deletions:  # a deletion whose job Redis lost (or still queued: the job is idempotent)
+        if redis.set(f"leadpulse:lead-deletion:{deletion_id}", 1, nx=True, ex=DELETION_RETRY_SECONDS * 10):
+            enqueue_lead_deletion(redis, queue_name, deletion_id)
     return kick_scoring(redis, queue_name, slots, only=waiting) if waiting else []
 
 

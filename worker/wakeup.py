@@ -109,6 +109,16 @@ def _enqueue_maybe_later(redis, queue_name: str, func: str, unit_id: str, delay:
         queue.enqueue(func, unit_id, **options)
 
 
+def enqueue_lead_deletion(redis, queue_name: str, deletion_id: int) -> None:
+    from rq import Retry
+
+    Queue(queue_name, connection=redis).enqueue(
+        "worker.jobs.delete_lead", deletion_id, job_timeout=1800, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
+        retry=Retry(max=3, interval=[10, 60, 300]), on_failure=Callback("worker.jobs.lead_deletion_failed"),
+        description=f"delete lead (deletion {deletion_id})",
+    )
+
+
 LATENCY_KEY = "leadpulse:metrics:event_to_slack"
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
 

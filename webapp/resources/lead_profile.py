@@ -1,14 +1,16 @@
-"""A lead's profile: search by id or alias, its aliases, and its metadata (replace with PUT, merge with PATCH)."""
+"""A lead's profile: search by id or alias, its aliases, its metadata (PUT replaces, PATCH merges), and deletion."""
 from __future__ import annotations
 
 import json
+import logging
 
 from flask import jsonify
 from marshmallow import fields, validate
 from sqlalchemy import or_, select
 
 from models.base import utcnow
-from models.leads import Lead, LeadAlias
+from models.lead_delete import request_deletion
+from models.leads import Lead, LeadAlias, LeadDeletion
 from models.levels import EngagementLevel
 from webapp.auth import current_unit
 from webapp.blueprint import Blueprint
@@ -16,7 +18,9 @@ from webapp.errors import ApiError
 from webapp.resources.leads import LeadSchema, get_lead
 from webapp.schema_base import StrictSchema, UTCDateTime
 from webapp.state import db, state
+from worker.wakeup import enqueue_lead_deletion
 
+log = logging.getLogger("leadpulse.leads")
 blp = Blueprint("lead_profile", __name__, description="Lead search, aliases and metadata")
 SEARCH_LIMIT = 10
 
@@ -98,3 +102,35 @@ def _locked(lead_id: str) -> Lead:
     lead = get_lead(lead_id)
     db().refresh(lead, with_for_update=True)
     return lead
+
+
+@blp.route("/lead/<lead_id>", methods=["DELETE"])
+@blp.route("/leads/<lead_id>", methods=["DELETE"], endpoint="lead_delete_alias")
+def delete_lead(lead_id):
+    """Asynchronous: the lead, its events and scores go in a job; GET /lead/{id}/deletion-status follows it."""
+    lead = get_lead(lead_id)
+    session = db()
+    deletion = request_deletion(session, lead)
+    session.commit()
+    try:
+        enqueue_lead_deletion(state().redis, state().settings.queue_name, deletion.id)
+    except Exception as exc:  # Redis down: the sweep enqueues pending deletions
+        log.warning("could not enqueue the lead deletion (%s); the sweep will", exc.__class__.__name__)
+    return jsonify(_deletion_view(deletion))
+
+
+@blp.route("/lead/<lead_id>/deletion-status", methods=["GET"])
+@blp.route("/leads/<lead_id>/deletion-status", methods=["GET"], endpoint="lead_deletion_status_alias")
+def deletion_status(lead_id):
+    deletion = db().execute(select(LeadDeletion).where(LeadDeletion.unit_id == current_unit(), LeadDeletion.lead_id == lead_id)
+                            .order_by(LeadDeletion.id.desc()).limit(1)).scalar()
+    if deletion is None:
+        get_lead(lead_id)  # 404 unless the lead exists
+        return jsonify({"lead_id": lead_id, "status": "active"})
+    return jsonify(_deletion_view(deletion))
+
+
+def _deletion_view(d: LeadDeletion) -> dict:
+    ts = UTCDateTime()
+    return {"lead_id": d.lead_id, "status": d.status, "requested_at": ts._serialize(d.requested_at, None, None),
+            "completed_at": ts._serialize(d.completed_at, None, None), **({"error": d.error} if d.error else {})}
