@@ -35,7 +35,7 @@ def reclassify_unit(session: Session, unit_id: str, cause: str = "reconfiguratio
         # even while ingest creates leads (they start unclassified and are classified when scored).
         return len(session.execute(RECLASSIFY_PG, {"u": unit_id, "cause": cause, "now": now, "x": exclude_level_id or ""}).all())
     new_level = _level_for_score(exclude_level_id)  # SQLite: writers are serialized, two statements suffice
-    moved = Lead.unit_id == unit_id, Lead.level_id.is_distinct_from(new_level)
+    moved = Lead.unit_id == unit_id, Lead.merged_into.is_(None), Lead.level_id.is_distinct_from(new_level)
     session.execute(
         insert(LeadLevelChange).from_select(
             ["unit_id", "lead_pk", "from_level_id", "to_level_id", "score", "cause", "changed_at"],
@@ -55,7 +55,7 @@ WITH target AS (
              WHERE lv.unit_id = l.unit_id AND lv.min_score <= l.score
                AND (lv.max_score IS NULL OR l.score <= lv.max_score) AND lv.id <> :x
              ORDER BY lv.min_score LIMIT 1) AS new_level
-      FROM leads l WHERE l.unit_id = :u ORDER BY l.pk FOR NO KEY UPDATE
+      FROM leads l WHERE l.unit_id = :u AND l.merged_into IS NULL ORDER BY l.pk FOR NO KEY UPDATE
 ), moved AS (
     UPDATE leads SET level_id = t.new_level, level_changed_at = :now
       FROM target t

@@ -99,3 +99,42 @@ def test_a_deletion_whose_job_was_lost_is_enqueued_by_the_sweep(api, app, run_wo
     sweep_once(app.extensions["leadpulse"].Session, redis_conn, settings.queue_name, settings.scoring_parallelism)
     run_worker()
     assert api.get("/lead/ada/deletion-status").json["status"] == "completed"
+
+
+def test_merge_moves_events_and_aliases_and_rescores_the_target(api, app, run_worker, client, other_tenant):
+    from tests.helpers import create_levels, leads_by_id, published_ruleset, settle
+
+    create_levels(api)
+    published_ruleset(api, {"demo_request": 30, "page_view": 5, "unsubscribe": -40})
+    api.post("/ingest", json={"lead_id": "ada", "event_type": "demo_request", "timestamp": "2026-11-20T10:00:00Z"})
+    api.post("/ingest", json={"lead_id": "anon-1", "aliases": [{"alias_kind": "cookie", "raw_value": "c-1"}],
+                              "event_type": "unsubscribe", "timestamp": "2026-11-20T09:00:00Z"})
+    api.post("/ingest", json={"lead_id": "anon-2", "event_type": "demo_request", "timestamp": "2026-11-20T11:00:00Z"})
+    settle(app, run_worker)
+    assert leads_by_id(api)["anon-2"]["level"]["name"] == "Warm"
+    theirs = Api(client, other_tenant)
+    theirs.post("/ingest", json={"lead_id": "zed", "event_type": "page_view"})
+    for body, status, field in [
+        ({"targetLeadId": "ada", "sourceLeadIds": ["zed"]}, 404, "sourceLeadIds"),  # another OU's lead: refused as unknown
+        ({"targetLeadId": "nobody", "sourceLeadIds": ["anon-1"]}, 404, "targetLeadId"),
+        ({"targetLeadId": "ada", "sourceLeadIds": ["ada"]}, 400, "sourceLeadIds"),
+        ({"targetLeadId": "ada", "sourceLeadIds": []}, 400, "sourceLeadIds"),
+        ({"targetLeadId": "ada", "sourceLeadIds": ["anon-1"], "truncate": {"policy": "older_than"}}, 400, "truncate"),
+    ]:
+        r = api.post("/leads/merge", json=body)
+        assert r.status_code == status and field in r.json["error"]["details"], (body, r.json)
+    r = api.post("/leads/merge", json={"targetLeadId": "ada", "sourceLeadIds": ["anon-1", "anon-2", "anon-1"]})
+    assert r.status_code == 200, r.json
+    assert r.json["mergedSources"] == ["anon-1", "anon-2"] and r.json["movedEvents"] == 2 and r.json["movedAliases"] == 1
+    settle(app, run_worker)
+    leads = leads_by_id(api)
+    # replayed in event time: unsubscribe (-40, floor 0) at 09:00, then 30 + 30
+    assert leads["ada"]["score"] == 60 and leads["ada"]["level"]["name"] == "Hot"
+    assert set(leads) == {"ada"}  # merged sources leave the list
+    source = api.get("/lead/anon-2").json["lead"]
+    assert source["merged_into"] == "ada" and source["score"] == 0
+    assert [e["event_type"] for e in api.get("/events/ada").json] == ["demo_request", "demo_request", "unsubscribe"]
+    assert api.post("/ingest", json={"aliases": [{"alias_kind": "cookie", "raw_value": "c-1"}], "event_type": "page_view"}).json["lead_id"] == "ada"
+    again = api.post("/leads/merge", json={"targetLeadId": "ada", "sourceLeadIds": ["anon-1"]})
+    assert again.status_code == 409 and "sourceLeadIds" in again.json["error"]["details"]
+    assert theirs.get("/events").json[0]["lead_id"] == "zed"

@@ -10,7 +10,7 @@ from marshmallow import fields, validate
 from sqlalchemy import and_, or_, select, text
 
 from models.base import utcnow
-from models.event_delete import delete_events
+from models.replay import delete_events
 from models.events import PENDING, SCORED, Event
 from models.leads import Lead
 from webapp.auth import current_unit

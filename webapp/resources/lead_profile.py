@@ -10,6 +10,7 @@ from sqlalchemy import or_, select
 
 from models.base import utcnow
 from models.lead_delete import request_deletion
+from models.merge import MergeError, merge_leads
 from models.leads import Lead, LeadAlias, LeadDeletion
 from models.levels import EngagementLevel
 from webapp.auth import current_unit
@@ -18,7 +19,7 @@ from webapp.errors import ApiError
 from webapp.resources.leads import LeadSchema, get_lead
 from webapp.schema_base import StrictSchema, UTCDateTime
 from webapp.state import db, state
-from worker.wakeup import enqueue_lead_deletion
+from worker.wakeup import enqueue_lead_deletion, try_kick
 
 log = logging.getLogger("leadpulse.leads")
 blp = Blueprint("lead_profile", __name__, description="Lead search, aliases and metadata")
@@ -134,3 +135,30 @@ def _deletion_view(d: LeadDeletion) -> dict:
     ts = UTCDateTime()
     return {"lead_id": d.lead_id, "status": d.status, "requested_at": ts._serialize(d.requested_at, None, None),
             "completed_at": ts._serialize(d.completed_at, None, None), **({"error": d.error} if d.error else {})}
+
+
+class MergeSchema(StrictSchema):
+    targetLeadId = fields.String(required=True, validate=validate.Length(min=1, max=200))  # noqa: N815 (the reference's name)
+    sourceLeadIds = fields.List(fields.String(validate=validate.Length(min=1, max=200)), required=True,  # noqa: N815
+                                validate=validate.Length(min=1, max=100))
+    truncate = fields.Dict(load_default=dict, metadata={"description": "truncation policy; only {\"policy\": \"none\"} (the default)"})
+
+
+@blp.route("/leads/merge", methods=["POST"])
+@blp.arguments(MergeSchema)
+def merge(data):
+    """Events and aliases move to the target, the sources are marked merged, the target is rescored (by the workers)."""
+    policy = (data["truncate"] or {}).get("policy", "none")
+    if policy != "none" or set(data["truncate"]) - {"policy"}:
+        raise ApiError(400, "validation_error", "only the truncation policy 'none' is supported", {"truncate": ["policy must be none"]})
+    session = db()
+    try:
+        out = merge_leads(session, current_unit(), data["targetLeadId"], data["sourceLeadIds"])
+    except MergeError as exc:
+        session.rollback()
+        raise ApiError(exc.status, "not_found" if exc.status == 404 else "conflict" if exc.status == 409 else "validation_error",
+                       str(exc), {exc.field: [str(exc)]})
+    session.commit()
+    try_kick(state())
+    return jsonify({"target": LeadSchema().dump(out.target), "mergedSources": out.merged, "movedEvents": out.moved_events,
+                    "movedAliases": out.moved_aliases, "truncatedEvents": 0, "rescore": {"status": "queued", "leads": 1}})

@@ -1,4 +1,4 @@
-"""Deleting events: the affected leads are rescored from the events that remain, by the ordinary scoring path."""
+"""Rescoring leads from their stored events by the ordinary scoring path (after events are deleted or merged)."""
 from __future__ import annotations
 
 from sqlalchemy import delete, select, update
@@ -13,27 +13,31 @@ from models.sql import lock_unit, lock_unit_leads
 
 
 def delete_events(session: Session, unit_id: str, ids: list[int]) -> tuple[list[int], set[int]]:
-    """Delete these events of the OU; returns (ids deleted, lead pks to rescore).
-
-    The leads' remaining scored events go back to pending with their scores and deltas cleared, so the
-    next scoring batch replays each lead from zero in event order: one truth about how a score is made.
-    """
+    """Delete these events of the OU; returns (ids deleted, lead pks to rescore)."""
     lock_unit(session, unit_id)  # exclusive: no scoring batch of this OU runs in between
     found = session.execute(select(Event.id, Event.lead_pk).where(Event.unit_id == unit_id, Event.id.in_(ids))).all()
     if not found:
         return [], set()
     lead_pks = {r.lead_pk for r in found}
     lock_unit_leads(session, unit_id)
+    session.execute(delete(Event).where(Event.id.in_([r.id for r in found])))  # their deltas go by cascade
+    replay_leads(session, unit_id, lead_pks)
+    return [r.id for r in found], lead_pks
+
+
+def replay_leads(session: Session, unit_id: str, lead_pks: set[int]) -> None:
+    """Clear these leads' scores and put their scored events back to pending: the next batch replays each from zero.
+
+    The caller holds the OU lock. A lead left without events goes back to zero and to the level zero falls in.
+    """
     applicable = [rs.id for rs in load_contexts(session, {unit_id})[unit_id].rulesets if rs.active]
     session.execute(delete(ScoreDelta).where(ScoreDelta.lead_pk.in_(lead_pks), ScoreDelta.ruleset_id.in_(applicable)))
-    session.execute(delete(Event).where(Event.id.in_([r.id for r in found])))
     session.execute(delete(LeadScore).where(LeadScore.lead_pk.in_(lead_pks), LeadScore.ruleset_id.in_(applicable)))
     session.execute(update(Event).where(Event.lead_pk.in_(lead_pks), Event.status == SCORED).values(status=PENDING, scored_at=None)
                     .execution_options(synchronize_session=False))
     with_events = set(session.execute(select(Event.lead_pk).where(Event.lead_pk.in_(lead_pks)).distinct()).scalars())
     emptied = lead_pks - with_events
-    if emptied:  # nothing left to replay: back to zero, and to the level zero falls in
+    if emptied:
         session.execute(update(Lead).where(Lead.pk.in_(emptied)).values(score=0, scored_through_at=None, scored_through_id=None)
                         .execution_options(synchronize_session=False))
         reclassify_unit(session, unit_id)
-    return [r.id for r in found], lead_pks
