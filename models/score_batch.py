@@ -26,6 +26,7 @@ class BatchResult:
     replays: int = 0
     changed_units: set = field(default_factory=set)  # OUs with a lead whose score or level changed
     level_units: set = field(default_factory=set)  # OUs with a lead whose level changed (alerts look there)
+    updates: list = field(default_factory=list)  # (unit_id, lead_id, score, level_id, old level_id) per changed lead
 
 
 def _partition(slot: int, slots: int):
@@ -50,7 +51,7 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
         r.pk: r
         for r in session.execute(
             select(
-                Lead.pk, Lead.unit_id, Lead.score, Lead.level_id, Lead.last_event_at,
+                Lead.pk, Lead.unit_id, Lead.lead_id, Lead.score, Lead.level_id, Lead.last_event_at,
                 Lead.scored_through_at, Lead.scored_through_id,
             )
             .where(Lead.pk.in_(lead_pks))
@@ -95,6 +96,7 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
     score_rows, delta_rows, lead_rows, change_rows = [], [], [], []
     changed_units: set[str] = set()
     level_units: set[str] = set()
+    updates: list[tuple] = []
     for pk, evs in by_lead.items():
         lead = leads[pk]
         ctx = contexts[lead.unit_id]
@@ -121,6 +123,7 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
             row.update(last_event_at=newest.occurred_at, last_event_type=newest.event_type)
         if new_score != lead.score or level_id != lead.level_id:
             changed_units.add(lead.unit_id)
+            updates.append((lead.unit_id, lead.lead_id, new_score, level_id, lead.level_id))
         if level_id != lead.level_id:
             row["level_changed_at"] = now
             level_units.add(lead.unit_id)
@@ -147,7 +150,7 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
     _update_leads(session, lead_rows)
     if change_rows:
         session.execute(insert_for(session, LeadLevelChange), change_rows)
-    return BatchResult(len(event_ids), len(lead_rows), len(change_rows), len(replay), changed_units, level_units)
+    return BatchResult(len(event_ids), len(lead_rows), len(change_rows), len(replay), changed_units, level_units, updates)
 
 
 def _update_leads(session: Session, rows: list[dict]) -> None:

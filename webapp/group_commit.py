@@ -35,9 +35,11 @@ class _Item:
 
 
 class GroupCommitter:
-    def __init__(self, Session, after_commit=None, max_batch: int = MAX_BATCH):
+    def __init__(self, Session, after_commit=None, max_batch: int = MAX_BATCH, announce=None):
         self.Session = Session
         self.after_commit = after_commit or (lambda: None)
+        self.announce = announce  # called off the commit path with [(unit_id, [(event_id, lead_id, event_type)])]
+        self._news: queue.SimpleQueue = queue.SimpleQueue()
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -69,6 +71,7 @@ class GroupCommitter:
                 # GIL switch interval every wake-up queues behind the request threads (a convoy).
                 sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
                 self._queue = queue.SimpleQueue()
+                self._news = queue.SimpleQueue()
                 self._wake = threading.Event()
                 threading.Thread(target=self._run, name="leadpulse-group-commit", daemon=True).start()
                 threading.Thread(target=self._waker, name="leadpulse-wake-scoring", daemon=True).start()
@@ -83,6 +86,17 @@ class GroupCommitter:
                 self.after_commit()
             except Exception as exc:
                 log.warning("waking scoring failed: %s", exc)
+            news = []
+            while True:
+                try:
+                    news.append(self._news.get_nowait())
+                except queue.Empty:
+                    break
+            if news and self.announce is not None:
+                try:
+                    self.announce(news)
+                except Exception as exc:
+                    log.warning("announcing new events failed: %s", exc)
 
     def _run(self) -> None:
         busy = False
@@ -122,6 +136,11 @@ class GroupCommitter:
         for item, result in zip(items, results):
             item.future.set_result(result)
         if any(not r.duplicate for result in results for r in result):
+            if self.announce is not None:
+                for item, result in zip(items, results):
+                    fresh = [(r.event_id, r.lead_id, ev.event_type) for ev, r in zip(item.events, result) if not r.duplicate]
+                    if fresh:
+                        self._news.put((item.unit_id, fresh))
             self._wake.set()
 
     def _write(self, items: list[_Item]) -> list[list[IngestResult]]:

@@ -28,9 +28,11 @@ class AppState:
     def committer(self):
         """This process's group committer for ingest; after each commit it wakes scoring once."""
         from webapp.group_commit import GroupCommitter
+        from worker.stream import announce_events
         from worker.wakeup import try_kick
 
-        return GroupCommitter(session_factory(self.settings.database_url, writer=True), after_commit=lambda: try_kick(self))
+        return GroupCommitter(session_factory(self.settings.database_url, writer=True), after_commit=lambda: try_kick(self),
+                              announce=lambda news: announce_events(self.redis, news))
 
     @property
     def secret_key(self) -> str:

@@ -11,6 +11,7 @@ from sqlalchemy.exc import OperationalError
 from config import Settings
 from models.db import session_factory
 from models.score_batch import has_pending, score_pending
+from worker.stream import announce_scores
 from worker.wakeup import (FLAG_TTL, METRICS_KEY, alerts_kick_key, enqueue_alerts, enqueue_hubspot_sync, flag_key, hubspot_kick_key,
                            kick_alerts, kick_hubspot_sync, kick_scoring, record_latencies)
 
@@ -53,6 +54,8 @@ def score_slot(slot: int, slots: int) -> int:
             kick_hubspot_sync(redis, settings.queue_name, unit_id)
         for unit_id in result.level_units:
             kick_alerts(redis, settings.queue_name, unit_id)
+        if result.updates:
+            announce_scores(redis, result.updates)
         if result.events == 0:
             # Release, then look again: an event committed before the release is seen here,
             # one committed after it finds the flag free and enqueues a new job.

@@ -2,7 +2,7 @@
 
 
 def all_blueprints():
-    from webapp.resources import admin, alert_settings, events, imports, lead_profile, auth_routes, hubspot_routes, ingest, leads, levels, org_units, root, rulesets, secrets_routes, slack_routes, webhooks
+    from webapp.resources import admin, alert_settings, events, imports, lead_profile, auth_routes, hubspot_routes, ingest, leads, levels, org_units, root, rulesets, secrets_routes, slack_routes, stream, webhooks
 
     return [
         root.blp,
@@ -21,4 +21,5 @@ def all_blueprints():
         slack_routes.blp,
         admin.blp,
         webhooks.blp,
+        stream.blp,
     ]

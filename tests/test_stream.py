@@ -1,0 +1,41 @@
+"""GET /stream: one OU's new_event, score_update and level_change as Server-Sent Events, through Redis pub/sub."""
+import json
+
+from tests.conftest import Api
+from tests.helpers import create_levels, published_ruleset, settle
+from worker.stream import channel
+
+
+def read(it) -> tuple[str, dict]:
+    """The next SSE message (keepalive comments skipped)."""
+    while True:
+        chunk = next(it)
+        text = chunk.decode() if isinstance(chunk, bytes) else chunk
+        if text.startswith(":"):
+            continue
+        lines = dict(line.split(": ", 1) for line in text.strip().split("\n"))
+        return lines["event"], json.loads(lines["data"])
+
+
+def test_stream_carries_only_this_ous_news(app, client, api, tenant, other_tenant, run_worker, redis_conn):
+    create_levels(api)
+    published_ruleset(api, {"demo_request": 60})
+    resp = client.get("/stream", headers=tenant.auth, buffered=False)
+    assert resp.status_code == 200 and resp.mimetype == "text/event-stream"
+    it = iter(resp.response)
+    assert read(it) == ("ready", {"ou_id": tenant.unit_id})  # subscribed: nothing published from now on is missed
+    Api(client, other_tenant).post("/ingest", json={"lead_id": "theirs", "event_type": "demo_request"})
+    event_id = api.post("/ingest", json={"lead_id": "ada", "event_type": "demo_request"}).json["event_id"]
+    assert read(it) == ("new_event", {"event_id": event_id, "lead_id": "ada", "event_type": "demo_request"})
+    settle(app, run_worker)
+    kind, update = read(it)
+    assert kind == "score_update" and update["lead_id"] == "ada" and update["score"] == 60
+    kind, change = read(it)
+    assert kind == "level_change" and change["lead_id"] == "ada" and change["from_level_id"] is None and change["to_level_id"]
+    resp.close()  # the client goes away: its subscription goes with it
+    assert redis_conn.pubsub_numsub(channel(tenant.unit_id)) == [(channel(tenant.unit_id).encode(), 0)]
+
+
+def test_stream_refuses_another_ou_and_anonymous_callers(client, tenant, other_tenant):
+    assert client.get("/stream", query_string={"ouId": other_tenant.unit_id}, headers=tenant.auth).status_code == 404
+    assert client.get("/stream").status_code == 401
