@@ -97,6 +97,13 @@ class HubSpotAdapter:
             inputs=[hc.SimplePublicObjectId(id=e) for e in emails]), _request_timeout=TIMEOUT))
         return {(r.properties.get("email") or "").lower(): r.id for r in resp.results or []}
 
+    def emails_by_id(self, ids: list[str]) -> dict[str, str]:
+        """Email per HubSpot contact id (contacts without one, or unknown, are absent)."""
+        resp = self._call(lambda: self.client.crm.contacts.batch_api.read(hc.BatchReadInputSimplePublicObjectId(
+            properties=["email"], properties_with_history=[], inputs=[hc.SimplePublicObjectId(id=i) for i in ids]),
+            _request_timeout=TIMEOUT))
+        return {r.id: (r.properties.get("email") or "").lower() for r in resp.results or [] if r.properties.get("email")}
+
     def create_contacts(self, rows: list[dict]) -> dict[str, str]:
         """Create contacts (properties include email); returns id per email."""
         resp = self._call(lambda: self.client.crm.contacts.batch_api.create(hc.BatchInputSimplePublicObjectBatchInputForCreate(

@@ -22,3 +22,12 @@ class WebhookSource(Base):
     write_key_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class HubSpotWebhookEvent(Base):
+    """eventIds of HubSpot webhook events already applied: HubSpot retries deliveries, each event counts once."""
+
+    __tablename__ = "hubspot_webhook_events"
+    unit_id: Mapped[str] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -51,7 +51,7 @@ def redis_conn():
 
 
 TABLES = (
-    "lead_deletions, webhook_sources, seed_records, slack_alerts, slack_install_requests, slack_connections, slack_oauth_states, slack_bots, slack_installations, "
+    "hubspot_webhook_events, lead_deletions, webhook_sources, seed_records, slack_alerts, slack_install_requests, slack_connections, slack_oauth_states, slack_bots, slack_installations, "
     "alert_settings, slack_apps, hubspot_contacts, hubspot_connections, lead_level_changes, score_deltas, lead_scores, events, lead_aliases, leads, rules, rulesets, "
     "level_history, engagement_levels, api_credentials, memberships, members, org_units, organizations"
 )

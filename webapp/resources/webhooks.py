@@ -6,6 +6,7 @@ import binascii
 import hashlib
 import json
 import secrets
+import time
 
 from flask import jsonify, request
 from marshmallow import ValidationError, fields, validate
@@ -13,11 +14,16 @@ from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from integrations.secretbox import decrypt, encrypt
+from integrations import hubspot_webhooks as hs_hooks
 from integrations import segment as segment_map
+from integrations.hubspot import HubSpotAdapter, HubSpotError
+from integrations.hubspot_sync import token_for
 from models.base import utcnow
 from models.ingest import resolve_lead
-from models.leads import Lead
-from models.webhooks import WebhookSource
+from models.integrations import HubSpotConnection, HubSpotContact
+from models.leads import Lead, normalize_alias
+from models.sql import insert_for
+from models.webhooks import HubSpotWebhookEvent, WebhookSource
 from webapp import metrics
 from webapp.auth import plausible_id, public, require_member
 from webapp.blueprint import Blueprint, strict_json_loads
@@ -34,8 +40,11 @@ EVENT_SCHEMA = EventInSchema()
 
 class WebhookSourceSchema(StrictSchema):
     id = fields.String(dump_only=True)
-    kind = fields.String(load_default="standard", validate=validate.OneOf(["standard", "segment"]),
-                         metadata={"description": "standard: Standard Webhooks signatures; segment: Segment's HTTP API"})
+    kind = fields.String(load_default="standard", validate=validate.OneOf(["standard", "segment", "hubspot"]),
+                         metadata={"description": "standard: Standard Webhooks signatures; segment: Segment's HTTP API; "
+                                                  "hubspot: HubSpot app webhooks (v3 signatures)"})
+    client_secret = fields.String(load_only=True, validate=validate.Length(min=8, max=200),
+                                  metadata={"description": "hubspot sources: the HubSpot app's client secret (write-only)"})
     name = fields.String(required=True, validate=validate.Length(min=1, max=100))
     description = fields.String(allow_none=True, validate=validate.Length(max=500))
     created_at = UTCDateTime(dump_only=True)
@@ -44,14 +53,14 @@ class WebhookSourceSchema(StrictSchema):
     url = fields.Method("delivery_url", dump_only=True)
 
     def delivery_url(self, obj) -> str:
-        return "/webhooks/segment" if obj.kind == "segment" else f"/webhooks/events/{obj.id}"
+        return {"segment": "/webhooks/segment", "hubspot": f"/webhooks/hubspot?source={obj.id}"}.get(obj.kind, f"/webhooks/events/{obj.id}")
 
 
 class WebhookSourceUpdateSchema(WebhookSourceSchema):
     """PUT renames or redescribes; kind and secret never change (create a new source to rotate a secret)."""
 
     class Meta:
-        exclude = ("kind",)
+        exclude = ("kind", "client_secret")
 
 
 class SourceCrud(Crud):
@@ -59,6 +68,12 @@ class SourceCrud(Crud):
     label = "webhook source"
 
     def create(self, data):
+        client_secret = data.pop("client_secret", None)
+        if (data["kind"] == "hubspot") != (client_secret is not None):
+            raise ApiError(400, "validation_error", "client_secret is required for hubspot sources, and only for them",
+                           {"client_secret": ["required for kind hubspot only"]})
+        if data["kind"] == "hubspot":  # HubSpot signs with the app's secret: kept encrypted, never returned
+            return super().create({**data, "secret_encrypted": encrypt(state().secret_key, SECRET_PURPOSE, client_secret)})
         if data["kind"] == "segment":  # compared, never used to sign: a hash is enough (and looked up by it)
             write_key = "wk_" + secrets.token_urlsafe(24)
             source = super().create({**data, "write_key_hash": hash_write_key(write_key)})
@@ -209,3 +224,96 @@ def identify(source: WebhookSource, msg: dict) -> str:
                 meta[key] = value
         lead.metadata_, lead.updated_at = meta, utcnow()
     return lead_id
+
+
+@blp.route("/webhooks/hubspot", methods=["POST"])
+@public
+def hubspot():
+    """HubSpot app webhooks (signature v3, 5-minute window): contact.creation links or creates the lead by email and
+    stores the contact id; contact.propertyChange updates lead metadata, never for LeadPulse's own properties."""
+    source_id = request.args.get("source", "")
+    source = db().execute(select(WebhookSource).where(WebhookSource.id == source_id, WebhookSource.kind == "hubspot")).scalar() \
+        if plausible_id(source_id, 36) else None
+    if source is None:
+        raise _reject(404, "unknown_source", "no HubSpot webhook source has this id (?source=...)", source="hubspot")
+    secret = decrypt(state().secret_key, SECRET_PURPOSE, source.secret_encrypted)
+    body = request.get_data(cache=True)
+    try:
+        if secret is None:
+            raise hs_hooks.SignatureError("bad_signature", "this source's secret can no longer be read; create it again")
+        hs_hooks.verify_v3(secret, request.method, request.url, body, request.headers.get("X-HubSpot-Request-Timestamp", ""),
+                           request.headers.get("X-HubSpot-Signature-v3", ""), int(time.time() * 1000))
+    except hs_hooks.SignatureError as exc:
+        status = 400 if exc.reason == "missing_signature_headers" else 401
+        raise _reject(status, exc.reason, str(exc), source="hubspot")
+    try:
+        events = strict_json_loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _reject(400, "malformed_json", f"body is not valid JSON: {exc}", source="hubspot")
+    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events) or len(events) > 1000:
+        raise _reject(400, "validation_error", "expected a JSON array of HubSpot events", source="hubspot")
+    close_db()
+    try:
+        counts = apply_hubspot_events(source, events)
+    except HubSpotError as exc:  # could not read the new contacts' emails: a 5xx makes HubSpot deliver again
+        raise ApiError(503, "hubspot_unavailable", f"HubSpot failed ({exc.status}): {exc.message}", headers={"Retry-After": "10"})
+    return jsonify(counts)
+
+
+def apply_hubspot_events(source: WebhookSource, events: list[dict]) -> dict:
+    """Each eventId once (HubSpot retries deliveries); unknown subscription types are ignored, not refused."""
+    counts = {"applied": 0, "duplicate": 0, "ignored": 0}
+    created = [e for e in events if e.get("subscriptionType") == "contact.creation" and e.get("objectId") is not None]
+    emails: dict[str, str] = {}
+    if created:
+        conn_token = token_for(db().get(HubSpotConnection, source.unit_id), state().settings, state().secret_key)
+        close_db()
+        if conn_token is not None:
+            emails = HubSpotAdapter(conn_token, state().settings.hubspot_api_base).emails_by_id(
+                list(dict.fromkeys(str(e["objectId"]) for e in created)))
+    with state().WriterSession() as s, s.begin():
+        for event in events:
+            key = str(event.get("eventId", ""))[:40]
+            if not key:
+                counts["ignored"] += 1
+                continue
+            fresh = s.execute(insert_for(s, HubSpotWebhookEvent).values(unit_id=source.unit_id, event_id=key, received_at=utcnow())
+                              .on_conflict_do_nothing(index_elements=["unit_id", "event_id"]).returning(HubSpotWebhookEvent.event_id)).first()
+            if fresh is None:
+                counts["duplicate"] += 1
+                continue
+            applied = _apply_one(s, source, event, emails)
+            counts["applied" if applied else "ignored"] += 1
+    return counts
+
+
+def _apply_one(s, source: WebhookSource, event: dict, emails: dict[str, str]) -> bool:
+    kind, contact_id = event.get("subscriptionType"), str(event.get("objectId") or "")
+    if not contact_id:
+        return False
+    if kind == "contact.creation":
+        email = emails.get(contact_id)
+        if not email:
+            return False  # a contact without an email (or one HubSpot no longer has): nothing to link it to
+        pk, _ = resolve_lead(s, source.org_id, source.unit_id, None, [("email", normalize_alias("email", email))])
+        _link_contact(s, source.unit_id, pk, contact_id)
+        return True
+    if kind == "contact.propertyChange":
+        name = event.get("propertyName")
+        if not isinstance(name, str) or name in hs_hooks.OWN_PROPERTIES:
+            return False  # our own write coming back: applying it would loop
+        lead = s.execute(select(Lead).join(HubSpotContact, HubSpotContact.lead_pk == Lead.pk)
+                         .where(HubSpotContact.unit_id == source.unit_id, HubSpotContact.hubspot_id == contact_id)
+                         .with_for_update(of=Lead)).scalar()
+        if lead is None:
+            return False
+        meta = dict(lead.metadata_ or {})
+        meta[hs_hooks.metadata_key(name)] = event.get("propertyValue")
+        lead.metadata_, lead.updated_at = meta, utcnow()
+        return True
+    return False
+
+
+def _link_contact(s, unit_id: str, lead_pk: int, contact_id: str) -> None:
+    stmt = insert_for(s, HubSpotContact).values(lead_pk=lead_pk, unit_id=unit_id, hubspot_id=contact_id)
+    s.execute(stmt.on_conflict_do_update(index_elements=["lead_pk"], set_={"hubspot_id": stmt.excluded.hubspot_id}))

@@ -1,0 +1,103 @@
+"""POST /webhooks/hubspot: v3 signatures, contact.creation links by email, propertyChange updates metadata (no echo)."""
+import dataclasses
+import json
+import time
+
+import pytest
+from sqlalchemy import select
+
+from integrations.hubspot_webhooks import sign_v3
+from models.integrations import HubSpotContact
+from tests.auth_helpers import member_client
+from tests.conftest import Api
+from tests.fakes import FakeHubSpot
+from tests.helpers import leads_by_id
+from webapp import create_app
+
+TOKEN, APP_SECRET = "pat-na1-0123456789abcdef", "hubspot-app-secret-0123"
+
+
+@pytest.fixture
+def hooked(settings, clean, tenant):
+    with FakeHubSpot(tokens=[TOKEN]) as fake:
+        app = create_app(dataclasses.replace(settings, hubspot_api_base=fake.url))
+        app.testing = True
+        client = app.test_client()
+        api = Api(client, tenant)
+        assert api.put("/integrations/hubspot", json={"access_token": TOKEN}).status_code == 200
+        r = client.post("/webhooks/sources", json={"name": "HubSpot", "kind": "hubspot", "client_secret": APP_SECRET},
+                        headers=member_client(client, tenant))
+        assert r.status_code == 201 and "client_secret" not in r.json, r.json
+        yield fake, client, api, app, r.json
+
+
+def deliver(client, url, events, secret=APP_SECRET, at_ms=None, headers=None):
+    body = json.dumps(events).encode()
+    ts = str(at_ms if at_ms is not None else int(time.time() * 1000))
+    sig = sign_v3(secret, "POST", f"http://localhost{url}", body, ts)
+    h = {"Content-Type": "application/json", "X-HubSpot-Request-Timestamp": ts, "X-HubSpot-Signature-v3": sig, **(headers or {})}
+    return client.post(url, data=body, headers=h)
+
+
+def test_contacts_link_and_property_changes_update_metadata(hooked):
+    fake, client, api, app, src = hooked
+    contact = fake.add_contact("Ada@X.io")
+    # HubSpot's documented example deliveries, with our contact's id
+    events = [
+        {"objectId": int(contact), "changeSource": "IMPORT", "eventId": 3816279480, "subscriptionId": 22, "portalId": 33,
+         "appId": 1160452, "occurredAt": 1462216307945, "subscriptionType": "contact.creation", "attemptNumber": 0},
+        {"objectId": int(contact), "propertyName": "lifecyclestage", "propertyValue": "subscriber", "changeSource": "ACADEMY_LESSON",
+         "eventId": 3816279340, "subscriptionId": 25, "portalId": 33, "appId": 1160452, "occurredAt": 1462216307945,
+         "subscriptionType": "contact.propertyChange", "attemptNumber": 0},
+        {"objectId": int(contact), "propertyName": "engagement_score", "propertyValue": "99", "eventId": 3816279341,
+         "subscriptionType": "contact.propertyChange"},  # our own write echoed back
+        {"objectId": 42, "eventId": 3816279342, "subscriptionType": "deal.creation"},
+    ]
+    r = deliver(client, src["url"], events)
+    assert r.status_code == 200 and r.json == {"applied": 2, "duplicate": 0, "ignored": 2}, r.json
+    [lead] = leads_by_id(api).values()
+    detail = api.get(f"/lead/{lead['lead_id']}").json["lead"]
+    assert detail["metadata"] == {"hubspot_lifecyclestage": "subscriber"}
+    assert api.post("/ingest", json={"aliases": [{"alias_kind": "email", "raw_value": "ada@x.io"}], "event_type": "x"}).json["lead_id"] == lead["lead_id"]
+    with app.extensions["leadpulse"].Session() as s:
+        assert s.execute(select(HubSpotContact.hubspot_id)).scalars().all() == [contact]
+    again = deliver(client, src["url"], events, at_ms=int(time.time() * 1000))  # HubSpot retries a delivery
+    assert again.json == {"applied": 0, "duplicate": 4, "ignored": 0}
+
+
+def test_bad_deliveries_are_refused_and_counted(hooked):
+    fake, client, api, app, src = hooked
+    events = [{"objectId": 1, "eventId": 1, "subscriptionType": "contact.creation"}]
+    assert deliver(client, src["url"], events, secret="someone-elses-secret").json["error"]["code"] == "bad_signature"
+    stale = deliver(client, src["url"], events, at_ms=int(time.time() * 1000) - 6 * 60 * 1000)
+    assert stale.status_code == 401 and stale.json["error"]["code"] == "stale_timestamp"
+    future = deliver(client, src["url"], events, at_ms=int(time.time() * 1000) + 6 * 60 * 1000)
+    assert future.status_code == 401 and future.json["error"]["code"] == "stale_timestamp"
+    missing = client.post(src["url"], json=events)
+    assert missing.status_code == 400 and missing.json["error"]["code"] == "missing_signature_headers"
+    assert deliver(client, "/webhooks/hubspot?source=00000000-0000-0000-0000-000000000000", events).status_code == 404
+    assert deliver(client, "/webhooks/hubspot", events).status_code == 404
+    assert deliver(client, src["url"], {"not": "a list"}).status_code == 400
+    tampered = deliver(client, src["url"], events)
+    assert tampered.status_code == 200  # a good delivery; the same body changed after signing is refused:
+    body = json.dumps(events).encode()
+    ts = str(int(time.time() * 1000))
+    sig = sign_v3(APP_SECRET, "POST", f"http://localhost{src['url']}", body, ts)
+    r = client.post(src["url"], data=body.replace(b"1", b"2"), headers={"Content-Type": "application/json",
+                    "X-HubSpot-Request-Timestamp": ts, "X-HubSpot-Signature-v3": sig})
+    assert r.status_code == 401 and r.json["error"]["code"] == "bad_signature"
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'webhook_deliveries_rejected_total{reason="stale_timestamp",source="hubspot"} 2.0' in metrics
+    r = client.post("/webhooks/sources", json={"name": "no secret", "kind": "hubspot"}, headers=member_client(client, api.tenant))
+    assert r.status_code == 400 and "client_secret" in r.json["error"]["details"]
+
+
+def test_hubspot_down_while_reading_new_contacts_makes_hubspot_deliver_again(hooked):
+    fake, client, api, app, src = hooked
+    contact = fake.add_contact("bob@x.io")
+    events = [{"objectId": int(contact), "eventId": 7, "subscriptionType": "contact.creation"}]
+    fake.fail_next(1, 502, path="/crm/v3/objects/contacts/batch/read")
+    r = deliver(client, src["url"], events)
+    assert r.status_code == 503 and r.headers["Retry-After"] == "10"
+    assert leads_by_id(api) == {}  # nothing applied, the eventId not spent
+    assert deliver(client, src["url"], events).json == {"applied": 1, "duplicate": 0, "ignored": 0}
