@@ -52,6 +52,7 @@ bench: services
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/scoring.py
 	$(BIN)/python bench/sync.py
+	$(BIN)/python bench/latency.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
