@@ -157,14 +157,18 @@ def deliver_alerts(Session, settings, secret_key: str, unit_id: str) -> Delivery
                 channel = channel or adapter.channel_for(target.kind, target.target_id)
                 posted = adapter.post(channel, **message)
             except SlackError as exc:
+                if out.sent:
+                    _note_connection(s, unit_id, None, sent=True)
                 return _failed(s, alert, exc, out, latencies)
             now = utcnow()
             alert.status, alert.sent_at, alert.channel, alert.ts = SENT, now, posted["channel"], posted["ts"]
             alert.text_, alert.last_error, alert.attempts = message["text"], None, alert.attempts + 1
             if alert.kind == "lead" and alert.event_received_at is not None:
                 latencies.append((now - alert.event_received_at).total_seconds())
-            _note_connection(s, unit_id, None, sent=True)
             out.sent += 1
+    if out.sent:
+        with Session() as s, s.begin():
+            _note_connection(s, unit_id, None, sent=True)
     out.latencies = tuple(latencies)
     return out
 

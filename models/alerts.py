@@ -14,9 +14,9 @@ from models.integrations import AlertSettings
 from models.leads import Lead
 from models.levels import EngagementLevel, LeadLevelChange
 from models.slack import PENDING, SUMMARIZED, SUPPRESSED, SlackAlert
+from models.specs import DEFAULT_ALERT_LEVEL
 from models.sql import insert_for, lock_unit_alerts
 
-DEFAULT_ALERT_LEVEL = "Hot"
 DEFAULT_COOLDOWN_HOURS = 24
 EXAMINE_LIMIT = 5000
 DIGEST_SAMPLE = 10

@@ -25,7 +25,7 @@ class BatchResult:
     level_changes: int = 0
     replays: int = 0
     changed_units: set = field(default_factory=set)  # OUs with a lead whose score or level changed
-    level_units: set = field(default_factory=set)  # OUs with a lead whose level changed (alerts look there)
+    level_units: set = field(default_factory=set)  # OUs with a lead that entered its alert level (wake the alert job)
     updates: list = field(default_factory=list)  # (unit_id, lead_id, score, level_id, old level_id) per changed lead
 
 
@@ -126,7 +126,8 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
             updates.append((lead.unit_id, lead.lead_id, new_score, level_id, lead.level_id))
         if level_id != lead.level_id:
             row["level_changed_at"] = now
-            level_units.add(lead.unit_id)
+            if pk in loud and ctx.enters_alert_level(lead.level_id, level_id):
+                level_units.add(lead.unit_id)  # other moves are examined by the sweep, with no hurry
             change_rows.append(
                 dict(unit_id=lead.unit_id, lead_pk=pk, from_level_id=lead.level_id, to_level_id=level_id,
                      score=new_score, cause="score", changed_at=now, alert_checked=pk not in loud)

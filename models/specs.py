@@ -9,9 +9,12 @@ from sqlalchemy.orm import Session
 
 from models.engine import RuleSpec, RulesetSpec
 from models.level_rules import LevelSpec
+from models.integrations import AlertSettings
 from models.levels import EngagementLevel
 from models.scoring import PUBLISHED, Ruleset
 from models.tenancy import OrgUnit
+
+DEFAULT_ALERT_LEVEL = "Hot"  # DESIGN.md: alerts default to entries into the level named Hot
 
 
 @dataclass
@@ -21,6 +24,13 @@ class UnitContext:
     primary_id: str | None = None
     rulesets: list[RulesetSpec] = field(default_factory=list)
     levels: list[LevelSpec] = field(default_factory=list)
+    alert_bar: int | None = None  # min_score of the alert level: only moves across it wake the alert job
+
+    def enters_alert_level(self, old_level_id: str | None, new_level_id: str | None) -> bool:
+        if self.alert_bar is None or new_level_id is None:
+            return False
+        mins = {lv.id: lv.min_score for lv in self.levels}
+        return mins.get(new_level_id, self.alert_bar - 1) >= self.alert_bar > mins.get(old_level_id, self.alert_bar - 1)
 
 
 def snapshot_rules(rules) -> list[dict]:
@@ -74,4 +84,9 @@ def load_contexts(session: Session, unit_ids: set[str]) -> dict[str, UnitContext
         select(EngagementLevel).where(EngagementLevel.unit_id.in_(unit_ids)).order_by(EngagementLevel.min_score)
     ).scalars():
         ctx[lv.unit_id].levels.append(LevelSpec(lv.id, lv.name, lv.min_score, lv.max_score))
+    chosen = dict(session.execute(
+        select(AlertSettings.unit_id, EngagementLevel.min_score).join(EngagementLevel, EngagementLevel.id == AlertSettings.alert_min_level_id)
+        .where(AlertSettings.unit_id.in_(unit_ids))).all())
+    for unit_id, c in ctx.items():  # the chosen alert level, else the level named Hot (models/alerts.py decides the same)
+        c.alert_bar = chosen.get(unit_id, next((lv.min_score for lv in c.levels if lv.name.lower() == DEFAULT_ALERT_LEVEL.lower()), None))
     return ctx

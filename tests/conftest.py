@@ -140,8 +140,10 @@ def run_worker(settings, redis_conn):
     from rq import Queue, SimpleWorker
 
     def run():
-        queue = Queue(settings.queue_name, connection=redis_conn)
-        SimpleWorker([queue], connection=redis_conn).work(burst=True, logging_level="WARNING")
+        from worker.wakeup import worker_queues
+
+        queues = [Queue(name, connection=redis_conn) for name in worker_queues(settings.queue_name)]
+        SimpleWorker(queues, connection=redis_conn).work(burst=True, logging_level="WARNING")
 
     return run
 

@@ -1,6 +1,8 @@
 """Shared test steps: configure an OU through the API the way a user would."""
 from __future__ import annotations
 
+from rq.job import Job
+
 REFERENCE_LEVELS = [
     {"name": "Cold", "min_score": 0, "max_score": 24, "color": "#94a3b8", "order": 1},
     {"name": "Warm", "min_score": 25, "max_score": 49, "color": "#fbbf24", "order": 2},
@@ -43,17 +45,33 @@ def leads_by_id(api, **params) -> dict[str, dict]:
 
 
 def run_scheduled(settings, redis_conn, run_worker):
-    """Move jobs that asked to run later (after a 429) into the queue, as the RQ scheduler would, then run them."""
+    """Move jobs that asked to run later (after a 429) into their queues, as the RQ scheduler would, then run them."""
+    for queue in worker_queues_of(settings, redis_conn):
+        registry = scheduled(queue)
+        for job_id in registry.get_job_ids():
+            registry.remove(job_id)
+            queue.enqueue_job(Job.fetch(job_id, connection=redis_conn))
+    run_worker()
+
+
+def worker_queues_of(settings, redis_conn):
     from rq import Queue
-    from rq.job import Job
+
+    from worker.wakeup import worker_queues
+
+    return [Queue(name, connection=redis_conn) for name in worker_queues(settings.queue_name)]
+
+
+def scheduled(queue):
     from rq.registry import ScheduledJobRegistry
 
-    queue = Queue(settings.queue_name, connection=redis_conn)
-    registry = ScheduledJobRegistry(queue=queue)
-    for job_id in registry.get_job_ids():
-        registry.remove(job_id)
-        queue.enqueue_job(Job.fetch(job_id, connection=redis_conn))
-    run_worker()
+    return ScheduledJobRegistry(queue=queue)
+
+
+def scheduled_jobs(settings, redis_conn) -> list[tuple[str, object]]:
+    """(job id, scheduled time) of every job waiting to run later, in any of the workers' queues."""
+    return [(job_id, scheduled(q).get_scheduled_time(job_id)) for q in worker_queues_of(settings, redis_conn)
+            for job_id in scheduled(q).get_job_ids()]
 
 
 def settle(app, run_worker, timeout: float = 30):

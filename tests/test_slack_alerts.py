@@ -5,7 +5,6 @@ from datetime import timedelta
 
 import pytest
 from rq import Queue
-from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select, update
 
 from models.base import utcnow
@@ -14,7 +13,7 @@ from models.slack import SlackAlert
 from tests.auth_helpers import member_client
 from tests.conftest import Api
 from tests.fakes import FakeSlack
-from tests.helpers import create_levels, published_ruleset, run_scheduled, settle
+from tests.helpers import create_levels, published_ruleset, run_scheduled, scheduled_jobs, settle
 from webapp import create_app
 
 BOT = "xoxb-test-token"
@@ -157,8 +156,7 @@ def test_slack_down_for_a_while_then_up_delivers_once(alerting, fake_slack, run_
     for attempt in range(1, 4):
         [alert] = alerts(app)
         assert alert.status == "pending" and alert.attempts == attempt and alert.last_error in ("internal_error", "HTTP 503")
-        registry = ScheduledJobRegistry(queue=Queue(settings.queue_name, connection=redis_conn))
-        assert len(registry.get_job_ids()) == 1  # waiting by rescheduling, not by sleeping
+        assert len(scheduled_jobs(settings, redis_conn)) == 1  # waiting by rescheduling, not by sleeping
         assert member.get("/integrations/slack", headers=headers).json["alerts"]["pending"] == 1
         run_scheduled(settings, redis_conn, run_worker)
     assert len(fake_slack.messages) == 1 and alerts(app)[0].status == "sent"
@@ -171,9 +169,7 @@ def test_rate_limited_waits_retry_after_by_rescheduling(alerting, fake_slack, ru
     send(api, "fay", "demo_request", "demo_request")
     before = utcnow()
     settle(app, run_worker)
-    registry = ScheduledJobRegistry(queue=Queue(settings.queue_name, connection=redis_conn))
-    [job_id] = registry.get_job_ids()
-    when = registry.get_scheduled_time(job_id)
+    [(_, when)] = scheduled_jobs(settings, redis_conn)
     assert timedelta(seconds=29) <= when - before <= timedelta(seconds=35)
     [alert] = alerts(app)
     assert alert.status == "pending" and alert.attempts == 0  # a rate limit is not a failed attempt

@@ -79,6 +79,7 @@ def run_worker(settings: Settings, burst: bool = False) -> None:
 
     from models.db import session_factory
     from worker.sweep import start_sweeper
+    from worker.wakeup import worker_queues
 
     import models  # noqa: F401
     from sqlalchemy.orm import configure_mappers
@@ -87,14 +88,14 @@ def run_worker(settings: Settings, burst: bool = False) -> None:
     # lock leaves the job process waiting on it forever (seen once in bench/sync.py).
     configure_mappers()
     redis = Redis.from_url(settings.redis_url)
-    queue = Queue(settings.queue_name, connection=redis)
+    queues = [Queue(name, connection=redis) for name in worker_queues(settings.queue_name)]
     stop = start_sweeper(
         session_factory(settings.database_url), redis, settings.queue_name, settings.scoring_parallelism,
         settings.sweep_interval_seconds, env_hubspot_token=bool(settings.hubspot_access_token),
         env_slack=bool(settings.slack_bot_token),
     )
     try:
-        Worker([queue], connection=redis).work(with_scheduler=True, burst=burst, logging_level=settings.log_level)
+        Worker(queues, connection=redis).work(with_scheduler=True, burst=burst, logging_level=settings.log_level)
     finally:
         stop.set()
 

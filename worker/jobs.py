@@ -13,7 +13,7 @@ from models.db import session_factory
 from models.score_batch import has_pending, score_pending
 from worker.stream import announce_scores
 from worker.wakeup import (FLAG_TTL, METRICS_KEY, alerts_kick_key, enqueue_alerts, enqueue_hubspot_sync, flag_key, hubspot_kick_key,
-                           kick_alerts, kick_hubspot_sync, kick_scoring, record_latencies)
+                           kick_alerts, kick_hubspot_sync, kick_scoring, record_latencies, urgent_queue)
 
 log = logging.getLogger("leadpulse.jobs")
 
@@ -56,6 +56,11 @@ def score_slot(slot: int, slots: int) -> int:
             kick_alerts(redis, settings.queue_name, unit_id)
         if result.updates:
             announce_scores(redis, result.updates)
+        if result.events and redis.llen(f"rq:queue:{urgent_queue(settings.queue_name)}"):
+            # An alert waits: give this worker to it (workers take the urgent queue first) and queue the slot again.
+            redis.delete(key)
+            kick_scoring(redis, settings.queue_name, slots, only=[slot])
+            break
         if result.events == 0:
             # Release, then look again: an event committed before the release is seen here,
             # one committed after it finds the flag free and enqueues a new job.

@@ -14,6 +14,15 @@ FAILURE_TTL = 7 * 24 * 3600
 METRICS_KEY = "leadpulse:metrics"  # hash of counters the workers add to
 
 
+def urgent_queue(queue_name: str) -> str:
+    """Alerts go here; workers take from it first, and a scoring job hands its worker over when something waits in it."""
+    return f"{queue_name}-urgent"
+
+
+def worker_queues(queue_name: str) -> list[str]:
+    return [urgent_queue(queue_name), queue_name]
+
+
 def flag_key(slot: int) -> str:
     return f"leadpulse:score:slot:{slot}"
 
@@ -94,7 +103,7 @@ def kick_alerts(redis, queue_name: str, unit_id: str) -> bool:
 
 
 def enqueue_alerts(redis, queue_name: str, unit_id: str, delay: float = 0.0) -> None:
-    _enqueue_maybe_later(redis, queue_name, "worker.jobs.deliver_slack_alerts", unit_id, delay,
+    _enqueue_maybe_later(redis, urgent_queue(queue_name), "worker.jobs.deliver_slack_alerts", unit_id, delay,
                          job_timeout=300, description=f"Slack alerts for OU {unit_id}")
 
 
