@@ -268,12 +268,12 @@ class CpuMeter:
 
 
 class JobMonitor(threading.Thread):
-    """Reads every finished or failed RQ job of the bench queue while its hash lives (result_ttl 60 s): when it was
-    enqueued, started and ended, by function name."""
+    """Reads every finished or failed RQ job of the bench's queues (scoring and the urgent alert queue) while its hash
+    lives (result_ttl 60 s): when it was enqueued, started and ended, by function name."""
 
-    def __init__(self, redis, rq_queue, interval: float = 0.5):
+    def __init__(self, redis, queues, interval: float = 0.5):
         super().__init__(daemon=True)
-        self.redis, self.queue, self.interval = redis, rq_queue, interval
+        self.redis, self.queues, self.interval = redis, queues, interval
         self.jobs: dict[str, dict] = {}
         self.stop_flag = threading.Event()
 
@@ -285,7 +285,7 @@ class JobMonitor(threading.Thread):
     def fetch(self) -> None:
         from rq.job import Job
 
-        ids = [j for j in self.queue.finished_job_registry.get_job_ids() + self.queue.failed_job_registry.get_job_ids()
+        ids = [j for q in self.queues for j in q.finished_job_registry.get_job_ids() + q.failed_job_registry.get_job_ids()
                if j not in self.jobs]
         ts = lambda d: None if d is None else d.timestamp() if d.tzinfo else d.replace(tzinfo=timezone.utc).timestamp()
         for jid, job in zip(ids, Job.fetch_many(ids, connection=self.redis)):
@@ -381,6 +381,8 @@ def main(argv=None) -> int:
     from redis import Redis
     from rq import Queue
 
+    from worker.wakeup import worker_queues
+
     schedule, crossing, n_leads = build_schedule(args.rate, args.duration, args.hot_rate, args.leads)
     n_cross = len(crossing)
     log(f"{len(schedule)} events over {args.duration:.0f}s at {args.rate:.0f}/s: {n_cross} leads enter Hot, "
@@ -436,7 +438,7 @@ def main(argv=None) -> int:
                                    "-d", str(int(args.duration + 10)), "-f", "raw", "-o", str(spy_dir / f"{name}.txt"),
                                    "-p", str(p.pid)], dict(os.environ), spy_dir / f"{name}.log")
                      for name, p in [("web", procs[0])] + [(f"worker{i}", p) for i, p in enumerate(procs[1:])]]
-        monitor = JobMonitor(redis, rq_queue)
+        monitor = JobMonitor(redis, [Queue(name, connection=redis) for name in worker_queues(QUEUE)])
         monitor.start()
         cpu = CpuMeter(args.db, procs)
         sender = OpenLoop(port, auth, schedule, args.senders, args.max_senders)
@@ -457,7 +459,7 @@ def main(argv=None) -> int:
         hist = app_histogram(port)
         total_events, pending = event_counts(args.db, unit_id)
         stages = stage_times(args.db, unit_id, crossing)
-        failed_jobs = len(rq_queue.failed_job_registry)
+        failed_jobs = sum(len(Queue(name, connection=redis).failed_job_registry) for name in worker_queues(QUEUE))
     finally:
         for p in spies:
             common.stop(p, sig=2, timeout=30)

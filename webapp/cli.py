@@ -87,6 +87,12 @@ def run_worker(settings: Settings, burst: bool = False) -> None:
     # Configure the ORM before the sweep thread starts: a fork taken while that thread holds the mapper
     # lock leaves the job process waiting on it forever (seen once in bench/sync.py).
     configure_mappers()
+    # Import what jobs use here, once: RQ forks a work-horse per job, and each would import it again (~0.1-0.3 s
+    # for the HubSpot and Slack clients), which is most of an alert's latency on a busy machine.
+    import integrations.hubspot_sync  # noqa: F401
+    import integrations.slack_alerts  # noqa: F401
+    import worker.jobs  # noqa: F401
+
     redis = Redis.from_url(settings.redis_url)
     queues = [Queue(name, connection=redis) for name in worker_queues(settings.queue_name)]
     stop = start_sweeper(
