@@ -51,6 +51,11 @@ def parse_args(argv=None):
     p.add_argument("--keep-db", action="store_true", help="leave the benchmark database for inspection")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--strict", action="store_true", help="exit 1 when the target is missed (default: only on errors)")
+    p.add_argument("--batch", type=int, default=0, metavar="N",
+                   help="batch mode: POST /ingest/batch with N events per request (e.g. 500) while 2 workers score; "
+                        "target 20,000 events/s, queue depth reported")
+    p.add_argument("--batch-target", type=float, default=20_000.0)
+    p.add_argument("--scoring-workers", type=int, default=2, help="batch mode: `leadpulse worker` processes (default 2)")
     return p.parse_args(argv)
 
 
@@ -190,6 +195,8 @@ def main(argv=None) -> int:
     auth = base64.b64encode(f"{cred['client_id']}:{cred['client_secret']}".encode()).decode()
 
     logdir = Path(tempfile.mkdtemp(prefix="leadpulse-bench-ingest-"))
+    if args.batch:
+        return run_batch_mode(args, env, auth, logdir, metrics_dir)
     ports = {"bare": common.free_port(), "ingest": common.free_port()}
     # The same worker model `leadpulse web` uses (gthread), for both targets.
     gunicorn = lambda app, port: [sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}",
@@ -250,6 +257,86 @@ def main(argv=None) -> int:
                                                "stored": stored, "accepted": accepted}, indent=2))
     # A missed target is a result, not a crash: `make bench` goes on to the next benchmark unless --strict.
     return 0 if sound and (ok or not args.strict) else 1
+
+
+def run_batch_mode(args, env, auth: str, logdir: Path, metrics_dir: str) -> int:
+    """Events/s through POST /ingest/batch (wrk, N events per request) with real workers scoring at the same time."""
+    import psycopg
+
+    if not shutil.which("wrk"):
+        raise SystemExit("batch mode needs wrk (apt-get install -y wrk)")
+    port = common.free_port()
+    env = {**env, "PORT": str(port), "WEB_CONCURRENCY": str(args.workers), "WEB_THREADS": str(args.threads)}
+    procs = [common.start([common.LEADPULSE, "web"], env, logdir / "web.log")]
+    procs += [common.start([common.LEADPULSE, "worker"], env, logdir / f"worker{i}.log") for i in range(args.scoring_workers)]
+    depth: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def sample():  # the scoring backlog (queue_depth), once a second, through the whole run and the drain
+        with psycopg.connect(common.libpq_dsn(args.db), autocommit=True) as conn:
+            while not stop.wait(1.0):
+                depth.append((time.time(), conn.execute("SELECT count(*) FROM events WHERE status = 0").fetchone()[0]))
+
+    try:
+        common.wait_http(f"http://127.0.0.1:{port}/", procs[0], log_path=logdir / "web.log")
+        log(f"web on :{port} ({args.workers} x {args.threads} gthread), {args.scoring_workers} workers; "
+            f"wrk {args.connections} connections x {args.batch} events per request")
+        wrk = lambda seconds: subprocess.run(
+            ["wrk", "-t1", f"-c{args.connections}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
+             "-s", str(common.BENCH / "ingest_batch.lua"), f"http://127.0.0.1:{port}/ingest/batch",
+             "--", uuid.uuid4().hex[:10], str(args.leads), auth, str(args.batch)],
+            capture_output=True, text=True, check=True).stdout
+        if args.warmup > 0:
+            log(f"warm-up {args.warmup:.0f}s")
+            wrk(args.warmup)
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        log(f"measuring {args.duration:.0f}s")
+        busy0, total0 = common.machine_busy()
+        t0 = time.time()
+        out = wrk(args.duration)
+        t_end = time.time()
+        busy1, total1 = common.machine_busy()
+        line = next((x for x in out.splitlines() if x.startswith("WRKJSON ")), None)
+        if line is None:
+            raise SystemExit(f"wrk printed no result:\n{out}")
+        r = json.loads(line[len("WRKJSON "):])
+        deadline = time.time() + 300
+        while time.time() < deadline and (not depth or depth[-1][1] > 0):
+            time.sleep(0.5)
+        drained = time.time()
+        stop.set()
+        sampler.join()
+        with psycopg.connect(common.libpq_dsn(args.db)) as conn:
+            stored = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+            pending = conn.execute("SELECT count(*) FROM events WHERE status = 0").fetchone()[0]
+    finally:
+        for p in procs:
+            common.stop(p)
+        log(f"web and workers stopped (logs in {logdir})")
+    common.flush_redis(REDIS_DB)
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    if not args.keep_db:
+        common.drop_database(args.db)
+    errors = r["status_errors"] + r["connect"] + r["read"] + r["write"] + r["timeout"]
+    events = (r["requests"] - r["status_errors"]) * args.batch
+    rate = events / (r["duration_us"] / 1e6)
+    during = [d for t, d in depth if t <= t_end]
+    ok = rate >= args.batch_target and errors == 0
+    print()
+    print(f"batch ingest benchmark: POST /ingest/batch x {args.batch} events, gunicorn {args.workers} x {args.threads} gthread, "
+          f"wrk {args.connections} connections, {args.scoring_workers} scoring workers, {args.duration:.0f}s measured")
+    print(common.table(["requests", "events", "events/s", "p50 ms", "p99 ms", "errors"],
+                       [[r["requests"], events, f"{rate:.0f}", f"{r['p50_us'] / 1000:.1f}", f"{r['p99_us'] / 1000:.1f}", errors]]))
+    print(f"events/s {rate:.0f} (target >= {args.batch_target:.0f}): {'PASS' if ok else 'FAIL'}; machine busy "
+          f"{100 * (busy1 - busy0) / max(1, total1 - total0):.0f}%")
+    print(f"queue depth (pending events) during the load, every 1 s: {[d for d in during]}")
+    print(f"max {max(during, default=0)}, at the end {during[-1] if during else 0}; scored everything "
+          f"{drained - t_end:.1f}s after the load stopped ({pending} still pending); stored {stored} events")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"mode": "batch", "wrk": r, "events": events, "rate": rate, "pass": ok,
+                                               "depth": depth, "drain_seconds": drained - t_end, "t0": t0}, indent=2))
+    return 0 if errors == 0 and (ok or not args.strict) else 1
 
 
 if __name__ == "__main__":
