@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -69,30 +70,15 @@ def ingest_many(session: Session, org_id: str, unit_id: str, events: list[Incomi
              idempotency_key=events[i].idempotency_key, status=0, quiet=events[i].quiet)
         for n, i in enumerate(fresh)
     ]
-    keyed = [n for n, i in enumerate(fresh) if events[i].idempotency_key]
-    plain = [n for n, i in enumerate(fresh) if not events[i].idempotency_key]
-    if plain:
-        ids = session.execute(
-            insert_for(session, EVENTS).returning(EVENTS.c.id, sort_by_parameter_order=True), [rows[n] for n in plain]
-        ).scalars().all()
-        for n, event_id in zip(plain, ids):
+    if session.get_bind().dialect.name == "postgresql":
+        stored = _insert_events_pg(session, rows, now) if rows else []
+    else:
+        stored = _insert_events_generic(session, rows)
+    for n, event_id in enumerate(stored):
+        if event_id is not None:
             results[fresh[n]] = IngestResult(event_id, leads[n][1], False)
-    known: dict[str, tuple[int, str]] = {}
-    if keyed:
-        inserted = dict(
-            (key, event_id)
-            for event_id, key in session.execute(
-                insert_for(session, EVENTS)
-                .on_conflict_do_nothing(index_elements=["unit_id", "idempotency_key"], index_where=EVENTS.c.idempotency_key.isnot(None))
-                .returning(EVENTS.c.id, EVENTS.c.idempotency_key),
-                sorted((rows[n] for n in keyed), key=lambda r: r["idempotency_key"]),  # one lock order for all
-            ).all()
-        )
-        for n in keyed:
-            key = events[fresh[n]].idempotency_key
-            if key in inserted:
-                results[fresh[n]] = IngestResult(inserted[key], leads[n][1], False)
-        known = _existing_keys(session, unit_id, [k for k in first_with_key if k not in inserted])
+    inserted_keys = {rows[n]["idempotency_key"] for n, event_id in enumerate(stored) if event_id is not None}
+    known = _existing_keys(session, unit_id, [k for k in first_with_key if k not in inserted_keys])
     for i, ev in enumerate(events):
         if results[i] is None:
             key = ev.idempotency_key
@@ -104,6 +90,54 @@ def ingest_many(session: Session, org_id: str, unit_id: str, events: list[Incomi
                     raise IngestConflict(f"event {key!r} changed while being ingested")
                 results[i] = IngestResult(first.event_id, first.lead_id, True)
     return results
+
+
+INSERT_EVENTS_PG = text("""
+INSERT INTO events (id, org_id, unit_id, lead_pk, event_type, occurred_at, received_at, metadata, idempotency_key, status, quiet)
+SELECT t.id, :org, :unit, t.lead_pk, t.event_type, t.occurred_at, :now, CAST(t.metadata AS jsonb), t.key, 0, t.quiet
+  FROM unnest(CAST(:ids AS bigint[]), CAST(:lead_pks AS bigint[]), CAST(:types AS text[]), CAST(:ats AS timestamptz[]),
+              CAST(:metas AS text[]), CAST(:keys AS text[]), CAST(:quiet AS boolean[]))
+       AS t(id, lead_pk, event_type, occurred_at, metadata, key, quiet)
+ ORDER BY t.key NULLS LAST, t.id
+    ON CONFLICT (unit_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id
+""")
+
+
+def _insert_events_pg(session: Session, rows: list[dict], now) -> list[int | None]:
+    """All rows in two short statements whatever their number: ids from the sequence first (so they follow the input
+    order), then one INSERT over arrays (a few parameters, so the server and psycopg handle it cheaply); a row whose
+    idempotency key was already stored gets None."""
+    ids = session.execute(text("SELECT nextval(pg_get_serial_sequence('events', 'id')) FROM generate_series(1, :n)"),
+                          {"n": len(rows)}).scalars().all()
+    r0 = rows[0]
+    inserted = set(session.execute(INSERT_EVENTS_PG, {
+        "org": r0["org_id"], "unit": r0["unit_id"], "now": now, "ids": ids,
+        "lead_pks": [r["lead_pk"] for r in rows], "types": [r["event_type"] for r in rows],
+        "ats": [r["occurred_at"] for r in rows], "metas": [json.dumps(r["metadata"], ensure_ascii=False) for r in rows],
+        "keys": [r["idempotency_key"] for r in rows], "quiet": [bool(r["quiet"]) for r in rows],
+    }).scalars())
+    return [i if i in inserted else None for i in ids]
+
+
+def _insert_events_generic(session: Session, rows: list[dict]) -> list[int | None]:
+    """SQLite: plain rows in parameter order, keyed ones (in key order, one lock order for all) skipping stored keys."""
+    out: list[int | None] = [None] * len(rows)
+    plain = [n for n, r in enumerate(rows) if not r["idempotency_key"]]
+    keyed = sorted((n for n, r in enumerate(rows) if r["idempotency_key"]), key=lambda n: rows[n]["idempotency_key"])
+    if plain:
+        ids = session.execute(insert_for(session, EVENTS).returning(EVENTS.c.id, sort_by_parameter_order=True),
+                              [rows[n] for n in plain]).scalars().all()
+        for n, event_id in zip(plain, ids):
+            out[n] = event_id
+    if keyed:
+        inserted = dict((key, event_id) for event_id, key in session.execute(
+            insert_for(session, EVENTS)
+            .on_conflict_do_nothing(index_elements=["unit_id", "idempotency_key"], index_where=EVENTS.c.idempotency_key.isnot(None))
+            .returning(EVENTS.c.id, EVENTS.c.idempotency_key), [rows[n] for n in keyed]).all())
+        for n in keyed:
+            out[n] = inserted.get(rows[n]["idempotency_key"])
+    return out
 
 
 def _existing_keys(session: Session, unit_id: str, keys: list[str]) -> dict[str, tuple[int, str]]:
