@@ -84,3 +84,40 @@ def test_delete_events_rescores_from_what_remains(api, app, run_worker, client, 
     for body, field in [({}, "ids"), ({"ids": []}, "ids"), ({"ids": "1"}, "ids"), ({"ids": ["1"] * 501}, "ids")]:
         r = api.delete("/events/batch", json=body)
         assert r.status_code == 400 and field in r.json["error"]["details"], (body, r.json)
+
+
+def test_lead_activity_with_deltas_and_filters(api, app, run_worker, client, other_tenant):
+    create_levels(api)
+    published_ruleset(api, {"demo_request": 30, "page_view": 5})
+    from models.base import utcnow
+
+    now = utcnow().replace(microsecond=0)
+    ingest(api, "ada", "page_view", metadata={"channel": "web"}, timestamp=(now.replace(hour=0, minute=0, second=0)).isoformat())
+    ingest(api, "ada", "demo_request", metadata={"channel": "email"}, timestamp=now.isoformat())
+    ingest(api, "ada", "webinar", metadata={"channel": "webinar"}, timestamp=now.isoformat())
+    ingest(api, "ada", "page_view", metadata={"channel": "web"}, timestamp="2020-01-01T00:00:00Z")
+    settle(app, run_worker)
+    r = api.get("/lead/ada/activity")
+    assert r.status_code == 200, r.json
+    # newest first (same time: the later arrival first)
+    assert [(e["event_type"], e["score_delta"]) for e in r.json["events"]] == [("webinar", None), ("demo_request", 30), ("page_view", 5)]
+    assert r.json["timeline"][1] == {"type": "event", "timestamp": r.json["events"][1]["timestamp"], "id": r.json["events"][1]["id"],
+                                     "title": "demo_request", "score_delta": 30} and r.json["orders"] == []
+
+    def types(**q):
+        resp = api.get("/lead/ada/activity", query_string=q)
+        assert resp.status_code == 200, resp.json
+        return [e["event_type"] for e in resp.json["events"]]
+
+    assert types(channel="web") == ["page_view"]
+    assert types(hasDelta="true") == ["demo_request", "page_view"]
+    assert types(hasDelta="0") == ["webinar"]
+    assert types(minScore=10) == ["demo_request"]
+    assert types(range="all") == ["webinar", "demo_request", "page_view", "page_view"]
+    assert types(range="custom", start="2019-12-31T00:00:00Z", end="2020-01-02T00:00:00Z") == ["page_view"]
+    for q, field in [({"range": "custom"}, "start"), ({"range": "custom", "start": "2020-01-02T00:00:00Z", "end": "2020-01-01T00:00:00Z"}, "end"),
+                     ({"channel": "fax"}, "channel"), ({"minScore": -1}, "minScore"), ({"hasDelta": "maybe"}, "hasDelta")]:
+        resp = api.get("/lead/ada/activity", query_string=q)
+        assert resp.status_code == 400 and field in resp.json["error"]["details"], (q, resp.json)
+    assert api.get("/lead/nobody/activity").status_code == 404
+    assert Api(client, other_tenant).get("/lead/ada/activity").status_code == 404

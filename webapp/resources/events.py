@@ -11,7 +11,8 @@ from sqlalchemy import and_, or_, select, text
 
 from models.base import utcnow
 from models.replay import delete_events
-from models.events import PENDING, SCORED, Event
+from models.events import PENDING, SCORED, Event, ScoreDelta
+from models.scoring import Ruleset
 from models.leads import Lead
 from webapp.auth import current_unit
 from webapp.blueprint import Blueprint
@@ -157,3 +158,49 @@ def delete_batch(data):
         try_kick(state())
     gone = {str(i) for i in deleted}
     return {"deleted": len(deleted), "not_found": [i for i in dict.fromkeys(data["ids"]) if i not in gone], "leads_rescored": len(leads)}
+
+
+class ActivityArgs(StrictSchema):
+    range = fields.String(load_default="last_7d", validate=validate.OneOf([*RANGES, "custom"]))
+    start = UTCDateTime()
+    end = UTCDateTime()
+    channel = fields.String(load_default="all", validate=validate.OneOf(["all", "web", "email", "slack", "webinar", "crm", "system"]))
+    minScore = fields.Integer(validate=validate.Range(min=0))  # noqa: N815 (the reference's name)
+    hasDelta = fields.String(validate=validate.OneOf(["1", "true", "0", "false"]))  # noqa: N815
+
+
+@blp.route("/lead/<lead_id>/activity", methods=["GET"])
+@blp.route("/leads/<lead_id>/activity", methods=["GET"], endpoint="lead_activity_alias")
+@blp.arguments(ActivityArgs, location="query")
+def activity(args, lead_id):
+    """The lead's events with what each added to the primary score, newest first, and the same as a timeline."""
+    lead = get_lead(lead_id)
+    if args["range"] == "custom":
+        if "start" not in args or "end" not in args:
+            raise ApiError(400, "validation_error", "range=custom needs start and end", {"start" if "start" not in args else "end": ["required"]})
+        start, end = args["start"], args["end"]
+        if start > end:
+            raise ApiError(400, "validation_error", "end must not be before start", {"end": ["before start"]})
+    else:
+        start, end = range_start(args["range"], utcnow())
+    primary = db().execute(select(Ruleset.id).where(Ruleset.unit_id == lead.unit_id, Ruleset.is_primary.is_(True))).scalar()
+    delta = select(ScoreDelta.delta).where(ScoreDelta.event_id == Event.id, ScoreDelta.ruleset_id == (primary or "")) \
+        .scalar_subquery()
+    stmt = select(*COLUMNS, delta.label("delta")).join(Lead, Lead.pk == Event.lead_pk).where(Event.lead_pk == lead.pk)
+    if start is not None:
+        stmt = stmt.where(Event.occurred_at >= start)
+    if end is not None:
+        stmt = stmt.where(Event.occurred_at <= end if args["range"] == "custom" else Event.occurred_at < end)
+    if args["channel"] != "all":
+        stmt = stmt.where(Event.metadata_["channel"].as_string() == args["channel"])
+    if args.get("hasDelta") in ("1", "true"):
+        stmt = stmt.where(delta.isnot(None))
+    elif args.get("hasDelta") in ("0", "false"):
+        stmt = stmt.where(delta.is_(None))
+    if "minScore" in args:
+        stmt = stmt.where(delta >= args["minScore"])
+    rows = db().execute(stmt.order_by(*NEWEST_FIRST).limit(500)).all()
+    events = [{**item, "score_delta": row.delta} for item, row in zip(dump(rows), rows)]
+    timeline = [{"type": "event", "timestamp": e["timestamp"], "id": e["id"], "title": e["event_type"], "score_delta": e["score_delta"]}
+                for e in events]
+    return {"lead_id": lead.lead_id, "events": events, "orders": [], "timeline": timeline}
