@@ -138,3 +138,21 @@ def test_merge_moves_events_and_aliases_and_rescores_the_target(api, app, run_wo
     again = api.post("/leads/merge", json={"targetLeadId": "ada", "sourceLeadIds": ["anon-1"]})
     assert again.status_code == 409 and "sourceLeadIds" in again.json["error"]["details"]
     assert theirs.get("/events").json[0]["lead_id"] == "zed"
+
+
+def test_a_deletion_out_of_retries_is_marked_failed_with_the_reason(api, app, settings, redis_conn):
+    from rq import Queue
+
+    from worker.jobs import lead_deletion_failed
+
+    api.post("/ingest", json={"lead_id": "ada", "event_type": "x"})
+    assert api.delete("/lead/ada").status_code == 200
+    [job] = [j for j in Queue(settings.queue_name, connection=redis_conn).jobs if j.func_name == "worker.jobs.delete_lead"]
+    job.retries_left = 1  # RQ calls on_failure on every failure; a retry still to come changes nothing
+    lead_deletion_failed(job, redis_conn, RuntimeError, RuntimeError("statement timeout"), None)
+    assert api.get("/lead/ada/deletion-status").json["status"] == "pending"
+    job.retries_left = 0
+    lead_deletion_failed(job, redis_conn, RuntimeError, RuntimeError("statement timeout"), None)
+    status = api.get("/lead/ada/deletion-status").json
+    assert status["status"] == "failed" and status["error"] == "RuntimeError: statement timeout"
+    assert api.get("/lead/ada").status_code == 200  # nothing half-deleted
