@@ -42,12 +42,12 @@ def deliver(client, url, events, secret=APP_SECRET, at_ms=None, headers=None):
 def test_contacts_link_and_property_changes_update_metadata(hooked):
     fake, client, api, app, src = hooked
     contact = fake.add_contact("Ada@X.io")
-    # HubSpot's documented example deliveries, with our contact's id
+    # HubSpot's documented example deliveries, with our contact's id and our portal's id
     events = [
-        {"objectId": int(contact), "changeSource": "IMPORT", "eventId": 3816279480, "subscriptionId": 22, "portalId": 33,
+        {"objectId": int(contact), "changeSource": "IMPORT", "eventId": 3816279480, "subscriptionId": 22, "portalId": fake.portal_id,
          "appId": 1160452, "occurredAt": 1462216307945, "subscriptionType": "contact.creation", "attemptNumber": 0},
         {"objectId": int(contact), "propertyName": "lifecyclestage", "propertyValue": "subscriber", "changeSource": "ACADEMY_LESSON",
-         "eventId": 3816279340, "subscriptionId": 25, "portalId": 33, "appId": 1160452, "occurredAt": 1462216307945,
+         "eventId": 3816279340, "subscriptionId": 25, "portalId": fake.portal_id, "appId": 1160452, "occurredAt": 1462216307945,
          "subscriptionType": "contact.propertyChange", "attemptNumber": 0},
         {"objectId": int(contact), "propertyName": "engagement_score", "propertyValue": "99", "eventId": 3816279341,
          "subscriptionType": "contact.propertyChange"},  # our own write echoed back
@@ -101,3 +101,11 @@ def test_hubspot_down_while_reading_new_contacts_makes_hubspot_deliver_again(hoo
     assert r.status_code == 503 and r.headers["Retry-After"] == "10"
     assert leads_by_id(api) == {}  # nothing applied, the eventId not spent
     assert deliver(client, src["url"], events).json == {"applied": 1, "duplicate": 0, "ignored": 0}
+
+
+def test_events_of_another_portal_are_ignored(hooked):
+    fake, client, api, app, src = hooked
+    contact = fake.add_contact("cy@x.io")
+    mine = {"objectId": int(contact), "eventId": 11, "subscriptionType": "contact.creation", "portalId": fake.portal_id}
+    theirs = {**mine, "eventId": 12, "portalId": int(fake.portal_id) + 1}
+    assert deliver(client, src["url"], [theirs, mine]).json == {"applied": 1, "duplicate": 0, "ignored": 1}

@@ -263,10 +263,15 @@ def hubspot():
 def apply_hubspot_events(source: WebhookSource, events: list[dict]) -> dict:
     """Each eventId once (HubSpot retries deliveries); unknown subscription types are ignored, not refused."""
     counts = {"applied": 0, "duplicate": 0, "ignored": 0}
+    conn = db().get(HubSpotConnection, source.unit_id)
+    if conn is not None and conn.portal_id:  # another portal's events (an app installed in several) are not this OU's
+        foreign = [e for e in events if str(e.get("portalId", conn.portal_id)) != str(conn.portal_id)]
+        counts["ignored"] += len(foreign)
+        events = [e for e in events if e not in foreign]
     created = [e for e in events if e.get("subscriptionType") == "contact.creation" and e.get("objectId") is not None]
     emails: dict[str, str] = {}
     if created:
-        conn_token = token_for(db().get(HubSpotConnection, source.unit_id), state().settings, state().secret_key)
+        conn_token = token_for(conn, state().settings, state().secret_key)
         close_db()
         if conn_token is not None:
             emails = HubSpotAdapter(conn_token, state().settings.hubspot_api_base).emails_by_id(
