@@ -11,6 +11,7 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 # Slack answers these with ok=false while the call itself may succeed later.
 TRANSIENT_ERRORS = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 PAGE_LIMIT = 200
+METADATA_EVENT = "leadpulse_alert"
 MAX_PAGES = 100  # 20,000 channels or users: far beyond a workspace anyone picks a target from by hand
 
 
@@ -68,13 +69,31 @@ class SlackAdapter:
     def auth_test(self) -> dict:
         return self._call("auth.test")
 
-    def post(self, channel: str, text: str, blocks: list | None = None, attachments: list | None = None) -> dict:
+    def post(self, channel: str, text: str, blocks: list | None = None, attachments: list | None = None,
+             key: str | None = None) -> dict:
+        """key travels as message metadata, so a post that may have gone out can be found again (find_posted)."""
+        metadata = {"event_type": METADATA_EVENT, "event_payload": {"key": key}} if key else None
         try:
             resp = self.client.chat_postMessage(channel=channel, text=text, blocks=blocks, attachments=attachments,
-                                                unfurl_links=False, unfurl_media=False)
+                                                unfurl_links=False, unfurl_media=False, metadata=metadata)
         except (SlackApiError, SlackRequestError, urllib.error.URLError, socket.timeout, ConnectionError, OSError) as exc:
             raise _sorted_error(exc) from exc
         return {"channel": resp["channel"], "ts": resp["ts"]}
+
+    def find_posted(self, channel: str, key: str, oldest: float) -> str | None:
+        """ts of our message carrying this key in the channel since oldest (epoch seconds), else None."""
+        cursor = None
+        for _ in range(5):  # 1,000 messages back at most: the window is a crashed job's retry, minutes
+            page = self._call("conversations.history", channel=channel, oldest=str(oldest), limit=PAGE_LIMIT,
+                              include_all_metadata="true", **({"cursor": cursor} if cursor else {}))
+            for message in page.get("messages") or []:
+                meta = message.get("metadata") or {}
+                if meta.get("event_type") == METADATA_EVENT and (meta.get("event_payload") or {}).get("key") == key:
+                    return message.get("ts")
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return None
+        return None
 
     def channel_for(self, kind: str, target_id: str) -> str:
         """A user target is a DM: open it first (conversations.open), as Slack recommends."""

@@ -21,6 +21,7 @@ log = logging.getLogger("leadpulse.slack")
 
 MAX_ATTEMPTS = 5
 MAX_RUN_SECONDS = 60
+MARKER_TTL = 7 * 24 * 3600
 BACKOFF = (5, 15, 60, 300, 900)
 # Errors that say the target or the install is wrong: every alert would fail alike, so they wait for a fix.
 CONFIG_ERRORS = {"channel_not_found", "not_in_channel", "is_archived", "invalid_auth", "account_inactive", "token_revoked",
@@ -129,8 +130,13 @@ def examine_all(Session, unit_id: str) -> None:
                 return
 
 
-def deliver_alerts(Session, settings, secret_key: str, unit_id: str) -> DeliveryOutcome:
-    """Examine new level changes, then post pending alerts oldest first until none is left or Slack says wait."""
+def deliver_alerts(Session, settings, secret_key: str, unit_id: str, redis=None) -> DeliveryOutcome:
+    """Examine new level changes, then post pending alerts oldest first until none is left or Slack says wait.
+
+    Exactly once, even when a job dies between Slack accepting a post and our commit: a Redis marker is set before
+    each post and cleared after the commit; an alert found with its marker is first looked up in the channel's
+    history by the key its message carries as metadata, and marked sent if it is there.
+    """
     examine_all(Session, unit_id)
     with Session() as s:
         target = resolve(s.get(SlackConnection, unit_id), settings, secret_key)
@@ -153,9 +159,18 @@ def deliver_alerts(Session, settings, secret_key: str, unit_id: str) -> Delivery
             if alert is None:
                 break
             message = message_for(s, alert)
+            marker = f"leadpulse:slack:posting:{alert.id}"
             try:
                 channel = channel or adapter.channel_for(target.kind, target.target_id)
-                posted = adapter.post(channel, **message)
+                found = None
+                if redis is not None and redis.exists(marker):  # an earlier try died around its post: did it go out?
+                    found = _look_for(adapter, channel, alert)
+                if found:
+                    posted = {"channel": channel, "ts": found}
+                else:
+                    if redis is not None:
+                        redis.set(marker, 1, ex=MARKER_TTL)
+                    posted = adapter.post(channel, **message, key=alert.key)
             except SlackError as exc:
                 if out.sent:
                     _note_connection(s, unit_id, None, sent=True)
@@ -166,11 +181,24 @@ def deliver_alerts(Session, settings, secret_key: str, unit_id: str) -> Delivery
             if alert.kind == "lead" and alert.event_received_at is not None:
                 latencies.append((now - alert.event_received_at).total_seconds())
             out.sent += 1
+        if redis is not None:
+            redis.delete(marker)  # committed as sent: a later run never looks for it
     if out.sent:
         with Session() as s, s.begin():
             _note_connection(s, unit_id, None, sent=True)
     out.latencies = tuple(latencies)
     return out
+
+
+def _look_for(adapter: SlackAdapter, channel: str, alert: SlackAlert) -> str | None:
+    """Without the history scope (an older install) we cannot tell: post again, at least once rather than never."""
+    try:
+        return adapter.find_posted(channel, alert.key, alert.created_at.timestamp() - 60)
+    except SlackError as exc:
+        if exc.transient:
+            raise
+        log.warning("cannot read channel history to check alert %s (%s); posting it again", alert.id, exc.error)
+        return None
 
 
 def _failed(s, alert: SlackAlert, exc: SlackError, out: DeliveryOutcome, latencies: list) -> DeliveryOutcome:

@@ -1,6 +1,7 @@
 """Slack alerts: one per entry into Hot, cooldown, digests, outages and rate limits, first run without Slack."""
 import dataclasses
 import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -57,6 +58,12 @@ def send(api, lead, *event_types, email=None, **extra):
             body["aliases"] = [{"alias_kind": "email", "raw_value": email}]
         r = api.post("/ingest", json=body)
         assert r.status_code == 202, r.json
+
+
+def by_lead(app, *lead_ids):
+    with app.extensions["leadpulse"].Session() as s:
+        rows = dict(s.execute(select(Lead.lead_id, SlackAlert).join(Lead, Lead.pk == SlackAlert.lead_pk)).all())
+    return [rows[i] for i in lead_ids]
 
 
 def alerts(app, **where):
@@ -245,3 +252,29 @@ def test_lead_data_cannot_ping_the_channel_and_a_zero_cooldown_alerts_at_once(al
     assert msg["text"] == "&lt;!channel&gt; &lt;https://evil.example|click&gt; entered Hot with a score of 60"
     assert "<!channel>" not in json.dumps(msg["blocks"])
     assert [a.kind for a in alerts(app)] == ["lead"]  # a fresh alert is not a catch-up digest, whatever the cooldown
+
+
+def test_a_post_that_went_out_before_a_crash_is_not_sent_again(alerting, fake_slack, run_worker, redis_conn, settings):
+    """The job died after Slack accepted the post and before the commit: the marker says look first, and it is there."""
+    api, _, _, channel, app = alerting
+    fake_slack.fail_channel(channel, "not_in_channel")  # hold the alerts pending while we stage the crash
+    send(api, "gil", "demo_request", "demo_request")
+    send(api, "hal", "demo_request", "demo_request")
+    settle(app, run_worker)
+    gil, hal = by_lead(app, "gil", "hal")
+    assert (gil.status, hal.status) == ("pending", "pending")
+    fake_slack.channel_errors.clear()
+    posted_ts = f"{time.time():.6f}"
+    with fake_slack.lock:  # what the dead job had posted for gil
+        fake_slack.messages.append({"channel": channel, "channel_name": "sales", "text": "gil entered Hot", "blocks": None,
+                                    "ts": posted_ts, "team_id": "T0000TEST", "args": {},
+                                    "metadata": {"event_type": "leadpulse_alert", "event_payload": {"key": gil.key}}})
+    redis_conn.set(f"leadpulse:slack:posting:{gil.id}", 1)
+    redis_conn.set(f"leadpulse:slack:posting:{hal.id}", 1)  # hal's post never reached Slack
+    Queue(settings.queue_name + "-urgent", connection=redis_conn).enqueue("worker.jobs.deliver_slack_alerts", api.tenant.unit_id)
+    run_worker()
+    assert sorted(m["text"] for m in fake_slack.messages) == ["gil entered Hot", "hal entered Hot with a score of 60"]
+    gil, hal = by_lead(app, "gil", "hal")
+    assert (gil.status, gil.ts, hal.status) == ("sent", posted_ts, "sent")
+    assert fake_slack.messages[-1]["metadata"] == {"event_type": "leadpulse_alert", "event_payload": {"key": hal.key}}
+    assert not redis_conn.exists(f"leadpulse:slack:posting:{gil.id}") and not redis_conn.exists(f"leadpulse:slack:posting:{hal.id}")

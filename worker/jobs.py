@@ -140,7 +140,7 @@ def deliver_slack_alerts(unit_id: str) -> int:
     if not redis.set(lock, 1, nx=True, ex=600):
         return 0  # another worker is delivering; it looks again before it stops
     try:
-        out = deliver_alerts(Session, settings, load_or_create_secret(Session), unit_id)
+        out = deliver_alerts(Session, settings, load_or_create_secret(Session), unit_id, redis)
     finally:
         redis.delete(lock)
     record_latencies(redis, list(out.latencies))

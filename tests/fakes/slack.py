@@ -201,8 +201,16 @@ class FakeSlack(FakeServer):
                    "ts": ts, "team": who["team_id"]}
         if blocks is not None:
             message["blocks"] = blocks
+        metadata = args.get("metadata")
+        if isinstance(metadata, str):
+            try:
+                metadata = json.loads(metadata)
+            except ValueError:
+                return {"ok": False, "error": "invalid_metadata_format"}
+        if metadata is not None:
+            message["metadata"] = metadata
         self.messages.append({"channel": channel["id"], "channel_name": channel["name"], "text": text, "blocks": blocks,
-                              "ts": ts, "team_id": who["team_id"], "args": dict(args)})
+                              "ts": ts, "team_id": who["team_id"], "args": dict(args), "metadata": metadata})
         return {"ok": True, "channel": channel["id"], "ts": ts, "message": message}
 
     @staticmethod
@@ -237,6 +245,28 @@ class FakeSlack(FakeServer):
         if channel is None:
             return {"ok": False, "error": "channel_not_found"}
         return {"ok": True, "channel": channel}
+
+    def _api_conversations_history(self, who: dict, args: dict) -> dict:
+        """Newest first, cursor-paged; message metadata only with include_all_metadata, as Slack does."""
+        ref = str(args.get("channel") or "")
+        channel = self._find_channel(ref)
+        cid = channel["id"] if channel else (ref if ref.startswith("D") else None)
+        if cid is None:
+            return {"ok": False, "error": "channel_not_found"}
+        oldest = float(args.get("oldest") or 0)
+        with_meta = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
+        items = []
+        for m in reversed(self.messages):
+            if m["channel"] != cid or float(m["ts"]) < oldest:
+                continue
+            item = {"type": "message", "ts": m["ts"], "text": m["text"] or ""}
+            if with_meta and m.get("metadata") is not None:
+                item["metadata"] = m["metadata"]
+            items.append(item)
+        page = self._paged(items, args, "messages")
+        if page["ok"]:
+            page["has_more"] = bool(page["response_metadata"]["next_cursor"])
+        return page
 
     def _api_conversations_open(self, who: dict, args: dict) -> dict:
         users = [u for u in str(args.get("users") or "").split(",") if u]

@@ -28,7 +28,8 @@ from worker.wakeup import try_kick_alerts
 
 blp = Blueprint("slack", __name__, description="Slack integration")
 
-SCOPES = ["chat:write", "channels:read", "groups:read", "users:read", "im:write"]
+# history: to check whether a post that may have gone out before a crash did (integrations/slack_alerts.py)
+SCOPES = ["chat:write", "channels:read", "groups:read", "users:read", "im:write", "channels:history", "groups:history", "im:history"]
 SLACK_ID = validate.Regexp(r"^[A-Z0-9]{2,40}$", error="is not a Slack channel or user id")
 CHANNEL_TYPES = {"public_channel", "private_channel", "mpim", "im"}
 
