@@ -41,7 +41,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -519,7 +519,7 @@ def main(argv=None) -> int:
     engine = create_engine(common.database_url(args.db), pool_size=2)
     logdir = Path(tempfile.mkdtemp(prefix="leadpulse-bench-sync-"))
     procs = [common.start([common.LEADPULSE, "worker"], env, logdir / f"worker{i}.log") for i in range(args.workers)]
-    phases, results = [], []
+    phases = []
     try:
         wait_workers(redis, queue, procs, logdir, args.workers)
         # Each worker's sweep thread runs its first pass at start-up; a work-horse forked while that thread holds

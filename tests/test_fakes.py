@@ -320,7 +320,7 @@ def test_slack_post_message_is_recorded_with_blocks(slack):
     sent = web(slack).chat_postMessage(channel="#sales-alerts", text="Ada entered Hot", blocks=blocks)
     assert sent["channel"] == cid
     assert slack.messages == [{"channel": cid, "channel_name": "sales-alerts", "text": "Ada entered Hot", "blocks": blocks,
-                               "ts": sent["ts"], "team_id": "T0000TEST", "args": slack.messages[0]["args"]}]
+                               "ts": sent["ts"], "team_id": "T0000TEST", "args": slack.messages[0]["args"], "metadata": None}]
     assert slack.requests[-1].headers["Content-Type"].startswith("application/json")
 
 
