@@ -9,8 +9,13 @@ class Unsupported(ValueError):
     """A Segment call LeadPulse does not turn into anything (screen, group, alias)."""
 
 
+def _context_traits(msg: dict):
+    context = msg.get("context")
+    return context.get("traits") if isinstance(context, dict) else None
+
+
 def _email(msg: dict) -> str | None:
-    for traits in ((msg.get("context") or {}).get("traits"), msg.get("traits"), msg.get("properties")):
+    for traits in (_context_traits(msg), msg.get("traits"), msg.get("properties")):
         if isinstance(traits, dict) and isinstance(traits.get("email"), str) and traits["email"].strip():
             return traits["email"]
     return None
@@ -54,5 +59,5 @@ def event_body(msg: dict) -> dict:
 def traits_of(msg: dict) -> dict:
     traits = msg.get("traits")
     if not isinstance(traits, dict):
-        traits = (msg.get("context") or {}).get("traits")
+        traits = _context_traits(msg)
     return dict(traits) if isinstance(traits, dict) else {}

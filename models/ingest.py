@@ -99,7 +99,7 @@ SELECT t.id, :org, :unit, t.lead_pk, t.event_type, t.occurred_at, :now, CAST(t.m
   FROM unnest(CAST(:ids AS bigint[]), CAST(:lead_pks AS bigint[]), CAST(:types AS text[]), CAST(:ats AS timestamptz[]),
               CAST(:metas AS text[]), CAST(:keys AS text[]), CAST(:quiet AS boolean[]))
        AS t(id, lead_pk, event_type, occurred_at, metadata, key, quiet)
- ORDER BY t.key NULLS LAST, t.id
+ ORDER BY t.key COLLATE "C" NULLS LAST, t.id
     ON CONFLICT (unit_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id
 """)
@@ -176,7 +176,7 @@ def resolve_leads(session: Session, org_id: str, unit_id: str, events: list[Inco
     chosen: list[object] = []
     for ev in events:
         if ev.lead_id:
-            lead = (by_id[ev.lead_id], ev.lead_id)
+            lead = by_id[ev.lead_id]
         else:
             lead = next((owner[a] for a in ev.aliases if a in owner), None)
             if lead is None:
@@ -223,29 +223,34 @@ def _alias_lock_key(unit_id: str, alias: tuple[str, str]) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def _ensure_lead_ids(session: Session, org_id: str, unit_id: str, lead_ids: set[str]) -> dict[str, int]:
-    """pk of each lead_id, inserting the missing ones (ON CONFLICT: a concurrent creator wins harmlessly)."""
+def _ensure_lead_ids(session: Session, org_id: str, unit_id: str, lead_ids: set[str]) -> dict[str, tuple[int, str]]:
+    """(pk, lead_id) that receives each lead_id's events, inserting the missing leads (ON CONFLICT: a concurrent
+    creator wins harmlessly). A merged lead's events go to the lead it was merged into."""
     if not lead_ids:
         return {}
 
     def lookup(ids):
-        return dict(session.execute(
-            select(LEADS.c.lead_id, LEADS.c.pk).where(LEADS.c.unit_id == unit_id, LEADS.c.lead_id.in_(ids))
-        ).all())
+        return {r.lead_id: r for r in session.execute(
+            select(LEADS.c.lead_id, LEADS.c.pk, LEADS.c.merged_into).where(LEADS.c.unit_id == unit_id, LEADS.c.lead_id.in_(ids)))}
 
-    found = lookup(list(lead_ids))
+    rows = lookup(list(lead_ids))
+    found = {lid: (r.pk, lid) for lid, r in rows.items()}
+    merged = {lid: r.merged_into for lid, r in rows.items() if r.merged_into}
+    if merged:
+        targets = lookup(list(set(merged.values())))
+        found.update({lid: (targets[t].pk, t) for lid, t in merged.items() if t in targets})
     missing = sorted(lead_ids - found.keys())
     if missing:
         now = utcnow()
-        found.update(dict(session.execute(
+        found.update({lid: (pk, lid) for lid, pk in session.execute(
             insert_for(session, LEADS)
             .on_conflict_do_nothing(index_elements=["unit_id", "lead_id"])
             .returning(LEADS.c.lead_id, LEADS.c.pk),
             [dict(org_id=org_id, unit_id=unit_id, lead_id=lid, metadata={}, score=0, created_at=now, updated_at=now) for lid in missing],
-        ).all()))
+        ).all()})
         raced = [lid for lid in missing if lid not in found]
         if raced:
-            found.update(lookup(raced))
+            found.update({lid: (r.pk, lid) for lid, r in lookup(raced).items()})
     return found
 
 

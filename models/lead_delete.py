@@ -5,6 +5,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
+from models.events import Event
 from models.leads import Lead, LeadDeletion
 
 
@@ -19,13 +20,28 @@ def request_deletion(session: Session, lead: Lead) -> LeadDeletion:
     return deletion
 
 
-def run_deletion(session: Session, deletion_id: int) -> bool:
-    """The lead row goes, and with it (ON DELETE CASCADE) its aliases, events, deltas, scores, level changes and alerts."""
-    deletion = session.get(LeadDeletion, deletion_id, with_for_update=True)
-    if deletion is None or deletion.status != "pending":
-        return False
-    session.execute(delete(Lead).where(Lead.pk == deletion.lead_pk, Lead.unit_id == deletion.unit_id))
-    deletion.status, deletion.completed_at, deletion.error = "completed", utcnow(), None
+EVENT_CHUNK = 5000
+
+
+def run_deletion(Session, deletion_id: int) -> bool:
+    """The lead's events go in chunks of their own transactions (ingest for other leads is never held up for long),
+    then the lead row, taking (ON DELETE CASCADE) its aliases, scores, level changes and alerts with it."""
+    with Session() as s:
+        deletion = s.get(LeadDeletion, deletion_id)
+        if deletion is None or deletion.status != "pending":
+            return False
+        lead_pk, unit_id = deletion.lead_pk, deletion.unit_id
+    while True:
+        with Session() as s, s.begin():
+            chunk = select(Event.id).where(Event.lead_pk == lead_pk).limit(EVENT_CHUNK).scalar_subquery()
+            if not s.execute(delete(Event).where(Event.id.in_(chunk))).rowcount:
+                break
+    with Session() as s, s.begin():
+        deletion = s.get(LeadDeletion, deletion_id, with_for_update=True)
+        if deletion is None or deletion.status != "pending":
+            return False
+        s.execute(delete(Lead).where(Lead.pk == lead_pk, Lead.unit_id == unit_id))
+        deletion.status, deletion.completed_at, deletion.error = "completed", utcnow(), None
     return True
 
 

@@ -9,10 +9,10 @@ from sqlalchemy.orm import Session
 from models.base import utcnow
 from models.events import Event, ScoreDelta
 from models.scoring import LeadScore
-from models.leads import Lead, LeadAlias
+from models.leads import Lead, LeadAlias, LeadDeletion
 from models.levels import LeadLevelChange
 from models.replay import replay_leads
-from models.sql import lock_unit, lock_unit_leads
+from models.sql import lock_unit
 
 
 class MergeError(ValueError):
@@ -35,9 +35,9 @@ def merge_leads(session: Session, unit_id: str, target_id: str, source_ids: list
     if target_id in sources_wanted:
         raise MergeError(400, "sourceLeadIds", "a lead cannot be merged into itself")
     lock_unit(session, unit_id)  # exclusive: no scoring batch of this OU runs in between
-    lock_unit_leads(session, unit_id)
     leads = {lead.lead_id: lead for lead in session.execute(
-        select(Lead).where(Lead.unit_id == unit_id, Lead.lead_id.in_([target_id, *sources_wanted]))).scalars()}
+        select(Lead).where(Lead.unit_id == unit_id, Lead.lead_id.in_([target_id, *sources_wanted]))
+        .order_by(Lead.pk).with_for_update(key_share=True)).scalars()}
     target = leads.get(target_id)
     if target is None:
         raise MergeError(404, "targetLeadId", f"lead '{target_id}' not found")
@@ -49,6 +49,11 @@ def merge_leads(session: Session, unit_id: str, target_id: str, source_ids: list
     already = [i for i in sources_wanted if leads[i].merged_into]
     if already:
         raise MergeError(409, "sourceLeadIds", f"already merged: {', '.join(already)}")
+    deleting = set(session.execute(select(LeadDeletion.lead_id).where(
+        LeadDeletion.unit_id == unit_id, LeadDeletion.status == "pending", LeadDeletion.lead_id.in_(list(leads)))).scalars())
+    if deleting:  # the deletion would take the moved events with it
+        field = "targetLeadId" if target_id in deleting else "sourceLeadIds"
+        raise MergeError(409, field, f"being deleted: {', '.join(sorted(deleting))}")
     source_pks = [leads[i].pk for i in sources_wanted]
     moved_events = session.execute(update(Event).where(Event.lead_pk.in_(source_pks)).values(lead_pk=target.pk)
                                    .execution_options(synchronize_session=False)).rowcount

@@ -9,7 +9,7 @@ from models.leads import Lead
 from models.reclassify import reclassify_unit
 from models.scoring import LeadScore
 from models.specs import load_contexts
-from models.sql import lock_unit, lock_unit_leads
+from models.sql import lock_leads, lock_unit
 
 
 def delete_events(session: Session, unit_id: str, ids: list[int]) -> tuple[list[int], set[int]]:
@@ -19,7 +19,7 @@ def delete_events(session: Session, unit_id: str, ids: list[int]) -> tuple[list[
     if not found:
         return [], set()
     lead_pks = {r.lead_pk for r in found}
-    lock_unit_leads(session, unit_id)
+    lock_leads(session, lead_pks)
     session.execute(delete(Event).where(Event.id.in_([r.id for r in found])))  # their deltas go by cascade
     replay_leads(session, unit_id, lead_pks)
     return [r.id for r in found], lead_pks

@@ -35,6 +35,15 @@ def lock_unit_alerts(session: Session, unit_id: str) -> None:
         session.execute(text(f"SELECT pg_advisory_xact_lock({ALERT_LOCK_SPACE}, hashtext(:u))"), {"u": unit_id})
 
 
+def lock_leads(session: Session, lead_pks) -> None:
+    """Row-lock these leads in pk order (NO KEY UPDATE, as scoring does), not the whole OU."""
+    if lead_pks and session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT count(*) FROM (SELECT 1 FROM leads WHERE pk = ANY(:pks) ORDER BY pk FOR NO KEY UPDATE) AS locked"),
+            {"pks": sorted(lead_pks)},
+        )
+
+
 def lock_unit_leads(session: Session, unit_id: str) -> None:
     """Row-lock every lead of an OU in pk order (NO KEY UPDATE: ingest's foreign-key checks still pass)."""
     if session.get_bind().dialect.name == "postgresql":

@@ -81,6 +81,7 @@ def test_delete_events_rescores_from_what_remains(api, app, run_worker, client, 
     assert leads["bob"]["score"] == 0 and leads["bob"]["level"]["name"] == "Cold"
     assert [e["status"] for e in api.get("/events/ada").json] == ["scored"] * 3
     assert len(theirs.get("/events").json) == 1  # another OU's event is untouched
+    assert api.delete("/events/batch", json={"ids": ["²", "١٢", "-1"]}).json == {"deleted": 0, "not_found": ["²", "١٢", "-1"], "leads_rescored": 0}
     for body, field in [({}, "ids"), ({"ids": []}, "ids"), ({"ids": "1"}, "ids"), ({"ids": ["1"] * 501}, "ids")]:
         r = api.delete("/events/batch", json=body)
         assert r.status_code == 400 and field in r.json["error"]["details"], (body, r.json)

@@ -19,6 +19,8 @@ CSV = (
     "page_view,erin,,,{not json},\n"
     "page_view,,,,,\n"
     "demo_request,ada,,2026-11-21T10:00:00Z,,imp-3\n"
+    "page_view,fay,,,{\"\"x\"\": NaN},\n"
+    "page_view,gus,,,{\"\"x\"\": 1e999},\n"
 )
 
 
@@ -33,9 +35,9 @@ def test_good_rows_go_in_and_bad_rows_are_reported_by_line(api, app, run_worker)
     r = upload(api, CSV)
     assert r.status_code == 202, r.json
     body = r.json
-    assert (body["accepted"], body["duplicate"], body["rejected"]) == (3, 0, 4)
+    assert (body["accepted"], body["duplicate"], body["rejected"]) == (3, 0, 6)
     assert [(e["line"], sorted(e["error"])) for e in body["errors"]] == [
-        (4, ["event_type"]), (5, ["timestamp"]), (6, ["metadata"]), (7, ["lead_id"])]
+        (4, ["event_type"]), (5, ["timestamp"]), (6, ["metadata"]), (7, ["lead_id"]), (9, ["metadata"]), (10, ["metadata"])]
     settle(app, run_worker)
     leads = leads_by_id(api)
     assert leads["ada"]["score"] == 60 and leads["ada"]["level"]["name"] == "Hot"

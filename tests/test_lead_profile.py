@@ -156,3 +156,25 @@ def test_a_deletion_out_of_retries_is_marked_failed_with_the_reason(api, app, se
     status = api.get("/lead/ada/deletion-status").json
     assert status["status"] == "failed" and status["error"] == "RuntimeError: statement timeout"
     assert api.get("/lead/ada").status_code == 200  # nothing half-deleted
+
+
+def test_after_a_merge_the_sources_id_feeds_the_target_and_a_deleting_lead_cannot_merge(api, app, run_worker):
+    from tests.helpers import create_levels, leads_by_id, published_ruleset, settle
+
+    create_levels(api)
+    published_ruleset(api, {"demo_request": 30})
+    for lead in ("ada", "bob", "cy"):
+        api.post("/ingest", json={"lead_id": lead, "event_type": "demo_request"})
+    settle(app, run_worker)
+    assert api.post("/leads/merge", json={"targetLeadId": "ada", "sourceLeadIds": ["bob"]}).status_code == 200
+    r = api.post("/ingest", json={"lead_id": "bob", "event_type": "demo_request",
+                                  "aliases": [{"alias_kind": "email", "raw_value": "bob@x.io"}]})
+    assert r.status_code == 202 and r.json["lead_id"] == "ada"  # the merged id now means its target
+    settle(app, run_worker)
+    assert leads_by_id(api)["ada"]["score"] == 90 and api.get("/lead/bob").json["lead"]["score"] == 0
+    assert api.post("/ingest", json={"aliases": [{"alias_kind": "email", "raw_value": "bob@x.io"}], "event_type": "x"}).json["lead_id"] == "ada"
+    assert api.delete("/lead/cy").status_code == 200  # pending deletion (no worker ran)
+    r = api.post("/leads/merge", json={"targetLeadId": "ada", "sourceLeadIds": ["cy"]})
+    assert r.status_code == 409 and "sourceLeadIds" in r.json["error"]["details"]
+    r = api.post("/leads/merge", json={"targetLeadId": "cy", "sourceLeadIds": ["ada"]})
+    assert r.status_code == 409 and "targetLeadId" in r.json["error"]["details"]

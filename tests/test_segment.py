@@ -96,6 +96,10 @@ def test_bad_write_keys_and_bodies_are_refused_and_counted(client, segment, api)
     r = client.post("/webhooks/segment", json={**TRACK, "event": "bad/name"}, headers=auth)
     assert r.status_code == 400 and "event_type" in r.json["error"]["details"]
     assert client.post("/webhooks/segment", json={"batch": []}, headers=auth).status_code == 400
+    r = client.post("/webhooks/segment", json={**TRACK, "context": "not an object", "userId": None, "anonymousId": None}, headers=auth)
+    assert r.status_code == 400 and "lead_id" in r.json["error"]["details"]  # no identity left: refused, not a 500
+    r = client.post("/webhooks/segment", json={**IDENTIFY, "traits": {"name": "nul\u0000byte"}}, headers=auth)
+    assert r.status_code == 400 and "traits.name" in r.json["error"]["details"]
     assert leads_by_id(api) == {}
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'webhook_deliveries_rejected_total{reason="unknown_source",source="segment"} 2.0' in metrics

@@ -7,11 +7,14 @@ from worker.stream import channel
 
 
 def read(it) -> tuple[str, dict]:
-    """The next SSE message (keepalive comments skipped)."""
+    """The next SSE message; two keepalives (~30 s) without one fail the test instead of hanging it."""
+    keepalives = 0
     while True:
         chunk = next(it)
         text = chunk.decode() if isinstance(chunk, bytes) else chunk
         if text.startswith(":"):
+            keepalives += 1
+            assert keepalives < 2, "no message arrived on the stream"
             continue
         lines = dict(line.split(": ", 1) for line in text.strip().split("\n"))
         return lines["event"], json.loads(lines["data"])

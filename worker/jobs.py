@@ -155,12 +155,10 @@ def deliver_slack_alerts(unit_id: str) -> int:
 
 
 def delete_lead(deletion_id: int) -> bool:
-    """Remove a lead and everything hanging off it, in one transaction (retried by RQ on failure)."""
+    """Remove a lead and everything hanging off it (retried by RQ on failure)."""
     from models.lead_delete import run_deletion
 
-    Session = session_factory(Settings.from_env().database_url, writer=True)
-    with Session() as s, s.begin():
-        return run_deletion(s, deletion_id)
+    return run_deletion(session_factory(Settings.from_env().database_url, writer=True), deletion_id)
 
 
 def lead_deletion_failed(job, connection, exc_type, exc_value, tb):

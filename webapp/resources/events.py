@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 from flask import Response, stream_with_context
 from marshmallow import fields, validate
@@ -150,7 +151,7 @@ class DeleteEventsSchema(StrictSchema):
 @blp.arguments(DeleteEventsSchema)
 def delete_batch(data):
     """Deletes the OU's events by id; their leads are rescored from what remains (asynchronously, by the workers)."""
-    wanted = {i: int(i) for i in dict.fromkeys(data["ids"]) if i.isdigit() and len(i) <= 18}
+    wanted = {i: int(i) for i in dict.fromkeys(data["ids"]) if re.fullmatch(r"[0-9]{1,18}", i)}
     session = db()
     deleted, leads = delete_events(session, current_unit(), list(wanted.values()))
     session.commit()

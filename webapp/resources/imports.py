@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 
 from flask import jsonify, request
 from marshmallow import ValidationError
 
 from models.leads import ALIAS_KINDS
 from webapp.auth import current_unit, principal
-from webapp.blueprint import Blueprint
+from webapp.blueprint import Blueprint, strict_json_loads
 from webapp.errors import ApiError, field_paths
 from webapp.resources.ingest import BATCH_MAX, EventInSchema, store, to_incoming
 from webapp.state import state
@@ -38,7 +37,7 @@ def row_body(row: dict) -> dict:
         body["aliases"] = aliases
     if row.get("metadata"):
         try:
-            body["metadata"] = json.loads(row["metadata"])
+            body["metadata"] = strict_json_loads(row["metadata"])  # NaN, Infinity, 1e999: refused like in a JSON body
         except ValueError:
             raise ValidationError({"metadata": ["is not valid JSON"]})
     return body

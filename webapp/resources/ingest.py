@@ -9,6 +9,8 @@ from marshmallow import ValidationError, fields, validate, validates_schema
 
 from concurrent.futures import TimeoutError as FutureTimeout
 
+from sqlalchemy.exc import IntegrityError
+
 from models.base import utcnow
 from models.ingest import IncomingEvent, IngestConflict
 from models.leads import ALIAS_KINDS, normalize_alias
@@ -108,7 +110,7 @@ def store(incoming: list[IncomingEvent], org_id: str | None = None, unit_id: str
     close_db()  # release this request's connection (and SQLite's write lock) before the committer needs it
     try:
         results = state().committer.submit(org_id, unit_id, incoming)
-    except (FutureTimeout, IngestConflict):
+    except (FutureTimeout, IngestConflict, IntegrityError):  # IntegrityError: its lead was deleted meanwhile
         raise ApiError(503, "unavailable", "the events were not stored; retry (event_ids make retries safe)",
                        headers={"Retry-After": "1"})
     duplicates = sum(r.duplicate for r in results)

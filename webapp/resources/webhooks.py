@@ -30,7 +30,7 @@ from webapp.blueprint import Blueprint, strict_json_loads
 from webapp.crud import Crud, register_crud
 from webapp.errors import ApiError, field_paths
 from webapp.resources.ingest import BATCH_MAX, EventInSchema, rejected, store, to_incoming
-from webapp.schema_base import StrictSchema, UTCDateTime
+from webapp.schema_base import StrictSchema, UTCDateTime, bad_text
 from webapp.state import close_db, db, state
 
 blp = Blueprint("webhooks", __name__, description="Signed inbound webhooks")
@@ -210,6 +210,9 @@ def identify(source: WebhookSource, msg: dict) -> str:
         raise ValidationError({"userId": ["userId, anonymousId or traits.email is required"]})
     data = to_incoming(EVENT_SCHEMA.load(body), None, state().settings.max_metadata_bytes)
     traits = segment_map.traits_of(msg)
+    problems = bad_text(traits)  # NUL and lone surrogates: PostgreSQL cannot store them
+    if problems:
+        raise ValidationError({f"traits.{path}": [problem] for path, problem in problems.items()})
     if len(json.dumps(traits, default=str)) > state().settings.max_metadata_bytes:
         raise ApiError(413, "payload_too_large", "traits are too large", {"traits": ["too large"]})
     close_db()
