@@ -38,6 +38,7 @@ class Settings:
     sweep_interval_seconds: int = 30
     max_metadata_bytes: int = 100 * 1024
     import_max_bytes: int = 10 * 1024 * 1024
+    public_url: str | None = None  # how clients reach us (behind a proxy); links and signed URLs are built on it
     log_level: str = "INFO"
     extra: dict = field(default_factory=dict)
 
@@ -65,6 +66,7 @@ class Settings:
             scoring_parallelism=_int(env, "LEADPULSE_SCORING_PARALLELISM", cls.scoring_parallelism),
             sweep_interval_seconds=_int(env, "LEADPULSE_SWEEP_SECONDS", cls.sweep_interval_seconds),
             import_max_bytes=_int(env, "LEADPULSE_IMPORT_MAX_MB", 10) * 1024 * 1024,
+            public_url=(env.get("LEADPULSE_PUBLIC_URL") or "").rstrip("/") or None,
             log_level=env.get("LOG_LEVEL") or cls.log_level,
         )
         values.update(overrides)

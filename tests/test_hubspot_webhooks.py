@@ -109,3 +109,26 @@ def test_events_of_another_portal_are_ignored(hooked):
     mine = {"objectId": int(contact), "eventId": 11, "subscriptionType": "contact.creation", "portalId": fake.portal_id}
     theirs = {**mine, "eventId": 12, "portalId": int(fake.portal_id) + 1}
     assert deliver(client, src["url"], [theirs, mine]).json == {"applied": 1, "duplicate": 0, "ignored": 1}
+
+
+def test_signature_over_the_public_url_and_the_raw_query_behind_a_proxy(settings, clean, tenant):
+    """Computed here from HubSpot's description, not with our sign_v3: POST + public URI + body + timestamp."""
+    import base64
+    import hashlib
+    import hmac
+
+    with FakeHubSpot(tokens=[TOKEN]) as fake:
+        app = create_app(dataclasses.replace(settings, hubspot_api_base=fake.url, public_url="https://lp.example.com"))
+        client = app.test_client()
+        r = client.post("/webhooks/sources", json={"name": "HubSpot", "kind": "hubspot", "client_secret": APP_SECRET},
+                        headers=member_client(client, tenant))
+        path = f"/webhooks/hubspot?source={r.json['id']}&note=caf%C3%A9%3A"
+        body = json.dumps([{"objectId": 1, "eventId": 1, "subscriptionType": "deal.creation"}]).encode()
+        ts = str(int(time.time() * 1000))
+        # %3A is one of the characters HubSpot decodes before signing; %C3%A9 is not
+        uri = f"https://lp.example.com/webhooks/hubspot?source={r.json['id']}&note=caf%C3%A9:"
+        sig = base64.b64encode(hmac.new(APP_SECRET.encode(), b"POST" + uri.encode() + body + ts.encode(), hashlib.sha256).digest()).decode()
+        ok = client.post(path, data=body, headers={"Content-Type": "application/json", "X-HubSpot-Request-Timestamp": ts,
+                                                   "X-HubSpot-Signature-v3": sig, "X-Forwarded-Proto": "http"})
+        assert ok.status_code == 200, ok.json
+        assert r.json["url"] == f"/webhooks/hubspot?source={r.json['id']}"

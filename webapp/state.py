@@ -64,3 +64,15 @@ def close_db(_exc=None) -> None:
     session = g.pop("db", None)
     if session is not None:
         session.close()
+
+
+def external_url(path: str) -> str:
+    """An absolute URL (path as url_for gives it) as clients see it: LEADPULSE_PUBLIC_URL when set, else this host."""
+    base = state().settings.public_url or request.host_url.rstrip("/")
+    return base + path
+
+
+def signed_request_url() -> str:
+    """This request's URL as the sender signed it: public base, path, and the query string exactly as received."""
+    query = request.query_string.decode("latin-1")
+    return external_url(request.script_root + request.path) + (f"?{query}" if query else "")

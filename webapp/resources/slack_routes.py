@@ -23,7 +23,7 @@ from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
 from webapp.resources.alert_settings import SLACK_SECRET_PURPOSE
 from webapp.schema_base import StrictSchema, UTCDateTime
-from webapp.state import close_db, db, state
+from webapp.state import close_db, db, external_url, state
 from worker.wakeup import try_kick_alerts
 
 blp = Blueprint("slack", __name__, description="Slack integration")
@@ -78,7 +78,7 @@ def status(unit_id: str) -> dict:
         "updated_at": _ts(conn.updated_at) if conn else None,
         "default_target_kind": target.kind,
         "default_target_id": target.target_id,
-        "authorize_url": url_for("slack.install_redirect", _external=True) if can_install else None,
+        "authorize_url": external_url(url_for("slack.install_redirect")) if can_install else None,
         "alerts": {"delivery": delivery, **counts, "last_error": conn.last_error if conn else None,
                    "last_sent_at": _ts(conn.last_sent_at) if conn else None},
     }
@@ -102,7 +102,7 @@ def _authorize_url() -> str:
     with state().WriterSession() as s, s.begin():
         s.add(SlackInstallRequest(state=issued, unit_id=unit_id, org_id=p.org_id, member_id=p.member_id))
     g.slack_state = issued
-    generator = AuthorizeUrlGenerator(client_id=app[0], scopes=SCOPES, redirect_uri=url_for("slack.callback", _external=True),
+    generator = AuthorizeUrlGenerator(client_id=app[0], scopes=SCOPES, redirect_uri=external_url(url_for("slack.callback")),
                                       authorization_url=authorize_url_base(settings.slack_api_base))
     return generator.generate(issued)
 
@@ -162,7 +162,7 @@ def callback():
     settings = state().settings
     close_db()  # no transaction held open across Slack calls
     try:
-        grant = SlackAdapter(None, settings.slack_api_base).oauth_access(app[0], app[1], code, url_for("slack.callback", _external=True))
+        grant = SlackAdapter(None, settings.slack_api_base).oauth_access(app[0], app[1], code, external_url(url_for("slack.callback")))
         bot = SlackAdapter(grant["access_token"], settings.slack_api_base).auth_test()
     except SlackError as exc:
         if exc.transient:

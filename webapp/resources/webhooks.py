@@ -31,7 +31,7 @@ from webapp.crud import Crud, register_crud
 from webapp.errors import ApiError, field_paths
 from webapp.resources.ingest import BATCH_MAX, EventInSchema, rejected, store, to_incoming
 from webapp.schema_base import StrictSchema, UTCDateTime, bad_text
-from webapp.state import close_db, db, state
+from webapp.state import close_db, db, signed_request_url, state
 
 blp = Blueprint("webhooks", __name__, description="Signed inbound webhooks")
 SECRET_PURPOSE = "webhook-source-secret"
@@ -244,7 +244,7 @@ def hubspot():
     try:
         if secret is None:
             raise hs_hooks.SignatureError("bad_signature", "this source's secret can no longer be read; create it again")
-        hs_hooks.verify_v3(secret, request.method, request.url, body, request.headers.get("X-HubSpot-Request-Timestamp", ""),
+        hs_hooks.verify_v3(secret, request.method, signed_request_url(), body, request.headers.get("X-HubSpot-Request-Timestamp", ""),
                            request.headers.get("X-HubSpot-Signature-v3", ""), int(time.time() * 1000))
     except hs_hooks.SignatureError as exc:
         status = 400 if exc.reason == "missing_signature_headers" else 401
