@@ -40,7 +40,10 @@ def run_deletion(Session, deletion_id: int) -> bool:
         deletion = s.get(LeadDeletion, deletion_id, with_for_update=True)
         if deletion is None or deletion.status != "pending":
             return False
+        lead_id = s.execute(select(Lead.lead_id).where(Lead.pk == lead_pk)).scalar()
         s.execute(delete(Lead).where(Lead.pk == lead_pk, Lead.unit_id == unit_id))
+        if lead_id is not None:  # leads merged into it keep only their ids and metadata: they go too
+            s.execute(delete(Lead).where(Lead.unit_id == unit_id, Lead.merged_into == lead_id))
         deletion.status, deletion.completed_at, deletion.error = "completed", utcnow(), None
     return True
 

@@ -1,6 +1,7 @@
 """Leads and their aliases; a lead is identified by lead_id or by any alias within its OU."""
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
@@ -48,6 +49,22 @@ class LeadAlias(Base):
     kind: Mapped[str] = mapped_column(String(20))
     value: Mapped[str] = mapped_column(String(320))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+def merged_metadata(current: dict | None, changes: dict) -> dict:
+    """Keys given are set, a key given as None is removed, others stay (PATCH semantics, also for identify traits)."""
+    out = dict(current or {})
+    for key, value in changes.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = value
+    return out
+
+
+def metadata_size(metadata) -> int:
+    """Bytes of metadata as JSON, measured one way everywhere the 100 KB limit applies."""
+    return len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False, default=str).encode())
 
 
 def normalize_alias(kind: str, raw: str) -> str:

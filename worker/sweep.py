@@ -15,8 +15,8 @@ from models.score_batch import has_pending
 from models.slack import SlackConnection
 from worker.wakeup import enqueue_hubspot_options, enqueue_lead_deletion, kick_alerts, kick_hubspot_sync, kick_scoring
 
-OPTIONS_RETRY_SECONDS = 900
-DELETION_RETRY_SECONDS = 60  # the sweep re-enqueues a stale options sync at most this often
+OPTIONS_RETRY_SECONDS = 900  # the sweep re-enqueues a stale options sync at most this often
+DELETION_RETRY_SECONDS = 60  # a deletion still pending after this long has lost its job
 
 log = logging.getLogger("leadpulse.sweep")
 

@@ -1,7 +1,6 @@
 """A lead's profile: search by id or alias, its aliases, its metadata (PUT replaces, PATCH merges), and deletion."""
 from __future__ import annotations
 
-import json
 import logging
 
 from flask import jsonify
@@ -11,7 +10,7 @@ from sqlalchemy import or_, select
 from models.base import utcnow
 from models.lead_delete import request_deletion
 from models.merge import MergeError, merge_leads
-from models.leads import Lead, LeadAlias, LeadDeletion
+from models.leads import Lead, LeadAlias, LeadDeletion, merged_metadata, metadata_size
 from models.levels import EngagementLevel
 from webapp.auth import current_unit
 from webapp.blueprint import Blueprint
@@ -69,7 +68,7 @@ def aliases(lead_id):
 
 def _save_metadata(lead: Lead, metadata: dict):
     limit = state().settings.max_metadata_bytes
-    if len(json.dumps(metadata, ensure_ascii=False).encode()) > limit:
+    if metadata_size(metadata) > limit:
         raise ApiError(413, "payload_too_large", f"metadata exceeds {limit // 1024} KB", {"metadata": ["too large"]})
     lead.metadata_, lead.updated_at = metadata, utcnow()
     db().commit()
@@ -89,13 +88,7 @@ def replace_metadata(data, lead_id):
 def merge_metadata(data, lead_id):
     """Keys given are set; a key given as null is removed; others stay."""
     lead = _locked(lead_id)
-    merged = dict(lead.metadata_ or {})
-    for key, value in data["metadata"].items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = value
-    return _save_metadata(lead, merged)
+    return _save_metadata(lead, merged_metadata(lead.metadata_, data["metadata"]))
 
 
 def _locked(lead_id: str) -> Lead:

@@ -21,7 +21,7 @@ from integrations.hubspot_sync import token_for
 from models.base import utcnow
 from models.ingest import resolve_lead
 from models.integrations import HubSpotConnection, HubSpotContact
-from models.leads import Lead, normalize_alias
+from models.leads import Lead, merged_metadata, metadata_size, normalize_alias
 from models.sql import insert_for
 from models.webhooks import HubSpotWebhookEvent, WebhookSource
 from webapp import metrics
@@ -213,19 +213,13 @@ def identify(source: WebhookSource, msg: dict) -> str:
     problems = bad_text(traits)  # NUL and lone surrogates: PostgreSQL cannot store them
     if problems:
         raise ValidationError({f"traits.{path}": [problem] for path, problem in problems.items()})
-    if len(json.dumps(traits, default=str)) > state().settings.max_metadata_bytes:
+    if metadata_size(traits) > state().settings.max_metadata_bytes:
         raise ApiError(413, "payload_too_large", "traits are too large", {"traits": ["too large"]})
     close_db()
     with state().WriterSession() as s, s.begin():
         pk, lead_id = resolve_lead(s, source.org_id, source.unit_id, None, data.aliases)
         lead = s.get(Lead, pk, with_for_update=True)
-        meta = dict(lead.metadata_ or {})
-        for key, value in traits.items():
-            if value is None:
-                meta.pop(key, None)
-            else:
-                meta[key] = value
-        lead.metadata_, lead.updated_at = meta, utcnow()
+        lead.metadata_, lead.updated_at = merged_metadata(lead.metadata_, traits), utcnow()
     return lead_id
 
 
