@@ -138,6 +138,10 @@ def test_merge_moves_events_and_aliases_and_rescores_the_target(api, app, run_wo
     again = api.post("/leads/merge", json={"targetLeadId": "ada", "sourceLeadIds": ["anon-1"]})
     assert again.status_code == 409 and "sourceLeadIds" in again.json["error"]["details"]
     assert theirs.get("/events").json[0]["lead_id"] == "zed"
+    # deleting the target takes the leads merged into it too (they hold nothing but their id and metadata)
+    assert api.delete("/lead/ada").status_code == 200
+    run_worker()
+    assert api.get("/lead/anon-1").status_code == 404 and api.get("/lead/anon-2").status_code == 404
 
 
 def test_a_deletion_out_of_retries_is_marked_failed_with_the_reason(api, app, settings, redis_conn):
