@@ -1,5 +1,6 @@
--- wrk script for bench/ingest.py: POST single events with distinct event ids over many lead ids.
--- Arguments after "--": nonce, number of leads, base64 Basic credentials ("" for none), path.
+-- wrk script for bench/ingest.py: POST events with distinct event ids over many lead ids.
+-- Arguments after "--": nonce, number of leads, base64 Basic credentials ("" for none), path, and events per
+-- request (0: one event per POST /ingest; N: {"events": [N events]} per POST /ingest/batch).
 local counter = 0
 
 function setup(thread)
@@ -11,6 +12,7 @@ function init(args)
   nonce = args[1]
   leads = tonumber(args[2])
   path = args[4]
+  per = tonumber(args[5] or "0")
   n = 0
   math.randomseed(tid * 7919 + os.time())
   wrk.method = "POST"
@@ -20,12 +22,21 @@ function init(args)
   end
 end
 
-function request()
+local function event()
   n = n + 1
-  local body = string.format(
-    '{"lead_id":"lead-%d","event_type":"page_view","event_id":"%s-%d-%d","metadata":{"url":"/pricing"}}',
+  return string.format('{"lead_id":"lead-%d","event_type":"page_view","event_id":"%s-%d-%d","metadata":{"url":"/pricing"}}',
     math.random(0, leads - 1), nonce, tid, n)
-  return wrk.format("POST", path, nil, body)
+end
+
+function request()
+  if per == 0 then
+    return wrk.format("POST", path, nil, event())
+  end
+  local parts = {}
+  for i = 1, per do
+    parts[i] = event()
+  end
+  return wrk.format("POST", path, nil, '{"events":[' .. table.concat(parts, ",") .. ']}')
 end
 
 function done(summary, latency, requests)

@@ -283,8 +283,8 @@ def run_batch_mode(args, env, auth: str, logdir: Path, metrics_dir: str) -> int:
             f"wrk {args.connections} connections x {args.batch} events per request")
         wrk = lambda seconds: subprocess.run(
             ["wrk", "-t1", f"-c{args.connections}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
-             "-s", str(common.BENCH / "ingest_batch.lua"), f"http://127.0.0.1:{port}/ingest/batch",
-             "--", uuid.uuid4().hex[:10], str(args.leads), auth, str(args.batch)],
+             "-s", str(common.BENCH / "ingest.lua"), f"http://127.0.0.1:{port}/ingest/batch",
+             "--", uuid.uuid4().hex[:10], str(args.leads), auth, "/ingest/batch", str(args.batch)],
             capture_output=True, text=True, check=True).stdout
         if args.warmup > 0:
             log(f"warm-up {args.warmup:.0f}s")
