@@ -53,6 +53,7 @@ bench: services
 	$(BIN)/python bench/scoring.py
 	$(BIN)/python bench/sync.py
 	$(BIN)/python bench/latency.py
+	$(BIN)/python bench/import_csv.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
