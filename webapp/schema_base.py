@@ -58,6 +58,14 @@ class StrictSchema(ma.Schema):
         return data
 
 
+def rfc3339(value) -> str | None:
+    """How every timestamp leaves the API: UTC, 'Z', microseconds only when there are some."""
+    if value is None:
+        return None
+    value = value.astimezone(timezone.utc)
+    return value.isoformat(timespec="microseconds" if value.microsecond else "seconds").replace("+00:00", "Z")
+
+
 class UTCDateTime(fields.AwareDateTime):
     """RFC 3339 in, 'YYYY-MM-DDTHH:MM:SSZ' out; a naive input is read as UTC."""
 
@@ -65,11 +73,7 @@ class UTCDateTime(fields.AwareDateTime):
         super().__init__(default_timezone=timezone.utc, **kwargs)
 
     def _serialize(self, value, attr, obj, **kwargs):
-        if value is None:
-            return None
-        value = value.astimezone(timezone.utc)
-        text = value.isoformat(timespec="microseconds" if value.microsecond else "seconds")
-        return text.replace("+00:00", "Z")
+        return rfc3339(value)
 
     def _deserialize(self, value, attr, data, **kwargs):
         parsed = super()._deserialize(value, attr, data, **kwargs)

@@ -12,7 +12,7 @@ from models.levels import EngagementLevel
 from webapp.auth import current_unit, principal, require_member
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
-from webapp.schema_base import StrictSchema, UTCDateTime
+from webapp.schema_base import StrictSchema, rfc3339
 from webapp.state import db, state
 
 blp = Blueprint("alert_settings", __name__, description="Alert and Slack app settings")
@@ -76,7 +76,7 @@ def put_alerts(data):
 
 def _slack_app_view(app: SlackApp | None) -> dict:
     return {"configured": app is not None, "client_id": app.client_id if app else None,
-            "client_secret_set": app is not None, "updated_at": UTCDateTime()._serialize(app.updated_at, None, None) if app else None}
+            "client_secret_set": app is not None, "updated_at": rfc3339(app.updated_at) if app else None}
 
 
 @blp.route("/settings/slack-app", methods=["GET"])

@@ -20,7 +20,7 @@ from webapp.blueprint import Blueprint
 from webapp.crud import paginate
 from webapp.errors import ApiError
 from webapp.resources.leads import RANGES, get_lead, range_start
-from webapp.schema_base import PageArgs, StrictSchema, UTCDateTime
+from webapp.schema_base import PageArgs, StrictSchema, UTCDateTime, rfc3339
 from webapp.state import db, state
 from worker.wakeup import try_kick
 
@@ -46,10 +46,9 @@ COLUMNS = (Event.id, Lead.lead_id, Event.event_type, Event.occurred_at, Event.re
 
 
 def dump(rows) -> list[dict]:
-    ts = UTCDateTime()
     return [{
-        "id": str(r.id), "lead_id": r.lead_id, "event_type": r.event_type, "timestamp": ts._serialize(r.occurred_at, None, None),
-        "received_at": ts._serialize(r.received_at, None, None), "metadata": r.metadata_ or {},
+        "id": str(r.id), "lead_id": r.lead_id, "event_type": r.event_type, "timestamp": rfc3339(r.occurred_at),
+        "received_at": rfc3339(r.received_at), "metadata": r.metadata_ or {},
         "channel": (r.metadata_ or {}).get("channel"), "status": STATUS.get(r.status, "suppressed"),
         **({"suppressed_reason": r.suppressed_reason} if r.suppressed_reason else {}),
     } for r in rows]

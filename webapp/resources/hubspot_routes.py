@@ -17,7 +17,7 @@ from webapp.auth import current_unit
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
 from webapp.crud import paginate
-from webapp.schema_base import PageArgs, StrictSchema, UTCDateTime
+from webapp.schema_base import PageArgs, StrictSchema, rfc3339
 from webapp.state import close_db, db, state
 from worker.wakeup import kick_hubspot_sync
 
@@ -46,8 +46,8 @@ def status(unit_id: str) -> dict:
         "portal_id": conn.portal_id if conn else None,
         "properties_ready": bool(conn and conn.properties_ready),
         "create_missing_contacts": bool(conn and conn.create_missing_contacts),
-        "connected_at": UTCDateTime()._serialize(conn.connected_at, None, None) if conn else None,
-        "last_sync_at": UTCDateTime()._serialize(conn.last_sync_at, None, None) if conn else None,
+        "connected_at": rfc3339(conn.connected_at) if conn else None,
+        "last_sync_at": rfc3339(conn.last_sync_at) if conn else None,
         "last_error": conn.last_error if conn else None,
         "level_options_current": bool(conn and conn.options_synced >= conn.options_wanted),
         **dict(zip(("pending", "failed"), sync_counts(db(), unit_id))),
@@ -124,7 +124,7 @@ def failures(args):
 
     def dump(rows):
         return [{"lead_id": r.lead_id, "email": r.email, "hubspot_id": r.hubspot_id, "error": r.failure,
-                 "score": r.failed_score, "failed_at": UTCDateTime()._serialize(r.failed_at, None, None)} for r in rows]
+                 "score": r.failed_score, "failed_at": rfc3339(r.failed_at)} for r in rows]
 
     return paginate(stmt, args, dump=dump, key="failures", order_by=(HubSpotContact.failed_at.desc(), Lead.lead_id))
 

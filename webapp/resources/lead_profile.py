@@ -16,7 +16,7 @@ from webapp.auth import current_unit
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
 from webapp.resources.leads import LeadSchema, get_lead
-from webapp.schema_base import StrictSchema, UTCDateTime
+from webapp.schema_base import StrictSchema, rfc3339
 from webapp.state import db, state
 from worker.wakeup import enqueue_lead_deletion, try_kick
 
@@ -62,8 +62,7 @@ def search(args):
 def aliases(lead_id):
     lead = get_lead(lead_id)
     rows = db().execute(select(LeadAlias).where(LeadAlias.lead_pk == lead.pk).order_by(LeadAlias.kind, LeadAlias.value)).scalars()
-    ts = UTCDateTime()
-    return jsonify([{"alias_kind": a.kind, "value": a.value, "created_at": ts._serialize(a.created_at, None, None)} for a in rows])
+    return jsonify([{"alias_kind": a.kind, "value": a.value, "created_at": rfc3339(a.created_at)} for a in rows])
 
 
 def _save_metadata(lead: Lead, metadata: dict):
@@ -125,9 +124,8 @@ def deletion_status(lead_id):
 
 
 def _deletion_view(d: LeadDeletion) -> dict:
-    ts = UTCDateTime()
-    return {"lead_id": d.lead_id, "status": d.status, "requested_at": ts._serialize(d.requested_at, None, None),
-            "completed_at": ts._serialize(d.completed_at, None, None), **({"error": d.error} if d.error else {})}
+    return {"lead_id": d.lead_id, "status": d.status, "requested_at": rfc3339(d.requested_at),
+            "completed_at": rfc3339(d.completed_at), **({"error": d.error} if d.error else {})}
 
 
 class MergeSchema(StrictSchema):

@@ -18,7 +18,7 @@ from models.scoring import LeadScore, Ruleset
 from webapp.auth import current_unit, principal
 from webapp.crud import paginate, scoped
 from webapp.errors import ApiError, not_found
-from webapp.schema_base import PageArgs, StrictSchema, UTCDateTime
+from webapp.schema_base import PageArgs, StrictSchema, UTCDateTime, rfc3339
 from webapp.state import db
 
 blp = Blueprint("leads", __name__, description="Leads and scores")
@@ -121,9 +121,9 @@ def lead_dump(rows) -> list[dict]:
             "lead_id": r.lead_id,
             "score": r.score,
             "ruleset_id": primary.id if primary else "",
-            "last_event_at": UTCDateTime()._serialize(r.last_event_at, None, None),
-            "created_at": UTCDateTime()._serialize(r.created_at, None, None),
-            "updated_at": UTCDateTime()._serialize(r.updated_at, None, None),
+            "last_event_at": rfc3339(r.last_event_at),
+            "created_at": rfc3339(r.created_at),
+            "updated_at": rfc3339(r.updated_at),
             "owner_name": r.owner_name,
             "engagement_scores": scores.get(r.pk, {}),
             "profile_scores": {},

@@ -22,7 +22,7 @@ from webapp.auth import current_unit, plausible_id, principal, public, require_m
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
 from webapp.resources.alert_settings import SLACK_SECRET_PURPOSE
-from webapp.schema_base import StrictSchema, UTCDateTime
+from webapp.schema_base import StrictSchema, rfc3339
 from webapp.state import close_db, db, external_url, state
 from worker.wakeup import try_kick_alerts
 
@@ -45,10 +45,6 @@ class TestMessageSchema(TargetSchema):
 
 class ChannelArgs(StrictSchema):
     types = fields.String(load_default="public_channel,private_channel", validate=validate.Length(max=100))
-
-
-def _ts(value):
-    return UTCDateTime()._serialize(value, None, None) if value else None
 
 
 def _slack_app(org_id: str) -> tuple[str, str] | None:
@@ -75,12 +71,12 @@ def status(unit_id: str) -> dict:
         "team_name": conn.team_name if conn else None,
         "team_id": conn.team_id if conn else None,
         "bot_user_id": conn.bot_user_id if conn else None,
-        "updated_at": _ts(conn.updated_at) if conn else None,
+        "updated_at": rfc3339(conn.updated_at) if conn else None,
         "default_target_kind": target.kind,
         "default_target_id": target.target_id,
         "authorize_url": external_url(url_for("slack.install_redirect")) if can_install else None,
         "alerts": {"delivery": delivery, **counts, "last_error": conn.last_error if conn else None,
-                   "last_sent_at": _ts(conn.last_sent_at) if conn else None},
+                   "last_sent_at": rfc3339(conn.last_sent_at) if conn else None},
     }
 
 
