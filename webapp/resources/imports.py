@@ -10,14 +10,13 @@ from marshmallow import ValidationError
 from models.leads import ALIAS_KINDS
 from webapp.auth import current_unit, principal
 from webapp.blueprint import Blueprint, strict_json_loads
-from webapp.errors import ApiError, field_paths
-from webapp.resources.ingest import BATCH_MAX, EventInSchema, store, to_incoming
+from webapp.errors import ApiError
+from webapp.resources.ingest import BATCH_MAX, parse_event, rejection, store
 from webapp.state import state
 
 blp = Blueprint("imports", __name__, description="CSV import")
 CSV_TYPES = {"text/csv", "application/csv", "text/plain", "application/vnd.ms-excel"}
 MAX_ERRORS = 1000  # reported row errors; the counts stay exact
-ROW_SCHEMA = EventInSchema()
 TRUE = {"1", "true", "yes", "on"}
 
 
@@ -81,17 +80,13 @@ def import_csv():
             try:
                 if None in row:
                     raise ValidationError({"_schema": ["more fields than columns"]})
-                incoming = to_incoming(ROW_SCHEMA.load(row_body(row)), None, settings.max_metadata_bytes)
+                incoming = parse_event(row_body(row), settings.max_metadata_bytes)
                 incoming.quiet = quiet
                 chunk.append(incoming)
-            except ValidationError as exc:
+            except (ValidationError, ApiError) as exc:
                 counts["rejected"] += 1
                 if len(errors) < MAX_ERRORS:
-                    errors.append({"line": line, "error": field_paths(exc.messages)})
-            except ApiError as exc:
-                counts["rejected"] += 1
-                if len(errors) < MAX_ERRORS:
-                    errors.append({"line": line, "error": exc.details or {"_schema": [exc.message]}})
+                    errors.append({"line": line, "error": rejection(exc)["details"]})
             if len(chunk) >= BATCH_MAX:
                 flush()
     except (UnicodeDecodeError, csv.Error) as exc:

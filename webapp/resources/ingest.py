@@ -137,7 +137,7 @@ def ingest(data):
     return resp
 
 
-ITEM_SCHEMA = EventInSchema()
+ITEM_SCHEMA = EventInSchema()  # one instance: webargs and marshmallow schemas are reusable across requests
 
 
 @blp.route("/ingest/batch", methods=["POST"])
@@ -150,26 +150,39 @@ def ingest_batch(data):
     incoming, positions = [], []
     for i, item in enumerate(data["events"]):
         try:
-            if not isinstance(item, dict):
-                raise ValidationError({"_schema": ["each event must be a JSON object"]})
-            incoming.append(to_incoming(ITEM_SCHEMA.load(item), None, limit))
+            incoming.append(parse_event(item, limit))
             positions.append(i)
             results.append({"index": i, "status": "accepted"})
-        except ValidationError as exc:
-            results.append(rejected(i, "validation_error", "invalid event", field_paths(exc.messages)))
-        except ApiError as exc:
-            results.append(rejected(i, exc.code, exc.message, exc.details))
+        except (ValidationError, ApiError) as exc:
+            results.append({"index": i, "status": "rejected", "error": rejection(exc)})
     if not incoming:
         raise ApiError(400, "validation_error", "every event in the batch was rejected",
                        {f"events.{r['index']}.{field}": msgs for r in results for field, msgs in r["error"]["details"].items()}
                        or {"events": ["rejected"]})
-    for i, stored in zip(positions, store(incoming)):
-        results[i].update(status="duplicate" if stored.duplicate else "accepted", event_id=str(stored.event_id), lead_id=stored.lead_id)
+    store_items(results, positions, incoming)
     counts = {k: sum(r["status"] == k for r in results) for k in ("accepted", "duplicate", "rejected")}
     resp = jsonify({**counts, "results": results})
     resp.status_code = 202
     return resp
 
 
-def rejected(index: int, code: str, message: str, details: dict) -> dict:
-    return {"index": index, "status": "rejected", "error": {"code": code, "message": message, "details": details}}
+def parse_event(body, max_metadata: int) -> IncomingEvent:
+    """One item of a batch, an import or a webhook, checked exactly as POST /ingest checks its body."""
+    if not isinstance(body, dict):
+        raise ValidationError({"_schema": ["each event must be a JSON object"]})
+    return to_incoming(ITEM_SCHEMA.load(body), None, max_metadata)
+
+
+def rejection(exc: ValidationError | ApiError) -> dict:
+    """What a per-item result says of a refused item, with field paths named as POST /ingest names them."""
+    if isinstance(exc, ValidationError):
+        return {"code": "validation_error", "message": "invalid event", "details": field_paths(exc.messages)}
+    return {"code": exc.code, "message": exc.message, "details": exc.details or {"_schema": [exc.message]}}
+
+
+def store_items(results: list[dict], positions: list[int], incoming: list[IncomingEvent],
+                org_id: str | None = None, unit_id: str | None = None) -> None:
+    """Store the accepted items in one transaction and complete their results (accepted or duplicate, ids)."""
+    for i, stored in zip(positions, store(incoming, org_id, unit_id)):
+        results[i].update(status="duplicate" if stored.duplicate else "accepted", event_id=str(stored.event_id),
+                          lead_id=stored.lead_id)

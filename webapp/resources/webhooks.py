@@ -29,7 +29,7 @@ from webapp.auth import plausible_id, public, require_member
 from webapp.blueprint import Blueprint, strict_json_loads
 from webapp.crud import Crud, register_crud
 from webapp.errors import ApiError, field_paths
-from webapp.resources.ingest import BATCH_MAX, EventInSchema, rejected, store, to_incoming
+from webapp.resources.ingest import BATCH_MAX, EventInSchema, parse_event, rejection, store, store_items, to_incoming
 from webapp.schema_base import StrictSchema, UTCDateTime, bad_text
 from webapp.state import close_db, db, signed_request_url, state
 
@@ -181,22 +181,17 @@ def segment():
                 lead_id = identify(source, msg)
                 results.append({"index": i, "status": "identified", "lead_id": lead_id})
                 continue
-            body = segment_map.event_body(msg)
-            incoming.append(to_incoming(EVENT_SCHEMA.load(body), None, state().settings.max_metadata_bytes))
+            incoming.append(parse_event(segment_map.event_body(msg), state().settings.max_metadata_bytes))
             positions.append(i)
             results.append({"index": i, "status": "accepted"})
         except segment_map.Unsupported as exc:
             results.append({"index": i, "status": "ignored", "reason": str(exc)})
-        except ValidationError as exc:
-            metrics.WEBHOOKS_REJECTED.labels(source="segment", reason="validation_error").inc()
-            results.append(rejected(i, "validation_error", "invalid message", field_paths(exc.messages)))
-        except ApiError as exc:
-            metrics.WEBHOOKS_REJECTED.labels(source="segment", reason=exc.code).inc()
-            results.append(rejected(i, exc.code, exc.message, exc.details))
+        except (ValidationError, ApiError) as exc:
+            error = rejection(exc)
+            metrics.WEBHOOKS_REJECTED.labels(source="segment", reason=error["code"]).inc()
+            results.append({"index": i, "status": "rejected", "error": error})
     if incoming:
-        for i, stored in zip(positions, store(incoming, source.org_id, source.unit_id)):
-            results[i].update(status="duplicate" if stored.duplicate else "accepted", event_id=str(stored.event_id),
-                              lead_id=stored.lead_id)
+        store_items(results, positions, incoming, source.org_id, source.unit_id)
     if len(messages) == 1 and results[0]["status"] == "rejected":
         error = results[0]["error"]
         raise ApiError(400, error["code"], error["message"], error["details"])
