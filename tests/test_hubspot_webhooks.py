@@ -132,3 +132,12 @@ def test_signature_over_the_public_url_and_the_raw_query_behind_a_proxy(settings
                                                    "X-HubSpot-Signature-v3": sig, "X-Forwarded-Proto": "http"})
         assert ok.status_code == 200, ok.json
         assert r.json["url"] == f"/webhooks/hubspot?source={r.json['id']}"
+
+
+def test_a_contact_hubspot_refuses_to_read_is_ignored_not_redelivered_forever(hooked):
+    fake, client, api, app, src = hooked
+    fake.fail_next(1, 400, path="/crm/v3/objects/contacts/batch/read")
+    events = [{"objectId": 5, "eventId": 21, "subscriptionType": "contact.creation"},
+              {"objectId": "not-an-id", "eventId": 22, "subscriptionType": "contact.creation"}]
+    r = deliver(client, src["url"], events)
+    assert r.status_code == 200 and r.json == {"applied": 0, "duplicate": 0, "ignored": 2}

@@ -5,6 +5,8 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
+import re
 import secrets
 import time
 
@@ -33,6 +35,7 @@ from webapp.resources.ingest import BATCH_MAX, EventInSchema, parse_event, rejec
 from webapp.schema_base import StrictSchema, UTCDateTime, bad_text
 from webapp.state import close_db, db, signed_request_url, state
 
+log = logging.getLogger("leadpulse.webhooks")
 blp = Blueprint("webhooks", __name__, description="Signed inbound webhooks")
 SECRET_PURPOSE = "webhook-source-secret"
 EVENT_SCHEMA = EventInSchema()
@@ -260,14 +263,18 @@ def apply_hubspot_events(source: WebhookSource, events: list[dict]) -> dict:
         foreign = [e for e in events if str(e.get("portalId", conn.portal_id)) != str(conn.portal_id)]
         counts["ignored"] += len(foreign)
         events = [e for e in events if e not in foreign]
-    created = [e for e in events if e.get("subscriptionType") == "contact.creation" and e.get("objectId") is not None]
+    created = list(dict.fromkeys(str(e.get("objectId")) for e in events if e.get("subscriptionType") == "contact.creation"
+                                 and re.fullmatch(r"[0-9]{1,20}", str(e.get("objectId")))))
     emails: dict[str, str] = {}
-    if created:
-        conn_token = token_for(conn, state().settings, state().secret_key)
-        close_db()
-        if conn_token is not None:
-            emails = HubSpotAdapter(conn_token, state().settings.hubspot_api_base).emails_by_id(
-                list(dict.fromkeys(str(e["objectId"]) for e in created)))
+    conn_token = token_for(conn, state().settings, state().secret_key) if created else None
+    close_db()
+    if conn_token is not None:
+        try:
+            emails = HubSpotAdapter(conn_token, state().settings.hubspot_api_base).emails_by_id(created)
+        except HubSpotError as exc:
+            if exc.transient:
+                raise  # a 503 back: HubSpot delivers again
+            log.warning("HubSpot refused reading new contacts (%s); their creations are ignored", exc.status)
     with state().WriterSession() as s, s.begin():
         for event in events:
             key = str(event.get("eventId", ""))[:40]
