@@ -1,8 +1,9 @@
 """Set-based ingest and group commit: many events, few statements, same answers as one at a time."""
 import threading
+import time
 from datetime import datetime, timezone
 
-from sqlalchemy import event as sa_event, func, select
+from sqlalchemy import event as sa_event, func, select, text
 
 from models.events import Event
 from models.ingest import IncomingEvent, ingest_many
@@ -139,6 +140,42 @@ def test_two_web_processes_seeing_new_visitors_agree_on_one_lead(app, tenant):
         assert s.execute(select(func.count()).select_from(Lead)).scalar() == visitors
         per_lead = s.execute(select(Event.lead_pk, func.count()).group_by(Event.lead_pk)).all()
     assert sorted(n for _, n in per_lead) == [4] * visitors
+
+
+def test_a_lead_created_meanwhile_by_another_transaction_gets_the_events(app, tenant):
+    """The one-statement find-or-create skips a lead another transaction inserted first; the fallback finds it."""
+    Session = app.extensions["leadpulse"].Session
+    first = Session()
+    first.begin()
+    ingest_many(first, tenant.org_id, tenant.unit_id, [ev(lead_id="raced", key="a")])  # holds the new lead's key
+    second_pid = []
+    out = []
+
+    def second():
+        with Session() as s, s.begin():
+            second_pid.append(s.execute(select(func.pg_backend_pid())).scalar())
+            out.extend(ingest_many(s, tenant.org_id, tenant.unit_id, [ev(lead_id="raced", key="b"), ev(lead_id="fresh")]))
+
+    t = threading.Thread(target=second)
+    t.start()
+    with Session() as watcher:  # await the second transaction waiting on the first's uncommitted lead
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            watcher.rollback()
+            if second_pid and watcher.execute(
+                    text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :p"), {"p": second_pid[0]}).scalar() == "Lock":
+                break
+        else:
+            raise AssertionError("the second transaction never waited on the first")
+    first.commit()
+    first.close()
+    t.join(30)
+    assert [(r.lead_id, r.duplicate) for r in out] == [("raced", False), ("fresh", False)]
+    with Session() as s:
+        leads = dict(s.execute(select(Lead.lead_id, Lead.pk)).all())
+        events = s.execute(select(Event.idempotency_key, Event.lead_pk).order_by(Event.id)).all()
+    assert sorted(leads) == ["fresh", "raced"]
+    assert [(k, pk) for k, pk in events] == [("a", leads["raced"]), ("b", leads["raced"]), (None, leads["fresh"])]
 
 
 def test_a_request_that_times_out_is_never_written(app, tenant, settings):

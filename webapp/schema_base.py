@@ -14,6 +14,8 @@ MAX_DEPTH = 32
 def _text_problem(text: str) -> str | None:
     if "\x00" in text:
         return "must not contain NUL characters"
+    if text.isascii():  # the usual case, known to CPython without a scan: no surrogate to look for
+        return None
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

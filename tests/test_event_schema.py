@@ -1,0 +1,66 @@
+"""The event schema's fast path for plain events must give exactly what the full marshmallow load gives."""
+import itertools
+
+import pytest
+from marshmallow import Schema, ValidationError
+
+from webapp.resources.ingest import EventInSchema
+
+SCHEMA = EventInSchema()
+BASE = [
+    {"lead_id": "lead-1", "event_type": "page_view"},
+    {"lead_id": "L", "event_type": "Form Submitted: demo", "event_id": "k-1", "metadata": {"url": "/p", "n": 3, "x": [1, {"a": None}]}},
+    {"aliases": [{"alias_kind": "email", "raw_value": " Ann@Example.COM "}], "event_type": "email.open", "timestamp": "2026-11-20T10:00:00Z"},
+    {"lead_id": "L", "aliases": [{"alias_kind": "cookie", "raw_value": "c"}, {"alias_kind": "phone", "raw_value": "+1 555"}],
+     "event_type": "x", "timestamp": "2026-11-20T10:00:00.123456+02:00", "metadata": {}},
+]
+VALUES = [
+    None, 0, 1.5, True, "", "a", "x" * 100, "x" * 101, "x" * 200, "x" * 201, "x" * 320, "x" * 321, "DECAY", "bad/type",
+    "ünïcode", "nul\x00", "\ud800", [], ["a"], {}, {"a": 1}, {"a": "\x00"}, {"\x00": 1},
+    "2026-11-20T10:00:00Z", "2026-11-20T10:00:00", "2026-11-20", "20261120", "9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00",
+]
+ALIASES = [
+    [], [{"alias_kind": "email", "raw_value": "a@b.c"}], [{"alias_kind": "fax", "raw_value": "1"}],
+    [{"alias_kind": "email", "raw_value": ""}], [{"alias_kind": "email", "raw_value": "x" * 321}],
+    [{"alias_kind": "email", "raw_value": 5}], [{"alias_kind": "email"}], [{"alias_kind": "email", "raw_value": "a", "x": 1}],
+    ["a@b.c"], [None], [{"alias_kind": "cookie", "raw_value": str(i)} for i in range(20)],
+    [{"alias_kind": "cookie", "raw_value": str(i)} for i in range(21)], {"alias_kind": "email", "raw_value": "a"},
+]
+FIELDS = ["lead_id", "event_type", "event_id", "timestamp", "metadata", "aliases", "alias", "alias_kind", "unknown_field"]
+
+
+def cases():
+    for base, field in itertools.product(BASE, FIELDS):
+        yield {k: v for k, v in base.items() if k != field}
+        for value in VALUES + (ALIASES if field == "aliases" else []):
+            yield {**base, field: value}
+    yield {"alias_kind": "email", "alias": "a@b.c", "event_type": "x"}
+    yield {"event_type": "x", "aliases": [], "lead_id": ""}
+    yield ["not", "an", "object"]
+    yield "text"
+
+
+def full_load(data):
+    return Schema.load(SCHEMA, data)  # marshmallow's own load, bypassing the fast path
+
+
+@pytest.mark.parametrize("data", list(cases()), ids=lambda d: repr(d)[:60])
+def test_fast_path_agrees_with_the_full_load(data):
+    plain = SCHEMA._plain_event(data)
+    try:
+        expected = full_load(data)
+    except ValidationError:
+        assert plain is None, "the fast path accepted what the full load refuses"
+        with pytest.raises(ValidationError):
+            SCHEMA.load(data)
+        return
+    if plain is not None:
+        assert plain == expected
+        assert {k: type(v) for k, v in plain.items()} == {k: type(v) for k, v in expected.items()}
+    assert SCHEMA.load(data) == expected
+
+
+def test_plain_events_take_the_fast_path():
+    """Otherwise the agreement above would hold trivially, and the speed would be gone."""
+    for data in BASE:
+        assert SCHEMA._plain_event(data) == full_load(data)
