@@ -45,6 +45,21 @@ def test_each_item_is_accepted_duplicate_or_rejected_on_its_own(api, app, run_wo
     assert stored_events(app) == 3  # e-1 once, e-2 once, ada's page_view
 
 
+def test_unstorable_text_rejects_only_its_own_item(api, app):
+    """A NUL or a lone surrogate in one event is that event's problem, not the batch's."""
+    r = api.post("/ingest/batch", data='{"events": [{"lead_id": "a", "event_type": "x"}, {"lead_id": "b\\u0000", "event_type": "x"},'
+                 ' {"lead_id": "c", "event_type": "x", "metadata": {"k": "\\ud800"}}, {"lead_id": "d", "event_type": "x"}]}',
+                 headers={"Content-Type": "application/json"})
+    assert r.status_code == 202, r.json
+    assert [x["status"] for x in r.json["results"]] == ["accepted", "rejected", "rejected", "accepted"]
+    assert r.json["results"][1]["error"]["details"] == {"lead_id": ["must not contain NUL characters"]}
+    assert r.json["results"][2]["error"]["details"] == {"metadata.k": ["must be valid Unicode text (no lone surrogates)"]}
+    assert stored_events(app) == 2
+    r = api.post("/ingest/batch", data='{"events": [{"lead_id": "a", "event_type": "x"}], "n\\u0000": 1}',
+                 headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json["error"]["details"] == {"n\x00": ["key must not contain NUL characters"]}  # outside the items, the body is refused as before
+
+
 def test_the_batch_is_one_transaction_not_one_per_event(api, app, settings):
     statements = []
     engine = get_engine(settings.database_url)

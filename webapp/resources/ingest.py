@@ -108,6 +108,8 @@ BATCH_MAX = 500
 class BatchInSchema(StrictSchema):
     """Items are validated one by one in the view, so one bad event does not reject the others."""
 
+    checked_per_item = ("events",)
+
     events = fields.List(fields.Raw(), required=True, validate=validate.Length(min=1, max=BATCH_MAX, error="1 to 500 events"),
                          metadata={"description": "up to 500 events, each as POST /ingest takes it"})
 
