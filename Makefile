@@ -50,6 +50,7 @@ test: services
 
 bench: services
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/ingest.py --batch 500 --connections 8
 	$(BIN)/python bench/scoring.py
 	$(BIN)/python bench/sync.py
 	$(BIN)/python bench/latency.py

@@ -4,10 +4,12 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -278,3 +280,22 @@ def service_cpu_seconds(db_name: str | None = None, per_pid: bool = False):
         out[comm] += cpu
         pids[int(entry)] = (comm, cpu)
     return pids if per_pid else out
+
+
+def connection_spread(port: int) -> list[int]:
+    """Established client connections per server process on port, largest first (wrk's keep-alive connections land
+    on whichever gunicorn worker accepts first; an uneven spread leaves a core idle and explains a slow run)."""
+    out = subprocess.run(["ss", "-Htnp", "state", "established", "( sport = :%d )" % port], capture_output=True, text=True).stdout
+    per: dict[str, int] = {}
+    for pid in re.findall(r"pid=(\d+)", out):
+        per[pid] = per.get(pid, 0) + 1
+    return sorted(per.values(), reverse=True)
+
+
+def spread_later(port: int, delay: float) -> dict:
+    """Sample connection_spread(port) once, delay seconds from now, into the returned dict's "spread"."""
+    box: dict = {"spread": []}
+    timer = threading.Timer(delay, lambda: box.update(spread=connection_spread(port)))
+    timer.daemon = True
+    timer.start()
+    return box
