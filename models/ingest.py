@@ -5,7 +5,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 
 from sqlalchemy import and_, or_, select, text
 from sqlalchemy.orm import Session
@@ -52,6 +52,8 @@ def ingest_many(session: Session, org_id: str, unit_id: str, events: list[Incomi
     Inserts first and looks keys up only when the insert skipped them: a repeat is the rare case. (So a
     repeat naming a never-seen lead_id still creates that lead; its event is not stored twice.)
     """
+    if not events:
+        return []
     results: list[IngestResult | None] = [None] * len(events)
     first_with_key: dict[str, int] = {}
     fresh: list[int] = []
@@ -103,20 +105,36 @@ RETURNING id
 """)
 
 
+MAX_DOCUMENT_CHARS = 16 * 1024 * 1024  # per INSERT: jsonb can grow text ~6x, and refuses documents over 256 MB
+
+
 def _insert_events_pg(session: Session, rows: list[dict], now) -> list[int | None]:
-    """All rows in two short statements whatever their number: ids from the sequence first (so they follow the input
-    order), then one INSERT reading the rows from one JSON document (the server parses it in C; psycopg's per-item
-    array dumping cost 4x the client CPU); a row whose idempotency key was already stored gets None."""
+    """Ids from the sequence first (so they follow the input order), then the rows read from JSON documents by the
+    server (psycopg's per-item array dumping cost 4x the client CPU); usually one document, split by size in key
+    order (one lock order for all batches); a row whose idempotency key was already stored gets None."""
     ids = session.execute(text("SELECT nextval(pg_get_serial_sequence('events', 'id')) FROM generate_series(1, :n)"),
                           {"n": len(rows)}).scalars().all()
-    r0 = rows[0]
-    doc = json.dumps([
-        {"id": i, "lead_pk": r["lead_pk"], "event_type": r["event_type"], "occurred_at": r["occurred_at"].isoformat(),
-         "metadata": r["metadata"], "key": r["idempotency_key"], "quiet": bool(r["quiet"])}
-        for i, r in zip(ids, rows)
-    ], ensure_ascii=False, separators=(",", ":"))
-    inserted = set(session.execute(INSERT_EVENTS_PG, {"org": r0["org_id"], "unit": r0["unit_id"], "now": now, "rows": doc}).scalars())
+    order = sorted(range(len(rows)), key=lambda n: (rows[n]["idempotency_key"] is None, rows[n]["idempotency_key"] or "", ids[n]))
+    inserted: set[int] = set()
+    chunk: list[str] = []
+    size = 0
+    for pos, n in enumerate(order):
+        r = rows[n]
+        item = json.dumps({"id": ids[n], "lead_pk": r["lead_pk"], "event_type": r["event_type"], "occurred_at": _utc_iso(r["occurred_at"]),
+                           "metadata": r["metadata"], "key": r["idempotency_key"], "quiet": bool(r["quiet"])},
+                          ensure_ascii=False, separators=(",", ":"))
+        chunk.append(item)
+        size += len(item) + 1
+        if pos == len(order) - 1 or size + 1 > MAX_DOCUMENT_CHARS:
+            inserted.update(session.execute(INSERT_EVENTS_PG, {"org": r["org_id"], "unit": r["unit_id"], "now": now,
+                                                               "rows": "[" + ",".join(chunk) + "]"}).scalars())
+            chunk, size = [], 0
     return [i if i in inserted else None for i in ids]
+
+
+def _utc_iso(at: datetime) -> str:
+    """A naive time is UTC, as the column type reads it (the server would read it in its session time zone)."""
+    return (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).isoformat()
 
 
 def _insert_events_generic(session: Session, rows: list[dict]) -> list[int | None]:

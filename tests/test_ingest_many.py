@@ -178,6 +178,36 @@ def test_a_lead_created_meanwhile_by_another_transaction_gets_the_events(app, te
     assert [(k, pk) for k, pk in events] == [("a", leads["raced"]), ("b", leads["raced"]), (None, leads["fresh"])]
 
 
+def test_a_batch_too_big_for_one_json_document_is_split_and_stored_whole(app, tenant, monkeypatch):
+    """Big metadata splits the insert (jsonb refuses documents over 256 MB); ids still follow the input order."""
+    import models.ingest
+
+    monkeypatch.setattr(models.ingest, "MAX_DOCUMENT_CHARS", 400)
+    Session = app.extensions["leadpulse"].Session
+    batch = [ev(lead_id=f"l{i % 3}", key=f"k{(7 * i) % 20:02d}" if i % 4 else None) for i in range(20)]
+    for i, e in enumerate(batch):
+        e.metadata = {"n": i, "pad": "x" * 100}
+    with Session() as s, s.begin():
+        ingest_many(s, tenant.org_id, tenant.unit_id, [ev(lead_id="l0", key="k07")])  # stored before: a duplicate below
+        out = ingest_many(s, tenant.org_id, tenant.unit_id, batch)
+        stored = s.execute(select(Event.id, Event.metadata_["n"].as_integer()).where(Event.idempotency_key.is_distinct_from("k07"))
+                           .order_by(Event.id)).all()
+    assert [r.duplicate for r in out] == [e.idempotency_key == "k07" for e in batch]
+    assert [n for _, n in stored] == [i for i, e in enumerate(batch) if e.idempotency_key != "k07"]
+    assert [r.event_id for r in out if not r.duplicate] == [event_id for event_id, _ in stored]
+
+
+def test_naive_times_are_utc_and_an_empty_batch_is_nothing(app, tenant):
+    Session = app.extensions["leadpulse"].Session
+    with Session() as s, s.begin():
+        s.execute(text("SET LOCAL TIME ZONE 'America/New_York'"))
+        naive = IncomingEvent(event_type="x", occurred_at=datetime(2025, 1, 1, 10, 0), lead_id="n")
+        [r] = ingest_many(s, tenant.org_id, tenant.unit_id, [naive])
+        assert ingest_many(s, tenant.org_id, tenant.unit_id, []) == []
+    with Session() as s:
+        assert s.get(Event, r.event_id).occurred_at == datetime(2025, 1, 1, 10, 0, tzinfo=timezone.utc)
+
+
 def test_a_request_that_times_out_is_never_written(app, tenant, settings):
     """A queued request whose caller gave up is dropped; one already being written is waited for."""
     from sqlalchemy import text
