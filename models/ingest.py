@@ -1,6 +1,7 @@
 """Persisting incoming events set-based: resolve or create their leads, dedupe by key, insert, all in a few statements."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
@@ -115,21 +116,29 @@ def _insert_events_pg(session: Session, rows: list[dict], now) -> list[int | Non
     ids = session.execute(text("SELECT nextval(pg_get_serial_sequence('events', 'id')) FROM generate_series(1, :n)"),
                           {"n": len(rows)}).scalars().all()
     order = sorted(range(len(rows)), key=lambda n: (rows[n]["idempotency_key"] is None, rows[n]["idempotency_key"] or "", ids[n]))
+    items = [{"id": ids[n], "lead_pk": rows[n]["lead_pk"], "event_type": rows[n]["event_type"],
+              "occurred_at": _utc_iso(rows[n]["occurred_at"]), "metadata": rows[n]["metadata"],
+              "key": rows[n]["idempotency_key"], "quiet": bool(rows[n]["quiet"])} for n in order]
+    dump = functools.partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
+    whole = dump(items)  # one C-level dump: per-item dumps cost the batch path a quarter of its rate
+    chunks = [whole] if len(whole) <= MAX_DOCUMENT_CHARS else _split(list(map(dump, items)))
+    r0 = rows[0]
     inserted: set[int] = set()
-    chunk: list[str] = []
-    size = 0
-    for pos, n in enumerate(order):
-        r = rows[n]
-        item = json.dumps({"id": ids[n], "lead_pk": r["lead_pk"], "event_type": r["event_type"], "occurred_at": _utc_iso(r["occurred_at"]),
-                           "metadata": r["metadata"], "key": r["idempotency_key"], "quiet": bool(r["quiet"])},
-                          ensure_ascii=False, separators=(",", ":"))
+    for doc in chunks:
+        inserted.update(session.execute(INSERT_EVENTS_PG, {"org": r0["org_id"], "unit": r0["unit_id"], "now": now, "rows": doc}).scalars())
+    return [i if i in inserted else None for i in ids]
+
+
+def _split(items: list[str]) -> list[str]:
+    """JSON arrays of consecutive items, each at most about MAX_DOCUMENT_CHARS."""
+    docs, chunk, size = [], [], 0
+    for item in items:
+        if chunk and size + len(item) > MAX_DOCUMENT_CHARS:
+            docs.append("[" + ",".join(chunk) + "]")
+            chunk, size = [], 0
         chunk.append(item)
         size += len(item) + 1
-        if pos == len(order) - 1 or size + 1 > MAX_DOCUMENT_CHARS:
-            inserted.update(session.execute(INSERT_EVENTS_PG, {"org": r["org_id"], "unit": r["unit_id"], "now": now,
-                                                               "rows": "[" + ",".join(chunk) + "]"}).scalars())
-            chunk, size = [], 0
-    return [i if i in inserted else None for i in ids]
+    return docs + ["[" + ",".join(chunk) + "]"]
 
 
 def _utc_iso(at: datetime) -> str:
