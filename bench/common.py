@@ -1,6 +1,7 @@
 """Helpers shared by the benchmarks: fresh databases, real CLI calls, process trees, tables, machine facts."""
 from __future__ import annotations
 
+import base64
 import json
 import os
 import platform
@@ -299,3 +300,58 @@ def spread_later(port: int, delay: float) -> dict:
     timer.daemon = True
     timer.start()
     return box
+
+
+# --- the app, through its own API -----------------------------------------------------------------
+
+def api(env: dict, cred: dict):
+    """A Flask test client of the real app and a call() that fails loudly."""
+    from config import Settings
+    from webapp import create_app
+
+    app = create_app(Settings.from_env(env))
+    client = app.test_client()
+    auth = {"Authorization": "Basic " + base64.b64encode(f"{cred['client_id']}:{cred['client_secret']}".encode()).decode()}
+
+    def call(method, path, body=None, expect=(200, 201, 202)):
+        r = client.open(path, method=method, json=body, headers=auth)
+        if r.status_code not in expect:
+            raise SystemExit(f"{method} {path} -> {r.status_code} {r.get_data(as_text=True)}")
+        return r.get_json()
+
+    return call
+
+
+def configure_scoring(env: dict, cred: dict, levels, rules: dict, ruleset: str = "Main") -> None:
+    """Levels and a published primary ruleset with rules, through the real API as a customer would set them up."""
+    call = api(env, cred)
+    for name, lo, hi in levels:
+        call("POST", "/engagement-levels", {"name": name, "min_score": lo, "max_score": hi})
+    rs = call("POST", "/rulesets", {"name": ruleset, "is_primary": True})["ruleset_id"]
+    for event_type, weight in rules.items():
+        call("POST", "/rules", {"ruleset_id": rs, "event_type": event_type, "weight": weight})
+    call("POST", f"/rulesets/{rs}/publish")
+    from config import Settings
+    from models.db import get_engine
+
+    get_engine(Settings.from_env(env).database_url).dispose()  # before any fork: children must not share its sockets
+
+
+def wait_workers(redis, queue, procs, logdir, n) -> None:
+    from rq import Worker
+
+    deadline = time.monotonic() + 60
+    while Worker.count(connection=redis, queue=queue) < n:
+        if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+            raise SystemExit("workers did not start: " + " ".join(f.read_text()[-2000:] for f in logdir.glob("worker*.log")))
+        time.sleep(0.05)
+
+
+def git_head() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        return head + (" (+ uncommitted changes)" if dirty else "")
+    except OSError:
+        return "?"

@@ -53,8 +53,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from common import log  # noqa: E402
-from sync import api, git_head, wait_workers  # noqa: E402  (Flask test-client API calls, worker registration, app commit)
+from common import git_head, log, wait_workers  # noqa: E402
 
 sys.path.insert(0, str(common.ROOT))
 from tests.fakes.slack import FakeSlack  # noqa: E402
@@ -406,16 +405,7 @@ def main(argv=None) -> int:
     slots = Settings.from_env(env).scoring_parallelism
     cred = common.migrate_and_bootstrap(env)
     unit_id = cred["unit_id"]
-    call = api(env, cred)
-    for name, lo, hi in LEVELS:
-        call("POST", "/engagement-levels", {"name": name, "min_score": lo, "max_score": hi})
-    rs = call("POST", "/rulesets", {"name": "Engagement", "is_primary": True})["ruleset_id"]
-    for event_type, weight in RULES.items():
-        call("POST", "/rules", {"ruleset_id": rs, "event_type": event_type, "weight": weight})
-    call("POST", f"/rulesets/{rs}/publish")
-    from models.db import get_engine
-
-    get_engine(common.database_url(args.db)).dispose()
+    common.configure_scoring(env, cred, LEVELS, RULES, ruleset="Engagement")
     auth = base64.b64encode(f"{cred['client_id']}:{cred['client_secret']}".encode()).decode()
 
     redis = Redis.from_url(f"{common.REDIS_BASE}/{REDIS_DB}")

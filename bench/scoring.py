@@ -13,7 +13,6 @@ checked against a replay of what was inserted. Targets: >= 5,000 events/s, < 300
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import resource
@@ -59,30 +58,8 @@ def parse_args(argv=None):
 
 
 def configure_tenant(env: dict, cred: dict) -> None:
-    """Levels, a primary ruleset with rules, published: through the real API, as a customer would."""
-    from config import Settings
-    from webapp import create_app
-
-    settings = Settings.from_env(env)
-    app = create_app(settings)
-    client = app.test_client()
-    auth = {"Authorization": "Basic " + base64.b64encode(f"{cred['client_id']}:{cred['client_secret']}".encode()).decode()}
-
-    def call(method, path, body=None, expect=(200, 201)):
-        r = client.open(path, method=method, json=body, headers=auth)
-        if r.status_code not in expect:
-            raise SystemExit(f"{method} {path} -> {r.status_code} {r.get_data(as_text=True)}")
-        return r.get_json()
-
-    for name, lo, hi in LEVELS:
-        call("POST", "/engagement-levels", {"name": name, "min_score": lo, "max_score": hi})
-    rs = call("POST", "/rulesets", {"name": "Main", "is_primary": True})["ruleset_id"]
-    for event_type, weight in RULES.items():
-        call("POST", "/rules", {"ruleset_id": rs, "event_type": event_type, "weight": weight})
-    call("POST", f"/rulesets/{rs}/publish")
-    from models.db import get_engine
-
-    get_engine(settings.database_url).dispose()
+    """This benchmark's levels and rules, published."""
+    common.configure_scoring(env, cred, LEVELS, RULES)
 
 
 def generate(n_events: int, n_leads: int, seed: int):

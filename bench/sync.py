@@ -31,12 +31,10 @@ retries are counted at the fake; every contact is compared with its lead (score,
 from __future__ import annotations
 
 import argparse
-import base64
 import bisect
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -47,7 +45,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import scoring as scoring_bench  # noqa: E402  (levels, rules, event generator and loader of bench/scoring.py)
-from common import log  # noqa: E402
+from common import api, git_head, log, wait_workers  # noqa: E402
 
 sys.path.insert(0, str(common.ROOT))
 from tests.fakes.hubspot import FakeHubSpot  # noqa: E402
@@ -128,24 +126,6 @@ class BenchHubSpot(FakeHubSpot):
 
 # --- setup ---------------------------------------------------------------------------------------
 
-def api(env: dict, cred: dict):
-    """A Flask test client of the real app and a call() that fails loudly."""
-    from config import Settings
-    from webapp import create_app
-
-    app = create_app(Settings.from_env(env))
-    client = app.test_client()
-    auth = {"Authorization": "Basic " + base64.b64encode(f"{cred['client_id']}:{cred['client_secret']}".encode()).decode()}
-
-    def call(method, path, body=None, expect=(200, 201, 202)):
-        r = client.open(path, method=method, json=body, headers=auth)
-        if r.status_code not in expect:
-            raise SystemExit(f"{method} {path} -> {r.status_code} {r.get_data(as_text=True)}")
-        return r.get_json()
-
-    return call
-
-
 def email_of(lead_id: str) -> str:
     return f"{lead_id}@bench.example"
 
@@ -165,16 +145,6 @@ def load_leads(db: str, cred: dict, n_leads: int, events_per_lead: int, seed: in
     with psycopg.connect(common.libpq_dsn(db), autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE lead_aliases")
     return pks, events
-
-
-def wait_workers(redis, queue, procs, logdir, n) -> None:
-    from rq import Worker
-
-    deadline = time.monotonic() + 60
-    while Worker.count(connection=redis, queue=queue) < n:
-        if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
-            raise SystemExit("workers did not start: " + " ".join(f.read_text()[-2000:] for f in logdir.glob("worker*.log")))
-        time.sleep(0.05)
 
 
 def wait_idle(redis, queue, timeout=60.0) -> None:
@@ -478,16 +448,6 @@ def email_lookup_cost(n_contacts: int) -> tuple[float, float]:
         fake._batch_read(body)
         out.append(time.perf_counter() - t)
     return out[0], out[1]
-
-
-def git_head() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=common.ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=common.ROOT,
-                               capture_output=True, text=True).stdout.strip()
-        return head + (" (+ uncommitted changes)" if dirty else "")
-    except OSError:
-        return "?"
 
 
 def main(argv=None) -> int:
