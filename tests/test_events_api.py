@@ -117,7 +117,7 @@ def test_lead_activity_with_deltas_and_filters(api, app, run_worker, client, oth
     assert types(range="all") == ["webinar", "demo_request", "page_view", "page_view"]
     assert types(range="custom", start="2019-12-31T00:00:00Z", end="2020-01-02T00:00:00Z") == ["page_view"]
     for q, field in [({"range": "custom"}, "start"), ({"range": "custom", "start": "2020-01-02T00:00:00Z", "end": "2020-01-01T00:00:00Z"}, "end"),
-                     ({"channel": "fax"}, "channel"), ({"minScore": -1}, "minScore"), ({"hasDelta": "maybe"}, "hasDelta")]:
+                     ({"channel": "fax"}, "channel"), ({"minScore": -1}, "minScore"), ({"minScore": 10**23}, "minScore"), ({"hasDelta": "maybe"}, "hasDelta")]:
         resp = api.get("/lead/ada/activity", query_string=q)
         assert resp.status_code == 400 and field in resp.json["error"]["details"], (q, resp.json)
     assert api.get("/lead/nobody/activity").status_code == 404

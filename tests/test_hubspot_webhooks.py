@@ -141,3 +141,25 @@ def test_a_contact_hubspot_refuses_to_read_is_ignored_not_redelivered_forever(ho
               {"objectId": "not-an-id", "eventId": 22, "subscriptionType": "contact.creation"}]
     r = deliver(client, src["url"], events)
     assert r.status_code == 200 and r.json == {"applied": 0, "duplicate": 0, "ignored": 2}
+
+
+def test_unstorable_text_missing_event_ids_and_oversized_metadata(hooked):
+    """NUL in any field is a 400 (not a 500 HubSpot would retry); an event without an id is ignored, never a 'None'
+    key that would swallow the next one; a property change that would pass the metadata limit is ignored."""
+    fake, client, api, app, src = hooked
+    contact = fake.add_contact("ada@x.io")
+    assert deliver(client, src["url"], [{"objectId": int(contact), "eventId": 1, "subscriptionType": "contact.creation"}]).status_code == 200
+    for field in ("eventId", "objectId", "propertyName", "propertyValue"):
+        event = {"objectId": int(contact), "eventId": 2, "subscriptionType": "contact.propertyChange", "propertyName": "city",
+                 "propertyValue": "Paris", field: "nul\u0000"}
+        r = deliver(client, src["url"], [event])
+        assert r.status_code == 400 and f"0.{field}" in r.json["error"]["details"], (field, r.json)
+    change = {"objectId": int(contact), "subscriptionType": "contact.propertyChange", "propertyName": "city", "propertyValue": "Paris"}
+    r = deliver(client, src["url"], [{**change, "eventId": None}, {**change, "eventId": None, "propertyValue": "Rome"}])
+    assert r.json == {"applied": 0, "duplicate": 0, "ignored": 2}
+    big = "x" * (60 * 1024)
+    r = deliver(client, src["url"], [{**change, "eventId": 10, "propertyName": "notes", "propertyValue": big},
+                                     {**change, "eventId": 11, "propertyName": "more_notes", "propertyValue": big}])
+    assert r.json == {"applied": 1, "duplicate": 0, "ignored": 1}
+    [lead] = leads_by_id(api).values()
+    assert list(api.get(f"/lead/{lead['lead_id']}").json["lead"]["metadata"]) == ["hubspot_notes"]

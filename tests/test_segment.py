@@ -108,3 +108,20 @@ def test_bad_write_keys_and_bodies_are_refused_and_counted(client, segment, api)
     src_id = client.get("/webhooks/sources", headers=api.tenant.auth).json[0]["id"]
     r = client.put(f"/webhooks/sources/{src_id}", json={"kind": "standard"}, headers=member_client(client, api.tenant))
     assert r.status_code == 400 and "kind" in r.json["error"]["details"]  # a source's kind never changes
+
+
+def test_traits_cannot_grow_a_lead_past_the_metadata_limit(client, segment, api):
+    """Each identify is under the limit; the merged metadata would not be: refused (413), the lead unchanged."""
+    _, auth = segment
+    chunk = "x" * (40 * 1024)
+    for n, key in enumerate(["a", "b"]):
+        r = client.post("/webhooks/segment", json={**IDENTIFY, "messageId": f"m{n}", "traits": {key: chunk}}, headers=auth)
+        assert r.status_code == 200 and r.json["results"][0]["status"] == "identified"
+    r = client.post("/webhooks/segment", json={**IDENTIFY, "messageId": "m2", "traits": {"c": chunk}}, headers=auth)
+    assert r.status_code == 413 and r.json["error"]["code"] == "payload_too_large" and "traits" in r.json["error"]["details"]
+    [lead] = leads_by_id(api).values()
+    assert sorted(api.get(f"/lead/{lead['lead_id']}").json["lead"]["metadata"]) == ["a", "b"]
+    r = client.post("/webhooks/segment", json={"batch": [{**TRACK, "messageId": "t1"}, {**IDENTIFY, "messageId": "m3", "traits": {"d": chunk}}]},
+                    headers=auth)
+    assert [x["status"] for x in r.json["results"]] == ["accepted", "rejected"]  # in a batch, only that message
+    assert r.json["results"][1]["error"]["code"] == "payload_too_large"

@@ -19,7 +19,7 @@ from webapp.auth import current_unit
 from webapp.blueprint import Blueprint
 from webapp.crud import paginate
 from webapp.errors import ApiError
-from webapp.resources.leads import RANGES, get_lead, range_start
+from webapp.resources.leads import RANGES, SCORE_BOUND, get_lead, range_start
 from webapp.schema_base import PageArgs, StrictSchema, UTCDateTime, rfc3339
 from webapp.state import db, state
 from worker.wakeup import try_kick
@@ -165,7 +165,7 @@ class ActivityArgs(StrictSchema):
     start = UTCDateTime()
     end = UTCDateTime()
     channel = fields.String(load_default="all", validate=validate.OneOf(["all", "web", "email", "slack", "webinar", "crm", "system"]))
-    minScore = fields.Integer(validate=validate.Range(min=0))  # noqa: N815 (the reference's name)
+    minScore = fields.Integer(validate=validate.Range(min=0, max=SCORE_BOUND.max))  # noqa: N815 (the reference's name)
     hasDelta = fields.String(validate=validate.OneOf(["1", "true", "0", "false"]))  # noqa: N815
 
 

@@ -175,8 +175,11 @@ def store(incoming: list[IncomingEvent], org_id: str | None = None, unit_id: str
 @blp.response(202, IngestedSchema)
 def ingest(data):
     incoming = to_incoming(data, request.headers.get("Idempotency-Key"), state().settings.max_metadata_bytes)
-    [result] = store([incoming])
-    # Plain dict in, JSON out: the schema documents the 202; dumping it through marshmallow adds nothing.
+    return ingested(incoming, store([incoming])[0])
+
+
+def ingested(incoming: IncomingEvent, result):
+    """The 202 of one stored event (plain JSON: the schema documents it; dumping through marshmallow adds nothing)."""
     resp = jsonify({
         "message": "duplicate event ignored" if result.duplicate else "event ingested",
         "event_id": str(result.event_id),
@@ -217,11 +220,11 @@ def ingest_batch(data):
     return resp
 
 
-def parse_event(body, max_metadata: int) -> IncomingEvent:
+def parse_event(body, max_metadata: int, key: str | None = None, key_header: str = "Idempotency-Key") -> IncomingEvent:
     """One item of a batch, an import or a webhook, checked exactly as POST /ingest checks its body."""
     if not isinstance(body, dict):
         raise ValidationError({"_schema": ["each event must be a JSON object"]})
-    return to_incoming(ITEM_SCHEMA.load(body), None, max_metadata)
+    return to_incoming(ITEM_SCHEMA.load(body), key, max_metadata, key_header=key_header)
 
 
 def rejection(exc: ValidationError | ApiError) -> dict:

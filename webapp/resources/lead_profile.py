@@ -65,11 +65,16 @@ def aliases(lead_id):
     return jsonify([{"alias_kind": a.kind, "value": a.value, "created_at": rfc3339(a.created_at)} for a in rows])
 
 
-def _save_metadata(lead: Lead, metadata: dict):
+def set_metadata(lead: Lead, metadata: dict, field: str = "metadata") -> None:
+    """Every write of a lead's metadata (API, Segment traits, HubSpot properties) stays under the same limit."""
     limit = state().settings.max_metadata_bytes
     if metadata_size(metadata) > limit:
-        raise ApiError(413, "payload_too_large", f"metadata exceeds {limit // 1024} KB", {"metadata": ["too large"]})
+        raise ApiError(413, "payload_too_large", f"{field}: the lead's metadata would exceed {limit // 1024} KB", {field: ["too large"]})
     lead.metadata_, lead.updated_at = metadata, utcnow()
+
+
+def _save_metadata(lead: Lead, metadata: dict):
+    set_metadata(lead, metadata)
     db().commit()
     return jsonify({"lead": LeadSchema().dump(lead)})
 

@@ -23,22 +23,22 @@ from integrations.hubspot_sync import token_for
 from models.base import utcnow
 from models.ingest import resolve_lead
 from models.integrations import HubSpotConnection, HubSpotContact
-from models.leads import Lead, merged_metadata, metadata_size, normalize_alias
+from models.leads import Lead, merged_metadata, normalize_alias
 from models.sql import insert_for
 from models.webhooks import HubSpotWebhookEvent, WebhookSource
 from webapp import metrics
 from webapp.auth import plausible_id, public, require_member
 from webapp.blueprint import Blueprint, strict_json_loads
 from webapp.crud import Crud, register_crud
-from webapp.errors import ApiError, field_paths
-from webapp.resources.ingest import BATCH_MAX, EventInSchema, parse_event, rejection, store, store_items, to_incoming
+from webapp.errors import ApiError
+from webapp.resources.lead_profile import set_metadata
+from webapp.resources.ingest import BATCH_MAX, ingested, parse_event, rejection, store, store_items
 from webapp.schema_base import StrictSchema, UTCDateTime, bad_text
 from webapp.state import close_db, db, signed_request_url, state
 
 log = logging.getLogger("leadpulse.webhooks")
 blp = Blueprint("webhooks", __name__, description="Signed inbound webhooks")
 SECRET_PURPOSE = "webhook-source-secret"
-EVENT_SCHEMA = EventInSchema()
 
 
 class WebhookSourceSchema(StrictSchema):
@@ -134,23 +134,14 @@ def receive(source_id: str):
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:  # malformed header or body the library trips on
         raise _reject(401, "bad_signature", "signature refused: malformed signature header or body",
                       {"webhook-signature": [exc.__class__.__name__]})
-    if len(headers["webhook-id"]) > 200:
-        raise _reject(400, "validation_error", "webhook-id is longer than 200 characters", {"webhook-id": ["too long"]})
     try:
-        payload = strict_json_loads(body)
-        if not isinstance(payload, dict):
-            raise ValidationError({"_schema": ["the body must be one event, a JSON object"]})
-        data = EVENT_SCHEMA.load(payload)
+        incoming = parse_event(strict_json_loads(body), state().settings.max_metadata_bytes, headers["webhook-id"], "webhook-id")
     except json.JSONDecodeError as exc:
         raise _reject(400, "malformed_json", f"body is not valid JSON: {exc.msg}")
-    except ValidationError as exc:
-        raise _reject(400, "validation_error", "invalid event", field_paths(exc.messages))
-    incoming = to_incoming(data, headers["webhook-id"], state().settings.max_metadata_bytes, key_header="webhook-id")
-    [result] = store([incoming], source.org_id, source.unit_id)
-    resp = jsonify({"message": "duplicate event ignored" if result.duplicate else "event ingested", "event_id": str(result.event_id),
-                    "lead_id": result.lead_id, "duplicate": result.duplicate})
-    resp.status_code = 202
-    return resp
+    except (ValidationError, ApiError) as exc:
+        error = rejection(exc)
+        raise _reject(getattr(exc, "status", 400), error["code"], error["message"], error["details"])
+    return ingested(incoming, store([incoming], source.org_id, source.unit_id)[0])
 
 
 @blp.route("/webhooks/segment", methods=["POST"])
@@ -176,6 +167,7 @@ def segment():
         raise _reject(400, "validation_error", f"batch must hold 1 to {BATCH_MAX} messages", {"batch": ["1 to 500 messages"]},
                       source="segment")
     results, incoming, positions = [], [], []
+    refused: ApiError | ValidationError | None = None
     for i, msg in enumerate(messages):
         try:
             if not isinstance(msg, dict):
@@ -190,14 +182,14 @@ def segment():
         except segment_map.Unsupported as exc:
             results.append({"index": i, "status": "ignored", "reason": str(exc)})
         except (ValidationError, ApiError) as exc:
-            error = rejection(exc)
+            refused, error = exc, rejection(exc)
             metrics.WEBHOOKS_REJECTED.labels(source="segment", reason=error["code"]).inc()
             results.append({"index": i, "status": "rejected", "error": error})
     if incoming:
         store_items(results, positions, incoming, source.org_id, source.unit_id)
-    if len(messages) == 1 and results[0]["status"] == "rejected":
+    if len(messages) == 1 and results[0]["status"] == "rejected":  # a lone message answers as POST /ingest would
         error = results[0]["error"]
-        raise ApiError(400, error["code"], error["message"], error["details"])
+        raise ApiError(getattr(refused, "status", 400), error["code"], error["message"], error["details"])
     return jsonify({"success": True, "results": results})
 
 
@@ -206,18 +198,16 @@ def identify(source: WebhookSource, msg: dict) -> str:
     body = {"aliases": segment_map.aliases(msg), "event_type": "identify"}
     if msg.get("userId") is None and msg.get("anonymousId") is None and not body["aliases"]:
         raise ValidationError({"userId": ["userId, anonymousId or traits.email is required"]})
-    data = to_incoming(EVENT_SCHEMA.load(body), None, state().settings.max_metadata_bytes)
+    data = parse_event(body, state().settings.max_metadata_bytes)
     traits = segment_map.traits_of(msg)
     problems = bad_text(traits)  # NUL and lone surrogates: PostgreSQL cannot store them
     if problems:
         raise ValidationError({f"traits.{path}": [problem] for path, problem in problems.items()})
-    if metadata_size(traits) > state().settings.max_metadata_bytes:
-        raise ApiError(413, "payload_too_large", "traits are too large", {"traits": ["too large"]})
     close_db()
     with state().WriterSession() as s, s.begin():
         pk, lead_id = resolve_lead(s, source.org_id, source.unit_id, None, data.aliases)
         lead = s.get(Lead, pk, with_for_update=True)
-        lead.metadata_, lead.updated_at = merged_metadata(lead.metadata_, traits), utcnow()
+        set_metadata(lead, merged_metadata(lead.metadata_, traits), "traits")
     return lead_id
 
 
@@ -247,6 +237,9 @@ def hubspot():
         raise _reject(400, "malformed_json", f"body is not valid JSON: {exc}", source="hubspot")
     if not isinstance(events, list) or not all(isinstance(e, dict) for e in events) or len(events) > 1000:
         raise _reject(400, "validation_error", "expected a JSON array of HubSpot events", source="hubspot")
+    problems = bad_text(events)  # NUL and lone surrogates: PostgreSQL cannot store them
+    if problems:
+        raise _reject(400, "validation_error", "unstorable text in the events", {p: [m] for p, m in problems.items()}, source="hubspot")
     close_db()
     try:
         counts = apply_hubspot_events(source, events)
@@ -277,8 +270,9 @@ def apply_hubspot_events(source: WebhookSource, events: list[dict]) -> dict:
             log.warning("HubSpot refused reading new contacts (%s); their creations are ignored", exc.status)
     with state().WriterSession() as s, s.begin():
         for event in events:
-            key = str(event.get("eventId", ""))[:40]
-            if not key:
+            key = event.get("eventId")
+            key = str(key)[:40] if isinstance(key, (int, str)) and not isinstance(key, bool) else ""
+            if not key:  # nothing to dedupe redeliveries by
                 counts["ignored"] += 1
                 continue
             fresh = s.execute(insert_for(s, HubSpotWebhookEvent).values(unit_id=source.unit_id, event_id=key, received_at=utcnow())
@@ -311,9 +305,11 @@ def _apply_one(s, source: WebhookSource, event: dict, emails: dict[str, str]) ->
                          .with_for_update(of=Lead)).scalar()
         if lead is None:
             return False
-        meta = dict(lead.metadata_ or {})
-        meta[hs_hooks.metadata_key(name)] = event.get("propertyValue")
-        lead.metadata_, lead.updated_at = meta, utcnow()
+        try:
+            set_metadata(lead, {**(lead.metadata_ or {}), hs_hooks.metadata_key(name): event.get("propertyValue")}, "propertyValue")
+        except ApiError:
+            log.warning("HubSpot change of %r on contact %s ignored: the lead's metadata would exceed the limit", name, contact_id)
+            return False
         return True
     return False
 
