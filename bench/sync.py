@@ -496,7 +496,7 @@ def main(argv=None) -> int:
 
         # Connect through the real app. The sync lock is held meanwhile, so the sync the connect kicks (and the
         # start-up sweep's) exits at once and the clock starts at our own enqueue.
-        lock = f"leadpulse:hubspot:sync:{unit_id}"
+        lock = f"leadpulse:hubspot:run:{unit_id}"
         redis.set(lock, "bench-hold", ex=900)
         call = api(env, cred)
         status = call("PUT", "/integrations/hubspot", {"access_token": TOKEN})

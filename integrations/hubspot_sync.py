@@ -118,9 +118,11 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str) -> Sy
                 out.retry_in = exc.retry_after or TRANSIENT_RETRY_SECONDS
             else:
                 attempt = _spend_budget(redis, unit_id)
-                if attempt >= TRANSIENT_BUDGET:
+                if attempt >= TRANSIENT_BUDGET:  # these contacts go to /failures and wait for a later change; move on
                     out.failed += _record_failures(Session, unit_id, rows, f"HubSpot {exc.status} after {attempt} attempts: {exc.message}")
-                out.retry_in = exc.retry_after or TRANSIENT_RETRY_SECONDS * 2 ** (min(attempt, TRANSIENT_BUDGET) - 1)
+                    redis.delete(_budget_key(unit_id))
+                    return out
+                out.retry_in = exc.retry_after or TRANSIENT_RETRY_SECONDS * 2 ** (attempt - 1)
             return out
         redis.delete(_budget_key(unit_id))
         out.sent += sent

@@ -28,6 +28,7 @@ CONFIG_ERRORS = {"channel_not_found", "not_in_channel", "is_archived", "invalid_
                  "token_expired", "not_authed", "missing_scope", "user_not_found", "cannot_dm_user", "restricted_action",
                  "team_access_not_granted", "no_permission", "ekm_access_denied", "not_allowed_token_type"}
 NOT_CONFIGURED = "not configured"
+CONFIG_RETRY_SECONDS = 900
 
 
 @dataclass
@@ -152,35 +153,45 @@ def deliver_alerts(Session, settings, secret_key: str, unit_id: str, redis=None)
         if time.monotonic() > deadline:  # hand over to a fresh job well inside its timeout (a kill mid-post could resend)
             out.retry_in = 0.0
             break
-        # The row stays locked while it is posted, so two workers never send the same alert.
-        with Session() as s, s.begin():
-            alert = s.execute(select(SlackAlert).where(SlackAlert.unit_id == unit_id, SlackAlert.status == PENDING)
-                              .order_by(SlackAlert.id).limit(1).with_for_update(skip_locked=True)).scalar()
-            if alert is None:
-                break
-            message = message_for(s, alert)
-            marker = f"leadpulse:slack:posting:{alert.id}"
-            try:
-                channel = channel or adapter.channel_for(target.kind, target.target_id)
-                found = None
-                if redis is not None and redis.exists(marker):  # an earlier try died around its post: did it go out?
-                    found = _look_for(adapter, channel, alert)
-                if found:
-                    posted = {"channel": channel, "ts": found}
-                else:
-                    if redis is not None:
-                        redis.set(marker, 1, ex=MARKER_TTL)
-                    posted = adapter.post(channel, **message, key=alert.key)
-            except SlackError as exc:
-                if out.sent:
-                    _note_connection(s, unit_id, None, sent=True)
-                return _failed(s, alert, exc, out, latencies)
-            now = utcnow()
-            alert.status, alert.sent_at, alert.channel, alert.ts = SENT, now, posted["channel"], posted["ts"]
-            alert.text_, alert.last_error, alert.attempts = message["text"], None, alert.attempts + 1
-            if alert.kind == "lead" and alert.event_received_at is not None:
-                latencies.append((now - alert.event_received_at).total_seconds())
-            out.sent += 1
+        alert_id = None
+        try:
+            # The row stays locked while it is posted, so two workers never send the same alert.
+            with Session() as s, s.begin():
+                alert = s.execute(select(SlackAlert).where(SlackAlert.unit_id == unit_id, SlackAlert.status == PENDING)
+                                  .order_by(SlackAlert.id).limit(1).with_for_update(skip_locked=True)).scalar()
+                if alert is None:
+                    break
+                alert_id = alert.id
+                message = message_for(s, alert)
+                marker = f"leadpulse:slack:posting:{alert.id}"
+                try:
+                    channel = channel or adapter.channel_for(target.kind, target.target_id)
+                    found = None
+                    if redis is not None and redis.exists(marker):  # an earlier try died around its post: did it go out?
+                        found = _look_for(adapter, channel, alert)
+                    if found:
+                        posted = {"channel": channel, "ts": found}
+                    else:
+                        if redis is not None:
+                            redis.set(marker, 1, ex=MARKER_TTL)
+                        posted = adapter.post(channel, **message, key=alert.key)
+                except SlackError as exc:
+                    if out.sent:
+                        _note_connection(s, unit_id, None, sent=True)
+                    return _failed(s, alert, exc, out, latencies)
+                now = utcnow()
+                alert.status, alert.sent_at, alert.channel, alert.ts = SENT, now, posted["channel"], posted["ts"]
+                alert.text_, alert.last_error, alert.attempts = message["text"], None, alert.attempts + 1
+                if alert.kind == "lead" and alert.event_received_at is not None:
+                    latencies.append((now - alert.event_received_at).total_seconds())
+                out.sent += 1
+        except Exception as exc:  # a bug or a database error around one alert (SlackErrors return above)
+            if alert_id is None:
+                raise  # not about one alert: the job fails, and RQ keeps the error
+            log.exception("alert %s could not be prepared or posted; marked failed so later alerts go on", alert_id)
+            with Session() as s, s.begin():
+                return _failed(s, s.get(SlackAlert, alert_id, with_for_update=True),
+                               SlackError(error=f"internal error ({exc.__class__.__name__})"), out, latencies)
         if redis is not None:
             redis.delete(marker)  # committed as sent: a later run never looks for it
     if out.sent:
@@ -210,7 +221,8 @@ def _failed(s, alert: SlackAlert, exc: SlackError, out: DeliveryOutcome, latenci
     alert.last_error = str(exc)[:500]
     if exc.error in CONFIG_ERRORS:
         _note_connection(s, alert.unit_id, f"Slack refused the alert target: {exc.error}")
-        out.stopped = exc.error  # waits for a new target or install, which kick delivery again
+        out.stopped = exc.error  # waits for a new target or install (which end the wait and kick delivery again),
+        out.retry_in = CONFIG_RETRY_SECONDS  # or for a fix on Slack's side, such as inviting the bot back
         return out
     if not exc.transient or alert.attempts >= MAX_ATTEMPTS:
         alert.status = FAILED

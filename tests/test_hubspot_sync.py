@@ -235,3 +235,20 @@ def test_contact_ids_read_by_email_are_kept_when_the_update_is_refused(hs, run_w
     run_scheduled(settings, redis_conn, run_worker)
     assert props(fake, "ada@x.io")["engagement_score"] == "30"
     assert len(fake.requests_to("/crm/v3/objects/contacts/batch/read")) == 1  # the retry did not look ada up again
+
+
+def test_new_changes_during_a_5xx_backoff_wait_for_the_retry(hs, run_worker, settings, redis_conn):
+    """Activity kicks the sync, but while it backs off from a 5xx nothing is sent and no budget is spent early."""
+    fake, api, app = hs
+    fake.add_contact("ada@x.io")
+    fake.add_contact("bob@x.io")
+    fake.fail_next(1, 500, path=UPDATE)
+    send(api, "ada@x.io", "demo_request")
+    settle(app, run_worker)
+    assert len(fake.requests_to(UPDATE)) == 1
+    send(api, "bob@x.io", "demo_request")
+    settle(app, run_worker)
+    assert len(fake.requests_to(UPDATE)) == 1  # held off until the scheduled retry
+    run_scheduled(settings, redis_conn, run_worker)
+    assert props(fake, "ada@x.io")["engagement_score"] == "30" and props(fake, "bob@x.io")["engagement_score"] == "30"
+    assert len(fake.requests_to(UPDATE)) == 2  # both in one batch

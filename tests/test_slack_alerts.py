@@ -271,10 +271,61 @@ def test_a_post_that_went_out_before_a_crash_is_not_sent_again(alerting, fake_sl
                                     "metadata": {"event_type": "leadpulse_alert", "event_payload": {"key": gil.key}}})
     redis_conn.set(f"leadpulse:slack:posting:{gil.id}", 1)
     redis_conn.set(f"leadpulse:slack:posting:{hal.id}", 1)  # hal's post never reached Slack
-    Queue(settings.queue_name + "-urgent", connection=redis_conn).enqueue("worker.jobs.deliver_slack_alerts", api.tenant.unit_id)
+    # the retry scheduled at the end of the refused target's wait (retry=True)
+    Queue(settings.queue_name + "-urgent", connection=redis_conn).enqueue("worker.jobs.deliver_slack_alerts", api.tenant.unit_id, True)
     run_worker()
     assert sorted(m["text"] for m in fake_slack.messages) == ["gil entered Hot", "hal entered Hot with a score of 60"]
     gil, hal = by_lead(app, "gil", "hal")
     assert (gil.status, gil.ts, hal.status) == ("sent", posted_ts, "sent")
     assert fake_slack.messages[-1]["metadata"] == {"event_type": "leadpulse_alert", "event_payload": {"key": hal.key}}
     assert not redis_conn.exists(f"leadpulse:slack:posting:{gil.id}") and not redis_conn.exists(f"leadpulse:slack:posting:{hal.id}")
+
+
+def sweep(app, settings, redis_conn, run_worker):
+    from worker.sweep import sweep_once
+
+    sweep_once(app.extensions["leadpulse"].Session, redis_conn, settings.queue_name, settings.scoring_parallelism, env_slack=True)
+    run_worker()
+
+
+def test_activity_and_the_sweep_never_cut_a_backoff_short(alerting, fake_slack, run_worker, settings, redis_conn):
+    """While delivery waits out an outage, new level changes are examined but nothing is posted until the retry."""
+    api, _, _, _, app = alerting
+    fake_slack.fail_next(1, 500, method="chat.postMessage")
+    send(api, "ivy", "demo_request", "demo_request")
+    settle(app, run_worker)
+    assert len(fake_slack.requests_to(POST)) == 1 and len(scheduled_jobs(settings, redis_conn)) == 1
+    send(api, "jon", "demo_request", "demo_request")  # activity kicks delivery
+    settle(app, run_worker)
+    sweep(app, settings, redis_conn, run_worker)  # and so does the sweep
+    assert len(fake_slack.requests_to(POST)) == 1  # Slack was not called again before the retry
+    assert [(a.status, a.attempts) for a in alerts(app)] == [("pending", 1), ("pending", 0)]  # jon's entry was examined
+    run_scheduled(settings, redis_conn, run_worker)
+    assert sorted(m["text"].split()[0] for m in fake_slack.messages) == ["ivy", "jon"]
+
+
+def test_a_refused_target_is_not_retried_by_every_sweep(alerting, fake_slack, run_worker, settings, redis_conn):
+    api, _, _, channel, app = alerting
+    fake_slack.fail_channel(channel, "not_in_channel")
+    send(api, "kit", "demo_request", "demo_request")
+    settle(app, run_worker)
+    calls = len(fake_slack.requests)
+    sweep(app, settings, redis_conn, run_worker)
+    sweep(app, settings, redis_conn, run_worker)
+    assert len(fake_slack.requests) == calls
+    [(_, when)] = scheduled_jobs(settings, redis_conn)  # it looks again later on its own (someone may fix it on Slack)
+    assert when - utcnow() > timedelta(minutes=14)
+
+
+def test_an_alert_that_cannot_be_prepared_fails_alone(alerting, fake_slack, run_worker, settings, redis_conn):
+    """A broken row (a lead alert without its lead) is marked failed; it does not hold back the alerts after it."""
+    api, member, headers, _, app = alerting
+    with app.extensions["leadpulse"].Session() as s, s.begin():
+        s.add(SlackAlert(unit_id=api.tenant.unit_id, key="broken", kind="lead", lead_pk=None, score=99, payload={}))
+    send(api, "lou", "demo_request", "demo_request")
+    settle(app, run_worker)
+    run_worker()
+    [broken, lou] = alerts(app)
+    assert (broken.key, broken.status, broken.last_error) == ("broken", "failed", "internal error (AttributeError)")
+    assert lou.status == "sent" and [m["text"].split()[0] for m in fake_slack.messages] == ["lou"]
+    assert member.get("/integrations/slack", headers=headers).json["alerts"]["failed"] == 1

@@ -12,8 +12,9 @@ from config import Settings
 from models.db import session_factory
 from models.score_batch import has_pending, score_pending
 from worker.stream import announce_scores
-from worker.wakeup import (FLAG_TTL, METRICS_KEY, alerts_kick_key, enqueue_alerts, enqueue_hubspot_sync, flag_key, hubspot_kick_key,
-                           kick_alerts, kick_hubspot_sync, kick_scoring, record_latencies, urgent_queue)
+from worker.wakeup import (ALERTS_TIMEOUT, FLAG_TTL, HUBSPOT_SYNC_TIMEOUT, METRICS_KEY, alerts_kick_key, enqueue_alerts,
+                           enqueue_hubspot_sync, flag_key, hubspot_kick_key, kick_alerts, kick_hubspot_sync, kick_scoring,
+                           record_latencies, urgent_queue, wait_key)
 
 log = logging.getLogger("leadpulse.jobs")
 
@@ -98,7 +99,34 @@ def hubspot_units(Session, settings, units: set[str]) -> set[str]:
         return set(s.execute(select(HubSpotConnection.unit_id).where(HubSpotConnection.unit_id.in_(units))).scalars())
 
 
-def sync_hubspot_contacts(unit_id: str) -> int:
+def run_unit_job(kind: str, unit_id: str, retry: bool, kick_key: str, timeout: int, work, more_work, enqueue, meanwhile=None):
+    """One job per OU at a time (HubSpot sync, Slack delivery): a rate limit or a backoff reschedules it (retry=True)
+    and, until then, other runs only do `meanwhile` (no call out); work committed while it held the lock makes it
+    look again. None: it did not run."""
+    redis = get_current_job().connection
+    redis.delete(kick_key)  # changes committed from now on enqueue a new job
+    if retry:
+        redis.delete(wait_key(kind, unit_id))
+    elif redis.exists(wait_key(kind, unit_id)):
+        if meanwhile is not None:
+            meanwhile()
+        return None  # the retry scheduled for the end of the wait does the rest
+    lock = f"leadpulse:{kind}:run:{unit_id}"
+    if not redis.set(lock, 1, nx=True, ex=timeout + 30):  # outlives the job's timeout, not much longer
+        return None  # another worker is at it; it looks again before it stops
+    try:
+        out = work(redis)
+    finally:
+        redis.delete(lock)
+    if out.retry_in:
+        redis.set(wait_key(kind, unit_id), 1, px=max(1, int(out.retry_in * 1000)))
+        enqueue(redis, unit_id, out.retry_in)
+    elif out.retry_in is not None or (out.stopped is None and more_work()):
+        enqueue(redis, unit_id, 0)
+    return out
+
+
+def sync_hubspot_contacts(unit_id: str, retry: bool = False) -> int:
     """Write changed leads to HubSpot; reschedules itself on rate limits and 5xx instead of sleeping."""
     from integrations.hubspot_sync import sync_contacts
     from models.accounts import load_or_create_secret
@@ -106,50 +134,41 @@ def sync_hubspot_contacts(unit_id: str) -> int:
 
     settings = Settings.from_env()
     Session = session_factory(settings.database_url)
-    redis = get_current_job().connection
-    redis.delete(hubspot_kick_key(unit_id))  # changes committed from now on enqueue a new job
-    lock = f"leadpulse:hubspot:sync:{unit_id}"
-    if not redis.set(lock, 1, nx=True, ex=900):
-        return 0  # another worker is syncing this OU; it looks again before it stops
-    try:
-        out = sync_contacts(Session, settings, load_or_create_secret(Session), redis, unit_id)
-    finally:
-        redis.delete(lock)
-    if out.retry_in is not None:
-        enqueue_hubspot_sync(redis, settings.queue_name, unit_id, delay=out.retry_in)
-    elif out.stopped is None:
-        with Session() as s:  # a change committed while we held the lock found it taken: look again
-            if pending_contacts(s, unit_id, 1):
-                enqueue_hubspot_sync(redis, settings.queue_name, unit_id)
+
+    def more_work():
+        with Session() as s:
+            return bool(pending_contacts(s, unit_id, 1))
+
+    out = run_unit_job("hubspot", unit_id, retry, hubspot_kick_key(unit_id), HUBSPOT_SYNC_TIMEOUT,
+                       lambda redis: sync_contacts(Session, settings, load_or_create_secret(Session), redis, unit_id), more_work,
+                       lambda redis, unit, delay: enqueue_hubspot_sync(redis, settings.queue_name, unit, delay=delay))
+    if out is None:
+        return 0
     log.info("HubSpot sync of %s: %d sent, %d failed, retry in %s, stopped: %s", unit_id, out.sent, out.failed,
              out.retry_in, out.stopped)
     return out.sent
 
 
-def deliver_slack_alerts(unit_id: str) -> int:
+def deliver_slack_alerts(unit_id: str, retry: bool = False) -> int:
     """Post the OU's pending alerts; reschedules itself on rate limits and outages instead of sleeping."""
-    from integrations.slack_alerts import deliver_alerts
+    from integrations.slack_alerts import deliver_alerts, examine_all
     from models.accounts import load_or_create_secret
     from models.alerts import has_alert_work
 
     settings = Settings.from_env()
     Session = session_factory(settings.database_url, writer=True)  # SQLite: examine reads then writes
-    redis = get_current_job().connection
-    redis.delete(alerts_kick_key(unit_id))  # changes committed from now on enqueue a new job
-    lock = f"leadpulse:slack:deliver:{unit_id}"
-    if not redis.set(lock, 1, nx=True, ex=600):
-        return 0  # another worker is delivering; it looks again before it stops
-    try:
-        out = deliver_alerts(Session, settings, load_or_create_secret(Session), unit_id, redis)
-    finally:
-        redis.delete(lock)
-    record_latencies(redis, list(out.latencies))
-    if out.retry_in is not None:
-        enqueue_alerts(redis, settings.queue_name, unit_id, delay=out.retry_in)
-    elif out.stopped is None:
-        with Session() as s:  # work committed while we held the lock found it taken: look again
-            if has_alert_work(s, unit_id):
-                enqueue_alerts(redis, settings.queue_name, unit_id)
+
+    def more_work():
+        with Session() as s:
+            return has_alert_work(s, unit_id)
+
+    out = run_unit_job("slack", unit_id, retry, alerts_kick_key(unit_id), ALERTS_TIMEOUT,
+                       lambda redis: deliver_alerts(Session, settings, load_or_create_secret(Session), unit_id, redis), more_work,
+                       lambda redis, unit, delay: enqueue_alerts(redis, settings.queue_name, unit, delay=delay),
+                       meanwhile=lambda: examine_all(Session, unit_id))  # alerts are decided on time, posted after the wait
+    if out is None:
+        return 0
+    record_latencies(get_current_job().connection, list(out.latencies))
     log.info("Slack alerts of %s: %d sent, retry in %s, stopped: %s", unit_id, out.sent, out.retry_in, out.stopped)
     return out.sent
 

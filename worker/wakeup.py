@@ -12,6 +12,8 @@ JOB_TIMEOUT = 300
 RESULT_TTL = 60
 FAILURE_TTL = 7 * 24 * 3600
 METRICS_KEY = "leadpulse:metrics"  # hash of counters the workers add to
+ALERTS_TIMEOUT = 300  # seconds; a delivery run hands over after 60
+HUBSPOT_SYNC_TIMEOUT = 600
 
 
 def urgent_queue(queue_name: str) -> str:
@@ -58,9 +60,14 @@ def try_kick(app_state) -> None:
         log.warning("could not wake scoring (%s); the sweep will pick the event up", exc.__class__.__name__)
 
 
-def try_kick_alerts(app_state, unit_id: str) -> None:
-    """After a commit that may have made alert work (level moves, a new target); if Redis is down the sweep does it."""
+def try_kick_alerts(app_state, unit_id: str, reconfigured: bool = False) -> None:
+    """After a commit that may have made alert work (level moves, a new target); if Redis is down the sweep does it.
+
+    reconfigured: a new install or target ends any wait a refused target or an outage had set.
+    """
     try:
+        if reconfigured:
+            app_state.redis.delete(wait_key("slack", unit_id))
         kick_alerts(app_state.redis, app_state.settings.queue_name, unit_id)
     except Exception as exc:
         log.warning("could not enqueue Slack alerts (%s); the sweep will", exc.__class__.__name__)
@@ -80,7 +87,7 @@ def enqueue_hubspot_options(redis, queue_name: str, unit_id: str) -> None:
 
 def kick_hubspot_sync(redis, queue_name: str, unit_id: str) -> bool:
     """Enqueue a contact sync for the OU, at most once per couple of seconds (the job coalesces the rest)."""
-    if not redis.set(hubspot_kick_key(unit_id), 1, nx=True, ex=2):
+    if redis.exists(wait_key("hubspot", unit_id)) or not redis.set(hubspot_kick_key(unit_id), 1, nx=True, ex=2):
         return False
     enqueue_hubspot_sync(redis, queue_name, unit_id)
     return True
@@ -94,6 +101,12 @@ def alerts_kick_key(unit_id: str) -> str:
     return f"leadpulse:slack:kick:{unit_id}"
 
 
+def wait_key(kind: str, unit_id: str) -> str:
+    """Set while an OU's job waits out a rate limit, a backoff or a refused target: kicks (activity, the sweep) hold
+    off, and the retry already scheduled for the end of the wait runs it."""
+    return f"leadpulse:{kind}:wait:{unit_id}"
+
+
 def kick_alerts(redis, queue_name: str, unit_id: str) -> bool:
     """Enqueue alert delivery for the OU unless one is queued; the job clears the key as it starts, so no delay."""
     if not redis.set(alerts_kick_key(unit_id), 1, nx=True, ex=30):
@@ -104,7 +117,7 @@ def kick_alerts(redis, queue_name: str, unit_id: str) -> bool:
 
 def enqueue_alerts(redis, queue_name: str, unit_id: str, delay: float = 0.0) -> None:
     _enqueue_maybe_later(redis, urgent_queue(queue_name), "worker.jobs.deliver_slack_alerts", unit_id, delay,
-                         job_timeout=300, description=f"Slack alerts for OU {unit_id}")
+                         job_timeout=ALERTS_TIMEOUT, description=f"Slack alerts for OU {unit_id}")
 
 
 def _enqueue_maybe_later(redis, queue_name: str, func: str, unit_id: str, delay: float, **options) -> None:
@@ -112,8 +125,8 @@ def _enqueue_maybe_later(redis, queue_name: str, func: str, unit_id: str, delay:
 
     queue = Queue(queue_name, connection=redis)
     options.update(result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
-    if delay > 0:
-        queue.enqueue_in(timedelta(seconds=delay), func, unit_id, **options)
+    if delay > 0:  # the retry at the end of a wait: it runs although the wait may not have lapsed on Redis's clock yet
+        queue.enqueue_in(timedelta(seconds=delay), func, unit_id, True, **options)
     else:
         queue.enqueue(func, unit_id, **options)
 
@@ -147,4 +160,4 @@ def record_latencies(redis, seconds: list[float]) -> None:
 
 def enqueue_hubspot_sync(redis, queue_name: str, unit_id: str, delay: float = 0.0) -> None:
     _enqueue_maybe_later(redis, queue_name, "worker.jobs.sync_hubspot_contacts", unit_id, delay,
-                         job_timeout=600, description=f"HubSpot contact sync for OU {unit_id}")
+                         job_timeout=HUBSPOT_SYNC_TIMEOUT, description=f"HubSpot contact sync for OU {unit_id}")

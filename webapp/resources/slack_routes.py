@@ -180,7 +180,7 @@ def callback():
         conn.team_name, conn.bot_user_id, conn.installed_at = installation.team_name, installation.bot_user_id, utcnow()
         conn.last_error = None
         s.add(conn)
-    try_kick_alerts(state(), req.unit_id)
+    try_kick_alerts(state(), req.unit_id, reconfigured=True)
     return _clear_state(redirect("/home?slack=connected", code=302))
 
 
@@ -269,7 +269,7 @@ def put_target(data):
     conn.target_kind, conn.target_id, conn.last_error = checked["kind"], checked["id"], None
     session.add(conn)
     session.commit()
-    try_kick_alerts(state(), unit_id)  # alerts that waited for a target go now
+    try_kick_alerts(state(), unit_id, reconfigured=True)  # alerts that waited for a target go now
     return jsonify(status(unit_id))
 
 
