@@ -101,6 +101,30 @@ def test_a_deletion_whose_job_was_lost_is_enqueued_by_the_sweep(api, app, run_wo
     assert api.get("/lead/ada/deletion-status").json["status"] == "completed"
 
 
+def test_the_sweep_never_doubles_a_deletion_that_is_still_queued(api, app, run_worker, settings, redis_conn):
+    from datetime import timedelta
+
+    from rq import Queue
+    from sqlalchemy import update
+
+    from models.base import utcnow
+    from models.leads import LeadDeletion
+    from worker.sweep import sweep_once
+
+    api.post("/ingest", json={"lead_id": "ada", "event_type": "x"})
+    assert api.delete("/lead/ada").status_code == 200
+    with app.extensions["leadpulse"].Session() as s, s.begin():  # a slow deletion: its job is queued a while
+        s.execute(update(LeadDeletion).values(requested_at=utcnow() - timedelta(minutes=5)))
+    queue = Queue(settings.queue_name, connection=redis_conn)
+    deletions = lambda: [j for j in queue.get_jobs() if j.func_name == "worker.jobs.delete_lead"]  # noqa: E731
+    assert len(deletions()) == 1
+    for _ in range(2):
+        sweep_once(app.extensions["leadpulse"].Session, redis_conn, settings.queue_name, settings.scoring_parallelism)
+    assert len(deletions()) == 1
+    run_worker()
+    assert api.get("/lead/ada/deletion-status").json["status"] == "completed"
+
+
 def test_merge_moves_events_and_aliases_and_rescores_the_target(api, app, run_worker, client, other_tenant):
     from tests.helpers import create_levels, leads_by_id, published_ruleset, settle
 

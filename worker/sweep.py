@@ -39,9 +39,8 @@ def sweep_once(Session, redis, queue_name: str, slots: int, env_hubspot_token: b
         kick_hubspot_sync(redis, queue_name, unit_id)
     for unit_id in alert_units:
         kick_alerts(redis, queue_name, unit_id)
-    for deletion_id in deletions:  # a deletion whose job Redis lost (or still queued: the job is idempotent)
-        if redis.set(f"leadpulse:lead-deletion:{deletion_id}", 1, nx=True, ex=DELETION_RETRY_SECONDS * 10):
-            enqueue_lead_deletion(redis, queue_name, deletion_id)
+    for deletion_id in deletions:  # a deletion whose job Redis lost; one still queued or running is left alone
+        enqueue_lead_deletion(redis, queue_name, deletion_id)
     return kick_scoring(redis, queue_name, slots, only=waiting) if waiting else []
 
 

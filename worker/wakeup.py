@@ -131,14 +131,26 @@ def _enqueue_maybe_later(redis, queue_name: str, func: str, unit_id: str, delay:
         queue.enqueue(func, unit_id, **options)
 
 
-def enqueue_lead_deletion(redis, queue_name: str, deletion_id: int) -> None:
+def enqueue_lead_deletion(redis, queue_name: str, deletion_id: int) -> bool:
+    """One job per deletion, whoever asks (the request, the sweep): False when one is queued, running or retrying."""
     from rq import Retry
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job, JobStatus
 
+    job_id = f"leadpulse-lead-deletion-{deletion_id}"
+    try:
+        live = Job.fetch(job_id, connection=redis).get_status() in (
+            JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
+    except NoSuchJobError:
+        live = False
+    if live:
+        return False
     Queue(queue_name, connection=redis).enqueue(
-        "worker.jobs.delete_lead", deletion_id, job_timeout=1800, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
+        "worker.jobs.delete_lead", deletion_id, job_id=job_id, job_timeout=1800, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
         retry=Retry(max=3, interval=[10, 60, 300]), on_failure=Callback("worker.jobs.lead_deletion_failed"),
         description=f"delete lead (deletion {deletion_id})",
     )
+    return True
 
 
 LATENCY_KEY = "leadpulse:metrics:event_to_slack"
