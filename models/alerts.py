@@ -15,7 +15,7 @@ from models.leads import Lead
 from models.levels import EngagementLevel, LeadLevelChange
 from models.slack import PENDING, SUMMARIZED, SUPPRESSED, SlackAlert
 from models.specs import DEFAULT_ALERT_LEVEL
-from models.sql import insert_for, lock_unit_alerts
+from models.sql import ALERT_LOCK_SPACE, insert_for, lock_unit
 
 DEFAULT_COOLDOWN_HOURS = 24
 EXAMINE_LIMIT = 5000
@@ -55,7 +55,7 @@ def examine_changes(session: Session, unit_id: str, now: datetime | None = None)
     and every alert row has a unique key per level entry (a digest: per reconfiguration, its count merged).
     """
     now = now or utcnow()
-    lock_unit_alerts(session, unit_id)
+    lock_unit(session, unit_id, space=ALERT_LOCK_SPACE)  # the cooldown reads the last alert a concurrent examiner may write
     changes = session.execute(
         select(LeadLevelChange).where(LeadLevelChange.unit_id == unit_id, LeadLevelChange.alert_checked.is_(False))
         .order_by(LeadLevelChange.id).limit(EXAMINE_LIMIT).with_for_update()

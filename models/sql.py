@@ -15,24 +15,19 @@ def insert_for(session: Session, table):
 UNIT_LOCK_SPACE = 1818  # advisory-lock namespace for "OU configuration vs scoring"
 
 
-def lock_unit(session: Session, unit_id: str, shared: bool = False) -> None:
+ALERT_LOCK_SPACE = 1820  # advisory-lock namespace for "examining an OU's level changes into alerts"
+
+
+def lock_unit(session: Session, unit_id: str, shared: bool = False, space: int = UNIT_LOCK_SPACE) -> None:
     """Configuration changes of an OU (exclusive) never interleave with a scoring batch (shared).
 
     A batch reads rulesets and levels once; without this a publish or level edit could land between
     that read and the batch's commit and be silently undone. SQLite serializes writers already.
+    Another space serializes something else per OU (ALERT_LOCK_SPACE: one alert examiner at a time).
     """
     if session.get_bind().dialect.name == "postgresql":
         fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
-        session.execute(text(f"SELECT {fn}({UNIT_LOCK_SPACE}, hashtext(:u))"), {"u": unit_id})
-
-
-ALERT_LOCK_SPACE = 1820  # advisory-lock namespace for "examining an OU's level changes into alerts"
-
-
-def lock_unit_alerts(session: Session, unit_id: str) -> None:
-    """One examiner per OU at a time: the cooldown reads the lead's last alert, which a concurrent examiner may be writing."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text(f"SELECT pg_advisory_xact_lock({ALERT_LOCK_SPACE}, hashtext(:u))"), {"u": unit_id})
+        session.execute(text(f"SELECT {fn}(:space, hashtext(:u))"), {"space": space, "u": unit_id})
 
 
 def lock_leads(session: Session, lead_pks) -> None:

@@ -144,7 +144,7 @@ class MergeSchema(StrictSchema):
 @blp.arguments(MergeSchema)
 def merge(data):
     """Events and aliases move to the target, the sources are marked merged, the target is rescored (by the workers)."""
-    policy = (data["truncate"] or {}).get("policy", "none")
+    policy = data["truncate"].get("policy", "none")
     if policy != "none" or set(data["truncate"]) - {"policy"}:
         raise ApiError(400, "validation_error", "only the truncation policy 'none' is supported", {"truncate": ["policy must be none"]})
     session = db()

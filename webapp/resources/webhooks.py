@@ -240,7 +240,6 @@ def hubspot():
     problems = bad_text(events)  # NUL and lone surrogates: PostgreSQL cannot store them
     if problems:
         raise _reject(400, "validation_error", "unstorable text in the events", {p: [m] for p, m in problems.items()}, source="hubspot")
-    close_db()
     try:
         counts = apply_hubspot_events(source, events)
     except HubSpotError as exc:  # could not read the new contacts' emails: a 5xx makes HubSpot deliver again
