@@ -31,7 +31,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     web_workers: int = 2
-    web_threads: int = 8
+    web_connections: int = 1000
     queue_name: str = "leadpulse"
     score_batch_size: int = 2000
     scoring_parallelism: int = 2
@@ -60,7 +60,7 @@ class Settings:
             host=env.get("HOST") or cls.host,
             port=_int(env, "PORT", cls.port),
             web_workers=_int(env, "WEB_CONCURRENCY", cls.web_workers),
-            web_threads=_int(env, "WEB_THREADS", cls.web_threads),
+            web_connections=_int(env, "WEB_CONNECTIONS", cls.web_connections),
             queue_name=env.get("LEADPULSE_QUEUE") or cls.queue_name,
             score_batch_size=_int(env, "LEADPULSE_SCORE_BATCH", cls.score_batch_size),
             scoring_parallelism=_int(env, "LEADPULSE_SCORING_PARALLELISM", cls.scoring_parallelism),

@@ -1,9 +1,9 @@
 """Single-event POST /ingest throughput under gunicorn, beside a bare Flask endpoint measured in the same run.
 
-    python bench/ingest.py [--workers 2] [--threads 8] [--duration 10] [--warmup 3] [--connections 32] [--loadgen auto|wrk|python]
+    python bench/ingest.py [--workers 2] [--duration 10] [--warmup 3] [--connections 32] [--loadgen auto|wrk|python]
 
 Both targets run under the same gunicorn command line (`python -m gunicorn APP --bind 127.0.0.1:PORT --workers N
---worker-class gthread --threads T`, as `leadpulse web` runs) on a fresh PostgreSQL database migrated and bootstrapped with the real `leadpulse` CLI.
+--worker-class gevent --worker-connections 1000`, as `leadpulse web` runs) on a fresh PostgreSQL database migrated and bootstrapped with the real `leadpulse` CLI.
 The load generator is wrk (one thread, N keep-alive-capable connections, a Lua script that posts distinct event
 ids over many lead ids) when installed, else a Python generator (processes x threads, http.client).
 Target: ingest >= 0.5 x the bare endpoint's rate.
@@ -41,7 +41,8 @@ def parse_args(argv=None):
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers for both targets (default 2)")
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds per target (default 10)")
     p.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds per target first (default 3)")
-    p.add_argument("--threads", type=int, default=8, help="gunicorn gthread threads per worker, as `leadpulse web` (default 8)")
+    p.add_argument("--worker-class", default="gevent", help="gunicorn worker class for both targets (default gevent, as `leadpulse web`)")
+    p.add_argument("--threads", type=int, default=8, help="threads per worker with --worker-class gthread (default 8)")
     p.add_argument("--connections", type=int, default=32, help="concurrent client connections (default 32)")
     p.add_argument("--leads", type=int, default=10_000, help="distinct lead ids the events spread over")
     p.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
@@ -57,6 +58,13 @@ def parse_args(argv=None):
     p.add_argument("--batch-target", type=float, default=20_000.0)
     p.add_argument("--scoring-workers", type=int, default=2, help="batch mode: `leadpulse worker` processes (default 2)")
     return p.parse_args(argv)
+
+
+def worker_model(args) -> list[str]:
+    """gunicorn's worker options: `leadpulse web`'s gevent by default; gthread to compare with the earlier runtime."""
+    if args.worker_class == "gthread":
+        return ["--worker-class", "gthread", "--threads", str(args.threads)]
+    return ["--worker-class", args.worker_class, "--worker-connections", "1000"]
 
 
 # --- load generators -----------------------------------------------------------------------------
@@ -200,9 +208,9 @@ def main(argv=None) -> int:
     if args.batch:
         return run_batch_mode(args, env, auth, logdir, metrics_dir)
     ports = {"bare": common.free_port(), "ingest": common.free_port()}
-    # The same worker model `leadpulse web` uses (gthread), for both targets.
+    # The same worker model `leadpulse web` uses (gevent), for both targets.
     gunicorn = lambda app, port: [sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}",
-                                  "--workers", str(args.workers), "--worker-class", "gthread", "--threads", str(args.threads)]
+                                  "--workers", str(args.workers), *worker_model(args)]
     cmds = {"bare": gunicorn("bench.bare_app:app", ports["bare"]), "ingest": gunicorn("webapp.wsgi:app", ports["ingest"])}
     procs = {}
     results = {}
@@ -239,7 +247,7 @@ def main(argv=None) -> int:
     rows = [[name, r["requests"], f"{r['rate']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", r["errors"]]
             for name, r in (("bare flask", b), ("POST /ingest", i))]
     print()
-    print(f"ingest benchmark: gunicorn --workers {args.workers} --threads {args.threads} (gthread), {loadgen} with {args.connections} connections, "
+    print(f"ingest benchmark: gunicorn --workers {args.workers} {' '.join(worker_model(args))}, {loadgen} with {args.connections} connections, "
           f"{args.duration:.0f}s measured after {args.warmup:.0f}s warm-up, events over {args.leads} lead ids")
     print(common.table(["target", "requests", "req/s", "p50 ms", "p99 ms", "errors"], rows))
     print(f"ratio ingest/bare = {ratio:.2f} (target >= {args.target_ratio:.2f}): {'PASS' if ok else 'FAIL'}")
@@ -269,7 +277,7 @@ def run_batch_mode(args, env, auth: str, logdir: Path, metrics_dir: str) -> int:
     if not shutil.which("wrk"):
         raise SystemExit("batch mode needs wrk (apt-get install -y wrk)")
     port = common.free_port()
-    env = {**env, "PORT": str(port), "WEB_CONCURRENCY": str(args.workers), "WEB_THREADS": str(args.threads)}
+    env = {**env, "PORT": str(port), "WEB_CONCURRENCY": str(args.workers)}
     procs = [common.start([common.LEADPULSE, "web"], env, logdir / "web.log")]
     procs += [common.start([common.LEADPULSE, "worker"], env, logdir / f"worker{i}.log") for i in range(args.scoring_workers)]
     depth: list[tuple[float, int]] = []
@@ -282,7 +290,7 @@ def run_batch_mode(args, env, auth: str, logdir: Path, metrics_dir: str) -> int:
 
     try:
         common.wait_http(f"http://127.0.0.1:{port}/", procs[0], log_path=logdir / "web.log")
-        log(f"web on :{port} ({args.workers} x {args.threads} gthread), {args.scoring_workers} workers; "
+        log(f"web on :{port} ({args.workers} gevent workers), {args.scoring_workers} workers; "
             f"wrk {args.connections} connections x {args.batch} events per request")
         wrk = lambda seconds: subprocess.run(
             ["wrk", "-t1", f"-c{args.connections}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
@@ -328,7 +336,7 @@ def run_batch_mode(args, env, auth: str, logdir: Path, metrics_dir: str) -> int:
     during = [d for t, d in depth if t <= t_end]
     ok = rate >= args.batch_target and errors == 0
     print()
-    print(f"batch ingest benchmark: POST /ingest/batch x {args.batch} events, gunicorn {args.workers} x {args.threads} gthread, "
+    print(f"batch ingest benchmark: POST /ingest/batch x {args.batch} events, `leadpulse web` ({args.workers} gevent workers), "
           f"wrk {args.connections} connections, {args.scoring_workers} scoring workers, {args.duration:.0f}s measured")
     print(common.table(["requests", "events", "events/s", "p50 ms", "p99 ms", "errors"],
                        [[r["requests"], events, f"{rate:.0f}", f"{r['p50_us'] / 1000:.1f}", f"{r['p99_us'] / 1000:.1f}", errors]]))

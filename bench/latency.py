@@ -7,7 +7,7 @@ Target (issue): events at 200/s; ingest-to-Slack latency p50 and p99 for leads e
 Setup: a fresh PostgreSQL database migrated and bootstrapped with the `leadpulse` CLI; levels Cold 0-24, Warm 25-49,
 Hot 50-74, Very Hot 75+ and a published primary ruleset (page_view 5, demo_request 30) created through the API
 (Flask test client). Then real processes, each in its own process group: the web app as users run it
-(`leadpulse web`: gunicorn, gthread, HOST/PORT), two `leadpulse worker` processes (RQ with its scheduler, and the
+(`leadpulse web`: gunicorn, gevent, HOST/PORT), two `leadpulse worker` processes (RQ with its scheduler, and the
 sweep), and the fake Slack (tests/fakes/slack.py, real HTTP) inside this process. Alerts go to the channel named by
 SLACK_BOT_TOKEN + SLACK_ALERT_CHANNEL (the app's environment configuration); the alert level is the default (Hot).
 
@@ -506,7 +506,7 @@ def main(argv=None) -> int:
     print()
     print(f"ingest-to-Slack latency benchmark: {len(schedule)} events at {args.rate:.0f}/s for {args.duration:.0f}s "
           f"(open loop, {sender.peak_senders} senders), {n_cross} leads entering Hot ({args.hot_rate:g}/s), {n_leads} background leads; "
-          f"`leadpulse web` (gunicorn 2 x 8 gthread) + {args.workers} x `leadpulse worker` ({slots} scoring slots), fake Slack")
+          f"`leadpulse web` (gunicorn, 2 gevent workers) + {args.workers} x `leadpulse worker` ({slots} scoring slots), fake Slack")
     rows = [["POST returned -> Slack (target)", s_done["count"], fmt(s_done["p50"]), fmt(s_done["p95"]), fmt(s_done["p99"]),
              fmt(s_done["max"]), ("PASS" if target_ok else "FAIL") + f" (p99 < {args.target_p99 * 1000:.0f} ms)"],
             ["POST sent -> Slack", s_sent["count"], fmt(s_sent["p50"]), fmt(s_sent["p95"]), fmt(s_sent["p99"]), fmt(s_sent["max"]), ""]]

@@ -1,6 +1,8 @@
 """Shared test steps: configure an OU through the API the way a user would."""
 from __future__ import annotations
 
+import socket
+
 from rq.job import Job
 
 REFERENCE_LEVELS = [
@@ -87,3 +89,10 @@ def settle(app, run_worker, timeout: float = 30):
             return s.execute(select(func.count()).select_from(Event).where(Event.status == PENDING)).scalar() == 0
 
     wait_until(done, timeout=timeout, interval=0.02, message="every accepted event to be scored")
+
+
+def free_port() -> int:
+    """A port nothing listens on now, for a server a test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,5 +1,8 @@
 """Operational surface: health, home, metrics with real values, OpenAPI and docs, request logs."""
 import logging
+from dataclasses import replace
+
+from webapp import create_app
 
 from tests.helpers import ingest
 
@@ -53,3 +56,23 @@ def test_request_log_never_contains_secrets(api, tenant, caplog):
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "POST /ingest 202" in logged
     assert tenant.client_secret not in logged and "Authorization" not in logged
+
+
+def test_no_free_database_connection_is_a_503_not_a_500(settings, tenant):
+    """Many concurrent requests (gevent) can outnumber the pool: one that waits too long may retry."""
+    import os
+
+    from sqlalchemy import create_engine
+
+    from models import db
+
+    url = settings.database_url + "?application_name=tiny-pool"
+    engine = db._engines[(os.getpid(), url)] = create_engine(url, pool_size=1, max_overflow=0, pool_timeout=0.2)
+    try:
+        app = create_app(replace(settings, database_url=url))
+        with engine.connect():  # the only connection, held
+            r = app.test_client().get("/leads", headers=tenant.auth)
+        assert r.status_code == 503 and r.headers["Retry-After"] == "1" and r.json["error"]["code"] == "unavailable"
+        assert app.test_client().get("/leads", headers=tenant.auth).status_code == 200  # free again: served
+    finally:
+        db._engines.pop((os.getpid(), url)).dispose()

@@ -2,7 +2,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 
@@ -10,15 +9,9 @@ import pytest
 import requests
 
 from tests.conftest import wait_until
-from tests.helpers import REFERENCE_LEVELS
+from tests.helpers import REFERENCE_LEVELS, free_port
 
 pytestmark = pytest.mark.sqlite
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

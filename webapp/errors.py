@@ -88,15 +88,17 @@ def handle_unexpected(exc: Exception):
 
 
 def handle_db_unavailable(exc):
-    """Deadlock victim, serialization failure or lost connection: the client may retry; nothing was written."""
+    """Deadlock victim, serialization failure, lost connection or no pooled connection free in time: retryable."""
     log.warning("database unavailable: %s", exc.orig.__class__.__name__ if getattr(exc, "orig", None) else exc)
     return error_body(503, "unavailable", "the database is busy or unreachable; retry shortly", headers={"Retry-After": "1"})
 
 
 def register(app) -> None:
     from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
 
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(OperationalError, handle_db_unavailable)
+    app.register_error_handler(PoolTimeout, handle_db_unavailable)
     app.register_error_handler(ApiError, handle_api_error)
     app.register_error_handler(Exception, handle_unexpected)
