@@ -304,10 +304,13 @@ def run_batch_mode(args, env, auth: str, logdir: Path, metrics_dir: str) -> int:
         sampler.start()
         log(f"measuring {args.duration:.0f}s")
         busy0, total0 = common.machine_busy()
+        web0, services = common.tree_cpu_seconds(procs[0].pid), common.ServiceCpu(args.db)
         t0 = time.time()
         spread = common.spread_later(port, args.duration / 2)
         out = wrk(args.duration)
         t_end = time.time()
+        services.sample()
+        web_cpu, pg_cpu = common.tree_cpu_seconds(procs[0].pid) - web0, services.totals()["postgres"]
         busy1, total1 = common.machine_busy()
         line = next((x for x in out.splitlines() if x.startswith("WRKJSON ")), None)
         if line is None:
@@ -343,6 +346,9 @@ def run_batch_mode(args, env, auth: str, logdir: Path, metrics_dir: str) -> int:
     print(f"events/s {rate:.0f} (target >= {args.batch_target:.0f}): {'PASS' if ok else 'FAIL'}; machine busy "
           f"{100 * (busy1 - busy0) / max(1, total1 - total0):.0f}%")
     print(f"client connections per gunicorn worker at mid-run: {spread['spread']}")
+    # CPU per event compares runs whatever the spread (which decides how much of the machine one worker can use).
+    print(f"CPU us per event: web {1e6 * web_cpu / max(1, events):.0f}, postgres {1e6 * pg_cpu / max(1, events):.0f}"
+          + (" (postgres includes the scoring workers' queries)" if args.scoring_workers else ""))
     print(f"queue depth (pending events) during the load, every 1 s: {[d for d in during]}")
     drain = (f"scored everything {drained - t_end:.1f}s after the load stopped ({pending} still pending)" if args.scoring_workers
              else f"no scoring workers (ingest alone): {pending} pending")
@@ -350,7 +356,9 @@ def run_batch_mode(args, env, auth: str, logdir: Path, metrics_dir: str) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({"mode": "batch", "wrk": r, "events": events, "rate": rate, "pass": ok,
                                                "depth": depth, "drain_seconds": drained - t_end, "t0": t0,
-                                               "connection_spread": spread["spread"]}, indent=2))
+                                               "connection_spread": spread["spread"],
+                                               "web_cpu_us_per_event": 1e6 * web_cpu / max(1, events),
+                                               "postgres_cpu_us_per_event": 1e6 * pg_cpu / max(1, events)}, indent=2))
     return 0 if errors == 0 and (ok or not args.strict) else 1
 
 

@@ -264,3 +264,15 @@ def test_a_hung_redis_never_delays_the_202(app, tenant):
         latencies.append(time.perf_counter() - t0)
     hung.close()
     assert max(latencies) < 1.0, latencies
+
+
+def test_event_ids_come_from_the_events_id_sequence(app, tenant):
+    """The insert names the id sequence as a constant; a migration renaming it must fail here, not in production."""
+    from models.ingest import EVENTS_ID_SEQUENCE
+
+    Session = app.extensions["leadpulse"].Session
+    with Session() as s, s.begin():
+        assert s.execute(text("SELECT pg_get_serial_sequence('events', 'id')")).scalar() == f"public.{EVENTS_ID_SEQUENCE}"
+        [first, second] = ingest_many(s, tenant.org_id, tenant.unit_id, [ev(lead_id="ada"), ev(lead_id="ada")])
+        assert second.event_id == first.event_id + 1
+        assert s.execute(text(f"SELECT last_value FROM {EVENTS_ID_SEQUENCE}")).scalar() == second.event_id

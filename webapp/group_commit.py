@@ -67,8 +67,9 @@ class GroupCommitter:
             return
         with self._lock:
             if self._pid != os.getpid():
-                # The committer waits on the database between short bursts of work; with the default 5 ms
-                # GIL switch interval every wake-up queues behind the request threads (a convoy).
+                # Under OS threads (tests, a threaded server) the committer waits on the database between short
+                # bursts of work; with the default 5 ms GIL switch interval every wake-up queues behind the request
+                # threads (a convoy). Under `leadpulse web` (gevent) these threads are greenlets and this is moot.
                 sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
                 self._queue = queue.SimpleQueue()
                 self._news = queue.SimpleQueue()
