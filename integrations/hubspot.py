@@ -51,12 +51,16 @@ def _error(status: int, body: str | None, headers=None) -> HubSpotError:
     return cls(status, message, data.get("category"), retry_after, data.get("policyName"))
 
 
+def options_for(level_names: list[str]) -> list[OptionInput]:
+    return [OptionInput(label=n, value=n, display_order=i, hidden=False) for i, n in enumerate(level_names)]
+
+
 def property_specs(level_names: list[str]) -> list[dict]:
     """The four contact properties DESIGN.md fixes; engagement_level's options follow the level table."""
     return [
         dict(name="engagement_score", label="Engagement score", type="number", field_type="number"),
         dict(name="engagement_level", label="Engagement level", type="enumeration", field_type="select",
-             options=[OptionInput(label=n, value=n, display_order=i, hidden=False) for i, n in enumerate(level_names)]),
+             options=options_for(level_names)),
         dict(name="engagement_level_changed_at", label="Engagement level changed at", type="datetime", field_type="date"),
         dict(name="engagement_top_drivers", label="Why this engagement score", type="string", field_type="textarea"),
     ]
@@ -78,8 +82,11 @@ class HubSpotAdapter:
             raise _error(resp.status_code, resp.text)
         return int(resp.json()["portalId"])
 
-    def ensure_properties(self, level_names: list[str]) -> None:
-        """Group and properties exist with current options; safe to run any number of times."""
+    def ensure_properties(self, level_names: list[str], keep: set[str] = frozenset()) -> None:
+        """Group and properties exist with current options; safe to run any number of times.
+
+        keep: names other OUs use; such options already in this portal stay (an OU sharing the portal needs them).
+        """
         props = self.client.crm.properties
         self._ignore_conflict(lambda: props.groups_api.create(
             OBJECT_TYPE, PropertyGroupCreate(name=GROUP, label="LeadPulse", display_order=-1), _request_timeout=TIMEOUT))
@@ -87,8 +94,11 @@ class HubSpotAdapter:
             create = PropertyCreate(group_name=GROUP, **spec)
             created = self._ignore_conflict(lambda create=create: props.core_api.create(OBJECT_TYPE, create, _request_timeout=TIMEOUT))
             if not created and spec["type"] == "enumeration":
-                self._call(lambda spec=spec: props.core_api.update(
-                    OBJECT_TYPE, spec["name"], PropertyUpdate(options=spec["options"]), _request_timeout=TIMEOUT))
+                current = self._call(lambda spec=spec: props.core_api.get_by_name(OBJECT_TYPE, spec["name"], _request_timeout=TIMEOUT))
+                shared = [o.value for o in current.options or [] if o.value in keep and o.value not in level_names]
+                options = options_for(level_names + shared)
+                self._call(lambda options=options: props.core_api.update(
+                    OBJECT_TYPE, spec["name"], PropertyUpdate(options=options), _request_timeout=TIMEOUT))
 
     def ids_by_email(self, emails: list[str]) -> dict[str, str]:
         """HubSpot contact id per email (one batch read; emails HubSpot does not know are simply absent)."""

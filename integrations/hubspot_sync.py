@@ -13,7 +13,7 @@ from integrations.secretbox import decrypt
 from models.base import utcnow
 from models.drivers import top_drivers
 from models.integrations import HubSpotConnection, HubSpotContact, pending_contacts
-from models.levels import EngagementLevel
+from models.levels import EngagementLevel, level_options
 from models.sql import insert_for
 
 log = logging.getLogger("leadpulse.hubspot")
@@ -35,14 +35,12 @@ def sync_level_options(Session, settings, secret_key: str, unit_id: str) -> bool
             return True
         version = conn.options_wanted
         token = token_for(conn, settings, secret_key)
-        names = list(s.execute(
-            select(EngagementLevel.name).where(EngagementLevel.unit_id == unit_id).order_by(EngagementLevel.min_score)
-        ).scalars())
+        names, others = level_options(s, unit_id)
     if token is None:
         _record(Session, unit_id, error="the stored HubSpot token cannot be decrypted (SECRET_KEY changed?): connect again")
         return False
     try:
-        HubSpotAdapter(token, settings.hubspot_api_base).ensure_properties(names)
+        HubSpotAdapter(token, settings.hubspot_api_base).ensure_properties(names, others)
     except HubSpotError as exc:
         _record(Session, unit_id, error=f"updating engagement_level options failed ({exc.status}): {exc.message}")
         raise
@@ -89,6 +87,7 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str) -> Sy
         create_missing = bool(conn and conn.create_missing_contacts)
         levels = dict(s.execute(select(EngagementLevel.id, EngagementLevel.name).where(EngagementLevel.unit_id == unit_id)
                                 .order_by(EngagementLevel.min_score)).all())
+        others = level_options(s, unit_id)[1] if conn is None else set()
     if token is None:
         return SyncOutcome(stopped="HubSpot is not configured for this organization unit")
     adapter = HubSpotAdapter(token, settings.hubspot_api_base)
@@ -103,7 +102,7 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str) -> Sy
             return out
         try:
             if conn is None:  # served by HUBSPOT_ACCESS_TOKEN: nobody connected, so the properties may not exist yet
-                _ensure_properties_once(redis, adapter, limiter, unit_id, list(levels.values()))
+                _ensure_properties_once(redis, adapter, limiter, unit_id, list(levels.values()), others)
             sent, failed = _sync_batch(Session, adapter, limiter, unit_id, rows, levels, drivers, create_missing)
         except RateLimited as exc:
             out.retry_in = exc.wait
@@ -131,13 +130,13 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str) -> Sy
     return out
 
 
-def _ensure_properties_once(redis, adapter, limiter, unit_id: str, level_names: list[str]) -> None:
+def _ensure_properties_once(redis, adapter, limiter, unit_id: str, level_names: list[str], others: set[str]) -> None:
     """Create the group and properties (with these level options) once a day per OU and level table."""
     key = "leadpulse:hubspot:props:" + hashlib.sha256(f"{unit_id}:{level_names}".encode()).hexdigest()[:24]
     if redis.get(key):
         return
     limiter.acquire()
-    adapter.ensure_properties(level_names)
+    adapter.ensure_properties(level_names, others)
     redis.set(key, 1, ex=86400)
 
 

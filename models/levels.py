@@ -68,3 +68,12 @@ def level_snapshot(session, unit_id: str) -> list[dict]:
         {"id": lv.id, "name": lv.name, "min_score": lv.min_score, "max_score": lv.max_score, "color": lv.color, "order": lv.order}
         for lv in rows
     ]
+
+
+def level_options(session, unit_id: str) -> tuple[list[str], set[str]]:
+    """The OU's level names by score, and the names other OUs use: OUs may share a HubSpot portal, whose
+    engagement_level options must then keep the others' values (else their contacts' updates are refused)."""
+    names = list(session.execute(
+        select(EngagementLevel.name).where(EngagementLevel.unit_id == unit_id).order_by(EngagementLevel.min_score)).scalars())
+    others = set(session.execute(select(EngagementLevel.name).where(EngagementLevel.unit_id != unit_id).distinct()).scalars())
+    return names, others

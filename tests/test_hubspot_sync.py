@@ -252,3 +252,36 @@ def test_new_changes_during_a_5xx_backoff_wait_for_the_retry(hs, run_worker, set
     run_scheduled(settings, redis_conn, run_worker)
     assert props(fake, "ada@x.io")["engagement_score"] == "30" and props(fake, "bob@x.io")["engagement_score"] == "30"
     assert len(fake.requests_to(UPDATE)) == 2  # both in one batch
+
+
+def test_ous_sharing_a_portal_keep_each_others_level_options(settings, clean, tenant, other_tenant, monkeypatch, run_worker):
+    """Two OUs served by HUBSPOT_ACCESS_TOKEN write to one portal: neither's level table may erase the other's options."""
+    with FakeHubSpot(tokens=[TOKEN]) as fake:
+        monkeypatch.setenv("HUBSPOT_API_BASE", fake.url)
+        monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", TOKEN)
+        app = create_app(dataclasses.replace(settings, hubspot_api_base=fake.url, hubspot_access_token=TOKEN))
+        a, b = Api(app.test_client(), tenant), Api(app.test_client(), other_tenant)
+        create_levels(a)  # Cold, Warm, Hot, Very Hot
+        gold = {"name": "Gold", "min_score": 50, "max_score": None, "color": "#ef4444", "order": 2}
+        b_levels = create_levels(b, [{"name": "Bronze", "min_score": 0, "max_score": 49, "color": "#94a3b8", "order": 1}, gold])
+        for api in (a, b):
+            published_ruleset(api, {"demo_request": 30})
+        fake.add_contact("ada@a.io")
+        fake.add_contact("bob@b.io")
+        send(a, "ada@a.io", "demo_request", 2)  # 60: Hot
+        run_worker()
+        send(b, "bob@b.io", "demo_request", 2)  # 60: Gold
+        run_worker()
+        send(a, "ada@a.io", "demo_request", 1)  # 90: Very Hot, written after B set its options
+        run_worker()
+        assert props(fake, "ada@a.io")["engagement_level"] == "Very Hot"
+        assert props(fake, "bob@b.io")["engagement_level"] == "Gold"
+        options = lambda: [o["value"] for o in fake.properties["engagement_level"]["options"]]
+        assert sorted(options()) == sorted(["Cold", "Warm", "Hot", "Very Hot", "Bronze", "Gold"])
+        # B renames Gold: the old name goes (no OU uses it), A's stay, and B's contacts take the new one.
+        assert b.put(f"/engagement-levels/{b_levels['Gold']}", json={**gold, "name": "Platinum"}).status_code == 200
+        run_worker()
+        send(b, "bob@b.io", "demo_request", 1)
+        run_worker()
+        assert props(fake, "bob@b.io")["engagement_level"] == "Platinum"
+        assert sorted(options()) == sorted(["Cold", "Warm", "Hot", "Very Hot", "Bronze", "Platinum"])

@@ -12,7 +12,7 @@ from integrations.hubspot_sync import TOKEN_PURPOSE
 from integrations.secretbox import encrypt
 from models.integrations import HubSpotConnection, HubSpotContact, lead_email, reset_sync, sync_counts
 from models.leads import Lead
-from models.levels import EngagementLevel
+from models.levels import level_options
 from webapp.auth import current_unit
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
@@ -28,12 +28,6 @@ log = logging.getLogger("leadpulse.hubspot")
 class ConnectSchema(StrictSchema):
     access_token = fields.String(required=True, validate=validate.Length(min=10, max=500), load_only=True)
     create_missing_contacts = fields.Boolean(load_default=False)
-
-
-def level_names(unit_id: str) -> list[str]:
-    return list(db().execute(
-        select(EngagementLevel.name).where(EngagementLevel.unit_id == unit_id).order_by(EngagementLevel.min_score)
-    ).scalars())
 
 
 def status(unit_id: str) -> dict:
@@ -64,12 +58,12 @@ def get_status():
 def connect(data):
     """Nothing is stored unless HubSpot accepts the token and the properties are in place."""
     unit_id = current_unit()
-    names = level_names(unit_id)
+    names, others = level_options(db(), unit_id)
     close_db()  # no transaction held open across HubSpot calls
     adapter = HubSpotAdapter(data["access_token"], state().settings.hubspot_api_base)
     try:
         portal_id = adapter.portal_id()
-        adapter.ensure_properties(names)
+        adapter.ensure_properties(names, others)
     except HubSpotAuthError as exc:
         raise ApiError(400, "invalid_token", f"HubSpot rejected the access token: {exc.message}",
                        {"access_token": ["rejected by HubSpot"]}) from exc
