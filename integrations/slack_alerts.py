@@ -153,7 +153,7 @@ def deliver_alerts(Session, settings, secret_key: str, unit_id: str, redis=None)
         if time.monotonic() > deadline:  # hand over to a fresh job well inside its timeout (a kill mid-post could resend)
             out.retry_in = 0.0
             break
-        alert_id = None
+        alert_id = posted = None
         try:
             # The row stays locked while it is posted, so two workers never send the same alert.
             with Session() as s, s.begin():
@@ -188,10 +188,14 @@ def deliver_alerts(Session, settings, secret_key: str, unit_id: str, redis=None)
         except Exception as exc:  # a bug or a database error around one alert (SlackErrors return above)
             if alert_id is None:
                 raise  # not about one alert: the job fails, and RQ keeps the error
-            log.exception("alert %s could not be prepared or posted; marked failed so later alerts go on", alert_id)
+            if posted is not None:  # Slack has it and we could not record that: retry, which finds it by its marker
+                log.exception("alert %s was posted but could not be marked sent; the retry looks it up first", alert_id)
+                error = SlackError(error=f"internal error after posting ({exc.__class__.__name__})", status=500)
+            else:
+                log.exception("alert %s could not be prepared or posted; marked failed so later alerts go on", alert_id)
+                error = SlackError(error=f"internal error ({exc.__class__.__name__})")
             with Session() as s, s.begin():
-                return _failed(s, s.get(SlackAlert, alert_id, with_for_update=True),
-                               SlackError(error=f"internal error ({exc.__class__.__name__})"), out, latencies)
+                return _failed(s, s.get(SlackAlert, alert_id, with_for_update=True), error, out, latencies)
         if redis is not None:
             redis.delete(marker)  # committed as sent: a later run never looks for it
     if out.sent:

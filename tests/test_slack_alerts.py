@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 from rq import Queue
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from models.base import utcnow
 from models.leads import Lead
@@ -329,3 +329,33 @@ def test_an_alert_that_cannot_be_prepared_fails_alone(alerting, fake_slack, run_
     assert (broken.key, broken.status, broken.last_error) == ("broken", "failed", "internal error (AttributeError)")
     assert lou.status == "sent" and [m["text"].split()[0] for m in fake_slack.messages] == ["lou"]
     assert member.get("/integrations/slack", headers=headers).json["alerts"]["failed"] == 1
+
+
+def test_a_post_that_cannot_be_recorded_is_retried_and_found_not_resent(alerting, fake_slack, run_worker, settings, redis_conn):
+    """Slack accepted the post, then the database refused the commit: the alert stays pending (not 'failed'),
+    and the retry finds the message by its marker instead of posting it twice."""
+    api, _, _, _, app = alerting
+    from models.db import get_engine
+
+    engine = get_engine(settings.database_url)
+    with engine.begin() as conn:  # the next change of an alert to 'sent' fails once, as a lost connection would
+        conn.execute(text("CREATE SEQUENCE IF NOT EXISTS test_fail_once"))
+        conn.execute(text("""CREATE OR REPLACE FUNCTION test_fail_once() RETURNS trigger AS $$
+            BEGIN IF NEW.status = 'sent' AND nextval('test_fail_once') = 1 THEN RAISE EXCEPTION 'staged failure'; END IF;
+            RETURN NEW; END $$ LANGUAGE plpgsql"""))
+        conn.execute(text("CREATE TRIGGER test_fail_once BEFORE UPDATE ON slack_alerts FOR EACH ROW EXECUTE FUNCTION test_fail_once()"))
+    try:
+        send(api, "kim", "demo_request", "demo_request")
+        settle(app, run_worker)
+        [alert] = alerts(app)
+        assert len(fake_slack.messages) == 1
+        assert (alert.status, alert.attempts, alert.last_error) == ("pending", 1, "internal error after posting (ProgrammingError)")
+        run_scheduled(settings, redis_conn, run_worker)
+        [alert] = alerts(app)
+        assert alert.status == "sent" and alert.ts == fake_slack.messages[0]["ts"]
+        assert len(fake_slack.messages) == 1 and len(fake_slack.requests_to(POST)) == 1
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER test_fail_once ON slack_alerts"))
+            conn.execute(text("DROP FUNCTION test_fail_once()"))
+            conn.execute(text("DROP SEQUENCE test_fail_once"))
