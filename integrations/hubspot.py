@@ -66,6 +66,9 @@ def property_specs(level_names: list[str]) -> list[dict]:
     ]
 
 
+ENSURE_PROPERTIES_CALLS = 7  # at most: the group, four properties, and a read and an update of the level options
+
+
 class HubSpotAdapter:
     def __init__(self, token: str, api_base: str):
         self.token, self.api_base = token, api_base.rstrip("/")

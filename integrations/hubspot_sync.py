@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
 
-from integrations.hubspot import BATCH, HubSpotAdapter, HubSpotAuthError, HubSpotError
+from integrations.hubspot import BATCH, ENSURE_PROPERTIES_CALLS, HubSpotAdapter, HubSpotAuthError, HubSpotError
 from integrations.rate_limit import RateLimited, RollingLimiter
 from integrations.secretbox import decrypt
 from models.base import utcnow
@@ -135,7 +135,7 @@ def _ensure_properties_once(redis, adapter, limiter, unit_id: str, level_names: 
     key = "leadpulse:hubspot:props:" + hashlib.sha256(f"{unit_id}:{level_names}".encode()).hexdigest()[:24]
     if redis.get(key):
         return
-    limiter.acquire()
+    limiter.acquire(ENSURE_PROPERTIES_CALLS)
     adapter.ensure_properties(level_names, others)
     redis.set(key, 1, ex=86400)
 
