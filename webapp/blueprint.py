@@ -32,11 +32,17 @@ class StrictJSONParser(FlaskParser):
         return strict_json_loads(data)
 
 
+# One decoder for every body: json.loads with hooks builds a new decoder (and its scanner) per call.
+_DECODER = json.JSONDecoder(parse_constant=_no_constants, parse_float=_finite_float)
+
+
 def strict_json_loads(data: bytes | str):
     """json.loads that treats NaN/Infinity, infinite numbers and runaway nesting as malformed JSON."""
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
-        return json.loads(text, parse_constant=_no_constants, parse_float=_finite_float)
+        if text.startswith("\ufeff"):  # as json.loads says it
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        return _DECODER.decode(text)
     except json.JSONDecodeError:
         raise
     except UnicodeDecodeError:
