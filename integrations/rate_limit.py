@@ -18,7 +18,11 @@ class RollingLimiter:
         self.redis, self.key, self.limit, self.window = redis, key, limit, window
 
     def acquire(self, calls: int = 1) -> None:
-        """Take `calls` slots in the last `window` seconds (all or none), or raise RateLimited with the wait."""
+        """Take `calls` slots in the last `window` seconds (all or none), or raise RateLimited with the wait.
+
+        More calls than the limit take the whole window (a series the limit can never hold at once would wait forever).
+        """
+        calls = min(calls, self.limit)
         now = time.time()
         tag = uuid.uuid4().hex[:8]
         members = {f"{now:.6f}:{tag}:{i}": now for i in range(calls)}

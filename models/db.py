@@ -32,8 +32,9 @@ def make_engine(url: str) -> Engine:
 
         return engine
     # No pre-ping (a round trip per request): a connection found dead after a database restart fails
-    # that one request with a 503 and is discarded by the pool.
-    return create_engine(url, pool_size=10, max_overflow=20, pool_recycle=1800)
+    # that one request with a 503 and is discarded by the pool. At most 20 connections per process: a gevent web
+    # worker may hold many more requests than that, and one that finds none free in 10 s gets a 503.
+    return create_engine(url, pool_size=10, max_overflow=10, pool_timeout=10, pool_recycle=1800)
 
 
 def get_engine(url: str) -> Engine:
@@ -43,6 +44,19 @@ def get_engine(url: str) -> Engine:
     if engine is None:
         engine = _engines[key] = make_engine(url)
     return engine
+
+
+def committer_sessions(url: str) -> sessionmaker[Session]:
+    """The ingest committer's own connections: requests exhausting the pool never stall the commit they wait on, and
+    its lock and statement timeouts ride on the connection instead of costing a round trip per batch."""
+    if url.startswith("sqlite"):
+        return session_factory(url, writer=True)
+    key = (os.getpid(), "committer:" + url)
+    engine = _engines.get(key)
+    if engine is None:
+        engine = _engines[key] = create_engine(url, pool_size=1, max_overflow=1, pool_timeout=10, pool_recycle=1800,
+                                               connect_args={"options": "-c lock_timeout=10s -c statement_timeout=20s"})
+    return sessionmaker(bind=engine, expire_on_commit=False)
 
 
 def session_factory(url: str, writer: bool = False) -> sessionmaker[Session]:

@@ -276,3 +276,61 @@ def test_event_ids_come_from_the_events_id_sequence(app, tenant):
         [first, second] = ingest_many(s, tenant.org_id, tenant.unit_id, [ev(lead_id="ada"), ev(lead_id="ada")])
         assert second.event_id == first.event_id + 1
         assert s.execute(text(f"SELECT last_value FROM {EVENTS_ID_SEQUENCE}")).scalar() == second.event_id
+
+
+def test_an_unavailable_database_fails_a_group_at_once_not_one_by_one(settings):
+    """A batch that cannot reach the database answers all its requests with the error (a 503), instead of retrying
+    each alone, which multiplied the wait by the batch size."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pytest
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.orm import sessionmaker
+
+    from tests.conftest import wait_until
+
+    nowhere = sessionmaker(bind=create_engine(settings.database_url.rsplit("/", 1)[0] + "/leadpulse_no_such_db"))
+    opened, first_may_fail = [], threading.Event()
+
+    def Session():
+        opened.append(1)
+        if len(opened) == 1:
+            first_may_fail.wait(10)  # hold the first batch until the next four requests are queued behind it
+        return nowhere()
+
+    committer = GroupCommitter(Session)
+    with ThreadPoolExecutor(5) as pool:
+        first = pool.submit(committer.submit, "o", "u", [ev(lead_id="a")])
+        wait_until(lambda: opened, message="the first batch to start")
+        rest = [pool.submit(committer.submit, "o", "u", [ev(lead_id=f"b{i}")]) for i in range(4)]
+        wait_until(lambda: committer._queue.qsize() == 4, message="four requests queued")
+        first_may_fail.set()
+        for future in [first, *rest]:
+            with pytest.raises(OperationalError):
+                future.result(10)
+    assert len(opened) == 2  # the lone first batch, then the four together
+
+
+def test_ingest_commits_while_requests_hold_every_pooled_connection(settings, tenant):
+    """The committer has connections of its own: requests that exhaust the pool cannot starve the commit."""
+    import os
+    from dataclasses import replace
+
+    from sqlalchemy import create_engine
+
+    from models import db
+    from tests.conftest import Api
+    from webapp import create_app
+
+    url = settings.database_url + "?application_name=busy-pool"
+    engine = db._engines[(os.getpid(), url)] = create_engine(url, pool_size=1, max_overflow=0, pool_timeout=0.2)
+    try:
+        api = Api(create_app(replace(settings, database_url=url)).test_client(), tenant)
+        assert api.post("/ingest", json={"lead_id": "ada", "event_type": "x"}).status_code == 202  # credential cached
+        with engine.connect():  # every request connection is taken
+            r = api.post("/ingest", json={"lead_id": "ada", "event_type": "y"})
+        assert r.status_code == 202 and r.json["lead_id"] == "ada"
+    finally:
+        db._engines.pop((os.getpid(), url)).dispose()
+        db._engines.pop((os.getpid(), "committer:" + url)).dispose()

@@ -14,3 +14,11 @@ def test_several_slots_are_taken_all_or_none(redis_conn, clean):
     with pytest.raises(RateLimited):
         limiter.acquire()
     assert redis_conn.zcard("leadpulse:test:rl") == 5
+
+
+def test_more_calls_than_the_limit_take_the_whole_window(redis_conn, clean):
+    limiter = RollingLimiter(redis_conn, "leadpulse:test:rl", limit=5, window=10.0)
+    limiter.acquire(7)
+    assert redis_conn.zcard("leadpulse:test:rl") == 5
+    with pytest.raises(RateLimited):
+        limiter.acquire()

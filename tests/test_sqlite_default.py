@@ -91,3 +91,24 @@ def test_demo_command_on_a_fresh_sqlite_file(tmp_path):
     assert "HubSpot: not configured; 6 contacts would get" in first.stdout and first.stdout.count("[pending]") == 3
     again = subprocess.run(run, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "0 new events" in again.stdout and "Created organization" not in again.stdout
+
+
+def test_concurrent_writes_on_sqlite_all_succeed(dev_server):
+    """Writers wait for SQLite's lock in C: the embedded default serves them from threads, none stalls the others."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    base, env = dev_server
+    out = subprocess.run([sys.executable, "-m", "webapp.cli", "bootstrap", "--org", "Acme", "--unit", "Main"],
+                         env=env, capture_output=True, text=True, check=True)
+    creds = json.loads(out.stdout)
+    auth = (creds["client_id"], creds["client_secret"])
+
+    def write(n):
+        if n % 3 == 0:
+            level = {"name": f"L{n}", "min_score": 1000 + 10 * n, "max_score": 1005 + 10 * n, "color": "#94a3b8"}
+            return requests.post(base + "/engagement-levels", json=level, auth=auth, timeout=20).status_code
+        return requests.post(base + "/ingest", json={"lead_id": f"l{n}", "event_type": "page_view"}, auth=auth, timeout=20).status_code
+
+    with ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(write, range(48)))
+    assert sorted(set(codes)) == [201, 202], codes

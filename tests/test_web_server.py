@@ -86,3 +86,23 @@ def test_open_streams_do_not_hold_up_ingest(web, tenant):
     finally:
         for conn, _ in streams:
             conn.close()
+
+
+def test_a_password_check_does_not_hold_up_the_gevent_worker(tmp_path):
+    """While argon2 checks a password (in C, ~0.1 s), other greenlets of the worker run."""
+    script = tmp_path / "offload.py"
+    script.write_text(
+        "from gevent import monkey; monkey.patch_all()\n"
+        "import gevent\n"
+        "from models.accounts import hash_password, password_matches\n"
+        "from webapp.offload import off_loop\n"
+        "stored, order = hash_password('pw'), []\n"
+        "def login(): order.append(('login', off_loop(password_matches, 'pw', stored)))\n"
+        "def other(): order.append(('other', None))\n"
+        "a = gevent.spawn(login); gevent.sleep(0); b = gevent.spawn(other); gevent.joinall([a, b])\n"
+        "print(order)\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[('other', None), ('login', True)]"

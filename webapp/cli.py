@@ -59,6 +59,15 @@ def bootstrap_on_first_start(settings: Settings) -> None:
     print("LeadPulse bootstrap credential (shown once):\n" + json.dumps(out), flush=True)
 
 
+def worker_model(settings: Settings) -> list[str]:
+    """gevent on PostgreSQL; threads on the embedded SQLite, whose lock waits would block a whole gevent worker."""
+    if settings.database_url.startswith("sqlite"):
+        return ["--worker-class", "gthread", "--threads", "8"]
+    # A request waiting on the database, Redis or the ingest commit costs a greenlet switch, not an OS thread
+    # hand-off under the GIL (which capped single-event ingest at ~0.2 of a bare endpoint with gthread).
+    return ["--worker-class", "gevent", "--worker-connections", str(settings.web_connections)]
+
+
 def run_web(settings: Settings) -> None:
     env = dict(os.environ)
     env.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="leadpulse-metrics-"))
@@ -66,9 +75,7 @@ def run_web(settings: Settings) -> None:
         sys.executable, "-m", "gunicorn", "webapp.wsgi:app",
         "--bind", f"{settings.host}:{settings.port}",
         "--workers", str(settings.web_workers),
-        # gevent: a request waiting on the database, Redis or the ingest commit costs a greenlet switch, not an OS
-        # thread hand-off under the GIL (which capped single-event ingest at ~0.2 of a bare endpoint with gthread).
-        "--worker-class", "gevent", "--worker-connections", str(settings.web_connections),
+        *worker_model(settings),
         "--access-logfile", "-",
         "--access-logformat", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms',
     ]

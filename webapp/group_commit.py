@@ -16,7 +16,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from itertools import groupby
 
-from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from models.ingest import IncomingEvent, IngestResult, ingest_many
 
@@ -36,7 +37,7 @@ class _Item:
 
 class GroupCommitter:
     def __init__(self, Session, after_commit=None, max_batch: int = MAX_BATCH, announce=None):
-        self.Session = Session
+        self.Session = Session  # models.db.committer_sessions in the app
         self.after_commit = after_commit or (lambda: None)
         self.announce = announce  # called off the commit path with [(unit_id, [(event_id, lead_id, event_type)])]
         self._news: queue.SimpleQueue = queue.SimpleQueue()
@@ -127,8 +128,10 @@ class GroupCommitter:
         try:
             results = self._write(items)
         except Exception as exc:
-            if len(items) == 1:
-                items[0].future.set_exception(exc)
+            if len(items) == 1 or isinstance(exc, (OperationalError, PoolTimeout)):
+                # One request's bad data is found by trying them one by one; an unavailable database is not.
+                for item in items:
+                    item.future.set_exception(exc)
                 return
             log.warning("group commit of %d requests failed (%s); committing them one by one", len(items), exc.__class__.__name__)
             for item in items:
@@ -148,10 +151,7 @@ class GroupCommitter:
         """One transaction; within it one set-based ingest per OU."""
         out: dict[int, list[IngestResult]] = {}
         order = sorted(range(len(items)), key=lambda i: items[i].unit_id)
-        with self.Session() as session, session.begin():
-            if session.get_bind().dialect.name == "postgresql":
-                # Bound how long a batch can wait on another transaction's locks: its requests are waiting.
-                session.execute(text("SET LOCAL lock_timeout = '10s'; SET LOCAL statement_timeout = '20s'"))
+        with self.Session() as session, session.begin():  # its connections bound lock and statement waits
             for (org_id, unit_id), group in groupby(order, key=lambda i: (items[i].org_id, items[i].unit_id)):
                 group = list(group)
                 events = [ev for i in group for ev in items[i].events]

@@ -7,7 +7,7 @@ from functools import cached_property
 from flask import current_app, g, has_request_context, request
 from config import Settings
 from models.accounts import load_or_create_secret
-from models.db import session_factory
+from models.db import committer_sessions, session_factory
 
 
 class AppState:
@@ -31,7 +31,7 @@ class AppState:
         from worker.stream import announce_events
         from worker.wakeup import try_kick
 
-        return GroupCommitter(session_factory(self.settings.database_url, writer=True), after_commit=lambda: try_kick(self),
+        return GroupCommitter(committer_sessions(self.settings.database_url), after_commit=lambda: try_kick(self),
                               announce=lambda news: announce_events(self.redis, news))
 
     @property
