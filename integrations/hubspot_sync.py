@@ -27,7 +27,35 @@ def token_for(conn: HubSpotConnection | None, settings, secret_key: str) -> str 
     return settings.hubspot_access_token
 
 
-def sync_level_options(Session, settings, secret_key: str, unit_id: str) -> bool:
+def token_key(token: str) -> str:
+    """Redis keys per HubSpot account (token), never the token itself."""
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+def ensure_options(redis, adapter: HubSpotAdapter, token: str, names: list[str], others: set[str]) -> None:
+    """Properties and level options, one OU at a time per account: the options are read, merged and written back,
+    and two OUs of one portal doing it at once could drop each other's new names. Without Redis, unlocked (a sync
+    that meets a missing option re-ensures, see sync_contacts)."""
+    lock = None
+    if redis is not None:
+        try:
+            lock = redis.lock("leadpulse:hubspot:options-lock:" + token_key(token), timeout=60, blocking_timeout=30)
+            if not lock.acquire():
+                lock = None
+        except Exception as exc:  # Redis down: the options still get written
+            log.warning("HubSpot options lock unavailable (%s); updating without it", exc.__class__.__name__)
+            lock = None
+    try:
+        adapter.ensure_properties(names, others)
+    finally:
+        if lock is not None:
+            try:
+                lock.release()
+            except Exception:  # expired meanwhile: nothing to release
+                pass
+
+
+def sync_level_options(Session, settings, secret_key: str, unit_id: str, redis=None) -> bool:
     """Push the OU's level names as engagement_level's options; True when HubSpot is now current."""
     with Session() as s:
         conn = s.get(HubSpotConnection, unit_id)
@@ -40,7 +68,7 @@ def sync_level_options(Session, settings, secret_key: str, unit_id: str) -> bool
         _record(Session, unit_id, error="the stored HubSpot token cannot be decrypted (SECRET_KEY changed?): connect again")
         return False
     try:
-        HubSpotAdapter(token, settings.hubspot_api_base).ensure_properties(names, others)
+        ensure_options(redis, HubSpotAdapter(token, settings.hubspot_api_base), token, names, others)
     except HubSpotError as exc:
         _record(Session, unit_id, error=f"updating engagement_level options failed ({exc.status}): {exc.message}")
         raise
@@ -75,7 +103,7 @@ class SyncOutcome:
 
 def limiter_for(redis, settings, token: str) -> RollingLimiter:
     """One limiter per HubSpot token, whichever worker or OU uses it."""
-    key = "leadpulse:hubspot:rl:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+    key = "leadpulse:hubspot:rl:" + token_key(token)
     return RollingLimiter(redis, key, settings.hubspot_rate_limit_per_10s, 10.0)
 
 
@@ -87,12 +115,12 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str) -> Sy
         create_missing = bool(conn and conn.create_missing_contacts)
         levels = dict(s.execute(select(EngagementLevel.id, EngagementLevel.name).where(EngagementLevel.unit_id == unit_id)
                                 .order_by(EngagementLevel.min_score)).all())
-        others = level_options(s, unit_id)[1] if conn is None else set()
+        others = level_options(s, unit_id)[1]
     if token is None:
         return SyncOutcome(stopped="HubSpot is not configured for this organization unit")
     adapter = HubSpotAdapter(token, settings.hubspot_api_base)
     limiter = limiter_for(redis, settings, token)
-    out = SyncOutcome()
+    out, healed = SyncOutcome(), False
     for _ in range(MAX_BATCHES_PER_RUN):
         with Session() as s:
             rows = pending_contacts(s, unit_id, BATCH)
@@ -102,12 +130,25 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str) -> Sy
             return out
         try:
             if conn is None:  # served by HUBSPOT_ACCESS_TOKEN: nobody connected, so the properties may not exist yet
-                _ensure_properties_once(redis, adapter, limiter, unit_id, list(levels.values()), others)
+                _ensure_properties_once(redis, adapter, limiter, token, unit_id, list(levels.values()), others)
             sent, failed = _sync_batch(Session, adapter, limiter, unit_id, rows, levels, drivers, create_missing)
         except RateLimited as exc:
             out.retry_in = exc.wait
             return out
         except HubSpotError as exc:
+            if not healed and _missing_level_option(exc):
+                # Someone removed an option in HubSpot, or another OU's update raced ours: put them back, retry once.
+                healed = True
+                log.warning("OU %s: HubSpot refused an engagement_level value; restoring the options", unit_id)
+                try:
+                    limiter.acquire(ENSURE_PROPERTIES_CALLS)
+                    ensure_options(redis, adapter, token, list(levels.values()), others)
+                    continue
+                except RateLimited as wait:
+                    out.retry_in = wait.wait
+                    return out
+                except HubSpotError as again:
+                    exc = again
             _connection_error(Session, unit_id, f"HubSpot {exc.status}: {exc.message}")
             if isinstance(exc, HubSpotAuthError) or not exc.transient:
                 out.stopped = exc.message
@@ -130,13 +171,18 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str) -> Sy
     return out
 
 
-def _ensure_properties_once(redis, adapter, limiter, unit_id: str, level_names: list[str], others: set[str]) -> None:
+def _missing_level_option(exc: HubSpotError) -> bool:
+    """HubSpot refused a batch because an engagement_level value is not among the property's options."""
+    return exc.status == 400 and "INVALID_OPTION" in exc.message and "engagement_level" in exc.message
+
+
+def _ensure_properties_once(redis, adapter, limiter, token: str, unit_id: str, level_names: list[str], others: set[str]) -> None:
     """Create the group and properties (with these level options) once a day per OU and level table."""
     key = "leadpulse:hubspot:props:" + hashlib.sha256(f"{unit_id}:{level_names}".encode()).hexdigest()[:24]
     if redis.get(key):
         return
     limiter.acquire(ENSURE_PROPERTIES_CALLS)
-    adapter.ensure_properties(level_names, others)
+    ensure_options(redis, adapter, token, level_names, others)
     redis.set(key, 1, ex=86400)
 
 

@@ -285,3 +285,17 @@ def test_ous_sharing_a_portal_keep_each_others_level_options(settings, clean, te
         run_worker()
         assert props(fake, "bob@b.io")["engagement_level"] == "Platinum"
         assert sorted(options()) == sorted(["Cold", "Warm", "Hot", "Very Hot", "Bronze", "Platinum"])
+
+
+def test_an_option_removed_in_hubspot_is_restored_and_the_batch_goes_through(hs, run_worker):
+    """A HubSpot admin deletes the Hot option: the refused batch puts the options back and is sent again, once."""
+    fake, api, _ = hs
+    fake.add_contact("ada@x.io")
+    prop = fake.properties["engagement_level"]
+    prop["options"] = [o for o in prop["options"] if o["value"] != "Hot"]
+    send(api, "ada@x.io", "demo_request", 2)  # 60: Hot
+    run_worker()
+    assert props(fake, "ada@x.io")["engagement_level"] == "Hot"
+    assert "Hot" in [o["value"] for o in fake.properties["engagement_level"]["options"]]
+    assert [r.status for r in fake.requests_to(UPDATE)] == [400, 200]
+    assert api.get("/integrations/hubspot").json["failed"] == 0

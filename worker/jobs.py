@@ -86,7 +86,7 @@ def sync_hubspot_options(unit_id: str) -> bool:
 
     settings = Settings.from_env()
     Session = session_factory(settings.database_url)
-    return sync_level_options(Session, settings, load_or_create_secret(Session), unit_id)
+    return sync_level_options(Session, settings, load_or_create_secret(Session), unit_id, get_current_job().connection)
 
 
 def hubspot_units(Session, settings, units: set[str]) -> set[str]:

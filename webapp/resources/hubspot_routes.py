@@ -8,7 +8,7 @@ from marshmallow import fields, validate
 from sqlalchemy import select
 
 from integrations.hubspot import HubSpotAdapter, HubSpotAuthError, HubSpotError
-from integrations.hubspot_sync import TOKEN_PURPOSE
+from integrations.hubspot_sync import TOKEN_PURPOSE, ensure_options
 from integrations.secretbox import encrypt
 from models.integrations import HubSpotConnection, HubSpotContact, lead_email, reset_sync, sync_counts
 from models.leads import Lead
@@ -63,7 +63,7 @@ def connect(data):
     adapter = HubSpotAdapter(data["access_token"], state().settings.hubspot_api_base)
     try:
         portal_id = adapter.portal_id()
-        adapter.ensure_properties(names, others)
+        ensure_options(state().redis, adapter, data["access_token"], names, others)
     except HubSpotAuthError as exc:
         raise ApiError(400, "invalid_token", f"HubSpot rejected the access token: {exc.message}",
                        {"access_token": ["rejected by HubSpot"]}) from exc
