@@ -35,10 +35,33 @@ def test_stream_carries_only_this_ous_news(app, client, api, tenant, other_tenan
     assert kind == "score_update" and update["lead_id"] == "ada" and update["score"] == 60
     kind, change = read(it)
     assert kind == "level_change" and change["lead_id"] == "ada" and change["from_level_id"] is None and change["to_level_id"]
-    resp.close()  # the client goes away: its subscription goes with it
+    resp.close()  # the client goes away: its queue goes with it, and the process keeps one subscription for all
+    assert app.extensions["leadpulse"].stream_hub.listeners(tenant.unit_id) == 0
     assert redis_conn.pubsub_numsub(channel(tenant.unit_id)) == [(channel(tenant.unit_id).encode(), 0)]
 
 
 def test_stream_refuses_another_ou_and_anonymous_callers(client, tenant, other_tenant):
     assert client.get("/stream", query_string={"ouId": other_tenant.unit_id}, headers=tenant.auth).status_code == 404
     assert client.get("/stream").status_code == 401
+
+
+def test_a_lost_subscription_ends_the_streams_and_the_next_client_resumes(redis_conn):
+    """Redis dropped the process's subscription: its clients end (EventSource reconnects), the hub subscribes again."""
+    from redis import Redis
+
+    from tests.conftest import TEST_REDIS_URL
+    from webapp.stream_hub import LOST, StreamHub
+
+    hub = StreamHub(Redis.from_url(TEST_REDIS_URL, client_name="leadpulse-test-hub", socket_timeout=5))
+    news = hub.join("ou-x")
+    redis_conn.publish(channel("ou-x"), "one")
+    redis_conn.publish(channel("ou-y"), "not for this client")
+    assert news.get(timeout=5) == b"one"
+    for client in redis_conn.client_list():
+        if client["name"] == "leadpulse-test-hub" and client["psub"] != "0":
+            redis_conn.client_kill_filter(_id=client["id"])
+    assert news.get(timeout=10) is LOST
+    hub.leave("ou-x", news)
+    again = hub.join("ou-x", timeout=10)  # returns once subscribed again
+    redis_conn.publish(channel("ou-x"), "two")
+    assert again.get(timeout=5) == b"two" and news.empty()

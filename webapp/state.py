@@ -25,6 +25,13 @@ class AppState:
         return Redis.from_url(self.settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
 
     @cached_property
+    def stream_hub(self):
+        """This process's one subscription for GET /stream."""
+        from webapp.stream_hub import StreamHub
+
+        return StreamHub(self.redis)
+
+    @cached_property
     def committer(self):
         """This process's group committer for ingest; after each commit it wakes scoring once."""
         from webapp.group_commit import GroupCommitter

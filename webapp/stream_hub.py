@@ -1,0 +1,84 @@
+"""One Redis subscription per web process, fanned out by OU to its /stream clients (not a connection per client)."""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+
+from worker.stream import channel
+
+log = logging.getLogger("leadpulse.stream")
+PREFIX = channel("")
+LOST = None  # put to every client when the subscription broke: they end, and EventSource reconnects
+
+
+class StreamUnavailable(Exception):
+    """Redis did not confirm the subscription in time."""
+
+
+class StreamHub:
+    def __init__(self, redis):
+        self.redis = redis
+        self._lock = threading.Lock()
+        self._clients: dict[str, set[queue.SimpleQueue]] = {}
+        self._pid: int | None = None
+        self._ready = threading.Event()
+
+    def join(self, unit_id: str, timeout: float = 5.0) -> queue.SimpleQueue:
+        """A queue of this OU's raw messages; once it returns, nothing published afterwards is missed."""
+        q: queue.SimpleQueue = queue.SimpleQueue()
+        with self._lock:
+            self._clients.setdefault(unit_id, set()).add(q)
+            if self._pid != os.getpid():  # first client of this process (a forked worker starts its own)
+                self._pid, self._ready = os.getpid(), threading.Event()
+                threading.Thread(target=self._listen, name="leadpulse-stream", daemon=True).start()
+        if not self._ready.wait(timeout):
+            self.leave(unit_id, q)
+            raise StreamUnavailable("live updates are unavailable (Redis did not answer)")
+        return q
+
+    def leave(self, unit_id: str, q: queue.SimpleQueue) -> None:
+        with self._lock:
+            clients = self._clients.get(unit_id)
+            if clients is not None:
+                clients.discard(q)
+                if not clients:
+                    del self._clients[unit_id]
+
+    def listeners(self, unit_id: str) -> int:
+        with self._lock:
+            return len(self._clients.get(unit_id, ()))
+
+    def _listen(self) -> None:
+        """Every OU's channel through one pattern subscription; messages for OUs nobody here watches are dropped."""
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                pubsub.psubscribe(PREFIX + "*")
+                while True:
+                    message = pubsub.get_message(timeout=1.0)  # a short wait: the client's socket_timeout stays
+                    if message is None:
+                        continue
+                    if message["type"] == "psubscribe":
+                        self._ready.set()
+                    elif message["type"] == "pmessage":
+                        unit_id = message["channel"].decode()[len(PREFIX):]
+                        with self._lock:
+                            clients = list(self._clients.get(unit_id, ()))
+                        for q in clients:
+                            q.put(message["data"])
+            except Exception as exc:  # Redis went away: clients may have missed news, so they reconnect
+                log.warning("stream subscription lost (%s); resubscribing", exc.__class__.__name__)
+                self._ready.clear()
+                with self._lock:
+                    everyone = [q for clients in self._clients.values() for q in clients]
+                for q in everyone:
+                    q.put(LOST)
+                time.sleep(1)
+            finally:
+                try:
+                    pubsub.close()
+                except Exception:
+                    pass
