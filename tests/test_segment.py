@@ -125,3 +125,22 @@ def test_traits_cannot_grow_a_lead_past_the_metadata_limit(client, segment, api)
                     headers=auth)
     assert [x["status"] for x in r.json["results"]] == ["accepted", "rejected"]  # in a batch, only that message
     assert r.json["results"][1]["error"]["code"] == "payload_too_large"
+
+
+def test_identifies_of_a_batch_apply_in_order(client, segment, api):
+    """Many identify messages are applied together, yet as if one at a time: later traits win, null removes."""
+    _, auth = segment
+    ident = lambda n, uid, traits: {**IDENTIFY, "messageId": f"i{n}", "userId": uid, "anonymousId": f"anon-{uid}", "traits": traits}
+    r = client.post("/webhooks/segment", headers=auth, json={"batch": [
+        ident(1, "u1", {"plan": "free", "seats": 3}),
+        ident(2, "u2", {"plan": "team"}),
+        ident(3, "u1", {"plan": "pro", "seats": None}),
+        {**TRACK, "messageId": "t9", "userId": "u1", "anonymousId": "anon-u1"},
+    ]})
+    assert r.status_code == 200
+    results = r.json["results"]
+    assert [x["status"] for x in results] == ["identified", "identified", "identified", "accepted"]
+    assert results[0]["lead_id"] == results[2]["lead_id"] == results[3]["lead_id"] != results[1]["lead_id"]
+    u1 = api.get(f"/lead/{results[0]['lead_id']}").json["lead"]["metadata"]
+    assert u1["plan"] == "pro" and "seats" not in u1
+    assert api.get(f"/lead/{results[1]['lead_id']}").json["lead"]["metadata"]["plan"] == "team"

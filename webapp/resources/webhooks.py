@@ -21,7 +21,7 @@ from integrations import segment as segment_map
 from integrations.hubspot import HubSpotAdapter, HubSpotError
 from integrations.hubspot_sync import token_for
 from models.base import utcnow
-from models.ingest import resolve_lead
+from models.ingest import IncomingEvent, resolve_lead, resolve_leads
 from models.integrations import HubSpotConnection, HubSpotContact
 from models.leads import Lead, merged_metadata, normalize_alias
 from models.sql import insert_for
@@ -166,15 +166,15 @@ def segment():
     if not isinstance(messages, list) or not 1 <= len(messages) <= BATCH_MAX:
         raise _reject(400, "validation_error", f"batch must hold 1 to {BATCH_MAX} messages", {"batch": ["1 to 500 messages"]},
                       source="segment")
-    results, incoming, positions = [], [], []
+    results, incoming, positions, identities = [], [], [], []
     refused: ApiError | ValidationError | None = None
     for i, msg in enumerate(messages):
         try:
             if not isinstance(msg, dict):
                 raise ValidationError({"_schema": ["each message must be a JSON object"]})
             if msg.get("type") == "identify":
-                lead_id = identify(source, msg)
-                results.append({"index": i, "status": "identified", "lead_id": lead_id})
+                identities.append((i, *identity(msg)))
+                results.append({"index": i, "status": "identified"})
                 continue
             incoming.append(parse_event(segment_map.event_body(msg), state().settings.max_metadata_bytes))
             positions.append(i)
@@ -185,6 +185,8 @@ def segment():
             refused, error = exc, rejection(exc)
             metrics.WEBHOOKS_REJECTED.labels(source="segment", reason=error["code"]).inc()
             results.append({"index": i, "status": "rejected", "error": error})
+    if identities:
+        refused = apply_identities(source, identities, results) or refused
     if incoming:
         store_items(results, positions, incoming, source.org_id, source.unit_id)
     if len(messages) == 1 and results[0]["status"] == "rejected":  # a lone message answers as POST /ingest would
@@ -193,8 +195,8 @@ def segment():
     return jsonify({"success": True, "results": results})
 
 
-def identify(source: WebhookSource, msg: dict) -> str:
-    """traits become lead metadata (null removes a key); userId, anonymousId and the email identify the lead."""
+def identity(msg: dict) -> tuple[list, dict]:
+    """An identify message's aliases (userId, anonymousId, traits.email) and traits, checked before anything is stored."""
     body = {"aliases": segment_map.aliases(msg), "event_type": "identify"}
     if msg.get("userId") is None and msg.get("anonymousId") is None and not body["aliases"]:
         raise ValidationError({"userId": ["userId, anonymousId or traits.email is required"]})
@@ -203,12 +205,28 @@ def identify(source: WebhookSource, msg: dict) -> str:
     problems = bad_text(traits)  # NUL and lone surrogates: PostgreSQL cannot store them
     if problems:
         raise ValidationError({f"traits.{path}": [problem] for path, problem in problems.items()})
+    return data.aliases, traits
+
+
+def apply_identities(source: WebhookSource, identities: list[tuple[int, list, dict]], results: list[dict]) -> ApiError | None:
+    """traits become lead metadata (null removes a key), all messages in one transaction, in order, as if one at a time;
+    a message that would grow its lead past the metadata limit is rejected alone. Returns the last such refusal."""
     close_db()
+    refused = None
     with state().WriterSession() as s, s.begin():
-        pk, lead_id = resolve_lead(s, source.org_id, source.unit_id, None, data.aliases)
-        lead = s.get(Lead, pk, with_for_update=True)
-        set_metadata(lead, merged_metadata(lead.metadata_, traits), "traits")
-    return lead_id
+        leads = resolve_leads(s, source.org_id, source.unit_id,
+                              [IncomingEvent(event_type="identify", occurred_at=utcnow(), aliases=aliases) for _, aliases, _ in identities])
+        rows = {lead.pk: lead for lead in s.execute(  # locked in one order: concurrent batches never deadlock
+            select(Lead).where(Lead.pk.in_({pk for pk, _ in leads})).order_by(Lead.pk).with_for_update()).scalars()}
+        for (i, _, traits), (pk, lead_id) in zip(identities, leads):
+            try:
+                set_metadata(rows[pk], merged_metadata(rows[pk].metadata_, traits), "traits")
+                results[i]["lead_id"] = lead_id
+            except ApiError as exc:
+                refused, error = exc, rejection(exc)
+                metrics.WEBHOOKS_REJECTED.labels(source="segment", reason=error["code"]).inc()
+                results[i] = {"index": i, "status": "rejected", "error": error}
+    return refused
 
 
 @blp.route("/webhooks/hubspot", methods=["POST"])
