@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from sqlalchemy import and_, or_, select, text
+from sqlalchemy import select, text, tuple_
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
@@ -310,6 +310,6 @@ def _alias_owners(session: Session, unit_id: str, aliases: set[tuple[str, str]])
     rows = session.execute(
         select(ALIASES.c.kind, ALIASES.c.value, ALIASES.c.lead_pk, LEADS.c.lead_id)
         .join(LEADS, LEADS.c.pk == ALIASES.c.lead_pk)
-        .where(ALIASES.c.unit_id == unit_id, or_(*[and_(ALIASES.c.kind == k, ALIASES.c.value == v) for k, v in aliases]))
+        .where(ALIASES.c.unit_id == unit_id, tuple_(ALIASES.c.kind, ALIASES.c.value).in_(sorted(aliases)))
     ).all()
     return {(r.kind, r.value): (r.lead_pk, r.lead_id) for r in rows}
