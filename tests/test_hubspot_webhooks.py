@@ -163,3 +163,19 @@ def test_unstorable_text_missing_event_ids_and_oversized_metadata(hooked):
     assert r.json == {"applied": 1, "duplicate": 0, "ignored": 1}
     [lead] = leads_by_id(api).values()
     assert list(api.get(f"/lead/{lead['lead_id']}").json["lead"]["metadata"]) == ["hubspot_notes"]
+
+
+def test_a_delivery_of_many_events_applies_in_order_once(hooked):
+    """Creations link first, then changes apply in delivery order (the later value wins); an eventId twice counts once."""
+    fake, client, api, app, src = hooked
+    ids = [fake.add_contact(f"c{i}@x.io") for i in range(5)]
+    events = [{"objectId": int(cid), "eventId": 100 + n, "subscriptionType": "contact.creation"} for n, cid in enumerate(ids)]
+    events += [{"objectId": int(cid), "eventId": 200 + n, "subscriptionType": "contact.propertyChange",
+                "propertyName": "lifecyclestage", "propertyValue": "lead"} for n, cid in enumerate(ids)]
+    events += [{"objectId": int(ids[0]), "eventId": 300, "subscriptionType": "contact.propertyChange",
+                "propertyName": "lifecyclestage", "propertyValue": "customer"}, {"objectId": int(ids[0]), "eventId": 300}]
+    r = deliver(client, src["url"], events)
+    assert r.status_code == 200 and r.json == {"applied": 11, "duplicate": 1, "ignored": 0}, r.json
+    by_email = {api.get(f"/lead/{lid}/aliases").json[0]["value"]: lead for lid, lead in leads_by_id(api).items()}
+    stages = {email: api.get(f"/lead/{lead['lead_id']}").json["lead"]["metadata"]["hubspot_lifecyclestage"] for email, lead in by_email.items()}
+    assert stages == {"c0@x.io": "customer", **{f"c{i}@x.io": "lead" for i in range(1, 5)}}

@@ -21,7 +21,7 @@ from integrations import segment as segment_map
 from integrations.hubspot import HubSpotAdapter, HubSpotError
 from integrations.hubspot_sync import token_for
 from models.base import utcnow
-from models.ingest import IncomingEvent, resolve_lead, resolve_leads
+from models.ingest import IncomingEvent, resolve_leads
 from models.integrations import HubSpotConnection, HubSpotContact
 from models.leads import Lead, merged_metadata, normalize_alias
 from models.sql import insert_for
@@ -285,50 +285,70 @@ def apply_hubspot_events(source: WebhookSource, events: list[dict]) -> dict:
             if exc.transient:
                 raise  # a 503 back: HubSpot delivers again
             log.warning("HubSpot refused reading new contacts (%s); their creations are ignored", exc.status)
+    keyed: dict[str, dict] = {}
+    for event in events:
+        key = event.get("eventId")
+        key = str(key)[:40] if isinstance(key, (int, str)) and not isinstance(key, bool) else ""
+        if not key:  # nothing to dedupe redeliveries by
+            counts["ignored"] += 1
+        elif key in keyed:
+            counts["duplicate"] += 1
+        else:
+            keyed[key] = event
+    if not keyed:
+        return counts
     with state().WriterSession() as s, s.begin():
-        for event in events:
-            key = event.get("eventId")
-            key = str(key)[:40] if isinstance(key, (int, str)) and not isinstance(key, bool) else ""
-            if not key:  # nothing to dedupe redeliveries by
-                counts["ignored"] += 1
-                continue
-            fresh = s.execute(insert_for(s, HubSpotWebhookEvent).values(unit_id=source.unit_id, event_id=key, received_at=utcnow())
-                              .on_conflict_do_nothing(index_elements=["unit_id", "event_id"]).returning(HubSpotWebhookEvent.event_id)).first()
-            if fresh is None:
-                counts["duplicate"] += 1
-                continue
-            applied = _apply_one(s, source, event, emails)
-            counts["applied" if applied else "ignored"] += 1
+        now = utcnow()
+        fresh = set(s.execute(insert_for(s, HubSpotWebhookEvent).on_conflict_do_nothing(index_elements=["unit_id", "event_id"])
+                              .returning(HubSpotWebhookEvent.event_id),
+                              [dict(unit_id=source.unit_id, event_id=k, received_at=now) for k in sorted(keyed)]).scalars())
+        counts["duplicate"] += len(keyed) - len(fresh)
+        todo = [e for k, e in keyed.items() if k in fresh]  # delivery order
+        applied = _apply_creations(s, source, [e for e in todo if e.get("subscriptionType") == "contact.creation"], emails)
+        applied += _apply_changes(s, source, [e for e in todo if e.get("subscriptionType") == "contact.propertyChange"])
+    counts["applied"] += applied
+    counts["ignored"] += len(todo) - applied
     return counts
 
 
-def _apply_one(s, source: WebhookSource, event: dict, emails: dict[str, str]) -> bool:
-    kind, contact_id = event.get("subscriptionType"), str(event.get("objectId") or "")
-    if not contact_id:
-        return False
-    if kind == "contact.creation":
-        email = emails.get(contact_id)
-        if not email:
-            return False  # a contact without an email (or one HubSpot no longer has): nothing to link it to
-        pk, _ = resolve_lead(s, source.org_id, source.unit_id, None, [("email", normalize_alias("email", email))])
-        _link_contact(s, source.unit_id, pk, contact_id)
-        return True
-    if kind == "contact.propertyChange":
-        name = event.get("propertyName")
-        if not isinstance(name, str) or name in hs_hooks.OWN_PROPERTIES:
-            return False  # our own write coming back: applying it would loop
-        lead = s.execute(select(Lead).join(HubSpotContact, HubSpotContact.lead_pk == Lead.pk)
-                         .where(HubSpotContact.unit_id == source.unit_id, HubSpotContact.hubspot_id == contact_id)
-                         .with_for_update(of=Lead)).scalar()
+def _apply_creations(s, source: WebhookSource, events: list[dict], emails: dict[str, str]) -> int:
+    """Link or create each new contact's lead by its email, all leads resolved at once (as if one at a time)."""
+    linked = [(str(e.get("objectId") or ""), emails.get(str(e.get("objectId") or ""))) for e in events]
+    linked = [(cid, email) for cid, email in linked if cid and email]  # no email (or one HubSpot no longer has): nothing to link
+    if not linked:
+        return 0
+    leads = resolve_leads(s, source.org_id, source.unit_id, [
+        IncomingEvent(event_type="contact.creation", occurred_at=utcnow(), aliases=[("email", normalize_alias("email", email))])
+        for _, email in linked])
+    for (cid, _), (pk, _) in zip(linked, leads):
+        _link_contact(s, source.unit_id, pk, cid)
+    return len(linked)
+
+
+def _apply_changes(s, source: WebhookSource, events: list[dict]) -> int:
+    """hubspot_* lead metadata from property changes, in delivery order; never LeadPulse's own properties (no echo)."""
+    wanted = [(str(e.get("objectId") or ""), e) for e in events
+              if isinstance(e.get("propertyName"), str) and e["propertyName"] not in hs_hooks.OWN_PROPERTIES]
+    ids = {cid for cid, _ in wanted if cid}
+    if not ids:
+        return 0
+    leads = {cid: lead for cid, lead in s.execute(  # locked in one order: concurrent deliveries never deadlock
+        select(HubSpotContact.hubspot_id, Lead).join(HubSpotContact, HubSpotContact.lead_pk == Lead.pk)
+        .where(HubSpotContact.unit_id == source.unit_id, HubSpotContact.hubspot_id.in_(ids))
+        .order_by(Lead.pk).with_for_update(of=Lead))}
+    applied = 0
+    for cid, event in wanted:
+        lead = leads.get(cid)
         if lead is None:
-            return False
+            continue
+        name = event["propertyName"]
         try:
             set_metadata(lead, {**(lead.metadata_ or {}), hs_hooks.metadata_key(name): event.get("propertyValue")}, "propertyValue")
         except ApiError:
-            log.warning("HubSpot change of %r on contact %s ignored: the lead's metadata would exceed the limit", name, contact_id)
-            return False
-        return True
-    return False
+            log.warning("HubSpot change of %r on contact %s ignored: the lead's metadata would exceed the limit", name, cid)
+            continue
+        applied += 1
+    return applied
 
 
 def _link_contact(s, unit_id: str, lead_pk: int, contact_id: str) -> None:
