@@ -84,7 +84,7 @@ def run_web(settings: Settings) -> None:
 
 def run_worker(settings: Settings, burst: bool = False) -> None:
     from redis import Redis
-    from rq import Queue, SimpleWorker
+    from rq import Queue, Worker
 
     from models.db import session_factory
     from worker.sweep import start_sweeper
@@ -96,7 +96,8 @@ def run_worker(settings: Settings, burst: bool = False) -> None:
     # Configure the ORM before the sweep thread starts: a fork taken while that thread holds the mapper lock (RQ
     # forks its scheduler process) leaves the child waiting on it forever (seen once in bench/sync.py).
     configure_mappers()
-    # Import what jobs use here, once, before the first job waits on it.
+    # Import what jobs use here, once: RQ forks a work-horse per job, and each would import it again (~0.1-0.3 s
+    # for the HubSpot and Slack clients), which is most of an alert's latency on a busy machine.
     import integrations.hubspot_sync  # noqa: F401
     import integrations.slack_alerts  # noqa: F401
     import worker.jobs  # noqa: F401
@@ -109,10 +110,10 @@ def run_worker(settings: Settings, burst: bool = False) -> None:
         env_slack=bool(settings.slack_bot_token),
     )
     try:
-        # Jobs run in this process (no work-horse forked per job): a fork, and the job's fresh database and Redis
-        # connections, cost ~0.1 s of CPU per job, which was most of an alert's latency and of a busy worker's CPU
-        # (bench/latency.py p99 0.97 -> 0.21 s). Job timeouts still hold (SIGALRM); jobs only take ids.
-        SimpleWorker(queues, connection=redis).work(with_scheduler=True, burst=burst, logging_level=settings.log_level)
+        # A work-horse forked per job: its timeout is enforced by a kill, and nothing leaks between jobs. Running jobs
+        # in this process (RQ SimpleWorker) measured p99 0.21-0.44 s instead of 0.66-0.97 s in bench/latency.py,
+        # but a job that swallows its SIGALRM timeout would then run on unchecked (see the issue notes).
+        Worker(queues, connection=redis).work(with_scheduler=True, burst=burst, logging_level=settings.log_level)
     finally:
         stop.set()
 
