@@ -65,3 +65,39 @@ def test_a_lost_subscription_ends_the_streams_and_the_next_client_resumes(redis_
     again = hub.join("ou-x", timeout=10)  # returns once subscribed again
     redis_conn.publish(channel("ou-x"), "two")
     assert again.get(timeout=5) == b"two" and news.empty()
+
+
+def test_a_head_request_or_an_unread_stream_leaves_nothing_behind(app, client, tenant):
+    assert client.head("/stream", headers=tenant.auth).status_code == 200
+    resp = client.get("/stream", headers=tenant.auth, buffered=False)  # answered, body never read
+    resp.close()
+    assert app.extensions["leadpulse"].stream_hub.listeners(tenant.unit_id) == 0
+
+
+def test_a_client_that_stops_reading_is_dropped_with_bounded_memory(redis_conn, monkeypatch):
+    from redis import Redis
+
+    from tests.conftest import TEST_REDIS_URL
+    from webapp import stream_hub
+
+    monkeypatch.setattr(stream_hub, "CLIENT_BACKLOG", 3)
+    hub = stream_hub.StreamHub(Redis.from_url(TEST_REDIS_URL, socket_timeout=5))
+    stalled, reading = hub.join("ou-s"), hub.join("ou-s")
+    for n in range(5):  # one reader keeps up, the other never reads
+        redis_conn.publish(channel("ou-s"), f"m{n}")
+        assert reading.get(timeout=5) == f"m{n}".encode()
+    assert stalled.get(timeout=5) is stream_hub.LOST and stalled.empty()  # its backlog went; it is told to reconnect
+    assert hub.listeners("ou-s") == 1
+
+
+def test_no_redis_no_subscription(monkeypatch):
+    from redis import Redis
+
+    import pytest
+
+    from webapp.stream_hub import StreamHub, StreamUnavailable
+
+    hub = StreamHub(Redis.from_url("redis://127.0.0.1:1/0", socket_timeout=1, socket_connect_timeout=1))
+    with pytest.raises(StreamUnavailable):
+        hub.join("ou-z", timeout=0.5)
+    assert hub.listeners("ou-z") == 0

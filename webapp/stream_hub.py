@@ -11,7 +11,9 @@ from worker.stream import channel
 
 log = logging.getLogger("leadpulse.stream")
 PREFIX = channel("")
-LOST = None  # put to every client when the subscription broke: they end, and EventSource reconnects
+LOST = None  # put to a client when the subscription broke or it fell behind: it ends, and EventSource reconnects
+CLIENT_BACKLOG = 1000  # messages a client may have unread before it is dropped (a stalled reader costs bounded memory)
+PING_SECONDS = 15  # a link that answers nothing (not even a ping) for twice this long is treated as lost
 
 
 class StreamUnavailable(Exception):
@@ -22,13 +24,13 @@ class StreamHub:
     def __init__(self, redis):
         self.redis = redis
         self._lock = threading.Lock()
-        self._clients: dict[str, set[queue.SimpleQueue]] = {}
+        self._clients: dict[str, set[queue.Queue]] = {}
         self._pid: int | None = None
         self._ready = threading.Event()
 
-    def join(self, unit_id: str, timeout: float = 5.0) -> queue.SimpleQueue:
+    def join(self, unit_id: str, timeout: float = 5.0) -> queue.Queue:
         """A queue of this OU's raw messages; once it returns, nothing published afterwards is missed."""
-        q: queue.SimpleQueue = queue.SimpleQueue()
+        q: queue.Queue = queue.Queue(CLIENT_BACKLOG)
         with self._lock:
             self._clients.setdefault(unit_id, set()).add(q)
             if self._pid != os.getpid():  # first client of this process (a forked worker starts its own)
@@ -39,7 +41,7 @@ class StreamHub:
             raise StreamUnavailable("live updates are unavailable (Redis did not answer)")
         return q
 
-    def leave(self, unit_id: str, q: queue.SimpleQueue) -> None:
+    def leave(self, unit_id: str, q: queue.Queue) -> None:
         with self._lock:
             clients = self._clients.get(unit_id)
             if clients is not None:
@@ -51,31 +53,50 @@ class StreamHub:
         with self._lock:
             return len(self._clients.get(unit_id, ()))
 
+    def _deliver(self, unit_id: str, data: bytes) -> None:
+        with self._lock:
+            clients = list(self._clients.get(unit_id, ()))
+        for q in clients:
+            try:
+                q.put_nowait(data)
+            except queue.Full:  # a client not reading: drop it, and tell it to go (it reconnects if it is alive)
+                self.leave(unit_id, q)
+                with q.mutex:
+                    q.queue.clear()
+                q.put_nowait(LOST)
+
     def _listen(self) -> None:
         """Every OU's channel through one pattern subscription; messages for OUs nobody here watches are dropped."""
         while True:
             pubsub = self.redis.pubsub()
             try:
                 pubsub.psubscribe(PREFIX + "*")
+                heard = pinged = time.monotonic()
                 while True:
                     message = pubsub.get_message(timeout=1.0)  # a short wait: the client's socket_timeout stays
+                    now = time.monotonic()
                     if message is None:
+                        if now - heard > 2 * PING_SECONDS:  # open but silent, even to pings: a dead link
+                            raise ConnectionError("no answer from Redis")
+                        if now - pinged > PING_SECONDS:
+                            pubsub.ping()
+                            pinged = now
                         continue
+                    heard = now
                     if message["type"] == "psubscribe":
                         self._ready.set()
                     elif message["type"] == "pmessage":
-                        unit_id = message["channel"].decode()[len(PREFIX):]
-                        with self._lock:
-                            clients = list(self._clients.get(unit_id, ()))
-                        for q in clients:
-                            q.put(message["data"])
+                        self._deliver(message["channel"].decode()[len(PREFIX):], message["data"])
             except Exception as exc:  # Redis went away: clients may have missed news, so they reconnect
                 log.warning("stream subscription lost (%s); resubscribing", exc.__class__.__name__)
                 self._ready.clear()
                 with self._lock:
                     everyone = [q for clients in self._clients.values() for q in clients]
                 for q in everyone:
-                    q.put(LOST)
+                    try:
+                        q.put_nowait(LOST)
+                    except queue.Full:  # dropped already, with LOST queued
+                        pass
                 time.sleep(1)
             finally:
                 try:

@@ -9,7 +9,7 @@ from marshmallow import fields, validate
 
 from webapp.auth import current_unit
 from webapp.blueprint import Blueprint
-from webapp.errors import ApiError, not_found
+from webapp.errors import not_found
 from webapp.schema_base import StrictSchema
 from webapp.state import close_db, state
 from webapp.stream_hub import LOST, StreamUnavailable
@@ -31,12 +31,13 @@ def stream(args):
         raise not_found("organization unit")
     close_db()
     hub = state().stream_hub
-    try:
-        news_queue = hub.join(unit_id)
-    except StreamUnavailable as exc:
-        raise ApiError(503, "unavailable", str(exc), headers={"Retry-After": "5"})
 
-    def events():
+    def events():  # joins only when the body is read: a HEAD, or a response never sent, leaves nothing behind
+        try:
+            news_queue = hub.join(unit_id)
+        except StreamUnavailable:  # EventSource gives up on a non-200; told to retry in 5 s, it comes back
+            yield "retry: 5000\n: live updates are unavailable right now\n\n"
+            return
         try:
             yield f"event: ready\ndata: {json.dumps({'ou_id': unit_id})}\n\n"
             while True:
@@ -46,7 +47,7 @@ def stream(args):
                     yield ": keepalive\n\n"  # a write to a gone client raises here and ends the generator
                     continue
                 if data is LOST:
-                    return  # news may have been missed while Redis was away: the client reconnects
+                    return  # news may have been missed (Redis away, or this client fell behind): the client reconnects
                 news = json.loads(data)
                 for item in news["items"]:
                     yield f"event: {news['type']}\ndata: {json.dumps(item)}\n\n"
