@@ -32,20 +32,25 @@ def token_key(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
-def ensure_options(redis, adapter: HubSpotAdapter, token: str, names: list[str], others: set[str]) -> None:
-    """Properties and level options, one OU at a time per account: the options are read, merged and written back,
-    and two OUs of one portal doing it at once could drop each other's new names. Without Redis, unlocked (a sync
-    that meets a missing option re-ensures, see sync_contacts)."""
+def ensure_options(redis, adapter: HubSpotAdapter, token: str, names: list[str], others: set[str],
+                   portal_id: int | None = None, limiter: RollingLimiter | None = None) -> None:
+    """Properties and level options, one OU at a time per portal (per token when the portal is unknown): the options
+    are read, merged and written back, and two OUs doing it at once could drop each other's new names. Busy for
+    30 s: RateLimited (retry later). Without Redis, unlocked (a sync meeting a missing option restores them)."""
     lock = None
     if redis is not None:
+        account = f"portal:{portal_id}" if portal_id else "token:" + token_key(token)
         try:
-            lock = redis.lock("leadpulse:hubspot:options-lock:" + token_key(token), timeout=60, blocking_timeout=30)
-            if not lock.acquire():
-                lock = None
+            lock = redis.lock("leadpulse:hubspot:options-lock:" + account, timeout=OPTIONS_LOCK_SECONDS, blocking_timeout=30)
+            acquired = lock.acquire()
         except Exception as exc:  # Redis down: the options still get written
             log.warning("HubSpot options lock unavailable (%s); updating without it", exc.__class__.__name__)
-            lock = None
+            lock, acquired = None, True
+        if not acquired:
+            raise RateLimited(5.0)
     try:
+        if limiter is not None:  # the calls' slots, taken now that they go out at once
+            limiter.acquire(ENSURE_PROPERTIES_CALLS)
         adapter.ensure_properties(names, others)
     finally:
         if lock is not None:
@@ -53,6 +58,10 @@ def ensure_options(redis, adapter: HubSpotAdapter, token: str, names: list[str],
                 lock.release()
             except Exception:  # expired meanwhile: nothing to release
                 pass
+
+
+OPTIONS_LOCK_SECONDS = 120  # longer than the up-to-7 calls of ensure_properties at their 10 s timeout
+HEAL_KEY_SECONDS = 3600  # an OU's options are restored after a refused batch at most this often
 
 
 def sync_level_options(Session, settings, secret_key: str, unit_id: str, redis=None) -> bool:
@@ -68,7 +77,7 @@ def sync_level_options(Session, settings, secret_key: str, unit_id: str, redis=N
         _record(Session, unit_id, error="the stored HubSpot token cannot be decrypted (SECRET_KEY changed?): connect again")
         return False
     try:
-        ensure_options(redis, HubSpotAdapter(token, settings.hubspot_api_base), token, names, others)
+        ensure_options(redis, HubSpotAdapter(token, settings.hubspot_api_base), token, names, others, conn.portal_id)
     except HubSpotError as exc:
         _record(Session, unit_id, error=f"updating engagement_level options failed ({exc.status}): {exc.message}")
         raise
@@ -136,13 +145,15 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str) -> Sy
             out.retry_in = exc.wait
             return out
         except HubSpotError as exc:
-            if not healed and _missing_level_option(exc):
-                # Someone removed an option in HubSpot, or another OU's update raced ours: put them back, retry once.
+            if not healed and _missing_level_option(exc) and redis.set(f"leadpulse:hubspot:healed:{unit_id}", 1, nx=True,
+                                                                       ex=HEAL_KEY_SECONDS):
+                # Someone removed an option in HubSpot, or another OU's update raced ours: put them back, retry once
+                # (at most once an hour per OU: a value HubSpot keeps refusing stops the sync as before).
                 healed = True
                 log.warning("OU %s: HubSpot refused an engagement_level value; restoring the options", unit_id)
                 try:
-                    limiter.acquire(ENSURE_PROPERTIES_CALLS)
-                    ensure_options(redis, adapter, token, list(levels.values()), others)
+                    ensure_options(redis, adapter, token, list(levels.values()), others,
+                                   conn.portal_id if conn is not None else None, limiter)
                     continue
                 except RateLimited as wait:
                     out.retry_in = wait.wait
@@ -181,8 +192,7 @@ def _ensure_properties_once(redis, adapter, limiter, token: str, unit_id: str, l
     key = "leadpulse:hubspot:props:" + hashlib.sha256(f"{unit_id}:{level_names}".encode()).hexdigest()[:24]
     if redis.get(key):
         return
-    limiter.acquire(ENSURE_PROPERTIES_CALLS)
-    ensure_options(redis, adapter, token, level_names, others)
+    ensure_options(redis, adapter, token, level_names, others, limiter=limiter)
     redis.set(key, 1, ex=86400)
 
 
@@ -206,7 +216,9 @@ def _sync_batch(Session, adapter, limiter, unit_id, rows, levels, drivers, creat
         missing = [e for e in lookup if e not in found]
         if missing and create_missing:
             limiter.acquire()
-            found.update(adapter.create_contacts([{"email": e} for e in missing]))
+            created = adapter.create_contacts([{"email": e} for e in missing])
+            _remember_ids(Session, unit_id, rows, created)  # a retry must not create them again
+            found.update(created)
     contact = {r.pk: r.hubspot_id or found.get(r.email) for r in rows}
     updates = {contact[r.pk]: contact_properties(r, levels.get(r.level_id), drivers.get(r.pk)) for r in rows if contact[r.pk]}
     refused: dict[str, str] = {}

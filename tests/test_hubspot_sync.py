@@ -299,3 +299,11 @@ def test_an_option_removed_in_hubspot_is_restored_and_the_batch_goes_through(hs,
     assert "Hot" in [o["value"] for o in fake.properties["engagement_level"]["options"]]
     assert [r.status for r in fake.requests_to(UPDATE)] == [400, 200]
     assert api.get("/integrations/hubspot").json["failed"] == 0
+    # Removed again within the hour: no second repair (a value HubSpot keeps refusing must not cost 9 calls a sweep).
+    prop["options"] = [o for o in fake.properties["engagement_level"]["options"] if o["value"] != "Hot"]
+    fake.properties["engagement_level"]["options"] = prop["options"]
+    send(api, "ada@x.io", "page_view", 1)  # 65: still Hot
+    run_worker()
+    assert [r.status for r in fake.requests_to(UPDATE)] == [400, 200, 400]
+    assert "Hot" not in [o["value"] for o in fake.properties["engagement_level"]["options"]]
+    assert "INVALID_OPTION" in api.get("/integrations/hubspot").json["last_error"]

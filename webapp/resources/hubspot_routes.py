@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from integrations.hubspot import HubSpotAdapter, HubSpotAuthError, HubSpotError
 from integrations.hubspot_sync import TOKEN_PURPOSE, ensure_options
+from integrations.rate_limit import RateLimited
 from integrations.secretbox import encrypt
 from models.integrations import HubSpotConnection, HubSpotContact, lead_email, reset_sync, sync_counts
 from models.leads import Lead
@@ -63,12 +64,15 @@ def connect(data):
     adapter = HubSpotAdapter(data["access_token"], state().settings.hubspot_api_base)
     try:
         portal_id = adapter.portal_id()
-        ensure_options(state().redis, adapter, data["access_token"], names, others)
+        ensure_options(state().redis, adapter, data["access_token"], names, others, portal_id)
     except HubSpotAuthError as exc:
         raise ApiError(400, "invalid_token", f"HubSpot rejected the access token: {exc.message}",
                        {"access_token": ["rejected by HubSpot"]}) from exc
     except HubSpotError as exc:
         raise ApiError(502, "hubspot_unavailable", f"HubSpot failed ({exc.status}): {exc.message}") from exc
+    except RateLimited as exc:  # another OU of this portal is updating the options right now
+        raise ApiError(503, "busy", "HubSpot's properties are being updated for another unit; retry shortly",
+                       headers={"Retry-After": str(int(exc.wait) + 1)}) from exc
     session = db()
     conn = session.get(HubSpotConnection, unit_id) or HubSpotConnection(unit_id=unit_id)
     conn.token_encrypted = encrypt(state().secret_key, TOKEN_PURPOSE, data["access_token"])
