@@ -36,6 +36,7 @@ class Settings:
     score_batch_size: int = 2000
     scoring_parallelism: int = 2
     sweep_interval_seconds: int = 30
+    job_grace_seconds: int = 30
     max_metadata_bytes: int = 100 * 1024
     import_max_bytes: int = 10 * 1024 * 1024
     public_url: str | None = None  # how clients reach us (behind a proxy); links and signed URLs are built on it
@@ -65,6 +66,7 @@ class Settings:
             score_batch_size=_int(env, "LEADPULSE_SCORE_BATCH", cls.score_batch_size),
             scoring_parallelism=_int(env, "LEADPULSE_SCORING_PARALLELISM", cls.scoring_parallelism),
             sweep_interval_seconds=_int(env, "LEADPULSE_SWEEP_SECONDS", cls.sweep_interval_seconds),
+            job_grace_seconds=_int(env, "LEADPULSE_JOB_GRACE_SECONDS", cls.job_grace_seconds),
             import_max_bytes=_int(env, "LEADPULSE_IMPORT_MAX_MB", 10) * 1024 * 1024,
             public_url=(env.get("LEADPULSE_PUBLIC_URL") or "").rstrip("/") or None,
             log_level=env.get("LOG_LEVEL") or cls.log_level,

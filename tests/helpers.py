@@ -96,3 +96,25 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def stubborn_job(seconds: float) -> str:
+    """A job that swallows its timeout (as a broad `except` would) and runs on: the worker's watchdog must end it."""
+    import time
+
+    from rq.timeouts import JobTimeoutException
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            time.sleep(0.05)
+        except JobTimeoutException:
+            pass
+    return "finished"
+
+
+def slow_job(seconds: float) -> str:
+    import time
+
+    time.sleep(seconds)
+    return "finished"

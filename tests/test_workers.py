@@ -152,3 +152,23 @@ def test_config_changes_while_workers_score_lose_nothing(api, app, worker_proces
         score = v["score"]
         expected_level = "Cold" if score < 25 else "Warm" if score < 50 else "Hot" if score < 75 else "Very Hot"
         assert v["level"]["name"] == expected_level, (lead, score)
+
+
+def test_a_job_that_swallows_its_timeout_ends_its_worker(settings, redis_conn, clean, worker_processes):
+    """Jobs run in the worker process; one still running `grace` after its timeout ends it (status 70) for a restart,
+    as RQ's kill of a forked work-horse did. A job that simply times out fails alone and the worker goes on."""
+    from rq import Queue
+    from rq.job import JobStatus
+
+    from tests.conftest import wait_until
+    from worker.process import WATCHDOG_EXIT
+
+    [proc] = worker_processes(1, LEADPULSE_JOB_GRACE_SECONDS=1)
+    queue = Queue(settings.queue_name, connection=redis_conn)
+    timed_out = queue.enqueue("tests.helpers.slow_job", 30, job_timeout=1)
+    wait_until(lambda: timed_out.get_status(refresh=True) == JobStatus.FAILED, timeout=30, message="the slow job to time out")
+    assert proc.poll() is None  # the worker goes on
+    done = queue.enqueue("tests.helpers.slow_job", 0)
+    wait_until(lambda: done.get_status(refresh=True) == JobStatus.FINISHED, timeout=30, message="the next job")
+    queue.enqueue("tests.helpers.stubborn_job", 60, job_timeout=1)
+    assert proc.wait(timeout=30) == WATCHDOG_EXIT

