@@ -1,4 +1,5 @@
 """Smoke test of the embedded default: `leadpulse dev` on a SQLite file, driven over real HTTP."""
+import contextlib
 import json
 import os
 import signal
@@ -14,12 +15,13 @@ from tests.helpers import REFERENCE_LEVELS, free_port
 pytestmark = pytest.mark.sqlite
 
 
-@pytest.fixture
-def dev_server(tmp_path, redis_conn):
+@contextlib.contextmanager
+def running_dev(tmp_path, redis_conn, **extra_env):
+    """`leadpulse dev` on a SQLite file in tmp_path, answering; stopped (its whole process group) afterwards."""
     redis_conn.flushdb()
     port = free_port()
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/leadpulse.db", "PORT": str(port),
-           "LEADPULSE_SWEEP_SECONDS": "1", "WEB_CONCURRENCY": "1"}
+           "LEADPULSE_SWEEP_SECONDS": "1", "WEB_CONCURRENCY": "1", **extra_env}
     proc = subprocess.Popen([sys.executable, "-m", "webapp.cli", "dev"], env=env, cwd=tmp_path,
                             stdout=open(tmp_path / "dev.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -39,6 +41,12 @@ def dev_server(tmp_path, redis_conn):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def dev_server(tmp_path, redis_conn):
+    with running_dev(tmp_path, redis_conn) as server:
+        yield server
 
 
 def test_quickstart_on_sqlite(dev_server):
@@ -112,3 +120,19 @@ def test_concurrent_writes_on_sqlite_all_succeed(dev_server):
     with ThreadPoolExecutor(16) as pool:
         codes = list(pool.map(write, range(48)))
     assert sorted(set(codes)) == [201, 202], codes
+
+
+def test_dev_restarts_a_worker_whose_job_outlived_its_timeout(tmp_path, redis_conn):
+    """The worker's watchdog ends it (status 70) when a job swallows its timeout; `leadpulse dev` starts a fresh one."""
+    from rq import Queue
+    from rq.job import JobStatus
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with running_dev(tmp_path, redis_conn, LEADPULSE_JOB_GRACE_SECONDS="1", PYTHONPATH=root) as (base, env):
+        queue = Queue(env["LEADPULSE_QUEUE"], connection=redis_conn)
+        queue.enqueue("tests.helpers.stubborn_job", 60, job_timeout=1)
+        wait_until(lambda: b"worker restarted" in (tmp_path / "dev.log").read_bytes(), timeout=60,
+                   message="dev to restart the worker")
+        after = queue.enqueue("tests.helpers.slow_job", 0)
+        wait_until(lambda: after.get_status(refresh=True) == JobStatus.FINISHED, timeout=60, message="the new worker to run a job")
+        assert requests.get(base + "/", timeout=5).status_code == 200

@@ -120,6 +120,8 @@ def run_worker(settings: Settings, burst: bool = False) -> None:
 
 def run_dev(settings: Settings) -> None:
     """Web, worker (with its scheduler and sweep) in one process group, for a first run."""
+    from worker.process import WATCHDOG_EXIT
+
     db_upgrade(settings)
     bootstrap_on_first_start(settings)
     exe = [sys.executable, "-m", "webapp.cli"]
@@ -133,11 +135,16 @@ def run_dev(settings: Settings) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     try:
-        while all(p.poll() is None for p in procs):
+        while True:
             try:
                 procs[0].wait(timeout=1)
             except subprocess.TimeoutExpired:
                 pass
+            if procs[0].poll() == WATCHDOG_EXIT:  # a job outlived its timeout: a fresh worker, as a supervisor would
+                print("LeadPulse worker restarted after a job outlived its timeout", flush=True)
+                procs[0] = subprocess.Popen(exe + ["worker"])
+            if not all(p.poll() is None for p in procs):
+                break
     except KeyboardInterrupt:
         pass
     finally:
