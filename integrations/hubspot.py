@@ -8,6 +8,8 @@ import requests
 from hubspot.crm import contacts as hc
 from hubspot.crm.properties import ApiException, OptionInput, PropertyCreate, PropertyGroupCreate, PropertyUpdate
 
+from worker.timeouts import timed_out
+
 OBJECT_TYPE = "contacts"
 GROUP = "leadpulse"
 TIMEOUT = 10  # seconds per HubSpot call; a hung HubSpot must not hold a request or a worker
@@ -152,6 +154,6 @@ class HubSpotAdapter:
         except (ApiException, hc.ApiException) as exc:
             raise _error(exc.status, exc.body, exc.headers) from exc
         except Exception as exc:  # urllib3 timeouts and connection errors are not ApiExceptions
-            if isinstance(exc, HubSpotError):
+            if isinstance(exc, HubSpotError) or timed_out(exc):
                 raise
             raise HubSpotError(502, f"HubSpot unreachable: {exc.__class__.__name__}") from exc

@@ -15,6 +15,7 @@ from models.drivers import top_drivers
 from models.integrations import HubSpotConnection, HubSpotContact, pending_contacts
 from models.levels import EngagementLevel, level_options
 from models.sql import insert_for
+from worker.timeouts import timed_out
 
 log = logging.getLogger("leadpulse.hubspot")
 TOKEN_PURPOSE = "hubspot-token"
@@ -44,6 +45,8 @@ def ensure_options(redis, adapter: HubSpotAdapter, token: str, names: list[str],
             lock = redis.lock("leadpulse:hubspot:options-lock:" + account, timeout=OPTIONS_LOCK_SECONDS, blocking_timeout=30)
             acquired = lock.acquire()
         except Exception as exc:  # Redis down: the options still get written
+            if timed_out(exc):
+                raise
             log.warning("HubSpot options lock unavailable (%s); updating without it", exc.__class__.__name__)
             lock, acquired = None, True
         if not acquired:

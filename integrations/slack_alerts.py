@@ -16,6 +16,7 @@ from models.integrations import HubSpotConnection, HubSpotContact, lead_email
 from models.leads import Lead
 from models.levels import EngagementLevel
 from models.slack import FAILED, PENDING, SENT, SlackAlert, SlackConnection
+from worker.timeouts import timed_out
 
 log = logging.getLogger("leadpulse.slack")
 
@@ -186,7 +187,7 @@ def deliver_alerts(Session, settings, secret_key: str, unit_id: str, redis=None)
                     latencies.append((now - alert.event_received_at).total_seconds())
                 out.sent += 1
         except Exception as exc:  # a bug or a database error around one alert (SlackErrors return above)
-            if alert_id is None:
+            if alert_id is None or timed_out(exc):
                 raise  # not about one alert: the job fails, and RQ keeps the error
             if posted is not None:  # Slack has it and we could not record that: retry, which finds it by its marker
                 log.exception("alert %s was posted but could not be marked sent; the retry looks it up first", alert_id)

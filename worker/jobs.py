@@ -12,6 +12,7 @@ from config import Settings
 from models.db import session_factory
 from models.score_batch import has_pending, score_pending
 from worker.stream import announce_scores
+from worker.timeouts import timed_out
 from worker.wakeup import (ALERTS_TIMEOUT, FLAG_TTL, HUBSPOT_SYNC_TIMEOUT, METRICS_KEY, alerts_kick_key, enqueue_alerts,
                            enqueue_hubspot_sync, flag_key, hubspot_kick_key, kick_alerts, kick_hubspot_sync, kick_scoring,
                            record_latencies, urgent_queue, wait_key)
@@ -29,7 +30,7 @@ def _score_once(Session, slot: int, slots: int, limit: int):
             with Session() as s, s.begin():
                 return score_pending(s, slot=slot, slots=slots, limit=limit)
         except OperationalError as exc:
-            if attempt == RETRIES - 1:
+            if attempt == RETRIES - 1 or timed_out(exc):  # the job's time is up: end it, do not retry
                 raise
             log.warning("scoring batch retry %d after %s", attempt + 1, exc.orig.__class__.__name__)
             time.sleep(0.05 * (attempt + 1))
