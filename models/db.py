@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 _engines: dict[tuple[int, str], Engine] = {}
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, committer: bool = False) -> Engine:
     """Create an engine; SQLite gets WAL and a busy timeout so web and worker can share the file."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False, "isolation_level": None})
@@ -31,32 +31,29 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("sqlite_immediate") else "BEGIN")
 
         return engine
+    if committer:  # the ingest committer: 2 connections whose lock and statement timeouts cost no round trip per batch
+        return create_engine(url, pool_size=1, max_overflow=1, pool_timeout=10, pool_recycle=1800,
+                             connect_args={"options": "-c lock_timeout=10s -c statement_timeout=20s"})
     # No pre-ping (a round trip per request): a connection found dead after a database restart fails
     # that one request with a 503 and is discarded by the pool. At most 20 connections per process: a gevent web
     # worker may hold many more requests than that, and one that finds none free in 10 s gets a 503.
     return create_engine(url, pool_size=10, max_overflow=10, pool_timeout=10, pool_recycle=1800)
 
 
-def get_engine(url: str) -> Engine:
+def get_engine(url: str, committer: bool = False) -> Engine:
     """Return this process's engine for url; a fork never reuses its parent's connections."""
-    key = (os.getpid(), url)
+    key = (os.getpid(), ("committer:" if committer else "") + url)
     engine = _engines.get(key)
     if engine is None:
-        engine = _engines[key] = make_engine(url)
+        engine = _engines[key] = make_engine(url, committer)
     return engine
 
 
 def committer_sessions(url: str) -> sessionmaker[Session]:
-    """The ingest committer's own connections: requests exhausting the pool never stall the commit they wait on, and
-    its lock and statement timeouts ride on the connection instead of costing a round trip per batch."""
+    """The ingest committer's own connections: requests exhausting the pool never stall the commit they wait on."""
     if url.startswith("sqlite"):
-        return session_factory(url, writer=True)
-    key = (os.getpid(), "committer:" + url)
-    engine = _engines.get(key)
-    if engine is None:
-        engine = _engines[key] = create_engine(url, pool_size=1, max_overflow=1, pool_timeout=10, pool_recycle=1800,
-                                               connect_args={"options": "-c lock_timeout=10s -c statement_timeout=20s"})
-    return sessionmaker(bind=engine, expire_on_commit=False)
+        return session_factory(url, writer=True)  # one writer at a time anyway
+    return sessionmaker(bind=get_engine(url, committer=True), expire_on_commit=False)
 
 
 def session_factory(url: str, writer: bool = False) -> sessionmaker[Session]:

@@ -86,9 +86,8 @@ def run_worker(settings: Settings, burst: bool = False) -> None:
     from redis import Redis
     from rq import Queue
 
-    from worker.process import WatchedWorker
-
     from models.db import session_factory
+    from worker.process import WatchedWorker
     from worker.sweep import start_sweeper
     from worker.wakeup import worker_queues
 
