@@ -160,6 +160,8 @@ def measure(name, port, path, auth, args, loadgen, server_pid):
 
     log(f"{name}: warm-up {args.warmup:.0f}s")
     warm = go(args.warmup) if args.warmup > 0 else {"ok": 0, "requests": 0, "errors": 0}
+    if common.analyze_like_autovacuum(args.db):
+        log("autovacuum is off on this server: ANALYZE after the warm-up, as autovacuum would")
     log(f"{name}: measuring {args.duration:.0f}s")
     busy0, total0 = common.machine_busy()
     srv0 = common.tree_cpu_seconds(server_pid)
@@ -300,6 +302,8 @@ def run_batch_mode(args, env, auth: str, logdir: Path, metrics_dir: str) -> int:
         if args.warmup > 0:
             log(f"warm-up {args.warmup:.0f}s")
             wrk(args.warmup)
+        if common.analyze_like_autovacuum(args.db):
+            log("autovacuum is off on this server: ANALYZE after the warm-up, as autovacuum would")
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         log(f"measuring {args.duration:.0f}s")
