@@ -95,14 +95,23 @@ def ingest_many(session: Session, org_id: str, unit_id: str, events: list[Incomi
     return results
 
 
+# One statement: ids drawn in the document's order (an item may bring its own), rows inserted in key order (one lock
+# order for all batches, so concurrent ones never deadlock), and each item's id and whether it was stored, in order.
 INSERT_EVENTS_PG = text("""
-INSERT INTO events (id, org_id, unit_id, lead_pk, event_type, occurred_at, received_at, metadata, idempotency_key, status, quiet)
-SELECT t.id, :org, :unit, t.lead_pk, t.event_type, t.occurred_at, :now, t.metadata, t.key, 0, t.quiet
-  FROM jsonb_to_recordset(CAST(:rows AS jsonb))
-       AS t(id bigint, lead_pk bigint, event_type text, occurred_at timestamptz, metadata jsonb, key text, quiet boolean)
- ORDER BY t.key COLLATE "C" NULLS LAST, t.id
-    ON CONFLICT (unit_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING id
+WITH t AS MATERIALIZED (
+  SELECT COALESCE(r.id, nextval('events_id_seq')) AS id, r.n, r.lead_pk, r.event_type, r.occurred_at, r.metadata, r.key, r.quiet
+    FROM ROWS FROM (jsonb_to_recordset(CAST(:rows AS jsonb))
+         AS (id bigint, lead_pk bigint, event_type text, occurred_at timestamptz, metadata jsonb, key text, quiet boolean))
+         WITH ORDINALITY AS r(id, lead_pk, event_type, occurred_at, metadata, key, quiet, n)
+   ORDER BY r.n),
+     ins AS (
+  INSERT INTO events (id, org_id, unit_id, lead_pk, event_type, occurred_at, received_at, metadata, idempotency_key, status, quiet)
+  SELECT t.id, :org, :unit, t.lead_pk, t.event_type, t.occurred_at, :now, t.metadata, t.key, 0, t.quiet
+    FROM t
+   ORDER BY t.key COLLATE "C" NULLS LAST, t.id
+      ON CONFLICT (unit_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+  RETURNING id)
+SELECT t.id, ins.id IS NOT NULL AS stored FROM t LEFT JOIN ins ON ins.id = t.id ORDER BY t.n
 """)
 
 
@@ -115,22 +124,24 @@ MAX_DOCUMENT_CHARS = 16 * 1024 * 1024  # per INSERT: jsonb can grow text ~6x, an
 
 
 def _insert_events_pg(session: Session, rows: list[dict], now) -> list[int | None]:
-    """Ids from the sequence first (so they follow the input order), then the rows read from JSON documents by the
-    server (psycopg's per-item array dumping cost 4x the client CPU); usually one document, split by size in key
-    order (one lock order for all batches); a row whose idempotency key was already stored gets None."""
-    ids = session.execute(NEXT_EVENT_IDS_PG, {"n": len(rows)}).scalars().all()
-    order = sorted(range(len(rows)), key=lambda n: (rows[n]["idempotency_key"] is None, rows[n]["idempotency_key"] or "", ids[n]))
-    items = [{"id": ids[n], "lead_pk": rows[n]["lead_pk"], "event_type": rows[n]["event_type"],
-              "occurred_at": _utc_iso(rows[n]["occurred_at"]), "metadata": rows[n]["metadata"],
-              "key": rows[n]["idempotency_key"], "quiet": bool(rows[n]["quiet"])} for n in order]
+    """The rows read by the server from one JSON document (psycopg's per-item array dumping cost 4x the client CPU),
+    their ids drawn in input order; a row whose idempotency key was already stored gets None. A document too big for
+    jsonb is split in key order, its ids drawn first so that they still follow the input order."""
     dump = functools.partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
+    items = [{"lead_pk": r["lead_pk"], "event_type": r["event_type"], "occurred_at": _utc_iso(r["occurred_at"]),
+              "metadata": r["metadata"], "key": r["idempotency_key"], "quiet": bool(r["quiet"])} for r in rows]
     whole = dump(items)  # one C-level dump: per-item dumps cost the batch path a quarter of its rate
-    chunks = [whole] if len(whole) <= MAX_DOCUMENT_CHARS else _split(list(map(dump, items)))
-    r0 = rows[0]
-    inserted: set[int] = set()
-    for doc in chunks:
-        inserted.update(session.execute(INSERT_EVENTS_PG, {"org": r0["org_id"], "unit": r0["unit_id"], "now": now, "rows": doc}).scalars())
-    return [i if i in inserted else None for i in ids]
+    params = {"org": rows[0]["org_id"], "unit": rows[0]["unit_id"], "now": now}
+    if len(whole) <= MAX_DOCUMENT_CHARS:
+        return [event_id if stored else None for event_id, stored in session.execute(INSERT_EVENTS_PG, {**params, "rows": whole})]
+    ids = session.execute(NEXT_EVENT_IDS_PG, {"n": len(rows)}).scalars().all()
+    for item, event_id in zip(items, ids):
+        item["id"] = event_id
+    order = sorted(range(len(rows)), key=lambda n: (items[n]["key"] is None, items[n]["key"] or "", ids[n]))
+    stored: set[int] = set()
+    for doc in _split([dump(items[n]) for n in order]):
+        stored.update(event_id for event_id, ok in session.execute(INSERT_EVENTS_PG, {**params, "rows": doc}) if ok)
+    return [i if i in stored else None for i in ids]
 
 
 def _split(items: list[str]) -> list[str]:

@@ -8,6 +8,7 @@ from flask_smorest import Api
 
 from config import Settings
 from webapp import auth, errors, request_log
+from webapp.ingest_lane import IngestLane
 from webapp.state import AppState, close_db
 
 JSON_TYPES = ("application/json",)
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(auth.load_principal)
     app.teardown_appcontext(close_db)
     request_log.install(app)
+    app.wsgi_app = IngestLane(app, app.wsgi_app)
     try:  # now, not inside a request's write transaction (on SQLite that would wait on itself)
         app.extensions["leadpulse"].secret_key
     except Exception as exc:  # not migrated yet: loaded on first use instead

@@ -43,15 +43,36 @@ def issue_token(member: Member) -> str:
 
 
 def _from_basic(value: str) -> Principal:
+    client_id, secret = _decode_basic(value)
+    if client_id is None:
+        raise unauthorized("malformed Basic credentials")
+    found = _principal_of(_credential(client_id) if plausible_id(client_id, 64) else None, secret)
+    if found is None:
+        raise unauthorized("invalid client credentials")
+    return found
+
+
+def cached_basic_principal(header: str | None) -> Principal | None:
+    """The caller of a Basic Authorization header whose credential this process holds cached and whose secret
+    matches; None for anything else, which the full path (authenticate) then looks up or refuses."""
+    scheme, _, value = (header or "").partition(" ")
+    if scheme.lower() != "basic" or not value:
+        return None
+    client_id, secret = _decode_basic(value.strip())
+    return _principal_of(_cached_credential(client_id) if client_id and plausible_id(client_id, 64) else None, secret)
+
+
+def _decode_basic(value: str) -> tuple[str | None, str]:
     try:
         client_id, _, secret = base64.b64decode(value, validate=True).decode().partition(":")
     except (binascii.Error, ValueError):  # ValueError covers non-ASCII input and bad UTF-8
-        raise unauthorized("malformed Basic credentials")
-    if not plausible_id(client_id, 64):
-        raise unauthorized("invalid client credentials")
-    cred = _credential(client_id)
+        return None, ""
+    return client_id, secret
+
+
+def _principal_of(cred, secret: str) -> Principal | None:
     if cred is None or not secret_matches(secret, cred.secret_hash):
-        raise unauthorized("invalid client credentials")
+        return None
     return Principal(org_id=cred.org_id, unit_id=cred.unit_id, credential_id=cred.id)
 
 
@@ -59,12 +80,17 @@ CREDENTIAL_TTL = 5.0  # seconds a process trusts a looked-up credential; bounds 
 _credentials: dict[str, tuple[float, object]] = {}
 
 
+def _cached_credential(client_id: str):
+    hit = _credentials.get(client_id)
+    return hit[1] if hit and hit[0] > time.monotonic() else None
+
+
 def _credential(client_id: str):
     """The credential row (hash, org, OU), cached briefly per process: ingest is hot, revocation is rare."""
+    cred = _cached_credential(client_id)
+    if cred is not None:
+        return cred
     now = time.monotonic()
-    hit = _credentials.get(client_id)
-    if hit and hit[0] > now:
-        return hit[1]
     cred = db().execute(
         select(ApiCredential.id, ApiCredential.org_id, ApiCredential.unit_id, ApiCredential.secret_hash).where(
             ApiCredential.client_id == client_id

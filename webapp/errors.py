@@ -36,8 +36,12 @@ def not_found(what: str) -> ApiError:
     return ApiError(404, "not_found", f"{what} not found")
 
 
+def error_payload(code: str, message: str, details: dict | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
 def error_body(status: int, code: str, message: str, details: dict | None = None, headers: dict | None = None):
-    resp = jsonify({"error": {"code": code, "message": message, "details": details or {}}})
+    resp = jsonify(error_payload(code, message, details))
     resp.status_code = status
     for k, v in (headers or {}).items():
         resp.headers[k] = v
@@ -83,14 +87,34 @@ def handle_api_error(exc: ApiError):
 
 
 def handle_unexpected(exc: Exception):
-    log.exception("unhandled error")
-    return error_body(500, "internal_error", "internal server error")
+    return handle_api_error(unexpected(exc))
+
+
+def unexpected(exc: Exception) -> ApiError:
+    log.error("unhandled error", exc_info=exc)
+    return ApiError(500, "internal_error", "internal server error")
 
 
 def handle_db_unavailable(exc):
+    return handle_api_error(db_unavailable(exc))
+
+
+def db_unavailable(exc) -> ApiError:
     """Deadlock victim, serialization failure, lost connection or no pooled connection free in time: retryable."""
     log.warning("database unavailable: %s", exc.orig.__class__.__name__ if getattr(exc, "orig", None) else exc)
-    return error_body(503, "unavailable", "the database is busy or unreachable; retry shortly", headers={"Retry-After": "1"})
+    return ApiError(503, "unavailable", "the database is busy or unreachable; retry shortly", headers={"Retry-After": "1"})
+
+
+def as_api_error(exc: Exception) -> ApiError:
+    """What a failure answers, as the handlers registered below would (for code that answers outside Flask)."""
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, (OperationalError, PoolTimeout)):
+        return db_unavailable(exc)
+    return unexpected(exc)
 
 
 def register(app) -> None:

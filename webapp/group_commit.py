@@ -24,7 +24,6 @@ from models.ingest import IncomingEvent, IngestResult, ingest_many
 log = logging.getLogger("leadpulse.ingest")
 
 MAX_BATCH = 500
-LINGER_SECONDS = 0.002  # under load, wait this long for company before committing
 
 
 @dataclass
@@ -101,19 +100,19 @@ class GroupCommitter:
                     log.warning("announcing new events failed: %s", exc)
 
     def _run(self) -> None:
-        busy = False
+        # No lingering for company: under gevent the requests handled while a commit waits on the database form
+        # the next batch anyway, and a timer at the end of every batch left the process idle (a 2 ms linger cost
+        # single-event ingest ~15% of its rate with the machine only ~80% busy).
         while True:
             items = [self._queue.get()]
             size = len(items[0].events)
             while size < self.max_batch:
                 try:
-                    # Only when the last batch had company: a lone request at low load never waits.
-                    item = self._queue.get(timeout=LINGER_SECONDS) if busy else self._queue.get_nowait()
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 items.append(item)
                 size += len(item.events)
-            busy = len(items) > 1
             items = [item for item in items if item.future.set_running_or_notify_cancel()]  # drop timed-out ones
             if not items:
                 continue

@@ -18,10 +18,14 @@ def install(app) -> None:
 
     @app.after_request
     def _done(response):
-        metrics.HTTP_REQUESTS.labels(code=str(response.status_code), method=request.method).inc()
-        if log.isEnabledFor(logging.INFO):
-            elapsed = (time.perf_counter() - g.get("_t0", time.perf_counter())) * 1000
-            p = g.get("principal")
-            who = (p.credential_id or p.member_id) if p else "-"
-            log.info("%s %s %s %.1fms by=%s", request.method, request.path, response.status_code, elapsed, who)
+        record(request.method, request.path, response.status_code, g.get("_t0"), g.get("principal"))
         return response
+
+
+def record(method: str, path: str, status: int, t0: float | None, principal) -> None:
+    """Count and log one answered request (also for POST /ingest's lane, which answers outside Flask)."""
+    metrics.HTTP_REQUESTS.labels(code=str(status), method=method).inc()
+    if log.isEnabledFor(logging.INFO):
+        elapsed = (time.perf_counter() - (t0 or time.perf_counter())) * 1000
+        who = (principal.credential_id or principal.member_id) if principal else "-"
+        log.info("%s %s %s %.1fms by=%s", method, path, status, elapsed, who)

@@ -158,8 +158,13 @@ def store(incoming: list[IncomingEvent], org_id: str | None = None, unit_id: str
     if unit_id is None:
         org_id, unit_id = principal().org_id, current_unit()
     close_db()  # release this request's connection (and SQLite's write lock) before the committer needs it
+    return commit_events(state(), org_id, unit_id, incoming)
+
+
+def commit_events(app_state, org_id: str, unit_id: str, incoming: list[IncomingEvent]):
+    """store() without a Flask request (POST /ingest's lane calls it too)."""
     try:
-        results = state().committer.submit(org_id, unit_id, incoming)
+        results = app_state.committer.submit(org_id, unit_id, incoming)
     except (FutureTimeout, IngestConflict, IntegrityError):  # IntegrityError: its lead was deleted meanwhile
         raise ApiError(503, "unavailable", "the events were not stored; retry (event_ids make retries safe)",
                        headers={"Retry-After": "1"})
@@ -180,15 +185,19 @@ def ingest(data):
 
 def ingested(incoming: IncomingEvent, result):
     """The 202 of one stored event (plain JSON: the schema documents it; dumping through marshmallow adds nothing)."""
-    resp = jsonify({
+    resp = jsonify(ingested_payload(incoming, result))
+    resp.status_code = 202
+    return resp
+
+
+def ingested_payload(incoming: IncomingEvent, result) -> dict:
+    return {
         "message": "duplicate event ignored" if result.duplicate else "event ingested",
         "event_id": str(result.event_id),
         "lead_id": result.lead_id,
         "duplicate": result.duplicate,
         "metadata": incoming.metadata,
-    })
-    resp.status_code = 202
-    return resp
+    }
 
 
 ITEM_SCHEMA = EventInSchema()  # one instance: webargs and marshmallow schemas are reusable across requests
