@@ -1,4 +1,5 @@
 """Real worker processes: exact scores under concurrency, late events, and nothing lost."""
+import os
 import random
 from datetime import datetime, timedelta, timezone
 
@@ -170,5 +171,8 @@ def test_a_job_that_swallows_its_timeout_ends_its_worker(settings, redis_conn, c
     assert proc.poll() is None  # the worker goes on
     done = queue.enqueue("tests.helpers.slow_job", 0)
     wait_until(lambda: done.get_status(refresh=True) == JobStatus.FINISHED, timeout=30, message="the next job")
+    scheduler = [int(pid) for pid in open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()]
+    assert scheduler, "the worker runs its scheduler in a child process"
     queue.enqueue("tests.helpers.stubborn_job", 60, job_timeout=1)
     assert proc.wait(timeout=30) == WATCHDOG_EXIT
+    assert not [pid for pid in scheduler if os.path.exists(f"/proc/{pid}")], "the scheduler outlived its worker"

@@ -41,5 +41,17 @@ class WatchedWorker(SimpleWorker):
             if deadline is not None and time.monotonic() > deadline:
                 log.critical("a job outlived its timeout by %.0f s (it swallowed the timeout?); exiting so the worker "
                              "restarts", self.grace)
+                self._end_scheduler()
                 logging.shutdown()
                 os._exit(WATCHDOG_EXIT)
+
+    def _end_scheduler(self, wait: float = 5.0) -> None:
+        """The scheduler is a forked child: left running, it would outlive this exit as an orphan (one more per restart)."""
+        process = self.scheduler._process if self.scheduler is not None else None
+        if process is None or not process.is_alive():
+            return
+        process.terminate()  # SIGTERM: it releases its locks, so the restarted worker's scheduler takes over at once
+        process.join(wait)
+        if process.is_alive():
+            process.kill()
+            process.join(wait)
