@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+from contextlib import contextmanager
 
 from rq.job import Job
 
@@ -118,3 +119,24 @@ def slow_job(seconds: float) -> str:
 
     time.sleep(seconds)
     return "finished"
+
+
+@contextmanager
+def statements_sent():
+    """Every statement psycopg sends while the block runs, whichever layer (SQLAlchemy or the driver) sent it."""
+    import psycopg
+
+    sent: list[str] = []
+    execute, executemany = psycopg.Cursor.execute, psycopg.Cursor.executemany
+
+    def counted(original):
+        def call(self, query, *args, **kwargs):
+            sent.append(query if isinstance(query, str) else query.as_string(self) if hasattr(query, "as_string") else str(query))
+            return original(self, query, *args, **kwargs)
+        return call
+
+    psycopg.Cursor.execute, psycopg.Cursor.executemany = counted(execute), counted(executemany)
+    try:
+        yield sent
+    finally:
+        psycopg.Cursor.execute, psycopg.Cursor.executemany = execute, executemany

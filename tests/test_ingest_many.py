@@ -4,11 +4,12 @@ import time
 from datetime import datetime, timezone
 
 import pytest
-from sqlalchemy import event as sa_event, func, select, text
+from sqlalchemy import func, select, text
 
 from models.events import Event
 from models.ingest import IncomingEvent, ingest_many
 from models.leads import Lead, LeadAlias
+from tests.helpers import statements_sent
 from webapp.group_commit import GroupCommitter
 
 T = datetime(2025, 1, 1, tzinfo=timezone.utc)
@@ -34,18 +35,8 @@ def test_batch_resolves_identities_and_dedupes(app, tenant):
         ev(lead_id="fresh", key="k1"),            # repeat of k1 inside the batch
         ev(lead_id="other", key="k0"),            # repeat of an already stored key
     ]
-    statements = []
-
-    def count(*_a, **_k):
-        statements.append(1)
-
-    with Session() as s, s.begin():
-        engine = s.get_bind()
-        sa_event.listen(engine, "before_cursor_execute", count)
-        try:
-            out = ingest_many(s, tenant.org_id, tenant.unit_id, batch)
-        finally:
-            sa_event.remove(engine, "before_cursor_execute", count)
+    with Session() as s, s.begin(), statements_sent() as statements:
+        out = ingest_many(s, tenant.org_id, tenant.unit_id, batch)
     a = out[0].lead_id
     assert out[1].lead_id == a and out[2].lead_id == a and out[3].lead_id not in (a, "known")
     assert out[4].lead_id == "known" and out[5].lead_id == "fresh"

@@ -90,7 +90,7 @@ def _credential(client_id: str):
     cred = _cached_credential(client_id)
     if cred is not None:
         return cred
-    now = time.monotonic()
+    looked_up = time.monotonic()
     cred = db().execute(
         select(ApiCredential.id, ApiCredential.org_id, ApiCredential.unit_id, ApiCredential.secret_hash).where(
             ApiCredential.client_id == client_id
@@ -98,13 +98,21 @@ def _credential(client_id: str):
     ).first()
     if len(_credentials) > 10_000:
         _credentials.clear()
-    if cred is not None:
-        _credentials[client_id] = (now + CREDENTIAL_TTL, cred)
+    if cred is not None and _revoked.get(client_id, float("-inf")) < looked_up:  # not revoked while we looked
+        _credentials[client_id] = (looked_up + CREDENTIAL_TTL, cred)
     return cred
 
 
+_revoked: dict[str, float] = {}  # client_id -> when this process revoked it (kept a minute)
+
+
 def forget_credential(client_id: str) -> None:
-    """Called on revocation so this process stops honouring it at once (others within CREDENTIAL_TTL)."""
+    """Called on revocation so this process stops honouring it at once (others within CREDENTIAL_TTL), including
+    a lookup already under way (a gevent request that read the row just before the revocation committed)."""
+    now = time.monotonic()
+    for old in [k for k, at in _revoked.items() if at < now - 60]:
+        del _revoked[old]
+    _revoked[client_id] = now
     _credentials.pop(client_id, None)
 
 

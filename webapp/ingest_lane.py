@@ -11,12 +11,12 @@ from __future__ import annotations
 import io
 import time
 
-from marshmallow import ValidationError
+from werkzeug.http import HTTP_STATUS_CODES
 
 from webapp import request_log
 from webapp.auth import cached_basic_principal
 from webapp.blueprint import strict_json_loads
-from webapp.errors import ApiError, as_api_error, error_payload
+from webapp.errors import as_api_error, error_payload
 from webapp.resources.ingest import ITEM_SCHEMA, commit_events, ingested_payload, to_incoming
 
 PATHS = frozenset(("/ingest", "/events"))
@@ -30,40 +30,39 @@ class IngestLane:
         self.served = 0  # requests answered here (tests read it to know which path answered)
 
     def __call__(self, environ, start_response):
-        if environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") not in PATHS:
+        if environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") not in PATHS or self.app.debug:
             return self.wsgi_app(environ, start_response)
         t0 = time.perf_counter()
-        body = self._body(environ)
-        answer = self._answer(environ, body, t0) if body else None
+        # Credentials before the body: a caller the lane cannot vouch for never makes it buffer up to 2 MB.
+        principal = cached_basic_principal(environ.get("HTTP_AUTHORIZATION"))
+        length = self._length(environ) if principal is not None else None
+        if length is None:
+            return self.wsgi_app(environ, start_response)
+        body = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(body)  # for Flask, should the lane hand the request on
+        answer = self._answer(environ, principal, body, t0) if len(body) == length else None
         if answer is None:
-            if body is not None:
-                environ["wsgi.input"] = io.BytesIO(body)  # Flask reads the body the lane consumed
             return self.wsgi_app(environ, start_response)
         self.served += 1
         return answer(environ, start_response)
 
-    def _body(self, environ) -> bytes | None:
-        """The whole body of a JSON request of a declared, allowed length; None (body unread) for any other."""
-        if environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower() != "application/json":
-            return None
-        length = environ.get("CONTENT_LENGTH", "")
-        if not length.isdigit() or not 0 < int(length) <= self.app.config["MAX_CONTENT_LENGTH"] \
+    def _length(self, environ) -> int | None:
+        """The declared length of a JSON body the view would read whole; None for any other request."""
+        if environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower() != "application/json" \
                 or "HTTP_TRANSFER_ENCODING" in environ:
             return None
-        try:
-            return environ["wsgi.input"].read(int(length))
-        except Exception:  # the client went away mid-body: Flask finds the body short and says so
-            return b""
-
-    def _answer(self, environ, body: bytes, t0: float):
-        """The response to a request the lane accepts, else None."""
-        principal = cached_basic_principal(environ.get("HTTP_AUTHORIZATION"))
-        if principal is None:
+        declared = environ.get("CONTENT_LENGTH", "")
+        if not (declared.isascii() and declared.isdigit() and len(declared) <= 12):
             return None
+        limit = self.app.config["MAX_CONTENT_LENGTH"]
+        return int(declared) if 0 < int(declared) and (limit is None or int(declared) <= limit) else None
+
+    def _answer(self, environ, principal, body: bytes, t0: float):
+        """The response to an event the lane accepts, else None (Flask then says what is wrong, or fails as it would)."""
         try:
             data = ITEM_SCHEMA.load(strict_json_loads(body))
             incoming = to_incoming(data, environ.get("HTTP_IDEMPOTENCY_KEY"), self.state.settings.max_metadata_bytes)
-        except (ValueError, RecursionError, ValidationError, ApiError):  # JSONDecodeError and UnicodeDecodeError too
+        except Exception:
             return None
         try:
             result = commit_events(self.state, principal.org_id, principal.unit_id, [incoming])[0]
@@ -71,8 +70,16 @@ class IngestLane:
         except Exception as exc:  # answered as the Flask app's error handlers answer it
             err = as_api_error(exc)
             status, payload, headers = err.status, error_payload(err.code, err.message, err.details), err.headers
-        response = self.app.json.response(payload)
-        response.status_code = status
-        response.headers.update(headers)
         request_log.record("POST", environ["PATH_INFO"], status, t0, principal)
-        return response
+        return self._json(status, payload, headers)
+
+    def _json(self, status: int, payload: dict, headers: dict):
+        """What jsonify answers outside debug mode (compact JSON and a newline), without a werkzeug Response (~25 us)."""
+        body = (self.app.json.dumps(payload, separators=(",", ":")) + "\n").encode()
+        head = [("Content-Type", self.app.json.mimetype), ("Content-Length", str(len(body))), *headers.items()]
+        status_line = f"{status} {HTTP_STATUS_CODES[status].upper()}"
+
+        def respond(environ, start_response):
+            start_response(status_line, head)
+            return [body]
+        return respond
