@@ -11,6 +11,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -107,20 +108,27 @@ class GroupCommitter:
                     log.warning("announcing new events failed: %s", exc)
 
     def _run(self) -> None:
-        # Under gevent (`leadpulse web` on PostgreSQL) the requests handled while a commit waits on the database form
-        # the next batch anyway, and a linger at the end of every batch only left the process idle (it cost
-        # single-event ingest ~15% of its rate, the machine ~80% busy). OS threads (SQLite's gthread web, tests)
-        # linger when the last batch had company, so that request threads woken under the GIL can join.
-        linger = 0.0 if _greenlets() else LINGER_SECONDS
+        # Under gevent (`leadpulse web` on PostgreSQL) the committer yields once to the other ready greenlets before
+        # it commits: requests already readable parse and join the batch, and nothing waits on a timer (batches
+        # doubled and single-event ingest gained ~20%; a 2 ms linger instead left the process idle at the end of
+        # every batch). OS threads (SQLite's gthread web, tests) linger when the last batch had company, so that
+        # request threads woken under the GIL can join.
+        greenlets = _greenlets()
+        linger = 0.0 if greenlets else LINGER_SECONDS
         busy = False
         while True:
             items = [self._queue.get()]
             size = len(items[0].events)
+            yielded = not greenlets
             while size < self.max_batch:
                 try:
                     item = self._queue.get(timeout=linger) if busy and linger else self._queue.get_nowait()
                 except queue.Empty:
-                    break
+                    if yielded:
+                        break
+                    yielded = True
+                    time.sleep(0)  # gevent's: runs whatever is ready (requests read off their sockets), then back
+                    continue
                 items.append(item)
                 size += len(item.events)
             busy = len(items) > 1
