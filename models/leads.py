@@ -67,6 +67,33 @@ def metadata_size(metadata) -> int:
     return len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False, default=str).encode())
 
 
+def metadata_within(metadata, limit: int) -> bool:
+    """metadata_size(metadata) <= limit; the usual small flat dict passes on an upper bound, unserialized (ingest is hot).
+
+    A character takes at most 6 bytes in the JSON (an escape like \\u0001; UTF-8 needs at most 4), a float or an int
+    under 10**30 at most 32, quotes, colon and comma 4 per item.
+    """
+    if type(metadata) is dict and len(metadata) <= 64:
+        bound = 2
+        for key, value in metadata.items():
+            kind = type(value)
+            if type(key) is not str:
+                break
+            if kind is str:
+                bound += 6 * (len(key) + len(value)) + 6
+            elif kind in _SHORT_SCALARS and (kind is not int or -10**30 < value < 10**30):
+                bound += 6 * len(key) + 4 + 32
+            else:
+                break
+        else:
+            if bound <= limit:
+                return True
+    return metadata_size(metadata) <= limit
+
+
+_SHORT_SCALARS = (int, float, bool, type(None))
+
+
 def normalize_alias(kind: str, raw: str) -> str:
     """One spelling per identity, so 'Ada@X.com ' and 'ada@x.com' find the same lead."""
     value = raw.strip()

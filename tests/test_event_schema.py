@@ -64,3 +64,20 @@ def test_plain_events_take_the_fast_path():
     """Otherwise the agreement above would hold trivially, and the speed would be gone."""
     for data in BASE:
         assert SCHEMA._plain_event(data) == full_load(data)
+
+
+def test_metadata_within_agrees_with_the_measured_size():
+    """The hot path's upper bound never lets through what metadata_size would refuse, nor refuses what it allows."""
+    import random
+
+    from models.leads import metadata_size, metadata_within
+
+    rng = random.Random(1)
+    chars = ["a", "\x01", "é", "😀", '"', "\\", "\n", "\u2028"]
+    text = lambda n: "".join(rng.choice(chars) for _ in range(rng.randrange(n)))
+    for _ in range(5000):
+        values = [lambda: text(30), lambda: rng.randrange(-10**29, 10**29), lambda: rng.random() * 10**rng.randrange(-300, 300),
+                  lambda: True, lambda: None, lambda: 10**40, lambda: [text(5)], lambda: {"n": text(5)}]
+        metadata = {text(8): rng.choice(values)() for _ in range(rng.randrange(6))}
+        limit = rng.randrange(400)
+        assert metadata_within(metadata, limit) == (metadata_size(metadata) <= limit), (metadata, limit)

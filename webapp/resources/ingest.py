@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from models.base import utcnow
 from models.ingest import IncomingEvent, IngestConflict
-from models.leads import ALIAS_KINDS, metadata_size, normalize_alias
+from models.leads import ALIAS_KINDS, metadata_within, normalize_alias
 from webapp import metrics
 from webapp.auth import current_unit, principal
 from webapp.errors import ApiError, field_paths
@@ -125,7 +125,7 @@ class IngestedSchema(StrictSchema):
 def to_incoming(data: dict, header_key: str | None, max_metadata: int, key_header: str = "Idempotency-Key") -> IncomingEvent:
     """Turn a validated body into the model's input; size and key checks that need the whole body."""
     metadata = data.get("metadata") or {}
-    if metadata_size(metadata) > max_metadata:
+    if not metadata_within(metadata, max_metadata):
         raise ApiError(413, "payload_too_large", f"metadata exceeds {max_metadata // 1024} KB", {"metadata": ["too large"]})
     key = data.get("event_id")
     if key and header_key and key != header_key:
