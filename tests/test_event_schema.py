@@ -81,3 +81,38 @@ def test_metadata_within_agrees_with_the_measured_size():
         metadata = {text(8): rng.choice(values)() for _ in range(rng.randrange(6))}
         limit = rng.randrange(400)
         assert metadata_within(metadata, limit) == (metadata_size(metadata) <= limit), (metadata, limit)
+
+
+def test_the_fast_clean_check_agrees_with_the_full_walk():
+    """bad_text's shortcut for clean bodies (no path built per key) answers exactly as the walk that names paths."""
+    import random
+
+    from webapp.schema_base import MAX_DEPTH, _clean, _problems
+
+    rng = random.Random(2)
+    texts = ["ok", "\x00", "a\x00b", "\ud800", "é\udfff", "é", "", "😀"]
+
+    def value(depth):
+        kind = rng.randrange(9 if depth < MAX_DEPTH + 3 else 5)
+        if kind < 3:
+            return rng.choice(texts)
+        if kind == 3:
+            return rng.choice([0, 1.5, True, None, 10**40])
+        if kind == 4:
+            return []
+        if kind < 7:
+            return {rng.choice(texts): value(depth + 1) for _ in range(rng.randrange(3))}
+        return [value(depth + 1) for _ in range(rng.randrange(3))]
+
+    def nested(depth):
+        v = value(depth)
+        for _ in range(depth):
+            v = [v] if rng.random() < 0.5 else {"k": v}
+        return v
+
+    seen = {True: 0, False: 0}
+    for _ in range(20000):
+        v = nested(rng.choice([0, 1, 2, MAX_DEPTH - 2, MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1]))
+        assert _clean(v) == (not _problems(v)), v
+        seen[_clean(v)] += 1
+    assert min(seen.values()) > 1000  # both answers well exercised
