@@ -8,6 +8,15 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 _engines: dict[tuple[int, str], Engine] = {}
+_role = "web"  # what this process's PostgreSQL connections say they are (application_name); see run_as_worker
+
+
+def run_as_worker() -> None:
+    """For `leadpulse worker`, before its first engine: pooled connections are pinged before use (one round trip a
+    checkout, against jobs that run for many) so that a job after a PostgreSQL restart gets a fresh connection instead
+    of failing on a dead one; the web skips the ping on its hot path and fails one request instead."""
+    global _role
+    _role = "worker"
 
 
 def make_engine(url: str, committer: bool = False) -> Engine:
@@ -33,11 +42,13 @@ def make_engine(url: str, committer: bool = False) -> Engine:
         return engine
     if committer:  # the ingest committer: 2 connections whose lock and statement timeouts cost no round trip per batch
         return create_engine(url, pool_size=1, max_overflow=1, pool_timeout=10, pool_recycle=1800,
-                             connect_args={"options": "-c lock_timeout=10s -c statement_timeout=20s"})
-    # No pre-ping (a round trip per request): a connection found dead after a database restart fails
-    # that one request with a 503 and is discarded by the pool. At most 20 connections per process: a gevent web
+                             connect_args={"options": "-c lock_timeout=10s -c statement_timeout=20s",
+                                           "application_name": "leadpulse-ingest"})
+    # The web has no pre-ping (a round trip per request): a connection found dead after a database restart fails
+    # that one request with a 503 and is discarded by the pool. Workers ping (run_as_worker). At most 20 connections per process: a gevent web
     # worker may hold many more requests than that, and one that finds none free in 10 s gets a 503.
-    return create_engine(url, pool_size=10, max_overflow=10, pool_timeout=10, pool_recycle=1800)
+    return create_engine(url, pool_size=10, max_overflow=10, pool_timeout=10, pool_recycle=1800,
+                         pool_pre_ping=_role == "worker", connect_args={"application_name": f"leadpulse-{_role}"})
 
 
 def get_engine(url: str, committer: bool = False) -> Engine:

@@ -176,3 +176,23 @@ def test_a_job_that_swallows_its_timeout_ends_its_worker(settings, redis_conn, c
     queue.enqueue("tests.helpers.stubborn_job", 60, job_timeout=1)
     assert proc.wait(timeout=30) == WATCHDOG_EXIT
     assert not [pid for pid in scheduler if os.path.exists(f"/proc/{pid}")], "the scheduler outlived its worker"
+
+
+def test_a_worker_reconnects_after_the_database_drops_its_connections(api, app, worker_processes, tmp_path):
+    """A PostgreSQL restart kills a long-lived worker's pooled connections; its next job pings, reconnects and scores
+    without a failed attempt (the web's own connections are not touched: they say they are the web's)."""
+    from sqlalchemy import text
+
+    published_ruleset(api, WEIGHTS)
+    worker_processes(1, LEADPULSE_SWEEP_SECONDS=3600)  # only jobs touch the database after the first sweep
+    ingest(api, "ada", "page_view")
+    wait_until(lambda: pending(app) == 0, timeout=30, message="the first event scored")
+    with app.extensions["leadpulse"].Session() as s, s.begin():
+        killed = s.execute(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                "WHERE application_name = 'leadpulse-worker' AND datname = current_database()")).scalar()
+    assert killed >= 1
+    ingest(api, "ada", "demo_request")
+    wait_until(lambda: pending(app) == 0, timeout=30, message="the second event scored")
+    assert leads_by_id(api)["ada"]["score"] == 23
+    log = (tmp_path / "worker-0.log").read_text()
+    assert "scoring batch retry" not in log and "OperationalError" not in log, log[-2000:]

@@ -86,7 +86,7 @@ def run_worker(settings: Settings, burst: bool = False) -> None:
     from redis import Redis
     from rq import Queue
 
-    from models.db import session_factory
+    from models.db import run_as_worker, session_factory
     from worker.process import WatchedWorker
     from worker.sweep import start_sweeper
     from worker.wakeup import worker_queues
@@ -97,6 +97,7 @@ def run_worker(settings: Settings, burst: bool = False) -> None:
     # Configure the ORM before the sweep thread starts: a fork taken while that thread holds the mapper lock (RQ
     # forks its scheduler process) leaves the child waiting on it forever (seen once in bench/sync.py).
     configure_mappers()
+    run_as_worker()
     # Import what jobs use here, once, before the first job waits on it.
     import integrations.hubspot_sync  # noqa: F401
     import integrations.slack_alerts  # noqa: F401
