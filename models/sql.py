@@ -1,8 +1,6 @@
 """Small dialect helpers so set-based statements read the same on PostgreSQL and SQLite."""
 from __future__ import annotations
 
-import re
-
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.dialects import postgresql, sqlite
@@ -17,8 +15,8 @@ def driver_rows(session: Session, statement, params: dict) -> list[tuple]:
     from psycopg.rows import namedtuple_row
 
     sql = _driver_sql.get(statement)
-    if sql is None:
-        sql = _driver_sql[statement] = re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", statement.text)
+    if sql is None:  # SQLAlchemy's own rendering for psycopg: :name -> %(name)s, a literal % doubled
+        sql = _driver_sql[statement] = str(statement.compile(dialect=session.get_bind().dialect))
     conn = session.connection().connection.driver_connection
     try:
         with conn.cursor(row_factory=namedtuple_row) as cur:

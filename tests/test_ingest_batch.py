@@ -64,7 +64,7 @@ def test_the_batch_is_one_transaction_not_one_per_event(api, app, settings):
         r = api.post("/ingest/batch", json={"events": [{"lead_id": f"l{i}", "event_type": "page_view"} for i in range(500)]})
     assert r.status_code == 202 and r.json["accepted"] == 500
     assert stored_events(app) == 500
-    assert len(statements) < 20, statements  # set-based: a handful of statements (auth included), not 500
+    assert 2 <= len(statements) < 20, statements  # set-based: a handful of statements (auth included), not 500
 
 
 def test_bad_batches_are_refused_whole_and_store_nothing(api, app):

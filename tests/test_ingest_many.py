@@ -43,7 +43,7 @@ def test_batch_resolves_identities_and_dedupes(app, tenant):
     assert [r.duplicate for r in out] == [False, False, False, False, False, False, True, True]
     assert out[6].event_id == out[0].event_id and out[6].lead_id == a
     assert out[7].event_id == first[0].event_id and out[7].lead_id == "known"
-    assert len(statements) <= 10  # a handful of statements for the whole batch, not one per event
+    assert 2 <= len(statements) <= 10  # a handful of statements for the whole batch, not one per event
     with Session() as s:
         assert s.execute(select(func.count()).select_from(Event)).scalar() == 7
         # known, A, B, fresh, and "other": insert-first resolves a repeat's lead before learning it is a repeat

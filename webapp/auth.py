@@ -110,8 +110,8 @@ def forget_credential(client_id: str) -> None:
     """Called on revocation so this process stops honouring it at once (others within CREDENTIAL_TTL), including
     a lookup already under way (a gevent request that read the row just before the revocation committed)."""
     now = time.monotonic()
-    for old in [k for k, at in _revoked.items() if at < now - 60]:
-        del _revoked[old]
+    for old in [k for k, at in list(_revoked.items()) if at < now - 60]:  # a copy: OS threads may revoke at once
+        _revoked.pop(old, None)
     _revoked[client_id] = now
     _credentials.pop(client_id, None)
 
