@@ -45,8 +45,9 @@ def make_engine(url: str, committer: bool = False) -> Engine:
                              connect_args={"options": "-c lock_timeout=10s -c statement_timeout=20s",
                                            "application_name": "leadpulse-ingest"})
     # The web has no pre-ping (a round trip per request): a connection found dead after a database restart fails
-    # that one request with a 503 and is discarded by the pool. Workers ping (run_as_worker). At most 20 connections per process: a gevent web
-    # worker may hold many more requests than that, and one that finds none free in 10 s gets a 503.
+    # that one request with a 503 and is discarded by the pool; workers ping (run_as_worker). At most 20 connections
+    # per process: a gevent web worker may hold many more requests than that, and one that finds none free in 10 s
+    # gets a 503.
     return create_engine(url, pool_size=10, max_overflow=10, pool_timeout=10, pool_recycle=1800,
                          pool_pre_ping=_role == "worker", connect_args={"application_name": f"leadpulse-{_role}"})
 

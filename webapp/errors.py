@@ -86,43 +86,25 @@ def handle_api_error(exc: ApiError):
     return error_body(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
 
-def handle_unexpected(exc: Exception):
-    return handle_api_error(unexpected(exc))
-
-
-def unexpected(exc: Exception) -> ApiError:
-    log.error("unhandled error", exc_info=exc)
-    return ApiError(500, "internal_error", "internal server error")
-
-
-def handle_db_unavailable(exc):
-    return handle_api_error(db_unavailable(exc))
-
-
-def db_unavailable(exc) -> ApiError:
-    """Deadlock victim, serialization failure, lost connection or no pooled connection free in time: retryable."""
-    log.warning("database unavailable: %s", exc.orig.__class__.__name__ if getattr(exc, "orig", None) else exc)
-    return ApiError(503, "unavailable", "the database is busy or unreachable; retry shortly", headers={"Retry-After": "1"})
+def handle_error(exc: Exception):
+    return handle_api_error(as_api_error(exc))
 
 
 def as_api_error(exc: Exception) -> ApiError:
-    """What a failure answers, as the handlers registered below would (for code that answers outside Flask)."""
+    """What any failure but an HTTPException answers: the one mapping for Flask's handler and POST /ingest's lane."""
     from sqlalchemy.exc import OperationalError
     from sqlalchemy.exc import TimeoutError as PoolTimeout
 
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, (OperationalError, PoolTimeout)):
-        return db_unavailable(exc)
-    return unexpected(exc)
+        # Deadlock victim, serialization failure, lost connection or no pooled connection free in time: retryable.
+        log.warning("database unavailable: %s", exc.orig.__class__.__name__ if getattr(exc, "orig", None) else exc)
+        return ApiError(503, "unavailable", "the database is busy or unreachable; retry shortly", headers={"Retry-After": "1"})
+    log.error("unhandled error", exc_info=exc)
+    return ApiError(500, "internal_error", "internal server error")
 
 
 def register(app) -> None:
-    from sqlalchemy.exc import OperationalError
-    from sqlalchemy.exc import TimeoutError as PoolTimeout
-
     app.register_error_handler(HTTPException, handle_http_exception)
-    app.register_error_handler(OperationalError, handle_db_unavailable)
-    app.register_error_handler(PoolTimeout, handle_db_unavailable)
-    app.register_error_handler(ApiError, handle_api_error)
-    app.register_error_handler(Exception, handle_unexpected)
+    app.register_error_handler(Exception, handle_error)

@@ -54,8 +54,8 @@ class IngestLane:
         declared = environ.get("CONTENT_LENGTH", "")
         if not (declared.isascii() and declared.isdigit() and len(declared) <= 12):
             return None
-        limit = self.app.config["MAX_CONTENT_LENGTH"]
-        return int(declared) if 0 < int(declared) and (limit is None or int(declared) <= limit) else None
+        length, limit = int(declared), self.app.config["MAX_CONTENT_LENGTH"]
+        return length if 0 < length and (limit is None or length <= limit) else None
 
     def _answer(self, environ, principal, body: bytes, t0: float):
         """The response to an event the lane accepts, else None (Flask then says what is wrong, or fails as it would)."""

@@ -37,12 +37,12 @@ def _clean(value, depth: int = 0) -> bool:
         return False
     kind = type(value)
     if kind is str:
-        return ("\x00" not in value and value.isascii()) or _text_problem(value) is None
+        return _text_problem(value) is None
     if kind is dict or kind is list:
         if value and depth >= MAX_DEPTH:  # its items would be nested too deep, whatever they are
             return False
         for key, item in value.items() if kind is dict else enumerate(value):
-            if kind is dict and type(key) is str and not (("\x00" not in key and key.isascii()) or _text_problem(key) is None):
+            if kind is dict and type(key) is str and _text_problem(key) is not None:
                 return False
             if type(item) not in _SCALARS and not _clean(item, depth + 1):
                 return False
