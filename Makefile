@@ -8,15 +8,35 @@ REDIS_URL ?= redis://127.0.0.1:6379/0
 PG_HOST ?= 127.0.0.1
 PG_PORT ?= 5432
 
-.PHONY: run test install services redis postgres bench clean
+LOCK    := requirements.lock
 
-$(VENV)/.installed: pyproject.toml
+.PHONY: run test test-newest lint install lock services redis postgres bench clean
+
+# Installs exactly what requirements.lock pins (hash-checked), then LeadPulse itself without resolving anything.
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@
 
 install: $(VENV)/.installed
+
+# Re-resolve pyproject.toml's ranges (product and dev extras) to the newest releases and pin them with hashes.
+lock: install
+	$(BIN)/python -m pip install -q uv
+	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 --no-header --quiet --upgrade -o $(LOCK)
+
+# The suite on the newest releases pyproject.toml admits, in a venv of its own: what a fresh unlocked install gets.
+test-newest: redis postgres
+	$(PYTHON) -m venv .venv-newest
+	.venv-newest/bin/python -m pip install -q --upgrade pip
+	.venv-newest/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e '.[dev]'
+	.venv-newest/bin/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # Start Redis / PostgreSQL when installed but stopped; say clearly what is missing otherwise.
 redis:
@@ -57,4 +77,4 @@ bench: services
 	$(BIN)/python bench/import_csv.py
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-newest *.egg-info .pytest_cache
