@@ -8,7 +8,7 @@ import requests
 from hubspot.crm import contacts as hc
 from hubspot.crm.properties import ApiException, OptionInput, PropertyCreate, PropertyGroupCreate, PropertyUpdate
 
-from worker.timeouts import timed_out
+from integrations.timeouts import timed_out
 
 OBJECT_TYPE = "contacts"
 GROUP = "leadpulse"

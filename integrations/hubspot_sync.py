@@ -15,7 +15,7 @@ from models.drivers import top_drivers
 from models.integrations import HubSpotConnection, HubSpotContact, pending_contacts
 from models.levels import EngagementLevel, level_options
 from models.sql import insert_for
-from worker.timeouts import timed_out
+from integrations.timeouts import timed_out
 
 log = logging.getLogger("leadpulse.hubspot")
 TOKEN_PURPOSE = "hubspot-token"

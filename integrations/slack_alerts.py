@@ -16,7 +16,7 @@ from models.integrations import HubSpotConnection, HubSpotContact, lead_email
 from models.leads import Lead
 from models.levels import EngagementLevel
 from models.slack import FAILED, PENDING, SENT, SlackAlert, SlackConnection
-from worker.timeouts import timed_out
+from integrations.timeouts import timed_out
 
 log = logging.getLogger("leadpulse.slack")
 

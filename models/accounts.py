@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
+from models.db import session_factory
 from models.tenancy import ApiCredential, InstanceSetting, Member, Membership, Organization, OrgUnit
 
 _hasher = PasswordHasher()
@@ -113,7 +114,13 @@ def bootstrap(session: Session, org: str, unit: str, email: str | None = None, p
         session.add(member)
         session.flush()
         session.add(Membership(member_id=member.id, unit_id=ou.id, role="Owner"))
-    return out  # exactly DESIGN.md's {org_id, unit_id, client_id, client_secret}
+    return out  # the command line prints this, as the README documents
+
+
+def bootstrap_tenant(database_url: str, org: str, unit: str, email: str | None = None, password: str | None = None) -> dict:
+    """bootstrap in a transaction of its own, for the command line, the first start and the demo."""
+    with session_factory(database_url, writer=True)() as s, s.begin():
+        return bootstrap(s, org, unit, email, password)
 
 
 def load_or_create_secret(Session) -> str:

@@ -22,7 +22,7 @@ os.environ.pop("LEADPULSE_BOOTSTRAP", None)
 
 from config import Settings  # noqa: E402
 from webapp import create_app  # noqa: E402
-from webapp.cli import db_upgrade  # noqa: E402
+from models.migrate import upgrade as db_upgrade  # noqa: E402
 
 
 def _create_database() -> None:
@@ -98,10 +98,10 @@ class Tenant:
 
 
 def make_tenant(settings, org="Acme", unit="Main", email=None, password="correct horse battery") -> Tenant:
-    from webapp.cli import run_bootstrap
+    from models.accounts import bootstrap_tenant
 
     email = email or f"owner-{org.lower()}-{unit.lower()}@example.com"
-    out = run_bootstrap(settings, org, unit, email, password)
+    out = bootstrap_tenant(settings.database_url, org, unit, email, password)
     return Tenant(out["org_id"], out["unit_id"], out["client_id"], out["client_secret"], email, password)
 
 
@@ -175,7 +175,7 @@ def worker_processes(settings, tmp_path):
         full_env = {**os.environ, "LEADPULSE_SWEEP_SECONDS": "1", **{k: str(v) for k, v in env.items()}}
         for _ in range(count):
             log = open(tmp_path / f"worker-{len(procs)}.log", "wb")
-            procs.append(subprocess.Popen([sys.executable, "-m", "webapp.cli", "worker"], env=full_env,
+            procs.append(subprocess.Popen([sys.executable, "-m", "worker.cli", "worker"], env=full_env,
                                           stdout=log, stderr=subprocess.STDOUT))
             log.close()
         return procs

@@ -8,11 +8,11 @@ from sqlalchemy import func, select
 
 from config import Settings
 from models.tenancy import ApiCredential, Organization
-from webapp.cli import bootstrap_on_first_start
+from worker.cli import bootstrap_on_first_start
 
 
 def run_cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "webapp.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "worker.cli", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=60)
 
 

@@ -67,7 +67,7 @@ def test_admin_needs_a_member(client, tenant):
 
 
 def test_demo_command_prints_the_table_and_what_reached_hubspot_and_slack(settings, clean, tenant):
-    from webapp.demo import run_demo
+    from worker.demo import run_demo
 
     with FakeHubSpot(tokens=["pat-demo-0123456789"]) as hubspot, FakeSlack(bot_token="xoxb-demo") as slack:
         for lead in SEEDED - {"seed-linus"}:
@@ -88,7 +88,7 @@ def test_demo_command_prints_the_table_and_what_reached_hubspot_and_slack(settin
 
 
 def test_demo_without_hubspot_or_slack_says_what_would_go(settings, clean, tenant):
-    from webapp.demo import run_demo
+    from worker.demo import run_demo
 
     out = run_demo(settings, tenant.unit_id)
     assert "HubSpot: not configured; 6 contacts would get engagement_score/engagement_level:" in out

@@ -22,7 +22,7 @@ def running_dev(tmp_path, redis_conn, **extra_env):
     port = free_port()
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/leadpulse.db", "PORT": str(port),
            "LEADPULSE_SWEEP_SECONDS": "1", "WEB_CONCURRENCY": "1", **extra_env}
-    proc = subprocess.Popen([sys.executable, "-m", "webapp.cli", "dev"], env=env, cwd=tmp_path,
+    proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "dev"], env=env, cwd=tmp_path,
                             stdout=open(tmp_path / "dev.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
 
@@ -51,7 +51,7 @@ def dev_server(tmp_path, redis_conn):
 
 def test_quickstart_on_sqlite(dev_server):
     base, env = dev_server
-    out = subprocess.run([sys.executable, "-m", "webapp.cli", "bootstrap", "--org", "Acme", "--unit", "Main",
+    out = subprocess.run([sys.executable, "-m", "worker.cli", "bootstrap", "--org", "Acme", "--unit", "Main",
                           "--email", "owner@acme.io", "--password", "pw-12345678"],
                          env=env, capture_output=True, text=True, check=True)
     creds = json.loads(out.stdout)
@@ -89,7 +89,7 @@ def test_demo_command_on_a_fresh_sqlite_file(tmp_path):
     """The README's first step: `leadpulse demo` creates an OU, seeds it and prints the outcome."""
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/leadpulse.db"}
     env.pop("HUBSPOT_ACCESS_TOKEN", None), env.pop("SLACK_BOT_TOKEN", None)
-    run = [sys.executable, "-m", "webapp.cli", "demo"]
+    run = [sys.executable, "-m", "worker.cli", "demo"]
     first = subprocess.run(run, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr
     assert "Created organization 'Demo', unit 'Main'" in first.stdout
@@ -106,7 +106,7 @@ def test_concurrent_writes_on_sqlite_all_succeed(dev_server):
     from concurrent.futures import ThreadPoolExecutor
 
     base, env = dev_server
-    out = subprocess.run([sys.executable, "-m", "webapp.cli", "bootstrap", "--org", "Acme", "--unit", "Main"],
+    out = subprocess.run([sys.executable, "-m", "worker.cli", "bootstrap", "--org", "Acme", "--unit", "Main"],
                          env=env, capture_output=True, text=True, check=True)
     creds = json.loads(out.stdout)
     auth = (creds["client_id"], creds["client_secret"])

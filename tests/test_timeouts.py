@@ -2,7 +2,7 @@
 from rq.timeouts import JobTimeoutException
 from sqlalchemy.exc import OperationalError
 
-from worker.timeouts import timed_out
+from integrations.timeouts import timed_out
 
 
 def test_a_timeout_is_seen_directly_or_behind_the_error_it_caused():

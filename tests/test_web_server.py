@@ -22,7 +22,7 @@ def web(tmp_path, clean):
     port = free_port()
     env = {**os.environ, "PORT": str(port), "WEB_CONCURRENCY": "1", "WEB_CONNECTIONS": "200"}
     log = open(tmp_path / "web.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "webapp.cli", "web"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "web"], env=env, stdout=log, stderr=subprocess.STDOUT)
     log.close()
 
     def up():

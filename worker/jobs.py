@@ -12,7 +12,7 @@ from config import Settings
 from models.db import session_factory
 from models.score_batch import has_pending, score_pending
 from worker.stream import announce_scores
-from worker.timeouts import timed_out
+from integrations.timeouts import timed_out
 from worker.wakeup import (ALERTS_TIMEOUT, FLAG_TTL, HUBSPOT_SYNC_TIMEOUT, METRICS_KEY, alerts_kick_key, enqueue_alerts,
                            enqueue_hubspot_sync, flag_key, hubspot_kick_key, kick_alerts, kick_hubspot_sync, kick_scoring,
                            record_latencies, urgent_queue, wait_key)

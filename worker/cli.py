@@ -1,4 +1,8 @@
-"""The `leadpulse` command: db upgrade, bootstrap, web, worker, dev, demo."""
+"""The `leadpulse` command: db upgrade, bootstrap, web, worker, dev, demo.
+
+It lives with the worker because most of it runs the worker; it starts the web app only as gunicorn's subprocess
+("webapp.wsgi:app"), so `leadpulse worker` never imports Flask.
+"""
 from __future__ import annotations
 
 import argparse
@@ -9,53 +13,38 @@ import signal
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
+from redis import Redis
+from rq import Queue
+from sqlalchemy import func, select
+from sqlalchemy.orm import configure_mappers
+
+import models  # noqa: F401  (every table mapped before configure_mappers)
 from config import Settings
+from models.accounts import bootstrap_tenant
+from models.db import run_as_worker, session_factory
+from models.migrate import upgrade as db_upgrade
+from models.tenancy import Organization
+from worker import jobs  # noqa: F401  (the jobs and all they call, loaded before the first job waits on it)
+from worker.demo import run_demo
+from worker.process import WATCHDOG_EXIT, WatchedWorker
+from worker.sweep import start_sweeper
+from worker.wakeup import worker_queues
 
-ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("leadpulse.cli")
-
-
-def alembic_config(settings: Settings):
-    from alembic.config import Config
-
-    cfg = Config(str(ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(ROOT / "migrations"))
-    cfg.set_main_option("sqlalchemy.url", settings.database_url.replace("%", "%%"))
-    return cfg
-
-
-def db_upgrade(settings: Settings) -> None:
-    from alembic import command
-
-    command.upgrade(alembic_config(settings), "head")
-
-
-def run_bootstrap(settings: Settings, org: str, unit: str, email: str | None, password: str | None) -> dict:
-    from models.accounts import bootstrap
-    from models.db import session_factory
-
-    with session_factory(settings.database_url, writer=True)() as s, s.begin():
-        return bootstrap(s, org, unit, email, password)
 
 
 def bootstrap_on_first_start(settings: Settings) -> None:
     """LEADPULSE_BOOTSTRAP=org/unit creates a tenant when the database has none, and prints it once."""
     if not settings.bootstrap:
         return
-    from sqlalchemy import func, select
-
-    from models.db import session_factory
-    from models.tenancy import Organization
-
     org, sep, unit = settings.bootstrap.partition("/")
     if not sep or not org.strip() or not unit.strip():
         raise SystemExit("configuration error: LEADPULSE_BOOTSTRAP must look like 'org/unit'")
     with session_factory(settings.database_url)() as s:
         if s.execute(select(func.count()).select_from(Organization)).scalar():
             return
-    out = run_bootstrap(settings, org.strip(), unit.strip(), None, None)
+    out = bootstrap_tenant(settings.database_url, org.strip(), unit.strip())
     print("LeadPulse bootstrap credential (shown once):\n" + json.dumps(out), flush=True)
 
 
@@ -83,26 +72,10 @@ def run_web(settings: Settings) -> None:
 
 
 def run_worker(settings: Settings, burst: bool = False) -> None:
-    from redis import Redis
-    from rq import Queue
-
-    from models.db import run_as_worker, session_factory
-    from worker.process import WatchedWorker
-    from worker.sweep import start_sweeper
-    from worker.wakeup import worker_queues
-
-    import models  # noqa: F401
-    from sqlalchemy.orm import configure_mappers
-
     # Configure the ORM before the sweep thread starts: a fork taken while that thread holds the mapper lock (RQ
     # forks its scheduler process) leaves the child waiting on it forever (seen once in bench/sync.py).
     configure_mappers()
     run_as_worker()
-    # Import what jobs use here, once, before the first job waits on it.
-    import integrations.hubspot_sync  # noqa: F401
-    import integrations.slack_alerts  # noqa: F401
-    import worker.jobs  # noqa: F401
-
     redis = Redis.from_url(settings.redis_url)
     queues = [Queue(name, connection=redis) for name in worker_queues(settings.queue_name)]
     stop = start_sweeper(
@@ -120,11 +93,9 @@ def run_worker(settings: Settings, burst: bool = False) -> None:
 
 def run_dev(settings: Settings) -> None:
     """Web, worker (with its scheduler and sweep) in one process group, for a first run."""
-    from worker.process import WATCHDOG_EXIT
-
     db_upgrade(settings)
     bootstrap_on_first_start(settings)
-    exe = [sys.executable, "-m", "webapp.cli"]
+    exe = [sys.executable, "-m", "worker.cli"]
     procs = [subprocess.Popen(exe + ["worker"]), subprocess.Popen(exe + ["web"])]
     print(f"LeadPulse is running at http://{settings.host}:{settings.port}/ (docs at /docs). Ctrl-C stops it.", flush=True)
 
@@ -179,9 +150,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.email and not args.password:
             parser.error("--password is required with --email")
         try:
-            print(json.dumps(run_bootstrap(settings, args.org, args.unit, args.email, args.password)))
+            print(json.dumps(bootstrap_tenant(settings.database_url, args.org, args.unit, args.email, args.password)))
         except ValueError as exc:
-            raise SystemExit(f"bootstrap failed: {exc}")
+            raise SystemExit(f"bootstrap failed: {exc}") from None
     elif args.command == "web":
         bootstrap_on_first_start(settings)
         run_web(settings)
@@ -190,8 +161,6 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "dev":
         run_dev(settings)
     elif args.command == "demo":
-        from webapp.demo import run_demo
-
         db_upgrade(settings)
         print(run_demo(settings, args.unit_id))
 

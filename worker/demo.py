@@ -3,16 +3,27 @@ from __future__ import annotations
 
 import json
 
+from redis import Redis
 from sqlalchemy import select
 
 from config import Settings
+from integrations.hubspot_sync import sync_contacts, token_for
+from integrations.slack_alerts import deliver_alerts, examine_all
+from integrations.slack_store import resolve
+from models.accounts import bootstrap_tenant
+from models.accounts import load_or_create_secret
+from models.db import session_factory
+from models.integrations import HubSpotConnection, pending_contacts
+from models.leads import Lead
+from models.levels import EngagementLevel
+from models.score_batch import score_pending
+from models.seed import SeedRefused, email_of, seed_unit
+from models.slack import SlackAlert, SlackConnection
+from models.tenancy import OrgUnit
 
 
 def pick_unit(Session, settings: Settings, unit_id: str | None) -> tuple[str, str, dict | None]:
     """(org_id, unit_id, new credential or None): the given OU, the only one, or a new Demo/Main."""
-    from models.tenancy import OrgUnit
-    from webapp.cli import run_bootstrap
-
     with Session() as s:
         if unit_id:
             unit = s.get(OrgUnit, unit_id)
@@ -24,27 +35,18 @@ def pick_unit(Session, settings: Settings, unit_id: str | None) -> tuple[str, st
         raise SystemExit("demo: several organization units exist; choose one with --unit-id")
     if units:
         return units[0].org_id, units[0].id, None
-    created = run_bootstrap(settings, "Demo", "Main", None, None)
+    created = bootstrap_tenant(settings.database_url, "Demo", "Main")
     return created["org_id"], created["unit_id"], created
 
 
 def run_demo(settings: Settings, unit_id: str | None = None) -> str:
-    from integrations.slack_alerts import deliver_alerts, examine_all
-    from integrations.slack_store import resolve
-    from models.accounts import load_or_create_secret
-    from models.db import session_factory
-    from models.score_batch import score_pending
-    from models.seed import SeedRefused, email_of, seed_unit
-    from models.leads import Lead
-    from models.slack import SlackAlert, SlackConnection
-
     Session = session_factory(settings.database_url, writer=True)
     org_id, unit_id, credential = pick_unit(Session, settings, unit_id)
     try:
         with Session() as s, s.begin():
             seeded = seed_unit(s, org_id, unit_id, actor="leadpulse demo")
     except SeedRefused as exc:
-        raise SystemExit(f"demo: {exc}")
+        raise SystemExit(f"demo: {exc}") from None
     while True:  # score here with the workers' code, so the table is final without a running worker
         with Session() as s, s.begin():
             if not score_pending(s, limit=settings.score_batch_size).events:
@@ -75,9 +77,6 @@ def run_demo(settings: Settings, unit_id: str | None = None) -> str:
 
 
 def _leads_table(Session, unit_id: str, lead_ids: list[str], email_of) -> list[str]:
-    from models.leads import Lead
-    from models.levels import EngagementLevel
-
     with Session() as s:
         rows = s.execute(select(Lead.lead_id, Lead.metadata_, Lead.score, EngagementLevel.name)
                          .outerjoin(EngagementLevel, EngagementLevel.id == Lead.level_id)
@@ -89,11 +88,6 @@ def _leads_table(Session, unit_id: str, lead_ids: list[str], email_of) -> list[s
 
 
 def _hubspot_lines(Session, settings, secret: str, unit_id: str) -> list[str]:
-    from redis import Redis
-
-    from integrations.hubspot_sync import sync_contacts, token_for
-    from models.integrations import HubSpotConnection, pending_contacts
-
     with Session() as s:
         conn = s.get(HubSpotConnection, unit_id)
         pending = pending_contacts(s, unit_id, 100)
