@@ -1,4 +1,4 @@
-"""One Settings object, read from the environment (names are a contract: see DESIGN.md)."""
+"""One Settings object, read from the environment (the names are a contract, listed in the README)."""
 from __future__ import annotations
 
 import os

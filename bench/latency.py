@@ -380,7 +380,7 @@ def main(argv=None) -> int:
     from redis import Redis
     from rq import Queue
 
-    from worker.wakeup import worker_queues
+    from worker.registry import worker_queues
 
     schedule, crossing, n_leads = build_schedule(args.rate, args.duration, args.hot_rate, args.leads)
     n_cross = len(crossing)

@@ -180,12 +180,13 @@ def main(argv=None) -> int:
     pks = load_pending(args.db, cred, events, args.leads)
     log(f"loaded {len(events)} pending events over {len(pks)} leads in {time.perf_counter() - t:.1f}s (COPY)")
 
-    from worker.wakeup import FLAG_TTL, flag_key, kick_scoring
+    from integrations.redis_keys import SCORE_SLOT
+    from worker.jobs import kick_scoring
 
     redis = Redis.from_url(f"{common.REDIS_BASE}/{REDIS_DB}")
     # Hold the slot flags so the workers' start-up sweep cannot start scoring before both are registered.
     for slot in range(slots):
-        redis.set(flag_key(slot), "bench-hold", ex=FLAG_TTL)
+        redis.set(SCORE_SLOT(slot=slot), "bench-hold", ex=SCORE_SLOT.ttl)
 
     logdir = Path(tempfile.mkdtemp(prefix="leadpulse-bench-scoring-"))
     procs = [common.start([common.LEADPULSE, "worker"], env, logdir / f"worker{i}.log") for i in range(args.workers)]
@@ -209,7 +210,7 @@ def main(argv=None) -> int:
         cpu0 = (common.machine_busy(), sum(common.tree_cpu_seconds(p.pid) for p in procs), self_cpu())
         t0, started = time.perf_counter(), time.monotonic()
         for slot in range(slots):
-            redis.delete(flag_key(slot))
+            redis.delete(SCORE_SLOT(slot=slot))
         kick_scoring(redis, QUEUE, slots)
         # A cheap EXISTS on the partial pending index every 25 ms ends the clock; a full count (which would
         # itself load the database) only every 2 s, to notice a stall.

@@ -24,7 +24,7 @@ contact ids deleted), while this script moves due jobs out of RQ's ScheduledJobR
 measure what the RQ scheduler's 1 s polling (on whole-second timestamps) costs the sync job, which
 reschedules itself with `enqueue_in` whenever it catches up with the rate limit.
 
-Each phase: the clock starts when `worker.wakeup.enqueue_hubspot_sync` is called and stops at the last
+Each phase: the clock starts when `worker.jobs.enqueue_hubspot_sync` is called and stops at the last
 `hubspot_contacts.synced_at` written (polling only detects the end). Requests per endpoint, 429s and their
 retries are counted at the fake; every contact is compared with its lead (score, level, stored id).
 """
@@ -48,6 +48,7 @@ import scoring as scoring_bench  # noqa: E402  (levels, rules, event generator a
 from common import api, git_head, log, wait_workers  # noqa: E402
 
 sys.path.insert(0, str(common.ROOT))
+from integrations.redis_keys import UNIT_RUN  # noqa: E402
 from tests.fakes.hubspot import FakeHubSpot  # noqa: E402
 
 DEFAULT_DB = "leadpulse_bench_sync"
@@ -158,7 +159,7 @@ def wait_idle(redis, queue, timeout=60.0) -> None:
 
 def score_everything(db: str, redis, env: dict) -> None:
     import psycopg
-    from worker.wakeup import kick_scoring
+    from worker.jobs import kick_scoring
 
     slots = int(env.get("LEADPULSE_SCORING_PARALLELISM", 2))
     kick_scoring(redis, QUEUE, slots)
@@ -274,7 +275,7 @@ def run_phase(name, fake, redis, queue, engine, unit_id, timeout, fast=None, pre
     from sqlalchemy import func, select, text
 
     from models.integrations import pending_query
-    from worker.wakeup import enqueue_hubspot_sync
+    from worker.jobs import enqueue_hubspot_sync
 
     pending_sql = pending_exists_sql(unit_id)
     with engine.connect() as c:
@@ -496,7 +497,7 @@ def main(argv=None) -> int:
 
         # Connect through the real app. The sync lock is held meanwhile, so the sync the connect kicks (and the
         # start-up sweep's) exits at once and the clock starts at our own enqueue.
-        lock = f"leadpulse:hubspot:run:{unit_id}"
+        lock = UNIT_RUN(kind="hubspot", unit_id=unit_id)
         redis.set(lock, "bench-hold", ex=900)
         call = api(env, cred)
         status = call("PUT", "/integrations/hubspot", {"access_token": TOKEN})

@@ -1,1 +1,1 @@
-"""HubSpot, Slack and outbound-webhook adapters (see issue 3)."""
+"""HubSpot, Slack and Segment adapters: the layer between the models and the outside services (docs/architecture.md)."""

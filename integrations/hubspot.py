@@ -58,7 +58,7 @@ def options_for(level_names: list[str]) -> list[OptionInput]:
 
 
 def property_specs(level_names: list[str]) -> list[dict]:
-    """The four contact properties DESIGN.md fixes; engagement_level's options follow the level table."""
+    """The four contact properties the README promises (names are a contract with sales' HubSpot views); engagement_level's options follow the level table."""
     return [
         dict(name="engagement_score", label="Engagement score", type="number", field_type="number"),
         dict(name="engagement_level", label="Engagement level", type="enumeration", field_type="select",

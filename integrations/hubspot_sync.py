@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 
 from integrations.hubspot import BATCH, ENSURE_PROPERTIES_CALLS, HubSpotAdapter, HubSpotAuthError, HubSpotError
+from integrations import redis_keys as keys
 from integrations.rate_limit import RateLimited, RollingLimiter
 from integrations.secretbox import decrypt
 from models.base import utcnow
@@ -42,7 +43,7 @@ def ensure_options(redis, adapter: HubSpotAdapter, token: str, names: list[str],
     if redis is not None:
         account = f"portal:{portal_id}" if portal_id else "token:" + token_key(token)
         try:
-            lock = redis.lock("leadpulse:hubspot:options-lock:" + account, timeout=OPTIONS_LOCK_SECONDS, blocking_timeout=30)
+            lock = redis.lock(keys.HUBSPOT_OPTIONS_LOCK(account=account), timeout=keys.HUBSPOT_OPTIONS_LOCK.ttl, blocking_timeout=30)
             acquired = lock.acquire()
         except Exception as exc:  # Redis down: the options still get written
             if timed_out(exc):
@@ -63,8 +64,6 @@ def ensure_options(redis, adapter: HubSpotAdapter, token: str, names: list[str],
                 pass
 
 
-OPTIONS_LOCK_SECONDS = 120  # longer than the up-to-7 calls of ensure_properties at their 10 s timeout
-HEAL_KEY_SECONDS = 3600  # an OU's options are restored after a refused batch at most this often
 
 
 def sync_level_options(Session, settings, secret_key: str, unit_id: str, redis=None) -> bool:
@@ -115,7 +114,7 @@ class SyncOutcome:
 
 def limiter_for(redis, settings, token: str) -> RollingLimiter:
     """One limiter per HubSpot token, whichever worker or OU uses it."""
-    key = "leadpulse:hubspot:rl:" + token_key(token)
+    key = keys.HUBSPOT_RATE(account=token_key(token))
     return RollingLimiter(redis, key, settings.hubspot_rate_limit_per_10s, 10.0)
 
 
@@ -148,8 +147,8 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str) -> Sy
             out.retry_in = exc.wait
             return out
         except HubSpotError as exc:
-            if not healed and _missing_level_option(exc) and redis.set(f"leadpulse:hubspot:healed:{unit_id}", 1, nx=True,
-                                                                       ex=HEAL_KEY_SECONDS):
+            if not healed and _missing_level_option(exc) and redis.set(keys.HUBSPOT_HEALED(unit_id=unit_id), 1, nx=True,
+                                                                       ex=keys.HUBSPOT_HEALED.ttl):
                 # Someone removed an option in HubSpot, or another OU's update raced ours: put them back, retry once
                 # (at most once an hour per OU: a value HubSpot keeps refusing stops the sync as before).
                 healed = True
@@ -192,11 +191,11 @@ def _missing_level_option(exc: HubSpotError) -> bool:
 
 def _ensure_properties_once(redis, adapter, limiter, token: str, unit_id: str, level_names: list[str], others: set[str]) -> None:
     """Create the group and properties (with these level options) once a day per OU and level table."""
-    key = "leadpulse:hubspot:props:" + hashlib.sha256(f"{unit_id}:{level_names}".encode()).hexdigest()[:24]
+    key = keys.HUBSPOT_PROPS(digest=hashlib.sha256(f"{unit_id}:{level_names}".encode()).hexdigest()[:24])
     if redis.get(key):
         return
     ensure_options(redis, adapter, token, level_names, others, limiter=limiter)
-    redis.set(key, 1, ex=86400)
+    redis.set(key, 1, ex=keys.HUBSPOT_PROPS.ttl)
 
 
 def contact_properties(row, level_name: str | None, drivers: str | None) -> dict:
@@ -270,14 +269,14 @@ def _upsert_contacts(Session, *batches: list[dict]) -> None:
 
 
 def _budget_key(unit_id: str) -> str:
-    return f"leadpulse:hubspot:failures:{unit_id}"
+    return keys.HUBSPOT_BUDGET(unit_id=unit_id)
 
 
 def _spend_budget(redis, unit_id: str) -> int:
     """Consecutive 5xx for the OU's current batch (any success resets it)."""
     pipe = redis.pipeline(transaction=False)
     pipe.incr(_budget_key(unit_id))
-    pipe.expire(_budget_key(unit_id), 86400)
+    pipe.expire(_budget_key(unit_id), keys.HUBSPOT_BUDGET.ttl)
     attempt = pipe.execute()[0]
     if attempt >= TRANSIENT_BUDGET:
         redis.delete(_budget_key(unit_id))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
+from integrations import redis_keys as keys
 from integrations.slack import SlackAdapter, SlackError
 from integrations.slack_store import resolve
 from models.alerts import EXAMINE_LIMIT, alert_config, examine_changes, summarize_stale
@@ -22,7 +23,6 @@ log = logging.getLogger("leadpulse.slack")
 
 MAX_ATTEMPTS = 5
 MAX_RUN_SECONDS = 60
-MARKER_TTL = 7 * 24 * 3600
 BACKOFF = (5, 15, 60, 300, 900)
 # Errors that say the target or the install is wrong: every alert would fail alike, so they wait for a fix.
 CONFIG_ERRORS = {"channel_not_found", "not_in_channel", "is_archived", "invalid_auth", "account_inactive", "token_revoked",
@@ -164,7 +164,7 @@ def deliver_alerts(Session, settings, secret_key: str, unit_id: str, redis=None)
                     break
                 alert_id = alert.id
                 message = message_for(s, alert)
-                marker = f"leadpulse:slack:posting:{alert.id}"
+                marker = keys.SLACK_POSTING(alert_id=alert.id)
                 try:
                     channel = channel or adapter.channel_for(target.kind, target.target_id)
                     found = None
@@ -174,7 +174,7 @@ def deliver_alerts(Session, settings, secret_key: str, unit_id: str, redis=None)
                         posted = {"channel": channel, "ts": found}
                     else:
                         if redis is not None:
-                            redis.set(marker, 1, ex=MARKER_TTL)
+                            redis.set(marker, 1, ex=keys.SLACK_POSTING.ttl)
                         posted = adapter.post(channel, **message, key=alert.key)
                 except SlackError as exc:
                     if out.sent:

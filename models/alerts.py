@@ -37,7 +37,7 @@ def default_level(session: Session, unit_id: str) -> EngagementLevel | None:
 
 
 def alert_config(session: Session, unit_id: str) -> AlertConfig:
-    """Stored settings, with DESIGN.md's defaults where nothing is stored (or the chosen level is gone)."""
+    """Stored settings, with the documented defaults (the level named Hot, 24 h cooldown, digest on) where nothing is stored (or the chosen level is gone)."""
     row = session.get(AlertSettings, unit_id)
     chosen = session.get(EngagementLevel, row.alert_min_level_id) if row and row.alert_min_level_id else None
     return AlertConfig(

@@ -38,7 +38,7 @@ class Event(Base):
     )
     id: Mapped[int] = mapped_column(BIGID, primary_key=True, autoincrement=True)
     # No foreign keys on org_id/unit_id: the lead (whose own keys cascade from its OU) already ties an event to its
-    # tenant, and two more checks per inserted row cost ingest ~10% of PostgreSQL's time (bench/RESULTS.md).
+    # tenant, and two more checks per inserted row cost ingest ~10% of PostgreSQL's time.
     org_id: Mapped[str] = mapped_column(String(36))
     unit_id: Mapped[str] = mapped_column(String(36))
     lead_pk: Mapped[int] = mapped_column(ForeignKey("leads.pk", ondelete="CASCADE"))

@@ -14,7 +14,7 @@ from models.levels import EngagementLevel
 from models.scoring import PUBLISHED, Ruleset
 from models.tenancy import OrgUnit
 
-DEFAULT_ALERT_LEVEL = "Hot"  # DESIGN.md: alerts default to entries into the level named Hot
+DEFAULT_ALERT_LEVEL = "Hot"  # alerts default to entries into the level named Hot
 
 
 @dataclass

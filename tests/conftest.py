@@ -140,7 +140,7 @@ def run_worker(settings, redis_conn):
     from rq import Queue, SimpleWorker
 
     def run():
-        from worker.wakeup import worker_queues
+        from worker.registry import worker_queues
 
         queues = [Queue(name, connection=redis_conn) for name in worker_queues(settings.queue_name)]
         SimpleWorker(queues, connection=redis_conn).work(burst=True, logging_level="WARNING")

@@ -60,7 +60,7 @@ def run_scheduled(settings, redis_conn, run_worker):
 def worker_queues_of(settings, redis_conn):
     from rq import Queue
 
-    from worker.wakeup import worker_queues
+    from worker.registry import worker_queues
 
     return [Queue(name, connection=redis_conn) for name in worker_queues(settings.queue_name)]
 

@@ -248,7 +248,7 @@ def test_a_hung_redis_never_delays_the_202(app, tenant):
     port = hung.getsockname()[1]
     from redis import Redis
 
-    from worker.wakeup import kick_scoring
+    from worker.jobs import kick_scoring
 
     slow = Redis(host="127.0.0.1", port=port, socket_timeout=3)
     committer = GroupCommitter(app.extensions["leadpulse"].Session, after_commit=lambda: kick_scoring(slow, "q", 2))

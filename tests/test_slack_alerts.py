@@ -8,6 +8,7 @@ import pytest
 from rq import Queue
 from sqlalchemy import select, text, update
 
+from integrations.redis_keys import SLACK_POSTING
 from models.base import utcnow
 from models.leads import Lead
 from models.slack import SlackAlert
@@ -269,8 +270,8 @@ def test_a_post_that_went_out_before_a_crash_is_not_sent_again(alerting, fake_sl
         fake_slack.messages.append({"channel": channel, "channel_name": "sales", "text": "gil entered Hot", "blocks": None,
                                     "ts": posted_ts, "team_id": "T0000TEST", "args": {},
                                     "metadata": {"event_type": "leadpulse_alert", "event_payload": {"key": gil.key}}})
-    redis_conn.set(f"leadpulse:slack:posting:{gil.id}", 1)
-    redis_conn.set(f"leadpulse:slack:posting:{hal.id}", 1)  # hal's post never reached Slack
+    redis_conn.set(SLACK_POSTING(alert_id=gil.id), 1)
+    redis_conn.set(SLACK_POSTING(alert_id=hal.id), 1)  # hal's post never reached Slack
     # the retry scheduled at the end of the refused target's wait (retry=True)
     Queue(settings.queue_name + "-urgent", connection=redis_conn).enqueue("worker.jobs.deliver_slack_alerts", api.tenant.unit_id, True)
     run_worker()
@@ -278,7 +279,7 @@ def test_a_post_that_went_out_before_a_crash_is_not_sent_again(alerting, fake_sl
     gil, hal = by_lead(app, "gil", "hal")
     assert (gil.status, gil.ts, hal.status) == ("sent", posted_ts, "sent")
     assert fake_slack.messages[-1]["metadata"] == {"event_type": "leadpulse_alert", "event_payload": {"key": hal.key}}
-    assert not redis_conn.exists(f"leadpulse:slack:posting:{gil.id}") and not redis_conn.exists(f"leadpulse:slack:posting:{hal.id}")
+    assert not redis_conn.exists(SLACK_POSTING(alert_id=gil.id)) and not redis_conn.exists(SLACK_POSTING(alert_id=hal.id))
 
 
 def sweep(app, settings, redis_conn, run_worker):

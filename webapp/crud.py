@@ -26,7 +26,7 @@ def get_scoped(model, obj_id, label: str):
 
 
 def paginate(stmt, args: dict, *, dump, key: str, default_limit: int = 50, cap: int = 500, order_by=()):
-    """List semantics of API.md: with page/limit an envelope with total; without, the bare array (capped)."""
+    """The API's list semantics: with page/limit an envelope with total; without, the bare array (capped)."""
     session = db()
     total = session.execute(select(func.count()).select_from(stmt.order_by(None).subquery())).scalar()
     stmt = stmt.order_by(*order_by) if order_by else stmt

@@ -1,4 +1,4 @@
-"""JSON errors in the one shape API.md fixes, for every failure path including the framework's."""
+"""JSON errors in one shape, {"error": {"code", "message", "details"}}, for every failure path including the framework's."""
 from __future__ import annotations
 
 import logging

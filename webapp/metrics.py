@@ -5,6 +5,13 @@ import os
 
 from prometheus_client import CollectorRegistry, Counter, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from sqlalchemy import func, select
+
+from integrations import redis_keys as keys
+from models.base import utcnow
+from models.events import PENDING, Event
+from worker.jobs import LATENCY_BUCKETS
+from worker.registry import queue_depth
 
 disable_created_metrics()
 
@@ -22,12 +29,6 @@ class BacklogCollector:
         self.state = app_state
 
     def collect(self):
-        from sqlalchemy import func, select
-
-        from models.base import utcnow
-        from models.events import PENDING, Event
-        from worker.wakeup import LATENCY_BUCKETS, LATENCY_KEY, METRICS_KEY
-
         depth = GaugeMetricFamily("queue_depth", "Current depth of the async processing queue.")
         lag = GaugeMetricFamily("scoring_lag_seconds", "Age of the oldest event waiting to be scored.")
         jobs = GaugeMetricFamily("rq_queue_jobs", "Jobs waiting in the RQ queue.")
@@ -42,14 +43,14 @@ class BacklogCollector:
         yield depth
         yield lag
         try:
-            jobs.add_metric([], self.state.redis.llen(f"rq:queue:{self.state.settings.queue_name}"))
-            counters = {k.decode(): int(v) for k, v in self.state.redis.hgetall(METRICS_KEY).items()}
-            latency = {k.decode(): float(v) for k, v in self.state.redis.hgetall(LATENCY_KEY).items()}
+            jobs.add_metric([], queue_depth(self.state.redis, self.state.settings.queue_name))
+            counters = {k.decode(): int(v) for k, v in self.state.redis.hgetall(keys.METRICS()).items()}
+            latency = {k.decode(): float(v) for k, v in self.state.redis.hgetall(keys.SLACK_LATENCY()).items()}
         except Exception:
             jobs.add_metric([], float("nan"))
             counters = latency = None
         yield jobs
-        if latency is not None:  # observed by the workers as each alert is posted (worker/wakeup.py)
+        if latency is not None:  # observed by the workers as each alert is posted (worker/jobs.py record_latencies)
             buckets, running = [], 0.0
             for bound in [*map(str, LATENCY_BUCKETS), "+Inf"]:
                 running += latency.get(bound, 0.0)

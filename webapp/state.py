@@ -5,9 +5,15 @@ import threading
 from functools import cached_property
 
 from flask import current_app, g, has_request_context, request
+from redis import Redis
+
 from config import Settings
 from models.accounts import load_or_create_secret
 from models.db import committer_sessions, session_factory
+from webapp.group_commit import GroupCommitter
+from webapp.stream_hub import StreamHub
+from worker.jobs import try_kick
+from worker.stream import announce_events
 
 
 class AppState:
@@ -20,24 +26,16 @@ class AppState:
 
     @cached_property
     def redis(self):
-        from redis import Redis
-
         return Redis.from_url(self.settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
 
     @cached_property
     def stream_hub(self):
         """This process's one subscription for GET /stream."""
-        from webapp.stream_hub import StreamHub
-
         return StreamHub(self.redis)
 
     @cached_property
     def committer(self):
         """This process's group committer for ingest; after each commit it wakes scoring once."""
-        from webapp.group_commit import GroupCommitter
-        from worker.stream import announce_events
-        from worker.wakeup import try_kick
-
         return GroupCommitter(committer_sessions(self.settings.database_url), after_commit=lambda: try_kick(self),
                               announce=lambda news: announce_events(self.redis, news))
 

@@ -29,7 +29,7 @@ from worker import jobs  # noqa: F401  (the jobs and all they call, loaded befor
 from worker.demo import run_demo
 from worker.process import WATCHDOG_EXIT, WatchedWorker
 from worker.sweep import start_sweeper
-from worker.wakeup import worker_queues
+from worker.registry import worker_queues
 
 log = logging.getLogger("leadpulse.cli")
 
@@ -73,7 +73,7 @@ def run_web(settings: Settings) -> None:
 
 def run_worker(settings: Settings, burst: bool = False) -> None:
     # Configure the ORM before the sweep thread starts: a fork taken while that thread holds the mapper lock (RQ
-    # forks its scheduler process) leaves the child waiting on it forever (seen once in bench/sync.py).
+    # forks its scheduler process) leaves the child waiting on it forever.
     configure_mappers()
     run_as_worker()
     redis = Redis.from_url(settings.redis_url)
@@ -84,8 +84,7 @@ def run_worker(settings: Settings, burst: bool = False) -> None:
         env_slack=bool(settings.slack_bot_token),
     )
     try:
-        # Jobs run in this process, watched (worker/process.py): bench/latency.py p99 0.21-0.44 s against 0.95-1.16 s
-        # with a work-horse forked per job.
+        # Jobs run in this process, watched (worker/process.py): forking a work-horse per job cost ~0.1 s of CPU each.
         WatchedWorker(queues, connection=redis, grace=settings.job_grace_seconds).work(with_scheduler=True, burst=burst, logging_level=settings.log_level)
     finally:
         stop.set()

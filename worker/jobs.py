@@ -1,26 +1,48 @@
-"""RQ jobs: thin wrappers that take plain values and call the model layer."""
+"""Every RQ job, declared once with @job (queue, timeout, TTLs, retry, the keys it owns), and the kicks that enqueue them.
+
+Jobs take plain values, reload what they need and call the model and integration layers; whatever Redis loses, the
+sweep (worker/sweep.py) finds in the database and enqueues again.
+"""
 from __future__ import annotations
 
 import logging
 import time
 
-from rq import get_current_job
+from rq import Retry, get_current_job
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from config import Settings
-from models.db import session_factory
-from models.score_batch import has_pending, score_pending
-from worker.stream import announce_scores
+from integrations import redis_keys as keys
+from integrations.hubspot_sync import sync_contacts, sync_level_options
+from integrations.slack_alerts import deliver_alerts, examine_all
 from integrations.timeouts import timed_out
-from worker.wakeup import (ALERTS_TIMEOUT, FLAG_TTL, HUBSPOT_SYNC_TIMEOUT, METRICS_KEY, alerts_kick_key, enqueue_alerts,
-                           enqueue_hubspot_sync, flag_key, hubspot_kick_key, kick_alerts, kick_hubspot_sync, kick_scoring,
-                           record_latencies, urgent_queue, wait_key)
+from models.accounts import load_or_create_secret
+from models.alerts import has_alert_work
+from models.db import session_factory
+from models.integrations import HubSpotConnection, pending_contacts
+from models.lead_delete import mark_failed, run_deletion
+from models.score_batch import has_pending, score_pending
+from worker.registry import job, queue_depth, urgent_queue
+from worker.stream import announce_scores
 
 log = logging.getLogger("leadpulse.jobs")
 
 MAX_RUN_SECONDS = 60  # then hand over to a fresh job so one slot never pins a worker
 RETRIES = 5
+SCORING_TIMEOUT = 300
+ALERTS_TIMEOUT = 300  # a delivery run hands over after 60 s
+HUBSPOT_SYNC_TIMEOUT = 600
+LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
+
+
+# Scoring ------------------------------------------------------------------------------------------------------------
+
+def release_slot_on_failure(job, connection, exc_type, exc_value, tb):
+    """A failed scoring job frees its slot at once so the next ingest or sweep can retry."""
+    slot = job.args[0] if job.args else 0
+    connection.delete(keys.SCORE_SLOT(slot=slot))
+    log.error("scoring slot %s failed: %s", slot, exc_value)
 
 
 def _score_once(Session, slot: int, slots: int, limit: int):
@@ -36,19 +58,21 @@ def _score_once(Session, slot: int, slots: int, limit: int):
             time.sleep(0.05 * (attempt + 1))
 
 
+@job(timeout=SCORING_TIMEOUT, description="score pending events, slot {0}/{1}", on_failure=release_slot_on_failure,
+     keys=(keys.SCORE_SLOT, keys.METRICS))
 def score_slot(slot: int, slots: int) -> int:
     """Score pending events of one lead partition until none are left; returns events scored."""
     settings = Settings.from_env()
     Session = session_factory(settings.database_url, writer=True)
     redis = get_current_job().connection
-    key = flag_key(slot)
+    key = keys.SCORE_SLOT(slot=slot)
     deadline = time.monotonic() + MAX_RUN_SECONDS
     total = 0
     while True:
         result = _score_once(Session, slot, slots, settings.score_batch_size)
         total += result.events
         pipe = redis.pipeline(transaction=False)
-        pipe.expire(key, FLAG_TTL)
+        pipe.expire(key, keys.SCORE_SLOT.ttl)
         if result.events:
             count_batch(pipe, result)
         pipe.execute()
@@ -58,7 +82,7 @@ def score_slot(slot: int, slots: int) -> int:
             kick_alerts(redis, settings.queue_name, unit_id)
         if result.updates:
             announce_scores(redis, result.updates)
-        if result.events and redis.llen(f"rq:queue:{urgent_queue(settings.queue_name)}"):
+        if result.events and queue_depth(redis, urgent_queue(settings.queue_name)):
             # An alert waits: give this worker to it (workers take the urgent queue first) and queue the slot again.
             redis.delete(key)
             kick_scoring(redis, settings.queue_name, slots, only=[slot])
@@ -70,7 +94,7 @@ def score_slot(slot: int, slots: int) -> int:
             with Session() as s:
                 if not has_pending(s, slot, slots):
                     break
-            if not redis.set(key, 1, nx=True, ex=FLAG_TTL):
+            if not redis.set(key, 1, nx=True, ex=keys.SCORE_SLOT.ttl):
                 break
         elif time.monotonic() > deadline:
             redis.delete(key)
@@ -80,25 +104,35 @@ def score_slot(slot: int, slots: int) -> int:
     return total
 
 
-def sync_hubspot_options(unit_id: str) -> bool:
-    """Keep engagement_level's options equal to the OU's level table (RQ retries with backoff on failure)."""
-    from integrations.hubspot_sync import sync_level_options
-    from models.accounts import load_or_create_secret
+def kick_scoring(redis, queue_name: str, slots: int, only: list[int] | None = None) -> list[int]:
+    """Enqueue a scoring job for each slot that has none running or queued; returns the slots kicked."""
+    wanted = list(range(slots)) if only is None else only
+    pipe = redis.pipeline(transaction=False)
+    for slot in wanted:
+        pipe.set(keys.SCORE_SLOT(slot=slot), 1, nx=True, ex=keys.SCORE_SLOT.ttl)
+    acquired = [slot for slot, ok in zip(wanted, pipe.execute(), strict=True) if ok]
+    for slot in acquired:
+        score_slot.enqueue(redis, queue_name, slot, slots)
+    return acquired
 
-    settings = Settings.from_env()
-    Session = session_factory(settings.database_url)
-    return sync_level_options(Session, settings, load_or_create_secret(Session), unit_id, get_current_job().connection)
+
+def try_kick(app_state) -> None:
+    """After an event is committed: wake scoring if Redis is up; the sweep covers it if not."""
+    try:
+        kick_scoring(app_state.redis, app_state.settings.queue_name, app_state.settings.scoring_parallelism)
+    except Exception as exc:  # Redis down: the event is safe in the database
+        log.warning("could not wake scoring (%s); the sweep will pick the event up", exc.__class__.__name__)
 
 
-def hubspot_units(Session, settings, units: set[str]) -> set[str]:
-    """The changed OUs HubSpot serves: not a job per batch for OUs that never connected."""
-    if not units or settings.hubspot_access_token:
-        return units
-    from models.integrations import HubSpotConnection
+def count_batch(pipe, result) -> None:
+    """Scoring counters live in Redis so /metrics on any web process reports every worker's work."""
+    pipe.hincrby(keys.METRICS(), "events_scored", result.events)
+    pipe.hincrby(keys.METRICS(), "scoring_batches", 1)
+    pipe.hincrby(keys.METRICS(), "level_changes", result.level_changes)
+    pipe.hincrby(keys.METRICS(), "replays", result.replays)
 
-    with Session() as s:
-        return set(s.execute(select(HubSpotConnection.unit_id).where(HubSpotConnection.unit_id.in_(units))).scalars())
 
+# Per-OU integration jobs: one at a time per OU and kind ------------------------------------------------------------
 
 def run_unit_job(kind: str, unit_id: str, retry: bool, kick_key: str, timeout: int, work, more_work, enqueue, meanwhile=None):
     """One job per OU at a time (HubSpot sync, Slack delivery): a rate limit or a backoff reschedules it (retry=True)
@@ -106,13 +140,14 @@ def run_unit_job(kind: str, unit_id: str, retry: bool, kick_key: str, timeout: i
     look again. None: it did not run."""
     redis = get_current_job().connection
     redis.delete(kick_key)  # changes committed from now on enqueue a new job
+    wait = keys.UNIT_WAIT(kind=kind, unit_id=unit_id)
     if retry:
-        redis.delete(wait_key(kind, unit_id))
-    elif redis.exists(wait_key(kind, unit_id)):
+        redis.delete(wait)
+    elif redis.exists(wait):
         if meanwhile is not None:
             meanwhile()
         return None  # the retry scheduled for the end of the wait does the rest
-    lock = f"leadpulse:{kind}:run:{unit_id}"
+    lock = keys.UNIT_RUN(kind=kind, unit_id=unit_id)
     if not redis.set(lock, 1, nx=True, ex=timeout + 30):  # outlives the job's timeout, not much longer
         return None  # another worker is at it; it looks again before it stops
     try:
@@ -120,19 +155,43 @@ def run_unit_job(kind: str, unit_id: str, retry: bool, kick_key: str, timeout: i
     finally:
         redis.delete(lock)
     if out.retry_in:
-        redis.set(wait_key(kind, unit_id), 1, px=max(1, int(out.retry_in * 1000)))
+        redis.set(wait, 1, px=max(1, int(out.retry_in * 1000)))
         enqueue(redis, unit_id, out.retry_in)
     elif out.retry_in is not None or (out.stopped is None and more_work()):
         enqueue(redis, unit_id, 0)
     return out
 
 
+def _enqueue_unit_job(spec, redis, queue_name: str, unit_id: str, delay: float = 0.0) -> None:
+    """A per-OU job now, or as the retry at the end of a wait (retry=True: it runs although the wait may not have
+    lapsed on Redis's clock yet)."""
+    if delay > 0:
+        spec.enqueue(redis, queue_name, unit_id, True, delay=delay)
+    else:
+        spec.enqueue(redis, queue_name, unit_id)
+
+
+# HubSpot ------------------------------------------------------------------------------------------------------------
+
+@job(timeout=120, description="HubSpot engagement_level options for OU {0}", retry=Retry(max=5, interval=[10, 30, 60, 300, 900]),
+     keys=(keys.HUBSPOT_OPTIONS_LOCK, keys.HUBSPOT_RATE, keys.HUBSPOT_PROPS))
+def sync_hubspot_options(unit_id: str) -> bool:
+    """Keep engagement_level's options equal to the OU's level table (RQ retries with backoff on failure)."""
+    settings = Settings.from_env()
+    Session = session_factory(settings.database_url)
+    return sync_level_options(Session, settings, load_or_create_secret(Session), unit_id, get_current_job().connection)
+
+
+def enqueue_hubspot_options(redis, queue_name: str, unit_id: str) -> None:
+    """One idempotent job per request; level edits are rare, and the job is a no-op once current."""
+    sync_hubspot_options.enqueue(redis, queue_name, unit_id)
+
+
+@job(timeout=HUBSPOT_SYNC_TIMEOUT, description="HubSpot contact sync for OU {0}",
+     keys=(keys.HUBSPOT_KICK, keys.UNIT_WAIT, keys.UNIT_RUN, keys.HUBSPOT_RATE, keys.HUBSPOT_HEALED, keys.HUBSPOT_PROPS,
+           keys.HUBSPOT_BUDGET, keys.HUBSPOT_OPTIONS_LOCK))
 def sync_hubspot_contacts(unit_id: str, retry: bool = False) -> int:
     """Write changed leads to HubSpot; reschedules itself on rate limits and 5xx instead of sleeping."""
-    from integrations.hubspot_sync import sync_contacts
-    from models.accounts import load_or_create_secret
-    from models.integrations import pending_contacts
-
     settings = Settings.from_env()
     Session = session_factory(settings.database_url)
 
@@ -140,7 +199,7 @@ def sync_hubspot_contacts(unit_id: str, retry: bool = False) -> int:
         with Session() as s:
             return bool(pending_contacts(s, unit_id, 1))
 
-    out = run_unit_job("hubspot", unit_id, retry, hubspot_kick_key(unit_id), HUBSPOT_SYNC_TIMEOUT,
+    out = run_unit_job("hubspot", unit_id, retry, keys.HUBSPOT_KICK(unit_id=unit_id), HUBSPOT_SYNC_TIMEOUT,
                        lambda redis: sync_contacts(Session, settings, load_or_create_secret(Session), redis, unit_id), more_work,
                        lambda redis, unit, delay: enqueue_hubspot_sync(redis, settings.queue_name, unit, delay=delay))
     if out is None:
@@ -150,12 +209,33 @@ def sync_hubspot_contacts(unit_id: str, retry: bool = False) -> int:
     return out.sent
 
 
+def enqueue_hubspot_sync(redis, queue_name: str, unit_id: str, delay: float = 0.0) -> None:
+    _enqueue_unit_job(sync_hubspot_contacts, redis, queue_name, unit_id, delay)
+
+
+def kick_hubspot_sync(redis, queue_name: str, unit_id: str) -> bool:
+    """Enqueue a contact sync for the OU, at most once per couple of seconds (the job coalesces the rest)."""
+    if redis.exists(keys.UNIT_WAIT(kind="hubspot", unit_id=unit_id)) or not redis.set(
+            keys.HUBSPOT_KICK(unit_id=unit_id), 1, nx=True, ex=keys.HUBSPOT_KICK.ttl):
+        return False
+    enqueue_hubspot_sync(redis, queue_name, unit_id)
+    return True
+
+
+def hubspot_units(Session, settings, units: set[str]) -> set[str]:
+    """The changed OUs HubSpot serves: not a job per batch for OUs that never connected."""
+    if not units or settings.hubspot_access_token:
+        return units
+    with Session() as s:
+        return set(s.execute(select(HubSpotConnection.unit_id).where(HubSpotConnection.unit_id.in_(units))).scalars())
+
+
+# Slack --------------------------------------------------------------------------------------------------------------
+
+@job(timeout=ALERTS_TIMEOUT, urgent=True, description="Slack alerts for OU {0}",
+     keys=(keys.SLACK_KICK, keys.UNIT_WAIT, keys.UNIT_RUN, keys.SLACK_POSTING, keys.SLACK_LATENCY))
 def deliver_slack_alerts(unit_id: str, retry: bool = False) -> int:
     """Post the OU's pending alerts; reschedules itself on rate limits and outages instead of sleeping."""
-    from integrations.slack_alerts import deliver_alerts, examine_all
-    from models.accounts import load_or_create_secret
-    from models.alerts import has_alert_work
-
     settings = Settings.from_env()
     Session = session_factory(settings.database_url, writer=True)  # SQLite: examine reads then writes
 
@@ -163,7 +243,7 @@ def deliver_slack_alerts(unit_id: str, retry: bool = False) -> int:
         with Session() as s:
             return has_alert_work(s, unit_id)
 
-    out = run_unit_job("slack", unit_id, retry, alerts_kick_key(unit_id), ALERTS_TIMEOUT,
+    out = run_unit_job("slack", unit_id, retry, keys.SLACK_KICK(unit_id=unit_id), ALERTS_TIMEOUT,
                        lambda redis: deliver_alerts(Session, settings, load_or_create_secret(Session), unit_id, redis), more_work,
                        lambda redis, unit, delay: enqueue_alerts(redis, settings.queue_name, unit, delay=delay),
                        meanwhile=lambda: examine_all(Session, unit_id))  # alerts are decided on time, posted after the wait
@@ -174,17 +254,49 @@ def deliver_slack_alerts(unit_id: str, retry: bool = False) -> int:
     return out.sent
 
 
-def delete_lead(deletion_id: int) -> bool:
-    """Remove a lead and everything hanging off it (retried by RQ on failure)."""
-    from models.lead_delete import run_deletion
+def enqueue_alerts(redis, queue_name: str, unit_id: str, delay: float = 0.0) -> None:
+    _enqueue_unit_job(deliver_slack_alerts, redis, queue_name, unit_id, delay)
 
-    return run_deletion(session_factory(Settings.from_env().database_url, writer=True), deletion_id)
 
+def kick_alerts(redis, queue_name: str, unit_id: str) -> bool:
+    """Enqueue alert delivery for the OU unless one is queued; the job clears the key as it starts, so no delay."""
+    if not redis.set(keys.SLACK_KICK(unit_id=unit_id), 1, nx=True, ex=keys.SLACK_KICK.ttl):
+        return False
+    enqueue_alerts(redis, queue_name, unit_id)
+    return True
+
+
+def try_kick_alerts(app_state, unit_id: str, reconfigured: bool = False) -> None:
+    """After a commit that may have made alert work (level moves, a new target); if Redis is down the sweep does it.
+
+    reconfigured: a new install or target ends any wait a refused target or an outage had set.
+    """
+    try:
+        if reconfigured:
+            app_state.redis.delete(keys.UNIT_WAIT(kind="slack", unit_id=unit_id))
+        kick_alerts(app_state.redis, app_state.settings.queue_name, unit_id)
+    except Exception as exc:
+        log.warning("could not enqueue Slack alerts (%s); the sweep will", exc.__class__.__name__)
+
+
+def record_latencies(redis, seconds: list[float]) -> None:
+    """event_to_slack_latency_seconds as a histogram in Redis, so /metrics on any web process reports every worker."""
+    if not seconds:
+        return
+    key = keys.SLACK_LATENCY()
+    pipe = redis.pipeline(transaction=False)
+    for value in seconds:
+        bucket = next((str(b) for b in LATENCY_BUCKETS if value <= b), "+Inf")
+        pipe.hincrby(key, bucket, 1)
+        pipe.hincrbyfloat(key, "sum", value)
+        pipe.hincrby(key, "count", 1)
+    pipe.execute()
+
+
+# Lead deletion ------------------------------------------------------------------------------------------------------
 
 def lead_deletion_failed(job, connection, exc_type, exc_value, tb):
     """Out of retries: the receipt says failed with the reason, so GET /lead/{id}/deletion-status tells the truth."""
-    from models.lead_delete import mark_failed
-
     if job.retries_left:
         return
     Session = session_factory(Settings.from_env().database_url, writer=True)
@@ -192,16 +304,13 @@ def lead_deletion_failed(job, connection, exc_type, exc_value, tb):
         mark_failed(s, job.args[0], f"{exc_type.__name__}: {exc_value}")
 
 
-def count_batch(pipe, result) -> None:
-    """Scoring counters live in Redis so /metrics on any web process reports every worker's work."""
-    pipe.hincrby(METRICS_KEY, "events_scored", result.events)
-    pipe.hincrby(METRICS_KEY, "scoring_batches", 1)
-    pipe.hincrby(METRICS_KEY, "level_changes", result.level_changes)
-    pipe.hincrby(METRICS_KEY, "replays", result.replays)
+@job(timeout=1800, description="delete lead (deletion {0})", retry=Retry(max=3, interval=[10, 60, 300]),
+     on_failure=lead_deletion_failed, unique_id="leadpulse-lead-deletion-{0}")
+def delete_lead(deletion_id: int) -> bool:
+    """Remove a lead and everything hanging off it (retried by RQ on failure)."""
+    return run_deletion(session_factory(Settings.from_env().database_url, writer=True), deletion_id)
 
 
-def release_slot_on_failure(job, connection, exc_type, exc_value, tb):
-    """A failed scoring job frees its slot at once so the next ingest or sweep can retry."""
-    slot = job.args[0] if job.args else 0
-    connection.delete(flag_key(slot))
-    log.error("scoring slot %s failed: %s", slot, exc_value)
+def enqueue_lead_deletion(redis, queue_name: str, deletion_id: int) -> bool:
+    """One job per deletion, whoever asks (the request, the sweep): False when one is queued, running or retrying."""
+    return delete_lead.enqueue(redis, queue_name, deletion_id) is not None

@@ -4,9 +4,11 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
+from integrations.redis_keys import STREAM
+
 
 def channel(unit_id: str) -> str:
-    return f"leadpulse:stream:{unit_id}"
+    return STREAM(unit_id=unit_id)
 
 
 def announce_events(redis, news: list[tuple[str, list[tuple]]]) -> None:

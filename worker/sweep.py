@@ -13,9 +13,9 @@ from models.integrations import hubspot_served_units, stale_option_units
 from models.leads import LeadDeletion
 from models.score_batch import has_pending
 from models.slack import SlackConnection
-from worker.wakeup import enqueue_hubspot_options, enqueue_lead_deletion, kick_alerts, kick_hubspot_sync, kick_scoring
+from integrations import redis_keys as keys
+from worker.jobs import enqueue_hubspot_options, enqueue_lead_deletion, kick_alerts, kick_hubspot_sync, kick_scoring
 
-OPTIONS_RETRY_SECONDS = 900  # the sweep re-enqueues a stale options sync at most this often
 DELETION_RETRY_SECONDS = 60  # a deletion still pending after this long has lost its job
 
 log = logging.getLogger("leadpulse.sweep")
@@ -33,7 +33,7 @@ def sweep_once(Session, redis, queue_name: str, slots: int, env_hubspot_token: b
         deletions = s.execute(select(LeadDeletion.id).where(
             LeadDeletion.status == "pending", LeadDeletion.requested_at < utcnow() - timedelta(seconds=DELETION_RETRY_SECONDS))).scalars().all()
     for unit_id in stale:
-        if redis.set(f"leadpulse:hubspot:options:{unit_id}", 1, nx=True, ex=OPTIONS_RETRY_SECONDS):
+        if redis.set(keys.HUBSPOT_OPTIONS_RETRY(unit_id=unit_id), 1, nx=True, ex=keys.HUBSPOT_OPTIONS_RETRY.ttl):
             enqueue_hubspot_options(redis, queue_name, unit_id)
     for unit_id in hubspot_units:  # the job finds nothing to do quickly when all is current
         kick_hubspot_sync(redis, queue_name, unit_id)

@@ -9,7 +9,7 @@ from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
 from webapp.resources.levels import try_enqueue_options
 from webapp.state import db, state
-from worker.wakeup import try_kick, try_kick_alerts
+from worker.jobs import try_kick, try_kick_alerts
 
 blp = Blueprint("admin", __name__, description="Admin operations")
 

@@ -22,7 +22,7 @@ from webapp.errors import ApiError
 from webapp.resources.leads import RANGES, SCORE_BOUND, get_lead, range_start
 from webapp.schema_base import PageArgs, StrictSchema, UTCDateTime, rfc3339
 from webapp.state import db, state
-from worker.wakeup import try_kick
+from worker.jobs import try_kick
 
 blp = Blueprint("events", __name__, description="Reading events")
 STATUS = {PENDING: "pending", SCORED: "scored"}
@@ -55,7 +55,7 @@ def dump(rows) -> list[dict]:
 
 
 def filtered(args: dict):
-    """The OU's events with the list filters of API.md; a bad metadata filter is a 400 naming it."""
+    """The OU's events with the documented list filters; a bad metadata filter is a 400 naming it."""
     stmt = select(*COLUMNS).join(Lead, Lead.pk == Event.lead_pk).where(Event.unit_id == current_unit())
     if "event_type" in args:
         stmt = stmt.where(Event.event_type == args["event_type"])

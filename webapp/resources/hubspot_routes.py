@@ -20,7 +20,7 @@ from webapp.errors import ApiError
 from webapp.crud import paginate
 from webapp.schema_base import PageArgs, StrictSchema, rfc3339
 from webapp.state import close_db, db, state
-from worker.wakeup import kick_hubspot_sync
+from worker.jobs import kick_hubspot_sync
 
 blp = Blueprint("hubspot", __name__, description="HubSpot integration")
 log = logging.getLogger("leadpulse.hubspot")

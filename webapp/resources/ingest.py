@@ -71,12 +71,13 @@ class EventInSchema(StrictSchema):
                 except ValidationError:
                     return None
             elif name == "aliases":
-                if type(value) is not list or len(value) > 20 or not all(
-                        type(a) is dict and a.keys() == _ALIAS_KEYS and a["alias_kind"] in ALIAS_KINDS
-                        and type(a["raw_value"]) is str and 1 <= len(a["raw_value"]) <= 320 for a in value):
+                low, high = _PLAIN_LENGTH["raw_value"]
+                if type(value) is not list or not _PLAIN_LENGTH["aliases"][0] <= len(value) <= _PLAIN_LENGTH["aliases"][1] or not all(
+                        type(a) is dict and a.keys() == _ALIAS_KEYS and a["alias_kind"] in _ALIAS_KINDS
+                        and type(a["raw_value"]) is str and low <= len(a["raw_value"]) <= high for a in value):
                     return None
                 out[name] = [{"alias_kind": a["alias_kind"], "raw_value": a["raw_value"]} for a in value]
-            elif type(value) is not str or not 1 <= len(value) <= _PLAIN_MAX[name]:
+            elif type(value) is not str or not _PLAIN_LENGTH[name][0] <= len(value) <= _PLAIN_LENGTH[name][1]:
                 return None
             else:
                 out[name] = value
@@ -97,9 +98,21 @@ class EventInSchema(StrictSchema):
             raise ValidationError("lead_id or at least one entry in aliases is required", "lead_id")
 
 
-_PLAIN_MAX = {"lead_id": 200, "event_type": 100, "event_id": 200}
-_PLAIN_KEYS = {*_PLAIN_MAX, "metadata", "timestamp", "aliases"}  # the deprecated alias/alias_kind pair takes the full load
-_ALIAS_KEYS = {"alias_kind", "raw_value"}
+def _length(field) -> tuple[int, float]:
+    """The (min, max) its Length validator declares, so the fast path checks exactly what the schema does."""
+    for rule in field.validators:
+        for inner in getattr(rule, "validators", (rule,)):  # validate.And holds several
+            if isinstance(inner, validate.Length):
+                return inner.min or 0, inner.max if inner.max is not None else float("inf")
+    return 0, float("inf")
+
+
+_PLAIN_LENGTH = {name: _length(EventInSchema._declared_fields[name]) for name in ("lead_id", "event_type", "event_id", "aliases")}
+_PLAIN_LENGTH["raw_value"] = _length(AliasSchema._declared_fields["raw_value"])
+_ALIAS_KINDS = frozenset(AliasSchema._declared_fields["alias_kind"].validators[0].choices)
+_ALIAS_KEYS = set(AliasSchema._declared_fields)
+# The deprecated alias/alias_kind pair takes the full load.
+_PLAIN_KEYS = {name for name, field in EventInSchema._declared_fields.items() if not field.metadata.get("deprecated")}
 
 
 BATCH_MAX = 500
@@ -169,7 +182,7 @@ def commit_events(app_state, org_id: str, unit_id: str, incoming: list[IncomingE
         raise ApiError(503, "unavailable", "the events were not stored; retry (event_ids make retries safe)",
                        headers={"Retry-After": "1"})
     duplicates = sum(r.duplicate for r in results)
-    if duplicates:  # each inc is a locked write to the multiprocess file: none for nothing
+    if duplicates:  # each inc is a locked write to the multiprocess file: skip a zero one
         metrics.EVENTS_DUPLICATE.inc(duplicates)
     if len(results) > duplicates:
         metrics.EVENTS_INGESTED.inc(len(results) - duplicates)

@@ -18,7 +18,7 @@ from webapp.errors import ApiError
 from webapp.resources.leads import LeadSchema, get_lead
 from webapp.schema_base import StrictSchema, rfc3339
 from webapp.state import db, state
-from worker.wakeup import enqueue_lead_deletion, try_kick
+from worker.jobs import enqueue_lead_deletion, try_kick
 
 log = logging.getLogger("leadpulse.leads")
 blp = Blueprint("lead_profile", __name__, description="Lead search, aliases and metadata")

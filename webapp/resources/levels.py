@@ -1,4 +1,4 @@
-"""Engagement levels as reference/engagement-levels-api.txt; every change reclassifies the OU at once."""
+"""Engagement levels (ranges, colors, order); every change reclassifies the OU at once."""
 from __future__ import annotations
 
 import logging
@@ -16,7 +16,7 @@ from webapp.crud import Crud, register_crud, scoped
 from webapp.errors import ApiError
 from webapp.schema_base import StrictSchema, UTCDateTime
 from webapp.state import state
-from worker.wakeup import try_kick_alerts
+from worker.jobs import try_kick_alerts
 
 blp = Blueprint("levels", __name__, description="Engagement levels")
 log = logging.getLogger("leadpulse.levels")
@@ -101,7 +101,7 @@ def try_enqueue_options(unit_id: str) -> None:
     """After a committed level change; if Redis is down the sweep finds the stale options later."""
     from models.integrations import HubSpotConnection
     from webapp.state import db
-    from worker.wakeup import enqueue_hubspot_options
+    from worker.jobs import enqueue_hubspot_options
 
     if db().get(HubSpotConnection, unit_id) is None:
         return

@@ -16,7 +16,7 @@ from webapp.errors import ApiError
 from webapp.resources.ingest import EVENT_TYPE
 from webapp.schema_base import StrictSchema, UTCDateTime
 from webapp.state import db, state
-from worker.wakeup import try_kick_alerts
+from worker.jobs import try_kick_alerts
 
 blp = Blueprint("rulesets", __name__, description="Scoring rulesets and rules")
 
