@@ -12,10 +12,10 @@ from integrations import redis_keys as keys
 from integrations.rate_limit import RateLimited, RollingLimiter
 from integrations.secretbox import decrypt
 from models.base import utcnow
-from models.drivers import top_drivers
+from models.score_drivers import top_drivers
 from models.integrations import HubSpotConnection, HubSpotContact, pending_contacts
 from models.levels import EngagementLevel, level_options
-from models.sql import insert_for
+from models.dialect import insert_for
 from integrations.timeouts import timed_out
 
 log = logging.getLogger("leadpulse.hubspot")

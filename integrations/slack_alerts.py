@@ -12,7 +12,7 @@ from integrations.slack import SlackAdapter, SlackError
 from integrations.slack_store import resolve
 from models.alerts import EXAMINE_LIMIT, alert_config, examine_changes, summarize_stale
 from models.base import utcnow
-from models.drivers import recent_events, top_drivers
+from models.score_drivers import recent_events, top_drivers
 from models.integrations import HubSpotConnection, HubSpotContact, lead_email
 from models.leads import Lead
 from models.levels import EngagementLevel

@@ -14,8 +14,9 @@ from models.integrations import AlertSettings
 from models.leads import Lead
 from models.levels import EngagementLevel, LeadLevelChange
 from models.slack import PENDING, SUMMARIZED, SUPPRESSED, SlackAlert
-from models.specs import DEFAULT_ALERT_LEVEL
-from models.sql import ALERT_LOCK_SPACE, insert_for, lock_unit
+from models.unit_context import DEFAULT_ALERT_LEVEL
+from models.dialect import insert_for
+from models.locks import ALERT_LOCK_SPACE, lock_unit
 
 DEFAULT_COOLDOWN_HOURS = 24
 EXAMINE_LIMIT = 5000

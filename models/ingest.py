@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from models.base import utcnow
 from models.events import Event
 from models.leads import Lead, LeadAlias
-from models.sql import driver_rows, insert_for
+from models.dialect import psycopg_rows, insert_for
 
 EVENTS, LEADS, ALIASES = Event.__table__, Lead.__table__, LeadAlias.__table__
 ALIAS_LOCK_SPACE = 1819  # advisory-lock namespace for "first sight of an alias"
@@ -133,14 +133,14 @@ def _insert_events_pg(session: Session, rows: list[dict], now) -> list[int | Non
     whole = dump(items)  # one C-level dump: per-item dumps cost the batch path a quarter of its rate
     params = {"org": rows[0]["org_id"], "unit": rows[0]["unit_id"], "now": now}
     if len(whole) <= MAX_DOCUMENT_CHARS:
-        return [event_id if stored else None for event_id, stored in driver_rows(session, INSERT_EVENTS_PG, {**params, "rows": whole})]
+        return [event_id if stored else None for event_id, stored in psycopg_rows(session, INSERT_EVENTS_PG, {**params, "rows": whole})]
     ids = session.execute(NEXT_EVENT_IDS_PG, {"n": len(rows)}).scalars().all()
     for item, event_id in zip(items, ids):
         item["id"] = event_id
     order = sorted(range(len(rows)), key=lambda n: (items[n]["key"] is None, items[n]["key"] or "", ids[n]))
     stored: set[int] = set()
     for doc in _split([dump(items[n]) for n in order]):
-        stored.update(event_id for event_id, ok in driver_rows(session, INSERT_EVENTS_PG, {**params, "rows": doc}) if ok)
+        stored.update(event_id for event_id, ok in psycopg_rows(session, INSERT_EVENTS_PG, {**params, "rows": doc}) if ok)
     return [i if i in stored else None for i in ids]
 
 
@@ -295,7 +295,7 @@ def _ensure_lead_ids(session: Session, org_id: str, unit_id: str, lead_ids: set[
             select(LEADS.c.lead_id, LEADS.c.pk, LEADS.c.merged_into).where(LEADS.c.unit_id == unit_id, LEADS.c.lead_id.in_(ids)))}
 
     if session.get_bind().dialect.name == "postgresql":
-        rows = {r.lead_id: r for r in driver_rows(session, FIND_OR_CREATE_LEADS_PG, {
+        rows = {r.lead_id: r for r in psycopg_rows(session, FIND_OR_CREATE_LEADS_PG, {
             "org": org_id, "unit": unit_id, "now": utcnow(), "ids": json.dumps(sorted(lead_ids), ensure_ascii=False)})}
     else:
         rows = lookup(list(lead_ids))

@@ -12,7 +12,7 @@ from models.scoring import LeadScore
 from models.leads import Lead, LeadAlias, LeadDeletion
 from models.levels import LeadLevelChange
 from models.replay import replay_leads
-from models.sql import lock_unit
+from models.locks import lock_unit
 
 
 class MergeError(ValueError):

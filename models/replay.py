@@ -8,8 +8,8 @@ from models.events import PENDING, SCORED, Event, ScoreDelta
 from models.leads import Lead
 from models.reclassify import reclassify_unit
 from models.scoring import LeadScore
-from models.specs import load_contexts
-from models.sql import lock_leads, lock_unit
+from models.unit_context import load_contexts
+from models.locks import lock_leads, lock_unit
 
 
 def delete_events(session: Session, unit_id: str, ids: list[int]) -> tuple[list[int], set[int]]:

@@ -11,8 +11,9 @@ from models.engine import EventSpec, score_events
 from models.events import SCORED, Event, ScoreDelta
 from models.reclassify import refresh_primary_scores
 from models.scoring import PUBLISHED, LeadScore, Rule, Ruleset
-from models.specs import ruleset_spec, snapshot_rules
-from models.sql import insert_for, lock_unit_leads
+from models.unit_context import ruleset_spec, snapshot_rules
+from models.dialect import insert_for
+from models.locks import lock_unit_leads
 from models.tenancy import OrgUnit
 
 CHUNK = 5000

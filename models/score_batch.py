@@ -14,8 +14,9 @@ from models.leads import Lead
 from models.level_rules import classify
 from models.levels import LeadLevelChange
 from models.scoring import LeadScore
-from models.specs import load_contexts
-from models.sql import insert_for, lock_unit
+from models.unit_context import load_contexts
+from models.dialect import insert_for
+from models.locks import lock_unit
 
 
 @dataclass

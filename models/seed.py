@@ -15,7 +15,7 @@ from models.levels import EngagementLevel, LevelHistory, level_snapshot
 from models.reclassify import refresh_primary_scores
 from models.rescore import publish_ruleset
 from models.scoring import PUBLISHED, Rule, Ruleset
-from models.sql import lock_unit
+from models.locks import lock_unit
 
 SEED_LEVELS = [("Cold", 0, 24, "#94a3b8"), ("Warm", 25, 49, "#fbbf24"), ("Hot", 50, 74, "#f97316"), ("Very Hot", 75, None, "#ef4444")]
 SEED_RULES = {"page_view": 5, "pricing_page_view": 15, "email_open": 3, "email_click": 8, "webinar_attended": 20,

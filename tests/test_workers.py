@@ -78,7 +78,7 @@ def test_events_accepted_without_workers_are_scored_after_redis_flush(api, app, 
 
 
 def test_redis_down_at_ingest_still_accepts(api, app, settings, run_worker):
-    from webapp.state import AppState
+    from webapp.app_state import AppState
 
     state: AppState = app.extensions["leadpulse"]
     from redis import Redis

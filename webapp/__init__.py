@@ -9,7 +9,7 @@ from flask_smorest import Api
 from config import Settings
 from webapp import auth, errors, request_log
 from webapp.ingest_lane import IngestLane
-from webapp.state import AppState, close_db
+from webapp.app_state import AppState, close_db
 
 JSON_TYPES = ("application/json",)
 

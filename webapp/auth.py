@@ -14,7 +14,7 @@ from sqlalchemy import select
 from models.accounts import secret_matches
 from models.tenancy import ApiCredential, Member, Membership
 from webapp.errors import ApiError
-from webapp.state import db, state
+from webapp.app_state import db, state
 
 TOKEN_TTL = timedelta(hours=12)
 ACTIVE_OU_COOKIE = "activeOu"

@@ -6,10 +6,10 @@ from flask.views import MethodView
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from models.sql import lock_unit
+from models.locks import lock_unit
 from webapp.auth import current_unit, principal
 from webapp.errors import ApiError, not_found
-from webapp.state import db
+from webapp.app_state import db
 
 
 def scoped(model):

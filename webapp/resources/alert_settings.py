@@ -13,7 +13,7 @@ from webapp.auth import current_unit, principal, require_member
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
 from webapp.schema_base import StrictSchema, rfc3339
-from webapp.state import db, state
+from webapp.app_state import db, state
 
 blp = Blueprint("alert_settings", __name__, description="Alert and Slack app settings")
 SLACK_SECRET_PURPOSE = "slack-client-secret"

@@ -11,7 +11,7 @@ from webapp.offload import off_loop
 from models.tenancy import Member
 from webapp.auth import ACTIVE_OU_COOKIE, issue_token, principal, public, require_member, unauthorized
 from webapp.schema_base import StrictSchema
-from webapp.state import db
+from webapp.app_state import db
 
 blp = Blueprint("auth", __name__, description="Authentication")
 

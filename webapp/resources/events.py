@@ -21,7 +21,7 @@ from webapp.crud import paginate
 from webapp.errors import ApiError
 from webapp.resources.leads import RANGES, SCORE_BOUND, get_lead, range_start
 from webapp.schema_base import PageArgs, StrictSchema, UTCDateTime, rfc3339
-from webapp.state import db, state
+from webapp.app_state import db, state
 from worker.jobs import try_kick
 
 blp = Blueprint("events", __name__, description="Reading events")

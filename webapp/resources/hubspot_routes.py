@@ -19,7 +19,7 @@ from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
 from webapp.crud import paginate
 from webapp.schema_base import PageArgs, StrictSchema, rfc3339
-from webapp.state import close_db, db, state
+from webapp.app_state import close_db, db, state
 from worker.jobs import kick_hubspot_sync
 
 blp = Blueprint("hubspot", __name__, description="HubSpot integration")

@@ -12,7 +12,7 @@ from webapp.auth import current_unit, principal
 from webapp.blueprint import Blueprint, strict_json_loads
 from webapp.errors import ApiError
 from webapp.resources.ingest import BATCH_MAX, parse_event, rejection, store
-from webapp.state import state
+from webapp.app_state import state
 
 blp = Blueprint("imports", __name__, description="CSV import")
 CSV_TYPES = {"text/csv", "application/csv", "text/plain", "application/vnd.ms-excel"}

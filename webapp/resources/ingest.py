@@ -17,7 +17,7 @@ from webapp import metrics
 from webapp.auth import current_unit, principal
 from webapp.errors import ApiError, field_paths
 from webapp.schema_base import StrictSchema, UTCDateTime, bad_text
-from webapp.state import close_db, state
+from webapp.app_state import close_db, state
 
 blp = Blueprint("ingest", __name__, description="Event ingestion")
 

@@ -17,7 +17,7 @@ from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
 from webapp.resources.leads import LeadSchema, get_lead
 from webapp.schema_base import StrictSchema, rfc3339
-from webapp.state import db, state
+from webapp.app_state import db, state
 from worker.jobs import enqueue_lead_deletion, try_kick
 
 log = logging.getLogger("leadpulse.leads")

@@ -13,13 +13,13 @@ from models.base import utcnow
 from models.leads import Lead
 from models.levels import EngagementLevel
 from models.reclassify import classify_new_lead
-from models.sql import insert_for
+from models.dialect import insert_for
 from models.scoring import LeadScore, Ruleset
 from webapp.auth import current_unit, principal
 from webapp.crud import paginate, scoped
 from webapp.errors import ApiError, not_found
 from webapp.schema_base import PageArgs, StrictSchema, UTCDateTime, rfc3339
-from webapp.state import db
+from webapp.app_state import db
 
 blp = Blueprint("leads", __name__, description="Leads and scores")
 

@@ -15,7 +15,7 @@ from webapp.auth import principal
 from webapp.crud import Crud, register_crud, scoped
 from webapp.errors import ApiError
 from webapp.schema_base import StrictSchema, UTCDateTime
-from webapp.state import state
+from webapp.app_state import state
 from worker.jobs import try_kick_alerts
 
 blp = Blueprint("levels", __name__, description="Engagement levels")
@@ -56,7 +56,7 @@ class LevelCrud(Crud):
 
     def create(self, data):
         if "order" not in data:
-            from webapp.state import db
+            from webapp.app_state import db
 
             top = db().execute(select(func.max(EngagementLevel.order)).where(EngagementLevel.unit_id == principal().unit_id)).scalar()
             data["order"] = (top or 0) + 1
@@ -100,7 +100,7 @@ register_crud(blp, LevelCrud(), LevelSchema, "/engagement-levels", "/engagement-
 def try_enqueue_options(unit_id: str) -> None:
     """After a committed level change; if Redis is down the sweep finds the stale options later."""
     from models.integrations import HubSpotConnection
-    from webapp.state import db
+    from webapp.app_state import db
     from worker.jobs import enqueue_hubspot_options
 
     if db().get(HubSpotConnection, unit_id) is None:

@@ -11,7 +11,7 @@ from models.tenancy import Membership, Organization, OrgUnit
 from webapp.auth import ACTIVE_OU_COOKIE, is_member_of, require_member
 from webapp.errors import not_found
 from webapp.schema_base import StrictSchema, UTCDateTime
-from webapp.state import db
+from webapp.app_state import db
 
 blp = Blueprint("org_units", __name__, description="Organization units")
 

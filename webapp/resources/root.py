@@ -6,7 +6,7 @@ from webapp.blueprint import Blueprint
 
 from webapp import metrics
 from webapp.auth import public
-from webapp.state import state
+from webapp.app_state import state
 
 blp = Blueprint("root", __name__, description="Health and metrics")
 

@@ -9,13 +9,13 @@ from sqlalchemy import func, inspect, update
 from models.reclassify import refresh_primary_scores
 from models.rescore import clear_ruleset_scores, publish_ruleset
 from models.scoring import DRAFT, Rule, Ruleset
-from models.sql import lock_unit
+from models.locks import lock_unit
 from webapp.auth import current_unit, principal
 from webapp.crud import Crud, get_scoped, register_crud, scoped
 from webapp.errors import ApiError
 from webapp.resources.ingest import EVENT_TYPE
 from webapp.schema_base import StrictSchema, UTCDateTime
-from webapp.state import db, state
+from webapp.app_state import db, state
 from worker.jobs import try_kick_alerts
 
 blp = Blueprint("rulesets", __name__, description="Scoring rulesets and rules")

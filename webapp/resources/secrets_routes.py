@@ -9,7 +9,7 @@ from models.tenancy import ApiCredential
 from webapp.auth import current_unit, forget_credential, require_member
 from webapp.crud import get_scoped, scoped
 from webapp.schema_base import StrictSchema, UTCDateTime
-from webapp.state import db
+from webapp.app_state import db
 
 blp = Blueprint("secrets", __name__, description="API credentials")
 

@@ -23,7 +23,7 @@ from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
 from webapp.resources.alert_settings import SLACK_SECRET_PURPOSE
 from webapp.schema_base import StrictSchema, rfc3339
-from webapp.state import close_db, db, external_url, state
+from webapp.app_state import close_db, db, external_url, state
 from worker.jobs import try_kick_alerts
 
 blp = Blueprint("slack", __name__, description="Slack integration")

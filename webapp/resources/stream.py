@@ -11,7 +11,7 @@ from webapp.auth import current_unit
 from webapp.blueprint import Blueprint
 from webapp.errors import not_found
 from webapp.schema_base import StrictSchema
-from webapp.state import close_db, state
+from webapp.app_state import close_db, state
 from webapp.stream_hub import LOST, StreamUnavailable
 
 blp = Blueprint("stream", __name__, description="Live events")

@@ -24,7 +24,7 @@ from models.base import utcnow
 from models.ingest import IncomingEvent, resolve_leads
 from models.integrations import HubSpotConnection, HubSpotContact
 from models.leads import Lead, merged_metadata, normalize_alias
-from models.sql import insert_for
+from models.dialect import insert_for
 from models.webhooks import HubSpotWebhookEvent, WebhookSource
 from webapp import metrics
 from webapp.auth import plausible_id, public, require_member
@@ -34,7 +34,7 @@ from webapp.errors import ApiError
 from webapp.resources.lead_profile import set_metadata
 from webapp.resources.ingest import BATCH_MAX, ingested, parse_event, rejection, store, store_items
 from webapp.schema_base import StrictSchema, UTCDateTime, bad_text
-from webapp.state import close_db, db, signed_request_url, state
+from webapp.app_state import close_db, db, signed_request_url, state
 
 log = logging.getLogger("leadpulse.webhooks")
 blp = Blueprint("webhooks", __name__, description="Signed inbound webhooks")
