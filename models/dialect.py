@@ -4,15 +4,14 @@ from __future__ import annotations
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+import psycopg
+from psycopg.rows import namedtuple_row
 
 
 def psycopg_rows(session: Session, statement, params: dict) -> list[tuple]:
     """A PostgreSQL statement's rows (named tuples) run by psycopg itself on the session's connection and transaction:
     for the ingest commit's two statements per batch, SQLAlchemy's execution and result machinery cost as much
     client CPU as psycopg's whole round trip."""
-    import psycopg
-    from psycopg.rows import namedtuple_row
-
     sql = _driver_sql.get(statement)
     if sql is None:  # SQLAlchemy's own rendering for psycopg: :name -> %(name)s, a literal % doubled
         sql = _driver_sql[statement] = str(statement.compile(dialect=session.get_bind().dialect))

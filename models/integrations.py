@@ -8,6 +8,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, utcnow
 from models.leads import Lead, LeadAlias
+from models.tenancy import OrgUnit
 
 
 class HubSpotConnection(Base):
@@ -108,7 +109,6 @@ def stale_option_units(session) -> list[str]:
 
 def hubspot_served_units(session, env_token: bool) -> list[str]:
     """OUs whose leads sync to HubSpot: those connected, or every OU when HUBSPOT_ACCESS_TOKEN is set."""
-    from models.tenancy import OrgUnit
 
     if env_token:
         return list(session.execute(select(OrgUnit.id)).scalars())

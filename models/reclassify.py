@@ -9,6 +9,8 @@ from models.leads import Lead
 from models.levels import EngagementLevel, LeadLevelChange
 from models.scoring import LeadScore, Ruleset
 from models.locks import lock_unit_leads
+from models.level_rules import classify
+from models.unit_context import level_specs
 
 
 def _level_for_score(exclude_level_id: str | None = None):
@@ -70,8 +72,6 @@ RETURNING lead_pk
 
 def classify_new_lead(session: Session, lead: Lead) -> None:
     """Give a lead created outside scoring (POST /leads) the level its score falls in, recorded like any move."""
-    from models.level_rules import classify
-    from models.unit_context import level_specs
 
     level = classify(lead.score, level_specs(session, lead.unit_id))
     if level is not None and level.id != lead.level_id:

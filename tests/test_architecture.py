@@ -126,3 +126,16 @@ def test_redis_keys_are_spelled_only_in_redis_keys():
                 offenders.append((name, ast.unparse(node)))
     assert offenders == [("integrations.secretbox", "f'leadpulse:{purpose}:{secret_key}'")]  # a key derivation, not Redis
     assert len({family.pattern for family in redis_keys.ALL}) == len(redis_keys.ALL)
+
+
+def test_imports_inside_functions_are_only_the_justified_ones():
+    """A function-level import hides a dependency; each one left has its reason written beside it."""
+    found = set()
+    for name, tree in _modules():
+        for fn in ast.walk(tree):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                found.update((name, ast.unparse(node)) for node in ast.walk(fn) if isinstance(node, (ast.Import, ast.ImportFrom)))
+    assert found == {
+        ("webapp", "from webapp.resources import all_blueprints"),  # the blueprints import this package back
+        ("webapp.offload", "from gevent import get_hub, monkey"),  # gevent only under gevent workers
+    }

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, request
+from flask import Flask, current_app, request
 from flask_smorest import Api
 
 from config import Settings
@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     }}})
     errors.register(app)
 
-    from webapp.resources import all_blueprints
+    from webapp.resources import all_blueprints  # here: the blueprints import this package's modules back
 
     for blp in all_blueprints():
         api.register_blueprint(blp)
@@ -64,8 +64,6 @@ def require_json_body():
     """A body that is not JSON on a JSON endpoint is a 415, not a confusing 'missing field'."""
     if request.method not in ("POST", "PUT", "PATCH") or request.url_rule is None:
         return
-    from flask import current_app
-
     view = current_app.view_functions.get(request.endpoint)
     if getattr(view, "_accepts_any_body", False):
         return

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import jwt
-from flask import g, request
+from flask import current_app, g, request
 from sqlalchemy import select
 
 from models.accounts import secret_matches
@@ -159,8 +159,6 @@ def authenticate() -> Principal | None:
 
 def load_principal() -> None:
     """before_request: resolve the caller once; views then ask for what they need."""
-    from flask import current_app
-
     g.principal = None
     if request.url_rule is None or request.endpoint.startswith(("api-docs.", "static")):
         return  # 404/405 and the OpenAPI docs need no credentials

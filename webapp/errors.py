@@ -5,6 +5,8 @@ import logging
 
 from flask import jsonify
 from werkzeug.exceptions import HTTPException
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 log = logging.getLogger("leadpulse.errors")
 
@@ -92,9 +94,6 @@ def handle_error(exc: Exception):
 
 def as_api_error(exc: Exception) -> ApiError:
     """What any failure but an HTTPException answers: the one mapping for Flask's handler and POST /ingest's lane."""
-    from sqlalchemy.exc import OperationalError
-    from sqlalchemy.exc import TimeoutError as PoolTimeout
-
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, (OperationalError, PoolTimeout)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 def off_loop(fn, *args):
     """fn(*args), in gevent's native thread pool when this process is monkey-patched, else right here."""
-    try:
+    try:  # gevent only where gunicorn runs gevent workers; importing it elsewhere costs for nothing
         from gevent import get_hub, monkey
     except ImportError:
         return fn(*args)

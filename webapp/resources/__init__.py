@@ -1,9 +1,9 @@
 """Every resource blueprint, in the order they are registered."""
+from webapp.resources import (admin, alert_settings, auth_routes, events, hubspot_routes, imports, ingest, lead_profile,
+                              leads, levels, org_units, root, rulesets, secrets_routes, slack_routes, stream, webhooks)
 
 
 def all_blueprints():
-    from webapp.resources import admin, alert_settings, events, imports, lead_profile, auth_routes, hubspot_routes, ingest, leads, levels, org_units, root, rulesets, secrets_routes, slack_routes, stream, webhooks
-
     return [
         root.blp,
         auth_routes.blp,

@@ -15,8 +15,10 @@ from webapp.auth import principal
 from webapp.crud import Crud, register_crud, scoped
 from webapp.errors import ApiError
 from webapp.schema_base import StrictSchema, UTCDateTime
-from webapp.app_state import state
+from webapp.app_state import db, state
 from worker.jobs import try_kick_alerts
+from models.integrations import HubSpotConnection
+from worker.jobs import enqueue_hubspot_options
 
 blp = Blueprint("levels", __name__, description="Engagement levels")
 log = logging.getLogger("leadpulse.levels")
@@ -56,8 +58,6 @@ class LevelCrud(Crud):
 
     def create(self, data):
         if "order" not in data:
-            from webapp.app_state import db
-
             top = db().execute(select(func.max(EngagementLevel.order)).where(EngagementLevel.unit_id == principal().unit_id)).scalar()
             data["order"] = (top or 0) + 1
         return super().create(data)
@@ -99,10 +99,6 @@ register_crud(blp, LevelCrud(), LevelSchema, "/engagement-levels", "/engagement-
 
 def try_enqueue_options(unit_id: str) -> None:
     """After a committed level change; if Redis is down the sweep finds the stale options later."""
-    from models.integrations import HubSpotConnection
-    from webapp.app_state import db
-    from worker.jobs import enqueue_hubspot_options
-
     if db().get(HubSpotConnection, unit_id) is None:
         return
     app_state = state()
