@@ -99,6 +99,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextmanager
+def serving(wsgi_app):
+    """wsgi_app over real HTTP on a free 127.0.0.1 port, in a thread, for clients with their own HTTP stack; yields its URL."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from tests.fakes._server import _QuietHandler
+
+    server = make_server("127.0.0.1", 0, wsgi_app, threaded=True, request_handler=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
 def stubborn_job(seconds: float) -> str:
     """A job that swallows its timeout (as a broad `except` would) and runs on: the worker's watchdog must end it."""
     import time

@@ -1,10 +1,16 @@
-"""POST /webhooks/segment with Segment's documented payloads: track, page, identify and batch; messageId dedupes."""
+"""POST /webhooks/segment with Segment's documented payloads: track, page, identify and batch; messageId dedupes.
+Segment's own Python library, pointed at a live server, delivers there (plain and gzipped)."""
 import base64
+import gzip
+import json
+import tracemalloc
 
 import pytest
+from segment import analytics
+from segment.analytics.request import APIError
 
 from tests.auth_helpers import member_client
-from tests.helpers import create_levels, leads_by_id, published_ruleset, settle
+from tests.helpers import create_levels, leads_by_id, published_ruleset, serving, settle
 
 # From Segment's spec docs (track, page, identify examples), ids aligned so they describe one person.
 TRACK = {
@@ -144,3 +150,124 @@ def test_identifies_of_a_batch_apply_in_order(client, segment, api):
     u1 = api.get(f"/lead/{results[0]['lead_id']}").json["lead"]["metadata"]
     assert u1["plan"] == "pro" and "seats" not in u1
     assert api.get(f"/lead/{results[1]['lead_id']}").json["lead"]["metadata"]["plan"] == "team"
+
+
+def test_segments_python_library_delivers_with_only_host_set(app, segment, api, run_worker):
+    """segment-analytics-python posts to {host}/v1/batch: one client plain and blocking, one gzipped, queued and flushed."""
+    src, _ = segment
+    create_levels(api)
+    published_ruleset(api, {"Course Clicked": 20, "page_view": 5})
+    failures = []
+    with serving(app) as url:
+        plain = analytics.Client(src["write_key"], host=f"{url}/webhooks/segment", sync_mode=True)
+        gzipped = analytics.Client(src["write_key"], host=f"{url}/webhooks/segment/", gzip=True, max_retries=0,
+                                   on_error=lambda exc, batch: failures.append(exc))
+        for client, user in ((plain, "u-plain"), (gzipped, "u-gzip")):
+            client.track(user, "Course Clicked", {"title": "Intro to Analytics"}, message_id=f"{user}-track")
+            client.page(user, "Docs", "Home", {"url": "https://www.example.com"}, message_id=f"{user}-page")
+            client.identify(user, {"email": f"{user}@example.com", "plan": "pro"}, message_id=f"{user}-identify")
+        gzipped.shutdown()  # flushes the queue: one gzipped /v1/batch of three messages
+        assert failures == []
+        with pytest.raises(APIError) as refused:  # a wrong write key: refused, and the library does not retry a 401
+            analytics.Client("wk_wrong", host=f"{url}/webhooks/segment", sync_mode=True).track("u-plain", "Course Clicked")
+    assert refused.value.status == 401
+    settle(app, run_worker)
+    leads = {api.get(f"/lead/{lead_id}").json["lead"]["metadata"].get("email"): lead for lead_id, lead in leads_by_id(api).items()}
+    assert sorted(leads) == ["u-gzip@example.com", "u-plain@example.com"]
+    assert [lead["score"] for lead in leads.values()] == [25, 25]  # track 20 + page 5, once each
+    assert api.get(f"/lead/{leads['u-gzip@example.com']['lead_id']}").json["lead"]["metadata"]["plan"] == "pro"
+
+
+def test_single_call_paths_imply_the_message_type(client, segment, api, app, run_worker):
+    _, auth = segment
+    create_levels(api)
+    published_ruleset(api, {"Course Clicked": 20, "page_view": 5})
+    untyped = lambda msg: {k: v for k, v in msg.items() if k != "type"}  # noqa: E731
+    r = client.post("/webhooks/segment/v1/track", json=untyped(TRACK), headers=auth)
+    assert r.status_code == 200 and r.json["results"][0]["status"] == "accepted", r.json
+    lead_id = r.json["results"][0]["lead_id"]
+    assert client.post("/webhooks/segment/v1/page", json=untyped(PAGE), headers=auth).json["results"][0]["lead_id"] == lead_id
+    assert client.post("/webhooks/segment/v1/identify", json=untyped(IDENTIFY), headers=auth).json["results"][0] == \
+        {"index": 0, "status": "identified", "lead_id": lead_id}
+    assert client.post("/webhooks/segment/v1/track", json=TRACK, headers=auth).json["results"][0]["status"] == "duplicate"
+    r = client.post("/webhooks/segment/v1/batch", json={"batch": [{**PAGE, "messageId": "p2"}]}, headers=auth)
+    assert r.json["results"][0]["status"] == "accepted"
+    r = client.post("/webhooks/segment/v1/track", json=PAGE, headers=auth)  # the path says track, the body says page
+    assert r.status_code == 400 and "type" in r.json["error"]["details"]
+    r = client.post("/webhooks/segment/v1/batch", json=TRACK, headers=auth)  # /v1/batch takes a batch, not one message
+    assert r.status_code == 400 and "batch" in r.json["error"]["details"]
+    for path in ("/webhooks/segment/v1/screen", "/webhooks/segment/v1/", "/v1/batch", "/v1/track"):
+        assert client.post(path, json=TRACK, headers=auth).status_code == 404, path
+    settle(app, run_worker)
+    assert leads_by_id(api)[lead_id]["score"] == 30
+    assert api.get(f"/lead/{lead_id}").json["lead"]["metadata"]["plan"] == "premium"
+
+
+def test_write_key_in_the_body(client, segment, api):
+    """writeKey in the body names the source alone; beside a Basic user it must be that same key."""
+    src, auth = segment
+    key = src["write_key"]
+    batch = lambda n, **extra: {"batch": [{**TRACK, "messageId": f"m{n}"}], **extra}  # noqa: E731
+    r = client.post("/webhooks/segment/v1/batch", json=batch(1, writeKey=key))
+    assert r.status_code == 200 and r.json["results"][0]["status"] == "accepted", r.json
+    assert client.post("/webhooks/segment/v1/batch", json=batch(2, writeKey=key), headers=auth).json["results"][0]["status"] == "accepted"
+    wrong_basic = {"Authorization": "Basic " + base64.b64encode(b"wk_nope:").decode()}
+    for n, body, headers, status, code, field in [
+        (3, batch(3, writeKey="wk_nope"), {}, 401, "unknown_source", None),
+        (4, batch(4, writeKey=key[:-1] + "x"), auth, 401, "unknown_source", "writeKey"),
+        (5, batch(5, writeKey=key), wrong_basic, 401, "unknown_source", None),
+        (6, batch(6, writeKey="wk_\ud800"), {}, 401, "unknown_source", "writeKey"),
+        (7, batch(7, writeKey=5), {}, 400, "validation_error", "writeKey"),
+        (8, batch(8, writeKey=""), {}, 401, "missing_write_key", None),
+        (9, batch(9), {}, 401, "missing_write_key", None),
+    ]:
+        r = client.post("/webhooks/segment/v1/batch", json=body, headers=headers)
+        assert (r.status_code, r.json["error"]["code"]) == (status, code), (n, r.json)
+        assert field is None or field in r.json["error"]["details"], (n, r.json)
+    [lead] = leads_by_id(api).values()
+    assert len(api.get(f"/events/{lead['lead_id']}").json) == 2
+
+
+def test_gzip_bodies_are_inflated_within_the_body_limit(client, segment, app):
+    _, auth = segment
+    limit = app.config["MAX_CONTENT_LENGTH"]
+    counted = {reason: rejected(client, reason) for reason in ("malformed_gzip", "payload_too_large")}
+
+    def post(body: bytes, encoding="gzip"):
+        return client.post("/webhooks/segment/v1/batch", data=body,
+                           headers={**auth, "Content-Type": "application/json", "Content-Encoding": encoding})
+
+    body = json.dumps({"batch": [TRACK]}).encode()
+    r = post(gzip.compress(body[:9]) + gzip.compress(body[9:]))  # concatenated members are one gzip stream
+    assert r.status_code == 200 and r.json["results"][0]["status"] == "accepted", r.json
+    padded = body + b" " * (limit - len(body))  # inflates to the limit exactly: accepted, one byte more is not
+    assert post(gzip.compress(padded)).json["results"][0]["status"] == "duplicate"
+    for too_big in (gzip.compress(padded + b" "), gzip.compress(padded) + gzip.compress(b" ")):
+        r = post(too_big)
+        assert r.status_code == 413 and r.json["error"]["code"] == "payload_too_large" and "body" in r.json["error"]["details"]
+    bomb = gzip.compress(b'{"batch": [' + b" " * (64 << 20) + b"]}", compresslevel=9)
+    assert len(bomb) < limit // 8
+    tracemalloc.start()
+    try:
+        r = post(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert r.status_code == 413 and r.json["error"]["code"] == "payload_too_large"
+    assert peak < 4 * limit  # inflated a bounded step at a time, never the 64 MB
+    good = gzip.compress(body)
+    for corrupt in (good[:20] + bytes([good[20] ^ 0xFF]) + good[21:], good[:-8], good + b"trailing junk", body, b""):
+        r = post(corrupt)
+        assert r.status_code == 400 and r.json["error"]["code"] == "malformed_gzip" and "body" in r.json["error"]["details"], r.json
+    for encoding in ("br", "deflate", "gzip, br", "compress"):
+        r = post(good, encoding)
+        assert r.status_code == 415 and "Content-Encoding" in r.json["error"]["details"], r.json
+    assert post(body, "identity").status_code == 200
+    assert {reason: rejected(client, reason) - n for reason, n in counted.items()} == {"malformed_gzip": 5, "payload_too_large": 3}
+
+
+def rejected(client, reason: str) -> float:
+    """webhook_deliveries_rejected_total for Segment and this reason (counters live as long as the process: compare)."""
+    line = f'webhook_deliveries_rejected_total{{reason="{reason}",source="segment"}} '
+    found = [x for x in client.get("/metrics").get_data(as_text=True).splitlines() if x.startswith(line)]
+    return float(found[0].rsplit(" ", 1)[1]) if found else 0.0

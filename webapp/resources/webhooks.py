@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 import logging
 import re
@@ -29,6 +30,7 @@ from models.webhooks import HubSpotWebhookEvent, WebhookSource
 from webapp import metrics
 from webapp.auth import plausible_id, public, require_member
 from webapp.blueprint import Blueprint, strict_json_loads
+from webapp.content_encoding import decoded_body
 from webapp.crud import Crud, register_crud
 from webapp.errors import ApiError
 from webapp.resources.lead_profile import set_metadata
@@ -144,28 +146,27 @@ def receive(source_id: str):
     return ingested(incoming, store([incoming], source.org_id, source.unit_id)[0])
 
 
-@blp.route("/webhooks/segment", methods=["POST"])
+SEGMENT_CALLS = ("batch", "track", "identify", "page")
+
+
+@blp.route("/webhooks/segment", methods=["POST"], defaults={"call": None})
+@blp.route(f"/webhooks/segment/v1/<any({', '.join(SEGMENT_CALLS)}):call>", methods=["POST"])
 @public
-def segment():
-    """Segment's HTTP API (track, page, identify, batch), the write key as the Basic user; messageId dedupes."""
+def segment(call: str | None):
+    """Segment's HTTP API, also at its /v1/<call> paths so its libraries need only host; key as Basic user or writeKey."""
     auth = request.authorization
-    write_key = auth.username if auth is not None and auth.type == "basic" else None
-    if not write_key:
-        raise _reject(401, "missing_write_key", "send the source's write key as the Basic auth user", source="segment")
-    source = db().execute(select(WebhookSource).where(WebhookSource.kind == "segment",
-                                                      WebhookSource.write_key_hash == hash_write_key(write_key))).scalar()
-    if source is None:
-        raise _reject(401, "unknown_source", "no Segment source has this write key", source="segment")
+    basic_key = auth.username if auth is not None and auth.type == "basic" and auth.username else None
+    source = segment_source(basic_key) if basic_key else None  # a wrong Basic key is refused before the body is read
     try:
-        payload = strict_json_loads(request.get_data(cache=True))
+        payload = strict_json_loads(decoded_body())
+    except ApiError as exc:
+        raise _reject(exc.status, exc.code, exc.message, exc.details, source="segment")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise _reject(400, "malformed_json", f"body is not valid JSON: {exc}", source="segment")
     if not isinstance(payload, dict):
         raise _reject(400, "validation_error", "the body must be a JSON object", source="segment")
-    messages = payload.get("batch") if "batch" in payload else [payload]
-    if not isinstance(messages, list) or not 1 <= len(messages) <= BATCH_MAX:
-        raise _reject(400, "validation_error", f"batch must hold 1 to {BATCH_MAX} messages", {"batch": ["1 to 500 messages"]},
-                      source="segment")
+    source = source_of_body_key(payload.get("writeKey"), basic_key, source)
+    messages = segment_messages(payload, call)
     results, incoming, positions, identities = [], [], [], []
     refused: ApiError | ValidationError | None = None
     for i, msg in enumerate(messages):
@@ -193,6 +194,51 @@ def segment():
         error = results[0]["error"]
         raise ApiError(getattr(refused, "status", 400), error["code"], error["message"], error["details"])
     return jsonify({"success": True, "results": results})
+
+
+def segment_source(write_key: str) -> WebhookSource:
+    """The Segment source of a write key, found by its hash (no stored key to compare), else a 401."""
+    source = db().execute(select(WebhookSource).where(WebhookSource.kind == "segment",
+                                                      WebhookSource.write_key_hash == hash_write_key(write_key))).scalar()
+    if source is None:
+        raise _reject(401, "unknown_source", "no Segment source has this write key", source="segment")
+    return source
+
+
+def source_of_body_key(body_key, basic_key: str | None, source: WebhookSource | None) -> WebhookSource:
+    """writeKey in the body, as Segment's API takes it: alone it names the source; beside a Basic user it must be the same key."""
+    if body_key is None or body_key == "":
+        if source is None:
+            raise _reject(401, "missing_write_key", "send the source's write key as the Basic auth user or as writeKey in the body",
+                          source="segment")
+        return source
+    if not isinstance(body_key, str):
+        raise _reject(400, "validation_error", "writeKey must be a string", {"writeKey": ["must be a string"]}, source="segment")
+    if not body_key.isascii():  # write keys are ASCII: this one is wrong (and a lone surrogate could not be hashed)
+        raise _reject(401, "unknown_source", "no Segment source has this write key", {"writeKey": ["unknown"]}, source="segment")
+    if basic_key is None:
+        return segment_source(body_key)
+    if not hmac.compare_digest(body_key.encode(), basic_key.encode()):
+        raise _reject(401, "unknown_source", "the writeKey in the body is not the Basic user's write key", {"writeKey": ["does not match"]},
+                      source="segment")
+    return source
+
+
+def segment_messages(payload: dict, call: str | None) -> list:
+    """The messages of a body: a batch, or one message whose type a single-call path (/v1/track) implies."""
+    if call == "batch" or (call is None and "batch" in payload):
+        messages = payload.get("batch")
+    elif call is None:
+        messages = [payload]
+    elif payload.get("type", call) != call:
+        raise _reject(400, "validation_error", f"a /v1/{call} body is a {call} message", {"type": [f"must be {call} or absent"]},
+                      source="segment")
+    else:
+        messages = [{**payload, "type": call}]
+    if not isinstance(messages, list) or not 1 <= len(messages) <= BATCH_MAX:
+        raise _reject(400, "validation_error", f"batch must hold 1 to {BATCH_MAX} messages", {"batch": ["1 to 500 messages"]},
+                      source="segment")
+    return messages
 
 
 def identity(msg: dict) -> tuple[list, dict]:
