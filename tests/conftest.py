@@ -136,14 +136,15 @@ def api(client, tenant) -> Api:
 
 @pytest.fixture
 def run_worker(settings, redis_conn):
-    """Drain the queue with a real RQ worker (in-process, burst), as `leadpulse worker` would."""
-    from rq import Queue, SimpleWorker
+    """Drain the queue with `leadpulse worker`'s own worker class (in-process, burst)."""
+    from rq import Queue
+
+    from worker.process import WatchedWorker
+    from worker.wakeup import worker_queues
 
     def run():
-        from worker.wakeup import worker_queues
-
         queues = [Queue(name, connection=redis_conn) for name in worker_queues(settings.queue_name)]
-        SimpleWorker(queues, connection=redis_conn).work(burst=True, logging_level="WARNING")
+        WatchedWorker(queues, connection=redis_conn).work(burst=True, logging_level="WARNING")
 
     return run
 

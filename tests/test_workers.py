@@ -196,3 +196,39 @@ def test_a_worker_reconnects_after_the_database_drops_its_connections(api, app, 
     assert leads_by_id(api)["ada"]["score"] == 23
     log = (tmp_path / "worker-0.log").read_text()
     assert "scoring batch retry" not in log and "OperationalError" not in log, log[-2000:]
+
+
+def test_a_burst_worker_stops_at_once_when_its_pubsub_thread_reads_the_unsubscribe_first(settings, redis_conn, clean):
+    """On a busy machine the pub/sub thread can handle the UNSUBSCRIBE reply before it is told to stop; the worker
+    must not then wait out the thread's 60 s subscription wait (nor RQ's 1 s join)."""
+    import threading
+    import time
+
+    from rq import Queue
+
+    from worker.process import WatchedWorker
+    from worker.wakeup import worker_queues
+
+    class ThreadFirst(WatchedWorker):
+        """Makes the losing interleaving certain: UNSUBSCRIBE returns only once the thread has handled its reply."""
+
+        def subscribe(self):
+            super().subscribe()
+            pubsub, send = self.pubsub, self.pubsub.unsubscribe
+
+            def unsubscribe(*args):
+                out = send(*args)
+                wait_until(lambda: not pubsub.subscribed, timeout=5, message="the pub/sub thread to read the reply")
+                return out
+
+            pubsub.unsubscribe = unsubscribe
+
+    queues = [Queue(name, connection=redis_conn) for name in worker_queues(settings.queue_name)]
+    queues[0].enqueue(os.getpid)  # one job, so the job watchdog starts too
+    worker = ThreadFirst(queues, connection=redis_conn)
+    started = time.monotonic()
+    assert worker.work(burst=True, logging_level="WARNING")
+    assert time.monotonic() - started < 0.8
+    assert not worker.pubsub_thread.is_alive()
+    wait_until(lambda: not [t for t in threading.enumerate() if t.name == "leadpulse-job-watchdog"], timeout=2,
+               message="the job watchdog to end with its worker")
