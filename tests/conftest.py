@@ -50,19 +50,39 @@ def redis_conn():
     return r
 
 
-TABLES = (
-    "hubspot_webhook_events, lead_deletions, webhook_sources, seed_records, slack_alerts, slack_install_requests, slack_connections, slack_oauth_states, slack_bots, slack_installations, "
-    "alert_settings, slack_apps, hubspot_contacts, hubspot_connections, lead_level_changes, score_deltas, lead_scores, events, lead_aliases, leads, rules, rulesets, "
-    "level_history, engagement_levels, api_credentials, memberships, members, org_units, organizations"
-)
+def model_tables():
+    """Every table the models declare, parents first; what a migration creates beyond them, test_clean_slate catches."""
+    import models  # noqa: F401  (registers every table)
+    from models.base import Base
+
+    return Base.metadata.sorted_tables
+
+
+@pytest.fixture(scope="session")
+def wipe_statement(settings) -> str:
+    """Empty every model table (children first) and restart their ids, as a fresh install. DELETE, not TRUNCATE: on
+    a test's few rows it takes ~1 ms, where TRUNCATE's new files and their fsync took ~80 ms of every test."""
+    from models.db import get_engine
+
+    tables = model_tables()
+    engine = get_engine(settings.database_url)
+    quote = engine.dialect.identifier_preparer.format_table
+    with engine.connect() as conn:
+        sequences = conn.execute(text(
+            "SELECT s.oid::regclass::text FROM pg_class s JOIN pg_depend d ON d.classid = 'pg_class'::regclass "
+            "AND d.objid = s.oid AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') "
+            "JOIN pg_class t ON t.oid = d.refobjid WHERE s.relkind = 'S' AND t.relname = ANY(:tables)"),
+            {"tables": [t.name for t in tables]}).scalars().all()
+    return "; ".join([f"DELETE FROM {quote(t)}" for t in reversed(tables)]
+                     + [f"SELECT setval('{seq}', 1, false)" for seq in sequences])
 
 
 @pytest.fixture
-def clean(settings, redis_conn):
+def clean(settings, redis_conn, wipe_statement):
     from models.db import get_engine
 
     with get_engine(settings.database_url).begin() as conn:
-        conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+        conn.exec_driver_sql(wipe_statement)
     redis_conn.flushdb()
     yield
 
