@@ -8,10 +8,27 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import create_engine, text
 
+
+
+def xdist_worker_redis_url(url: str, worker: str | None) -> str:
+    """Under pytest -n, worker gwN uses the Redis db N below the given one (15, 14, ... by default)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if worker is None:
+        return url
+    parts = urlsplit(url)
+    db = int(parts.path.strip("/") or 0) - int(worker.removeprefix("gw"))
+    if db < 0:
+        raise pytest.UsageError(f"TEST_REDIS_URL {url}: xdist worker {worker} would need Redis db {db}; "
+                                "give a higher db number or fewer workers")
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, ... in a worker of pytest -n; unset otherwise
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-TEST_DB = os.environ.get("TEST_PG_DB", "leadpulse_test")
+TEST_DB = os.environ.get("TEST_PG_DB", "leadpulse_test") + (f"_{XDIST_WORKER}" if XDIST_WORKER else "")
 TEST_DATABASE_URL = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + TEST_DB
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+TEST_REDIS_URL = xdist_worker_redis_url(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"), XDIST_WORKER)
 
 # Jobs and subprocess workers read their configuration from the environment, like production.
 os.environ["DATABASE_URL"] = TEST_DATABASE_URL
