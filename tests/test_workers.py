@@ -178,15 +178,22 @@ def test_a_job_that_swallows_its_timeout_ends_its_worker(settings, redis_conn, c
     assert not [pid for pid in scheduler if os.path.exists(f"/proc/{pid}")], "the scheduler outlived its worker"
 
 
-def test_a_worker_reconnects_after_the_database_drops_its_connections(api, app, worker_processes, tmp_path):
+def test_a_worker_reconnects_after_the_database_drops_its_connections(api, app, settings, redis_conn, worker_processes,
+                                                                       tmp_path):
     """A PostgreSQL restart kills a long-lived worker's pooled connections; its next job pings, reconnects and scores
     without a failed attempt (the web's own connections are not touched: they say they are the web's)."""
+    from rq.registry import StartedJobRegistry
     from sqlalchemy import text
+
+    from tests.helpers import worker_queues_of
 
     published_ruleset(api, WEIGHTS)
     worker_processes(1, LEADPULSE_SWEEP_SECONDS=3600)  # only jobs touch the database after the first sweep
     ingest(api, "ada", "page_view")
     wait_until(lambda: pending(app) == 0, timeout=30, message="the first event scored")
+    # Its job commits the scores before it ends: kill the connections once they are back in the pool, not in use.
+    wait_until(lambda: not any(q.count or StartedJobRegistry(queue=q).count for q in worker_queues_of(settings, redis_conn)),
+               timeout=30, message="the worker to finish its jobs")
     with app.extensions["leadpulse"].Session() as s, s.begin():
         killed = s.execute(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                                 "WHERE application_name = 'leadpulse-worker' AND datname = current_database()")).scalar()
