@@ -66,7 +66,7 @@ run: install redis
 	HOST=$(HOST) PORT=$(PORT) REDIS_URL=$(REDIS_URL) $(BIN)/leadpulse dev
 
 test: services
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 bench: services
 	$(BIN)/python bench/ingest.py

@@ -77,6 +77,19 @@ def test_group_commit_from_many_threads(app, tenant):
         assert s.execute(select(func.count()).select_from(Event)).scalar() == 150
 
 
+def test_wait_woken_returns_once_scoring_was_woken_for_every_commit(app, tenant):
+    """The answer does not wait for the wake-up; wait_woken does, for every commit made before it was called."""
+    release, woken = threading.Event(), []
+    committer = GroupCommitter(app.extensions["leadpulse"].Session, after_commit=lambda: (release.wait(10), woken.append(1)))
+    assert committer.wait_woken(timeout=0.01)  # nothing committed: nothing to wait for
+    committer.submit(tenant.org_id, tenant.unit_id, [ev(lead_id="a", key="w-1")])
+    assert not committer.wait_woken(timeout=0.2) and woken == []  # answered; the wake-up still blocked
+    release.set()
+    assert committer.wait_woken(timeout=10) and woken
+    committer.submit(tenant.org_id, tenant.unit_id, [ev(lead_id="a", key="w-1")])  # a duplicate wakes nothing
+    assert committer.wait_woken(timeout=0.01)
+
+
 def test_concurrent_http_ingest_is_grouped_and_exact(api, app, run_worker):
     from tests.helpers import leads_by_id, published_ruleset
 

@@ -1,5 +1,6 @@
 """GET /stream: one OU's new_event, score_update and level_change as Server-Sent Events, through Redis pub/sub."""
 import json
+import uuid
 
 from tests.conftest import Api
 from tests.helpers import create_levels, published_ruleset, settle
@@ -45,6 +46,11 @@ def test_stream_refuses_another_ou_and_anonymous_callers(client, tenant, other_t
     assert client.get("/stream").status_code == 401
 
 
+def unique(name: str) -> str:
+    """Pub/sub channels and client names are server-wide, across Redis dbs: other runs on the server use their own."""
+    return f"{name}-{uuid.uuid4().hex}"
+
+
 def test_a_lost_subscription_ends_the_streams_and_the_next_client_resumes(redis_conn):
     """Redis dropped the process's subscription: its clients end (EventSource reconnects), the hub subscribes again."""
     from redis import Redis
@@ -52,18 +58,19 @@ def test_a_lost_subscription_ends_the_streams_and_the_next_client_resumes(redis_
     from tests.conftest import TEST_REDIS_URL
     from webapp.stream_hub import LOST, StreamHub
 
-    hub = StreamHub(Redis.from_url(TEST_REDIS_URL, client_name="leadpulse-test-hub", socket_timeout=5))
-    news = hub.join("ou-x")
-    redis_conn.publish(channel("ou-x"), "one")
-    redis_conn.publish(channel("ou-y"), "not for this client")
+    name, ou, other_ou = unique("leadpulse-test-hub"), unique("ou-x"), unique("ou-y")
+    hub = StreamHub(Redis.from_url(TEST_REDIS_URL, client_name=name, socket_timeout=5))
+    news = hub.join(ou)
+    redis_conn.publish(channel(ou), "one")
+    redis_conn.publish(channel(other_ou), "not for this client")
     assert news.get(timeout=5) == b"one"
-    for client in redis_conn.client_list():
-        if client["name"] == "leadpulse-test-hub" and client["psub"] != "0":
+    for client in redis_conn.client_list():  # every client of the server: another run's hub has another name
+        if client["name"] == name and client["psub"] != "0":
             redis_conn.client_kill_filter(_id=client["id"])
     assert news.get(timeout=10) is LOST
-    hub.leave("ou-x", news)
-    again = hub.join("ou-x", timeout=10)  # returns once subscribed again
-    redis_conn.publish(channel("ou-x"), "two")
+    hub.leave(ou, news)
+    again = hub.join(ou, timeout=10)  # returns once subscribed again
+    redis_conn.publish(channel(ou), "two")
     assert again.get(timeout=5) == b"two" and news.empty()
 
 
@@ -82,12 +89,13 @@ def test_a_client_that_stops_reading_is_dropped_with_bounded_memory(redis_conn, 
 
     monkeypatch.setattr(stream_hub, "CLIENT_BACKLOG", 3)
     hub = stream_hub.StreamHub(Redis.from_url(TEST_REDIS_URL, socket_timeout=5))
-    stalled, reading = hub.join("ou-s"), hub.join("ou-s")
+    ou = unique("ou-s")
+    stalled, reading = hub.join(ou), hub.join(ou)
     for n in range(5):  # one reader keeps up, the other never reads
-        redis_conn.publish(channel("ou-s"), f"m{n}")
+        redis_conn.publish(channel(ou), f"m{n}")
         assert reading.get(timeout=5) == f"m{n}".encode()
     assert stalled.get(timeout=5) is stream_hub.LOST and stalled.empty()  # its backlog went; it is told to reconnect
-    assert hub.listeners("ou-s") == 1
+    assert hub.listeners(ou) == 1
 
 
 def test_no_redis_no_subscription(monkeypatch):

@@ -178,20 +178,22 @@ def test_a_job_that_swallows_its_timeout_ends_its_worker(settings, redis_conn, c
     assert not [pid for pid in scheduler if os.path.exists(f"/proc/{pid}")], "the scheduler outlived its worker"
 
 
-def test_a_worker_reconnects_after_the_database_drops_its_connections(api, app, redis_conn, worker_processes, tmp_path):
+def test_a_worker_reconnects_after_the_database_drops_its_connections(api, app, settings, redis_conn, worker_processes,
+                                                                       tmp_path):
     """A PostgreSQL restart kills a long-lived worker's pooled connections; its next job pings, reconnects and scores
     without a failed attempt (the web's own connections are not touched: they say they are the web's)."""
-    from rq import Worker
+    from rq.registry import StartedJobRegistry
     from sqlalchemy import text
+
+    from tests.helpers import worker_queues_of
 
     published_ruleset(api, WEIGHTS)
     worker_processes(1, LEADPULSE_SWEEP_SECONDS=3600)  # only jobs touch the database after the first sweep
     ingest(api, "ada", "page_view")
     wait_until(lambda: pending(app) == 0, timeout=30, message="the first event scored")
-    # The scoring job looks once more for pending events before it ends: kill only between jobs, as a restart
-    # between jobs would (one during a job is that job's retry, which this test is not about).
-    wait_until(lambda: [w.get_state() for w in Worker.all(connection=redis_conn)] == ["idle"], timeout=30,
-               message="the worker idle between jobs")
+    # Its job commits the scores before it ends: kill the connections once they are back in the pool, not in use.
+    wait_until(lambda: not any(q.count or StartedJobRegistry(queue=q).count for q in worker_queues_of(settings, redis_conn)),
+               timeout=30, message="the worker to finish its jobs")
     with app.extensions["leadpulse"].Session() as s, s.begin():
         killed = s.execute(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                                 "WHERE application_name = 'leadpulse-worker' AND datname = current_database()")).scalar()
@@ -201,3 +203,39 @@ def test_a_worker_reconnects_after_the_database_drops_its_connections(api, app, 
     assert leads_by_id(api)["ada"]["score"] == 23
     log = (tmp_path / "worker-0.log").read_text()
     assert "scoring batch retry" not in log and "OperationalError" not in log, log[-2000:]
+
+
+def test_a_burst_worker_stops_at_once_when_its_pubsub_thread_reads_the_unsubscribe_first(settings, redis_conn, clean):
+    """On a busy machine the pub/sub thread can handle the UNSUBSCRIBE reply before it is told to stop; the worker
+    must not then wait out the thread's 60 s subscription wait (nor RQ's 1 s join)."""
+    import threading
+    import time
+
+    from rq import Queue
+
+    from worker.process import WatchedWorker
+    from worker.registry import worker_queues
+
+    class ThreadFirst(WatchedWorker):
+        """Makes the losing interleaving certain: UNSUBSCRIBE returns only once the thread has handled its reply."""
+
+        def subscribe(self):
+            super().subscribe()
+            pubsub, send = self.pubsub, self.pubsub.unsubscribe
+
+            def unsubscribe(*args):
+                out = send(*args)
+                wait_until(lambda: not pubsub.subscribed, timeout=5, message="the pub/sub thread to read the reply")
+                return out
+
+            pubsub.unsubscribe = unsubscribe
+
+    queues = [Queue(name, connection=redis_conn) for name in worker_queues(settings.queue_name)]
+    queues[0].enqueue(os.getpid)  # one job, so the job watchdog starts too
+    worker = ThreadFirst(queues, connection=redis_conn)
+    started = time.monotonic()
+    assert worker.work(burst=True, logging_level="WARNING")
+    assert time.monotonic() - started < 0.8
+    assert not worker.pubsub_thread.is_alive()
+    wait_until(lambda: not [t for t in threading.enumerate() if t.name == "leadpulse-job-watchdog"], timeout=2,
+               message="the job watchdog to end with its worker")

@@ -52,6 +52,8 @@ class GroupCommitter:
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._pid: int | None = None
+        self._woken = threading.Condition()  # commits that asked to wake scoring, and how many of those were served
+        self._wakes_asked = self._wakes_done = 0
 
     def submit(self, org_id: str, unit_id: str, events: list[IncomingEvent], timeout: float = 30) -> list[IngestResult]:
         """Block until these events are committed (or their batch failed) and return their results.
@@ -86,11 +88,20 @@ class GroupCommitter:
                 threading.Thread(target=self._waker, name="leadpulse-wake-scoring", daemon=True).start()
                 self._pid = os.getpid()
 
+    def wait_woken(self, timeout: float = 10.0) -> bool:
+        """Until scoring has been woken for every commit so far (the 202 does not wait for it): for whoever must see
+        the wake-up's job queued, such as a test that drains the queue next, or a graceful shutdown."""
+        with self._woken:
+            target = self._wakes_asked
+            return self._woken.wait_for(lambda: self._wakes_done >= target, timeout)
+
     def _waker(self) -> None:
         """Wakes scoring after commits, coalesced, off the committer thread: a slow Redis never delays a 202."""
         while True:
             self._wake.wait()
             self._wake.clear()
+            with self._woken:
+                serving = self._wakes_asked
             try:
                 self.after_commit()
             except Exception as exc:
@@ -106,6 +117,9 @@ class GroupCommitter:
                     self.announce(news)
                 except Exception as exc:
                     log.warning("announcing new events failed: %s", exc)
+            with self._woken:
+                self._wakes_done = serving
+                self._woken.notify_all()
 
     def _run(self) -> None:
         # Under gevent (`leadpulse web` on PostgreSQL) the committer yields once to the other ready greenlets before
@@ -163,6 +177,8 @@ class GroupCommitter:
                     fresh = [(r.event_id, r.lead_id, ev.event_type) for ev, r in zip(item.events, result) if not r.duplicate]
                     if fresh:
                         self._news.put((item.unit_id, fresh))
+            with self._woken:
+                self._wakes_asked += 1
             self._wake.set()
 
     def _write(self, items: list[_Item]) -> list[list[IngestResult]]:

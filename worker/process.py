@@ -22,6 +22,7 @@ class WatchedWorker(SimpleWorker):
         self.grace = grace
         self._deadline: float | None = None
         self._watching = False
+        self._ended = threading.Event()
 
     def execute_job(self, job, queue):
         if not self._watching:
@@ -35,8 +36,7 @@ class WatchedWorker(SimpleWorker):
             self._deadline = None
 
     def _watch(self) -> None:
-        while True:
-            time.sleep(min(1.0, self.grace / 2))
+        while not self._ended.wait(min(1.0, self.grace / 2)):
             deadline = self._deadline
             if deadline is not None and time.monotonic() > deadline:
                 log.critical("a job outlived its timeout by %.0f s (it swallowed the timeout?); exiting so the worker "
@@ -44,6 +44,30 @@ class WatchedWorker(SimpleWorker):
                 self._end_scheduler()
                 logging.shutdown()
                 os._exit(WATCHDOG_EXIT)
+
+    def teardown(self):
+        """The watchdog ends with the work loop: burst workers (the tests run many in one process) leave no thread."""
+        self._ended.set()
+        super().teardown()
+
+    def unsubscribe(self):
+        """Stop the pub/sub thread before UNSUBSCRIBE, not after as RQ does: the reply then ends the thread's read.
+
+        In RQ's order a thread that reads the reply before it is told to stop waits sleep_time (60 s in RQ >= 2.3)
+        for a new subscription, and the worker waits for it (1 s on redis-py < 8.2, the whole 60 s on 8.2, whose
+        stop() joins): a burst worker or a SIGTERM stalled whenever the machine was busy enough to lose that race.
+        """
+        thread, pubsub = self.pubsub_thread, self.pubsub
+        if thread is None:
+            return
+        try:
+            thread.stop(timeout=0)  # redis-py >= 8.2: stop() joins the thread unless told not to wait
+        except TypeError:
+            thread.stop()  # older redis-py: stop() only clears the thread's running flag
+        if thread.is_alive():
+            pubsub.unsubscribe()
+        thread.join(timeout=5)
+        pubsub.close()
 
     def _end_scheduler(self, wait: float = 5.0) -> None:
         """The scheduler is a forked child: left running, it would outlive this exit as an orphan (one more per restart)."""
