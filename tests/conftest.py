@@ -58,6 +58,20 @@ def settings() -> Settings:
     return s
 
 
+@pytest.fixture(scope="session", autouse=True)
+def responses_match_openapi():
+    """Every test client records what the app answers; at the end (in each xdist worker) all of it must be documented."""
+    from flask import Flask
+
+    from tests.openapi_check import SEEN, DocumentedClient
+
+    previous, Flask.test_client_class = Flask.test_client_class, DocumentedClient
+    yield
+    Flask.test_client_class = previous
+    problems = SEEN.problems()
+    assert not problems, "responses the OpenAPI document does not declare:\n" + "\n".join(problems)
+
+
 @pytest.fixture(scope="session")
 def redis_conn():
     from redis import Redis

@@ -4,10 +4,10 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, current_app, request
-from flask_smorest import Api
 
 from config import Settings
 from webapp import auth, errors, request_log
+from webapp.blueprint import Api
 from webapp.ingest_lane import IngestLane
 from webapp.app_state import AppState, close_db
 
@@ -24,7 +24,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="/docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        OPENAPI_SWAGGER_UI_URL="/docs/assets/",  # served by the app from the flask-swagger-ui package
+        OPENAPI_SWAGGER_UI_CONFIG={"validatorUrl": None},  # no badge fetched from swagger.io
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,
         JSON_SORT_KEYS=False,
     )

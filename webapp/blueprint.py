@@ -1,10 +1,16 @@
-"""flask-smorest Blueprint whose JSON parsing refuses what PostgreSQL cannot store or Python cannot nest."""
+"""flask-smorest Api and Blueprint: JSON parsing that refuses what PostgreSQL cannot store or Python cannot nest, and
+an OpenAPI document that names every status an operation answers, errors in the envelope webapp/errors.py sends."""
 from __future__ import annotations
 
 import json
 import math
+from http import HTTPStatus
+from importlib.resources import files
 
+import flask
 import flask_smorest
+from flask_smorest.utils import prepare_response
+from marshmallow import Schema, fields
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 
@@ -52,9 +58,114 @@ def strict_json_loads(data: bytes | str):
         raise json.JSONDecodeError("nested too deeply" if isinstance(exc, RecursionError) else str(exc), "body", 0) from exc
 
 
+class ErrorBodySchema(Schema):
+    code = fields.String(required=True, metadata={"description": "machine-readable reason, e.g. validation_error, not_found"})
+    message = fields.String(required=True, metadata={"description": "for a person"})
+    details = fields.Dict(keys=fields.String(), values=fields.List(fields.String()), required=True,
+                          metadata={"description": "field path -> problems with it; empty when no field is at fault"})
+
+
+class ErrorSchema(Schema):
+    """What every error answers (webapp.errors.error_payload)."""
+
+    error = fields.Nested(ErrorBodySchema, required=True)
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Bad input: details names each field at fault (or the caller has no active organization unit)",
+    401: "Missing or invalid credentials (or webhook signature)",
+    403: "Needs a member login (Bearer token), not an API credential",
+    404: "No such object in the caller's organization unit",
+    409: "Conflicts with the current state",
+    413: "Body, metadata or file too large",
+    415: "Body is not JSON (or not the file type the operation takes)",
+    502: "HubSpot or Slack failed",
+    503: "Busy or unreachable (database, HubSpot, Slack): retry, after Retry-After when given",
+}
+BODY_LOCATIONS = {"json", "form", "files"}
+AUTH_SCHEMES = [{"basicAuth": []}, {"bearerAuth": []}]
+
+
+def operation_statuses(rule: str, method: str, doc: dict, declared, *, guarded: bool, any_body: bool) -> set[int]:
+    """What an operation can answer: the app-wide rules (auth, JSON bodies, ids in the path) plus what it declares."""
+    locations = {p["in"] for p in doc.get("arguments", {}).get("parameters", [])}
+    statuses = set(declared)
+    if locations or guarded:  # webargs' refusals; an OU-scoped call with no active OU
+        statuses.add(400)
+    if guarded:  # the caller is looked up in the database before the view runs
+        statuses |= {401, 503}
+    if "<" in rule:  # an id that is not the caller's, or a NUL in it
+        statuses.add(404)
+    if locations & BODY_LOCATIONS or any_body:
+        statuses.add(413)
+    if method in ("post", "put", "patch"):  # a body that is not JSON (webapp.require_json_body)
+        statuses.add(415)
+    if not doc.get("success_status_codes") and all(s >= 400 for s in statuses):
+        statuses.add(200)
+    return statuses
+
+
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = StrictJSONParser()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._prepare_doc_cbks.append(self._prepare_statuses_doc)
+
+    def add_url_rule(self, rule, endpoint=None, view_func=None, provide_automatic_options=None, *, statuses=(), **options):
+        """statuses: what the view answers beyond operation_statuses' rules (for a MethodView, a dict by method)."""
+        super().add_url_rule(rule, endpoint, view_func, provide_automatic_options, **options)
+        for method, doc in self._docs[self._endpoints[-1]].items():
+            if method != "parameters":
+                declared = statuses.get(method, ()) if isinstance(statuses, dict) else statuses
+                views = (view_func, getattr(view_func, method, None))  # a MethodView and its method
+                doc["guarded"] = not any(getattr(v, "_public", False) for v in views)
+                doc["statuses"] = operation_statuses(rule, method, doc, declared, guarded=doc["guarded"],
+                                                     any_body=any(getattr(v, "_accepts_any_body", False) for v in views))
+
+    @staticmethod
+    def _prepare_statuses_doc(doc, doc_info, **_):
+        responses = doc.setdefault("responses", {})
+        responses.pop(422, None)  # webargs documents its 422; errors.handle_http_exception answers those 400
+        documented = {int(code) for code in responses if code != "default"}
+        for status in doc_info["statuses"] - documented:
+            responses[status] = HTTPStatus(status).name if status >= 400 else {"description": HTTPStatus(status).phrase}
+        doc["responses"] = dict(sorted(responses.items(), key=lambda item: str(item[0])))  # by status, "default" last
+        if doc_info["guarded"]:
+            doc["security"] = AUTH_SCHEMES
+        return doc
 
     def arguments(self, schema, *args, **kwargs):
         """Pass webargs an instance: given a class it builds a new schema on every request (~0.1 ms)."""
         return super().arguments(schema() if isinstance(schema, type) else schema, *args, **kwargs)
+
+
+SWAGGER_UI_DIST = files("flask_swagger_ui") / "dist"
+
+
+def swagger_ui_asset(filename: str):
+    """Swagger UI's scripts and styles from the installed package: /docs works on a machine with no internet."""
+    return flask.send_from_directory(SWAGGER_UI_DIST, filename)
+
+
+class Api(flask_smorest.Api):
+    ERROR_SCHEMA = ErrorSchema
+
+    def _register_responses(self):
+        """One response per status, each with ErrorSchema and what the status means here."""
+        for status in HTTPStatus:
+            response = {"description": ERROR_DESCRIPTIONS.get(status, status.phrase)}
+            if status >= 400:
+                response["schema"] = self.ERROR_SCHEMA
+            prepare_response(response, self.spec, self.DEFAULT_RESPONSE_CONTENT_TYPE)
+            self.spec.components.response(status.name, response, lazy=True)
+        response = {"description": "Unexpected error (500 internal_error)", "schema": self.ERROR_SCHEMA}
+        prepare_response(response, self.spec, self.DEFAULT_RESPONSE_CONTENT_TYPE)
+        self.spec.components.response(self.DEFAULT_ERROR_RESPONSE_NAME, response, lazy=True)
+
+    def _register_swagger_ui_rule(self, blueprint):
+        """Serve Swagger UI's assets at OPENAPI_SWAGGER_UI_URL when it is a path of this app."""
+        super()._register_swagger_ui_rule(blueprint)
+        url = self.config.get("OPENAPI_SWAGGER_UI_URL") or ""
+        if url.startswith("/") and not url.startswith("//"):
+            blueprint.add_url_rule(url + "<path:filename>", endpoint="swagger_ui_asset", view_func=swagger_ui_asset)

@@ -128,11 +128,14 @@ class Crud:
 
 
 def register_crud(blp, crud: Crud, schema, collection: str, item: str, *, list_key: str | None = None,
-                  update_schema=None, list_args=None):
-    """Routes for GET/POST collection and PUT/DELETE item, documented from the same schemas."""
+                  update_schema=None, list_args=None, statuses: dict | None = None):
+    """Routes for GET/POST collection and PUT/DELETE item, documented from the same schemas (statuses: a resource's
+    own beyond Crud's, by method)."""
     update_schema = update_schema or schema(partial=True)
+    own = statuses or {}
+    statuses = {**own, **{m: (409, *own.get(m, ())) for m in ("post", "put")}}  # Crud._save: a clash with another row
 
-    @blp.route(collection)
+    @blp.route(collection, statuses=statuses)
     class Collection(MethodView):
         @blp.response(200, schema(many=True))
         def get(self):
@@ -146,7 +149,7 @@ def register_crud(blp, crud: Crud, schema, collection: str, item: str, *, list_k
         def post(self, data):
             return crud.create(data)
 
-    @blp.route(item)
+    @blp.route(item, statuses=statuses)
     class Item(MethodView):
         @blp.response(200, schema)
         def get(self, obj_id):

@@ -14,7 +14,7 @@ from worker.jobs import try_kick, try_kick_alerts
 blp = Blueprint("admin", __name__, description="Admin operations")
 
 
-@blp.route("/admin/seed", methods=["POST"])
+@blp.route("/admin/seed", methods=["POST"], statuses=(201, 403, 409))
 def seed():
     """Levels (if the OU has none), a published demo ruleset and a few days of events for six leads; safe to repeat."""
     p = require_member()
@@ -33,7 +33,7 @@ def seed():
     return resp
 
 
-@blp.route("/admin/wipe-seed", methods=["POST"])
+@blp.route("/admin/wipe-seed", methods=["POST"], statuses=(403,))
 def wipe():
     """Remove what seeding created and nothing else; the OU's own leads are rescored without the demo ruleset."""
     require_member()

@@ -79,13 +79,13 @@ def _slack_app_view(app: SlackApp | None) -> dict:
             "client_secret_set": app is not None, "updated_at": rfc3339(app.updated_at) if app else None}
 
 
-@blp.route("/settings/slack-app", methods=["GET"])
+@blp.route("/settings/slack-app", methods=["GET"], statuses=(403,))
 def get_slack_app():
     require_member()
     return jsonify(_slack_app_view(db().get(SlackApp, principal().org_id)))
 
 
-@blp.route("/settings/slack-app", methods=["PUT"])
+@blp.route("/settings/slack-app", methods=["PUT"], statuses=(403,))
 @blp.arguments(SlackAppIn)
 def put_slack_app(data):
     """Organization-wide; the secret is stored encrypted and never returned."""

@@ -32,7 +32,7 @@ class MeSchema(StrictSchema):
     active_ou = fields.String(allow_none=True)
 
 
-@blp.route("/auth/login", methods=["POST"])
+@blp.route("/auth/login", methods=["POST"], statuses=(401, 503))
 @blp.arguments(LoginSchema)
 @public
 def login(data):
@@ -43,7 +43,7 @@ def login(data):
     return jsonify({"token": issue_token(member), "token_type": "Bearer"})
 
 
-@blp.route("/auth/cleanup", methods=["POST"])
+@blp.route("/auth/cleanup", methods=["POST"], statuses=(204,))
 @public
 def cleanup():
     resp = make_response("", 204)
@@ -51,7 +51,7 @@ def cleanup():
     return resp
 
 
-@blp.route("/me")
+@blp.route("/me", statuses=(403,))
 @blp.response(200, MeSchema)
 def me():
     p = require_member()

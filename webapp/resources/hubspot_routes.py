@@ -54,7 +54,7 @@ def get_status():
     return jsonify(status(current_unit()))
 
 
-@blp.route("/integrations/hubspot", methods=["PUT"])
+@blp.route("/integrations/hubspot", methods=["PUT"], statuses=(502,))
 @blp.arguments(ConnectSchema)
 def connect(data):
     """Nothing is stored unless HubSpot accepts the token and the properties are in place."""
@@ -93,7 +93,7 @@ def try_kick_sync(unit_id: str) -> None:
         log.warning("could not enqueue the HubSpot sync (%s); the sweep will", exc.__class__.__name__)
 
 
-@blp.route("/integrations/hubspot/sync", methods=["POST"])
+@blp.route("/integrations/hubspot/sync", methods=["POST"], statuses=(202, 409))
 def resync():
     """Write every lead of the OU to HubSpot again (after a restore, or to clear old failures)."""
     unit_id = current_unit()
@@ -127,7 +127,7 @@ def failures(args):
     return paginate(stmt, args, dump=dump, key="failures", order_by=(HubSpotContact.failed_at.desc(), Lead.lead_id))
 
 
-@blp.route("/integrations/hubspot", methods=["DELETE"])
+@blp.route("/integrations/hubspot", methods=["DELETE"], statuses=(204, 404))
 def disconnect():
     session = db()
     conn = session.get(HubSpotConnection, current_unit())

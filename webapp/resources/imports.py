@@ -42,7 +42,7 @@ def row_body(row: dict) -> dict:
     return body
 
 
-@blp.route("/import", methods=["POST"])
+@blp.route("/import", methods=["POST"], statuses=(202,))
 @_accepts_any_body
 def import_csv():
     """Good rows go in, bad rows are reported by line; a row's event_id makes a re-import safe."""

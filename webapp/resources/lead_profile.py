@@ -140,7 +140,7 @@ class MergeSchema(StrictSchema):
     truncate = fields.Dict(load_default=dict, metadata={"description": "truncation policy; only {\"policy\": \"none\"} (the default)"})
 
 
-@blp.route("/leads/merge", methods=["POST"])
+@blp.route("/leads/merge", methods=["POST"], statuses=(404, 409))
 @blp.arguments(MergeSchema)
 def merge(data):
     """Events and aliases move to the target, the sources are marked merged, the target is rescored (by the workers)."""

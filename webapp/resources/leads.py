@@ -184,7 +184,7 @@ def get_lead(lead_id: str) -> Lead:
     return lead
 
 
-@blp.route("/leads", methods=["POST"])
+@blp.route("/leads", methods=["POST"], statuses=(409,))
 @blp.arguments(LeadCreateSchema)
 @blp.response(201, LeadSchema)
 def create_lead(data):
@@ -255,7 +255,7 @@ def lead_score(args, lead_id):
     })
 
 
-@blp.route("/leads/scores", methods=["POST"])
+@blp.route("/leads/scores", methods=["POST"], statuses=(404,))
 @blp.arguments(BatchScoresSchema)
 def batch_scores(data):
     unit_id = current_unit()

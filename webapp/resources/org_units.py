@@ -39,7 +39,7 @@ def _member_unit(member_id: str, unit_id: str) -> OrgUnit:
     return unit
 
 
-@blp.route("/org-units", methods=["GET"])
+@blp.route("/org-units", methods=["GET"], statuses=(403,))
 def list_units():
     p = require_member()
     session = db()
@@ -50,7 +50,7 @@ def list_units():
     return jsonify({"units": UnitSchema(many=True).dump(units), "organization": {"org_id": org.id, "name": org.name}})
 
 
-@blp.route("/org-units", methods=["POST"])
+@blp.route("/org-units", methods=["POST"], statuses=(403,))
 @blp.arguments(UnitInSchema)
 @blp.response(201, UnitSchema)
 def create(data):
@@ -62,7 +62,7 @@ def create(data):
     return unit
 
 
-@blp.route("/org-units/<unit_id>", methods=["PUT"])
+@blp.route("/org-units/<unit_id>", methods=["PUT"], statuses=(403,))
 @blp.arguments(UnitInSchema)
 @blp.response(200, UnitSchema)
 def rename(data, unit_id):
@@ -75,7 +75,7 @@ def rename(data, unit_id):
     return unit
 
 
-@blp.route("/org-units/active", methods=["POST"])
+@blp.route("/org-units/active", methods=["POST"], statuses=(403, 404))
 @blp.arguments(ActiveSchema)
 def activate(data):
     p = require_member()

@@ -140,7 +140,8 @@ class RuleCrud(Crud):
 
 
 register_crud(blp, RulesetCrud(), RulesetSchema, "/rulesets", "/rulesets/<obj_id>", update_schema=RulesetUpdateSchema(partial=True))
-register_crud(blp, RuleCrud(), RuleSchema, "/rules", "/rules/<obj_id>", update_schema=RuleUpdateSchema(partial=True))
+register_crud(blp, RuleCrud(), RuleSchema, "/rules", "/rules/<obj_id>", update_schema=RuleUpdateSchema(partial=True),
+              statuses={"post": (404,)})  # its ruleset_id names no ruleset of the OU
 
 
 @blp.route("/rulesets/<obj_id>/rules", methods=["GET"])

@@ -29,14 +29,14 @@ class NewSecretSchema(SecretSchema):
     client_secret = fields.String()
 
 
-@blp.route("/secrets", methods=["GET"])
+@blp.route("/secrets", methods=["GET"], statuses=(403,))
 @blp.response(200, SecretSchema(many=True))
 def list_secrets():
     require_member()
     return db().execute(scoped(ApiCredential).order_by(ApiCredential.created_at)).scalars().all()
 
 
-@blp.route("/secrets", methods=["POST"])
+@blp.route("/secrets", methods=["POST"], statuses=(403,))
 @blp.arguments(SecretInSchema)
 @blp.response(201, NewSecretSchema)
 def create(data):
@@ -48,7 +48,7 @@ def create(data):
     return cred
 
 
-@blp.route("/secrets/<secret_id>", methods=["DELETE"])
+@blp.route("/secrets/<secret_id>", methods=["DELETE"], statuses=(403,))
 @blp.response(204)
 def delete(secret_id):
     require_member()

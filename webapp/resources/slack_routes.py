@@ -80,7 +80,7 @@ def status(unit_id: str) -> dict:
     }
 
 
-@blp.route("/integrations/slack", methods=["GET"])
+@blp.route("/integrations/slack", methods=["GET"], statuses=(403,))
 def get_status():
     require_member()
     return jsonify(status(current_unit()))
@@ -113,13 +113,13 @@ def _with_state_cookie(resp):
     return resp
 
 
-@blp.route("/integrations/slack/install", methods=["GET"], endpoint="install_redirect")
+@blp.route("/integrations/slack/install", methods=["GET"], endpoint="install_redirect", statuses=(302, 403, 409))
 def install_redirect():
     url = _authorize_url()
     return _with_state_cookie(redirect(url, code=302))
 
 
-@blp.route("/integrations/slack/install", methods=["POST"])
+@blp.route("/integrations/slack/install", methods=["POST"], statuses=(403, 409))
 def install():
     return _with_state_cookie(jsonify({"authorize_url": _authorize_url()}))
 
@@ -141,7 +141,7 @@ def _consume(state_value: str) -> SlackInstallRequest:
     return row
 
 
-@blp.route("/integrations/slack/callback", methods=["GET"])
+@blp.route("/integrations/slack/callback", methods=["GET"], statuses=(302, 400, 409, 502, 503))
 @public
 def callback():
     """Slack redirects the browser here; nothing is stored unless the state and the code are good."""
@@ -189,7 +189,7 @@ def _clear_state(resp):
     return resp
 
 
-@blp.route("/integrations/slack", methods=["DELETE"])
+@blp.route("/integrations/slack", methods=["DELETE"], statuses=(204, 403, 404))
 def disconnect():
     require_member()
     session = db()
@@ -230,7 +230,7 @@ def _slack_failed(exc: SlackError, field: str | None = None) -> ApiError:
     return ApiError(409 if exc.error in CONFIG_ERRORS else 502, "slack_refused", f"Slack refused the call: {exc}")
 
 
-@blp.route("/integrations/slack/channels", methods=["GET"])
+@blp.route("/integrations/slack/channels", methods=["GET"], statuses=(403, 409, 502))
 @blp.arguments(ChannelArgs, location="query")
 def channels(args):
     types = [t.strip() for t in args["types"].split(",") if t.strip()]
@@ -244,7 +244,7 @@ def channels(args):
     return jsonify({"ok": True, "channels": items, "response_metadata": {"next_cursor": ""}})
 
 
-@blp.route("/integrations/slack/users", methods=["GET"])
+@blp.route("/integrations/slack/users", methods=["GET"], statuses=(403, 409, 502))
 def users():
     adapter, _ = _adapter()
     try:
@@ -254,7 +254,7 @@ def users():
     return jsonify({"ok": True, "members": items, "response_metadata": {"next_cursor": ""}})
 
 
-@blp.route("/integrations/slack/target", methods=["PUT"])
+@blp.route("/integrations/slack/target", methods=["PUT"], statuses=(403, 409, 502))
 @blp.arguments(TargetSchema)
 def put_target(data):
     """Stored only once Slack confirms the bot can post there."""
@@ -273,7 +273,7 @@ def put_target(data):
     return jsonify(status(unit_id))
 
 
-@blp.route("/integrations/slack/test", methods=["POST"])
+@blp.route("/integrations/slack/test", methods=["POST"], statuses=(403, 409, 502))
 @blp.arguments(TestMessageSchema)
 def send_test(data):
     adapter, _ = _adapter()

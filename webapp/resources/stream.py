@@ -22,7 +22,7 @@ class StreamArgs(StrictSchema):
     ouId = fields.String(validate=validate.Length(min=1, max=36))  # noqa: N815 (the reference's name)
 
 
-@blp.route("/stream", methods=["GET"])
+@blp.route("/stream", methods=["GET"], statuses=(404,))
 @blp.arguments(StreamArgs, location="query")
 def stream(args):
     """Only the caller's OU: another OU's id is a 404. A client costs a queue, not a Redis connection or a thread."""

@@ -100,7 +100,7 @@ class SourceCrud(Crud):
 
 
 register_crud(blp, SourceCrud(), WebhookSourceSchema, "/webhooks/sources", "/webhooks/sources/<obj_id>",
-              update_schema=WebhookSourceUpdateSchema(partial=True))
+              update_schema=WebhookSourceUpdateSchema(partial=True), statuses={"post": (403,), "put": (403,), "delete": (403,)})
 
 
 def hash_write_key(write_key: str) -> str:
@@ -112,7 +112,7 @@ def _reject(status: int, reason: str, message: str, details: dict | None = None,
     return ApiError(status, reason, message, details)
 
 
-@blp.route("/webhooks/events/<source_id>", methods=["POST"])
+@blp.route("/webhooks/events/<source_id>", methods=["POST"], statuses=(202, 400, 401, 413, 503))
 @public
 def receive(source_id: str):
     """Verify the signature over the raw body (5-minute tolerance both ways), then ingest with webhook-id as the key."""
@@ -149,8 +149,8 @@ def receive(source_id: str):
 SEGMENT_CALLS = ("batch", "track", "identify", "page")
 
 
-@blp.route("/webhooks/segment", methods=["POST"], defaults={"call": None})
-@blp.route(f"/webhooks/segment/v1/<any({', '.join(SEGMENT_CALLS)}):call>", methods=["POST"])
+@blp.route("/webhooks/segment", methods=["POST"], defaults={"call": None}, statuses=(400, 401, 413, 415, 503))
+@blp.route(f"/webhooks/segment/v1/<any({', '.join(SEGMENT_CALLS)}):call>", methods=["POST"], statuses=(400, 401, 413, 415, 503))
 @public
 def segment(call: str | None):
     """Segment's HTTP API, also at its /v1/<call> paths so its libraries need only host; key as Basic user or writeKey."""
@@ -275,7 +275,7 @@ def apply_identities(source: WebhookSource, identities: list[tuple[int, list, di
     return refused
 
 
-@blp.route("/webhooks/hubspot", methods=["POST"])
+@blp.route("/webhooks/hubspot", methods=["POST"], statuses=(400, 401, 404, 413, 503))
 @public
 def hubspot():
     """HubSpot app webhooks (signature v3, 5-minute window): contact.creation links or creates the lead by email and

@@ -1,0 +1,85 @@
+"""Every response the suite gets from the app, held to the OpenAPI document: its status declared for its operation,
+and an error's body in the envelope the document gives it."""
+from __future__ import annotations
+
+from flask.testing import FlaskClient
+from flask_smorest.spec.plugins import FlaskPlugin
+from werkzeug.exceptions import HTTPException
+
+from webapp.blueprint import ErrorSchema
+
+ERROR_REF = "#/components/schemas/Error"  # 500 internal_error, the unexpected, is the operations' "default"
+NOT_OPERATIONS = ("api-docs.", "static")  # the document and its UI are not operations of the API
+
+
+class Seen:
+    """(method, url rule) -> status -> one path that answered it; error bodies outside the envelope."""
+
+    def __init__(self):
+        self.answers: dict[tuple[str, str], dict[int, str]] = {}
+        self.bad_bodies: list[str] = []
+        self.spec: dict | None = None
+
+    def record(self, app, response) -> None:
+        if "leadpulse" not in app.extensions:  # a fake service's app, not ours
+            return
+        request, status = response.request, response.status_code
+        method = "GET" if request.method == "HEAD" else request.method
+        if status >= 400:
+            self.check_error_body(f"{request.method} {request.path}", response)
+        if method == "OPTIONS":  # Flask answers it for every rule by itself
+            return
+        try:
+            rule, _ = app.url_map.bind("localhost").match(request.path, method=method, return_rule=True)
+        except HTTPException:  # no such path, or not this method: no operation to hold it to
+            return
+        if rule.endpoint.startswith(NOT_OPERATIONS):
+            return
+        if self.spec is None:
+            self.spec = app.extensions["flask-smorest"]["apis"][""]["ext_obj"].spec.to_dict()
+        self.answers.setdefault((method.lower(), rule.rule), {}).setdefault(status, request.full_path.rstrip("?"))
+
+    def check_error_body(self, where: str, response) -> None:
+        body = response.get_json(silent=True) if response.is_json else None
+        problems = ErrorSchema().validate(body) if isinstance(body, dict) else {"body": "not a JSON object"}
+        if problems and len(self.bad_bodies) < 50:
+            self.bad_bodies.append(f"{where} answered {response.status_code} with {response.get_data()[:200]!r}: {problems}")
+
+    def problems(self, spec: dict | None = None) -> list[str]:
+        """What the document does not say about what was seen (spec: the document, by default the app's own)."""
+        spec = spec or self.spec
+        out = list(self.bad_bodies)
+        for (method, rule), statuses in sorted(self.answers.items()):
+            path = FlaskPlugin.flaskpath2openapi(rule)
+            operation = spec["paths"].get(path, {}).get(method)
+            if operation is None:
+                out.append(f"{method.upper()} {path} is not in the OpenAPI document")
+                continue
+            declared = operation["responses"]
+            for status, example in sorted(statuses.items()):
+                response = declared.get(str(status), declared.get("default") if status == 500 else None)
+                if response is None:
+                    out.append(f"{method.upper()} {path} answered {status} ({example}) but the document declares only "
+                               f"{', '.join(k for k in declared if k != 'default')}")
+                elif status >= 400 and _schema_ref(spec, response) != ERROR_REF:
+                    out.append(f"{method.upper()} {path} documents {status} without the error envelope {ERROR_REF}")
+        return out
+
+
+def _schema_ref(spec: dict, response: dict) -> str | None:
+    if "$ref" in response:
+        response = spec["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
+    return response.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref")
+
+
+SEEN = Seen()
+
+
+class DocumentedClient(FlaskClient):
+    """Flask's test client, recording every response (and each redirect it followed) in SEEN."""
+
+    def open(self, *args, **kwargs):
+        response = super().open(*args, **kwargs)
+        for answered in (*response.history, response):
+            SEEN.record(self.application, answered)
+        return response

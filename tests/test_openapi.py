@@ -1,0 +1,117 @@
+"""The OpenAPI document tells the statuses and error envelope the API really answers; /docs needs no internet."""
+from __future__ import annotations
+
+import copy
+from html.parser import HTMLParser
+
+from tests.openapi_check import ERROR_REF, Seen
+
+HTTP_METHODS = ("get", "post", "put", "patch", "delete")
+
+
+def operations(spec):
+    for path, item in spec["paths"].items():
+        for method in HTTP_METHODS:
+            if method in item:
+                yield method, path, item[method]
+
+
+def error_schema_of(spec, response):
+    if "$ref" in response:
+        response = spec["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
+    return response["content"]["application/json"]["schema"]["$ref"]
+
+
+def test_every_operation_documents_its_statuses_in_the_real_error_envelope(client, clean):
+    spec = client.get("/openapi.json").json
+    schemas = spec["components"]["schemas"]
+    assert schemas["Error"]["properties"] == {"error": {"$ref": "#/components/schemas/ErrorBody"}}
+    assert set(schemas["ErrorBody"]["required"]) == {"code", "message", "details"}
+    assert "UNPROCESSABLE_ENTITY" not in spec["components"]["responses"]
+    ops = list(operations(spec))
+    assert len(ops) > 80
+    for method, path, op in ops:
+        where = f"{method.upper()} {path}"
+        statuses = {int(s) for s in op["responses"] if s != "default"}
+        assert 422 not in statuses, where
+        assert any(s < 400 for s in statuses), where
+        for status, response in op["responses"].items():
+            if status == "default" or int(status) >= 400:
+                assert error_schema_of(spec, response) == ERROR_REF, (where, status)
+        if op.get("security"):  # every guarded operation: who is calling, and the database that says so
+            assert {400, 401, 503} <= statuses, where
+        if "{" in path:
+            assert 404 in statuses, where
+        if method in ("post", "put", "patch"):
+            assert 415 in statuses, where
+        if "requestBody" in op:
+            assert {400, 413} <= statuses, where
+    by_op = {(m, p): {int(s) for s in op["responses"] if s != "default"} for m, p, op in ops}
+    assert not spec["paths"]["/auth/login"]["post"].get("security")
+    assert {401, 503} <= by_op["post", "/auth/login"] and 403 not in by_op["post", "/auth/login"]
+    assert 403 in by_op["get", "/secrets"] and 403 not in by_op["get", "/leads"]
+    assert {201, 403, 409} <= by_op["post", "/admin/seed"] and 200 not in by_op["post", "/admin/seed"]
+    assert {409} <= by_op["post", "/engagement-levels"] and 409 not in by_op["get", "/engagement-levels/{obj_id}"]
+    assert {302, 400, 502} <= by_op["get", "/integrations/slack/callback"]
+    assert by_op["get", "/"] == {200}
+
+
+def test_the_check_fails_on_an_undeclared_status_or_an_error_outside_the_envelope(app, client, clean):
+    spec = client.get("/openapi.json").json
+    seen = Seen()
+    refused = client.get("/leads?limit=5")
+    assert refused.status_code == 401
+    seen.record(app, refused)
+    seen.record(app, client.get("/"))
+    assert seen.problems(spec) == []
+
+    undeclared = copy.deepcopy(spec)
+    del undeclared["paths"]["/leads"]["get"]["responses"]["401"]
+    assert seen.problems(undeclared) == [
+        "GET /leads answered 401 (/leads?limit=5) but the document declares only 200, 400, 503"]
+    bare = copy.deepcopy(spec)
+    bare["paths"]["/leads"]["get"]["responses"]["401"] = {"description": "Unauthorized"}
+    assert seen.problems(bare) == ["GET /leads documents 401 without the error envelope " + ERROR_REF]
+    seen.answers["get", "/leads"][500] = "/leads"  # the unexpected: the operation's "default" response
+    assert seen.problems(spec) == []
+    seen.answers["get", "/leads"][502] = "/leads"
+    assert seen.problems(spec) == [
+        "GET /leads answered 502 (/leads) but the document declares only 200, 400, 401, 503"]
+    del seen.answers["get", "/leads"][502]
+    missing = copy.deepcopy(spec)
+    del missing["paths"]["/"]
+    assert seen.problems(missing) == ["GET / is not in the OpenAPI document"]
+
+    foreign = client.get("/no-such-page")
+    foreign.set_data(b'{"code": 404, "status": "Not Found"}')
+    seen.record(app, foreign)
+    [problem] = seen.problems(spec)
+    assert problem.startswith("GET /no-such-page answered 404") and "error" in problem
+
+
+class Assets(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.urls = []
+
+    def handle_starttag(self, tag, attrs):
+        self.urls += [value for name, value in attrs if name in ("src", "href") and value]
+
+
+def test_docs_load_swagger_ui_from_the_app_itself(client, clean):
+    page = client.get("/docs")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    html = page.get_data(as_text=True)
+    assert "http://" not in html and "https://" not in html and '"validatorUrl": null' in html
+    parser = Assets()
+    parser.feed(html)
+    assert len(parser.urls) == 3, parser.urls
+    kinds = {"css": "text/css", "js": "text/javascript"}
+    for url in parser.urls:
+        assert url.startswith("/") and not url.startswith("//"), url
+        asset = client.get(url)
+        assert asset.status_code == 200, url
+        assert asset.mimetype == kinds[url.rsplit(".", 1)[1]], (url, asset.mimetype)
+        assert len(asset.get_data()) > 10_000, url
+    assert client.get("/docs/assets/..%2F__init__.py").status_code == 404
+    assert client.get("/docs/assets/nothing.js").status_code == 404
