@@ -7,7 +7,7 @@ from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, f
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, utcnow
-from models.leads import Lead, LeadAlias
+from models.leads import Lead, primary_email
 
 
 class HubSpotConnection(Base):
@@ -44,8 +44,8 @@ class HubSpotContact(Base):
 
 
 def lead_email():
-    """Correlated subquery: the lead's email alias (the key HubSpot contacts are found by)."""
-    return select(func.min(LeadAlias.value)).where(LeadAlias.lead_pk == Lead.pk, LeadAlias.kind == "email").scalar_subquery()
+    """The lead's primary email (the key HubSpot contacts are found by, the one GET /leads shows)."""
+    return primary_email()
 
 
 def pending_query(unit_id: str):
