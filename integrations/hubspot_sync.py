@@ -5,7 +5,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from integrations.hubspot import BATCH, ENSURE_PROPERTIES_CALLS, HubSpotAdapter, HubSpotAuthError, HubSpotError
 from integrations import redis_keys as keys
@@ -13,7 +13,9 @@ from integrations.rate_limit import RateLimited, RollingLimiter
 from integrations.secretbox import decrypt
 from models.base import utcnow
 from models.score_drivers import top_drivers
-from models.integrations import HubSpotConnection, HubSpotContact, pending_contacts
+from models.integrations import HubSpotConnection, HubSpotContact, link_contacts, pending_contacts
+from models.tenancy import OrgUnit
+from models.webhooks import HubSpotPendingCreation, pending_creations
 from models.levels import EngagementLevel, level_options
 from models.dialect import insert_for
 from integrations.timeouts import timed_out
@@ -134,12 +136,16 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str) -> Sy
     out, healed = SyncOutcome(), False
     for _ in range(MAX_BATCHES_PER_RUN):
         with Session() as s:
-            rows = pending_contacts(s, unit_id, BATCH)
+            creations = pending_creations(s, unit_id, BATCH)
+            rows = [] if creations else pending_contacts(s, unit_id, BATCH)
             drivers = top_drivers(s, unit_id, [r.pk for r in rows])
-        if not rows:
+        if not rows and not creations:
             _connection_ok(Session, unit_id, conn is not None)
             return out
         try:
+            if creations:  # contacts announced while no token served the OU: linked first, so their leads sync by id
+                _link_creations(Session, adapter, limiter, unit_id, conn.portal_id if conn is not None else None, creations)
+                continue
             if conn is None:  # served by HUBSPOT_ACCESS_TOKEN: nobody connected, so the properties may not exist yet
                 _ensure_properties_once(redis, adapter, limiter, token, unit_id, list(levels.values()), others)
             sent, failed = _sync_batch(Session, adapter, limiter, unit_id, rows, levels, drivers, create_missing)
@@ -182,6 +188,26 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str) -> Sy
         out.failed += failed
     out.retry_in = 0.0  # more to do: hand over to a fresh job
     return out
+
+
+def _link_creations(Session, adapter, limiter, unit_id: str, portal_id: int | None, creations) -> int:
+    """Link waiting contact creations as the webhook would have on arrival (another portal's are dropped); HubSpot's
+    transient failures and a refused token leave them waiting, any other refusal drops them as a delivery would."""
+    ids = [c.hubspot_id for c in creations if not (portal_id and c.portal_id and c.portal_id != str(portal_id))]
+    emails: dict[str, str] = {}
+    if ids:
+        limiter.acquire()
+        try:
+            emails = adapter.emails_by_id(ids)
+        except HubSpotError as exc:
+            if exc.transient or isinstance(exc, HubSpotAuthError):
+                raise
+            log.warning("OU %s: HubSpot refused reading %d waiting new contacts (%s); dropped", unit_id, len(ids), exc.status)
+    with Session() as s, s.begin():
+        org_id = s.execute(select(OrgUnit.org_id).where(OrgUnit.id == unit_id)).scalar_one()
+        s.execute(delete(HubSpotPendingCreation).where(HubSpotPendingCreation.unit_id == unit_id,
+                                                       HubSpotPendingCreation.hubspot_id.in_([c.hubspot_id for c in creations])))
+        return link_contacts(s, org_id, unit_id, [(cid, emails[cid]) for cid in ids if cid in emails])
 
 
 def _missing_level_option(exc: HubSpotError) -> bool:

@@ -98,6 +98,78 @@ def email_taken(session: Session, email: str) -> bool:
     return session.execute(select(func.count()).select_from(Member).where(Member.email == email)).scalar() > 0
 
 
+ROLES = ("Owner", "Operator", "Viewer")
+PASSWORD_MIN, PASSWORD_MAX = 8, 1024  # POST /auth/login reads up to 1024 characters
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+class AccountError(ValueError):
+    """A member cannot be added as asked; the message says why (and never contains the password)."""
+
+
+def password_problem(password: str | None, email: str) -> str | None:
+    """Why a new member's password is refused, or None."""
+    if not password or not password.strip():
+        return "the password is empty"
+    if len(password) < PASSWORD_MIN:
+        return f"the password is too short (at least {PASSWORD_MIN} characters)"
+    if len(password) > PASSWORD_MAX:
+        return f"the password is too long (at most {PASSWORD_MAX} characters)"
+    if password.strip().lower() in (email, email.partition("@")[0]):
+        return "the password must not be the email address"
+    return None
+
+
+def create_member(session: Session, org_id: str, email: str, password: str | None, units: list[tuple[str, str]]) -> Member:
+    """A member of the organization with a role in each (unit_id, role); checks the email and password first."""
+    email = email.strip().lower()
+    if len(email) > 320 or not EMAIL.fullmatch(email):
+        raise AccountError(f"{email!r} is not an email address")
+    if email_taken(session, email):
+        raise AccountError(f"a member with email {email} already exists")
+    problem = password_problem(password, email)
+    if problem:
+        raise AccountError(problem)
+    member = Member(org_id=org_id, email=email, password_hash=hash_password(password), role="admin")
+    session.add(member)
+    session.flush()
+    session.add_all([Membership(member_id=member.id, unit_id=unit_id, role=role) for unit_id, role in units])
+    session.flush()
+    return member
+
+
+def add_member(session: Session, org: str, email: str, password: str | None, units: list[str] | None = None,
+               role: str = "Owner") -> dict:
+    """A login for an existing organization (found by id or exact name) with `role` in the named OUs (by id or
+    name; all of its OUs by default), so someone can manage what needs a member: webhook sources, /secrets."""
+    if role not in ROLES:
+        raise AccountError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
+    organization = session.get(Organization, org) if len(org) <= 36 else None
+    if organization is None:
+        named = session.execute(select(Organization).where(Organization.name == org).limit(2)).scalars().all()
+        if len(named) > 1:
+            raise AccountError(f"several organizations are named {org!r}: give its id")
+        if not named:
+            raise AccountError(f"no organization has the id or name {org!r}")
+        organization = named[0]
+    ous = session.execute(select(OrgUnit).where(OrgUnit.org_id == organization.id).order_by(OrgUnit.created_at)).scalars().all()
+    chosen = ous
+    if units:
+        chosen = []
+        for wanted in dict.fromkeys(units):
+            match = [u for u in ous if u.id == wanted] or [u for u in ous if u.name == wanted]
+            if len(match) != 1:
+                raise AccountError(f"organization {organization.name!r} has {'several' if match else 'no'} OUs "
+                                   f"with the id or name {wanted!r}" + (": give its id" if match else ""))
+            if match[0] not in chosen:
+                chosen.append(match[0])
+    if not chosen:
+        raise AccountError(f"organization {organization.name!r} has no OU")
+    member = create_member(session, organization.id, email, password, [(u.id, role) for u in chosen])
+    return {"member_id": member.id, "org_id": organization.id, "email": member.email,
+            "units": [{"unit_id": u.id, "name": u.name, "role": role} for u in chosen]}
+
+
 def bootstrap(session: Session, org: str, unit: str, email: str | None = None, password: str | None = None) -> dict:
     """Org, OU, credential and optional owner in one transaction: the first thing an installer runs."""
     organization = Organization(name=org)
@@ -107,13 +179,7 @@ def bootstrap(session: Session, org: str, unit: str, email: str | None = None, p
     cred, secret = create_credential(session, organization.id, ou.id, "bootstrap")
     out = {"org_id": organization.id, "unit_id": ou.id, "client_id": cred.client_id, "client_secret": secret}
     if email:
-        email = email.strip().lower()
-        if email_taken(session, email):
-            raise ValueError(f"a member with email {email} already exists")
-        member = Member(org_id=organization.id, email=email, password_hash=hash_password(password or ""), role="admin")
-        session.add(member)
-        session.flush()
-        session.add(Membership(member_id=member.id, unit_id=ou.id, role="Owner"))
+        create_member(session, organization.id, email, password, [(ou.id, "Owner")])
     return out  # the command line prints this, as the README documents
 
 

@@ -7,7 +7,9 @@ from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, f
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, utcnow
-from models.leads import Lead, LeadAlias
+from models.ingest import IncomingEvent, resolve_leads
+from models.leads import Lead, normalize_alias, primary_email
+from models.dialect import insert_for
 from models.tenancy import OrgUnit
 
 
@@ -45,8 +47,8 @@ class HubSpotContact(Base):
 
 
 def lead_email():
-    """Correlated subquery: the lead's email alias (the key HubSpot contacts are found by)."""
-    return select(func.min(LeadAlias.value)).where(LeadAlias.lead_pk == Lead.pk, LeadAlias.kind == "email").scalar_subquery()
+    """The lead's primary email (the key HubSpot contacts are found by, the one GET /leads shows)."""
+    return primary_email()
 
 
 def pending_query(unit_id: str):
@@ -105,6 +107,20 @@ def stale_option_units(session) -> list[str]:
     return list(session.execute(
         select(HubSpotConnection.unit_id).where(HubSpotConnection.options_synced < HubSpotConnection.options_wanted)
     ).scalars())
+
+
+def link_contacts(session, org_id: str, unit_id: str, contacts: list[tuple[str, str]]) -> int:
+    """Link each (HubSpot contact id, email) to the lead with that email, creating the lead if none has it; all leads
+    resolved at once, as if one at a time. Returns how many were linked."""
+    if not contacts:
+        return 0
+    leads = resolve_leads(session, org_id, unit_id, [
+        IncomingEvent(event_type="contact.creation", occurred_at=utcnow(), aliases=[("email", normalize_alias("email", email))])
+        for _, email in contacts])
+    for (contact_id, _), (pk, _) in zip(contacts, leads):
+        stmt = insert_for(session, HubSpotContact).values(lead_pk=pk, unit_id=unit_id, hubspot_id=contact_id)
+        session.execute(stmt.on_conflict_do_update(index_elements=["lead_pk"], set_={"hubspot_id": stmt.excluded.hubspot_id}))
+    return len(contacts)
 
 
 def hubspot_served_units(session, env_token: bool) -> list[str]:

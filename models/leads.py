@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, JSONType, UTCDateTime, utcnow
 
@@ -49,6 +49,25 @@ class LeadAlias(Base):
     kind: Mapped[str] = mapped_column(String(20))
     value: Mapped[str] = mapped_column(String(320))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+def primary_email():
+    """Correlated subquery: the lead's primary email, its oldest email alias (lowest id on a tie), so it stays put."""
+    return (select(LeadAlias.value).where(LeadAlias.lead_pk == Lead.pk, LeadAlias.kind == "email")
+            .order_by(LeadAlias.created_at, LeadAlias.id).limit(1).scalar_subquery())
+
+
+def primary_emails(session: Session, lead_pks: list[int]) -> dict[int, str | None]:
+    """The primary email of each of a page of leads, in one query."""
+    if not lead_pks:
+        return {}
+    return dict(session.execute(select(Lead.pk, primary_email()).where(Lead.pk.in_(lead_pks))).all())
+
+
+def aliases_of(session: Session, lead_pk: int) -> list[LeadAlias]:
+    """A lead's aliases, oldest first (so its primary email is the first email listed)."""
+    return list(session.execute(select(LeadAlias).where(LeadAlias.lead_pk == lead_pk)
+                                .order_by(LeadAlias.created_at, LeadAlias.id)).scalars())
 
 
 def merged_metadata(current: dict | None, changes: dict) -> dict:

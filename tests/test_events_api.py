@@ -64,12 +64,12 @@ def test_delete_events_rescores_from_what_remains(api, app, run_worker, client, 
     create_levels(api)
     published_ruleset(api, {"demo_request": 30, "page_view": 5, "unsubscribe": -40})
     ingest(api, "ada", "demo_request", timestamp="2026-11-20T10:00:00Z")
-    unsub = ingest(api, "ada", "unsubscribe", timestamp="2026-11-20T11:00:00Z")["event_id"]
+    unsub = ingest(api, "ada", "unsubscribe", timestamp="2026-11-20T11:00:00Z")["id"]
     ingest(api, "ada", "demo_request", timestamp="2026-11-20T12:00:00Z")
     ingest(api, "ada", "demo_request", timestamp="2026-11-20T13:00:00Z")
-    only = ingest(api, "bob", "demo_request", timestamp="2026-11-20T10:00:00Z")["event_id"]
+    only = ingest(api, "bob", "demo_request", timestamp="2026-11-20T10:00:00Z")["id"]
     theirs = Api(client, other_tenant)
-    their_event = ingest(theirs, "cy", "page_view")["event_id"]
+    their_event = ingest(theirs, "cy", "page_view")["id"]
     settle(app, run_worker)
     leads = {lead["lead_id"]: lead for lead in api.get("/leads").json}
     assert leads["ada"]["score"] == 60 and leads["bob"]["level"]["name"] == "Warm"  # 30 - 40 -> 0 (floor), +30, +30

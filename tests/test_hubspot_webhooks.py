@@ -11,7 +11,7 @@ from models.integrations import HubSpotContact
 from tests.auth_helpers import member_client
 from tests.conftest import Api
 from tests.fakes import FakeHubSpot
-from tests.helpers import leads_by_id
+from tests.helpers import leads_by_id, run_scheduled
 from webapp import create_app
 
 TOKEN, APP_SECRET = "pat-na1-0123456789abcdef", "hubspot-app-secret-0123"
@@ -54,7 +54,7 @@ def test_contacts_link_and_property_changes_update_metadata(hooked):
         {"objectId": 42, "eventId": 3816279342, "subscriptionType": "deal.creation"},
     ]
     r = deliver(client, src["url"], events)
-    assert r.status_code == 200 and r.json == {"applied": 2, "duplicate": 0, "ignored": 2}, r.json
+    assert r.status_code == 200 and r.json == {"applied": 2, "pending": 0, "duplicate": 0, "ignored": 2}, r.json
     [lead] = leads_by_id(api).values()
     detail = api.get(f"/lead/{lead['lead_id']}").json["lead"]
     assert detail["metadata"] == {"hubspot_lifecyclestage": "subscriber"}
@@ -62,7 +62,7 @@ def test_contacts_link_and_property_changes_update_metadata(hooked):
     with app.extensions["leadpulse"].Session() as s:
         assert s.execute(select(HubSpotContact.hubspot_id)).scalars().all() == [contact]
     again = deliver(client, src["url"], events, at_ms=int(time.time() * 1000))  # HubSpot retries a delivery
-    assert again.json == {"applied": 0, "duplicate": 4, "ignored": 0}
+    assert again.json == {"applied": 0, "pending": 0, "duplicate": 4, "ignored": 0}
 
 
 def test_bad_deliveries_are_refused_and_counted(hooked):
@@ -100,7 +100,7 @@ def test_hubspot_down_while_reading_new_contacts_makes_hubspot_deliver_again(hoo
     r = deliver(client, src["url"], events)
     assert r.status_code == 503 and r.headers["Retry-After"] == "10"
     assert leads_by_id(api) == {}  # nothing applied, the eventId not spent
-    assert deliver(client, src["url"], events).json == {"applied": 1, "duplicate": 0, "ignored": 0}
+    assert deliver(client, src["url"], events).json == {"applied": 1, "pending": 0, "duplicate": 0, "ignored": 0}
 
 
 def test_events_of_another_portal_are_ignored(hooked):
@@ -108,7 +108,7 @@ def test_events_of_another_portal_are_ignored(hooked):
     contact = fake.add_contact("cy@x.io")
     mine = {"objectId": int(contact), "eventId": 11, "subscriptionType": "contact.creation", "portalId": fake.portal_id}
     theirs = {**mine, "eventId": 12, "portalId": int(fake.portal_id) + 1}
-    assert deliver(client, src["url"], [theirs, mine]).json == {"applied": 1, "duplicate": 0, "ignored": 1}
+    assert deliver(client, src["url"], [theirs, mine]).json == {"applied": 1, "pending": 0, "duplicate": 0, "ignored": 1}
 
 
 def test_signature_over_the_public_url_and_the_raw_query_behind_a_proxy(settings, clean, tenant):
@@ -140,7 +140,7 @@ def test_a_contact_hubspot_refuses_to_read_is_ignored_not_redelivered_forever(ho
     events = [{"objectId": 5, "eventId": 21, "subscriptionType": "contact.creation"},
               {"objectId": "not-an-id", "eventId": 22, "subscriptionType": "contact.creation"}]
     r = deliver(client, src["url"], events)
-    assert r.status_code == 200 and r.json == {"applied": 0, "duplicate": 0, "ignored": 2}
+    assert r.status_code == 200 and r.json == {"applied": 0, "pending": 0, "duplicate": 0, "ignored": 2}
 
 
 def test_unstorable_text_missing_event_ids_and_oversized_metadata(hooked):
@@ -156,11 +156,11 @@ def test_unstorable_text_missing_event_ids_and_oversized_metadata(hooked):
         assert r.status_code == 400 and f"0.{field}" in r.json["error"]["details"], (field, r.json)
     change = {"objectId": int(contact), "subscriptionType": "contact.propertyChange", "propertyName": "city", "propertyValue": "Paris"}
     r = deliver(client, src["url"], [{**change, "eventId": None}, {**change, "eventId": None, "propertyValue": "Rome"}])
-    assert r.json == {"applied": 0, "duplicate": 0, "ignored": 2}
+    assert r.json == {"applied": 0, "pending": 0, "duplicate": 0, "ignored": 2}
     big = "x" * (60 * 1024)
     r = deliver(client, src["url"], [{**change, "eventId": 10, "propertyName": "notes", "propertyValue": big},
                                      {**change, "eventId": 11, "propertyName": "more_notes", "propertyValue": big}])
-    assert r.json == {"applied": 1, "duplicate": 0, "ignored": 1}
+    assert r.json == {"applied": 1, "pending": 0, "duplicate": 0, "ignored": 1}
     [lead] = leads_by_id(api).values()
     assert list(api.get(f"/lead/{lead['lead_id']}").json["lead"]["metadata"]) == ["hubspot_notes"]
 
@@ -175,7 +175,100 @@ def test_a_delivery_of_many_events_applies_in_order_once(hooked):
     events += [{"objectId": int(ids[0]), "eventId": 300, "subscriptionType": "contact.propertyChange",
                 "propertyName": "lifecyclestage", "propertyValue": "customer"}, {"objectId": int(ids[0]), "eventId": 300}]
     r = deliver(client, src["url"], events)
-    assert r.status_code == 200 and r.json == {"applied": 11, "duplicate": 1, "ignored": 0}, r.json
+    assert r.status_code == 200 and r.json == {"applied": 11, "pending": 0, "duplicate": 1, "ignored": 0}, r.json
     by_email = {api.get(f"/lead/{lid}/aliases").json[0]["value"]: lead for lid, lead in leads_by_id(api).items()}
     stages = {email: api.get(f"/lead/{lead['lead_id']}").json["lead"]["metadata"]["hubspot_lifecyclestage"] for email, lead in by_email.items()}
     assert stages == {"c0@x.io": "customer", **{f"c{i}@x.io": "lead" for i in range(1, 5)}}
+
+
+@pytest.fixture
+def unconnected(settings, clean, tenant, monkeypatch):
+    """A HubSpot source on an OU no token serves yet; `connect` puts the token in, as PUT /integrations/hubspot does."""
+    with FakeHubSpot(tokens=[TOKEN]) as fake:
+        monkeypatch.setenv("HUBSPOT_API_BASE", fake.url)  # for the workers
+        monkeypatch.delenv("HUBSPOT_ACCESS_TOKEN", raising=False)
+        app = create_app(dataclasses.replace(settings, hubspot_api_base=fake.url, hubspot_access_token=None))
+        app.testing = True
+        client = app.test_client()
+        r = client.post("/webhooks/sources", json={"name": "HubSpot", "kind": "hubspot", "client_secret": APP_SECRET},
+                        headers=member_client(client, tenant))
+        assert r.status_code == 201, r.json
+        yield fake, client, Api(client, tenant), app, r.json
+
+
+def links(app) -> dict[str, str]:
+    """HubSpot contact id -> the lead's primary email."""
+    with app.extensions["leadpulse"].Session() as s:
+        from models.leads import Lead, primary_email
+
+        return dict(s.execute(select(HubSpotContact.hubspot_id, primary_email()).join(Lead, Lead.pk == HubSpotContact.lead_pk)).all())
+
+
+def test_creations_without_a_token_wait_and_are_linked_once_hubspot_is_connected(unconnected, run_worker):
+    fake, client, api, app, src = unconnected
+    ada, bob, nameless = fake.add_contact("Ada@X.io"), fake.add_contact("bob@x.io"), fake.add_contact(None)
+    assert api.post("/ingest", json={"aliases": [{"alias_kind": "email", "raw_value": "bob@x.io"}], "event_type": "x"}).status_code == 202
+    events = [{"objectId": int(cid), "eventId": 500 + n, "subscriptionType": "contact.creation", "portalId": fake.portal_id}
+              for n, cid in enumerate((ada, bob, nameless))]
+    events += [{"objectId": "not-an-id", "eventId": 510, "subscriptionType": "contact.creation"},
+               {"objectId": int(ada), "eventId": 511, "subscriptionType": "contact.creation"}]  # announced twice: kept once
+    r = deliver(client, src["url"], events)
+    assert r.status_code == 200 and r.json == {"applied": 0, "pending": 4, "duplicate": 0, "ignored": 1}, r.json
+    assert deliver(client, src["url"], events).json == {"applied": 0, "pending": 0, "duplicate": 5, "ignored": 0}
+    assert api.get("/integrations/hubspot").json["pending_creations"] == 3
+    [bob_lead] = leads_by_id(api)  # ada's lead is not created yet
+    assert links(app) == {}
+    run_worker()  # nothing serves the OU: they keep waiting
+    assert links(app) == {} and api.get("/integrations/hubspot").json["pending_creations"] == 3
+
+    assert api.put("/integrations/hubspot", json={"access_token": TOKEN}).status_code == 200
+    run_worker()  # the sync connecting enqueues links them first
+    assert links(app) == {ada: "ada@x.io", bob: "bob@x.io"}  # the contact without an email has nothing to link by
+    leads = {api.get(f"/lead/{lid}").json["lead"]["primary_email"]: lid for lid in leads_by_id(api)}
+    assert set(leads) == {"ada@x.io", "bob@x.io"} and leads["bob@x.io"] == bob_lead  # bob's lead linked, ada's created
+    assert api.get("/integrations/hubspot").json["pending_creations"] == 0
+    assert fake.contact_by_email("ada@x.io")["properties"]["engagement_score"] == "0"  # then synced by id as usual
+    change = {"objectId": int(ada), "eventId": 520, "subscriptionType": "contact.propertyChange", "propertyName": "city",
+              "propertyValue": "Paris"}
+    assert deliver(client, src["url"], [change]).json["applied"] == 1
+
+
+def test_the_environment_token_links_waiting_creations_when_the_sweep_runs(unconnected, run_worker, settings, redis_conn, monkeypatch):
+    from models.db import session_factory
+    from worker.sweep import sweep_once
+
+    fake, client, api, app, src = unconnected
+    cy = fake.add_contact("cy@x.io")
+    assert deliver(client, src["url"], [{"objectId": int(cy), "eventId": 1, "subscriptionType": "contact.creation"}]).json["pending"] == 1
+    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", TOKEN)  # a restart with the default token set
+    sweep_once(session_factory(settings.database_url), redis_conn, settings.queue_name, 2, env_hubspot_token=True)
+    run_worker()
+    assert links(app) == {cy: "cy@x.io"}
+
+
+def test_waiting_creations_of_another_portal_are_dropped_and_a_transient_failure_keeps_them(unconnected, run_worker, settings,
+                                                                                            redis_conn):
+    fake, client, api, app, src = unconnected
+    dee, eve = fake.add_contact("dee@x.io"), fake.add_contact("eve@x.io")
+    theirs = {"objectId": int(dee), "eventId": 1, "subscriptionType": "contact.creation", "portalId": int(fake.portal_id) + 1}
+    mine = {"objectId": int(eve), "eventId": 2, "subscriptionType": "contact.creation", "portalId": fake.portal_id}
+    assert deliver(client, src["url"], [theirs, mine]).json["pending"] == 2
+    fake.fail_next(1, 502, path="/crm/v3/objects/contacts/batch/read")
+    assert api.put("/integrations/hubspot", json={"access_token": TOKEN}).status_code == 200
+    run_worker()
+    assert links(app) == {} and api.get("/integrations/hubspot").json["pending_creations"] == 2  # rescheduled, not lost
+    run_scheduled(settings, redis_conn, run_worker)
+    assert links(app) == {eve: "eve@x.io"} and api.get("/integrations/hubspot").json["pending_creations"] == 0
+
+
+def test_a_revoked_token_keeps_creations_waiting_for_a_working_one(hooked, run_worker, monkeypatch):
+    fake, client, api, app, src = hooked
+    monkeypatch.setenv("HUBSPOT_API_BASE", fake.url)
+    fin = fake.add_contact("fin@x.io")
+    fake.tokens.discard(TOKEN)
+    r = deliver(client, src["url"], [{"objectId": int(fin), "eventId": 1, "subscriptionType": "contact.creation"}])
+    assert r.status_code == 200 and r.json == {"applied": 0, "pending": 1, "duplicate": 0, "ignored": 0}
+    fake.add_token("pat-na1-new-0123456789")
+    assert api.put("/integrations/hubspot", json={"access_token": "pat-na1-new-0123456789"}).status_code == 200
+    run_worker()
+    assert links(app) == {fin: "fin@x.io"}

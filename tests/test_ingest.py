@@ -32,7 +32,7 @@ def test_ingest_accepts_and_commits_before_202(api, app):
     assert r.json["metadata"] == {"url": "/pricing", "channel": "web"}
     assert r.json["duplicate"] is False and r.json["lead_id"] == "ld_123"
     with app.extensions["leadpulse"].Session() as s:
-        event = s.get(Event, int(r.json["event_id"]))
+        event = s.get(Event, int(r.json["id"]))
         assert event.event_type == "page_view" and event.status == 0
         assert event.occurred_at.isoformat() == "2025-08-15T12:00:00+00:00"
         assert event.metadata_ == {"url": "/pricing", "channel": "web"}
@@ -42,7 +42,7 @@ def test_events_alias_path_and_default_timestamp(api, app):
     r = api.post("/events", json={"lead_id": "x", "event_type": "email_open"})
     assert r.status_code == 202
     with app.extensions["leadpulse"].Session() as s:
-        event = s.get(Event, int(r.json["event_id"]))
+        event = s.get(Event, int(r.json["id"]))
         assert event.occurred_at is not None and event.occurred_at.tzinfo is not None
 
 
@@ -84,7 +84,7 @@ def test_idempotency_key_body_and_header_score_once(api, app, run_worker):
     again = api.post("/ingest", json={"lead_id": "l1", "event_type": "demo_request", "event_id": "evt-1"})
     assert first.status_code == again.status_code == 202
     assert first.json["duplicate"] is False and again.json["duplicate"] is True
-    assert again.json["event_id"] == first.json["event_id"]
+    assert first.json["event_id"] == again.json["event_id"] == "evt-1" and again.json["id"] == first.json["id"]
     via_header = api.post("/ingest", json={"lead_id": "l1", "event_type": "demo_request"}, headers={"Idempotency-Key": "evt-1"})
     assert via_header.json["duplicate"] is True
     run_worker()
@@ -93,6 +93,20 @@ def test_idempotency_key_body_and_header_score_once(api, app, run_worker):
     run_worker()
     assert leads_by_id(api)["l1"]["score"] == 30
     assert counts(app)[0] == 1
+
+
+def test_the_202_names_the_clients_key_as_event_id_and_the_stored_event_as_id(api):
+    by_body = api.post("/ingest", json={"lead_id": "l1", "event_type": "x", "event_id": "evt-1"})
+    by_header = api.post("/ingest", json={"lead_id": "l1", "event_type": "x"}, headers={"Idempotency-Key": "hdr-1"})
+    both = api.post("/ingest", json={"lead_id": "l1", "event_type": "x", "event_id": "k"}, headers={"Idempotency-Key": "k"})
+    keyless = api.post("/ingest", json={"lead_id": "l1", "event_type": "x"})
+    assert [r.json["event_id"] for r in (by_body, by_header, both, keyless)] == ["evt-1", "hdr-1", "k", None]
+    listed = {e["id"] for e in api.get("/events", query_string={"lead_id": "l1", "page": 1}).json["events"]}
+    assert {r.json["id"] for r in (by_body, by_header, both, keyless)} == listed and len(listed) == 4
+    repeat = api.post("/ingest", json={"lead_id": "l1", "event_type": "x"}, headers={"Idempotency-Key": "evt-1"})
+    assert (repeat.json["duplicate"], repeat.json["event_id"], repeat.json["id"]) == (True, "evt-1", by_body.json["id"])
+    refused = api.post("/ingest", json={"lead_id": "l1", "event_type": "x", "event_id": "a"}, headers={"Idempotency-Key": "b"})
+    assert refused.status_code == 400 and "event_id" in refused.json["error"]["details"]
 
 
 def test_same_key_in_another_ou_is_a_different_event(client, tenant, other_tenant):

@@ -33,7 +33,9 @@ def test_each_item_is_accepted_duplicate_or_rejected_on_its_own(api, app, run_wo
     assert statuses == [(0, "duplicate"), (1, "accepted"), (2, "rejected"), (3, "rejected"), (4, "rejected"), (5, "rejected"),
                         (6, "duplicate"), (7, "accepted")]
     results = body["results"]
-    assert results[1]["lead_id"] == results[6]["lead_id"] and results[1]["event_id"] == results[6]["event_id"]
+    assert [(x.get("event_id"), "id" in x) for x in results] == [("e-1", True), ("e-2", True), (None, False), (None, False),
+                                                                 (None, False), (None, False), ("e-2", True), (None, True)]
+    assert results[1]["lead_id"] == results[6]["lead_id"] and results[1]["id"] == results[6]["id"]
     assert "event_type" in results[2]["error"]["details"]
     assert results[3]["error"]["code"] == "payload_too_large" and "metadata" in results[3]["error"]["details"]
     assert results[4]["error"]["details"] == {"_schema": ["each event must be a JSON object"]}

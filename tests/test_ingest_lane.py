@@ -22,8 +22,8 @@ def flask_only(app) -> Client:
 
 def answer(resp) -> tuple:
     body = json.loads(resp.get_data()) if resp.get_data() else None
-    if isinstance(body, dict) and "event_id" in body:
-        body = {**body, "event_id": "<id>"}
+    if isinstance(body, dict) and "id" in body:
+        body = {**body, "id": "<id>"}
     headers = {k: v for k, v in resp.headers.items() if k not in ("Date", "Content-Length")}  # lengths differ by the id
     return resp.status_code, body, headers
 
@@ -40,9 +40,9 @@ def test_a_plain_event_is_answered_by_the_lane_once_its_credential_is_known(api,
     again = api.post("/events", json={"lead_id": "ada", "event_type": "page_view"}, headers={"Idempotency-Key": "e2"})
     assert lane(app).served == 2
     assert first.status_code == second.status_code == again.status_code == 202
-    assert second.json == {"message": "event ingested", "event_id": second.json["event_id"], "lead_id": "ada",
+    assert second.json == {"message": "event ingested", "event_id": "e2", "id": second.json["id"], "lead_id": "ada",
                            "duplicate": False, "metadata": {"url": "/x"}}
-    assert again.json["duplicate"] is True and again.json["event_id"] == second.json["event_id"]
+    assert again.json["duplicate"] is True and again.json["event_id"] == "e2" and again.json["id"] == second.json["id"]
     assert stored(app) == 2
 
 
@@ -166,8 +166,23 @@ def test_one_idempotency_key_is_one_event_whichever_path_takes_it(client, app, t
         assert lane(app).served == served + 1
         assert first.status_code == second.status_code == 202
         assert (first.json["duplicate"], second.json["duplicate"]) == (False, True)
-        assert first.json["event_id"] == second.json["event_id"]
+        assert first.json["id"] == second.json["id"] and first.json["event_id"] == second.json["event_id"] == sent["Idempotency-Key"]
     assert stored(app) == 2
+
+
+def test_both_paths_answer_the_clients_key_as_event_id_and_the_stored_event_as_id(client, app, tenant):
+    sent = {"Content-Type": "application/json", **tenant.auth}
+    assert client.post("/ingest", json={"lead_id": "warm", "event_type": "x"}, headers=tenant.auth).status_code == 202
+    for body, headers, key in [(b'{"lead_id": "l", "event_type": "x", "event_id": "b-1"}', {}, "b-1"),
+                               (b'{"lead_id": "l", "event_type": "x"}', {"Idempotency-Key": "h-1"}, "h-1"),
+                               (b'{"lead_id": "l", "event_type": "x"}', {}, None)]:
+        first = flask_only(app).post("/ingest", data=body, headers={**sent, **headers})
+        served = lane(app).served
+        second = client.post("/ingest", data=body, headers={**sent, **headers})
+        assert lane(app).served == served + 1
+        assert first.json["event_id"] == second.json["event_id"] == key
+        assert (first.json["id"] == second.json["id"]) == (key is not None)  # a keyless repeat is a new event
+        assert int(first.json["id"]) > 0
 
 
 def test_a_credential_revoked_by_another_process_is_refused_once_its_cache_expires(client, app, tenant, monkeypatch):

@@ -5,7 +5,8 @@ from sqlalchemy import update
 
 from models.base import utcnow
 from models.leads import Lead
-from tests.helpers import create_levels, ingest, leads_by_id, published_ruleset
+from tests.conftest import Api
+from tests.helpers import create_levels, ingest, leads_by_id, published_ruleset, statements_sent
 
 
 def setup_leads(api, run_worker):
@@ -137,3 +138,47 @@ def test_no_primary_scores_zero_in_batch(api, run_worker):
     assert api.post("/leads/scores", json={"lead_ids": ["a"]}).json[0]["score"] == 0
     assert leads_by_id(api)["a"]["score"] == 0
     assert api.get("/score/a").json["score"] == 5
+
+
+def email(value):
+    return {"alias_kind": "email", "raw_value": value}
+
+
+def test_list_items_show_each_leads_primary_email_the_oldest_email_alias(api, client, other_tenant):
+    ingest(api, "ada", "x", aliases=[email("Zed@X.io")])
+    ingest(api, "ada", "x", aliases=[email("amy@x.io"), {"alias_kind": "phone", "raw_value": "+44 1"}])  # later: not primary
+    ingest(api, "bob", "x", aliases=[{"alias_kind": "cookie", "raw_value": "c-1"}])  # no email at all
+    ingest(api, "cy", "x")
+    Api(client, other_tenant).post("/ingest", json={"lead_id": "ada", "event_type": "x", "aliases": [email("theirs@x.io")]})
+    listed = {lead["lead_id"]: lead["primary_email"] for lead in api.get("/leads").json}
+    assert listed == {"ada": "zed@x.io", "bob": None, "cy": None}
+    paged = api.get("/leads", query_string={"page": 1, "limit": 2, "sort": "lead_id"}).json["leads"]
+    assert [(x["lead_id"], x["primary_email"]) for x in paged] == [("ada", "zed@x.io"), ("bob", None)]
+    assert {x["lead_id"]: x["primary_email"] for x in Api(client, other_tenant).get("/leads").json} == {"ada": "theirs@x.io"}
+
+
+def test_a_pages_emails_take_one_query_however_many_leads(api):
+    def statements_for_page(limit):
+        with statements_sent() as statements:
+            r = api.get("/leads", query_string={"page": 1, "limit": limit})
+        assert r.status_code == 200 and len(r.json["leads"]) == limit
+        assert all(x["primary_email"] == f"{x['lead_id']}@x.io" for x in r.json["leads"])
+        return [q for q in statements if "lead_aliases" in q]
+
+    api.post("/ingest/batch", json={"events": [{"lead_id": f"l{i}", "event_type": "x", "aliases": [email(f"l{i}@x.io")]}
+                                              for i in range(30)]})
+    assert len(statements_for_page(2)) == len(statements_for_page(30)) == 1
+
+
+def test_detail_lists_the_aliases_oldest_first_with_the_primary_email(api, client, other_tenant):
+    ingest(api, "ada", "x", aliases=[email("zed@x.io")])
+    ingest(api, "ada", "x", aliases=[email("amy@x.io"), {"alias_kind": "cookie", "raw_value": "c-1"}])
+    lead = api.get("/lead/ada").json["lead"]
+    assert lead["primary_email"] == "zed@x.io"
+    assert [(a["alias_kind"], a["value"]) for a in lead["aliases"]][0] == ("email", "zed@x.io")
+    assert {(a["alias_kind"], a["value"]) for a in lead["aliases"][1:]} == {("email", "amy@x.io"), ("cookie", "c-1")}
+    assert all(a["created_at"].endswith("Z") for a in lead["aliases"])
+    assert api.get("/lead/ada/aliases").json == lead["aliases"]  # one shape, one order
+    ingest(api, "cy", "x")
+    assert (api.get("/lead/cy").json["lead"]["aliases"], api.get("/lead/cy").json["lead"]["primary_email"]) == ([], None)
+    assert Api(client, other_tenant).get("/lead/ada").status_code == 404

@@ -57,7 +57,8 @@ def test_track_page_and_identify_describe_one_lead(client, segment, api, app, ru
     assert r.status_code == 200 and r.json["success"] is True and r.json["results"][0]["status"] == "accepted", r.json
     lead_id = r.json["results"][0]["lead_id"]
     again = client.post("/webhooks/segment", json=TRACK, headers=auth)
-    assert again.json["results"][0]["status"] == "duplicate" and again.json["results"][0]["event_id"] == r.json["results"][0]["event_id"]
+    assert again.json["results"][0]["status"] == "duplicate" and again.json["results"][0]["id"] == r.json["results"][0]["id"]
+    assert again.json["results"][0]["event_id"] == r.json["results"][0]["event_id"] == f"segment:{TRACK['messageId']}"
     page = client.post("/webhooks/segment", json=PAGE, headers=auth).json["results"][0]
     assert page["status"] == "accepted" and page["lead_id"] == lead_id
     ident = client.post("/webhooks/segment", json=IDENTIFY, headers=auth).json["results"][0]

@@ -68,7 +68,7 @@ def test_quickstart_on_sqlite(dev_server):
         assert r.status_code == 202
     wait_until(lambda: s.get(base + "/leads").json()[0]["score"] == 65, timeout=30, message="the worker to score on SQLite")
     lead = s.get(base + "/leads").json()[0]
-    assert lead["level"]["name"] == "Hot"
+    assert lead["level"]["name"] == "Hot" and lead["primary_email"] == "ada@example.com"
     # A member (Bearer + activeOu cookie) reads the database on every request, then ingests.
     m = requests.Session()
     login = m.post(base + "/auth/login", json={"email": "owner@acme.io", "password": "pw-12345678"})

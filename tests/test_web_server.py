@@ -58,7 +58,7 @@ def test_concurrent_single_event_ingests_are_all_committed_once(web, tenant, set
         answers = list(pool.map(send, range(200)))
     assert {status for status, _ in answers} == {202}
     bodies = [json.loads(body) for _, body in answers]
-    assert not any(b["duplicate"] for b in bodies) and len({b["event_id"] for b in bodies}) == 200
+    assert not any(b["duplicate"] for b in bodies) and len({b["id"] for b in bodies}) == 200
     status, body = send(3)  # a repeat after the fact: the stored event, not a second one
     assert status == 202 and json.loads(body)["duplicate"] is True
     with session_factory(settings.database_url)() as s:
@@ -78,7 +78,7 @@ def test_open_streams_do_not_hold_up_ingest(web, tenant):
     try:
         status, body = request(web, "POST", "/ingest", {"lead_id": "ada", "event_type": "demo_request"}, tenant.auth, timeout=10)
         assert status == 202
-        event_id = json.loads(body)["event_id"]
+        event_id = json.loads(body)["id"]
         for _, resp in streams:
             while not (line := resp.readline()).startswith(b"event: new_event"):
                 assert line, "stream closed before the new event"

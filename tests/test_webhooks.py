@@ -55,7 +55,8 @@ def test_a_signed_event_is_ingested_once_whatever_the_replays(client, source, ap
     r = deliver(client, src, data, headers)
     assert r.status_code == 202 and r.json["duplicate"] is False, r.json
     again = deliver(client, src, data, headers)  # a retry by the sender, or a replay inside the tolerance
-    assert again.status_code == 202 and again.json["duplicate"] is True and again.json["event_id"] == r.json["event_id"]
+    assert again.status_code == 202 and again.json["duplicate"] is True and again.json["id"] == r.json["id"]
+    assert r.json["event_id"] == again.json["event_id"] == headers["webhook-id"]
     settle(app, run_worker)
     assert leads_by_id(api)["ada"]["score"] == 30
 

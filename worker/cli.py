@@ -1,4 +1,4 @@
-"""The `leadpulse` command: db upgrade, bootstrap, web, worker, dev, demo.
+"""The `leadpulse` command: db upgrade, bootstrap, member add, web, worker, dev, demo.
 
 It lives with the worker because most of it runs the worker; it starts the web app only as gunicorn's subprocess
 ("webapp.wsgi:app"), so `leadpulse worker` never imports Flask.
@@ -21,7 +21,7 @@ from sqlalchemy.orm import configure_mappers
 
 import models  # noqa: F401  (every table mapped before configure_mappers)
 from config import Settings
-from models.accounts import bootstrap_tenant
+from models.accounts import AccountError, add_member, bootstrap_tenant
 from models.db import run_as_worker, session_factory
 from models.migrate import upgrade as db_upgrade
 from models.tenancy import Organization
@@ -32,6 +32,11 @@ from worker.sweep import start_sweeper
 from worker.registry import worker_queues
 
 log = logging.getLogger("leadpulse.cli")
+
+
+def run_member_add(settings: Settings, org: str, email: str, password: str | None, units: list[str] | None, role: str) -> dict:
+    with session_factory(settings.database_url, writer=True)() as s, s.begin():
+        return add_member(s, org, email, password, units, role)
 
 
 def bootstrap_on_first_start(settings: Settings) -> None:
@@ -133,6 +138,16 @@ def main(argv: list[str] | None = None) -> None:
     boot.add_argument("--unit", required=True)
     boot.add_argument("--email")
     boot.add_argument("--password")
+    member = sub.add_parser("member", help="members (logins) of an existing organization")
+    add = member.add_subparsers(dest="action", required=True).add_parser(
+        "add", help="add a member who can log in (POST /auth/login) to manage webhook sources and /secrets")
+    add.add_argument("--org", required=True, help="the organization's id or exact name")
+    add.add_argument("--email", required=True)
+    given = add.add_mutually_exclusive_group(required=True)
+    given.add_argument("--password", help="visible to other users of this machine while it runs: prefer --password-stdin")
+    given.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    add.add_argument("--unit", action="append", help="an OU id or name (repeatable; default: every OU of the organization)")
+    add.add_argument("--role", default="Owner", help="Owner, Operator or Viewer in those OUs (default Owner)")
     sub.add_parser("web", help="serve the API with gunicorn on HOST:PORT")
     wk = sub.add_parser("worker", help="RQ worker with its scheduler and the pending-event sweep")
     wk.add_argument("--burst", action="store_true", help="exit when the queue is empty")
@@ -152,6 +167,12 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps(bootstrap_tenant(settings.database_url, args.org, args.unit, args.email, args.password)))
         except ValueError as exc:
             raise SystemExit(f"bootstrap failed: {exc}") from None
+    elif args.command == "member":
+        password = sys.stdin.readline().rstrip("\r\n") if args.password_stdin else args.password
+        try:
+            print(json.dumps(run_member_add(settings, args.org, args.email, password, args.unit, args.role)))
+        except AccountError as exc:
+            raise SystemExit(f"member add failed: {exc}") from None
     elif args.command == "web":
         bootstrap_on_first_start(settings)
         run_web(settings)

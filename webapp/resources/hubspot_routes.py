@@ -5,7 +5,7 @@ import logging
 
 from flask import jsonify
 from marshmallow import fields, validate
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from integrations.hubspot import HubSpotAdapter, HubSpotAuthError, HubSpotError
 from integrations.hubspot_sync import TOKEN_PURPOSE, ensure_options
@@ -14,6 +14,7 @@ from integrations.secretbox import encrypt
 from models.integrations import HubSpotConnection, HubSpotContact, lead_email, reset_sync, sync_counts
 from models.leads import Lead
 from models.levels import level_options
+from models.webhooks import HubSpotPendingCreation
 from webapp.auth import current_unit
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
@@ -46,6 +47,8 @@ def status(unit_id: str) -> dict:
         "last_error": conn.last_error if conn else None,
         "level_options_current": bool(conn and conn.options_synced >= conn.options_wanted),
         **dict(zip(("pending", "failed"), sync_counts(db(), unit_id))),
+        "pending_creations": db().execute(select(func.count()).select_from(HubSpotPendingCreation)
+                                          .where(HubSpotPendingCreation.unit_id == unit_id)).scalar(),
     }
 
 

@@ -129,7 +129,9 @@ class BatchInSchema(StrictSchema):
 
 class IngestedSchema(StrictSchema):
     message = fields.String()
-    event_id = fields.String()
+    event_id = fields.String(allow_none=True, metadata={
+        "description": "the idempotency key the client sent (event_id, else the Idempotency-Key header); null if none"})
+    id = fields.String(metadata={"description": "LeadPulse's id of the stored event (as GET /events shows it)"})
     lead_id = fields.String()
     duplicate = fields.Boolean()
     metadata = fields.Dict()
@@ -208,7 +210,8 @@ def ingested(incoming: IncomingEvent, result):
 def ingested_payload(incoming: IncomingEvent, result) -> dict:
     return {
         "message": "duplicate event ignored" if result.duplicate else "event ingested",
-        "event_id": str(result.event_id),
+        "event_id": incoming.idempotency_key,
+        "id": str(result.event_id),
         "lead_id": result.lead_id,
         "duplicate": result.duplicate,
         "metadata": incoming.metadata,
@@ -260,7 +263,7 @@ def rejection(exc: ValidationError | ApiError) -> dict:
 
 def store_items(results: list[dict], positions: list[int], incoming: list[IncomingEvent],
                 org_id: str | None = None, unit_id: str | None = None) -> None:
-    """Store the accepted items in one transaction and complete their results (accepted or duplicate, ids)."""
-    for i, stored in zip(positions, store(incoming, org_id, unit_id)):
-        results[i].update(status="duplicate" if stored.duplicate else "accepted", event_id=str(stored.event_id),
-                          lead_id=stored.lead_id)
+    """Store the accepted items in one transaction and complete their results (accepted or duplicate, key and ids)."""
+    for i, event, stored in zip(positions, incoming, store(incoming, org_id, unit_id)):
+        results[i].update(status="duplicate" if stored.duplicate else "accepted", event_id=event.idempotency_key,
+                          id=str(stored.event_id), lead_id=stored.lead_id)

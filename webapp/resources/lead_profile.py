@@ -10,12 +10,12 @@ from sqlalchemy import or_, select
 from models.base import utcnow
 from models.lead_delete import request_deletion
 from models.merge import MergeError, merge_leads
-from models.leads import Lead, LeadAlias, LeadDeletion, merged_metadata, metadata_size
+from models.leads import Lead, LeadAlias, LeadDeletion, aliases_of, merged_metadata, metadata_size
 from models.levels import EngagementLevel
 from webapp.auth import current_unit
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
-from webapp.resources.leads import LeadSchema, get_lead
+from webapp.resources.leads import LeadSchema, alias_dump, get_lead
 from webapp.schema_base import StrictSchema, rfc3339
 from webapp.app_state import db, state
 from worker.jobs import enqueue_lead_deletion, try_kick
@@ -60,9 +60,7 @@ def search(args):
 @blp.route("/lead/<lead_id>/aliases", methods=["GET"])
 @blp.route("/leads/<lead_id>/aliases", methods=["GET"], endpoint="lead_aliases_alias")
 def aliases(lead_id):
-    lead = get_lead(lead_id)
-    rows = db().execute(select(LeadAlias).where(LeadAlias.lead_pk == lead.pk).order_by(LeadAlias.kind, LeadAlias.value)).scalars()
-    return jsonify([{"alias_kind": a.kind, "value": a.value, "created_at": rfc3339(a.created_at)} for a in rows])
+    return jsonify(alias_dump(aliases_of(db(), get_lead(lead_id).pk)))
 
 
 def set_metadata(lead: Lead, metadata: dict, field: str = "metadata") -> None:

@@ -10,7 +10,7 @@ from marshmallow import fields, validate
 from sqlalchemy import func, or_, select
 
 from models.base import utcnow
-from models.leads import Lead
+from models.leads import Lead, aliases_of, primary_emails
 from models.levels import EngagementLevel
 from models.reclassify import classify_new_lead
 from models.dialect import insert_for
@@ -114,11 +114,13 @@ def lead_dump(rows) -> list[dict]:
         select(LeadScore.lead_pk, LeadScore.ruleset_id, LeadScore.score).where(LeadScore.lead_pk.in_([r.pk for r in rows]))
     ):
         scores[s.lead_pk][s.ruleset_id] = s.score
+    emails = primary_emails(db(), [r.pk for r in rows])
     out = []
     for r in rows:
         out.append({
             "org_id": r.org_id,
             "lead_id": r.lead_id,
+            "primary_email": emails.get(r.pk),
             "score": r.score,
             "ruleset_id": primary.id if primary else "",
             "last_event_at": rfc3339(r.last_event_at),
@@ -214,7 +216,13 @@ def lead_detail(lead_id):
     lead = get_lead(lead_id)
     body = LeadSchema().dump(lead)
     body["level"] = _level_of(lead)
+    body["aliases"] = alias_dump(aliases_of(db(), lead.pk))
+    body["primary_email"] = primary_emails(db(), [lead.pk]).get(lead.pk)
     return jsonify({"lead": body, "account": None})
+
+
+def alias_dump(aliases) -> list[dict]:
+    return [{"alias_kind": a.kind, "value": a.value, "created_at": rfc3339(a.created_at)} for a in aliases]
 
 
 def _level_of(lead: Lead) -> dict | None:

@@ -19,14 +19,14 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from integrations.secretbox import decrypt, encrypt
 from integrations import hubspot_webhooks as hs_hooks
 from integrations import segment as segment_map
-from integrations.hubspot import HubSpotAdapter, HubSpotError
+from integrations.hubspot import HubSpotAdapter, HubSpotAuthError, HubSpotError
 from integrations.hubspot_sync import token_for
 from models.base import utcnow
 from models.ingest import IncomingEvent, resolve_leads
-from models.integrations import HubSpotConnection, HubSpotContact
-from models.leads import Lead, merged_metadata, normalize_alias
+from models.integrations import HubSpotConnection, HubSpotContact, link_contacts
+from models.leads import Lead, merged_metadata
 from models.dialect import insert_for
-from models.webhooks import HubSpotWebhookEvent, WebhookSource
+from models.webhooks import HubSpotPendingCreation, HubSpotWebhookEvent, WebhookSource
 from webapp import metrics
 from webapp.auth import plausible_id, public, require_member
 from webapp.blueprint import Blueprint, strict_json_loads
@@ -312,8 +312,9 @@ def hubspot():
 
 
 def apply_hubspot_events(source: WebhookSource, events: list[dict]) -> dict:
-    """Each eventId once (HubSpot retries deliveries); unknown subscription types are ignored, not refused."""
-    counts = {"applied": 0, "duplicate": 0, "ignored": 0}
+    """Each eventId once (HubSpot retries deliveries); unknown subscription types are ignored, not refused; contact
+    creations no token can read yet are kept (pending) and linked by the OU's next HubSpot sync once one can."""
+    counts = {"applied": 0, "pending": 0, "duplicate": 0, "ignored": 0}
     conn = db().get(HubSpotConnection, source.unit_id)
     if conn is not None and conn.portal_id:  # another portal's events (an app installed in several) are not this OU's
         foreign = [e for e in events if str(e.get("portalId", conn.portal_id)) != str(conn.portal_id)]
@@ -324,9 +325,13 @@ def apply_hubspot_events(source: WebhookSource, events: list[dict]) -> dict:
     emails: dict[str, str] = {}
     conn_token = token_for(conn, state().settings, state().secret_key) if created else None
     close_db()
+    waiting = bool(created) and conn_token is None  # no token (or an unreadable one): nothing to read the emails with
     if conn_token is not None:
         try:
             emails = HubSpotAdapter(conn_token, state().settings.hubspot_api_base).emails_by_id(created)
+        except HubSpotAuthError as exc:  # the token was revoked: a working one (PUT /integrations/hubspot) links them
+            log.warning("HubSpot refused the token reading new contacts (%s); their creations wait for a working one", exc.status)
+            waiting = True
         except HubSpotError as exc:
             if exc.transient:
                 raise  # a 503 back: HubSpot delivers again
@@ -350,25 +355,29 @@ def apply_hubspot_events(source: WebhookSource, events: list[dict]) -> dict:
                               [dict(unit_id=source.unit_id, event_id=k, received_at=now) for k in sorted(keyed)]).scalars())
         counts["duplicate"] += len(keyed) - len(fresh)
         todo = [e for k, e in keyed.items() if k in fresh]  # delivery order
-        applied = _apply_creations(s, source, [e for e in todo if e.get("subscriptionType") == "contact.creation"], emails)
+        creations = [e for e in todo if e.get("subscriptionType") == "contact.creation"]
+        if waiting:
+            counts["pending"] = _keep_creations(s, source, [e for e in creations if str(e.get("objectId")) in created])
+            applied = 0
+        else:
+            linked = [(cid, emails.get(cid)) for cid in (str(e.get("objectId") or "") for e in creations)]
+            # no email (or one HubSpot no longer has): nothing to link
+            applied = link_contacts(s, source.org_id, source.unit_id, [(cid, email) for cid, email in linked if cid and email])
         applied += _apply_changes(s, source, [e for e in todo if e.get("subscriptionType") == "contact.propertyChange"])
     counts["applied"] += applied
-    counts["ignored"] += len(todo) - applied
+    counts["ignored"] += len(todo) - applied - counts["pending"]
     return counts
 
 
-def _apply_creations(s, source: WebhookSource, events: list[dict], emails: dict[str, str]) -> int:
-    """Link or create each new contact's lead by its email, all leads resolved at once (as if one at a time)."""
-    linked = [(str(e.get("objectId") or ""), emails.get(str(e.get("objectId") or ""))) for e in events]
-    linked = [(cid, email) for cid, email in linked if cid and email]  # no email (or one HubSpot no longer has): nothing to link
-    if not linked:
-        return 0
-    leads = resolve_leads(s, source.org_id, source.unit_id, [
-        IncomingEvent(event_type="contact.creation", occurred_at=utcnow(), aliases=[("email", normalize_alias("email", email))])
-        for _, email in linked])
-    for (cid, _), (pk, _) in zip(linked, leads):
-        _link_contact(s, source.unit_id, pk, cid)
-    return len(linked)
+def _keep_creations(s, source: WebhookSource, events: list[dict]) -> int:
+    """Store the new contacts' ids until a token can read their emails (a contact announced twice is kept once)."""
+    rows = {str(e["objectId"]): dict(unit_id=source.unit_id, hubspot_id=str(e["objectId"]), received_at=utcnow(),
+                                     portal_id=str(e["portalId"])[:20] if isinstance(e.get("portalId"), (int, str)) else None)
+            for e in events}
+    if rows:
+        s.execute(insert_for(s, HubSpotPendingCreation).on_conflict_do_nothing(index_elements=["unit_id", "hubspot_id"]),
+                  [rows[k] for k in sorted(rows)])
+    return len(events)
 
 
 def _apply_changes(s, source: WebhookSource, events: list[dict]) -> int:
@@ -395,8 +404,3 @@ def _apply_changes(s, source: WebhookSource, events: list[dict]) -> int:
             continue
         applied += 1
     return applied
-
-
-def _link_contact(s, unit_id: str, lead_pk: int, contact_id: str) -> None:
-    stmt = insert_for(s, HubSpotContact).values(lead_pk=lead_pk, unit_id=unit_id, hubspot_id=contact_id)
-    s.execute(stmt.on_conflict_do_update(index_elements=["lead_pk"], set_={"hubspot_id": stmt.excluded.hubspot_id}))
