@@ -29,8 +29,8 @@ def test_stream_carries_only_this_ous_news(app, client, api, tenant, other_tenan
     it = iter(resp.response)
     assert read(it) == ("ready", {"ou_id": tenant.unit_id})  # subscribed: nothing published from now on is missed
     Api(client, other_tenant).post("/ingest", json={"lead_id": "theirs", "event_type": "demo_request"})
-    event_id = api.post("/ingest", json={"lead_id": "ada", "event_type": "demo_request"}).json["id"]
-    assert read(it) == ("new_event", {"event_id": event_id, "lead_id": "ada", "event_type": "demo_request"})
+    row_id = api.post("/ingest", json={"lead_id": "ada", "event_type": "demo_request", "event_id": "evt-7"}).json["id"]
+    assert read(it) == ("new_event", {"id": row_id, "event_id": "evt-7", "lead_id": "ada", "event_type": "demo_request"})
     settle(app, run_worker)
     kind, update = read(it)
     assert kind == "score_update" and update["lead_id"] == "ada" and update["score"] == 60

@@ -78,11 +78,11 @@ def test_open_streams_do_not_hold_up_ingest(web, tenant):
     try:
         status, body = request(web, "POST", "/ingest", {"lead_id": "ada", "event_type": "demo_request"}, tenant.auth, timeout=10)
         assert status == 202
-        event_id = json.loads(body)["id"]
+        row_id = json.loads(body)["id"]
         for _, resp in streams:
             while not (line := resp.readline()).startswith(b"event: new_event"):
                 assert line, "stream closed before the new event"
-            assert json.loads(resp.readline().split(b": ", 1)[1])["event_id"] == event_id
+            assert json.loads(resp.readline().split(b": ", 1)[1])["id"] == row_id
     finally:
         for conn, _ in streams:
             conn.close()

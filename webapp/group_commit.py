@@ -46,7 +46,7 @@ class GroupCommitter:
     def __init__(self, Session, after_commit=None, max_batch: int = MAX_BATCH, announce=None):
         self.Session = Session  # models.db.committer_sessions in the app
         self.after_commit = after_commit or (lambda: None)
-        self.announce = announce  # called off the commit path with [(unit_id, [(event_id, lead_id, event_type)])]
+        self.announce = announce  # called off the commit path with [(unit_id, [(row id, client key, lead_id, event_type)])]
         self._news: queue.SimpleQueue = queue.SimpleQueue()
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
@@ -174,7 +174,8 @@ class GroupCommitter:
         if any(not r.duplicate for result in results for r in result):
             if self.announce is not None:
                 for item, result in zip(items, results):
-                    fresh = [(r.event_id, r.lead_id, ev.event_type) for ev, r in zip(item.events, result) if not r.duplicate]
+                    fresh = [(r.event_id, ev.idempotency_key, r.lead_id, ev.event_type)
+                             for ev, r in zip(item.events, result) if not r.duplicate]
                     if fresh:
                         self._news.put((item.unit_id, fresh))
             with self._woken:

@@ -15,8 +15,9 @@ def announce_events(redis, news: list[tuple[str, list[tuple]]]) -> None:
     """new_event: one message per OU per commit, however many events it held (PUBLISH to no one is cheap)."""
     by_unit: dict[str, list] = defaultdict(list)
     for unit_id, events in news:
-        by_unit[unit_id] += [{"event_id": str(event_id), "lead_id": lead_id, "event_type": event_type}
-                             for event_id, lead_id, event_type in events]
+        # As the 202 names them: event_id is the client's idempotency key (or null), id the stored event's id.
+        by_unit[unit_id] += [{"id": str(row_id), "event_id": key, "lead_id": lead_id, "event_type": event_type}
+                             for row_id, key, lead_id, event_type in events]
     pipe = redis.pipeline(transaction=False)
     for unit_id, items in by_unit.items():
         pipe.publish(channel(unit_id), json.dumps({"type": "new_event", "items": items}))
