@@ -9,15 +9,17 @@ PG_HOST ?= 127.0.0.1
 PG_PORT ?= 5432
 
 LOCK    := requirements.lock
+PIP_VERSION := 26.3
 
 .PHONY: run test test-newest lint install lock services redis postgres bench clean
 
-# Installs exactly what requirements.lock pins (hash-checked), then LeadPulse itself without resolving anything.
+# Installs exactly what requirements.lock pins (hash-checked, for every platform), then LeadPulse itself with the
+# locked setuptools, resolving and fetching nothing else.
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q pip==$(PIP_VERSION)
 	$(BIN)/python -m pip install -q --require-hashes -r $(LOCK)
-	$(BIN)/python -m pip install -q --no-deps -e .
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 install: $(VENV)/.installed
@@ -25,10 +27,10 @@ install: $(VENV)/.installed
 # Re-resolve pyproject.toml's ranges (product and dev extras) to the newest releases and pin them with hashes.
 lock: install
 	$(BIN)/python -m pip install -q uv
-	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 --no-header --quiet --upgrade -o $(LOCK)
+	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --universal --python-version 3.11 --no-header --quiet --upgrade -o $(LOCK)
 
 # The suite on the newest releases pyproject.toml admits, in a venv of its own: what a fresh unlocked install gets.
-test-newest: redis postgres
+test-newest: services
 	$(PYTHON) -m venv .venv-newest
 	.venv-newest/bin/python -m pip install -q --upgrade pip
 	.venv-newest/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e '.[dev]'
@@ -38,8 +40,9 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Start Redis / PostgreSQL when installed but stopped; say clearly what is missing otherwise.
-redis:
+# Start Redis / PostgreSQL when installed but stopped; say clearly what is missing otherwise (probed with the venv's
+# clients, so after the install even under make -j).
+redis: $(VENV)/.installed
 	@if ! $(BIN)/python -c "import redis,sys; redis.Redis(host='127.0.0.1', port=6379, socket_connect_timeout=1).ping()" 2>/dev/null; then \
 	  if command -v redis-server >/dev/null; then \
 	    echo "starting redis-server"; mkdir -p /tmp/leadpulse-redis; \
@@ -49,7 +52,7 @@ redis:
 	  echo "Redis did not come up on 127.0.0.1:6379"; exit 1; \
 	fi
 
-postgres:
+postgres: $(VENV)/.installed
 	@if ! $(BIN)/python -c "import psycopg; psycopg.connect('host=$(PG_HOST) port=$(PG_PORT) user=postgres dbname=postgres', connect_timeout=2).close()" 2>/dev/null; then \
 	  if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then \
 	    echo "starting PostgreSQL"; pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -1) main start || true; \

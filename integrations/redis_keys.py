@@ -8,9 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PREFIX = "leadpulse:"
-
-
 @dataclass(frozen=True)
 class KeyFamily:
     """One family of keys: its pattern, why it exists and how long a key lives (None: until deleted or overwritten)."""

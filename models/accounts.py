@@ -132,7 +132,10 @@ def create_member(session: Session, org_id: str, email: str, password: str | Non
         raise AccountError(problem)
     member = Member(org_id=org_id, email=email, password_hash=hash_password(password), role="admin")
     session.add(member)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:  # the same email added at the same moment: never show the statement (it holds the hash)
+        raise AccountError(f"a member with email {email} already exists") from None
     session.add_all([Membership(member_id=member.id, unit_id=unit_id, role=role) for unit_id, role in units])
     session.flush()
     return member

@@ -71,14 +71,13 @@ def test_member_add_gives_an_existing_organization_a_login(clean, client, tenant
     assert made.status_code == 201, made.json
 
 
-def test_member_add_by_organization_name_with_a_role_in_named_units(clean, client, tenant, other_tenant):
+def test_member_add_by_organization_name_in_named_units(clean, client, tenant, other_tenant):
     assert run_cli("bootstrap", "--org", "Globex", "--unit", "West").returncode == 0  # a second Globex: its name is ambiguous
     r = run_cli("member", "add", "--org", "Globex", "--email", "v@globex.io", "--password", "viewer-pass-1")
     assert r.returncode != 0 and "several organizations are named 'Globex'" in r.stderr and "viewer-pass-1" not in r.stderr
-    r = run_cli("member", "add", "--org", "Acme", "--email", "v@acme.io", "--password", "viewer-pass-1", "--unit", "Main",
-                "--role", "Viewer")
+    r = run_cli("member", "add", "--org", "Acme", "--email", "v@acme.io", "--password", "viewer-pass-1", "--unit", "Main")
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["units"] == [{"unit_id": tenant.unit_id, "name": "Main", "role": "Viewer"}]
+    assert json.loads(r.stdout)["units"] == [{"unit_id": tenant.unit_id, "name": "Main", "role": "Owner"}]
     assert "viewer-pass-1" not in r.stdout + r.stderr
     token = client.post("/auth/login", json={"email": "v@acme.io", "password": "viewer-pass-1"}).json["token"]
     assert client.post("/org-units/active", json={"ouId": other_tenant.unit_id},
@@ -96,7 +95,7 @@ def test_member_add_refuses_clearly_and_writes_nothing(clean, tenant, app):
         (["--org", "Acme", "--email", "b@x.io", "--password-stdin"], "empty"),
         (["--org", "Acme", "--email", "bertrand@x.io", "--password", "Bertrand@x.io"], "must not be the email"),
         (["--org", "Acme", "--email", "not-an-email", "--password", "good-password"], "not an email address"),
-        (["--org", "Acme", "--email", "b@x.io", "--password", "good-password", "--role", "Boss"], "unknown role 'Boss'"),
+        (["--org", "Acme", "--email", "b@x.io", "--password", "good-password", "--role", "Viewer"], "unrecognized arguments: --role"),
         (["--org", "Acme", "--email", "b@x.io", "--password", "good-password", "--unit", "Nowhere"], "no OUs with the id or name 'Nowhere'"),
         (["--org", "Acme", "--email", "b@x.io"], "--password"),
         (["--org", "Acme", "--email", "b@x.io", "--password", "good-password", "--password-stdin"], "not allowed with"),

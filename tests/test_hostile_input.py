@@ -83,3 +83,16 @@ def test_bad_idempotency_key_header(api, app):
         r = api.post("/ingest", json={"lead_id": "a", "event_type": "x"}, headers={"Idempotency-Key": key})
         assert r.status_code == 400 and "Idempotency-Key" in r.json["error"]["details"], key
     assert counts(app) == (0, 0, 0)
+
+
+def test_a_body_full_of_unstorable_strings_is_named_by_its_first_problems(client, api, app):
+    """Before any credential is checked (login), a body of 30,000 NUL strings costs one bounded walk and a short answer."""
+    from webapp.schema_base import MAX_PROBLEMS
+
+    body = {"email": "a@b.io", "password": "x" * 10, "zz": ["\u0000"] * 30_000}
+    r = client.post("/auth/login", json=body)
+    assert r.status_code == 400 and len(r.json["error"]["details"]) == MAX_PROBLEMS
+    assert "zz.0" in r.json["error"]["details"] and len(r.get_data()) < 10_000
+    r = api.post("/ingest", json={"lead_id": "a", "event_type": "x", "metadata": {f"k{i}": "\u0000" for i in range(30_000)}})
+    assert r.status_code == 400 and len(r.json["error"]["details"]) == MAX_PROBLEMS
+    assert counts(app) == (0, 0, 0)

@@ -8,6 +8,7 @@ from flask import request
 from webapp.errors import ApiError
 
 GZIP = frozenset(("gzip", "x-gzip"))
+MAX_MEMBERS = 16  # Segment's libraries send one; each member costs a fresh inflater and a copy of what follows it
 
 
 def decoded_body() -> bytes:
@@ -26,6 +27,9 @@ def gunzip(data: bytes, limit: int) -> bytes:
     """Every gzip member of data, inflated to at most limit bytes in all (past it a 413, before more is held in memory)."""
     parts, size = [], 0
     while True:  # concatenated members are one valid gzip stream
+        if len(parts) == MAX_MEMBERS:
+            raise ApiError(400, "malformed_gzip", f"the gzip body has more than {MAX_MEMBERS} members",
+                           {"body": [f"at most {MAX_MEMBERS} gzip members"]})
         inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip framing: header, then CRC and length checked
         try:
             part = inflater.decompress(data, limit + 1 - size)

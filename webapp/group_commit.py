@@ -169,17 +169,19 @@ class GroupCommitter:
             for item in items:
                 self._commit([item])
             return
+        fresh_events = any(not r.duplicate for result in results for r in result)
+        if fresh_events:  # counted before any answer goes out, so wait_woken after a 202 always waits for this wake-up
+            with self._woken:
+                self._wakes_asked += 1
         for item, result in zip(items, results):
             item.future.set_result(result)
-        if any(not r.duplicate for result in results for r in result):
+        if fresh_events:
             if self.announce is not None:
                 for item, result in zip(items, results):
                     fresh = [(r.event_id, ev.idempotency_key, r.lead_id, ev.event_type)
                              for ev, r in zip(item.events, result) if not r.duplicate]
                     if fresh:
                         self._news.put((item.unit_id, fresh))
-            with self._woken:
-                self._wakes_asked += 1
             self._wake.set()
 
     def _write(self, items: list[_Item]) -> list[list[IngestResult]]:

@@ -23,8 +23,12 @@ def _text_problem(text: str) -> str | None:
     return None
 
 
+MAX_PROBLEMS = 50  # a body full of bad strings is named by its first ones: no walk or answer grows with its size
+
+
 def bad_text(value, path: str = "", depth: int = 0) -> dict[str, str]:
-    """Strings PostgreSQL cannot store (NUL, lone surrogates) and nesting deeper than MAX_DEPTH, by path."""
+    """Strings PostgreSQL cannot store (NUL, lone surrogates) and nesting deeper than MAX_DEPTH, by path (the first
+    MAX_PROBLEMS of them)."""
     found = _walk(value, depth)
     if not found:
         return {}
@@ -61,14 +65,19 @@ def _walk(value, depth: int) -> list[tuple[list, str]]:
         if mapping and isinstance(key, str):
             problem = _text_problem(key)
             if problem:
-                found = [*found, ([key], "key " + problem)]
+                found = found or []
+                found.append(([key], "key " + problem))
         if type(item) in _SCALARS and depth < MAX_DEPTH:  # a scalar is fine unless it is itself too deep
             continue
         below = _walk(item, depth + 1)
         if below:
             for parts, _ in below:
                 parts.append(key)
-            found = [*found, *below]
+            found = found or []
+            found.extend(below)
+        if len(found) >= MAX_PROBLEMS:
+            del found[MAX_PROBLEMS:]
+            break
     return found
 
 

@@ -6,6 +6,7 @@ It lives with the worker because most of it runs the worker; it starts the web a
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import os
@@ -34,9 +35,11 @@ from worker.registry import worker_queues
 log = logging.getLogger("leadpulse.cli")
 
 
-def run_member_add(settings: Settings, org: str, email: str, password: str | None, units: list[str] | None, role: str) -> dict:
+def run_member_add(settings: Settings, org: str, email: str, password: str | None, units: list[str] | None) -> dict:
+    """Members are Owners: roles are stored but not yet enforced, so offering Viewer or Operator here would promise
+    a restriction nothing applies."""
     with session_factory(settings.database_url, writer=True)() as s, s.begin():
-        return add_member(s, org, email, password, units, role)
+        return add_member(s, org, email, password, units, "Owner")
 
 
 def bootstrap_on_first_start(settings: Settings) -> None:
@@ -147,7 +150,6 @@ def main(argv: list[str] | None = None) -> None:
     given.add_argument("--password", help="visible to other users of this machine while it runs: prefer --password-stdin")
     given.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     add.add_argument("--unit", action="append", help="an OU id or name (repeatable; default: every OU of the organization)")
-    add.add_argument("--role", default="Owner", help="Owner, Operator or Viewer in those OUs (default Owner)")
     sub.add_parser("web", help="serve the API with gunicorn on HOST:PORT")
     wk = sub.add_parser("worker", help="RQ worker with its scheduler and the pending-event sweep")
     wk.add_argument("--burst", action="store_true", help="exit when the queue is empty")
@@ -168,9 +170,12 @@ def main(argv: list[str] | None = None) -> None:
         except ValueError as exc:
             raise SystemExit(f"bootstrap failed: {exc}") from None
     elif args.command == "member":
-        password = sys.stdin.readline().rstrip("\r\n") if args.password_stdin else args.password
+        if args.password_stdin:  # a terminal gets a prompt that does not echo; a pipe gives its first line
+            password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\r\n")
+        else:
+            password = args.password
         try:
-            print(json.dumps(run_member_add(settings, args.org, args.email, password, args.unit, args.role)))
+            print(json.dumps(run_member_add(settings, args.org, args.email, password, args.unit)))
         except AccountError as exc:
             raise SystemExit(f"member add failed: {exc}") from None
     elif args.command == "web":
