@@ -177,6 +177,14 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str) -> Sy
                 out.retry_in = exc.retry_after or TRANSIENT_RETRY_SECONDS
             else:
                 attempt = _spend_budget(redis, unit_id)
+                if attempt >= TRANSIENT_BUDGET and creations:  # given up as a delivery failing as often would be: the
+                    with Session() as s, s.begin():  # OU's contacts sync on instead of waiting behind them
+                        _forget_creations(s, unit_id, creations)
+                    log.warning("OU %s: HubSpot %s reading %d waiting new contacts %d times; dropped", unit_id, exc.status,
+                                len(creations), attempt)
+                    redis.delete(_budget_key(unit_id))
+                    out.retry_in = 0.0
+                    return out
                 if attempt >= TRANSIENT_BUDGET:  # these contacts go to /failures and wait for a later change; move on
                     out.failed += _record_failures(Session, unit_id, rows, f"HubSpot {exc.status} after {attempt} attempts: {exc.message}")
                     redis.delete(_budget_key(unit_id))
@@ -205,9 +213,14 @@ def _link_creations(Session, adapter, limiter, unit_id: str, portal_id: int | No
             log.warning("OU %s: HubSpot refused reading %d waiting new contacts (%s); dropped", unit_id, len(ids), exc.status)
     with Session() as s, s.begin():
         org_id = s.execute(select(OrgUnit.org_id).where(OrgUnit.id == unit_id)).scalar_one()
-        s.execute(delete(HubSpotPendingCreation).where(HubSpotPendingCreation.unit_id == unit_id,
-                                                       HubSpotPendingCreation.hubspot_id.in_([c.hubspot_id for c in creations])))
+        _forget_creations(s, unit_id, creations)
         return link_contacts(s, org_id, unit_id, [(cid, emails[cid]) for cid in ids if cid in emails])
+
+
+def _forget_creations(session, unit_id: str, creations) -> None:
+    """These waiting creations are done with (linked, dropped or given up on)."""
+    session.execute(delete(HubSpotPendingCreation).where(
+        HubSpotPendingCreation.unit_id == unit_id, HubSpotPendingCreation.hubspot_id.in_([c.hubspot_id for c in creations])))
 
 
 def _missing_level_option(exc: HubSpotError) -> bool:

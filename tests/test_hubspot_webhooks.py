@@ -261,6 +261,24 @@ def test_waiting_creations_of_another_portal_are_dropped_and_a_transient_failure
     assert links(app) == {eve: "eve@x.io"} and api.get("/integrations/hubspot").json["pending_creations"] == 0
 
 
+def test_creations_hubspot_keeps_failing_to_read_are_given_up_and_the_contacts_sync_on(unconnected, run_worker, settings,
+                                                                                       redis_conn):
+    from integrations.hubspot_sync import TRANSIENT_BUDGET
+
+    fake, client, api, app, src = unconnected
+    gus = fake.add_contact("gus@x.io")
+    assert deliver(client, src["url"], [{"objectId": int(gus), "eventId": 1, "subscriptionType": "contact.creation"}]).json["pending"] == 1
+    assert api.post("/ingest", json={"aliases": [{"alias_kind": "email", "raw_value": "hal@x.io"}], "event_type": "x"}).status_code == 202
+    hal = fake.add_contact("hal@x.io")
+    fake.fail_next(TRANSIENT_BUDGET, 502, path="/crm/v3/objects/contacts/batch/read")
+    assert api.put("/integrations/hubspot", json={"access_token": TOKEN}).status_code == 200
+    run_worker()
+    for _ in range(TRANSIENT_BUDGET):  # each 502 reschedules the sync; the last one gives the creation up
+        run_scheduled(settings, redis_conn, run_worker)
+    assert api.get("/integrations/hubspot").json["pending_creations"] == 0 and gus not in links(app)
+    assert fake.contacts[hal]["properties"].get("engagement_score") == "0"  # hal's lead synced by email meanwhile
+
+
 def test_a_revoked_token_keeps_creations_waiting_for_a_working_one(hooked, run_worker, monkeypatch):
     fake, client, api, app, src = hooked
     monkeypatch.setenv("HUBSPOT_API_BASE", fake.url)
