@@ -265,7 +265,7 @@ class JobMonitor(threading.Thread):
 def pending_exists_sql(unit_id: str):
     from sqlalchemy import exists, select
 
-    from models.integrations import pending_query
+    from models.hubspot_sync_state import pending_query
 
     return select(exists(pending_query(unit_id)))
 
@@ -274,7 +274,7 @@ def run_phase(name, fake, redis, queue, engine, unit_id, timeout, fast=None, pre
     """Enqueue the OU's sync, wait until nothing is pending, and return what happened."""
     from sqlalchemy import func, select, text
 
-    from models.integrations import pending_query
+    from models.hubspot_sync_state import pending_query
     from worker.jobs import enqueue_hubspot_sync
 
     pending_sql = pending_exists_sql(unit_id)

@@ -13,9 +13,9 @@ from integrations.rate_limit import RateLimited, RollingLimiter
 from integrations.secretbox import decrypt
 from models.base import utcnow
 from models.score_drivers import top_drivers
-from models.integrations import HubSpotConnection, HubSpotContact, link_contacts, pending_contacts
+from models.hubspot import HubSpotConnection, HubSpotContact, HubSpotPendingCreation
+from models.hubspot_sync_state import link_contacts, pending_contacts, pending_creations
 from models.tenancy import OrgUnit
-from models.webhooks import HubSpotPendingCreation, pending_creations
 from models.levels import EngagementLevel, level_options
 from models.dialect import insert_for
 from integrations.timeouts import timed_out

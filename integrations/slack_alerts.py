@@ -13,7 +13,8 @@ from integrations.slack_store import resolve
 from models.alerts import EXAMINE_LIMIT, alert_config, examine_changes, summarize_stale
 from models.base import utcnow
 from models.score_drivers import recent_events, top_drivers
-from models.integrations import HubSpotConnection, HubSpotContact, lead_email
+from models.hubspot import HubSpotConnection, HubSpotContact
+from models.hubspot_sync_state import lead_email
 from models.leads import Lead
 from models.levels import EngagementLevel
 from models.slack import FAILED, PENDING, SENT, SlackAlert, SlackConnection

@@ -10,10 +10,9 @@ from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.events import Event
-from models.integrations import AlertSettings
 from models.leads import Lead
 from models.levels import EngagementLevel, LeadLevelChange
-from models.slack import PENDING, SUMMARIZED, SUPPRESSED, SlackAlert
+from models.slack import PENDING, SUMMARIZED, SUPPRESSED, AlertSettings, SlackAlert
 from models.unit_context import DEFAULT_ALERT_LEVEL
 from models.dialect import insert_for
 from models.locks import ALERT_LOCK_SPACE, lock_unit

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, UTCDateTime, utcnow
 from models.ingest import IncomingEvent, ingest_many
-from models.integrations import request_options_sync
+from models.hubspot_sync_state import request_options_sync
 from models.leads import Lead
 from models.levels import EngagementLevel, LevelHistory, level_snapshot
 from models.reclassify import refresh_primary_scores

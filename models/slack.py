@@ -1,11 +1,12 @@
-"""Slack per OU: the install (slack-sdk's stores on our database), the alert target, and the alert outbox."""
+"""Slack: the organization's app, per OU the install (slack-sdk's stores on our database), the alert target and
+settings, and the alert outbox."""
 from __future__ import annotations
 
 from datetime import datetime
 
 from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
 from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, JSONType, UTCDateTime, utcnow
@@ -21,6 +22,16 @@ for _table in (SLACK_INSTALLATIONS, SLACK_BOTS):
     for _name in TOKEN_COLUMNS:
         if _name in _table.c:
             _table.c[_name].type = Text()
+
+
+class SlackApp(Base):
+    """The organization's Slack app credentials (for OAuth installs); the client secret is encrypted."""
+
+    __tablename__ = "slack_apps"
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(100))
+    client_secret_encrypted: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
 class SlackConnection(Base):
@@ -50,6 +61,17 @@ class SlackInstallRequest(Base):
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     member_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AlertSettings(Base):
+    """Which level entries alert, how often per lead, and whether reconfiguration sends one digest."""
+
+    __tablename__ = "alert_settings"
+    unit_id: Mapped[str] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"), primary_key=True)
+    alert_min_level_id: Mapped[str | None] = mapped_column(ForeignKey("engagement_levels.id", ondelete="SET NULL"), nullable=True)
+    cooldown_hours: Mapped[int] = mapped_column(Integer, default=24)
+    digest_on_reclassification: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
 # Alert rows: one per level entry (key "change:<id>") or digest; `status` moves pending -> sent | failed,

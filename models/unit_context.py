@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from models.engine import RuleSpec, RulesetSpec
 from models.level_rules import LevelSpec
-from models.integrations import AlertSettings
+from models.slack import AlertSettings
 from models.levels import EngagementLevel
 from models.scoring import PUBLISHED, Ruleset
 from models.tenancy import OrgUnit

@@ -1,7 +1,7 @@
 """Alert settings (defaults from DESIGN.md, validation) and the org's Slack app credentials (secret write-only)."""
 from sqlalchemy import select
 
-from models.integrations import SlackApp
+from models.slack import SlackApp
 from tests.auth_helpers import member_client
 from tests.conftest import Api
 from tests.helpers import create_levels

@@ -4,7 +4,7 @@ import dataclasses
 import pytest
 from sqlalchemy import select
 
-from models.integrations import HubSpotConnection
+from models.hubspot import HubSpotConnection
 from tests.conftest import Api
 from tests.fakes import FakeHubSpot
 from tests.helpers import create_levels

@@ -7,7 +7,7 @@ from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
 from models.base import utcnow
-from models.integrations import HubSpotContact
+from models.hubspot import HubSpotContact
 from models.leads import Lead
 from tests.conftest import Api
 from tests.fakes import FakeHubSpot

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from integrations.hubspot_webhooks import sign_v3
-from models.integrations import HubSpotContact
+from models.hubspot import HubSpotContact
 from tests.auth_helpers import member_client
 from tests.conftest import Api
 from tests.fakes import FakeHubSpot

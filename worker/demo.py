@@ -13,7 +13,8 @@ from integrations.slack_store import resolve
 from models.accounts import bootstrap_tenant
 from models.accounts import load_or_create_secret
 from models.db import session_factory
-from models.integrations import HubSpotConnection, pending_contacts
+from models.hubspot import HubSpotConnection
+from models.hubspot_sync_state import pending_contacts
 from models.leads import Lead
 from models.levels import EngagementLevel
 from models.score_batch import score_pending

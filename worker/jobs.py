@@ -20,7 +20,8 @@ from integrations.timeouts import timed_out
 from models.accounts import load_or_create_secret
 from models.alerts import has_alert_work
 from models.db import session_factory
-from models.integrations import HubSpotConnection, pending_contacts
+from models.hubspot import HubSpotConnection
+from models.hubspot_sync_state import pending_contacts
 from models.lead_delete import mark_failed, run_deletion
 from models.score_batch import has_pending, score_pending
 from worker.registry import job, queue_depth, urgent_queue

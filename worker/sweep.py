@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from models.alerts import units_with_alert_work
 from models.base import utcnow
-from models.integrations import hubspot_served_units, stale_option_units
+from models.hubspot_sync_state import hubspot_served_units, stale_option_units
 from models.leads import LeadDeletion
 from models.score_batch import has_pending
 from models.slack import SlackConnection

@@ -7,7 +7,7 @@ from sqlalchemy import func, or_, select
 
 from integrations.secretbox import encrypt
 from models.alerts import alert_config
-from models.integrations import AlertSettings, SlackApp
+from models.slack import AlertSettings, SlackApp
 from models.levels import EngagementLevel
 from webapp.auth import current_unit, principal, require_member
 from webapp.blueprint import Blueprint

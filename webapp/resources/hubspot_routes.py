@@ -11,10 +11,10 @@ from integrations.hubspot import HubSpotAdapter, HubSpotAuthError, HubSpotError
 from integrations.hubspot_sync import TOKEN_PURPOSE, ensure_options
 from integrations.rate_limit import RateLimited
 from integrations.secretbox import encrypt
-from models.integrations import HubSpotConnection, HubSpotContact, lead_email, reset_sync, sync_counts
+from models.hubspot import HubSpotConnection, HubSpotContact, HubSpotPendingCreation
+from models.hubspot_sync_state import lead_email, reset_sync, sync_counts
 from models.leads import Lead
 from models.levels import level_options
-from models.webhooks import HubSpotPendingCreation
 from webapp.auth import current_unit
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError

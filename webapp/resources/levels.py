@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from models.level_rules import COLOR_RE, LevelSpec, LevelTableError, validate_table
 from models.levels import DEFAULT_COLOR, EngagementLevel, LevelHistory, level_snapshot
-from models.integrations import request_options_sync
+from models.hubspot_sync_state import request_options_sync
 from models.reclassify import reclassify_unit
 from webapp.auth import principal
 from webapp.crud import Crud, register_crud, scoped
@@ -17,7 +17,7 @@ from webapp.errors import ApiError
 from webapp.schema_base import StrictSchema, UTCDateTime
 from webapp.app_state import db, state
 from worker.jobs import try_kick_alerts
-from models.integrations import HubSpotConnection
+from models.hubspot import HubSpotConnection
 from worker.jobs import enqueue_hubspot_options
 
 blp = Blueprint("levels", __name__, description="Engagement levels")

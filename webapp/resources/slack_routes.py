@@ -16,8 +16,7 @@ from integrations.slack import SlackAdapter, SlackError, authorize_url_base
 from integrations.slack_alerts import CONFIG_ERRORS, alert_counts
 from integrations.slack_store import STATE_TTL_SECONDS, EncryptedInstallationStore, resolve, state_store
 from models.base import utcnow
-from models.integrations import SlackApp
-from models.slack import SlackConnection, SlackInstallRequest
+from models.slack import SlackApp, SlackConnection, SlackInstallRequest
 from webapp.auth import current_unit, plausible_id, principal, public, require_member
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError

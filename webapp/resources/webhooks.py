@@ -23,10 +23,11 @@ from integrations.hubspot import HubSpotAdapter, HubSpotAuthError, HubSpotError
 from integrations.hubspot_sync import token_for
 from models.base import utcnow
 from models.ingest import IncomingEvent, resolve_leads
-from models.integrations import HubSpotConnection, HubSpotContact, link_contacts
+from models.hubspot import HubSpotConnection, HubSpotContact, HubSpotPendingCreation, HubSpotWebhookEvent
+from models.hubspot_sync_state import link_contacts
 from models.leads import Lead, merged_metadata
 from models.dialect import insert_for
-from models.webhooks import HubSpotPendingCreation, HubSpotWebhookEvent, WebhookSource
+from models.webhooks import WebhookSource
 from webapp import metrics
 from webapp.auth import plausible_id, public, require_member
 from webapp.blueprint import Blueprint, strict_json_loads

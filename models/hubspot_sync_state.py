@@ -1,49 +1,14 @@
-"""Per-OU integration settings: the HubSpot connection (token encrypted) and its sync status."""
+"""What HubSpot still has to be told, per OU: contacts to write, level options to resend, creations to link."""
 from __future__ import annotations
 
-from datetime import datetime
+from sqlalchemy import func, or_, select, update
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, func, or_, select, update
-from sqlalchemy.orm import Mapped, mapped_column
-
-from models.base import Base, UTCDateTime, utcnow
+from models.base import utcnow
+from models.dialect import insert_for
+from models.hubspot import HubSpotConnection, HubSpotContact, HubSpotPendingCreation
 from models.ingest import IncomingEvent, resolve_leads
 from models.leads import Lead, normalize_alias, primary_email
-from models.dialect import insert_for
 from models.tenancy import OrgUnit
-
-
-class HubSpotConnection(Base):
-    __tablename__ = "hubspot_connections"
-    unit_id: Mapped[str] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"), primary_key=True)
-    token_encrypted: Mapped[str] = mapped_column(Text)
-    portal_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    properties_ready: Mapped[bool] = mapped_column(Boolean, default=False)
-    create_missing_contacts: Mapped[bool] = mapped_column(Boolean, default=False)
-    connected_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
-    # engagement_level's options follow the level table: a level change bumps `wanted` (in its own
-    # transaction, an outbox), a job brings HubSpot up to date and records the version it sent.
-    options_wanted: Mapped[int] = mapped_column(Integer, default=1)
-    options_synced: Mapped[int] = mapped_column(Integer, default=0)
-
-
-class HubSpotContact(Base):
-    """What HubSpot holds for a lead: its contact id and the values last written (or last refused)."""
-
-    __tablename__ = "hubspot_contacts"
-    lead_pk: Mapped[int] = mapped_column(ForeignKey("leads.pk", ondelete="CASCADE"), primary_key=True)
-    unit_id: Mapped[str] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"), index=True)
-    hubspot_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
-    synced_score: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    synced_level_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
-    synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    # A refused write is not retried for the same values; any later change of the lead retries it.
-    failed_score: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    failed_level_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
-    failure: Mapped[str | None] = mapped_column(String(500), nullable=True)
-    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 def lead_email():
@@ -123,30 +88,16 @@ def link_contacts(session, org_id: str, unit_id: str, contacts: list[tuple[str, 
     return len(contacts)
 
 
+def pending_creations(session, unit_id: str, limit: int) -> list[HubSpotPendingCreation]:
+    """The OU's oldest waiting contact creations."""
+    return list(session.execute(select(HubSpotPendingCreation).where(HubSpotPendingCreation.unit_id == unit_id)
+                                .order_by(HubSpotPendingCreation.received_at, HubSpotPendingCreation.hubspot_id)
+                                .limit(limit)).scalars())
+
+
 def hubspot_served_units(session, env_token: bool) -> list[str]:
     """OUs whose leads sync to HubSpot: those connected, or every OU when HUBSPOT_ACCESS_TOKEN is set."""
 
     if env_token:
         return list(session.execute(select(OrgUnit.id)).scalars())
     return list(session.execute(select(HubSpotConnection.unit_id)).scalars())
-
-
-class SlackApp(Base):
-    """The organization's Slack app credentials (for OAuth installs); the client secret is encrypted."""
-
-    __tablename__ = "slack_apps"
-    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True)
-    client_id: Mapped[str] = mapped_column(String(100))
-    client_secret_encrypted: Mapped[str] = mapped_column(Text)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
-
-
-class AlertSettings(Base):
-    """Which level entries alert, how often per lead, and whether reconfiguration sends one digest."""
-
-    __tablename__ = "alert_settings"
-    unit_id: Mapped[str] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"), primary_key=True)
-    alert_min_level_id: Mapped[str | None] = mapped_column(ForeignKey("engagement_levels.id", ondelete="SET NULL"), nullable=True)
-    cooldown_hours: Mapped[int] = mapped_column(Integer, default=24)
-    digest_on_reclassification: Mapped[bool] = mapped_column(Boolean, default=True)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
