@@ -20,6 +20,12 @@ def request_deletion(session: Session, lead: Lead) -> LeadDeletion:
     return deletion
 
 
+def latest_deletion(session: Session, unit_id: str, lead_id: str) -> LeadDeletion | None:
+    """The newest deletion asked for a lead id of the OU (its receipt outlives the lead)."""
+    return session.execute(select(LeadDeletion).where(LeadDeletion.unit_id == unit_id, LeadDeletion.lead_id == lead_id)
+                           .order_by(LeadDeletion.id.desc()).limit(1)).scalar()
+
+
 EVENT_CHUNK = 5000
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import copy
 from html.parser import HTMLParser
 
+from flask_smorest.spec.plugins import FlaskPlugin
+
 from tests.openapi_check import ERROR_REF, Seen
 
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
@@ -115,3 +117,31 @@ def test_docs_load_swagger_ui_from_the_app_itself(client, clean):
         assert len(asset.get_data()) > 10_000, url
     assert client.get("/docs/assets/..%2F__init__.py").status_code == 404
     assert client.get("/docs/assets/nothing.js").status_code == 404
+
+
+def test_each_alias_is_its_own_endpoint_with_the_view_and_operation_of_its_path(app, client, clean):
+    """Blueprint.route(aliases=...): the alias answers with the same view and is documented as the same operation."""
+    spec = client.get("/openapi.json").json
+    rules = {rule.endpoint: rule for rule in app.url_map.iter_rules()}
+    aliases = {}
+    for endpoint, rule in rules.items():
+        primary = endpoint.rsplit("_alias", 1)[0] if "_alias" in endpoint else None
+        if primary is None:
+            continue
+        assert app.view_functions[endpoint] is app.view_functions[primary], endpoint
+        assert rule.methods == rules[primary].methods, endpoint
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            path, alias = FlaskPlugin.flaskpath2openapi(rules[primary].rule), FlaskPlugin.flaskpath2openapi(rule.rule)
+            assert spec["paths"][alias][method.lower()] == spec["paths"][path][method.lower()], (method, alias)
+            aliases[method, alias] = path
+    assert aliases == {
+        ("POST", "/events"): "/ingest",
+        ("GET", "/leads/{lead_id}"): "/lead/{lead_id}",
+        ("PUT", "/leads/{lead_id}"): "/lead/{lead_id}",
+        ("DELETE", "/leads/{lead_id}"): "/lead/{lead_id}",
+        ("PATCH", "/leads/{lead_id}/metadata"): "/lead/{lead_id}/metadata",
+        ("GET", "/leads/{lead_id}/score"): "/score/{lead_id}",
+        ("GET", "/leads/{lead_id}/aliases"): "/lead/{lead_id}/aliases",
+        ("GET", "/leads/{lead_id}/deletion-status"): "/lead/{lead_id}/deletion-status",
+        ("GET", "/leads/{lead_id}/activity"): "/lead/{lead_id}/activity",
+    }

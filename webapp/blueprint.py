@@ -123,6 +123,17 @@ class Blueprint(flask_smorest.Blueprint):
                 doc["statuses"] = operation_statuses(rule, method, doc, declared, guarded=doc["guarded"],
                                                      any_body=any(getattr(v, "_accepts_any_body", False) for v in views))
 
+    def route(self, rule, *, aliases=(), **options):
+        """aliases: more paths for the same view, each registered and documented like rule, as endpoint <name>_alias[_n]."""
+        def decorator(func):
+            endpoint = options.pop("endpoint", None) or func.__name__
+            super(Blueprint, self).route(rule, endpoint=endpoint, **options)(func)
+            for n, alias in enumerate(aliases):
+                super(Blueprint, self).route(alias, endpoint=f"{endpoint}_alias" + (f"_{n}" if n else ""), **options)(func)
+            return func
+
+        return decorator
+
     @staticmethod
     def _prepare_statuses_doc(doc, doc_info, **_):
         responses = doc.setdefault("responses", {})

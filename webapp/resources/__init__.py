@@ -1,6 +1,6 @@
 """Every resource blueprint, in the order they are registered."""
-from webapp.resources import (admin, alert_settings, auth_routes, events, hubspot_routes, imports, ingest, lead_profile,
-                              leads, levels, org_units, root, rulesets, secrets_routes, slack_routes, stream, webhooks)
+from webapp.resources import (admin, alert_settings, auth_routes, events, hubspot_routes, imports, ingest, lead, leads,
+                              levels, org_units, root, rulesets, secrets_routes, slack_routes, stream, webhooks)
 
 
 def all_blueprints():
@@ -14,7 +14,7 @@ def all_blueprints():
         imports.blp,
         rulesets.blp,
         leads.blp,
-        lead_profile.blp,
+        lead.blp,
         levels.blp,
         hubspot_routes.blp,
         alert_settings.blp,

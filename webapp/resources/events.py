@@ -12,15 +12,15 @@ from sqlalchemy import and_, or_, select, text
 
 from models.base import utcnow
 from models.replay import delete_events
-from models.events import PENDING, SCORED, Event, ScoreDelta
-from models.scoring import Ruleset
+from models.events import EVENT_COLUMNS, NEWEST_FIRST, PENDING, SCORED, Event
 from models.leads import Lead
+from models.time_ranges import RANGES, range_start
 from webapp.auth import current_unit
 from webapp.blueprint import Blueprint
 from webapp.crud import paginate
 from webapp.errors import ApiError
-from webapp.resources.leads import RANGES, SCORE_BOUND, get_lead, range_start
-from webapp.schema_base import PageArgs, StrictSchema, UTCDateTime, rfc3339
+from webapp.resources.leads import get_lead
+from webapp.schema_base import PageArgs, StrictSchema, rfc3339
 from webapp.app_state import db, state
 from worker.jobs import try_kick
 
@@ -41,10 +41,6 @@ class EventListArgs(PageArgs, EventFilterArgs):
     pass
 
 
-COLUMNS = (Event.id, Lead.lead_id, Event.event_type, Event.occurred_at, Event.received_at, Event.metadata_, Event.status,
-           Event.suppressed_reason)
-
-
 def dump(rows) -> list[dict]:
     return [{
         "id": str(r.id), "lead_id": r.lead_id, "event_type": r.event_type, "timestamp": rfc3339(r.occurred_at),
@@ -56,7 +52,7 @@ def dump(rows) -> list[dict]:
 
 def filtered(args: dict):
     """The OU's events with the documented list filters; a bad metadata filter is a 400 naming it."""
-    stmt = select(*COLUMNS).join(Lead, Lead.pk == Event.lead_pk).where(Event.unit_id == current_unit())
+    stmt = select(*EVENT_COLUMNS).join(Lead, Lead.pk == Event.lead_pk).where(Event.unit_id == current_unit())
     if "event_type" in args:
         stmt = stmt.where(Event.event_type == args["event_type"])
     if "lead_id" in args:
@@ -75,9 +71,6 @@ def filtered(args: dict):
     return stmt
 
 
-NEWEST_FIRST = (Event.occurred_at.desc(), Event.id.desc())
-
-
 @blp.route("/events", methods=["GET"])
 @blp.arguments(EventListArgs, location="query")
 def list_events(args):
@@ -88,7 +81,7 @@ def list_events(args):
 @blp.arguments(PageArgs, location="query")
 def lead_events(args, lead_id):
     lead = get_lead(lead_id)
-    stmt = select(*COLUMNS).join(Lead, Lead.pk == Event.lead_pk).where(Event.lead_pk == lead.pk)
+    stmt = select(*EVENT_COLUMNS).join(Lead, Lead.pk == Event.lead_pk).where(Event.lead_pk == lead.pk)
     return paginate(stmt, args, dump=dump, key="events", order_by=NEWEST_FIRST)
 
 
@@ -158,49 +151,3 @@ def delete_batch(data):
         try_kick(state())
     gone = {str(i) for i in deleted}
     return {"deleted": len(deleted), "not_found": [i for i in dict.fromkeys(data["ids"]) if i not in gone], "leads_rescored": len(leads)}
-
-
-class ActivityArgs(StrictSchema):
-    range = fields.String(load_default="last_7d", validate=validate.OneOf([*RANGES, "custom"]))
-    start = UTCDateTime()
-    end = UTCDateTime()
-    channel = fields.String(load_default="all", validate=validate.OneOf(["all", "web", "email", "slack", "webinar", "crm", "system"]))
-    minScore = fields.Integer(validate=validate.Range(min=0, max=SCORE_BOUND.max))  # noqa: N815 (the reference's name)
-    hasDelta = fields.String(validate=validate.OneOf(["1", "true", "0", "false"]))  # noqa: N815
-
-
-@blp.route("/lead/<lead_id>/activity", methods=["GET"])
-@blp.route("/leads/<lead_id>/activity", methods=["GET"], endpoint="lead_activity_alias")
-@blp.arguments(ActivityArgs, location="query")
-def activity(args, lead_id):
-    """The lead's events with what each added to the primary score, newest first, and the same as a timeline."""
-    lead = get_lead(lead_id)
-    if args["range"] == "custom":
-        if "start" not in args or "end" not in args:
-            raise ApiError(400, "validation_error", "range=custom needs start and end", {"start" if "start" not in args else "end": ["required"]})
-        start, end = args["start"], args["end"]
-        if start > end:
-            raise ApiError(400, "validation_error", "end must not be before start", {"end": ["before start"]})
-    else:
-        start, end = range_start(args["range"], utcnow())
-    primary = db().execute(select(Ruleset.id).where(Ruleset.unit_id == lead.unit_id, Ruleset.is_primary.is_(True))).scalar()
-    delta = select(ScoreDelta.delta).where(ScoreDelta.event_id == Event.id, ScoreDelta.ruleset_id == (primary or "")) \
-        .scalar_subquery()
-    stmt = select(*COLUMNS, delta.label("delta")).join(Lead, Lead.pk == Event.lead_pk).where(Event.lead_pk == lead.pk)
-    if start is not None:
-        stmt = stmt.where(Event.occurred_at >= start)
-    if end is not None:
-        stmt = stmt.where(Event.occurred_at <= end if args["range"] == "custom" else Event.occurred_at < end)
-    if args["channel"] != "all":
-        stmt = stmt.where(Event.metadata_["channel"].as_string() == args["channel"])
-    if args.get("hasDelta") in ("1", "true"):
-        stmt = stmt.where(delta.isnot(None))
-    elif args.get("hasDelta") in ("0", "false"):
-        stmt = stmt.where(delta.is_(None))
-    if "minScore" in args:
-        stmt = stmt.where(delta >= args["minScore"])
-    rows = db().execute(stmt.order_by(*NEWEST_FIRST).limit(500)).all()
-    events = [{**item, "score_delta": row.delta} for item, row in zip(dump(rows), rows)]
-    timeline = [{"type": "event", "timestamp": e["timestamp"], "id": e["id"], "title": e["event_type"], "score_delta": e["score_delta"]}
-                for e in events]
-    return {"lead_id": lead.lead_id, "events": events, "orders": [], "timeline": timeline}

@@ -191,8 +191,7 @@ def commit_events(app_state, org_id: str, unit_id: str, incoming: list[IncomingE
     return results
 
 
-@blp.route("/ingest", methods=["POST"])
-@blp.route("/events", methods=["POST"], endpoint="events_alias")
+@blp.route("/ingest", methods=["POST"], aliases=("/events",))
 @blp.arguments(EventInSchema)
 @blp.response(202, IngestedSchema)
 def ingest(data):

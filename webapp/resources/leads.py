@@ -1,44 +1,25 @@
-"""Leads, their scores and levels: list with the reference's filters, detail, create, batch scores."""
+"""The leads collection: list with the reference's filters, search, create, batch scores, merge."""
 from __future__ import annotations
 
-from collections import defaultdict
-from datetime import datetime, time, timedelta, timezone
-
 from flask import jsonify
-from webapp.blueprint import Blueprint
 from marshmallow import fields, validate
-from sqlalchemy import func, or_, select
 
 from models.base import utcnow
-from models.leads import Lead, aliases_of, primary_emails
-from models.levels import EngagementLevel
-from models.reclassify import classify_new_lead
-from models.dialect import insert_for
-from models.scoring import LeadScore, Ruleset
+from models import lead_ops
+from models.lead_ops import SORTS, UnknownLevel, UnknownRuleset
+from models.leads import Lead, primary_emails
+from models.merge import MergeError, merge_leads
+from models.time_ranges import RANGES
+from webapp.app_state import db, state
 from webapp.auth import current_unit, principal
+from webapp.blueprint import Blueprint
 from webapp.crud import paginate, scoped
 from webapp.errors import ApiError, not_found
 from webapp.schema_base import PageArgs, StrictSchema, UTCDateTime, rfc3339
-from webapp.app_state import db
+from worker.jobs import try_kick
 
-blp = Blueprint("leads", __name__, description="Leads and scores")
-
-RANGES = ("all", "today", "yesterday", "last_24h", "last_7d", "last_30d", "last_90d")
-SORTS = {
-    "score": (Lead.score.asc(), Lead.lead_id),
-    "-score": (Lead.score.desc(), Lead.lead_id),
-    "last_event_at": (Lead.last_event_at.asc(), Lead.lead_id),
-    "-last_event_at": (Lead.last_event_at.desc(), Lead.lead_id),
-    "created_at": (Lead.created_at.asc(), Lead.lead_id),
-    "-created_at": (Lead.created_at.desc(), Lead.lead_id),
-    "lead_id": (Lead.lead_id,),
-}
-LEAD_COLUMNS = (
-    Lead.pk, Lead.org_id, Lead.unit_id, Lead.lead_id, Lead.score, Lead.last_event_at, Lead.created_at, Lead.updated_at,
-    Lead.owner_name, Lead.level_id, EngagementLevel.name.label("level_name"), EngagementLevel.color.label("level_color"),
-)
-
-
+blp = Blueprint("leads", __name__, description="Leads: list, search, create, batch scores, merge")
+SEARCH_LIMIT = 10
 SCORE_BOUND = validate.Range(min=-(2**62), max=2**62)
 
 
@@ -73,8 +54,8 @@ class LeadSchema(StrictSchema):
     last_event_at = UTCDateTime(allow_none=True)
 
 
-class ScoreQuery(StrictSchema):
-    ruleset_id = fields.String(validate=validate.Length(min=1, max=36))
+class SearchArgs(StrictSchema):
+    q = fields.String(required=True, validate=validate.Length(min=2, max=200))
 
 
 class BatchScoresSchema(StrictSchema):
@@ -83,38 +64,35 @@ class BatchScoresSchema(StrictSchema):
     ruleset = fields.String(validate=validate.Length(min=1, max=100), load_default="primary")
 
 
-def range_start(name: str, now: datetime) -> tuple[datetime | None, datetime | None]:
-    """Named ranges of the reference as [start, end) in UTC."""
-    midnight = datetime.combine(now.date(), time.min, tzinfo=timezone.utc)
-    return {
-        "all": (None, None),
-        "today": (midnight, None),
-        "yesterday": (midnight - timedelta(days=1), midnight),
-        "last_24h": (now - timedelta(hours=24), None),
-        "last_7d": (now - timedelta(days=7), None),
-        "last_30d": (now - timedelta(days=30), None),
-        "last_90d": (now - timedelta(days=90), None),
-    }[name]
+class MergeSchema(StrictSchema):
+    targetLeadId = fields.String(required=True, validate=validate.Length(min=1, max=200))  # noqa: N815 (the reference's name)
+    sourceLeadIds = fields.List(fields.String(validate=validate.Length(min=1, max=200)), required=True,  # noqa: N815
+                                validate=validate.Length(min=1, max=100))
+    truncate = fields.Dict(load_default=dict, metadata={"description": "truncation policy; only {\"policy\": \"none\"} (the default)"})
 
 
-def _rulesets(unit_id: str):
-    return db().execute(select(Ruleset.id, Ruleset.name, Ruleset.is_primary).where(Ruleset.unit_id == unit_id)).all()
+def get_lead(lead_id: str) -> Lead:
+    """The caller's OU's lead by its id; another OU's is a 404 like a missing one."""
+    lead = db().execute(scoped(Lead).where(Lead.lead_id == lead_id)).scalar()
+    if lead is None:
+        raise not_found("lead")
+    return lead
+
+
+def level_dump(level_id, name, color) -> dict | None:
+    return {"id": level_id, "name": name, "color": color} if level_id else None
 
 
 def lead_dump(rows) -> list[dict]:
     """The reference's lead shape plus level, with per-ruleset scores fetched in one query."""
     if not rows:
         return []
-    unit_id = current_unit()
-    rulesets = _rulesets(unit_id)
-    names = {r.id: r.name for r in rulesets}
-    primary = next((r for r in rulesets if r.is_primary), None)
-    scores: dict[int, dict[str, int]] = defaultdict(dict)
-    for s in db().execute(
-        select(LeadScore.lead_pk, LeadScore.ruleset_id, LeadScore.score).where(LeadScore.lead_pk.in_([r.pk for r in rows]))
-    ):
-        scores[s.lead_pk][s.ruleset_id] = s.score
-    emails = primary_emails(db(), [r.pk for r in rows])
+    session = db()
+    all_rulesets = lead_ops.rulesets(session, current_unit())
+    names = {r.id: r.name for r in all_rulesets}
+    primary = next((r for r in all_rulesets if r.is_primary), None)
+    scores = lead_ops.scores_by_lead(session, [r.pk for r in rows])
+    emails = primary_emails(session, [r.pk for r in rows])
     out = []
     for r in rows:
         out.append({
@@ -132,157 +110,70 @@ def lead_dump(rows) -> list[dict]:
             "ruleset_names": names,
             "engagement_primary_ruleset_name": primary.name if primary else "",
             "profile_primary_ruleset_name": "",
-            "level": {"id": r.level_id, "name": r.level_name, "color": r.level_color} if r.level_id else None,
+            "level": level_dump(r.level_id, r.level_name, r.level_color),
         })
     return out
-
-
-def _level_filter(unit_id: str, value: str):
-    if value.lower() in ("none", "unclassified"):
-        return Lead.level_id.is_(None)
-    level_id = db().execute(
-        select(EngagementLevel.id).where(
-            EngagementLevel.unit_id == unit_id, or_(EngagementLevel.id == value, func.lower(EngagementLevel.name) == value.lower())
-        )
-    ).scalar()
-    if level_id is None:
-        raise ApiError(400, "validation_error", f"unknown level '{value}'", {"level": ["no such level in this OU"]})
-    return Lead.level_id == level_id
 
 
 @blp.route("/leads", methods=["GET"])
 @blp.arguments(LeadListArgs, location="query")
 def list_leads(args):
-    unit_id = current_unit()
-    stmt = (
-        select(*LEAD_COLUMNS)
-        .outerjoin(EngagementLevel, EngagementLevel.id == Lead.level_id)
-        .where(Lead.unit_id == unit_id, Lead.merged_into.is_(None))
-    )
-    now = utcnow()
-    if "min_score" in args:
-        stmt = stmt.where(Lead.score >= args["min_score"])
-    if "max_score" in args:
-        stmt = stmt.where(Lead.score <= args["max_score"])
-    if "event_type" in args:
-        stmt = stmt.where(Lead.last_event_type == args["event_type"])
-    if args.get("last_active") in ("7d", "30d"):
-        stmt = stmt.where(Lead.last_event_at >= now - timedelta(days=int(args["last_active"][:-1])))
-    if "range" in args:
-        start, end = range_start(args["range"], now)
-        if start is not None:
-            stmt = stmt.where(Lead.created_at >= start)
-        if end is not None:
-            stmt = stmt.where(Lead.created_at < end)
-    if "level" in args:
-        stmt = stmt.where(_level_filter(unit_id, args["level"]))
+    try:
+        stmt = lead_ops.list_statement(db(), current_unit(), args, utcnow())
+    except UnknownLevel as exc:
+        raise ApiError(400, "validation_error", f"unknown level '{exc}'", {"level": ["no such level in this OU"]})
     return paginate(stmt, args, dump=lead_dump, key="leads", default_limit=25, order_by=SORTS[args["sort"]])
-
-
-def get_lead(lead_id: str) -> Lead:
-    lead = db().execute(scoped(Lead).where(Lead.lead_id == lead_id)).scalar()
-    if lead is None:
-        raise not_found("lead")
-    return lead
 
 
 @blp.route("/leads", methods=["POST"], statuses=(409,))
 @blp.arguments(LeadCreateSchema)
 @blp.response(201, LeadSchema)
 def create_lead(data):
-    p = principal()
     session = db()
-    unit_id = current_unit()
-    now = utcnow()
-    pk = session.execute(
-        insert_for(session, Lead)
-        .values(org_id=p.org_id, unit_id=unit_id, lead_id=data["id"], metadata=data["metadata"],
-                account_id=data.get("account_id"), score=0, created_at=now, updated_at=now)
-        .on_conflict_do_nothing(index_elements=["unit_id", "lead_id"])
-        .returning(Lead.pk)
-    ).scalar()
-    if pk is None:  # it exists, perhaps created a moment ago by an ingest
+    lead = lead_ops.create_lead(session, principal().org_id, current_unit(), data["id"], data["metadata"], data.get("account_id"))
+    if lead is None:
         session.rollback()
         raise ApiError(409, "conflict", f"lead '{data['id']}' already exists", {"id": ["already exists"]})
-    lead = session.get(Lead, pk)
-    classify_new_lead(session, lead)
     session.commit()
     return lead
 
 
-@blp.route("/lead/<lead_id>", methods=["GET"])
-@blp.route("/leads/<lead_id>", methods=["GET"], endpoint="lead_detail_alias")
-def lead_detail(lead_id):
-    lead = get_lead(lead_id)
-    body = LeadSchema().dump(lead)
-    body["level"] = _level_of(lead)
-    body["aliases"] = alias_dump(aliases_of(db(), lead.pk))
-    body["primary_email"] = primary_emails(db(), [lead.pk]).get(lead.pk)
-    return jsonify({"lead": body, "account": None})
-
-
-def alias_dump(aliases) -> list[dict]:
-    return [{"alias_kind": a.kind, "value": a.value, "created_at": rfc3339(a.created_at)} for a in aliases]
-
-
-def _level_of(lead: Lead) -> dict | None:
-    if lead.level_id is None:
-        return None
-    lv = db().get(EngagementLevel, lead.level_id)
-    return {"id": lv.id, "name": lv.name, "color": lv.color} if lv else None
-
-
-@blp.route("/score/<lead_id>", methods=["GET"])
-@blp.route("/leads/<lead_id>/score", methods=["GET"], endpoint="lead_score_alias")
-@blp.arguments(ScoreQuery, location="query")
-def lead_score(args, lead_id):
-    """Primary score by default; a named ruleset's on request; the highest when there is no primary."""
-    lead = get_lead(lead_id)
-    unit_id = current_unit()
-    rulesets = {r.id: r for r in _rulesets(unit_id)}
-    scores = dict(db().execute(select(LeadScore.ruleset_id, LeadScore.score).where(LeadScore.lead_pk == lead.pk)).all())
-    if "ruleset_id" in args:
-        if args["ruleset_id"] not in rulesets:
-            raise not_found("ruleset")
-        ruleset_id, score = args["ruleset_id"], scores.get(args["ruleset_id"], 0)
-    else:
-        primary = next((r.id for r in rulesets.values() if r.is_primary), None)
-        if primary:
-            ruleset_id, score = primary, lead.score
-        elif scores:
-            ruleset_id, score = max(scores.items(), key=lambda kv: kv[1])
-        else:
-            ruleset_id, score = "", 0
-    return jsonify({
-        "lead_id": lead.lead_id,
-        "score": score,
-        "ruleset_id": ruleset_id,
-        "engagement_scores": scores,
-        "profile_scores": {},
-        "level": _level_of(lead),
-    })
+@blp.route("/leads/search", methods=["GET"])
+@blp.arguments(SearchArgs, location="query")
+def search(args):
+    """Up to 10 leads whose id, or any alias, starts with q (case-insensitive for aliases, which are stored lowercased)."""
+    q = args["q"].strip()
+    if len(q) < 2:
+        raise ApiError(400, "validation_error", "q must have at least 2 characters", {"q": ["at least 2 characters"]})
+    rows = lead_ops.search(db(), current_unit(), q, SEARCH_LIMIT)
+    return jsonify([{"lead_id": r.lead_id, "score": r.score, "level": level_dump(r.id, r.name, r.color)} for r in rows])
 
 
 @blp.route("/leads/scores", methods=["POST"], statuses=(404,))
 @blp.arguments(BatchScoresSchema)
 def batch_scores(data):
-    unit_id = current_unit()
-    wanted = list(dict.fromkeys(data["lead_ids"]))
-    ruleset = data["ruleset"]
-    rulesets = _rulesets(unit_id)
-    if ruleset == "primary":
-        chosen = next((r for r in rulesets if r.is_primary), None)
-    else:
-        chosen = next((r for r in rulesets if ruleset in (r.id, r.name)), None)
-        if chosen is None:
-            raise not_found("ruleset")
-    leads = dict(db().execute(select(Lead.lead_id, Lead.pk).where(Lead.unit_id == unit_id, Lead.lead_id.in_(wanted))).all())
-    scores = {}
-    if chosen and leads:
-        scores = dict(db().execute(
-            select(LeadScore.lead_pk, LeadScore.score).where(LeadScore.ruleset_id == chosen.id, LeadScore.lead_pk.in_(list(leads.values())))
-        ).all())
-    return jsonify([
-        {"lead_id": lid, "score": scores.get(leads.get(lid), 0), "ruleset_id": chosen.id if chosen else "", "found": lid in leads}
-        for lid in wanted
-    ])
+    try:
+        ruleset_id, found = lead_ops.batch_scores(db(), current_unit(), data["lead_ids"], data["ruleset"])
+    except UnknownRuleset:
+        raise not_found("ruleset")
+    return jsonify([{"lead_id": lid, "score": score, "ruleset_id": ruleset_id, "found": exists} for lid, score, exists in found])
+
+
+@blp.route("/leads/merge", methods=["POST"], statuses=(404, 409))
+@blp.arguments(MergeSchema)
+def merge(data):
+    """Events and aliases move to the target, the sources are marked merged, the target is rescored (by the workers)."""
+    policy = data["truncate"].get("policy", "none")
+    if policy != "none" or set(data["truncate"]) - {"policy"}:
+        raise ApiError(400, "validation_error", "only the truncation policy 'none' is supported", {"truncate": ["policy must be none"]})
+    session = db()
+    try:
+        out = merge_leads(session, current_unit(), data["targetLeadId"], data["sourceLeadIds"])
+    except MergeError as exc:
+        session.rollback()
+        raise ApiError(exc.status, "not_found" if exc.status == 404 else "conflict" if exc.status == 409 else "validation_error",
+                       str(exc), {exc.field: [str(exc)]})
+    session.commit()
+    try_kick(state())
+    return jsonify({"target": LeadSchema().dump(out.target), "mergedSources": out.merged, "movedEvents": out.moved_events,
+                    "movedAliases": out.moved_aliases, "truncatedEvents": 0, "rescore": {"status": "queued", "leads": 1}})

@@ -1,0 +1,170 @@
+"""One lead: its detail, score, aliases, metadata (PUT replaces, PATCH merges), activity, and its deletion."""
+from __future__ import annotations
+
+import logging
+
+from flask import jsonify
+from marshmallow import fields, validate
+
+from models import lead_ops
+from models.base import utcnow
+from models.lead_delete import latest_deletion, request_deletion
+from models.leads import Lead, LeadDeletion, aliases_of, merged_metadata, metadata_size, primary_emails
+from models.time_ranges import RANGES, range_start
+from webapp.app_state import db, state
+from webapp.auth import current_unit
+from webapp.blueprint import Blueprint
+from webapp.errors import ApiError, not_found
+from webapp.resources.events import dump as event_dump
+from webapp.resources.leads import SCORE_BOUND, LeadSchema, get_lead, level_dump
+from webapp.schema_base import StrictSchema, UTCDateTime, rfc3339
+from worker.jobs import enqueue_lead_deletion
+
+log = logging.getLogger("leadpulse.leads")
+blp = Blueprint("lead", __name__, description="One lead: detail, score, aliases, metadata, activity, deletion")
+
+
+class ScoreQuery(StrictSchema):
+    ruleset_id = fields.String(validate=validate.Length(min=1, max=36))
+
+
+class MetadataSchema(StrictSchema):
+    metadata = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=200)), required=True)
+
+
+class ActivityArgs(StrictSchema):
+    range = fields.String(load_default="last_7d", validate=validate.OneOf([*RANGES, "custom"]))
+    start = UTCDateTime()
+    end = UTCDateTime()
+    channel = fields.String(load_default="all", validate=validate.OneOf(["all", "web", "email", "slack", "webinar", "crm", "system"]))
+    minScore = fields.Integer(validate=validate.Range(min=0, max=SCORE_BOUND.max))  # noqa: N815 (the reference's name)
+    hasDelta = fields.String(validate=validate.OneOf(["1", "true", "0", "false"]))  # noqa: N815
+
+
+def alias_dump(aliases) -> list[dict]:
+    return [{"alias_kind": a.kind, "value": a.value, "created_at": rfc3339(a.created_at)} for a in aliases]
+
+
+def _level_of(lead: Lead) -> dict | None:
+    level = lead_ops.level_of(db(), lead)
+    return level_dump(level.id, level.name, level.color) if level else None
+
+
+@blp.route("/lead/<lead_id>", methods=["GET"], aliases=("/leads/<lead_id>",))
+def lead_detail(lead_id):
+    lead = get_lead(lead_id)
+    body = LeadSchema().dump(lead)
+    body["level"] = _level_of(lead)
+    body["aliases"] = alias_dump(aliases_of(db(), lead.pk))
+    body["primary_email"] = primary_emails(db(), [lead.pk]).get(lead.pk)
+    return jsonify({"lead": body, "account": None})
+
+
+@blp.route("/score/<lead_id>", methods=["GET"], aliases=("/leads/<lead_id>/score",))
+@blp.arguments(ScoreQuery, location="query")
+def lead_score(args, lead_id):
+    """Primary score by default; a named ruleset's on request; the highest when there is no primary."""
+    lead = get_lead(lead_id)
+    try:
+        ruleset_id, score, scores = lead_ops.lead_score(db(), lead, args.get("ruleset_id"))
+    except lead_ops.UnknownRuleset:
+        raise not_found("ruleset")
+    return jsonify({
+        "lead_id": lead.lead_id,
+        "score": score,
+        "ruleset_id": ruleset_id,
+        "engagement_scores": scores,
+        "profile_scores": {},
+        "level": _level_of(lead),
+    })
+
+
+@blp.route("/lead/<lead_id>/aliases", methods=["GET"], aliases=("/leads/<lead_id>/aliases",))
+def aliases(lead_id):
+    return jsonify(alias_dump(aliases_of(db(), get_lead(lead_id).pk)))
+
+
+def set_metadata(lead: Lead, metadata: dict, field: str = "metadata") -> None:
+    """Every write of a lead's metadata (API, Segment traits, HubSpot properties) stays under the same limit."""
+    limit = state().settings.max_metadata_bytes
+    if metadata_size(metadata) > limit:
+        raise ApiError(413, "payload_too_large", f"{field}: the lead's metadata would exceed {limit // 1024} KB", {field: ["too large"]})
+    lead.metadata_, lead.updated_at = metadata, utcnow()
+
+
+def _save_metadata(lead: Lead, metadata: dict):
+    set_metadata(lead, metadata)
+    db().commit()
+    return jsonify({"lead": LeadSchema().dump(lead)})
+
+
+def _locked(lead_id: str) -> Lead:
+    """The lead row locked for this transaction: two concurrent merges never drop each other's keys."""
+    lead = get_lead(lead_id)
+    db().refresh(lead, with_for_update=True)
+    return lead
+
+
+@blp.route("/lead/<lead_id>", methods=["PUT"], aliases=("/leads/<lead_id>",))
+@blp.arguments(MetadataSchema)
+def replace_metadata(data, lead_id):
+    return _save_metadata(_locked(lead_id), data["metadata"])
+
+
+@blp.route("/lead/<lead_id>/metadata", methods=["PATCH"], aliases=("/leads/<lead_id>/metadata",))
+@blp.arguments(MetadataSchema)
+def merge_metadata(data, lead_id):
+    """Keys given are set; a key given as null is removed; others stay."""
+    lead = _locked(lead_id)
+    return _save_metadata(lead, merged_metadata(lead.metadata_, data["metadata"]))
+
+
+@blp.route("/lead/<lead_id>", methods=["DELETE"], aliases=("/leads/<lead_id>",))
+def delete_lead(lead_id):
+    """Asynchronous: the lead, its events and scores go in a job; GET /lead/{id}/deletion-status follows it."""
+    lead = get_lead(lead_id)
+    session = db()
+    deletion = request_deletion(session, lead)
+    session.commit()
+    try:
+        enqueue_lead_deletion(state().redis, state().settings.queue_name, deletion.id)
+    except Exception as exc:  # Redis down: the sweep enqueues pending deletions
+        log.warning("could not enqueue the lead deletion (%s); the sweep will", exc.__class__.__name__)
+    return jsonify(_deletion_view(deletion))
+
+
+@blp.route("/lead/<lead_id>/deletion-status", methods=["GET"], aliases=("/leads/<lead_id>/deletion-status",))
+def deletion_status(lead_id):
+    deletion = latest_deletion(db(), current_unit(), lead_id)
+    if deletion is None:
+        get_lead(lead_id)  # 404 unless the lead exists
+        return jsonify({"lead_id": lead_id, "status": "active"})
+    return jsonify(_deletion_view(deletion))
+
+
+def _deletion_view(d: LeadDeletion) -> dict:
+    return {"lead_id": d.lead_id, "status": d.status, "requested_at": rfc3339(d.requested_at),
+            "completed_at": rfc3339(d.completed_at), **({"error": d.error} if d.error else {})}
+
+
+@blp.route("/lead/<lead_id>/activity", methods=["GET"], aliases=("/leads/<lead_id>/activity",))
+@blp.arguments(ActivityArgs, location="query")
+def activity(args, lead_id):
+    """The lead's events with what each added to the primary score, newest first, and the same as a timeline."""
+    lead = get_lead(lead_id)
+    if args["range"] == "custom":
+        if "start" not in args or "end" not in args:
+            raise ApiError(400, "validation_error", "range=custom needs start and end", {"start" if "start" not in args else "end": ["required"]})
+        start, end = args["start"], args["end"]
+        if start > end:
+            raise ApiError(400, "validation_error", "end must not be before start", {"end": ["before start"]})
+    else:
+        start, end = range_start(args["range"], utcnow())
+    has_delta = {"1": True, "true": True, "0": False, "false": False}.get(args.get("hasDelta"))
+    rows = lead_ops.activity(db(), lead, start, end, end_inclusive=args["range"] == "custom",
+                             channel=None if args["channel"] == "all" else args["channel"], has_delta=has_delta,
+                             min_delta=args.get("minScore"))
+    events = [{**item, "score_delta": row.delta} for item, row in zip(event_dump(rows), rows)]
+    timeline = [{"type": "event", "timestamp": e["timestamp"], "id": e["id"], "title": e["event_type"], "score_delta": e["score_delta"]}
+                for e in events]
+    return {"lead_id": lead.lead_id, "events": events, "orders": [], "timeline": timeline}
