@@ -34,7 +34,8 @@ from webapp.content_encoding import decoded_body
 from webapp.crud import Crud, register_crud
 from webapp.errors import ApiError
 from webapp.resources.lead_profile import set_metadata
-from webapp.resources.ingest import BATCH_MAX, ingested, parse_event, rejection, store, store_items
+from webapp.services.event_input import BATCH_MAX
+from webapp.services.ingest import Items, ingested_payload, parse_event, rejection, store, store_items
 from webapp.schema_base import StrictSchema, UTCDateTime, bad_text
 from webapp.app_state import close_db, db, signed_request_url, state
 
@@ -143,7 +144,7 @@ def receive(source_id: str):
     except (ValidationError, ApiError) as exc:
         error = rejection(exc)
         raise _reject(getattr(exc, "status", 400), error["code"], error["message"], error["details"])
-    return ingested(incoming, store([incoming], source.org_id, source.unit_id)[0])
+    return ingested_payload(incoming, store([incoming], source.org_id, source.unit_id)[0]), 202
 
 
 SEGMENT_CALLS = ("batch", "track", "identify", "page")
@@ -189,7 +190,7 @@ def segment(call: str | None):
     if identities:
         refused = apply_identities(source, identities, results) or refused
     if incoming:
-        store_items(results, positions, incoming, source.org_id, source.unit_id)
+        store_items(Items(results, incoming, positions), source.org_id, source.unit_id)
     if len(messages) == 1 and results[0]["status"] == "rejected":  # a lone message answers as POST /ingest would
         error = results[0]["error"]
         raise ApiError(getattr(refused, "status", 400), error["code"], error["message"], error["details"])
