@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from flask import request
 
+from webapp.app_state import state
 from webapp.auth import current_unit, principal
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
-from webapp.app_state import state
 from webapp.services.imports import import_events
 
 blp = Blueprint("imports", __name__, description="CSV import")

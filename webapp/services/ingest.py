@@ -113,6 +113,7 @@ class Items:
     results: list[dict]
     incoming: list[IncomingEvent]
     positions: list[int]
+    refused: ValidationError | ApiError | None = None  # the last refusal: a lone item answers with its status
 
 
 Parse = Callable[[object], "IncomingEvent | dict"]
@@ -132,6 +133,7 @@ def parse_items(items: Iterable[tuple[int, object]], parse: Parse | None = None)
         try:
             event = parse(item)
         except (ValidationError, ApiError) as exc:
+            out.refused = exc
             out.results.append({"index": index, "status": "rejected", "error": rejection(exc)})
             continue
         if isinstance(event, IncomingEvent):
