@@ -17,7 +17,7 @@ from webapp import request_log
 from webapp.auth import cached_basic_principal
 from webapp.blueprint import strict_json_loads
 from webapp.errors import as_api_error, error_payload
-from webapp.services.ingest import commit_events, ingested_payload, parse_event
+from webapp.services.ingest import ITEM_SCHEMA, commit_events, ingested_payload, to_incoming
 
 PATHS = frozenset(("/ingest", "/events"))
 
@@ -60,7 +60,8 @@ class IngestLane:
     def _answer(self, environ, principal, body: bytes, t0: float):
         """The response to an event the lane accepts, else None (Flask then says what is wrong, or fails as it would)."""
         try:
-            incoming = parse_event(strict_json_loads(body), self.state.settings.max_metadata_bytes, environ.get("HTTP_IDEMPOTENCY_KEY"))
+            data = ITEM_SCHEMA.load(strict_json_loads(body))
+            incoming = to_incoming(data, environ.get("HTTP_IDEMPOTENCY_KEY"), self.state.settings.max_metadata_bytes)
         except Exception:
             return None
         try:
