@@ -139,3 +139,17 @@ def test_imports_inside_functions_are_only_the_justified_ones():
         ("webapp", "from webapp.resources import all_blueprints"),  # the blueprints import this package back
         ("webapp.offload", "from gevent import get_hub, monkey"),  # gevent only under gevent workers
     }
+
+
+def test_services_import_neither_flask_nor_a_blueprint():
+    """Every entry point calls a service (the ingest lane without a Flask request): a view hands it plain values."""
+    found = set()
+    for name, tree in _modules():
+        if name.startswith("webapp.services"):
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    found.update((name, a.name) for a in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    found.add((name, node.module))
+    wrong = {(name, dep) for name, dep in found if dep.split(".")[0] == "flask" or dep.startswith("webapp.resources")}
+    assert wrong == set()

@@ -4,7 +4,7 @@ import itertools
 import pytest
 from marshmallow import Schema, ValidationError
 
-from webapp.resources.ingest import EventInSchema
+from webapp.services.event_input import EventInSchema
 
 SCHEMA = EventInSchema()
 BASE = [

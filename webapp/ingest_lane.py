@@ -2,7 +2,7 @@
 
 Single-event ingest is the busiest request, and Flask's machinery around it (request context, routing, hooks,
 webargs) cost more CPU than checking and storing the event. The lane answers only what it fully accepts with the
-same code the view uses (auth, schema, to_incoming, the group commit, the 202 body, the request log); anything
+same code the view uses (auth; the ingest service's checks, group commit and 202 body; the request log); anything
 else (another route, a body to explain, a Bearer token, a credential not cached yet) goes to the Flask app
 untouched, so every refusal is worded in one place.
 """
@@ -17,7 +17,7 @@ from webapp import request_log
 from webapp.auth import cached_basic_principal
 from webapp.blueprint import strict_json_loads
 from webapp.errors import as_api_error, error_payload
-from webapp.resources.ingest import ITEM_SCHEMA, commit_events, ingested_payload, to_incoming
+from webapp.services.ingest import ITEM_SCHEMA, commit_events, ingested_payload, to_incoming
 
 PATHS = frozenset(("/ingest", "/events"))
 

@@ -9,7 +9,7 @@ from marshmallow import fields, validate
 from models import lead_ops
 from models.base import utcnow
 from models.lead_delete import latest_deletion, request_deletion
-from models.leads import Lead, LeadDeletion, aliases_of, merged_metadata, metadata_size, primary_emails
+from models.leads import Lead, LeadDeletion, aliases_of, merged_metadata, primary_emails
 from models.time_ranges import RANGES, range_start
 from webapp.app_state import db, state
 from webapp.auth import current_unit
@@ -18,6 +18,7 @@ from webapp.errors import ApiError, not_found
 from webapp.resources.events import dump as event_dump
 from webapp.resources.leads import SCORE_BOUND, LeadSchema, get_lead, level_dump
 from webapp.schema_base import StrictSchema, UTCDateTime, rfc3339
+from webapp.services.leads import set_metadata
 from worker.jobs import enqueue_lead_deletion
 
 log = logging.getLogger("leadpulse.leads")
@@ -82,14 +83,6 @@ def lead_score(args, lead_id):
 @blp.route("/lead/<lead_id>/aliases", methods=["GET"], aliases=("/leads/<lead_id>/aliases",))
 def aliases(lead_id):
     return jsonify(alias_dump(aliases_of(db(), get_lead(lead_id).pk)))
-
-
-def set_metadata(lead: Lead, metadata: dict, field: str = "metadata") -> None:
-    """Every write of a lead's metadata (API, Segment traits, HubSpot properties) stays under the same limit."""
-    limit = state().settings.max_metadata_bytes
-    if metadata_size(metadata) > limit:
-        raise ApiError(413, "payload_too_large", f"{field}: the lead's metadata would exceed {limit // 1024} KB", {field: ["too large"]})
-    lead.metadata_, lead.updated_at = metadata, utcnow()
 
 
 def _save_metadata(lead: Lead, metadata: dict):

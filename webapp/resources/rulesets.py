@@ -13,7 +13,7 @@ from models.locks import lock_unit
 from webapp.auth import current_unit, principal
 from webapp.crud import Crud, get_scoped, register_crud, scoped
 from webapp.errors import ApiError
-from webapp.resources.ingest import EVENT_TYPE
+from webapp.services.event_input import EVENT_TYPE
 from webapp.schema_base import StrictSchema, UTCDateTime
 from webapp.app_state import db, state
 from worker.jobs import try_kick_alerts
