@@ -14,8 +14,7 @@ from models.alerts import EXAMINE_LIMIT, alert_config, examine_changes, summariz
 from models.base import utcnow
 from models.score_drivers import recent_events, top_drivers
 from models.hubspot import HubSpotConnection, HubSpotContact
-from models.hubspot_sync_state import lead_email
-from models.leads import Lead
+from models.leads import Lead, primary_email
 from models.levels import EngagementLevel
 from models.slack import FAILED, PENDING, SENT, SlackAlert, SlackConnection
 from integrations.timeouts import timed_out
@@ -65,7 +64,7 @@ def _hubspot_link(session, lead: Lead) -> str | None:
 def lead_message(session, alert: SlackAlert) -> dict:
     """Block Kit with fallback text: who, score, level with its color, why, the last events, HubSpot link."""
     lead = session.get(Lead, alert.lead_pk)
-    email = session.execute(select(lead_email()).where(Lead.pk == lead.pk)).scalar()
+    email = session.execute(select(primary_email()).where(Lead.pk == lead.pk)).scalar()
     level = session.get(EngagementLevel, alert.level_id) if alert.level_id else None
     level_name, color = (escape(level.name), level.color) if level else ("a new level", "#64748b")
     who = _who(lead, email)

@@ -11,11 +11,6 @@ from models.leads import Lead, normalize_alias, primary_email
 from models.tenancy import OrgUnit
 
 
-def lead_email():
-    """The lead's primary email (the key HubSpot contacts are found by, the one GET /leads shows)."""
-    return primary_email()
-
-
 def pending_query(unit_id: str):
     """Leads whose score or level differ from what HubSpot has, coalesced to their latest values.
 
@@ -23,7 +18,7 @@ def pending_query(unit_id: str):
     Leads with neither an email nor a known contact id cannot map to a contact and are left out; a write
     HubSpot refused is not retried for the same values, but any later change of the lead retries it.
     """
-    email = lead_email()
+    email = primary_email()  # the key HubSpot contacts are found by, the one GET /leads shows
     hc = HubSpotContact
     return (
         select(Lead.pk, Lead.lead_id, Lead.score, Lead.level_id, Lead.level_changed_at, hc.hubspot_id, email.label("email"))
@@ -95,9 +90,12 @@ def pending_creations(session, unit_id: str, limit: int) -> list[HubSpotPendingC
                                 .limit(limit)).scalars())
 
 
-def hubspot_served_units(session, env_token: bool) -> list[str]:
-    """OUs whose leads sync to HubSpot: those connected, or every OU when HUBSPOT_ACCESS_TOKEN is set."""
-
+def hubspot_served_units(session, env_token: bool, among: set[str] | None = None) -> list[str]:
+    """OUs whose leads sync to HubSpot (of `among` when given): those connected, or every OU when
+    HUBSPOT_ACCESS_TOKEN is set."""
     if env_token:
-        return list(session.execute(select(OrgUnit.id)).scalars())
-    return list(session.execute(select(HubSpotConnection.unit_id)).scalars())
+        return list(among) if among is not None else list(session.execute(select(OrgUnit.id)).scalars())
+    query = select(HubSpotConnection.unit_id)
+    if among is not None:
+        query = query.where(HubSpotConnection.unit_id.in_(among))
+    return list(session.execute(query).scalars())

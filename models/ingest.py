@@ -42,6 +42,11 @@ class IngestResult:
     duplicate: bool
 
 
+def public_ids(idempotency_key: str | None, row_id: int) -> dict:
+    """How every answer and announcement names a stored event: event_id is the client's key (or None), id ours."""
+    return {"event_id": idempotency_key, "id": str(row_id)}
+
+
 def ingest_event(session: Session, org_id: str, unit_id: str, ev: IncomingEvent) -> IngestResult:
     """One event in the caller's transaction; a repeated idempotency key is reported, not stored."""
     return ingest_many(session, org_id, unit_id, [ev])[0]

@@ -9,7 +9,6 @@ import logging
 import time
 
 from rq import Retry, get_current_job
-from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from config import Settings
@@ -20,8 +19,7 @@ from integrations.timeouts import timed_out
 from models.accounts import load_or_create_secret
 from models.alerts import has_alert_work
 from models.db import session_factory
-from models.hubspot import HubSpotConnection
-from models.hubspot_sync_state import pending_contacts
+from models.hubspot_sync_state import hubspot_served_units, pending_contacts
 from models.lead_delete import mark_failed, run_deletion
 from models.score_batch import has_pending, score_pending
 from worker.registry import job, queue_depth, urgent_queue
@@ -228,7 +226,7 @@ def hubspot_units(Session, settings, units: set[str]) -> set[str]:
     if not units or settings.hubspot_access_token:
         return units
     with Session() as s:
-        return set(s.execute(select(HubSpotConnection.unit_id).where(HubSpotConnection.unit_id.in_(units))).scalars())
+        return set(hubspot_served_units(s, False, units))
 
 
 # Slack --------------------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ import json
 from collections import defaultdict
 
 from integrations.redis_keys import STREAM
+from models.ingest import public_ids
 
 
 def channel(unit_id: str) -> str:
@@ -15,8 +16,7 @@ def announce_events(redis, news: list[tuple[str, list[tuple]]]) -> None:
     """new_event: one message per OU per commit, however many events it held (PUBLISH to no one is cheap)."""
     by_unit: dict[str, list] = defaultdict(list)
     for unit_id, events in news:
-        # As the 202 names them: event_id is the client's idempotency key (or null), id the stored event's id.
-        by_unit[unit_id] += [{"id": str(row_id), "event_id": key, "lead_id": lead_id, "event_type": event_type}
+        by_unit[unit_id] += [{**public_ids(key, row_id), "lead_id": lead_id, "event_type": event_type}
                              for row_id, key, lead_id, event_type in events]
     pipe = redis.pipeline(transaction=False)
     for unit_id, items in by_unit.items():

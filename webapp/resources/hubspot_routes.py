@@ -12,8 +12,8 @@ from integrations.hubspot_sync import TOKEN_PURPOSE, ensure_options
 from integrations.rate_limit import RateLimited
 from integrations.secretbox import encrypt
 from models.hubspot import HubSpotConnection, HubSpotContact, HubSpotPendingCreation
-from models.hubspot_sync_state import lead_email, reset_sync, sync_counts
-from models.leads import Lead
+from models.hubspot_sync_state import reset_sync, sync_counts
+from models.leads import Lead, primary_email
 from models.levels import level_options
 from webapp.auth import current_unit
 from webapp.blueprint import Blueprint
@@ -115,7 +115,7 @@ def resync():
 @blp.arguments(PageArgs, location="query")
 def failures(args):
     """Contacts HubSpot refused or could not find, with HubSpot's message; a later change retries them."""
-    email = lead_email()
+    email = primary_email()
     stmt = (
         select(Lead.lead_id, email.label("email"), HubSpotContact.hubspot_id, HubSpotContact.failure,
                HubSpotContact.failed_score, HubSpotContact.failed_at)

@@ -9,7 +9,7 @@ from marshmallow import ValidationError
 from sqlalchemy.exc import IntegrityError
 
 from models.base import utcnow
-from models.ingest import IncomingEvent, IngestConflict
+from models.ingest import IncomingEvent, IngestConflict, public_ids
 from models.leads import metadata_within, normalize_alias
 from webapp import metrics
 from webapp.app_state import close_db, state
@@ -92,8 +92,7 @@ def ingested_payload(incoming: IncomingEvent, result) -> dict:
     """The 202 body of one stored event."""
     return {
         "message": "duplicate event ignored" if result.duplicate else "event ingested",
-        "event_id": incoming.idempotency_key,
-        "id": str(result.event_id),
+        **public_ids(incoming.idempotency_key, result.event_id),
         "lead_id": result.lead_id,
         "duplicate": result.duplicate,
         "metadata": incoming.metadata,
@@ -150,8 +149,8 @@ def store_items(items: Items, org_id: str | None = None, unit_id: str | None = N
     """Store the accepted items in one transaction and complete their results (accepted or duplicate, key and ids)."""
     if items.incoming:
         for i, event, stored in zip(items.positions, items.incoming, store(items.incoming, org_id, unit_id), strict=True):
-            items.results[i].update(status="duplicate" if stored.duplicate else "accepted", event_id=event.idempotency_key,
-                                    id=str(stored.event_id), lead_id=stored.lead_id)
+            items.results[i].update(status="duplicate" if stored.duplicate else "accepted",
+                                    **public_ids(event.idempotency_key, stored.event_id), lead_id=stored.lead_id)
     return items.results
 
 
