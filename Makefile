@@ -68,7 +68,7 @@ run: install redis
 	@echo "Get an API credential in another terminal:  $(BIN)/leadpulse bootstrap --org Acme --unit Main"
 	HOST=$(HOST) PORT=$(PORT) REDIS_URL=$(REDIS_URL) $(BIN)/leadpulse dev
 
-test: services
+test: services lint
 	$(BIN)/python -m pytest -n 2
 
 bench: services

@@ -1,4 +1,5 @@
 """One Settings object, read from the environment (the names are a contract, listed in the README)."""
+
 from __future__ import annotations
 
 import os
@@ -44,7 +45,7 @@ class Settings:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls, env: dict | None = None, **overrides) -> "Settings":
+    def from_env(cls, env: dict | None = None, **overrides) -> Settings:
         """Build settings from os.environ so every process (web, worker, CLI) agrees."""
         env = dict(os.environ if env is None else env)
         values = dict(

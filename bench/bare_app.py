@@ -1,4 +1,5 @@
 """The baseline for bench/ingest.py: a bare Flask endpoint that parses the JSON body and answers 202 JSON."""
+
 from flask import Flask, jsonify, request
 
 app = Flask(__name__)

@@ -1,4 +1,5 @@
 """Helpers shared by the benchmarks: fresh databases, real CLI calls, process trees, tables, machine facts."""
+
 from __future__ import annotations
 
 import base64
@@ -74,7 +75,13 @@ def analyze_like_autovacuum(name: str) -> bool:
 def app_env(db_name: str, redis_db: int, queue: str, **extra) -> dict:
     """The environment every LeadPulse process of a benchmark gets (names are the app's contract)."""
     env = dict(os.environ)
-    for k in ("LEADPULSE_BOOTSTRAP", "SECRET_KEY", "HUBSPOT_ACCESS_TOKEN", "SLACK_BOT_TOKEN", "PROMETHEUS_MULTIPROC_DIR"):
+    for k in (
+        "LEADPULSE_BOOTSTRAP",
+        "SECRET_KEY",
+        "HUBSPOT_ACCESS_TOKEN",
+        "SLACK_BOT_TOKEN",
+        "PROMETHEUS_MULTIPROC_DIR",
+    ):
         env.pop(k, None)
     env.update(
         DATABASE_URL=database_url(db_name),
@@ -91,7 +98,12 @@ def migrate_and_bootstrap(env: dict, org: str = "Bench", unit: str = "Main") -> 
     """`leadpulse db upgrade` then `leadpulse bootstrap`, exactly as an installer runs them."""
     subprocess.run([LEADPULSE, "db", "upgrade"], env=env, cwd=ROOT, check=True, capture_output=True)
     out = subprocess.run(
-        [LEADPULSE, "bootstrap", "--org", org, "--unit", unit], env=env, cwd=ROOT, check=True, capture_output=True, text=True
+        [LEADPULSE, "bootstrap", "--org", org, "--unit", unit],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -145,12 +157,13 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 30.0, log_path:
                 return
         except urllib.error.HTTPError:
             return
-        except (urllib.error.URLError, ConnectionError, socket.timeout):
+        except (TimeoutError, urllib.error.URLError, ConnectionError):
             time.sleep(0.05)
     raise SystemExit(f"{url} did not answer within {timeout:.0f}s")
 
 
 # --- /proc helpers -------------------------------------------------------------------------------
+
 
 def children_of(pid: int) -> list[int]:
     """Direct and indirect children, via /proc/<pid>/task/*/children."""
@@ -197,7 +210,7 @@ def cpu_seconds(pid: int, reaped_children: bool = False) -> float:
     try:
         with open(f"/proc/{pid}/stat") as fh:
             fields = fh.read().rsplit(")", 1)[1].split()
-        ticks = sum(int(x) for x in fields[11:15 if reaped_children else 13])  # utime stime [cutime cstime]
+        ticks = sum(int(x) for x in fields[11 : 15 if reaped_children else 13])  # utime stime [cutime cstime]
         return ticks / os.sysconf("SC_CLK_TCK")
     except (FileNotFoundError, ProcessLookupError):
         return 0.0
@@ -219,10 +232,13 @@ def machine_busy() -> tuple[float, float]:
 
 # --- output --------------------------------------------------------------------------------------
 
+
 def table(headers: list[str], rows: list[list]) -> str:
     cells = [headers] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    line = lambda r: "| " + " | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) + " |"
+    line = lambda r: (
+        "| " + " | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) + " |"
+    )
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([line(cells[0]), sep] + [line(r) for r in cells[1:]])
 
@@ -302,7 +318,9 @@ def service_cpu_seconds(db_name: str | None = None, per_pid: bool = False):
 def connection_spread(port: int) -> list[int]:
     """Established client connections per server process on port, largest first (wrk's keep-alive connections land
     on whichever gunicorn worker accepts first; an uneven spread leaves a core idle and explains a slow run)."""
-    out = subprocess.run(["ss", "-Htnp", "state", "established", "( sport = :%d )" % port], capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["ss", "-Htnp", "state", "established", f"( sport = :{port} )"], capture_output=True, text=True
+    ).stdout
     per: dict[str, int] = {}
     for pid in re.findall(r"pid=(\d+)", out):
         per[pid] = per.get(pid, 0) + 1
@@ -320,6 +338,7 @@ def spread_later(port: int, delay: float) -> dict:
 
 # --- the app, through its own API -----------------------------------------------------------------
 
+
 def api(env: dict, cred: dict):
     """A Flask test client of the real app and a call() that fails loudly."""
     from config import Settings
@@ -327,7 +346,9 @@ def api(env: dict, cred: dict):
 
     app = create_app(Settings.from_env(env))
     client = app.test_client()
-    auth = {"Authorization": "Basic " + base64.b64encode(f"{cred['client_id']}:{cred['client_secret']}".encode()).decode()}
+    auth = {
+        "Authorization": "Basic " + base64.b64encode(f"{cred['client_id']}:{cred['client_secret']}".encode()).decode()
+    }
 
     def call(method, path, body=None, expect=(200, 201, 202)):
         r = client.open(path, method=method, json=body, headers=auth)
@@ -359,15 +380,20 @@ def wait_workers(redis, queue, procs, logdir, n) -> None:
     deadline = time.monotonic() + 60
     while Worker.count(connection=redis, queue=queue) < n:
         if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
-            raise SystemExit("workers did not start: " + " ".join(f.read_text()[-2000:] for f in logdir.glob("worker*.log")))
+            raise SystemExit(
+                "workers did not start: " + " ".join(f.read_text()[-2000:] for f in logdir.glob("worker*.log"))
+            )
         time.sleep(0.05)
 
 
 def git_head() -> str:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
         return head + (" (+ uncommitted changes)" if dirty else "")
     except OSError:
         return "?"

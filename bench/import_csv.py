@@ -9,6 +9,7 @@ Every 100 ms it samples the RSS of the web worker; it reports the peak growth ov
 the file size. Target: peak growth under 32 MB whatever the file size (the rows are read one by one, 500 per
 transaction; werkzeug spools the upload to a temporary file), and every row stored.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,8 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-from common import log  # noqa: E402
+import common
+from common import log
 
 DB = "leadpulse_bench_import"
 REDIS_DB = 10
@@ -42,16 +43,20 @@ def write_csv(path: Path, megabytes: float) -> int:
         f.write("event_type,lead_id,timestamp,metadata,event_id\n")
         while f.tell() < target:
             rows += 1
-            f.write(f'page_view,lead-{rng.randrange(20000)},2026-11-{1 + rows % 20:02d}T10:00:00Z,'
-                    f'"{{""url"": ""/pricing"", ""n"": {rows}}}",{nonce}-{rows}\n')
+            f.write(
+                f"page_view,lead-{rng.randrange(20000)},2026-11-{1 + rows % 20:02d}T10:00:00Z,"
+                f'"{{""url"": ""/pricing"", ""n"": {rows}}}",{nonce}-{rows}\n'
+            )
     return rows
 
 
 def upload(port: int, auth: str, path: Path) -> tuple[int, dict, float]:
     """multipart/form-data streamed from the file in 64 KB pieces."""
     boundary = uuid.uuid4().hex
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"events.csv\"\r\n"
-            f"Content-Type: text/csv\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="events.csv"\r\n'
+        f"Content-Type: text/csv\r\n\r\n"
+    ).encode()
     tail = f"\r\n--{boundary}--\r\n".encode()
     size = len(head) + path.stat().st_size + len(tail)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=3600)
@@ -91,8 +96,9 @@ def main(argv=None) -> int:
     common.recreate_database(DB)
     common.flush_redis(REDIS_DB)
     port = common.free_port()
-    env = common.app_env(DB, REDIS_DB, QUEUE, PORT=str(port), WEB_CONCURRENCY="1",
-                         LEADPULSE_IMPORT_MAX_MB=str(int(args.mb) + 10))
+    env = common.app_env(
+        DB, REDIS_DB, QUEUE, PORT=str(port), WEB_CONCURRENCY="1", LEADPULSE_IMPORT_MAX_MB=str(int(args.mb) + 10)
+    )
     cred = common.migrate_and_bootstrap(env)
     auth = base64.b64encode(f"{cred['client_id']}:{cred['client_secret']}".encode()).decode()
     web = common.start([common.LEADPULSE, "web"], env, tmp / "web.log")
@@ -126,14 +132,42 @@ def main(argv=None) -> int:
     sound = status == 202 and body.get("accepted") == rows and stored == rows
     print()
     print(f"CSV import benchmark: {file_mb:.1f} MB, {rows} rows, one gunicorn worker")
-    print(common.table(["status", "accepted", "rejected", "stored", "seconds", "rows/s", "RSS before MB", "peak growth MB"],
-                       [[status, body.get("accepted"), body.get("rejected"), stored, f"{seconds:.1f}", f"{rows / seconds:.0f}",
-                         f"{base_kb / 1024:.0f}", f"{growth_mb:.1f}"]]))
-    print(f"peak RSS growth {growth_mb:.1f} MB for a {file_mb:.1f} MB file (target < {MAX_GROWTH_MB} MB): "
-          f"{'PASS' if ok_memory else 'FAIL'}; every row stored: {'yes' if sound else 'NO'}")
+    print(
+        common.table(
+            ["status", "accepted", "rejected", "stored", "seconds", "rows/s", "RSS before MB", "peak growth MB"],
+            [
+                [
+                    status,
+                    body.get("accepted"),
+                    body.get("rejected"),
+                    stored,
+                    f"{seconds:.1f}",
+                    f"{rows / seconds:.0f}",
+                    f"{base_kb / 1024:.0f}",
+                    f"{growth_mb:.1f}",
+                ]
+            ],
+        )
+    )
+    print(
+        f"peak RSS growth {growth_mb:.1f} MB for a {file_mb:.1f} MB file (target < {MAX_GROWTH_MB} MB): "
+        f"{'PASS' if ok_memory else 'FAIL'}; every row stored: {'yes' if sound else 'NO'}"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "file_mb": file_mb, "status": status, "body": body,
-                                               "stored": stored, "seconds": seconds, "growth_mb": growth_mb}, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "rows": rows,
+                    "file_mb": file_mb,
+                    "status": status,
+                    "body": body,
+                    "stored": stored,
+                    "seconds": seconds,
+                    "growth_mb": growth_mb,
+                },
+                indent=2,
+            )
+        )
     os.remove(csv_path)
     return 0 if sound and (ok_memory or not args.strict) else 1
 

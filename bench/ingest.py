@@ -8,6 +8,7 @@ The load generator is wrk (one thread, N keep-alive-capable connections, a Lua s
 ids over many lead ids) when installed, else a Python generator (processes x threads, http.client).
 Target: ingest >= 0.5 x the bare endpoint's rate.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-from common import log  # noqa: E402
+import common
+from common import log
 
 DEFAULT_DB = "leadpulse_bench"
 REDIS_DB = 14
@@ -41,7 +42,11 @@ def parse_args(argv=None):
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers for both targets (default 2)")
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds per target (default 10)")
     p.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds per target first (default 3)")
-    p.add_argument("--worker-class", default="gevent", help="gunicorn worker class for both targets (default gevent, as `leadpulse web`)")
+    p.add_argument(
+        "--worker-class",
+        default="gevent",
+        help="gunicorn worker class for both targets (default gevent, as `leadpulse web`)",
+    )
     p.add_argument("--threads", type=int, default=8, help="threads per worker with --worker-class gthread (default 8)")
     p.add_argument("--connections", type=int, default=32, help="concurrent client connections (default 32)")
     p.add_argument("--leads", type=int, default=10_000, help="distinct lead ids the events spread over")
@@ -52,11 +57,18 @@ def parse_args(argv=None):
     p.add_argument("--keep-db", action="store_true", help="leave the benchmark database for inspection")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--strict", action="store_true", help="exit 1 when the target is missed (default: only on errors)")
-    p.add_argument("--batch", type=int, default=0, metavar="N",
-                   help="batch mode: POST /ingest/batch with N events per request (e.g. 500) while 2 workers score; "
-                        "target 20,000 events/s, queue depth reported")
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=0,
+        metavar="N",
+        help="batch mode: POST /ingest/batch with N events per request (e.g. 500) while 2 workers score; "
+        "target 20,000 events/s, queue depth reported",
+    )
     p.add_argument("--batch-target", type=float, default=20_000.0)
-    p.add_argument("--scoring-workers", type=int, default=2, help="batch mode: `leadpulse worker` processes (default 2)")
+    p.add_argument(
+        "--scoring-workers", type=int, default=2, help="batch mode: `leadpulse worker` processes (default 2)"
+    )
     return p.parse_args(argv)
 
 
@@ -69,18 +81,30 @@ def worker_model(args) -> list[str]:
 
 # --- load generators -----------------------------------------------------------------------------
 
+
 def run_wrk(port: int, path: str, auth: str, leads: int, seconds: float, connections: int) -> dict:
     nonce = uuid.uuid4().hex[:10]
     cmd = [
-        "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-        "-s", str(common.BENCH / "ingest.lua"), f"http://127.0.0.1:{port}{path}",
-        "--", nonce, str(leads), auth, path,
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(common.BENCH / "ingest.lua"),
+        f"http://127.0.0.1:{port}{path}",
+        "--",
+        nonce,
+        str(leads),
+        auth,
+        path,
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    line = next((l for l in out.splitlines() if l.startswith("WRKJSON ")), None)
+    line = next((row for row in out.splitlines() if row.startswith("WRKJSON ")), None)
     if line is None:
         raise SystemExit(f"wrk printed no result:\n{out}")
-    r = json.loads(line[len("WRKJSON "):])
+    r = json.loads(line[len("WRKJSON ") :])
     socket_errors = r["connect"] + r["read"] + r["write"] + r["timeout"]
     return {
         "requests": r["requests"],
@@ -107,8 +131,14 @@ def _py_worker(args):
         lat, ok, err, n = [], 0, 0, 0
         while time.monotonic() < deadline:
             n += 1
-            body = json.dumps({"lead_id": f"lead-{rng.randrange(leads)}", "event_type": "page_view",
-                               "event_id": f"py{seed}-{tid}-{n}", "metadata": {"url": "/pricing"}})
+            body = json.dumps(
+                {
+                    "lead_id": f"lead-{rng.randrange(leads)}",
+                    "event_type": "page_view",
+                    "event_id": f"py{seed}-{tid}-{n}",
+                    "metadata": {"url": "/pricing"},
+                }
+            )
             t0 = time.perf_counter()
             try:
                 conn.request("POST", path, body, headers)
@@ -146,11 +176,18 @@ def run_python(port: int, path: str, auth: str, leads: int, seconds: float, conn
     lat = sorted(x for p in parts for x in p[0])
     ok, err = sum(p[1] for p in parts), sum(p[2] for p in parts)
     pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else float("nan")
-    return {"requests": len(lat), "seconds": min(elapsed, seconds) if lat else elapsed, "errors": err, "ok": ok,
-            "p50_ms": pct(0.50), "p99_ms": pct(0.99)}
+    return {
+        "requests": len(lat),
+        "seconds": min(elapsed, seconds) if lat else elapsed,
+        "errors": err,
+        "ok": ok,
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+    }
 
 
 # --- the run -------------------------------------------------------------------------------------
+
 
 def measure(name, port, path, auth, args, loadgen, server_pid):
     def go(seconds):
@@ -211,9 +248,21 @@ def main(argv=None) -> int:
         return run_batch_mode(args, env, auth, logdir, metrics_dir)
     ports = {"bare": common.free_port(), "ingest": common.free_port()}
     # The same worker model `leadpulse web` uses (gevent), for both targets.
-    gunicorn = lambda app, port: [sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}",
-                                  "--workers", str(args.workers), *worker_model(args)]
-    cmds = {"bare": gunicorn("bench.bare_app:app", ports["bare"]), "ingest": gunicorn("webapp.wsgi:app", ports["ingest"])}
+    gunicorn = lambda app, port: [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        app,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(args.workers),
+        *worker_model(args),
+    ]
+    cmds = {
+        "bare": gunicorn("bench.bare_app:app", ports["bare"]),
+        "ingest": gunicorn("webapp.wsgi:app", ports["ingest"]),
+    }
     procs = {}
     results = {}
     try:
@@ -221,10 +270,14 @@ def main(argv=None) -> int:
             procs[name] = common.start(cmds[name], env, logdir / f"{name}.log")
         for name in ("bare", "ingest"):
             common.wait_http(f"http://127.0.0.1:{ports[name]}/", procs[name], log_path=logdir / f"{name}.log")
-        log(f"servers up (bare :{ports['bare']}, ingest :{ports['ingest']}, {args.workers} workers each); "
-            f"load generator {loadgen}, {args.connections} connections")
+        log(
+            f"servers up (bare :{ports['bare']}, ingest :{ports['ingest']}, {args.workers} workers each); "
+            f"load generator {loadgen}, {args.connections} connections"
+        )
         results["bare"] = measure("bare flask", ports["bare"], "/ingest", "", args, loadgen, procs["bare"].pid)
-        results["ingest"] = measure("POST /ingest", ports["ingest"], "/ingest", auth, args, loadgen, procs["ingest"].pid)
+        results["ingest"] = measure(
+            "POST /ingest", ports["ingest"], "/ingest", auth, args, loadgen, procs["ingest"].pid
+        )
     finally:
         for p in procs.values():
             common.stop(p)
@@ -246,28 +299,50 @@ def main(argv=None) -> int:
     ratio = i["rate"] / b["rate"] if b["rate"] else 0.0
     sound = i["errors"] == 0 and b["errors"] == 0 and stored >= accepted
     ok = ratio >= args.target_ratio and sound
-    rows = [[name, r["requests"], f"{r['rate']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", r["errors"]]
-            for name, r in (("bare flask", b), ("POST /ingest", i))]
+    rows = [
+        [name, r["requests"], f"{r['rate']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", r["errors"]]
+        for name, r in (("bare flask", b), ("POST /ingest", i))
+    ]
     print()
-    print(f"ingest benchmark: gunicorn --workers {args.workers} {' '.join(worker_model(args))}, {loadgen} with {args.connections} connections, "
-          f"{args.duration:.0f}s measured after {args.warmup:.0f}s warm-up, events over {args.leads} lead ids")
+    print(
+        f"ingest benchmark: gunicorn --workers {args.workers} {' '.join(worker_model(args))}, {loadgen} with {args.connections} connections, "
+        f"{args.duration:.0f}s measured after {args.warmup:.0f}s warm-up, events over {args.leads} lead ids"
+    )
     print(common.table(["target", "requests", "req/s", "p50 ms", "p99 ms", "errors"], rows))
     print(f"ratio ingest/bare = {ratio:.2f} (target >= {args.target_ratio:.2f}): {'PASS' if ok else 'FAIL'}")
-    print(f"cpu: machine busy {b['machine_busy_pct']:.0f}% / {i['machine_busy_pct']:.0f}% (bare / ingest); "
-          f"CPU ms per request: gunicorn {b['server_cpu_ms_per_req']:.2f} / {i['server_cpu_ms_per_req']:.2f}, "
-          f"postgres {b['postgres_cpu_ms_per_req']:.2f} / {i['postgres_cpu_ms_per_req']:.2f}, "
-          f"redis {b['redis_cpu_ms_per_req']:.2f} / {i['redis_cpu_ms_per_req']:.2f}; "
-          f"load generator {b['loadgen_cpu_pct_of_machine']:.0f}% / {i['loadgen_cpu_pct_of_machine']:.0f}% of the machine; "
-          f"other processes (not this benchmark) {b['background_pct_of_machine']:.0f}% / {i['background_pct_of_machine']:.0f}%")
-    print(f"client connections per gunicorn worker at mid-run: {b['connection_spread']} / {i['connection_spread']} (bare / ingest)")
-    print(f"check: {accepted} accepted responses, {stored} events stored over {leads} leads "
-          f"(stored may exceed accepted by requests in flight when the client stopped)")
+    print(
+        f"cpu: machine busy {b['machine_busy_pct']:.0f}% / {i['machine_busy_pct']:.0f}% (bare / ingest); "
+        f"CPU ms per request: gunicorn {b['server_cpu_ms_per_req']:.2f} / {i['server_cpu_ms_per_req']:.2f}, "
+        f"postgres {b['postgres_cpu_ms_per_req']:.2f} / {i['postgres_cpu_ms_per_req']:.2f}, "
+        f"redis {b['redis_cpu_ms_per_req']:.2f} / {i['redis_cpu_ms_per_req']:.2f}; "
+        f"load generator {b['loadgen_cpu_pct_of_machine']:.0f}% / {i['loadgen_cpu_pct_of_machine']:.0f}% of the machine; "
+        f"other processes (not this benchmark) {b['background_pct_of_machine']:.0f}% / {i['background_pct_of_machine']:.0f}%"
+    )
+    print(
+        f"client connections per gunicorn worker at mid-run: {b['connection_spread']} / {i['connection_spread']} (bare / ingest)"
+    )
+    print(
+        f"check: {accepted} accepted responses, {stored} events stored over {leads} leads "
+        f"(stored may exceed accepted by requests in flight when the client stopped)"
+    )
     if stored < accepted:
         print("FAIL: fewer events stored than accepted")
     if args.json:
-        Path(args.json).write_text(json.dumps({"results": results, "ratio": ratio, "pass": ok, "loadgen": loadgen,
-                                               "workers": args.workers, "connections": args.connections,
-                                               "stored": stored, "accepted": accepted}, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "results": results,
+                    "ratio": ratio,
+                    "pass": ok,
+                    "loadgen": loadgen,
+                    "workers": args.workers,
+                    "connections": args.connections,
+                    "stored": stored,
+                    "accepted": accepted,
+                },
+                indent=2,
+            )
+        )
     # A missed target is a result, not a crash: `make bench` goes on to the next benchmark unless --strict.
     return 0 if sound and (ok or not args.strict) else 1
 
@@ -281,7 +356,9 @@ def run_batch_mode(args, env, auth: str, logdir: Path, metrics_dir: str) -> int:
     port = common.free_port()
     env = {**env, "PORT": str(port), "WEB_CONCURRENCY": str(args.workers)}
     procs = [common.start([common.LEADPULSE, "web"], env, logdir / "web.log")]
-    procs += [common.start([common.LEADPULSE, "worker"], env, logdir / f"worker{i}.log") for i in range(args.scoring_workers)]
+    procs += [
+        common.start([common.LEADPULSE, "worker"], env, logdir / f"worker{i}.log") for i in range(args.scoring_workers)
+    ]
     depth: list[tuple[float, int]] = []
     stop = threading.Event()
 
@@ -292,13 +369,34 @@ def run_batch_mode(args, env, auth: str, logdir: Path, metrics_dir: str) -> int:
 
     try:
         common.wait_http(f"http://127.0.0.1:{port}/", procs[0], log_path=logdir / "web.log")
-        log(f"web on :{port} ({args.workers} gevent workers), {args.scoring_workers} workers; "
-            f"wrk {args.connections} connections x {args.batch} events per request")
-        wrk = lambda seconds: subprocess.run(
-            ["wrk", "-t1", f"-c{args.connections}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
-             "-s", str(common.BENCH / "ingest.lua"), f"http://127.0.0.1:{port}/ingest/batch",
-             "--", uuid.uuid4().hex[:10], str(args.leads), auth, "/ingest/batch", str(args.batch)],
-            capture_output=True, text=True, check=True).stdout
+        log(
+            f"web on :{port} ({args.workers} gevent workers), {args.scoring_workers} workers; "
+            f"wrk {args.connections} connections x {args.batch} events per request"
+        )
+        wrk = lambda seconds: (
+            subprocess.run(
+                [
+                    "wrk",
+                    "-t1",
+                    f"-c{args.connections}",
+                    f"-d{max(1, round(seconds))}s",
+                    "--timeout",
+                    "30s",
+                    "-s",
+                    str(common.BENCH / "ingest.lua"),
+                    f"http://127.0.0.1:{port}/ingest/batch",
+                    "--",
+                    uuid.uuid4().hex[:10],
+                    str(args.leads),
+                    auth,
+                    "/ingest/batch",
+                    str(args.batch),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
         if args.warmup > 0:
             log(f"warm-up {args.warmup:.0f}s")
             wrk(args.warmup)
@@ -319,7 +417,7 @@ def run_batch_mode(args, env, auth: str, logdir: Path, metrics_dir: str) -> int:
         line = next((x for x in out.splitlines() if x.startswith("WRKJSON ")), None)
         if line is None:
             raise SystemExit(f"wrk printed no result:\n{out}")
-        r = json.loads(line[len("WRKJSON "):])
+        r = json.loads(line[len("WRKJSON ") :])
         deadline = time.time() + (300 if args.scoring_workers else 0)  # nothing drains the backlog without workers
         while time.time() < deadline and (not depth or depth[-1][1] > 0):
             time.sleep(0.5)
@@ -343,26 +441,52 @@ def run_batch_mode(args, env, auth: str, logdir: Path, metrics_dir: str) -> int:
     during = [d for t, d in depth if t <= t_end]
     ok = rate >= args.batch_target and errors == 0
     print()
-    print(f"batch ingest benchmark: POST /ingest/batch x {args.batch} events, `leadpulse web` ({args.workers} gevent workers), "
-          f"wrk {args.connections} connections, {args.scoring_workers} scoring workers, {args.duration:.0f}s measured")
-    print(common.table(["requests", "events", "events/s", "p50 ms", "p99 ms", "errors"],
-                       [[r["requests"], events, f"{rate:.0f}", f"{r['p50_us'] / 1000:.1f}", f"{r['p99_us'] / 1000:.1f}", errors]]))
-    print(f"events/s {rate:.0f} (target >= {args.batch_target:.0f}): {'PASS' if ok else 'FAIL'}; machine busy "
-          f"{100 * (busy1 - busy0) / max(1, total1 - total0):.0f}%")
+    print(
+        f"batch ingest benchmark: POST /ingest/batch x {args.batch} events, `leadpulse web` ({args.workers} gevent workers), "
+        f"wrk {args.connections} connections, {args.scoring_workers} scoring workers, {args.duration:.0f}s measured"
+    )
+    print(
+        common.table(
+            ["requests", "events", "events/s", "p50 ms", "p99 ms", "errors"],
+            [[r["requests"], events, f"{rate:.0f}", f"{r['p50_us'] / 1000:.1f}", f"{r['p99_us'] / 1000:.1f}", errors]],
+        )
+    )
+    print(
+        f"events/s {rate:.0f} (target >= {args.batch_target:.0f}): {'PASS' if ok else 'FAIL'}; machine busy "
+        f"{100 * (busy1 - busy0) / max(1, total1 - total0):.0f}%"
+    )
     print(f"client connections per gunicorn worker at mid-run: {spread['spread']}")
     # CPU per event compares runs whatever the spread (which decides how much of the machine one worker can use).
-    print(f"CPU us per event: web {1e6 * web_cpu / max(1, events):.0f}, postgres {1e6 * pg_cpu / max(1, events):.0f}"
-          + (" (postgres includes the scoring workers' queries)" if args.scoring_workers else ""))
+    print(
+        f"CPU us per event: web {1e6 * web_cpu / max(1, events):.0f}, postgres {1e6 * pg_cpu / max(1, events):.0f}"
+        + (" (postgres includes the scoring workers' queries)" if args.scoring_workers else "")
+    )
     print(f"queue depth (pending events) during the load, every 1 s: {[d for d in during]}")
-    drain = (f"scored everything {drained - t_end:.1f}s after the load stopped ({pending} still pending)" if args.scoring_workers
-             else f"no scoring workers (ingest alone): {pending} pending")
+    drain = (
+        f"scored everything {drained - t_end:.1f}s after the load stopped ({pending} still pending)"
+        if args.scoring_workers
+        else f"no scoring workers (ingest alone): {pending} pending"
+    )
     print(f"max {max(during, default=0)}, at the end {during[-1] if during else 0}; {drain}; stored {stored} events")
     if args.json:
-        Path(args.json).write_text(json.dumps({"mode": "batch", "wrk": r, "events": events, "rate": rate, "pass": ok,
-                                               "depth": depth, "drain_seconds": drained - t_end, "t0": t0,
-                                               "connection_spread": spread["spread"],
-                                               "web_cpu_us_per_event": 1e6 * web_cpu / max(1, events),
-                                               "postgres_cpu_us_per_event": 1e6 * pg_cpu / max(1, events)}, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "mode": "batch",
+                    "wrk": r,
+                    "events": events,
+                    "rate": rate,
+                    "pass": ok,
+                    "depth": depth,
+                    "drain_seconds": drained - t_end,
+                    "t0": t0,
+                    "connection_spread": spread["spread"],
+                    "web_cpu_us_per_event": 1e6 * web_cpu / max(1, events),
+                    "postgres_cpu_us_per_event": 1e6 * pg_cpu / max(1, events),
+                },
+                indent=2,
+            )
+        )
     return 0 if errors == 0 and (ok or not args.strict) else 1
 
 

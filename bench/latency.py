@@ -33,6 +33,7 @@ started and ended times are read from Redis while they live) splits the second p
 started and job started -> the post. Also printed: queue waits and run times per job function, how many alert jobs
 posted nothing, for how long every worker was running a scoring job, and the CPU each process used.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,15 +49,15 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-from common import git_head, log, wait_workers  # noqa: E402
+import common
+from common import git_head, log, wait_workers
 
 sys.path.insert(0, str(common.ROOT))
-from tests.fakes.slack import FakeSlack  # noqa: E402
+from tests.fakes.slack import FakeSlack
 
 DEFAULT_DB = "leadpulse_bench_latency"
 REDIS_DB = 11
@@ -64,9 +65,9 @@ QUEUE = "leadpulse-bench-latency"
 BOT = "xoxb-bench-latency"
 LEVELS = [("Cold", 0, 24), ("Warm", 25, 49), ("Hot", 50, 74), ("Very Hot", 75, None)]
 RULES = {"page_view": 5, "demo_request": 30}
-WARM_UP_VIEWS = 5        # page_views that take a hot lead to 25 (Warm)
-VIEW_SPACING = 0.5       # seconds between them
-CROSS_AFTER = 2.0        # seconds from the last page_view to the demo_request (55: Hot)
+WARM_UP_VIEWS = 5  # page_views that take a hot lead to 25 (Warm)
+VIEW_SPACING = 0.5  # seconds between them
+CROSS_AFTER = 2.0  # seconds from the last page_view to the demo_request (55: Hot)
 MAX_BACKGROUND_VIEWS = 9  # 45 points: a background lead never reaches Hot
 ALERT = re.compile(r"^(?P<who>\S+) entered Hot with a score of (?P<score>\d+)$")
 
@@ -76,16 +77,32 @@ def parse_args(argv=None):
     p.add_argument("--rate", type=float, default=200.0, help="events per second sent (default 200)")
     p.add_argument("--duration", type=float, default=30.0, help="seconds of load (default 30)")
     p.add_argument("--hot-rate", type=float, default=4.0, help="leads entering Hot per second (default 4)")
-    p.add_argument("--leads", type=int, default=None,
-                   help="background leads (default: enough for ~6 page_views each, at most 9 so none reaches Hot)")
+    p.add_argument(
+        "--leads",
+        type=int,
+        default=None,
+        help="background leads (default: enough for ~6 page_views each, at most 9 so none reaches Hot)",
+    )
     p.add_argument("--workers", type=int, default=2, help="`leadpulse worker` processes (default 2)")
     p.add_argument("--slots", type=int, default=None, help="LEADPULSE_SCORING_PARALLELISM (default: the app's, 2)")
-    p.add_argument("--senders", type=int, default=32, help="sender threads to start with, one connection each (default 32)")
-    p.add_argument("--max-senders", type=int, default=1000,
-                   help="more are started whenever every sender waits on a response, up to this many (default 1000)")
-    p.add_argument("--drain-timeout", type=float, default=90.0, help="seconds to wait for the last alerts after the load")
+    p.add_argument(
+        "--senders", type=int, default=32, help="sender threads to start with, one connection each (default 32)"
+    )
+    p.add_argument(
+        "--max-senders",
+        type=int,
+        default=1000,
+        help="more are started whenever every sender waits on a response, up to this many (default 1000)",
+    )
+    p.add_argument(
+        "--drain-timeout", type=float, default=90.0, help="seconds to wait for the last alerts after the load"
+    )
     p.add_argument("--target-p99", type=float, default=1.0, help="seconds (default 1.0)")
-    p.add_argument("--py-spy", metavar="DIR", help="record py-spy (raw, --idle, --subprocesses) of the web server and the workers during the load")
+    p.add_argument(
+        "--py-spy",
+        metavar="DIR",
+        help="record py-spy (raw, --idle, --subprocesses) of the web server and the workers during the load",
+    )
     p.add_argument("--db", default=DEFAULT_DB)
     p.add_argument("--keep-db", action="store_true")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
@@ -106,6 +123,7 @@ class TimedSlack(FakeSlack):
 
 
 # --- the event stream ----------------------------------------------------------------------------
+
 
 def build_schedule(rate: float, duration: float, hot_rate: float, leads: int | None) -> tuple[list, dict, int]:
     """[(seconds from start, body)] for every slot of a `rate`/s grid, the crossing event id per hot lead, background leads.
@@ -131,21 +149,30 @@ def build_schedule(rate: float, duration: float, hot_rate: float, leads: int | N
         cross_at = first_cross + k / hot_rate
         last_view = cross_at - CROSS_AFTER
         for v in range(WARM_UP_VIEWS):
-            place(last_view - (WARM_UP_VIEWS - 1 - v) * VIEW_SPACING,
-                  {"lead_id": lead, "event_type": "page_view", "event_id": f"{lead}-v{v}"})
+            place(
+                last_view - (WARM_UP_VIEWS - 1 - v) * VIEW_SPACING,
+                {"lead_id": lead, "event_type": "page_view", "event_id": f"{lead}-v{v}"},
+            )
         crossing[lead] = f"{lead}-demo"
         place(cross_at, {"lead_id": lead, "event_type": "demo_request", "event_id": crossing[lead]})
     n_bg = sum(1 for s in slots if s is None)
     per_lead = 6
     leads = leads or max(1, math.ceil(n_bg / per_lead))
     if math.ceil(n_bg / leads) > MAX_BACKGROUND_VIEWS:
-        raise SystemExit(f"{n_bg} background events over {leads} leads would take some to Hot: use --leads >= "
-                         f"{math.ceil(n_bg / MAX_BACKGROUND_VIEWS)}")
+        raise SystemExit(
+            f"{n_bg} background events over {leads} leads would take some to Hot: use --leads >= "
+            f"{math.ceil(n_bg / MAX_BACKGROUND_VIEWS)}"
+        )
     j = 0
     for i in range(n):
         if slots[i] is None:
             lead = f"lead-{j % leads:05d}"
-            slots[i] = {"lead_id": lead, "event_type": "page_view", "event_id": f"bg-{j}", "metadata": {"url": "/pricing"}}
+            slots[i] = {
+                "lead_id": lead,
+                "event_type": "page_view",
+                "event_id": f"bg-{j}",
+                "metadata": {"url": "/pricing"},
+            }
             j += 1
     return [(i / rate, body) for i, body in enumerate(slots)], crossing, leads
 
@@ -160,9 +187,9 @@ class OpenLoop:
         self.peak_senders = senders
         self.headers = {"Content-Type": "application/json", "Authorization": "Basic " + auth}
         n = len(schedule)
-        self.due = [0.0] * n     # time.time() the event was due
-        self.sent = [0.0] * n    # time.time() the request was handed to the socket
-        self.done = [0.0] * n    # time.time() the response was read
+        self.due = [0.0] * n  # time.time() the event was due
+        self.sent = [0.0] * n  # time.time() the request was handed to the socket
+        self.done = [0.0] * n  # time.time() the response was read
         self.status = [0] * n
         self.errors: list[str] = []
         self.reconnects = 0
@@ -260,10 +287,17 @@ class CpuMeter:
         svc = self.services.totals()
         wall = time.monotonic() - self.wall
         d = {k: machine[k] - self.base[2][k] for k in machine}
-        return dict(wall=wall, web=trees[0] - self.base[0][0], workers=[t - b for t, b in zip(trees[1:], self.base[0][1:])],
-                    postgres=svc["postgres"], redis=svc["redis-server"], bench=me - self.base[1],
-                    busy_pct=100.0 * d["busy"] / max(1, d["total"]), steal_pct=100.0 * d["steal"] / max(1, d["total"]),
-                    iowait_pct=100.0 * d["iowait"] / max(1, d["total"]))
+        return dict(
+            wall=wall,
+            web=trees[0] - self.base[0][0],
+            workers=[t - b for t, b in zip(trees[1:], self.base[0][1:])],
+            postgres=svc["postgres"],
+            redis=svc["redis-server"],
+            bench=me - self.base[1],
+            busy_pct=100.0 * d["busy"] / max(1, d["total"]),
+            steal_pct=100.0 * d["steal"] / max(1, d["total"]),
+            iowait_pct=100.0 * d["iowait"] / max(1, d["total"]),
+        )
 
 
 class JobMonitor(threading.Thread):
@@ -284,14 +318,24 @@ class JobMonitor(threading.Thread):
     def fetch(self) -> None:
         from rq.job import Job
 
-        ids = [j for q in self.queues for j in q.finished_job_registry.get_job_ids() + q.failed_job_registry.get_job_ids()
-               if j not in self.jobs]
-        ts = lambda d: None if d is None else d.timestamp() if d.tzinfo else d.replace(tzinfo=timezone.utc).timestamp()
+        ids = [
+            j
+            for q in self.queues
+            for j in q.finished_job_registry.get_job_ids() + q.failed_job_registry.get_job_ids()
+            if j not in self.jobs
+        ]
+        ts = lambda d: None if d is None else d.timestamp() if d.tzinfo else d.replace(tzinfo=UTC).timestamp()
         for jid, job in zip(ids, Job.fetch_many(ids, connection=self.redis)):
             if job is not None and job.ended_at is not None:
-                self.jobs[jid] = dict(func=job.func_name.rsplit(".", 1)[-1], enqueued=ts(job.enqueued_at),
-                                      started=ts(job.started_at), ended=ts(job.ended_at), worker=job.worker_name,
-                                      status=job.get_status().value, result=job.return_value())
+                self.jobs[jid] = dict(
+                    func=job.func_name.rsplit(".", 1)[-1],
+                    enqueued=ts(job.enqueued_at),
+                    started=ts(job.started_at),
+                    ended=ts(job.ended_at),
+                    worker=job.worker_name,
+                    status=job.get_status().value,
+                    result=job.return_value(),
+                )
 
     def stop(self) -> dict[str, dict]:
         self.stop_flag.set()
@@ -300,6 +344,7 @@ class JobMonitor(threading.Thread):
 
 
 # --- reading the results -------------------------------------------------------------------------
+
 
 def pct(values: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100)."""
@@ -310,8 +355,14 @@ def pct(values: list[float], q: float) -> float:
 
 
 def summary(values: list[float]) -> dict:
-    return dict(count=len(values), p50=pct(values, 50), p95=pct(values, 95), p99=pct(values, 99),
-                max=max(values) if values else float("nan"), mean=sum(values) / len(values) if values else float("nan"))
+    return dict(
+        count=len(values),
+        p50=pct(values, 50),
+        p95=pct(values, 95),
+        p99=pct(values, 99),
+        max=max(values) if values else float("nan"),
+        mean=sum(values) / len(values) if values else float("nan"),
+    )
 
 
 def app_histogram(port: int) -> dict:
@@ -345,8 +396,11 @@ def stage_times(db: str, unit_id: str, crossing: dict[str, str]) -> dict[str, di
             (unit_id, list(crossing.values())),
         ).fetchall()
     for lead_id, received, scored, sent in rows:
-        out[lead_id] = dict(received=received.timestamp() if received else None, scored=scored.timestamp() if scored else None,
-                            alert_sent_at=sent.timestamp() if sent else None)
+        out[lead_id] = dict(
+            received=received.timestamp() if received else None,
+            scored=scored.timestamp() if scored else None,
+            alert_sent_at=sent.timestamp() if sent else None,
+        )
     return out
 
 
@@ -354,14 +408,25 @@ def event_counts(db: str, unit_id: str) -> tuple[int, int]:
     import psycopg
 
     with psycopg.connect(common.libpq_dsn(db)) as conn:
-        return conn.execute("SELECT count(*), count(*) FILTER (WHERE status = 0) FROM events WHERE unit_id = %s",
-                            (unit_id,)).fetchone()
+        return conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE status = 0) FROM events WHERE unit_id = %s", (unit_id,)
+        ).fetchone()
 
 
 def all_busy_scoring(jobs: list[dict], workers: int, start: float, end: float) -> float:
     """Seconds of [start, end] during which score_slot jobs held every worker (nothing else could start)."""
-    edges = sorted([(max(start, j["started"]), 1) for j in jobs if j["func"] == "score_slot" and j["ended"] > start and j["started"] < end]
-                   + [(min(end, j["ended"]), -1) for j in jobs if j["func"] == "score_slot" and j["ended"] > start and j["started"] < end])
+    edges = sorted(
+        [
+            (max(start, j["started"]), 1)
+            for j in jobs
+            if j["func"] == "score_slot" and j["ended"] > start and j["started"] < end
+        ]
+        + [
+            (min(end, j["ended"]), -1)
+            for j in jobs
+            if j["func"] == "score_slot" and j["ended"] > start and j["started"] < end
+        ]
+    )
     running, last, total = 0, start, 0.0
     for at, step in edges:
         if running >= workers:
@@ -384,8 +449,10 @@ def main(argv=None) -> int:
 
     schedule, crossing, n_leads = build_schedule(args.rate, args.duration, args.hot_rate, args.leads)
     n_cross = len(crossing)
-    log(f"{len(schedule)} events over {args.duration:.0f}s at {args.rate:.0f}/s: {n_cross} leads enter Hot, "
-        f"{n_leads} background leads (page_views only, each stays below Hot)")
+    log(
+        f"{len(schedule)} events over {args.duration:.0f}s at {args.rate:.0f}/s: {n_cross} leads enter Hot, "
+        f"{n_leads} background leads (page_views only, each stays below Hot)"
+    )
 
     fake = TimedSlack(bot_token=BOT).start()
     channel = fake.add_channel("sales")
@@ -396,8 +463,17 @@ def main(argv=None) -> int:
     common.flush_redis(REDIS_DB)
     metrics_dir = tempfile.mkdtemp(prefix="leadpulse-bench-latency-metrics-")
     port = common.free_port()
-    env = common.app_env(args.db, REDIS_DB, QUEUE, SLACK_API_BASE=fake.base_url, SLACK_BOT_TOKEN=BOT,
-                         SLACK_ALERT_CHANNEL=channel, HOST="127.0.0.1", PORT=port, PROMETHEUS_MULTIPROC_DIR=metrics_dir)
+    env = common.app_env(
+        args.db,
+        REDIS_DB,
+        QUEUE,
+        SLACK_API_BASE=fake.base_url,
+        SLACK_BOT_TOKEN=BOT,
+        SLACK_ALERT_CHANNEL=channel,
+        HOST="127.0.0.1",
+        PORT=port,
+        PROMETHEUS_MULTIPROC_DIR=metrics_dir,
+    )
     if args.slots:
         env["LEADPULSE_SCORING_PARALLELISM"] = str(args.slots)
     from config import Settings
@@ -416,7 +492,9 @@ def main(argv=None) -> int:
     sender = None
     try:
         procs.append(common.start([common.LEADPULSE, "web"], env, logdir / "web.log"))
-        procs += [common.start([common.LEADPULSE, "worker"], env, logdir / f"worker{i}.log") for i in range(args.workers)]
+        procs += [
+            common.start([common.LEADPULSE, "worker"], env, logdir / f"worker{i}.log") for i in range(args.workers)
+        ]
         common.wait_http(f"http://127.0.0.1:{port}/", procs[0], timeout=60, log_path=logdir / "web.log")
         wait_workers(redis, rq_queue, procs[1:], logdir, args.workers)
         time.sleep(2)  # let each worker's start-up sweep pass finish before the load
@@ -424,10 +502,29 @@ def main(argv=None) -> int:
         if args.py_spy:
             spy_dir = Path(args.py_spy).resolve()
             spy_dir.mkdir(parents=True, exist_ok=True)
-            spies = [common.start([str(common.VENV_BIN / "py-spy"), "record", "--idle", "--subprocesses", "-r", "100",
-                                   "-d", str(int(args.duration + 10)), "-f", "raw", "-o", str(spy_dir / f"{name}.txt"),
-                                   "-p", str(p.pid)], dict(os.environ), spy_dir / f"{name}.log")
-                     for name, p in [("web", procs[0])] + [(f"worker{i}", p) for i, p in enumerate(procs[1:])]]
+            spies = [
+                common.start(
+                    [
+                        str(common.VENV_BIN / "py-spy"),
+                        "record",
+                        "--idle",
+                        "--subprocesses",
+                        "-r",
+                        "100",
+                        "-d",
+                        str(int(args.duration + 10)),
+                        "-f",
+                        "raw",
+                        "-o",
+                        str(spy_dir / f"{name}.txt"),
+                        "-p",
+                        str(p.pid),
+                    ],
+                    dict(os.environ),
+                    spy_dir / f"{name}.log",
+                )
+                for name, p in [("web", procs[0])] + [(f"worker{i}", p) for i, p in enumerate(procs[1:])]
+            ]
         monitor = JobMonitor(redis, [Queue(name, connection=redis) for name in worker_queues(QUEUE)])
         monitor.start()
         cpu = CpuMeter(args.db, procs)
@@ -474,7 +571,9 @@ def main(argv=None) -> int:
     duplicated = {lead: len(v) for lead, v in by_who.items() if lead in crossing and len(v) > 1}
     wrong_score = {lead: v[0][1] for lead, v in by_who.items() if lead in crossing and v[0][1] != 55}
     strangers = sorted(lead for lead in by_who if lead not in crossing)
-    deliver_jobs = sorted((j for j in jobs if j["func"] == "deliver_slack_alerts" and j["started"]), key=lambda j: j["started"])
+    deliver_jobs = sorted(
+        (j for j in jobs if j["func"] == "deliver_slack_alerts" and j["started"]), key=lambda j: j["started"]
+    )
     lat_done, lat_sent, to_scored, scored_to_slack = [], [], [], []
     scored_to_job, job_to_post = [], []
     per_lead = {}
@@ -500,18 +599,50 @@ def main(argv=None) -> int:
 
     s_done, s_sent = summary(lat_done), summary(lat_sent)
     target_ok = len(lat_done) > 0 and s_done["p99"] < args.target_p99
-    sound = (not sender.errors and not missing and not duplicated and not wrong_score and not strangers and not unexpected
-             and pending == 0 and total_events >= accepted and failed_jobs == 0)
+    sound = (
+        not sender.errors
+        and not missing
+        and not duplicated
+        and not wrong_score
+        and not strangers
+        and not unexpected
+        and pending == 0
+        and total_events >= accepted
+        and failed_jobs == 0
+    )
 
     print()
-    print(f"ingest-to-Slack latency benchmark: {len(schedule)} events at {args.rate:.0f}/s for {args.duration:.0f}s "
-          f"(open loop, {sender.peak_senders} senders), {n_cross} leads entering Hot ({args.hot_rate:g}/s), {n_leads} background leads; "
-          f"`leadpulse web` (gunicorn, 2 gevent workers) + {args.workers} x `leadpulse worker` ({slots} scoring slots), fake Slack")
-    rows = [["POST returned -> Slack (target)", s_done["count"], fmt(s_done["p50"]), fmt(s_done["p95"]), fmt(s_done["p99"]),
-             fmt(s_done["max"]), ("PASS" if target_ok else "FAIL") + f" (p99 < {args.target_p99 * 1000:.0f} ms)"],
-            ["POST sent -> Slack", s_sent["count"], fmt(s_sent["p50"]), fmt(s_sent["p95"]), fmt(s_sent["p99"]), fmt(s_sent["max"]), ""]]
-    for name, vals in (("  POST returned -> crossing event scored", to_scored), ("  scored -> Slack", scored_to_slack),
-                       ("    scored -> the posting alert job started", scored_to_job), ("    that job started -> the post", job_to_post)):
+    print(
+        f"ingest-to-Slack latency benchmark: {len(schedule)} events at {args.rate:.0f}/s for {args.duration:.0f}s "
+        f"(open loop, {sender.peak_senders} senders), {n_cross} leads entering Hot ({args.hot_rate:g}/s), {n_leads} background leads; "
+        f"`leadpulse web` (gunicorn, 2 gevent workers) + {args.workers} x `leadpulse worker` ({slots} scoring slots), fake Slack"
+    )
+    rows = [
+        [
+            "POST returned -> Slack (target)",
+            s_done["count"],
+            fmt(s_done["p50"]),
+            fmt(s_done["p95"]),
+            fmt(s_done["p99"]),
+            fmt(s_done["max"]),
+            ("PASS" if target_ok else "FAIL") + f" (p99 < {args.target_p99 * 1000:.0f} ms)",
+        ],
+        [
+            "POST sent -> Slack",
+            s_sent["count"],
+            fmt(s_sent["p50"]),
+            fmt(s_sent["p95"]),
+            fmt(s_sent["p99"]),
+            fmt(s_sent["max"]),
+            "",
+        ],
+    ]
+    for name, vals in (
+        ("  POST returned -> crossing event scored", to_scored),
+        ("  scored -> Slack", scored_to_slack),
+        ("    scored -> the posting alert job started", scored_to_job),
+        ("    that job started -> the post", job_to_post),
+    ):
         sm = summary(vals)
         rows.append([name, sm["count"], fmt(sm["p50"]), fmt(sm["p95"]), fmt(sm["p99"]), fmt(sm["max"]), ""])
     for name, vals in (("POST /ingest response time (all events)", post_time), ("send lag behind schedule", send_lag)):
@@ -522,54 +653,109 @@ def main(argv=None) -> int:
     for (at, _), s, d, st in zip(schedule, sender.sent, sender.done, sender.status):
         if st == 202:
             windows.setdefault(int(at // 5), []).append(d - s)
-    print("POST /ingest p50 / max by 5 s of load (growing = the server falls behind the offered rate): "
-          + ", ".join(f"{fmt(pct(v, 50))}/{fmt(max(v))}" for _, v in sorted(windows.items())) + " ms")
+    print(
+        "POST /ingest p50 / max by 5 s of load (growing = the server falls behind the offered rate): "
+        + ", ".join(f"{fmt(pct(v, 50))}/{fmt(max(v))}" for _, v in sorted(windows.items()))
+        + " ms"
+    )
     for func in ("deliver_slack_alerts", "score_slot"):
         js = [j for j in jobs if j["func"] == func and j["started"]]
-        wait, run = summary([j["started"] - j["enqueued"] for j in js if j["enqueued"]]), summary([j["ended"] - j["started"] for j in js])
-        print(f"RQ jobs {func}: {len(js)}; enqueued -> started p50 {fmt(wait['p50'])} ms, p99 {fmt(wait['p99'])} ms, "
-              f"max {fmt(wait['max'])} ms; run time p50 {fmt(run['p50'])} ms, max {fmt(run['max'])} ms")
+        wait, run = (
+            summary([j["started"] - j["enqueued"] for j in js if j["enqueued"]]),
+            summary([j["ended"] - j["started"] for j in js]),
+        )
+        print(
+            f"RQ jobs {func}: {len(js)}; enqueued -> started p50 {fmt(wait['p50'])} ms, p99 {fmt(wait['p99'])} ms, "
+            f"max {fmt(wait['max'])} ms; run time p50 {fmt(run['p50'])} ms, max {fmt(run['max'])} ms"
+        )
     idle_deliveries = sum(1 for j in jobs if j["func"] == "deliver_slack_alerts" and j.get("result") == 0)
     blocked = all_busy_scoring(jobs, args.workers, t0, load_end)
-    print(f"    deliver_slack_alerts jobs that posted nothing: {idle_deliveries}; every worker running score_slot for "
-          f"{blocked:.1f}s of the {load_end - t0:.1f}s load ({100 * blocked / max(1e-9, load_end - t0):.0f}%), when no alert job can start")
+    print(
+        f"    deliver_slack_alerts jobs that posted nothing: {idle_deliveries}; every worker running score_slot for "
+        f"{blocked:.1f}s of the {load_end - t0:.1f}s load ({100 * blocked / max(1e-9, load_end - t0):.0f}%), when no alert job can start"
+    )
     others = sorted({j["func"] for j in jobs} - {"deliver_slack_alerts", "score_slot"})
     if others:
         print("other RQ jobs: " + ", ".join(f"{f} {sum(1 for j in jobs if j['func'] == f)}" for f in others))
     mean = hist["sum"] / hist["count"] if hist["count"] else float("nan")
     le1 = hist["buckets"].get("1.0", hist["buckets"].get("1", 0.0))
-    print(f"app's event_to_slack_latency_seconds (GET /metrics, received_at -> after the post): count {hist['count']:.0f}, "
-          f"sum {hist['sum']:.2f}s, mean {fmt(mean)} ms, <= 1 s: {le1:.0f}; this bench: mean {fmt(s_done['mean'])} ms "
-          f"over {s_done['count']}")
-    print(f"checks: {accepted}/{len(schedule)} accepted (202), request errors {len(sender.errors)} "
-          f"(reconnects {sender.reconnects}), {total_events} events stored, {pending} unscored; alerts: {len(messages)} messages, "
-          f"{n_cross - len(missing)}/{n_cross} crossing leads alerted, missing {len(missing)}, duplicated {len(duplicated)}, "
-          f"wrong score {len(wrong_score)}, other leads alerted {len(strangers)}, other messages {len(unexpected)}; "
-          f"failed RQ jobs {failed_jobs}: {'ok' if sound else 'BROKEN'}")
+    print(
+        f"app's event_to_slack_latency_seconds (GET /metrics, received_at -> after the post): count {hist['count']:.0f}, "
+        f"sum {hist['sum']:.2f}s, mean {fmt(mean)} ms, <= 1 s: {le1:.0f}; this bench: mean {fmt(s_done['mean'])} ms "
+        f"over {s_done['count']}"
+    )
+    print(
+        f"checks: {accepted}/{len(schedule)} accepted (202), request errors {len(sender.errors)} "
+        f"(reconnects {sender.reconnects}), {total_events} events stored, {pending} unscored; alerts: {len(messages)} messages, "
+        f"{n_cross - len(missing)}/{n_cross} crossing leads alerted, missing {len(missing)}, duplicated {len(duplicated)}, "
+        f"wrong score {len(wrong_score)}, other leads alerted {len(strangers)}, other messages {len(unexpected)}; "
+        f"failed RQ jobs {failed_jobs}: {'ok' if sound else 'BROKEN'}"
+    )
     c = cpu_used
     ours = c["web"] + sum(c["workers"]) + c["postgres"] + c["redis"] + c["bench"]
     machine_s = c["wall"] * (os.cpu_count() or 1)
-    print(f"cpu during the load ({c['wall']:.1f}s, {os.cpu_count()} CPUs): web {c['web']:.1f}s, workers "
-          f"{' + '.join(f'{w:.1f}' for w in c['workers'])}s, postgres {c['postgres']:.1f}s, redis {c['redis']:.1f}s, "
-          f"this process (senders + fake Slack) {c['bench']:.1f}s; machine busy {c['busy_pct']:.0f}% + steal {c['steal_pct']:.0f}% "
-          f"+ iowait {c['iowait_pct']:.0f}%; other processes {max(0.0, c['busy_pct'] - 100 * ours / machine_s):.0f}% of the machine")
+    print(
+        f"cpu during the load ({c['wall']:.1f}s, {os.cpu_count()} CPUs): web {c['web']:.1f}s, workers "
+        f"{' + '.join(f'{w:.1f}' for w in c['workers'])}s, postgres {c['postgres']:.1f}s, redis {c['redis']:.1f}s, "
+        f"this process (senders + fake Slack) {c['bench']:.1f}s; machine busy {c['busy_pct']:.0f}% + steal {c['steal_pct']:.0f}% "
+        f"+ iowait {c['iowait_pct']:.0f}%; other processes {max(0.0, c['busy_pct'] - 100 * ours / machine_s):.0f}% of the machine"
+    )
     print(f"app: {git_head()}")
-    for what, items in (("request error", sender.errors), ("missing alert", missing), ("duplicated", list(duplicated.items())),
-                        ("wrong score", list(wrong_score.items())), ("other lead alerted", strangers), ("other message", unexpected)):
+    for what, items in (
+        ("request error", sender.errors),
+        ("missing alert", missing),
+        ("duplicated", list(duplicated.items())),
+        ("wrong score", list(wrong_score.items())),
+        ("other lead alerted", strangers),
+        ("other message", unexpected),
+    ):
         for item in list(items)[:5]:
             print(f"    {what}: {item}")
 
     if args.json:
-        Path(args.json).write_text(json.dumps(dict(
-            rate=args.rate, duration=args.duration, hot_rate=args.hot_rate, events=len(schedule), crossing=n_cross,
-            background_leads=n_leads, workers=args.workers, slots=slots, latency_from_post_returned=s_done, latency_from_post_sent=s_sent,
-            post_to_scored=summary(to_scored), scored_to_slack=summary(scored_to_slack),
-            scored_to_alert_job=summary(scored_to_job), alert_job_to_post=summary(job_to_post), jobs=jobs, post_response=summary(post_time),
-            send_lag=summary(send_lag), app_histogram=hist, accepted=accepted, request_errors=sender.errors[:50],
-            reconnects=sender.reconnects, senders=sender.peak_senders, stored=total_events, unscored=pending, messages=len(messages), missing=missing,
-            duplicated=duplicated, wrong_score=wrong_score, strangers=strangers, unexpected=unexpected[:50],
-            failed_jobs=failed_jobs, cpu=cpu_used, sound=sound, target_ok=target_ok, per_lead=per_lead,
-        ), indent=2, default=str))
+        Path(args.json).write_text(
+            json.dumps(
+                dict(
+                    rate=args.rate,
+                    duration=args.duration,
+                    hot_rate=args.hot_rate,
+                    events=len(schedule),
+                    crossing=n_cross,
+                    background_leads=n_leads,
+                    workers=args.workers,
+                    slots=slots,
+                    latency_from_post_returned=s_done,
+                    latency_from_post_sent=s_sent,
+                    post_to_scored=summary(to_scored),
+                    scored_to_slack=summary(scored_to_slack),
+                    scored_to_alert_job=summary(scored_to_job),
+                    alert_job_to_post=summary(job_to_post),
+                    jobs=jobs,
+                    post_response=summary(post_time),
+                    send_lag=summary(send_lag),
+                    app_histogram=hist,
+                    accepted=accepted,
+                    request_errors=sender.errors[:50],
+                    reconnects=sender.reconnects,
+                    senders=sender.peak_senders,
+                    stored=total_events,
+                    unscored=pending,
+                    messages=len(messages),
+                    missing=missing,
+                    duplicated=duplicated,
+                    wrong_score=wrong_score,
+                    strangers=strangers,
+                    unexpected=unexpected[:50],
+                    failed_jobs=failed_jobs,
+                    cpu=cpu_used,
+                    sound=sound,
+                    target_ok=target_ok,
+                    per_lead=per_lead,
+                ),
+                indent=2,
+                default=str,
+            )
+        )
     redis.flushdb()
     shutil.rmtree(metrics_dir, ignore_errors=True)
     if not args.keep_db:

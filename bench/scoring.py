@@ -10,24 +10,25 @@ interpreter start-up. Elapsed time runs until no event has status 0. Peak memory
 (the RQ worker plus the work-horse it forks per job) is sampled from /proc. Every lead's score and level is
 checked against a replay of what was inserted. Targets: >= 5,000 events/s, < 300 MB per worker.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import resource
 import random
+import resource
 import sys
 import tempfile
 import threading
 import time
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-from common import log  # noqa: E402
+import common
+from common import log
 
 DEFAULT_DB = "leadpulse_bench_scoring"
 REDIS_DB = 13
@@ -35,7 +36,14 @@ QUEUE = "leadpulse-bench-scoring"
 
 # event_type -> (weight, share of the generated events); "video_play" has no rule and must score nothing.
 RULES = {"page_view": 1, "email_open": 2, "form_submit": 5, "demo_request": 20, "unsubscribe": -10}
-MIX = {"page_view": 0.60, "email_open": 0.20, "form_submit": 0.10, "demo_request": 0.03, "unsubscribe": 0.05, "video_play": 0.02}
+MIX = {
+    "page_view": 0.60,
+    "email_open": 0.20,
+    "form_submit": 0.10,
+    "demo_request": 0.03,
+    "unsubscribe": 0.05,
+    "video_play": 0.02,
+}
 LEVELS = [("Cold", 0, 9), ("Warm", 10, 49), ("Hot", 50, None)]
 
 
@@ -66,7 +74,7 @@ def generate(n_events: int, n_leads: int, seed: int):
     """(lead index, event_type, occurred_at) in insertion order; ids follow this order."""
     rng = random.Random(seed)
     types, weights = list(MIX), list(MIX.values())
-    base = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=31)
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(days=31)
     span = 30 * 86400 * 1_000_000
     kinds = rng.choices(types, weights, k=n_events)
     # Every lead gets at least one event (a lead only exists because an event named it); the rest are uniform.
@@ -81,7 +89,7 @@ def load_pending(db: str, cred: dict, events: list, n_leads: int) -> dict[int, i
     """Leads and pending events, set-based, consistent with models.ingest: returns lead index -> pk."""
     import psycopg
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with psycopg.connect(common.libpq_dsn(db)) as conn:
         conn.execute(
             "INSERT INTO leads (org_id, unit_id, lead_id, metadata, score, created_at, updated_at) "
@@ -89,7 +97,10 @@ def load_pending(db: str, cred: dict, events: list, n_leads: int) -> dict[int, i
             "FROM generate_series(0, %(n)s - 1) AS g ORDER BY g",
             {"org": cred["org_id"], "unit": cred["unit_id"], "now": now, "n": n_leads},
         )
-        pks = {int(lead_id[5:]): pk for pk, lead_id in conn.execute("SELECT pk, lead_id FROM leads WHERE unit_id = %s", (cred["unit_id"],))}
+        pks = {
+            int(lead_id[5:]): pk
+            for pk, lead_id in conn.execute("SELECT pk, lead_id FROM leads WHERE unit_id = %s", (cred["unit_id"],))
+        }
         with conn.cursor().copy(
             "COPY events (org_id, unit_id, lead_pk, event_type, occurred_at, received_at, metadata, status) FROM STDIN"
         ) as copy:
@@ -199,7 +210,10 @@ def main(argv=None) -> int:
         deadline = time.monotonic() + 60
         while Worker.count(connection=redis, queue=queue) < args.workers:
             if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
-                raise SystemExit("workers did not start: " + " ".join((logdir / f"worker{i}.log").read_text()[-2000:] for i in range(args.workers)))
+                raise SystemExit(
+                    "workers did not start: "
+                    + " ".join((logdir / f"worker{i}.log").read_text()[-2000:] for i in range(args.workers))
+                )
             time.sleep(0.05)
         log(f"{args.workers} workers registered (logs in {logdir}); kicking {slots} scoring slots")
         poll = psycopg.connect(common.libpq_dsn(args.db), autocommit=True)
@@ -238,11 +252,17 @@ def main(argv=None) -> int:
         busy_pct = 100.0 * (b1 - b0) / max(1, tot1 - tot0)
         worker_cpu = cpu1[1] - cpu0[1]
         pg_cpu, redis_cpu = svc["postgres"], svc["redis-server"]
-        result.update(seconds=elapsed, rate=args.events / elapsed, failed_jobs=failed, machine_busy_pct=busy_pct,
-                      worker_cpu_us_per_event=1e6 * worker_cpu / args.events, postgres_cpu_us_per_event=1e6 * pg_cpu / args.events,
-                      redis_cpu_us_per_event=1e6 * redis_cpu / args.events,
-                      bench_pct=100.0 * (cpu1[2] - cpu0[2]) / machine,
-                      background_pct=max(0.0, busy_pct - 100.0 * (worker_cpu + pg_cpu + redis_cpu + cpu1[2] - cpu0[2]) / machine))
+        result.update(
+            seconds=elapsed,
+            rate=args.events / elapsed,
+            failed_jobs=failed,
+            machine_busy_pct=busy_pct,
+            worker_cpu_us_per_event=1e6 * worker_cpu / args.events,
+            postgres_cpu_us_per_event=1e6 * pg_cpu / args.events,
+            redis_cpu_us_per_event=1e6 * redis_cpu / args.events,
+            bench_pct=100.0 * (cpu1[2] - cpu0[2]) / machine,
+            background_pct=max(0.0, busy_pct - 100.0 * (worker_cpu + pg_cpu + redis_cpu + cpu1[2] - cpu0[2]) / machine),
+        )
     finally:
         if sampler is not None and sampler.is_alive():
             sampler.stop()
@@ -288,30 +308,64 @@ def main(argv=None) -> int:
     ok_mem = max(peaks) < args.target_mb
     ok = ok_rate and ok_mem and correct and result["failed_jobs"] == 0
     print()
-    print(f"scoring benchmark: {args.workers} x `leadpulse worker` on PostgreSQL, {slots} scoring slots, "
-          f"batch {args.batch or 'default'}; targets >= {args.target_rate:.0f} events/s and < {args.target_mb:.0f} MB per worker")
-    print(common.table(
-        ["events", "leads", "workers", "seconds", "events/s", "peak RSS per worker (MB)", "result"],
-        [[args.events, args.leads, args.workers, f"{result['seconds']:.2f}", f"{result['rate']:.0f}",
-          " / ".join(f"{x:.0f}" for x in peaks), "PASS" if ok else "FAIL"]],
-    ))
-    print(f"memory detail (MB, per worker): peak tree RSS {' / '.join(f'{x:.0f}' for x in peaks)} "
-          f"(worker + work-horse summed; shared fork pages counted twice), peak tree PSS {' / '.join(f'{x:.0f}' for x in pss)}, "
-          f"VmHWM worker {' / '.join(f'{x:.0f}' for x in hwm_parent)}, largest work-horse {' / '.join(f'{x:.0f}' for x in hwm_horse)}")
-    print(f"rate {'PASS' if ok_rate else 'FAIL'}, memory {'PASS' if ok_mem else 'FAIL'}, "
-          f"correctness {'PASS' if correct else 'FAIL'} ({len(rows)} leads checked against a replay, {deltas} score deltas, "
-          f"{changes} level changes, {result['failed_jobs']} failed jobs)")
-    print(f"cpu: machine busy {result['machine_busy_pct']:.0f}%; per event: workers {result['worker_cpu_us_per_event']:.0f} us, "
-          f"postgres {result['postgres_cpu_us_per_event']:.0f} us, redis {result['redis_cpu_us_per_event']:.1f} us; "
-          f"this script's polling and sampling {result['bench_pct']:.0f}% of the machine; "
-          f"other processes (not this benchmark) {result['background_pct']:.0f}% of the machine")
+    print(
+        f"scoring benchmark: {args.workers} x `leadpulse worker` on PostgreSQL, {slots} scoring slots, "
+        f"batch {args.batch or 'default'}; targets >= {args.target_rate:.0f} events/s and < {args.target_mb:.0f} MB per worker"
+    )
+    print(
+        common.table(
+            ["events", "leads", "workers", "seconds", "events/s", "peak RSS per worker (MB)", "result"],
+            [
+                [
+                    args.events,
+                    args.leads,
+                    args.workers,
+                    f"{result['seconds']:.2f}",
+                    f"{result['rate']:.0f}",
+                    " / ".join(f"{x:.0f}" for x in peaks),
+                    "PASS" if ok else "FAIL",
+                ]
+            ],
+        )
+    )
+    print(
+        f"memory detail (MB, per worker): peak tree RSS {' / '.join(f'{x:.0f}' for x in peaks)} "
+        f"(worker + work-horse summed; shared fork pages counted twice), peak tree PSS {' / '.join(f'{x:.0f}' for x in pss)}, "
+        f"VmHWM worker {' / '.join(f'{x:.0f}' for x in hwm_parent)}, largest work-horse {' / '.join(f'{x:.0f}' for x in hwm_horse)}"
+    )
+    print(
+        f"rate {'PASS' if ok_rate else 'FAIL'}, memory {'PASS' if ok_mem else 'FAIL'}, "
+        f"correctness {'PASS' if correct else 'FAIL'} ({len(rows)} leads checked against a replay, {deltas} score deltas, "
+        f"{changes} level changes, {result['failed_jobs']} failed jobs)"
+    )
+    print(
+        f"cpu: machine busy {result['machine_busy_pct']:.0f}%; per event: workers {result['worker_cpu_us_per_event']:.0f} us, "
+        f"postgres {result['postgres_cpu_us_per_event']:.0f} us, redis {result['redis_cpu_us_per_event']:.1f} us; "
+        f"this script's polling and sampling {result['bench_pct']:.0f}% of the machine; "
+        f"other processes (not this benchmark) {result['background_pct']:.0f}% of the machine"
+    )
     for p in problems[:10]:
         print("  mismatch:", p)
     if args.json:
-        Path(args.json).write_text(json.dumps({**result, "events": args.events, "leads": args.leads, "workers": args.workers,
-                                               "slots": slots, "peak_rss_mb": peaks, "peak_pss_mb": pss,
-                                               "hwm_worker_mb": hwm_parent, "hwm_horse_mb": hwm_horse,
-                                               "correct": correct, "problems": [str(p) for p in problems[:50]], "pass": ok}, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    **result,
+                    "events": args.events,
+                    "leads": args.leads,
+                    "workers": args.workers,
+                    "slots": slots,
+                    "peak_rss_mb": peaks,
+                    "peak_pss_mb": pss,
+                    "hwm_worker_mb": hwm_parent,
+                    "hwm_horse_mb": hwm_horse,
+                    "correct": correct,
+                    "problems": [str(p) for p in problems[:50]],
+                    "pass": ok,
+                },
+                indent=2,
+            )
+        )
     # A missed target is a result, not a crash: `make bench` goes on unless --strict; wrong scores always fail.
     sound = correct and result["failed_jobs"] == 0
     return 0 if sound and (ok or not args.strict) else 1

@@ -28,6 +28,7 @@ Each phase: the clock starts when `worker.jobs.enqueue_hubspot_sync` is called a
 `hubspot_contacts.synced_at` written (polling only detects the end). Requests per endpoint, 429s and their
 retries are counted at the fake; every contact is compared with its lead (score, level, stored id).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,17 +40,17 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-import scoring as scoring_bench  # noqa: E402  (levels, rules, event generator and loader of bench/scoring.py)
-from common import api, git_head, log, wait_workers  # noqa: E402
+import common
+import scoring as scoring_bench
+from common import api, git_head, log, wait_workers
 
 sys.path.insert(0, str(common.ROOT))
-from integrations.redis_keys import UNIT_RUN  # noqa: E402
-from tests.fakes.hubspot import FakeHubSpot  # noqa: E402
+from integrations.redis_keys import UNIT_RUN
+from tests.fakes.hubspot import FakeHubSpot
 
 DEFAULT_DB = "leadpulse_bench_sync"
 REDIS_DB = 12
@@ -67,18 +68,34 @@ def parse_args(argv=None):
     p.add_argument("--events-per-lead", type=int, default=5)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--fake-limit", type=int, default=100, help="requests per rolling 10 s the fake HubSpot allows")
-    p.add_argument("--client-limit", type=int, default=None,
-                   help="HUBSPOT_RATE_LIMIT_PER_10S for the workers (default: = --fake-limit)")
-    p.add_argument("--sweep-seconds", type=int, default=3600,
-                   help="LEADPULSE_SWEEP_SECONDS (default 3600: only the start-up sweep, so nothing but the job "
-                        "itself restarts the sync during a phase; the app's default is 30)")
-    p.add_argument("--cold-start", action="store_true",
-                   help="start each phase with whatever the rate window holds (default: fill it evenly first, "
-                        "so each phase starts in the steady state the nominal ceiling describes)")
-    p.add_argument("--py-spy", metavar="DIR", help="record py-spy (raw, --idle, --subprocesses) of every worker during each phase")
+    p.add_argument(
+        "--client-limit",
+        type=int,
+        default=None,
+        help="HUBSPOT_RATE_LIMIT_PER_10S for the workers (default: = --fake-limit)",
+    )
+    p.add_argument(
+        "--sweep-seconds",
+        type=int,
+        default=3600,
+        help="LEADPULSE_SWEEP_SECONDS (default 3600: only the start-up sweep, so nothing but the job "
+        "itself restarts the sync during a phase; the app's default is 30)",
+    )
+    p.add_argument(
+        "--cold-start",
+        action="store_true",
+        help="start each phase with whatever the rate window holds (default: fill it evenly first, "
+        "so each phase starts in the steady state the nominal ceiling describes)",
+    )
+    p.add_argument(
+        "--py-spy", metavar="DIR", help="record py-spy (raw, --idle, --subprocesses) of every worker during each phase"
+    )
     p.add_argument("--no-probe", action="store_true", help="skip phase 3 (the 50 ms scheduler probe)")
-    p.add_argument("--stock-fake", action="store_true",
-                   help="use the fake's own email lookup (a scan of every contact per email) instead of an index")
+    p.add_argument(
+        "--stock-fake",
+        action="store_true",
+        help="use the fake's own email lookup (a scan of every contact per email) instead of an index",
+    )
     p.add_argument("--target-pct", type=float, default=90.0)
     p.add_argument("--timeout", type=float, default=600.0, help="give up on a phase after this many seconds")
     p.add_argument("--seed", type=int, default=20240601)
@@ -127,6 +144,7 @@ class BenchHubSpot(FakeHubSpot):
 
 # --- setup ---------------------------------------------------------------------------------------
 
+
 def email_of(lead_id: str) -> str:
     return f"{lead_id}@bench.example"
 
@@ -159,6 +177,7 @@ def wait_idle(redis, queue, timeout=60.0) -> None:
 
 def score_everything(db: str, redis, env: dict) -> None:
     import psycopg
+
     from worker.jobs import kick_scoring
 
     slots = int(env.get("LEADPULSE_SCORING_PARALLELISM", 2))
@@ -189,6 +208,7 @@ def check_scores(db: str, unit_id: str, events: list, pks: dict) -> int:
 
 
 # --- measuring -----------------------------------------------------------------------------------
+
 
 class JobMonitor(threading.Thread):
     """Watches the bench queue's RQ registries: sync jobs run, reschedules, time spent waiting to be scheduled.
@@ -252,10 +272,18 @@ class JobMonitor(threading.Thread):
         for jid, job in zip(ids, Job.fetch_many(ids, connection=self.redis)):
             if job is None or not job.func_name.endswith("sync_hubspot_contacts"):
                 continue
-            ts = lambda d: d.replace(tzinfo=timezone.utc).timestamp() if d and d.tzinfo is None else (d.timestamp() if d else None)
-            self.jobs[jid] = dict(created=ts(job.created_at), enqueued=ts(job.enqueued_at), started=ts(job.started_at),
-                                  ended=ts(job.ended_at), result=job.return_value(), status=job.get_status(),
-                                  scheduled=jid in self.seen_scheduled)
+            ts = lambda d: (
+                d.replace(tzinfo=UTC).timestamp() if d and d.tzinfo is None else (d.timestamp() if d else None)
+            )
+            self.jobs[jid] = dict(
+                created=ts(job.created_at),
+                enqueued=ts(job.enqueued_at),
+                started=ts(job.started_at),
+                ended=ts(job.ended_at),
+                result=job.return_value(),
+                status=job.get_status(),
+                scheduled=jid in self.seen_scheduled,
+            )
 
     def stop(self):
         self.stop_flag.set()
@@ -298,8 +326,9 @@ def run_phase(name, fake, redis, queue, engine, unit_id, timeout, fast=None, pre
             monitor.stop()
             raise SystemExit(f"{name}: still pending after {timeout:.0f}s")
     with engine.connect() as c:
-        t_end = c.execute(text("SELECT extract(epoch FROM max(synced_at)) FROM hubspot_contacts WHERE unit_id = :u"),
-                          {"u": unit_id}).scalar()
+        t_end = c.execute(
+            text("SELECT extract(epoch FROM max(synced_at)) FROM hubspot_contacts WHERE unit_id = :u"), {"u": unit_id}
+        ).scalar()
     # Let a job still running (it found nothing more) finish and any scheduled one expire into the log.
     wait_idle(redis, queue, timeout=30)
     monitor.stop()
@@ -308,8 +337,16 @@ def run_phase(name, fake, redis, queue, engine, unit_id, timeout, fast=None, pre
     with fake.lock:
         reqs = fake.requests[n_req_before:]
         prior = [r for r in fake.requests[:n_req_before] if r.status != 429 and r.at > t0 - WINDOW]
-    return dict(name=name, pending=n_pending, t0=t0, t_end=float(t_end), seconds=float(t_end) - t0, requests=reqs,
-                prior=prior, monitor=monitor)
+    return dict(
+        name=name,
+        pending=n_pending,
+        t0=t0,
+        t_end=float(t_end),
+        seconds=float(t_end) - t0,
+        requests=reqs,
+        prior=prior,
+        monitor=monitor,
+    )
 
 
 def analyse(phase: dict, limit: int) -> dict:
@@ -358,17 +395,31 @@ def analyse(phase: dict, limit: int) -> dict:
         k = bisect.bisect_right(times, j["created"])
         room = max(j["created"], times[k - limit] + WINDOW if k >= limit else j["created"])
         overshoot.append(j["started"] - room)
-    return dict(reads=by_path[READ], updates=by_path[UPDATE], other_calls=other, limited=len(limited), unretried=unretried,
-                late_calls=len(late), bound=bound, tail=tail,
-                jobs=len(jobs), rescheduled=len(rescheduled), failed_jobs=sum(1 for j in jobs if str(j["status"]).endswith("failed")),
-                sched_wait=sum(b - a for a, b in phase["monitor"].wait_intervals if b > phase["t0"] and a < phase["t_end"]),
-                sched_lat_mean=(sum(sched_lat) / len(sched_lat)) if sched_lat else 0.0,
-                pickup_mean=(sum(pickup) / len(pickup)) if pickup else 0.0,
-                window_at_start=len(phase["prior"]),
-                overshoot_total=sum(overshoot), overshoot_mean=(sum(overshoot) / len(overshoot)) if overshoot else 0.0,
-                overshoot_max=max(overshoot, default=0.0),
-                job_log=[{k: (round(v - phase["t0"], 3) if isinstance(v, float) and k != "result" else v) for k, v in j.items()} for j in jobs],
-                moved=phase["monitor"].moved)
+    return dict(
+        reads=by_path[READ],
+        updates=by_path[UPDATE],
+        other_calls=other,
+        limited=len(limited),
+        unretried=unretried,
+        late_calls=len(late),
+        bound=bound,
+        tail=tail,
+        jobs=len(jobs),
+        rescheduled=len(rescheduled),
+        failed_jobs=sum(1 for j in jobs if str(j["status"]).endswith("failed")),
+        sched_wait=sum(b - a for a, b in phase["monitor"].wait_intervals if b > phase["t0"] and a < phase["t_end"]),
+        sched_lat_mean=(sum(sched_lat) / len(sched_lat)) if sched_lat else 0.0,
+        pickup_mean=(sum(pickup) / len(pickup)) if pickup else 0.0,
+        window_at_start=len(phase["prior"]),
+        overshoot_total=sum(overshoot),
+        overshoot_mean=(sum(overshoot) / len(overshoot)) if overshoot else 0.0,
+        overshoot_max=max(overshoot, default=0.0),
+        job_log=[
+            {k: (round(v - phase["t0"], 3) if isinstance(v, float) and k != "result" else v) for k, v in j.items()}
+            for j in jobs
+        ],
+        moved=phase["monitor"].moved,
+    )
 
 
 def verify(fake, engine, unit_id: str) -> tuple[int, int, list]:
@@ -376,19 +427,31 @@ def verify(fake, engine, unit_id: str) -> tuple[int, int, list]:
     from sqlalchemy import text
 
     with engine.connect() as c:
-        rows = c.execute(text(
-            "SELECT l.lead_id, l.score, lv.name, hc.hubspot_id, hc.synced_score, hc.failure, "
-            "(SELECT min(value) FROM lead_aliases a WHERE a.lead_pk = l.pk AND a.kind = 'email') "
-            "FROM leads l LEFT JOIN engagement_levels lv ON lv.id = l.level_id "
-            "LEFT JOIN hubspot_contacts hc ON hc.lead_pk = l.pk WHERE l.unit_id = :u"), {"u": unit_id}).all()
+        rows = c.execute(
+            text(
+                "SELECT l.lead_id, l.score, lv.name, hc.hubspot_id, hc.synced_score, hc.failure, "
+                "(SELECT min(value) FROM lead_aliases a WHERE a.lead_pk = l.pk AND a.kind = 'email') "
+                "FROM leads l LEFT JOIN engagement_levels lv ON lv.id = l.level_id "
+                "LEFT JOIN hubspot_contacts hc ON hc.lead_pk = l.pk WHERE l.unit_id = :u"
+            ),
+            {"u": unit_id},
+        ).all()
     problems = []
     with fake.lock:
         for lead_id, score, level, hid, synced, failure, email in rows:
             contact = fake._find_by("email", email)
             got = contact["properties"] if contact else {}
-            if contact is None or hid != contact["id"] or got.get("engagement_score") != str(score) \
-                    or (got.get("engagement_level") or None) != level or synced != score or failure:
-                problems.append((lead_id, score, level, hid, got.get("engagement_score"), got.get("engagement_level"), failure))
+            if (
+                contact is None
+                or hid != contact["id"]
+                or got.get("engagement_score") != str(score)
+                or (got.get("engagement_level") or None) != level
+                or synced != score
+                or failure
+            ):
+                problems.append(
+                    (lead_id, score, level, hid, got.get("engagement_score"), got.get("engagement_level"), failure)
+                )
     return len(rows), len(problems), problems[:10]
 
 
@@ -397,17 +460,26 @@ def change_every_score(engine, unit_id: str) -> None:
     from sqlalchemy import text
 
     with engine.begin() as c:
-        c.execute(text(
-            "WITH n AS (SELECT l.pk, l.level_id AS old_level, l.score + 1 AS s, "
-            "  (SELECT e.id FROM engagement_levels e WHERE e.unit_id = l.unit_id AND e.min_score <= l.score + 1 "
-            "   AND (e.max_score IS NULL OR l.score + 1 <= e.max_score)) AS lvl FROM leads l WHERE l.unit_id = :u), "
-            "moved AS (INSERT INTO lead_level_changes (unit_id, lead_pk, from_level_id, to_level_id, score, cause, changed_at) "
-            "  SELECT :u, pk, old_level, lvl, s, 'score', now() FROM n WHERE lvl IS DISTINCT FROM old_level) "
-            "UPDATE leads l SET score = n.s, level_id = n.lvl, updated_at = now(), "
-            "  level_changed_at = CASE WHEN n.lvl IS DISTINCT FROM n.old_level THEN now() ELSE l.level_changed_at END "
-            "FROM n WHERE n.pk = l.pk"), {"u": unit_id})
-        c.execute(text("UPDATE lead_scores SET score = score + 1, updated_at = now() WHERE unit_id = :u AND ruleset_id = "
-                       "(SELECT id FROM rulesets WHERE unit_id = :u AND is_primary)"), {"u": unit_id})
+        c.execute(
+            text(
+                "WITH n AS (SELECT l.pk, l.level_id AS old_level, l.score + 1 AS s, "
+                "  (SELECT e.id FROM engagement_levels e WHERE e.unit_id = l.unit_id AND e.min_score <= l.score + 1 "
+                "   AND (e.max_score IS NULL OR l.score + 1 <= e.max_score)) AS lvl FROM leads l WHERE l.unit_id = :u), "
+                "moved AS (INSERT INTO lead_level_changes (unit_id, lead_pk, from_level_id, to_level_id, score, cause, changed_at) "
+                "  SELECT :u, pk, old_level, lvl, s, 'score', now() FROM n WHERE lvl IS DISTINCT FROM old_level) "
+                "UPDATE leads l SET score = n.s, level_id = n.lvl, updated_at = now(), "
+                "  level_changed_at = CASE WHEN n.lvl IS DISTINCT FROM n.old_level THEN now() ELSE l.level_changed_at END "
+                "FROM n WHERE n.pk = l.pk"
+            ),
+            {"u": unit_id},
+        )
+        c.execute(
+            text(
+                "UPDATE lead_scores SET score = score + 1, updated_at = now() WHERE unit_id = :u AND ruleset_id = "
+                "(SELECT id FROM rulesets WHERE unit_id = :u AND is_primary)"
+            ),
+            {"u": unit_id},
+        )
 
 
 def saturate_window(fake, redis, env: dict, n: int) -> None:
@@ -444,7 +516,11 @@ def email_lookup_cost(n_contacts: int) -> tuple[float, float]:
         fake = BenchHubSpot(tokens=[TOKEN], email_index=indexed)
         for i in range(n_contacts):
             fake.add_contact(f"x{i:05d}@bench.example")
-        body = {"idProperty": "email", "properties": ["email"], "inputs": [{"id": f"x{i:05d}@bench.example"} for i in range(n_contacts - 100, n_contacts)]}
+        body = {
+            "idProperty": "email",
+            "properties": ["email"],
+            "inputs": [{"id": f"x{i:05d}@bench.example"} for i in range(n_contacts - 100, n_contacts)],
+        }
         t = time.perf_counter()
         fake._batch_read(body)
         out.append(time.perf_counter() - t)
@@ -466,14 +542,23 @@ def main(argv=None) -> int:
     log(f"fresh database {args.db}, migrate, bootstrap, levels and a published primary ruleset")
     common.recreate_database(args.db)
     common.flush_redis(REDIS_DB)
-    env = common.app_env(args.db, REDIS_DB, QUEUE, HUBSPOT_API_BASE=fake.url, HUBSPOT_RATE_LIMIT_PER_10S=client_limit,
-                         LEADPULSE_SWEEP_SECONDS=args.sweep_seconds, LEADPULSE_SCORING_PARALLELISM=args.workers)
+    env = common.app_env(
+        args.db,
+        REDIS_DB,
+        QUEUE,
+        HUBSPOT_API_BASE=fake.url,
+        HUBSPOT_RATE_LIMIT_PER_10S=client_limit,
+        LEADPULSE_SWEEP_SECONDS=args.sweep_seconds,
+        LEADPULSE_SCORING_PARALLELISM=args.workers,
+    )
     cred = common.migrate_and_bootstrap(env)
     unit_id = cred["unit_id"]
     scoring_bench.configure_tenant(env, cred)
     t = time.perf_counter()
     pks, events = load_leads(args.db, cred, args.leads, args.events_per_lead, args.seed)
-    log(f"loaded {args.leads} leads with an email alias each and {len(events)} pending events in {time.perf_counter() - t:.1f}s")
+    log(
+        f"loaded {args.leads} leads with an email alias each and {len(events)} pending events in {time.perf_counter() - t:.1f}s"
+    )
 
     redis = Redis.from_url(f"{common.REDIS_BASE}/{REDIS_DB}")
     queue = Queue(QUEUE, connection=redis)
@@ -516,31 +601,89 @@ def main(argv=None) -> int:
         def spy_on(tag):
             if spy_dir is None:
                 return None
-            return lambda: [common.start([str(common.VENV_BIN / "py-spy"), "record", "--idle", "--subprocesses", "-r", "200",
-                                          "-f", "raw", "-o", str(spy_dir / f"{tag}-worker{i}.txt"), "-p", str(p.pid)],
-                                         dict(os.environ), spy_dir / f"{tag}-worker{i}.log") for i, p in enumerate(procs)]
+            return lambda: [
+                common.start(
+                    [
+                        str(common.VENV_BIN / "py-spy"),
+                        "record",
+                        "--idle",
+                        "--subprocesses",
+                        "-r",
+                        "200",
+                        "-f",
+                        "raw",
+                        "-o",
+                        str(spy_dir / f"{tag}-worker{i}.txt"),
+                        "-p",
+                        str(p.pid),
+                    ],
+                    dict(os.environ),
+                    spy_dir / f"{tag}-worker{i}.log",
+                )
+                for i, p in enumerate(procs)
+            ]
 
-        p1 = run_phase("phase 1 (first sync)", fake, redis, queue, engine, unit_id, args.timeout, prepare=prepare, spy=spy_on("phase1"))
+        p1 = run_phase(
+            "phase 1 (first sync)",
+            fake,
+            redis,
+            queue,
+            engine,
+            unit_id,
+            args.timeout,
+            prepare=prepare,
+            spy=spy_on("phase1"),
+        )
         phases.append(p1)
         p1["verify"] = verify(fake, engine, unit_id)
         log(f"phase 1: {p1['seconds']:.2f}s; verified {p1['verify'][0]} leads, {p1['verify'][1]} wrong")
 
         change_every_score(engine, unit_id)
-        p2 = run_phase("phase 2 (ids known)", fake, redis, queue, engine, unit_id, args.timeout, prepare=prepare, spy=spy_on("phase2"))
+        p2 = run_phase(
+            "phase 2 (ids known)",
+            fake,
+            redis,
+            queue,
+            engine,
+            unit_id,
+            args.timeout,
+            prepare=prepare,
+            spy=spy_on("phase2"),
+        )
         phases.append(p2)
         p2["verify"] = verify(fake, engine, unit_id)
         log(f"phase 2: {p2['seconds']:.2f}s; verified {p2['verify'][0]} leads, {p2['verify'][1]} wrong")
 
         if not args.no_probe:
             change_every_score(engine, unit_id)
-            p3 = run_phase("phase 3 (ids known, 50 ms scheduler)", fake, redis, queue, engine, unit_id, args.timeout, fast=0.05,
-                           prepare=prepare, spy=spy_on("phase3"))
+            p3 = run_phase(
+                "phase 3 (ids known, 50 ms scheduler)",
+                fake,
+                redis,
+                queue,
+                engine,
+                unit_id,
+                args.timeout,
+                fast=0.05,
+                prepare=prepare,
+                spy=spy_on("phase3"),
+            )
             phases.append(p3)
             p3["verify"] = verify(fake, engine, unit_id)
             log(f"phase 3: {p3['seconds']:.2f}s; verified {p3['verify'][0]} leads, {p3['verify'][1]} wrong")
             forget_contact_ids(engine, unit_id)
-            p4 = run_phase("phase 4 (first sync, 50 ms scheduler)", fake, redis, queue, engine, unit_id, args.timeout, fast=0.05,
-                           prepare=prepare, spy=spy_on("phase4"))
+            p4 = run_phase(
+                "phase 4 (first sync, 50 ms scheduler)",
+                fake,
+                redis,
+                queue,
+                engine,
+                unit_id,
+                args.timeout,
+                fast=0.05,
+                prepare=prepare,
+                spy=spy_on("phase4"),
+            )
             phases.append(p4)
             p4["verify"] = verify(fake, engine, unit_id)
             log(f"phase 4: {p4['seconds']:.2f}s; verified {p4['verify'][0]} leads, {p4['verify'][1]} wrong")
@@ -569,41 +712,102 @@ def main(argv=None) -> int:
         if i == 1:
             target_ok = pct >= args.target_pct
             verdict = ("PASS" if target_ok and ok else "FAIL") + f" (target >= {args.target_pct:.0f}%)"
-        rows.append([p["name"], p["pending"], f"{p['seconds']:.2f}", f"{rate:.0f}", f"{ceiling:.0f}", f"{pct:.0f}%",
-                     f"{a['reads']}/{a['updates']}", a["limited"], verdict])
-        out.append(dict(phase=p["name"], contacts=p["pending"], seconds=p["seconds"], rate=rate, ceiling=ceiling, pct=pct,
-                        limit_bound_seconds=a["bound"], pct_of_limit_bound=pct_bound, verified=n_rows, wrong=n_wrong,
-                        problems=[str(x) for x in p["verify"][2]], **{k: v for k, v in a.items()}))
+        rows.append(
+            [
+                p["name"],
+                p["pending"],
+                f"{p['seconds']:.2f}",
+                f"{rate:.0f}",
+                f"{ceiling:.0f}",
+                f"{pct:.0f}%",
+                f"{a['reads']}/{a['updates']}",
+                a["limited"],
+                verdict,
+            ]
+        )
+        out.append(
+            dict(
+                phase=p["name"],
+                contacts=p["pending"],
+                seconds=p["seconds"],
+                rate=rate,
+                ceiling=ceiling,
+                pct=pct,
+                limit_bound_seconds=a["bound"],
+                pct_of_limit_bound=pct_bound,
+                verified=n_rows,
+                wrong=n_wrong,
+                problems=[str(x) for x in p["verify"][2]],
+                **{k: v for k, v in a.items()},
+            )
+        )
 
     print()
-    print(f"HubSpot sync benchmark: {args.workers} x `leadpulse worker`, fake HubSpot at {args.fake_limit} requests / 10 s, "
-          f"client limiter HUBSPOT_RATE_LIMIT_PER_10S={client_limit}, {args.leads} leads with an email each, "
-          f"{'stock fake email scan' if args.stock_fake else 'fake with an email index'}")
-    print(common.table(["phase", "contacts", "seconds", "contacts/s", "ceiling", "% of ceiling", "calls (read/update)", "429s", "result"], rows))
+    print(
+        f"HubSpot sync benchmark: {args.workers} x `leadpulse worker`, fake HubSpot at {args.fake_limit} requests / 10 s, "
+        f"client limiter HUBSPOT_RATE_LIMIT_PER_10S={client_limit}, {args.leads} leads with an email each, "
+        f"{'stock fake email scan' if args.stock_fake else 'fake with an email index'}"
+    )
+    print(
+        common.table(
+            [
+                "phase",
+                "contacts",
+                "seconds",
+                "contacts/s",
+                "ceiling",
+                "% of ceiling",
+                "calls (read/update)",
+                "429s",
+                "result",
+            ],
+            rows,
+        )
+    )
     for o in out:
-        print(f"{o['phase']}: verified {o['verified']} leads, {o['wrong']} wrong; 429s {o['limited']} "
-              f"(retried: {o['limited'] - o['unretried']}, unretried: {o['unretried']}); other calls {o['other_calls']}; "
-              f"the window held {o['window_at_start']} calls at the start, so the limit allowed the last call at "
-              f"{o['limit_bound_seconds']:.2f}s at the earliest")
-        print(f"    jobs {o['jobs']} ({o['rescheduled']} via enqueue_in{', ' + str(o['moved']) + ' moved by the 50 ms probe' if o['moved'] else ''}), "
-              f"failed {o['failed_jobs']}; mean enqueue_in -> enqueued {o['sched_lat_mean']:.2f}s, enqueued -> started "
-              f"{o['pickup_mean'] * 1000:.0f} ms; a sync job sat in the scheduled registry {o['sched_wait']:.1f}s; "
-              f"next job started after the window had room again: mean {o['overshoot_mean']:.2f}s, max {o['overshoot_max']:.2f}s, "
-              f"sum {o['overshoot_total']:.1f}s; "
-              f"finished {o['seconds'] - o['limit_bound_seconds']:.2f}s after the limit allowed; "
-              f"{'batch reads repeated (found ids dropped when the update could not follow): ' + str(o['reads'] - o['updates']) + '; ' if o['reads'] else ''}"
-              f"last call -> last synced_at {o['tail'] * 1000:.0f} ms"
-              f"{'; calls after the last synced_at: ' + str(o['late_calls']) if o['late_calls'] else ''}")
+        print(
+            f"{o['phase']}: verified {o['verified']} leads, {o['wrong']} wrong; 429s {o['limited']} "
+            f"(retried: {o['limited'] - o['unretried']}, unretried: {o['unretried']}); other calls {o['other_calls']}; "
+            f"the window held {o['window_at_start']} calls at the start, so the limit allowed the last call at "
+            f"{o['limit_bound_seconds']:.2f}s at the earliest"
+        )
+        print(
+            f"    jobs {o['jobs']} ({o['rescheduled']} via enqueue_in{', ' + str(o['moved']) + ' moved by the 50 ms probe' if o['moved'] else ''}), "
+            f"failed {o['failed_jobs']}; mean enqueue_in -> enqueued {o['sched_lat_mean']:.2f}s, enqueued -> started "
+            f"{o['pickup_mean'] * 1000:.0f} ms; a sync job sat in the scheduled registry {o['sched_wait']:.1f}s; "
+            f"next job started after the window had room again: mean {o['overshoot_mean']:.2f}s, max {o['overshoot_max']:.2f}s, "
+            f"sum {o['overshoot_total']:.1f}s; "
+            f"finished {o['seconds'] - o['limit_bound_seconds']:.2f}s after the limit allowed; "
+            f"{'batch reads repeated (found ids dropped when the update could not follow): ' + str(o['reads'] - o['updates']) + '; ' if o['reads'] else ''}"
+            f"last call -> last synced_at {o['tail'] * 1000:.0f} ms"
+            f"{'; calls after the last synced_at: ' + str(o['late_calls']) if o['late_calls'] else ''}"
+        )
         for prob in o["problems"]:
             print("    mismatch:", prob)
-    print(f"fake's email lookup: a batch read of 100 emails among {args.leads} contacts takes {scan_s * 1000:.0f} ms with the "
-          f"fake's scan, {index_s * 1000:.2f} ms with the bench's index; failed RQ jobs: {failed_jobs}")
+    print(
+        f"fake's email lookup: a batch read of 100 emails among {args.leads} contacts takes {scan_s * 1000:.0f} ms with the "
+        f"fake's scan, {index_s * 1000:.2f} ms with the bench's index; failed RQ jobs: {failed_jobs}"
+    )
     print(f"app: {git_head()}")
 
     if args.json:
-        Path(args.json).write_text(json.dumps(dict(phases=out, leads=args.leads, workers=args.workers, fake_limit=args.fake_limit,
-                                                   client_limit=client_limit, failed_jobs=failed_jobs, sound=sound,
-                                                   target_ok=target_ok, email_scan_ms=scan_s * 1000), indent=2, default=str))
+        Path(args.json).write_text(
+            json.dumps(
+                dict(
+                    phases=out,
+                    leads=args.leads,
+                    workers=args.workers,
+                    fake_limit=args.fake_limit,
+                    client_limit=client_limit,
+                    failed_jobs=failed_jobs,
+                    sound=sound,
+                    target_ok=target_ok,
+                    email_scan_ms=scan_s * 1000,
+                ),
+                indent=2,
+                default=str,
+            )
+        )
     redis.flushdb()
     if not args.keep_db:
         common.drop_database(args.db)

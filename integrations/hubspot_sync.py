@@ -1,4 +1,5 @@
 """Bringing HubSpot up to date with an OU: which token serves it, and the level options of engagement_level."""
+
 from __future__ import annotations
 
 import hashlib
@@ -7,18 +8,18 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select, update
 
-from integrations.hubspot import BATCH, ENSURE_PROPERTIES_CALLS, HubSpotAdapter, HubSpotAuthError, HubSpotError
 from integrations import redis_keys as keys
+from integrations.hubspot import BATCH, ENSURE_PROPERTIES_CALLS, HubSpotAdapter, HubSpotAuthError, HubSpotError
 from integrations.rate_limit import RateLimited, RollingLimiter
 from integrations.secretbox import decrypt
+from integrations.timeouts import timed_out
 from models.base import utcnow
-from models.score_drivers import top_drivers
+from models.dialect import insert_for
 from models.hubspot import HubSpotConnection, HubSpotContact, HubSpotPendingCreation
 from models.hubspot_sync_state import link_contacts, pending_contacts, pending_creations
-from models.tenancy import OrgUnit
 from models.levels import EngagementLevel, level_options
-from models.dialect import insert_for
-from integrations.timeouts import timed_out
+from models.score_drivers import top_drivers
+from models.tenancy import OrgUnit
 
 log = logging.getLogger("leadpulse.hubspot")
 TOKEN_PURPOSE = "hubspot-token"
@@ -36,8 +37,15 @@ def token_key(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
-def ensure_options(redis, adapter: HubSpotAdapter, token: str, names: list[str], others: set[str],
-                   portal_id: int | None = None, limiter: RollingLimiter | None = None) -> None:
+def ensure_options(
+    redis,
+    adapter: HubSpotAdapter,
+    token: str,
+    names: list[str],
+    others: set[str],
+    portal_id: int | None = None,
+    limiter: RollingLimiter | None = None,
+) -> None:
     """Properties and level options, one OU at a time per portal (per token when the portal is unknown): the options
     are read, merged and written back, and two OUs doing it at once could drop each other's new names. Busy for
     30 s: RateLimited (retry later). Without Redis, unlocked (a sync meeting a missing option restores them)."""
@@ -45,7 +53,9 @@ def ensure_options(redis, adapter: HubSpotAdapter, token: str, names: list[str],
     if redis is not None:
         account = f"portal:{portal_id}" if portal_id else "token:" + token_key(token)
         try:
-            lock = redis.lock(keys.HUBSPOT_OPTIONS_LOCK(account=account), timeout=keys.HUBSPOT_OPTIONS_LOCK.ttl, blocking_timeout=30)
+            lock = redis.lock(
+                keys.HUBSPOT_OPTIONS_LOCK(account=account), timeout=keys.HUBSPOT_OPTIONS_LOCK.ttl, blocking_timeout=30
+            )
             acquired = lock.acquire()
         except Exception as exc:  # Redis down: the options still get written
             if timed_out(exc):
@@ -66,8 +76,6 @@ def ensure_options(redis, adapter: HubSpotAdapter, token: str, names: list[str],
                 pass
 
 
-
-
 def sync_level_options(Session, settings, secret_key: str, unit_id: str, redis=None) -> bool:
     """Push the OU's level names as engagement_level's options; True when HubSpot is now current."""
     with Session() as s:
@@ -78,7 +86,9 @@ def sync_level_options(Session, settings, secret_key: str, unit_id: str, redis=N
         token = token_for(conn, settings, secret_key)
         names, others = level_options(s, unit_id)
     if token is None:
-        _record(Session, unit_id, error="the stored HubSpot token cannot be decrypted (SECRET_KEY changed?): connect again")
+        _record(
+            Session, unit_id, error="the stored HubSpot token cannot be decrypted (SECRET_KEY changed?): connect again"
+        )
         return False
     try:
         ensure_options(redis, HubSpotAdapter(token, settings.hubspot_api_base), token, names, others, conn.portal_id)
@@ -126,8 +136,13 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str) -> Sy
         conn = s.get(HubSpotConnection, unit_id)
         token = token_for(conn, settings, secret_key)
         create_missing = bool(conn and conn.create_missing_contacts)
-        levels = dict(s.execute(select(EngagementLevel.id, EngagementLevel.name).where(EngagementLevel.unit_id == unit_id)
-                                .order_by(EngagementLevel.min_score)).all())
+        levels = dict(
+            s.execute(
+                select(EngagementLevel.id, EngagementLevel.name)
+                .where(EngagementLevel.unit_id == unit_id)
+                .order_by(EngagementLevel.min_score)
+            ).all()
+        )
         others = level_options(s, unit_id)[1]
     if token is None:
         return SyncOutcome(stopped="HubSpot is not configured for this organization unit")
@@ -144,7 +159,9 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str) -> Sy
             return out
         try:
             if creations:  # contacts announced while no token served the OU: linked first, so their leads sync by id
-                _link_creations(Session, adapter, limiter, unit_id, conn.portal_id if conn is not None else None, creations)
+                _link_creations(
+                    Session, adapter, limiter, unit_id, conn.portal_id if conn is not None else None, creations
+                )
                 continue
             if conn is None:  # served by HUBSPOT_ACCESS_TOKEN: nobody connected, so the properties may not exist yet
                 _ensure_properties_once(redis, adapter, limiter, token, unit_id, list(levels.values()), others)
@@ -153,15 +170,25 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str) -> Sy
             out.retry_in = exc.wait
             return out
         except HubSpotError as exc:
-            if not healed and _missing_level_option(exc) and redis.set(keys.HUBSPOT_HEALED(unit_id=unit_id), 1, nx=True,
-                                                                       ex=keys.HUBSPOT_HEALED.ttl):
+            if (
+                not healed
+                and _missing_level_option(exc)
+                and redis.set(keys.HUBSPOT_HEALED(unit_id=unit_id), 1, nx=True, ex=keys.HUBSPOT_HEALED.ttl)
+            ):
                 # Someone removed an option in HubSpot, or another OU's update raced ours: put them back, retry once
                 # (at most once an hour per OU: a value HubSpot keeps refusing stops the sync as before).
                 healed = True
                 log.warning("OU %s: HubSpot refused an engagement_level value; restoring the options", unit_id)
                 try:
-                    ensure_options(redis, adapter, token, list(levels.values()), others,
-                                   conn.portal_id if conn is not None else None, limiter)
+                    ensure_options(
+                        redis,
+                        adapter,
+                        token,
+                        list(levels.values()),
+                        others,
+                        conn.portal_id if conn is not None else None,
+                        limiter,
+                    )
                     continue
                 except RateLimited as wait:
                     out.retry_in = wait.wait
@@ -180,13 +207,20 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str) -> Sy
                 if attempt >= TRANSIENT_BUDGET and creations:  # given up as a delivery failing as often would be: the
                     with Session() as s, s.begin():  # OU's contacts sync on instead of waiting behind them
                         _forget_creations(s, unit_id, creations)
-                    log.warning("OU %s: HubSpot %s reading %d waiting new contacts %d times; dropped", unit_id, exc.status,
-                                len(creations), attempt)
+                    log.warning(
+                        "OU %s: HubSpot %s reading %d waiting new contacts %d times; dropped",
+                        unit_id,
+                        exc.status,
+                        len(creations),
+                        attempt,
+                    )
                     redis.delete(_budget_key(unit_id))
                     out.retry_in = 0.0
                     return out
                 if attempt >= TRANSIENT_BUDGET:  # these contacts go to /failures and wait for a later change; move on
-                    out.failed += _record_failures(Session, unit_id, rows, f"HubSpot {exc.status} after {attempt} attempts: {exc.message}")
+                    out.failed += _record_failures(
+                        Session, unit_id, rows, f"HubSpot {exc.status} after {attempt} attempts: {exc.message}"
+                    )
                     redis.delete(_budget_key(unit_id))
                     return out
                 out.retry_in = exc.retry_after or TRANSIENT_RETRY_SECONDS * 2 ** (attempt - 1)
@@ -210,7 +244,9 @@ def _link_creations(Session, adapter, limiter, unit_id: str, portal_id: int | No
         except HubSpotError as exc:
             if exc.transient or isinstance(exc, HubSpotAuthError):
                 raise
-            log.warning("OU %s: HubSpot refused reading %d waiting new contacts (%s); dropped", unit_id, len(ids), exc.status)
+            log.warning(
+                "OU %s: HubSpot refused reading %d waiting new contacts (%s); dropped", unit_id, len(ids), exc.status
+            )
     with Session() as s, s.begin():
         org_id = s.execute(select(OrgUnit.org_id).where(OrgUnit.id == unit_id)).scalar_one()
         _forget_creations(s, unit_id, creations)
@@ -219,8 +255,12 @@ def _link_creations(Session, adapter, limiter, unit_id: str, portal_id: int | No
 
 def _forget_creations(session, unit_id: str, creations) -> None:
     """These waiting creations are done with (linked, dropped or given up on)."""
-    session.execute(delete(HubSpotPendingCreation).where(
-        HubSpotPendingCreation.unit_id == unit_id, HubSpotPendingCreation.hubspot_id.in_([c.hubspot_id for c in creations])))
+    session.execute(
+        delete(HubSpotPendingCreation).where(
+            HubSpotPendingCreation.unit_id == unit_id,
+            HubSpotPendingCreation.hubspot_id.in_([c.hubspot_id for c in creations]),
+        )
+    )
 
 
 def _missing_level_option(exc: HubSpotError) -> bool:
@@ -228,7 +268,9 @@ def _missing_level_option(exc: HubSpotError) -> bool:
     return exc.status == 400 and "INVALID_OPTION" in exc.message and "engagement_level" in exc.message
 
 
-def _ensure_properties_once(redis, adapter, limiter, token: str, unit_id: str, level_names: list[str], others: set[str]) -> None:
+def _ensure_properties_once(
+    redis, adapter, limiter, token: str, unit_id: str, level_names: list[str], others: set[str]
+) -> None:
     """Create the group and properties (with these level options) once a day per OU and level table."""
     key = keys.HUBSPOT_PROPS(digest=hashlib.sha256(f"{unit_id}:{level_names}".encode()).hexdigest()[:24])
     if redis.get(key):
@@ -242,7 +284,9 @@ def contact_properties(row, level_name: str | None, drivers: str | None) -> dict
     return {
         "engagement_score": str(row.score),
         "engagement_level": level_name or "",
-        "engagement_level_changed_at": changed.strftime("%Y-%m-%dT%H:%M:%S.") + f"{changed.microsecond // 1000:03d}Z" if changed else "",
+        "engagement_level_changed_at": changed.strftime("%Y-%m-%dT%H:%M:%S.") + f"{changed.microsecond // 1000:03d}Z"
+        if changed
+        else "",
         "engagement_top_drivers": drivers or "",
     }
 
@@ -261,7 +305,9 @@ def _sync_batch(Session, adapter, limiter, unit_id, rows, levels, drivers, creat
             _remember_ids(Session, unit_id, rows, created)  # a retry must not create them again
             found.update(created)
     contact = {r.pk: r.hubspot_id or found.get(r.email) for r in rows}
-    updates = {contact[r.pk]: contact_properties(r, levels.get(r.level_id), drivers.get(r.pk)) for r in rows if contact[r.pk]}
+    updates = {
+        contact[r.pk]: contact_properties(r, levels.get(r.level_id), drivers.get(r.pk)) for r in rows if contact[r.pk]
+    }
     refused: dict[str, str] = {}
     if updates:
         limiter.acquire()
@@ -271,30 +317,63 @@ def _sync_batch(Session, adapter, limiter, unit_id, rows, levels, drivers, creat
     for r in rows:
         cid = contact[r.pk]
         if cid is None:
-            bad.append(_failure_row(r, unit_id, None, f"no HubSpot contact has the email {r.email} (create_missing_contacts is off)", now))
+            bad.append(
+                _failure_row(
+                    r,
+                    unit_id,
+                    None,
+                    f"no HubSpot contact has the email {r.email} (create_missing_contacts is off)",
+                    now,
+                )
+            )
         elif cid in refused:
             bad.append(_failure_row(r, unit_id, cid, refused[cid], now))
         else:
-            ok.append(dict(lead_pk=r.pk, unit_id=unit_id, hubspot_id=cid, synced_score=r.score, synced_level_id=r.level_id,
-                           synced_at=now, failed_score=None, failed_level_id=None, failure=None, failed_at=None))
+            ok.append(
+                dict(
+                    lead_pk=r.pk,
+                    unit_id=unit_id,
+                    hubspot_id=cid,
+                    synced_score=r.score,
+                    synced_level_id=r.level_id,
+                    synced_at=now,
+                    failed_score=None,
+                    failed_level_id=None,
+                    failure=None,
+                    failed_at=None,
+                )
+            )
     _upsert_contacts(Session, ok, bad)
     return len(ok), len(bad)
 
 
 def _remember_ids(Session, unit_id: str, rows, found: dict[str, str]) -> None:
     """Contact ids from a batch read, stored at once so a later run never spends a call reading them again."""
-    known = [dict(lead_pk=r.pk, unit_id=unit_id, hubspot_id=found[r.email]) for r in rows if not r.hubspot_id and r.email in found]
+    known = [
+        dict(lead_pk=r.pk, unit_id=unit_id, hubspot_id=found[r.email])
+        for r in rows
+        if not r.hubspot_id and r.email in found
+    ]
     if not known:
         return
     with Session() as s, s.begin():
         stmt = insert_for(s, HubSpotContact)
-        s.execute(stmt.on_conflict_do_update(index_elements=["lead_pk"], set_={"hubspot_id": stmt.excluded.hubspot_id}), known)
+        s.execute(
+            stmt.on_conflict_do_update(index_elements=["lead_pk"], set_={"hubspot_id": stmt.excluded.hubspot_id}), known
+        )
 
 
 def _failure_row(r, unit_id: str, hubspot_id: str | None, message: str, now) -> dict:
     """Not retried for these same values; any later change of the lead retries it."""
-    return dict(lead_pk=r.pk, unit_id=unit_id, hubspot_id=hubspot_id, failed_score=r.score, failed_level_id=r.level_id,
-                failure=message[:500], failed_at=now)
+    return dict(
+        lead_pk=r.pk,
+        unit_id=unit_id,
+        hubspot_id=hubspot_id,
+        failed_score=r.score,
+        failed_level_id=r.level_id,
+        failure=message[:500],
+        failed_at=now,
+    )
 
 
 def _upsert_contacts(Session, *batches: list[dict]) -> None:
@@ -303,7 +382,9 @@ def _upsert_contacts(Session, *batches: list[dict]) -> None:
             if batch:
                 stmt = insert_for(s, HubSpotContact)
                 values = {k: getattr(stmt.excluded, k) for k in batch[0] if k != "lead_pk"}
-                values["hubspot_id"] = func.coalesce(stmt.excluded.hubspot_id, HubSpotContact.hubspot_id)  # never forget a known id
+                values["hubspot_id"] = func.coalesce(
+                    stmt.excluded.hubspot_id, HubSpotContact.hubspot_id
+                )  # never forget a known id
                 s.execute(stmt.on_conflict_do_update(index_elements=["lead_pk"], set_=values), batch)
 
 
@@ -332,10 +413,15 @@ def _record_failures(Session, unit_id: str, rows, message: str) -> int:
 def _connection_ok(Session, unit_id: str, exists: bool) -> None:
     if exists:
         with Session() as s, s.begin():
-            s.execute(update(HubSpotConnection).where(HubSpotConnection.unit_id == unit_id)
-                      .values(last_sync_at=utcnow(), last_error=None))
+            s.execute(
+                update(HubSpotConnection)
+                .where(HubSpotConnection.unit_id == unit_id)
+                .values(last_sync_at=utcnow(), last_error=None)
+            )
 
 
 def _connection_error(Session, unit_id: str, message: str) -> None:
     with Session() as s, s.begin():
-        s.execute(update(HubSpotConnection).where(HubSpotConnection.unit_id == unit_id).values(last_error=message[:500]))
+        s.execute(
+            update(HubSpotConnection).where(HubSpotConnection.unit_id == unit_id).values(last_error=message[:500])
+        )

@@ -1,4 +1,5 @@
 """HubSpot webhook signatures (v3) and what a delivery's events mean for leads: pure functions, tested without HTTP."""
+
 from __future__ import annotations
 
 import base64
@@ -9,9 +10,23 @@ from integrations.hubspot import property_specs
 
 MAX_AGE_MS = 5 * 60 * 1000
 # HubSpot's docs: decode these in the request URI before signing (others stay percent-encoded).
-DECODED = {"%3A": ":", "%2F": "/", "%3F": "?", "%40": "@", "%21": "!", "%24": "$", "%27": "'", "%28": "(", "%29": ")",
-           "%2A": "*", "%2C": ",", "%3B": ";"}
-OWN_PROPERTIES = {spec["name"] for spec in property_specs([])}  # LeadPulse writes these: a change to one is our own echo
+DECODED = {
+    "%3A": ":",
+    "%2F": "/",
+    "%3F": "?",
+    "%40": "@",
+    "%21": "!",
+    "%24": "$",
+    "%27": "'",
+    "%28": "(",
+    "%29": ")",
+    "%2A": "*",
+    "%2C": ",",
+    "%3B": ";",
+}
+OWN_PROPERTIES = {
+    spec["name"] for spec in property_specs([])
+}  # LeadPulse writes these: a change to one is our own echo
 
 
 class SignatureError(ValueError):
@@ -27,10 +42,14 @@ def signed_uri(url: str) -> str:
     return out
 
 
-def verify_v3(client_secret: str, method: str, url: str, body: bytes, timestamp: str, signature: str, now_ms: int) -> None:
+def verify_v3(
+    client_secret: str, method: str, url: str, body: bytes, timestamp: str, signature: str, now_ms: int
+) -> None:
     """Raises SignatureError unless the signature matches and the timestamp is within five minutes."""
     if not timestamp or not signature:
-        raise SignatureError("missing_signature_headers", "X-HubSpot-Signature-v3 and X-HubSpot-Request-Timestamp are required")
+        raise SignatureError(
+            "missing_signature_headers", "X-HubSpot-Signature-v3 and X-HubSpot-Request-Timestamp are required"
+        )
     try:
         sent = int(timestamp)
     except ValueError:

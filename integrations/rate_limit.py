@@ -1,4 +1,5 @@
 """A rolling-window call limiter in Redis, shared by every worker that talks to the same HubSpot account."""
+
 from __future__ import annotations
 
 import time

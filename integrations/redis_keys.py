@@ -4,9 +4,11 @@ Redis carries wake-ups, locks, limits, markers and counters, never a promise: ea
 database still says what is left to do (docs/architecture.md, "The job registry"). The jobs that own each family
 are declared in worker/jobs.py.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 
 @dataclass(frozen=True)
 class KeyFamily:
@@ -21,35 +23,61 @@ class KeyFamily:
 
 
 # Scoring.
-SCORE_SLOT = KeyFamily("leadpulse:score:slot:{slot}", "a scoring job for this lead partition is queued or running; "
-                       "the running job refreshes it, a dead one lets it lapse so the sweep can enqueue again", 120)
+SCORE_SLOT = KeyFamily(
+    "leadpulse:score:slot:{slot}",
+    "a scoring job for this lead partition is queued or running; "
+    "the running job refreshes it, a dead one lets it lapse so the sweep can enqueue again",
+    120,
+)
 
 # Per-OU integration jobs (kind: hubspot or slack).
-HUBSPOT_KICK = KeyFamily("leadpulse:hubspot:kick:{unit_id}", "a contact sync was enqueued for the OU in the last 2 s "
-                         "(the job coalesces the rest)", 2)
-SLACK_KICK = KeyFamily("leadpulse:slack:kick:{unit_id}", "alert delivery is queued for the OU; the job clears it as it "
-                       "starts", 30)
-UNIT_WAIT = KeyFamily("leadpulse:{kind}:wait:{unit_id}", "the OU's job waits out a rate limit, backoff or refused "
-                      "target: kicks hold off and the retry scheduled for the end of the wait runs it")
-UNIT_RUN = KeyFamily("leadpulse:{kind}:run:{unit_id}", "one job per OU and kind at a time (outlives the job's timeout "
-                     "by 30 s)")
-HUBSPOT_OPTIONS_RETRY = KeyFamily("leadpulse:hubspot:options:{unit_id}", "the sweep enqueued a stale options sync "
-                                  "for the OU recently", 900)
+HUBSPOT_KICK = KeyFamily(
+    "leadpulse:hubspot:kick:{unit_id}",
+    "a contact sync was enqueued for the OU in the last 2 s (the job coalesces the rest)",
+    2,
+)
+SLACK_KICK = KeyFamily(
+    "leadpulse:slack:kick:{unit_id}", "alert delivery is queued for the OU; the job clears it as it starts", 30
+)
+UNIT_WAIT = KeyFamily(
+    "leadpulse:{kind}:wait:{unit_id}",
+    "the OU's job waits out a rate limit, backoff or refused "
+    "target: kicks hold off and the retry scheduled for the end of the wait runs it",
+)
+UNIT_RUN = KeyFamily(
+    "leadpulse:{kind}:run:{unit_id}", "one job per OU and kind at a time (outlives the job's timeout by 30 s)"
+)
+HUBSPOT_OPTIONS_RETRY = KeyFamily(
+    "leadpulse:hubspot:options:{unit_id}", "the sweep enqueued a stale options sync for the OU recently", 900
+)
 
 # HubSpot adapter state.
-HUBSPOT_OPTIONS_LOCK = KeyFamily("leadpulse:hubspot:options-lock:{account}", "engagement_level options are read, "
-                                 "merged and written by one OU at a time per portal (longer than the up-to-7 calls of "
-                                 "ensure_properties at their 10 s timeout)", 120)
-HUBSPOT_RATE = KeyFamily("leadpulse:hubspot:rl:{account}", "the rolling 10 s call window shared by every worker using "
-                         "one HubSpot token (a hash of it, never the token)", 21)
-HUBSPOT_HEALED = KeyFamily("leadpulse:hubspot:healed:{unit_id}", "the OU's refused level options were restored "
-                           "within the hour (at most once an hour per OU)", 3600)
+HUBSPOT_OPTIONS_LOCK = KeyFamily(
+    "leadpulse:hubspot:options-lock:{account}",
+    "engagement_level options are read, "
+    "merged and written by one OU at a time per portal (longer than the up-to-7 calls of "
+    "ensure_properties at their 10 s timeout)",
+    120,
+)
+HUBSPOT_RATE = KeyFamily(
+    "leadpulse:hubspot:rl:{account}",
+    "the rolling 10 s call window shared by every worker using one HubSpot token (a hash of it, never the token)",
+    21,
+)
+HUBSPOT_HEALED = KeyFamily(
+    "leadpulse:hubspot:healed:{unit_id}",
+    "the OU's refused level options were restored within the hour (at most once an hour per OU)",
+    3600,
+)
 HUBSPOT_PROPS = KeyFamily("leadpulse:hubspot:props:{digest}", "the properties exist with this level table", 86400)
 HUBSPOT_BUDGET = KeyFamily("leadpulse:hubspot:failures:{unit_id}", "consecutive 5xx for the OU's current batch", 86400)
 
 # Slack adapter state.
-SLACK_POSTING = KeyFamily("leadpulse:slack:posting:{alert_id}", "an alert's post may have reached Slack before its "
-                          "commit: look it up in the channel before posting again", 7 * 24 * 3600)
+SLACK_POSTING = KeyFamily(
+    "leadpulse:slack:posting:{alert_id}",
+    "an alert's post may have reached Slack before its commit: look it up in the channel before posting again",
+    7 * 24 * 3600,
+)
 
 # Counters every web process reports at /metrics.
 METRICS = KeyFamily("leadpulse:metrics", "hash of scoring counters the workers add to")

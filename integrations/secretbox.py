@@ -1,4 +1,5 @@
 """Encrypting third-party tokens at rest with a key derived from SECRET_KEY (never stored in plain text)."""
+
 from __future__ import annotations
 
 import base64

@@ -1,4 +1,5 @@
 """Segment's tracking spec mapped onto LeadPulse events: pure functions, so the mapping is tested without HTTP."""
+
 from __future__ import annotations
 
 EVENT_TYPES = ("track", "page")

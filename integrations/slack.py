@@ -1,7 +1,7 @@
 """Slack Web API through slack-sdk, with every failure sorted into rate-limited, transient or permanent."""
+
 from __future__ import annotations
 
-import socket
 import urllib.error
 from dataclasses import dataclass
 
@@ -63,20 +63,33 @@ class SlackAdapter:
     def _call(self, method: str, **params) -> dict:
         try:
             return self.client.api_call(method, params=params).data
-        except (SlackApiError, SlackRequestError, urllib.error.URLError, socket.timeout, ConnectionError, OSError) as exc:
+        except (TimeoutError, SlackApiError, SlackRequestError, urllib.error.URLError, ConnectionError, OSError) as exc:
             raise _sorted_error(exc) from exc
 
     def auth_test(self) -> dict:
         return self._call("auth.test")
 
-    def post(self, channel: str, text: str, blocks: list | None = None, attachments: list | None = None,
-             key: str | None = None) -> dict:
+    def post(
+        self,
+        channel: str,
+        text: str,
+        blocks: list | None = None,
+        attachments: list | None = None,
+        key: str | None = None,
+    ) -> dict:
         """key travels as message metadata, so a post that may have gone out can be found again (find_posted)."""
         metadata = {"event_type": METADATA_EVENT, "event_payload": {"key": key}} if key else None
         try:
-            resp = self.client.chat_postMessage(channel=channel, text=text, blocks=blocks, attachments=attachments,
-                                                unfurl_links=False, unfurl_media=False, metadata=metadata)
-        except (SlackApiError, SlackRequestError, urllib.error.URLError, socket.timeout, ConnectionError, OSError) as exc:
+            resp = self.client.chat_postMessage(
+                channel=channel,
+                text=text,
+                blocks=blocks,
+                attachments=attachments,
+                unfurl_links=False,
+                unfurl_media=False,
+                metadata=metadata,
+            )
+        except (TimeoutError, SlackApiError, SlackRequestError, urllib.error.URLError, ConnectionError, OSError) as exc:
             raise _sorted_error(exc) from exc
         return {"channel": resp["channel"], "ts": resp["ts"]}
 
@@ -84,8 +97,14 @@ class SlackAdapter:
         """ts of our message carrying this key in the channel since oldest (epoch seconds), else None."""
         cursor = None
         for _ in range(5):  # 1,000 messages back at most: the window is a crashed job's retry, minutes
-            page = self._call("conversations.history", channel=channel, oldest=str(oldest), limit=PAGE_LIMIT,
-                              include_all_metadata="true", **({"cursor": cursor} if cursor else {}))
+            page = self._call(
+                "conversations.history",
+                channel=channel,
+                oldest=str(oldest),
+                limit=PAGE_LIMIT,
+                include_all_metadata="true",
+                **({"cursor": cursor} if cursor else {}),
+            )
             for message in page.get("messages") or []:
                 meta = message.get("metadata") or {}
                 if meta.get("event_type") == METADATA_EVENT and (meta.get("event_payload") or {}).get("key") == key:
@@ -128,9 +147,10 @@ class SlackAdapter:
 
     def oauth_access(self, client_id: str, client_secret: str, code: str, redirect_uri: str) -> dict:
         try:
-            return self.client.oauth_v2_access(client_id=client_id, client_secret=client_secret, code=code,
-                                               redirect_uri=redirect_uri).data
-        except (SlackApiError, SlackRequestError, urllib.error.URLError, socket.timeout, ConnectionError, OSError) as exc:
+            return self.client.oauth_v2_access(
+                client_id=client_id, client_secret=client_secret, code=code, redirect_uri=redirect_uri
+            ).data
+        except (TimeoutError, SlackApiError, SlackRequestError, urllib.error.URLError, ConnectionError, OSError) as exc:
             raise _sorted_error(exc) from exc
 
 

@@ -1,4 +1,5 @@
 """Delivering the alert outbox to Slack: each row posted once, in order, rescheduled (never slept) on limits."""
+
 from __future__ import annotations
 
 import logging
@@ -10,14 +11,14 @@ from sqlalchemy import func, select
 from integrations import redis_keys as keys
 from integrations.slack import SlackAdapter, SlackError
 from integrations.slack_store import resolve
+from integrations.timeouts import timed_out
 from models.alerts import EXAMINE_LIMIT, alert_config, examine_changes, summarize_stale
 from models.base import utcnow
-from models.score_drivers import recent_events, top_drivers
 from models.hubspot import HubSpotConnection, HubSpotContact
 from models.leads import Lead, primary_email
 from models.levels import EngagementLevel
+from models.score_drivers import recent_events, top_drivers
 from models.slack import FAILED, PENDING, SENT, SlackAlert, SlackConnection
-from integrations.timeouts import timed_out
 
 log = logging.getLogger("leadpulse.slack")
 
@@ -25,9 +26,24 @@ MAX_ATTEMPTS = 5
 MAX_RUN_SECONDS = 60
 BACKOFF = (5, 15, 60, 300, 900)
 # Errors that say the target or the install is wrong: every alert would fail alike, so they wait for a fix.
-CONFIG_ERRORS = {"channel_not_found", "not_in_channel", "is_archived", "invalid_auth", "account_inactive", "token_revoked",
-                 "token_expired", "not_authed", "missing_scope", "user_not_found", "cannot_dm_user", "restricted_action",
-                 "team_access_not_granted", "no_permission", "ekm_access_denied", "not_allowed_token_type"}
+CONFIG_ERRORS = {
+    "channel_not_found",
+    "not_in_channel",
+    "is_archived",
+    "invalid_auth",
+    "account_inactive",
+    "token_revoked",
+    "token_expired",
+    "not_authed",
+    "missing_scope",
+    "user_not_found",
+    "cannot_dm_user",
+    "restricted_action",
+    "team_access_not_granted",
+    "no_permission",
+    "ekm_access_denied",
+    "not_allowed_token_type",
+}
 NOT_CONFIGURED = "not configured"
 CONFIG_RETRY_SECONDS = 900
 
@@ -73,19 +89,35 @@ def lead_message(session, alert: SlackAlert) -> dict:
     text = f"{who} entered {level_name} with a score of {alert.score}"
     blocks = [
         {"type": "header", "text": {"type": "plain_text", "text": f"Lead entered {level_name}"[:150]}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{who}*"},
-         "fields": [{"type": "mrkdwn", "text": f"*Score*\n{alert.score}"}, {"type": "mrkdwn", "text": f"*Level*\n{level_name}"}]},
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": f"*{who}*"},
+            "fields": [
+                {"type": "mrkdwn", "text": f"*Score*\n{alert.score}"},
+                {"type": "mrkdwn", "text": f"*Level*\n{level_name}"},
+            ],
+        },
         {"type": "section", "text": {"type": "mrkdwn", "text": f"*Why*\n{why}"}},
     ]
     if recent:
-        lines = "\n".join(f"• {escape(event_type)} <!date^{int(at.timestamp())}^{{date_short_pretty}} {{time}}|{at:%Y-%m-%d %H:%M} UTC>"
-                          for event_type, at in recent)
+        lines = "\n".join(
+            f"• {escape(event_type)} <!date^{int(at.timestamp())}^{{date_short_pretty}} {{time}}|{at:%Y-%m-%d %H:%M} UTC>"
+            for event_type, at in recent
+        )
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Last events*\n{lines}"}})
     link = _hubspot_link(session, lead)
     if link:
-        blocks.append({"type": "actions", "elements": [
-            {"type": "button", "text": {"type": "plain_text", "text": "Open in HubSpot"}, "url": link}]})
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"lead_id `{escape(lead.lead_id)}` · LeadPulse"}]})
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [
+                    {"type": "button", "text": {"type": "plain_text", "text": "Open in HubSpot"}, "url": link}
+                ],
+            }
+        )
+    blocks.append(
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": f"lead_id `{escape(lead.lead_id)}` · LeadPulse"}]}
+    )
     attachments = [{"color": color, "fallback": text, "text": f"{level_name} · score {alert.score}"}]
     return {"text": text, "blocks": blocks, "attachments": attachments}
 
@@ -151,15 +183,22 @@ def deliver_alerts(Session, settings, secret_key: str, unit_id: str, redis=None)
     out, channel, latencies = DeliveryOutcome(), None, []
     deadline = time.monotonic() + MAX_RUN_SECONDS
     while True:
-        if time.monotonic() > deadline:  # hand over to a fresh job well inside its timeout (a kill mid-post could resend)
+        if (
+            time.monotonic() > deadline
+        ):  # hand over to a fresh job well inside its timeout (a kill mid-post could resend)
             out.retry_in = 0.0
             break
         alert_id = posted = None
         try:
             # The row stays locked while it is posted, so two workers never send the same alert.
             with Session() as s, s.begin():
-                alert = s.execute(select(SlackAlert).where(SlackAlert.unit_id == unit_id, SlackAlert.status == PENDING)
-                                  .order_by(SlackAlert.id).limit(1).with_for_update(skip_locked=True)).scalar()
+                alert = s.execute(
+                    select(SlackAlert)
+                    .where(SlackAlert.unit_id == unit_id, SlackAlert.status == PENDING)
+                    .order_by(SlackAlert.id)
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
+                ).scalar()
                 if alert is None:
                     break
                 alert_id = alert.id
@@ -168,7 +207,9 @@ def deliver_alerts(Session, settings, secret_key: str, unit_id: str, redis=None)
                 try:
                     channel = channel or adapter.channel_for(target.kind, target.target_id)
                     found = None
-                    if redis is not None and redis.exists(marker):  # an earlier try died around its post: did it go out?
+                    if redis is not None and redis.exists(
+                        marker
+                    ):  # an earlier try died around its post: did it go out?
                         found = _look_for(adapter, channel, alert)
                     if found:
                         posted = {"channel": channel, "ts": found}
@@ -238,9 +279,20 @@ def _failed(s, alert: SlackAlert, exc: SlackError, out: DeliveryOutcome, latenci
 
 
 def alert_counts(session, unit_id: str) -> dict:
-    rows = dict(session.execute(select(SlackAlert.status, func.count()).where(SlackAlert.unit_id == unit_id)
-                                .group_by(SlackAlert.status)).all())
+    rows = dict(
+        session.execute(
+            select(SlackAlert.status, func.count()).where(SlackAlert.unit_id == unit_id).group_by(SlackAlert.status)
+        ).all()
+    )
     out = {status: rows.get(status, 0) for status in ("pending", "sent", "failed", "suppressed", "summarized")}
-    last = session.execute(select(SlackAlert.last_error).where(SlackAlert.unit_id == unit_id, SlackAlert.status == FAILED)
-                           .order_by(SlackAlert.id.desc()).limit(1)).scalar() if out["failed"] else None
+    last = (
+        session.execute(
+            select(SlackAlert.last_error)
+            .where(SlackAlert.unit_id == unit_id, SlackAlert.status == FAILED)
+            .order_by(SlackAlert.id.desc())
+            .limit(1)
+        ).scalar()
+        if out["failed"]
+        else None
+    )
     return {**out, "last_failure": last}

@@ -1,4 +1,5 @@
 """slack-sdk's SQLAlchemy OAuth stores on our database, with bot and user tokens encrypted at rest."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -63,7 +64,8 @@ def resolve(conn: SlackConnection | None, settings, secret_key: str) -> SlackTar
     token, source = None, None
     if conn is not None and conn.team_id and conn.client_id:
         bot = EncryptedInstallationStore(conn.client_id, settings.database_url, secret_key).find_bot(
-            enterprise_id=conn.enterprise_id, team_id=conn.team_id)
+            enterprise_id=conn.enterprise_id, team_id=conn.team_id
+        )
         if bot is not None and bot.bot_token:
             token, source = bot.bot_token, "install"
     if token is None and settings.slack_bot_token:

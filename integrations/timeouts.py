@@ -1,4 +1,5 @@
 """Telling a job's timeout apart from the errors code handles: a timeout must end the job, never be retried past."""
+
 from __future__ import annotations
 
 from rq.timeouts import BaseTimeoutException

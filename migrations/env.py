@@ -1,4 +1,5 @@
 """Alembic environment: the URL comes from the CLI (DATABASE_URL), the tables from models."""
+
 from __future__ import annotations
 
 from alembic import context

@@ -1,4 +1,5 @@
 """Creating tenants and credentials, and checking secrets and passwords."""
+
 from __future__ import annotations
 
 import hashlib
@@ -62,7 +63,9 @@ def unique_slug(session: Session, org_id: str, name: str, exclude_id: str | None
     base = slugify(name)
     taken = set(
         session.execute(
-            select(OrgUnit.slug).where(OrgUnit.org_id == org_id, OrgUnit.slug.like(f"{base}%"), OrgUnit.id != (exclude_id or ""))
+            select(OrgUnit.slug).where(
+                OrgUnit.org_id == org_id, OrgUnit.slug.like(f"{base}%"), OrgUnit.id != (exclude_id or "")
+            )
         ).scalars()
     )
     slug, n = base, 2
@@ -120,7 +123,9 @@ def password_problem(password: str | None, email: str) -> str | None:
     return None
 
 
-def create_member(session: Session, org_id: str, email: str, password: str | None, units: list[tuple[str, str]]) -> Member:
+def create_member(
+    session: Session, org_id: str, email: str, password: str | None, units: list[tuple[str, str]]
+) -> Member:
     """A member of the organization with a role in each (unit_id, role); checks the email and password first."""
     email = email.strip().lower()
     if len(email) > 320 or not EMAIL.fullmatch(email):
@@ -141,8 +146,9 @@ def create_member(session: Session, org_id: str, email: str, password: str | Non
     return member
 
 
-def add_member(session: Session, org: str, email: str, password: str | None, units: list[str] | None = None,
-               role: str = "Owner") -> dict:
+def add_member(
+    session: Session, org: str, email: str, password: str | None, units: list[str] | None = None, role: str = "Owner"
+) -> dict:
     """A login for an existing organization (found by id or exact name) with `role` in the named OUs (by id or
     name; all of its OUs by default), so someone can manage what needs a member: webhook sources, /secrets."""
     if role not in ROLES:
@@ -155,22 +161,32 @@ def add_member(session: Session, org: str, email: str, password: str | None, uni
         if not named:
             raise AccountError(f"no organization has the id or name {org!r}")
         organization = named[0]
-    ous = session.execute(select(OrgUnit).where(OrgUnit.org_id == organization.id).order_by(OrgUnit.created_at)).scalars().all()
+    ous = (
+        session.execute(select(OrgUnit).where(OrgUnit.org_id == organization.id).order_by(OrgUnit.created_at))
+        .scalars()
+        .all()
+    )
     chosen = ous
     if units:
         chosen = []
         for wanted in dict.fromkeys(units):
             match = [u for u in ous if u.id == wanted] or [u for u in ous if u.name == wanted]
             if len(match) != 1:
-                raise AccountError(f"organization {organization.name!r} has {'several' if match else 'no'} OUs "
-                                   f"with the id or name {wanted!r}" + (": give its id" if match else ""))
+                raise AccountError(
+                    f"organization {organization.name!r} has {'several' if match else 'no'} OUs "
+                    f"with the id or name {wanted!r}" + (": give its id" if match else "")
+                )
             if match[0] not in chosen:
                 chosen.append(match[0])
     if not chosen:
         raise AccountError(f"organization {organization.name!r} has no OU")
     member = create_member(session, organization.id, email, password, [(u.id, role) for u in chosen])
-    return {"member_id": member.id, "org_id": organization.id, "email": member.email,
-            "units": [{"unit_id": u.id, "name": u.name, "role": role} for u in chosen]}
+    return {
+        "member_id": member.id,
+        "org_id": organization.id,
+        "email": member.email,
+        "units": [{"unit_id": u.id, "name": u.name, "role": role} for u in chosen],
+    }
 
 
 def bootstrap(session: Session, org: str, unit: str, email: str | None = None, password: str | None = None) -> dict:
@@ -186,7 +202,9 @@ def bootstrap(session: Session, org: str, unit: str, email: str | None = None, p
     return out  # the command line prints this, as the README documents
 
 
-def bootstrap_tenant(database_url: str, org: str, unit: str, email: str | None = None, password: str | None = None) -> dict:
+def bootstrap_tenant(
+    database_url: str, org: str, unit: str, email: str | None = None, password: str | None = None
+) -> dict:
     """bootstrap in a transaction of its own, for the command line, the first start and the demo."""
     with session_factory(database_url, writer=True)() as s, s.begin():
         return bootstrap(s, org, unit, email, password)

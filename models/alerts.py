@@ -1,4 +1,5 @@
 """Turning recorded level changes into Slack alert rows: one per entry, cooldown per lead, digests for reconfiguration."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -9,13 +10,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
+from models.dialect import insert_for
 from models.events import Event
 from models.leads import Lead
 from models.levels import EngagementLevel, LeadLevelChange
+from models.locks import ALERT_LOCK_SPACE, lock_unit
 from models.slack import PENDING, SUMMARIZED, SUPPRESSED, AlertSettings, SlackAlert
 from models.unit_context import DEFAULT_ALERT_LEVEL
-from models.dialect import insert_for
-from models.locks import ALERT_LOCK_SPACE, lock_unit
 
 DEFAULT_COOLDOWN_HOURS = 24
 EXAMINE_LIMIT = 5000
@@ -32,8 +33,11 @@ class AlertConfig:
 
 
 def default_level(session: Session, unit_id: str) -> EngagementLevel | None:
-    return session.execute(select(EngagementLevel).where(
-        EngagementLevel.unit_id == unit_id, func.lower(EngagementLevel.name) == DEFAULT_ALERT_LEVEL.lower())).scalar()
+    return session.execute(
+        select(EngagementLevel).where(
+            EngagementLevel.unit_id == unit_id, func.lower(EngagementLevel.name) == DEFAULT_ALERT_LEVEL.lower()
+        )
+    ).scalar()
 
 
 def alert_config(session: Session, unit_id: str) -> AlertConfig:
@@ -55,17 +59,30 @@ def examine_changes(session: Session, unit_id: str, now: datetime | None = None)
     and every alert row has a unique key per level entry (a digest: per reconfiguration, its count merged).
     """
     now = now or utcnow()
-    lock_unit(session, unit_id, space=ALERT_LOCK_SPACE)  # the cooldown reads the last alert a concurrent examiner may write
-    changes = session.execute(
-        select(LeadLevelChange).where(LeadLevelChange.unit_id == unit_id, LeadLevelChange.alert_checked.is_(False))
-        .order_by(LeadLevelChange.id).limit(EXAMINE_LIMIT).with_for_update()
-    ).scalars().all()
+    lock_unit(
+        session, unit_id, space=ALERT_LOCK_SPACE
+    )  # the cooldown reads the last alert a concurrent examiner may write
+    changes = (
+        session.execute(
+            select(LeadLevelChange)
+            .where(LeadLevelChange.unit_id == unit_id, LeadLevelChange.alert_checked.is_(False))
+            .order_by(LeadLevelChange.id)
+            .limit(EXAMINE_LIMIT)
+            .with_for_update()
+        )
+        .scalars()
+        .all()
+    )
     if not changes:
         return 0
     cfg = alert_config(session, unit_id)
     rows: list[dict] = []
     if cfg.level is not None:
-        mins = dict(session.execute(select(EngagementLevel.id, EngagementLevel.min_score).where(EngagementLevel.unit_id == unit_id)).all())
+        mins = dict(
+            session.execute(
+                select(EngagementLevel.id, EngagementLevel.min_score).where(EngagementLevel.unit_id == unit_id)
+            ).all()
+        )
         bar = cfg.level.min_score
 
         def entered(c: LeadLevelChange) -> bool:
@@ -77,25 +94,34 @@ def examine_changes(session: Session, unit_id: str, now: datetime | None = None)
             rows += _digests(session, unit_id, [c for c in entries if c.cause == "reconfiguration"], cfg, now)
     if rows:
         session.execute(insert_for(session, SlackAlert).on_conflict_do_nothing(index_elements=["key"]), rows)
-    session.execute(update(LeadLevelChange).where(LeadLevelChange.id.in_([c.id for c in changes])).values(alert_checked=True))
+    session.execute(
+        update(LeadLevelChange).where(LeadLevelChange.id.in_([c.id for c in changes])).values(alert_checked=True)
+    )
     return len(changes)
 
 
-def _lead_alerts(session: Session, unit_id: str, entries: list[LeadLevelChange], cfg: AlertConfig, now: datetime) -> list[dict]:
+def _lead_alerts(
+    session: Session, unit_id: str, entries: list[LeadLevelChange], cfg: AlertConfig, now: datetime
+) -> list[dict]:
     """One row per entry; an entry within the cooldown of the lead's last alert is recorded as suppressed."""
     if not entries:
         return []
     pks = list({c.lead_pk for c in entries})
-    last_alert = dict(session.execute(
-        select(SlackAlert.lead_pk, func.max(SlackAlert.created_at))
-        .where(SlackAlert.lead_pk.in_(pks), SlackAlert.kind == "lead", SlackAlert.status != SUPPRESSED)
-        .group_by(SlackAlert.lead_pk)
-    ).all())
-    received = {(pk, at): first for pk, at, first in session.execute(  # the events scored in the batch that made the change
-        select(Event.lead_pk, Event.scored_at, func.max(Event.received_at))
-        .where(Event.lead_pk.in_(pks), Event.scored_at.in_({c.changed_at for c in entries}))
-        .group_by(Event.lead_pk, Event.scored_at)
-    )}
+    last_alert = dict(
+        session.execute(
+            select(SlackAlert.lead_pk, func.max(SlackAlert.created_at))
+            .where(SlackAlert.lead_pk.in_(pks), SlackAlert.kind == "lead", SlackAlert.status != SUPPRESSED)
+            .group_by(SlackAlert.lead_pk)
+        ).all()
+    )
+    received = {
+        (pk, at): first
+        for pk, at, first in session.execute(  # the events scored in the batch that made the change
+            select(Event.lead_pk, Event.scored_at, func.max(Event.received_at))
+            .where(Event.lead_pk.in_(pks), Event.scored_at.in_({c.changed_at for c in entries}))
+            .group_by(Event.lead_pk, Event.scored_at)
+        )
+    }
     cooldown = timedelta(hours=cfg.cooldown_hours)
     rows = []
     for c in entries:
@@ -103,15 +129,28 @@ def _lead_alerts(session: Session, unit_id: str, entries: list[LeadLevelChange],
         suppressed = previous is not None and c.changed_at - previous < cooldown
         if not suppressed:
             last_alert[c.lead_pk] = c.changed_at
-        rows.append(dict(unit_id=unit_id, key=f"change:{c.id}", kind="lead", lead_pk=c.lead_pk, level_id=c.to_level_id,
-                         score=c.score, payload={"from_level_id": c.from_level_id, "changed_at": c.changed_at.isoformat()},
-                         status=SUPPRESSED if suppressed else PENDING, attempts=0,
-                         last_error="within the cooldown of this lead's last alert" if suppressed else None,
-                         event_received_at=received.get((c.lead_pk, c.changed_at)), created_at=c.changed_at))
+        rows.append(
+            dict(
+                unit_id=unit_id,
+                key=f"change:{c.id}",
+                kind="lead",
+                lead_pk=c.lead_pk,
+                level_id=c.to_level_id,
+                score=c.score,
+                payload={"from_level_id": c.from_level_id, "changed_at": c.changed_at.isoformat()},
+                status=SUPPRESSED if suppressed else PENDING,
+                attempts=0,
+                last_error="within the cooldown of this lead's last alert" if suppressed else None,
+                event_received_at=received.get((c.lead_pk, c.changed_at)),
+                created_at=c.changed_at,
+            )
+        )
     return rows
 
 
-def _digests(session: Session, unit_id: str, entries: list[LeadLevelChange], cfg: AlertConfig, now: datetime) -> list[dict]:
+def _digests(
+    session: Session, unit_id: str, entries: list[LeadLevelChange], cfg: AlertConfig, now: datetime
+) -> list[dict]:
     """One message per reconfiguration (its changes share one timestamp), not one per lead.
 
     A reconfiguration moving more leads than one examination takes is examined in rounds; each round adds
@@ -124,16 +163,31 @@ def _digests(session: Session, unit_id: str, entries: list[LeadLevelChange], cfg
     for changed_at, group in sorted(by_time.items()):
         key = f"digest:{unit_id}:{changed_at.isoformat()}"
         sample = _lead_ids(session, [c.lead_pk for c in sorted(group, key=lambda c: -c.score)[:DIGEST_SAMPLE]])
-        existing = session.execute(select(SlackAlert).where(SlackAlert.key == key, SlackAlert.status == PENDING)).scalar()
+        existing = session.execute(
+            select(SlackAlert).where(SlackAlert.key == key, SlackAlert.status == PENDING)
+        ).scalar()
         if existing is not None:
             payload = dict(existing.payload)
             payload["count"] += len(group)
             payload["leads"] = (payload["leads"] + sample)[:DIGEST_SAMPLE]
             existing.payload = payload
             continue
-        rows.append(dict(unit_id=unit_id, key=key, kind="digest", lead_pk=None, level_id=cfg.level.id,
-                         score=None, status=PENDING, attempts=0, created_at=changed_at, last_error=None, event_received_at=None,
-                         payload={"reason": "reconfiguration", "count": len(group), "level": cfg.level.name, "leads": sample}))
+        rows.append(
+            dict(
+                unit_id=unit_id,
+                key=key,
+                kind="digest",
+                lead_pk=None,
+                level_id=cfg.level.id,
+                score=None,
+                status=PENDING,
+                attempts=0,
+                created_at=changed_at,
+                last_error=None,
+                event_received_at=None,
+                payload={"reason": "reconfiguration", "count": len(group), "level": cfg.level.name, "leads": sample},
+            )
+        )
     return rows
 
 
@@ -142,37 +196,69 @@ def _lead_ids(session: Session, pks: list[int]) -> list[str]:
     return [names[pk] for pk in pks if pk in names]
 
 
-def summarize_stale(session: Session, unit_id: str, cooldown_hours: int, level_name: str | None, now: datetime | None = None) -> int:
+def summarize_stale(
+    session: Session, unit_id: str, cooldown_hours: int, level_name: str | None, now: datetime | None = None
+) -> int:
     """Lead alerts that waited longer than the cooldown (Slack not connected or down) become one catch-up digest."""
     now = now or utcnow()
-    stale = session.execute(
-        select(SlackAlert).where(SlackAlert.unit_id == unit_id, SlackAlert.status == PENDING, SlackAlert.kind == "lead",
-                                 SlackAlert.created_at < now - timedelta(hours=max(cooldown_hours, CATCH_UP_FLOOR_HOURS)))
-        .order_by(SlackAlert.id).with_for_update(skip_locked=True)
-    ).scalars().all()
+    stale = (
+        session.execute(
+            select(SlackAlert)
+            .where(
+                SlackAlert.unit_id == unit_id,
+                SlackAlert.status == PENDING,
+                SlackAlert.kind == "lead",
+                SlackAlert.created_at < now - timedelta(hours=max(cooldown_hours, CATCH_UP_FLOOR_HOURS)),
+            )
+            .order_by(SlackAlert.id)
+            .with_for_update(skip_locked=True)
+        )
+        .scalars()
+        .all()
+    )
     if not stale:
         return 0
     for alert in stale:
-        alert.status, alert.last_error = SUMMARIZED, "older than the cooldown when Slack became reachable: sent in a digest"
+        alert.status, alert.last_error = (
+            SUMMARIZED,
+            "older than the cooldown when Slack became reachable: sent in a digest",
+        )
     ranked = sorted(stale, key=lambda a: -(a.score or 0))[:DIGEST_SAMPLE]
-    session.add(SlackAlert(
-        unit_id=unit_id, key=f"catchup:{stale[0].id}-{stale[-1].id}", kind="digest", status=PENDING, created_at=now,
-        payload={"reason": "catch_up", "count": len({a.lead_pk for a in stale}), "level": level_name,
-                 "since": min(a.created_at for a in stale).isoformat(), "leads": _lead_ids(session, [a.lead_pk for a in ranked])},
-    ))
+    session.add(
+        SlackAlert(
+            unit_id=unit_id,
+            key=f"catchup:{stale[0].id}-{stale[-1].id}",
+            kind="digest",
+            status=PENDING,
+            created_at=now,
+            payload={
+                "reason": "catch_up",
+                "count": len({a.lead_pk for a in stale}),
+                "level": level_name,
+                "since": min(a.created_at for a in stale).isoformat(),
+                "leads": _lead_ids(session, [a.lead_pk for a in ranked]),
+            },
+        )
+    )
     return len(stale)
 
 
 def has_alert_work(session: Session, unit_id: str) -> bool:
     """Unexamined level changes or pending alerts: what a delivery job would act on."""
-    unchecked = select(LeadLevelChange.id).where(LeadLevelChange.unit_id == unit_id, LeadLevelChange.alert_checked.is_(False))
+    unchecked = select(LeadLevelChange.id).where(
+        LeadLevelChange.unit_id == unit_id, LeadLevelChange.alert_checked.is_(False)
+    )
     pending = select(SlackAlert.id).where(SlackAlert.unit_id == unit_id, SlackAlert.status == PENDING)
     return session.execute(select(unchecked.exists().label("a"), pending.exists().label("b"))).one() != (False, False)
 
 
 def units_with_alert_work(session: Session, served: set[str] | None) -> set[str]:
     """For the sweep: OUs with unexamined changes, and OUs Slack serves (`served`; None = all) with pending alerts."""
-    units = set(session.execute(select(LeadLevelChange.unit_id).where(LeadLevelChange.alert_checked.is_(False)).distinct()).scalars())
+    units = set(
+        session.execute(
+            select(LeadLevelChange.unit_id).where(LeadLevelChange.alert_checked.is_(False)).distinct()
+        ).scalars()
+    )
     pending = select(SlackAlert.unit_id).where(SlackAlert.status == PENDING).distinct()
     units |= {u for u in session.execute(pending).scalars() if served is None or u in served}
     return units

@@ -1,4 +1,5 @@
 """Engine and session factory, one per process (forked workers get their own)."""
+
 from __future__ import annotations
 
 import os
@@ -41,15 +42,30 @@ def make_engine(url: str, committer: bool = False) -> Engine:
 
         return engine
     if committer:  # the ingest committer: 2 connections whose lock and statement timeouts cost no round trip per batch
-        return create_engine(url, pool_size=1, max_overflow=1, pool_timeout=10, pool_recycle=1800,
-                             connect_args={"options": "-c lock_timeout=10s -c statement_timeout=20s",
-                                           "application_name": "leadpulse-ingest"})
+        return create_engine(
+            url,
+            pool_size=1,
+            max_overflow=1,
+            pool_timeout=10,
+            pool_recycle=1800,
+            connect_args={
+                "options": "-c lock_timeout=10s -c statement_timeout=20s",
+                "application_name": "leadpulse-ingest",
+            },
+        )
     # The web has no pre-ping (a round trip per request): a connection found dead after a database restart fails
     # that one request with a 503 and is discarded by the pool; workers ping (run_as_worker). At most 20 connections
     # per process: a gevent web worker may hold many more requests than that, and one that finds none free in 10 s
     # gets a 503.
-    return create_engine(url, pool_size=10, max_overflow=10, pool_timeout=10, pool_recycle=1800,
-                         pool_pre_ping=_role == "worker", connect_args={"application_name": f"leadpulse-{_role}"})
+    return create_engine(
+        url,
+        pool_size=10,
+        max_overflow=10,
+        pool_timeout=10,
+        pool_recycle=1800,
+        pool_pre_ping=_role == "worker",
+        connect_args={"application_name": f"leadpulse-{_role}"},
+    )
 
 
 def get_engine(url: str, committer: bool = False) -> Engine:

@@ -1,11 +1,12 @@
 """Statements that read the same on PostgreSQL and SQLite, and running one on psycopg itself where it is hot."""
+
 from __future__ import annotations
 
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
 import psycopg
 from psycopg.rows import namedtuple_row
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 
 def psycopg_rows(session: Session, statement, params: dict) -> list[tuple]:

@@ -1,9 +1,10 @@
 """The scoring engine: pure functions from events, rules and current scores to new scores and deltas."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterable
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
 """Stored events (the source of truth scores are rebuilt from) and the deltas they produced."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -68,6 +69,14 @@ class ScoreDelta(Base):
 
 
 # What an event is shown with (its lead's public id joined on Lead.pk == Event.lead_pk), newest first.
-EVENT_COLUMNS = (Event.id, Lead.lead_id, Event.event_type, Event.occurred_at, Event.received_at, Event.metadata_, Event.status,
-                 Event.suppressed_reason)
+EVENT_COLUMNS = (
+    Event.id,
+    Lead.lead_id,
+    Event.event_type,
+    Event.occurred_at,
+    Event.received_at,
+    Event.metadata_,
+    Event.status,
+    Event.suppressed_reason,
+)
 NEWEST_FIRST = (Event.occurred_at.desc(), Event.id.desc())

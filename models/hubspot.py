@@ -1,4 +1,5 @@
 """HubSpot per OU: the connection (token encrypted), what each contact holds, and the webhook events received."""
+
 from __future__ import annotations
 
 from datetime import datetime

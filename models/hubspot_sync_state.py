@@ -1,4 +1,5 @@
 """What HubSpot still has to be told, per OU: contacts to write, level options to resend, creations to link."""
+
 from __future__ import annotations
 
 from sqlalchemy import func, or_, select, update
@@ -21,13 +22,23 @@ def pending_query(unit_id: str):
     email = primary_email()  # the key HubSpot contacts are found by, the one GET /leads shows
     hc = HubSpotContact
     return (
-        select(Lead.pk, Lead.lead_id, Lead.score, Lead.level_id, Lead.level_changed_at, hc.hubspot_id, email.label("email"))
+        select(
+            Lead.pk, Lead.lead_id, Lead.score, Lead.level_id, Lead.level_changed_at, hc.hubspot_id, email.label("email")
+        )
         .outerjoin(hc, hc.lead_pk == Lead.pk)
         .where(
             Lead.unit_id == unit_id,
             Lead.merged_into.is_(None),
-            or_(hc.lead_pk.is_(None), Lead.score.is_distinct_from(hc.synced_score), Lead.level_id.is_distinct_from(hc.synced_level_id)),
-            or_(hc.failure.is_(None), Lead.score.is_distinct_from(hc.failed_score), Lead.level_id.is_distinct_from(hc.failed_level_id)),
+            or_(
+                hc.lead_pk.is_(None),
+                Lead.score.is_distinct_from(hc.synced_score),
+                Lead.level_id.is_distinct_from(hc.synced_level_id),
+            ),
+            or_(
+                hc.failure.is_(None),
+                Lead.score.is_distinct_from(hc.failed_score),
+                Lead.level_id.is_distinct_from(hc.failed_level_id),
+            ),
             or_(hc.hubspot_id.isnot(None), email.isnot(None)),
         )
     )
@@ -41,7 +52,9 @@ def sync_counts(session, unit_id: str) -> tuple[int, int]:
     """(pending, failed) for the status endpoint."""
     pending = session.execute(select(func.count()).select_from(pending_query(unit_id).subquery())).scalar()
     failed = session.execute(
-        select(func.count()).select_from(HubSpotContact).where(HubSpotContact.unit_id == unit_id, HubSpotContact.failure.isnot(None))
+        select(func.count())
+        .select_from(HubSpotContact)
+        .where(HubSpotContact.unit_id == unit_id, HubSpotContact.failure.isnot(None))
     ).scalar()
     return pending, failed
 
@@ -49,8 +62,16 @@ def sync_counts(session, unit_id: str) -> tuple[int, int]:
 def reset_sync(session, unit_id: str) -> None:
     """Forget what HubSpot holds (ids stay): the next sync writes every lead of the OU again."""
     session.execute(
-        update(HubSpotContact).where(HubSpotContact.unit_id == unit_id)
-        .values(synced_score=None, synced_level_id=None, failed_score=None, failed_level_id=None, failure=None, failed_at=None)
+        update(HubSpotContact)
+        .where(HubSpotContact.unit_id == unit_id)
+        .values(
+            synced_score=None,
+            synced_level_id=None,
+            failed_score=None,
+            failed_level_id=None,
+            failure=None,
+            failed_at=None,
+        )
         .execution_options(synchronize_session=False)
     )
 
@@ -58,15 +79,19 @@ def reset_sync(session, unit_id: str) -> None:
 def request_options_sync(session, unit_id: str) -> None:
     """Mark the OU's HubSpot level options stale, in the caller's transaction."""
     session.execute(
-        update(HubSpotConnection).where(HubSpotConnection.unit_id == unit_id)
-        .values(options_wanted=HubSpotConnection.options_wanted + 1).execution_options(synchronize_session=False)
+        update(HubSpotConnection)
+        .where(HubSpotConnection.unit_id == unit_id)
+        .values(options_wanted=HubSpotConnection.options_wanted + 1)
+        .execution_options(synchronize_session=False)
     )
 
 
 def stale_option_units(session) -> list[str]:
-    return list(session.execute(
-        select(HubSpotConnection.unit_id).where(HubSpotConnection.options_synced < HubSpotConnection.options_wanted)
-    ).scalars())
+    return list(
+        session.execute(
+            select(HubSpotConnection.unit_id).where(HubSpotConnection.options_synced < HubSpotConnection.options_wanted)
+        ).scalars()
+    )
 
 
 def link_contacts(session, org_id: str, unit_id: str, contacts: list[tuple[str, str]]) -> int:
@@ -74,20 +99,37 @@ def link_contacts(session, org_id: str, unit_id: str, contacts: list[tuple[str, 
     resolved at once, as if one at a time. Returns how many were linked."""
     if not contacts:
         return 0
-    leads = resolve_leads(session, org_id, unit_id, [
-        IncomingEvent(event_type="contact.creation", occurred_at=utcnow(), aliases=[("email", normalize_alias("email", email))])
-        for _, email in contacts])
+    leads = resolve_leads(
+        session,
+        org_id,
+        unit_id,
+        [
+            IncomingEvent(
+                event_type="contact.creation",
+                occurred_at=utcnow(),
+                aliases=[("email", normalize_alias("email", email))],
+            )
+            for _, email in contacts
+        ],
+    )
     for (contact_id, _), (pk, _) in zip(contacts, leads):
         stmt = insert_for(session, HubSpotContact).values(lead_pk=pk, unit_id=unit_id, hubspot_id=contact_id)
-        session.execute(stmt.on_conflict_do_update(index_elements=["lead_pk"], set_={"hubspot_id": stmt.excluded.hubspot_id}))
+        session.execute(
+            stmt.on_conflict_do_update(index_elements=["lead_pk"], set_={"hubspot_id": stmt.excluded.hubspot_id})
+        )
     return len(contacts)
 
 
 def pending_creations(session, unit_id: str, limit: int) -> list[HubSpotPendingCreation]:
     """The OU's oldest waiting contact creations."""
-    return list(session.execute(select(HubSpotPendingCreation).where(HubSpotPendingCreation.unit_id == unit_id)
-                                .order_by(HubSpotPendingCreation.received_at, HubSpotPendingCreation.hubspot_id)
-                                .limit(limit)).scalars())
+    return list(
+        session.execute(
+            select(HubSpotPendingCreation)
+            .where(HubSpotPendingCreation.unit_id == unit_id)
+            .order_by(HubSpotPendingCreation.received_at, HubSpotPendingCreation.hubspot_id)
+            .limit(limit)
+        ).scalars()
+    )
 
 
 def hubspot_served_units(session, env_token: bool, among: set[str] | None = None) -> list[str]:

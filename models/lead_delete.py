@@ -1,4 +1,5 @@
 """Deleting a lead: asked for in the request, done by a job (a lead may have millions of events), receipt kept."""
+
 from __future__ import annotations
 
 from sqlalchemy import delete, select
@@ -11,7 +12,9 @@ from models.leads import Lead, LeadDeletion
 
 def request_deletion(session: Session, lead: Lead) -> LeadDeletion:
     """One pending deletion per lead; asking again returns it."""
-    pending = session.execute(select(LeadDeletion).where(LeadDeletion.lead_pk == lead.pk, LeadDeletion.status == "pending")).scalar()
+    pending = session.execute(
+        select(LeadDeletion).where(LeadDeletion.lead_pk == lead.pk, LeadDeletion.status == "pending")
+    ).scalar()
     if pending is not None:
         return pending
     deletion = LeadDeletion(unit_id=lead.unit_id, lead_id=lead.lead_id, lead_pk=lead.pk, status="pending")
@@ -22,8 +25,12 @@ def request_deletion(session: Session, lead: Lead) -> LeadDeletion:
 
 def latest_deletion(session: Session, unit_id: str, lead_id: str) -> LeadDeletion | None:
     """The newest deletion asked for a lead id of the OU (its receipt outlives the lead)."""
-    return session.execute(select(LeadDeletion).where(LeadDeletion.unit_id == unit_id, LeadDeletion.lead_id == lead_id)
-                           .order_by(LeadDeletion.id.desc()).limit(1)).scalar()
+    return session.execute(
+        select(LeadDeletion)
+        .where(LeadDeletion.unit_id == unit_id, LeadDeletion.lead_id == lead_id)
+        .order_by(LeadDeletion.id.desc())
+        .limit(1)
+    ).scalar()
 
 
 EVENT_CHUNK = 5000

@@ -1,5 +1,6 @@
 """What the lead endpoints do in the database: the filtered list, search, create, scores by ruleset, a lead's level and
 its activity (merging is models/merge.py, deleting models/lead_delete.py)."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -27,8 +28,18 @@ SORTS = {
     "lead_id": (Lead.lead_id,),
 }
 LIST_COLUMNS = (
-    Lead.pk, Lead.org_id, Lead.unit_id, Lead.lead_id, Lead.score, Lead.last_event_at, Lead.created_at, Lead.updated_at,
-    Lead.owner_name, Lead.level_id, EngagementLevel.name.label("level_name"), EngagementLevel.color.label("level_color"),
+    Lead.pk,
+    Lead.org_id,
+    Lead.unit_id,
+    Lead.lead_id,
+    Lead.score,
+    Lead.last_event_at,
+    Lead.created_at,
+    Lead.updated_at,
+    Lead.owner_name,
+    Lead.level_id,
+    EngagementLevel.name.label("level_name"),
+    EngagementLevel.color.label("level_color"),
 )
 ACTIVITY_LIMIT = 500
 
@@ -72,7 +83,8 @@ def _level_filter(session: Session, unit_id: str, value: str):
         return Lead.level_id.is_(None)
     level_id = session.execute(
         select(EngagementLevel.id).where(
-            EngagementLevel.unit_id == unit_id, or_(EngagementLevel.id == value, func.lower(EngagementLevel.name) == value.lower())
+            EngagementLevel.unit_id == unit_id,
+            or_(EngagementLevel.id == value, func.lower(EngagementLevel.name) == value.lower()),
         )
     ).scalar()
     if level_id is None:
@@ -101,23 +113,39 @@ def _like_prefix(value: str) -> str:
 
 def search(session: Session, unit_id: str, q: str, limit: int):
     """Unmerged leads whose id, or any alias (stored lowercased), starts with q; highest score first."""
-    by_alias = select(LeadAlias.lead_pk).where(LeadAlias.unit_id == unit_id, LeadAlias.value.like(_like_prefix(q.lower()), escape="\\"))
+    by_alias = select(LeadAlias.lead_pk).where(
+        LeadAlias.unit_id == unit_id, LeadAlias.value.like(_like_prefix(q.lower()), escape="\\")
+    )
     return session.execute(
         select(Lead.lead_id, Lead.score, EngagementLevel.id, EngagementLevel.name, EngagementLevel.color)
         .outerjoin(EngagementLevel, EngagementLevel.id == Lead.level_id)
-        .where(Lead.unit_id == unit_id, Lead.merged_into.is_(None),
-               or_(Lead.lead_id.like(_like_prefix(q), escape="\\"), Lead.pk.in_(by_alias)))
-        .order_by(Lead.score.desc(), Lead.lead_id).limit(limit)
+        .where(
+            Lead.unit_id == unit_id,
+            Lead.merged_into.is_(None),
+            or_(Lead.lead_id.like(_like_prefix(q), escape="\\"), Lead.pk.in_(by_alias)),
+        )
+        .order_by(Lead.score.desc(), Lead.lead_id)
+        .limit(limit)
     ).all()
 
 
-def create_lead(session: Session, org_id: str, unit_id: str, lead_id: str, metadata: dict, account_id: str | None) -> Lead | None:
+def create_lead(
+    session: Session, org_id: str, unit_id: str, lead_id: str, metadata: dict, account_id: str | None
+) -> Lead | None:
     """The new lead, classified into its level; None when the OU has it already (perhaps just created by an ingest)."""
     now = utcnow()
     pk = session.execute(
         insert_for(session, Lead)
-        .values(org_id=org_id, unit_id=unit_id, lead_id=lead_id, metadata=metadata,
-                account_id=account_id, score=0, created_at=now, updated_at=now)
+        .values(
+            org_id=org_id,
+            unit_id=unit_id,
+            lead_id=lead_id,
+            metadata=metadata,
+            account_id=account_id,
+            score=0,
+            created_at=now,
+            updated_at=now,
+        )
         .on_conflict_do_nothing(index_elements=["unit_id", "lead_id"])
         .returning(Lead.pk)
     ).scalar()
@@ -135,7 +163,9 @@ def level_of(session: Session, lead: Lead) -> EngagementLevel | None:
 def lead_score(session: Session, lead: Lead, ruleset_id: str | None) -> tuple[str, int, dict[str, int]]:
     """(ruleset id, score, scores by ruleset): the named ruleset's, else the primary's, else the highest, else ("", 0)."""
     by_id = {r.id: r for r in rulesets(session, lead.unit_id)}
-    scores = dict(session.execute(select(LeadScore.ruleset_id, LeadScore.score).where(LeadScore.lead_pk == lead.pk)).all())
+    scores = dict(
+        session.execute(select(LeadScore.ruleset_id, LeadScore.score).where(LeadScore.lead_pk == lead.pk)).all()
+    )
     if ruleset_id is not None:
         if ruleset_id not in by_id:
             raise UnknownRuleset(ruleset_id)
@@ -148,7 +178,9 @@ def lead_score(session: Session, lead: Lead, ruleset_id: str | None) -> tuple[st
     return "", 0, scores
 
 
-def batch_scores(session: Session, unit_id: str, lead_ids: list[str], ruleset: str) -> tuple[str, list[tuple[str, int, bool]]]:
+def batch_scores(
+    session: Session, unit_id: str, lead_ids: list[str], ruleset: str
+) -> tuple[str, list[tuple[str, int, bool]]]:
     """(ruleset id, [(lead id, score, found)]) for the ruleset named by id or name, or "primary"."""
     wanted = list(dict.fromkeys(lead_ids))
     all_rulesets = rulesets(session, unit_id)
@@ -158,22 +190,46 @@ def batch_scores(session: Session, unit_id: str, lead_ids: list[str], ruleset: s
         chosen = next((r for r in all_rulesets if ruleset in (r.id, r.name)), None)
         if chosen is None:
             raise UnknownRuleset(ruleset)
-    leads = dict(session.execute(select(Lead.lead_id, Lead.pk).where(Lead.unit_id == unit_id, Lead.lead_id.in_(wanted))).all())
+    leads = dict(
+        session.execute(select(Lead.lead_id, Lead.pk).where(Lead.unit_id == unit_id, Lead.lead_id.in_(wanted))).all()
+    )
     scores = {}
     if chosen and leads:
-        scores = dict(session.execute(
-            select(LeadScore.lead_pk, LeadScore.score).where(LeadScore.ruleset_id == chosen.id, LeadScore.lead_pk.in_(list(leads.values())))
-        ).all())
+        scores = dict(
+            session.execute(
+                select(LeadScore.lead_pk, LeadScore.score).where(
+                    LeadScore.ruleset_id == chosen.id, LeadScore.lead_pk.in_(list(leads.values()))
+                )
+            ).all()
+        )
     return chosen.id if chosen else "", [(lid, scores.get(leads.get(lid), 0), lid in leads) for lid in wanted]
 
 
-def activity(session: Session, lead: Lead, start: datetime | None, end: datetime | None, *, end_inclusive: bool,
-             channel: str | None, has_delta: bool | None, min_delta: int | None):
+def activity(
+    session: Session,
+    lead: Lead,
+    start: datetime | None,
+    end: datetime | None,
+    *,
+    end_inclusive: bool,
+    channel: str | None,
+    has_delta: bool | None,
+    min_delta: int | None,
+):
     """The lead's newest events (EVENT_COLUMNS and the delta each gave the primary score) in [start, end)."""
-    primary = session.execute(select(Ruleset.id).where(Ruleset.unit_id == lead.unit_id, Ruleset.is_primary.is_(True))).scalar()
-    delta = select(ScoreDelta.delta).where(ScoreDelta.event_id == Event.id, ScoreDelta.ruleset_id == (primary or "")) \
+    primary = session.execute(
+        select(Ruleset.id).where(Ruleset.unit_id == lead.unit_id, Ruleset.is_primary.is_(True))
+    ).scalar()
+    delta = (
+        select(ScoreDelta.delta)
+        .where(ScoreDelta.event_id == Event.id, ScoreDelta.ruleset_id == (primary or ""))
         .scalar_subquery()
-    stmt = select(*EVENT_COLUMNS, delta.label("delta")).join(Lead, Lead.pk == Event.lead_pk).where(Event.lead_pk == lead.pk)
+    )
+    stmt = (
+        select(*EVENT_COLUMNS, delta.label("delta"))
+        .join(Lead, Lead.pk == Event.lead_pk)
+        .where(Event.lead_pk == lead.pk)
+    )
     if start is not None:
         stmt = stmt.where(Event.occurred_at >= start)
     if end is not None:

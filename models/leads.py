@@ -1,4 +1,5 @@
 """Leads and their aliases; a lead is identified by lead_id or by any alias within its OU."""
+
 from __future__ import annotations
 
 import json
@@ -53,8 +54,13 @@ class LeadAlias(Base):
 
 def primary_email():
     """Correlated subquery: the lead's primary email, its oldest email alias (lowest id on a tie), so it stays put."""
-    return (select(LeadAlias.value).where(LeadAlias.lead_pk == Lead.pk, LeadAlias.kind == "email")
-            .order_by(LeadAlias.created_at, LeadAlias.id).limit(1).scalar_subquery())
+    return (
+        select(LeadAlias.value)
+        .where(LeadAlias.lead_pk == Lead.pk, LeadAlias.kind == "email")
+        .order_by(LeadAlias.created_at, LeadAlias.id)
+        .limit(1)
+        .scalar_subquery()
+    )
 
 
 def primary_emails(session: Session, lead_pks: list[int]) -> dict[int, str | None]:
@@ -66,8 +72,11 @@ def primary_emails(session: Session, lead_pks: list[int]) -> dict[int, str | Non
 
 def aliases_of(session: Session, lead_pk: int) -> list[LeadAlias]:
     """A lead's aliases, oldest first (so its primary email is the first email listed)."""
-    return list(session.execute(select(LeadAlias).where(LeadAlias.lead_pk == lead_pk)
-                                .order_by(LeadAlias.created_at, LeadAlias.id)).scalars())
+    return list(
+        session.execute(
+            select(LeadAlias).where(LeadAlias.lead_pk == lead_pk).order_by(LeadAlias.created_at, LeadAlias.id)
+        ).scalars()
+    )
 
 
 def merged_metadata(current: dict | None, changes: dict) -> dict:
@@ -100,7 +109,7 @@ def metadata_within(metadata, limit: int) -> bool:
                 break
             if kind is str:
                 bound += 6 * (len(key) + len(value)) + 6
-            elif kind in _SHORT_SCALARS and (kind is not int or -10**30 < value < 10**30):
+            elif kind in _SHORT_SCALARS and (kind is not int or -(10**30) < value < 10**30):
                 bound += 6 * len(key) + 4 + 32
             else:
                 break

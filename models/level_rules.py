@@ -1,9 +1,10 @@
 """Pure rules of a level table: validation and classification of a score."""
+
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 
@@ -38,7 +39,9 @@ def validate_table(levels: Iterable[LevelSpec]) -> None:
     seen: set[str] = set()
     for lv in levels:
         if lv.max_score is not None and lv.max_score < lv.min_score:
-            raise LevelTableError("max_score", f"max_score ({lv.max_score}) is below min_score ({lv.min_score}) for level '{lv.name}'")
+            raise LevelTableError(
+                "max_score", f"max_score ({lv.max_score}) is below min_score ({lv.min_score}) for level '{lv.name}'"
+            )
         key = lv.name.strip().lower()
         if key in seen:
             raise LevelTableError("name", f"a level named '{lv.name}' already exists", code="duplicate_name")

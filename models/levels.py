@@ -1,4 +1,5 @@
 """Engagement levels, their change history, and every lead's level transitions."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -45,8 +46,13 @@ class LeadLevelChange(Base):
     __tablename__ = "lead_level_changes"
     __table_args__ = (
         Index("ix_lead_level_changes_unit_time", "unit_id", "changed_at"),
-        Index("ix_lead_level_changes_unchecked", "unit_id", "id", postgresql_where=text("NOT alert_checked"),
-              sqlite_where=text("NOT alert_checked")),
+        Index(
+            "ix_lead_level_changes_unchecked",
+            "unit_id",
+            "id",
+            postgresql_where=text("NOT alert_checked"),
+            sqlite_where=text("NOT alert_checked"),
+        ),
     )
     id: Mapped[int] = mapped_column(BIGID, primary_key=True, autoincrement=True)
     unit_id: Mapped[str] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"))
@@ -56,16 +62,27 @@ class LeadLevelChange(Base):
     score: Mapped[int] = mapped_column(BigInteger)
     cause: Mapped[str] = mapped_column(String(20))  # "score" or "reconfiguration"
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    alert_checked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # the alert job has looked at it
+    alert_checked: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )  # the alert job has looked at it
 
 
 def level_snapshot(session, unit_id: str) -> list[dict]:
     """The whole level table, as level history stores it."""
     rows = session.execute(
-        select(EngagementLevel).where(EngagementLevel.unit_id == unit_id).order_by(EngagementLevel.order, EngagementLevel.min_score)
+        select(EngagementLevel)
+        .where(EngagementLevel.unit_id == unit_id)
+        .order_by(EngagementLevel.order, EngagementLevel.min_score)
     ).scalars()
     return [
-        {"id": lv.id, "name": lv.name, "min_score": lv.min_score, "max_score": lv.max_score, "color": lv.color, "order": lv.order}
+        {
+            "id": lv.id,
+            "name": lv.name,
+            "min_score": lv.min_score,
+            "max_score": lv.max_score,
+            "color": lv.color,
+            "order": lv.order,
+        }
         for lv in rows
     ]
 
@@ -73,7 +90,12 @@ def level_snapshot(session, unit_id: str) -> list[dict]:
 def level_options(session, unit_id: str) -> tuple[list[str], set[str]]:
     """The OU's level names by score, and the names other OUs use: OUs may share a HubSpot portal, whose
     engagement_level options must then keep the others' values (else their contacts' updates are refused)."""
-    names = list(session.execute(
-        select(EngagementLevel.name).where(EngagementLevel.unit_id == unit_id).order_by(EngagementLevel.min_score)).scalars())
-    others = set(session.execute(select(EngagementLevel.name).where(EngagementLevel.unit_id != unit_id).distinct()).scalars())
+    names = list(
+        session.execute(
+            select(EngagementLevel.name).where(EngagementLevel.unit_id == unit_id).order_by(EngagementLevel.min_score)
+        ).scalars()
+    )
+    others = set(
+        session.execute(select(EngagementLevel.name).where(EngagementLevel.unit_id != unit_id).distinct()).scalars()
+    )
     return names, others

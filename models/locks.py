@@ -1,4 +1,5 @@
 """Advisory and row locks that keep scoring, configuration changes and alert examination from interleaving."""
+
 from __future__ import annotations
 
 from sqlalchemy import text
@@ -26,7 +27,9 @@ def lock_leads(session: Session, lead_pks) -> None:
     """Row-lock these leads in pk order (NO KEY UPDATE, as scoring does), not the whole OU."""
     if lead_pks and session.get_bind().dialect.name == "postgresql":
         session.execute(
-            text("SELECT count(*) FROM (SELECT 1 FROM leads WHERE pk = ANY(:pks) ORDER BY pk FOR NO KEY UPDATE) AS locked"),
+            text(
+                "SELECT count(*) FROM (SELECT 1 FROM leads WHERE pk = ANY(:pks) ORDER BY pk FOR NO KEY UPDATE) AS locked"
+            ),
             {"pks": sorted(lead_pks)},
         )
 
@@ -35,6 +38,8 @@ def lock_unit_leads(session: Session, unit_id: str) -> None:
     """Row-lock every lead of an OU in pk order (NO KEY UPDATE: ingest's foreign-key checks still pass)."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(
-            text("SELECT count(*) FROM (SELECT 1 FROM leads WHERE unit_id = :u ORDER BY pk FOR NO KEY UPDATE) AS locked"),
+            text(
+                "SELECT count(*) FROM (SELECT 1 FROM leads WHERE unit_id = :u ORDER BY pk FOR NO KEY UPDATE) AS locked"
+            ),
             {"u": unit_id},
         )

@@ -1,4 +1,5 @@
 """Merging leads of one OU: the sources' events and aliases move to the target, which is rescored from all of them."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,11 +9,11 @@ from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.events import Event, ScoreDelta
-from models.scoring import LeadScore
 from models.leads import Lead, LeadAlias, LeadDeletion
 from models.levels import LeadLevelChange
-from models.replay import replay_leads
 from models.locks import lock_unit
+from models.replay import replay_leads
+from models.scoring import LeadScore
 
 
 class MergeError(ValueError):
@@ -35,9 +36,15 @@ def merge_leads(session: Session, unit_id: str, target_id: str, source_ids: list
     if target_id in sources_wanted:
         raise MergeError(400, "sourceLeadIds", "a lead cannot be merged into itself")
     lock_unit(session, unit_id)  # exclusive: no scoring batch of this OU runs in between
-    leads = {lead.lead_id: lead for lead in session.execute(
-        select(Lead).where(Lead.unit_id == unit_id, Lead.lead_id.in_([target_id, *sources_wanted]))
-        .order_by(Lead.pk).with_for_update(key_share=True)).scalars()}
+    leads = {
+        lead.lead_id: lead
+        for lead in session.execute(
+            select(Lead)
+            .where(Lead.unit_id == unit_id, Lead.lead_id.in_([target_id, *sources_wanted]))
+            .order_by(Lead.pk)
+            .with_for_update(key_share=True)
+        ).scalars()
+    }
     target = leads.get(target_id)
     if target is None:
         raise MergeError(404, "targetLeadId", f"lead '{target_id}' not found")
@@ -49,22 +56,45 @@ def merge_leads(session: Session, unit_id: str, target_id: str, source_ids: list
     already = [i for i in sources_wanted if leads[i].merged_into]
     if already:
         raise MergeError(409, "sourceLeadIds", f"already merged: {', '.join(already)}")
-    deleting = set(session.execute(select(LeadDeletion.lead_id).where(
-        LeadDeletion.unit_id == unit_id, LeadDeletion.status == "pending", LeadDeletion.lead_id.in_(list(leads)))).scalars())
+    deleting = set(
+        session.execute(
+            select(LeadDeletion.lead_id).where(
+                LeadDeletion.unit_id == unit_id, LeadDeletion.status == "pending", LeadDeletion.lead_id.in_(list(leads))
+            )
+        ).scalars()
+    )
     if deleting:  # the deletion would take the moved events with it
         field = "targetLeadId" if target_id in deleting else "sourceLeadIds"
         raise MergeError(409, field, f"being deleted: {', '.join(sorted(deleting))}")
     source_pks = [leads[i].pk for i in sources_wanted]
-    moved_events = session.execute(update(Event).where(Event.lead_pk.in_(source_pks)).values(lead_pk=target.pk)
-                                   .execution_options(synchronize_session=False)).rowcount
-    moved_aliases = session.execute(update(LeadAlias).where(LeadAlias.lead_pk.in_(source_pks)).values(lead_pk=target.pk)
-                                    .execution_options(synchronize_session=False)).rowcount
+    moved_events = session.execute(
+        update(Event)
+        .where(Event.lead_pk.in_(source_pks))
+        .values(lead_pk=target.pk)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    moved_aliases = session.execute(
+        update(LeadAlias)
+        .where(LeadAlias.lead_pk.in_(source_pks))
+        .values(lead_pk=target.pk)
+        .execution_options(synchronize_session=False)
+    ).rowcount
     now = utcnow()
     for i in sources_wanted:
         source = leads[i]
         if source.level_id is not None:  # leaving its level is recorded like any move
-            session.add(LeadLevelChange(unit_id=unit_id, lead_pk=source.pk, from_level_id=source.level_id, to_level_id=None,
-                                        score=0, cause="merge", changed_at=now, alert_checked=True))
+            session.add(
+                LeadLevelChange(
+                    unit_id=unit_id,
+                    lead_pk=source.pk,
+                    from_level_id=source.level_id,
+                    to_level_id=None,
+                    score=0,
+                    cause="merge",
+                    changed_at=now,
+                    alert_checked=True,
+                )
+            )
         source.merged_into, source.score, source.level_id, source.level_changed_at = target_id, 0, None, now
         source.scored_through_at = source.scored_through_id = None
         source.updated_at = now

@@ -1,4 +1,5 @@
 """Applying the Alembic migrations in migrations/: the schema every process and the test suite run on."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Rescoring leads from their stored events by the ordinary scoring path (after events are deleted or merged)."""
+
 from __future__ import annotations
 
 from sqlalchemy import delete, select, update
@@ -6,10 +7,10 @@ from sqlalchemy.orm import Session
 
 from models.events import PENDING, SCORED, Event, ScoreDelta
 from models.leads import Lead
+from models.locks import lock_leads, lock_unit
 from models.reclassify import reclassify_unit
 from models.scoring import LeadScore
 from models.unit_context import load_contexts
-from models.locks import lock_leads, lock_unit
 
 
 def delete_events(session: Session, unit_id: str, ids: list[int]) -> tuple[list[int], set[int]]:
@@ -33,11 +34,19 @@ def replay_leads(session: Session, unit_id: str, lead_pks: set[int]) -> None:
     applicable = [rs.id for rs in load_contexts(session, {unit_id})[unit_id].rulesets if rs.active]
     session.execute(delete(ScoreDelta).where(ScoreDelta.lead_pk.in_(lead_pks), ScoreDelta.ruleset_id.in_(applicable)))
     session.execute(delete(LeadScore).where(LeadScore.lead_pk.in_(lead_pks), LeadScore.ruleset_id.in_(applicable)))
-    session.execute(update(Event).where(Event.lead_pk.in_(lead_pks), Event.status == SCORED).values(status=PENDING, scored_at=None)
-                    .execution_options(synchronize_session=False))
+    session.execute(
+        update(Event)
+        .where(Event.lead_pk.in_(lead_pks), Event.status == SCORED)
+        .values(status=PENDING, scored_at=None)
+        .execution_options(synchronize_session=False)
+    )
     with_events = set(session.execute(select(Event.lead_pk).where(Event.lead_pk.in_(lead_pks)).distinct()).scalars())
     emptied = lead_pks - with_events
     if emptied:
-        session.execute(update(Lead).where(Lead.pk.in_(emptied)).values(score=0, scored_through_at=None, scored_through_id=None)
-                        .execution_options(synchronize_session=False))
+        session.execute(
+            update(Lead)
+            .where(Lead.pk.in_(emptied))
+            .values(score=0, scored_through_at=None, scored_through_id=None)
+            .execution_options(synchronize_session=False)
+        )
         reclassify_unit(session, unit_id)

@@ -1,4 +1,5 @@
 """Rebuilding one ruleset's scores for a whole OU from stored events (publish, unpublish)."""
+
 from __future__ import annotations
 
 from itertools import groupby
@@ -7,14 +8,14 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
+from models.dialect import insert_for
 from models.engine import EventSpec, score_events
 from models.events import SCORED, Event, ScoreDelta
+from models.locks import lock_unit_leads
 from models.reclassify import refresh_primary_scores
 from models.scoring import PUBLISHED, LeadScore, Rule, Ruleset
-from models.unit_context import ruleset_spec, snapshot_rules
-from models.dialect import insert_for
-from models.locks import lock_unit_leads
 from models.tenancy import OrgUnit
+from models.unit_context import ruleset_spec, snapshot_rules
 
 CHUNK = 5000
 
@@ -53,9 +54,18 @@ def rescore_ruleset(session: Session, ruleset: Ruleset) -> int:
         )
         if spec.id in after:
             leads += 1
-            scores.append(dict(lead_pk=lead_pk, ruleset_id=spec.id, unit_id=unit_id, score=after[spec.id], updated_at=now))
+            scores.append(
+                dict(lead_pk=lead_pk, ruleset_id=spec.id, unit_id=unit_id, score=after[spec.id], updated_at=now)
+            )
         deltas += [
-            dict(event_id=d.event_id, ruleset_id=d.ruleset_id, lead_pk=lead_pk, rule_id=d.rule_id, delta=d.delta, score_after=d.score_after)
+            dict(
+                event_id=d.event_id,
+                ruleset_id=d.ruleset_id,
+                lead_pk=lead_pk,
+                rule_id=d.rule_id,
+                delta=d.delta,
+                score_after=d.score_after,
+            )
             for d in lead_deltas
         ]
         if len(deltas) >= CHUNK:

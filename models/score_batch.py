@@ -1,4 +1,5 @@
 """Scoring a batch of pending events: set-based reads, per-lead pure scoring, set-based writes."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -8,15 +9,15 @@ from sqlalchemy import delete, exists, select, true, update
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
+from models.dialect import insert_for
 from models.engine import EventSpec, primary_score, score_events
 from models.events import PENDING, SCORED, Event, ScoreDelta
 from models.leads import Lead
 from models.level_rules import classify
 from models.levels import LeadLevelChange
+from models.locks import lock_unit
 from models.scoring import LeadScore
 from models.unit_context import load_contexts
-from models.dialect import insert_for
-from models.locks import lock_unit
 
 
 @dataclass
@@ -52,8 +53,14 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
         r.pk: r
         for r in session.execute(
             select(
-                Lead.pk, Lead.unit_id, Lead.lead_id, Lead.score, Lead.level_id, Lead.last_event_at,
-                Lead.scored_through_at, Lead.scored_through_id,
+                Lead.pk,
+                Lead.unit_id,
+                Lead.lead_id,
+                Lead.score,
+                Lead.level_id,
+                Lead.last_event_at,
+                Lead.scored_through_at,
+                Lead.scored_through_id,
             )
             .where(Lead.pk.in_(lead_pks))
             .order_by(Lead.pk)
@@ -78,8 +85,9 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
     replay = {pk for pk, evs in by_lead.items() if _arrives_late(leads[pk], evs[0])}
     if replay:
         for e in session.execute(
-            select(Event.id, Event.lead_pk, Event.event_type, Event.occurred_at)
-            .where(Event.lead_pk.in_(replay), Event.status == SCORED)
+            select(Event.id, Event.lead_pk, Event.event_type, Event.occurred_at).where(
+                Event.lead_pk.in_(replay), Event.status == SCORED
+            )
         ):
             by_lead[e.lead_pk].append(EventSpec(e.id, e.event_type, e.occurred_at))
     current: dict[int, dict[str, int]] = defaultdict(dict)
@@ -109,7 +117,14 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
             if pk in replay or before.get(rs) != s
         ]
         delta_rows += [
-            dict(event_id=d.event_id, ruleset_id=d.ruleset_id, lead_pk=pk, rule_id=d.rule_id, delta=d.delta, score_after=d.score_after)
+            dict(
+                event_id=d.event_id,
+                ruleset_id=d.ruleset_id,
+                lead_pk=pk,
+                rule_id=d.rule_id,
+                delta=d.delta,
+                score_after=d.score_after,
+            )
             for d in deltas
         ]
         new_score = primary_score(after, ctx.primary_id)
@@ -117,8 +132,12 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
         level_id = level.id if level else None
         newest = max(evs, key=lambda e: e.order_key)
         row = dict(
-            pk=pk, score=new_score, level_id=level_id, updated_at=now,
-            scored_through_at=newest.occurred_at, scored_through_id=newest.id,
+            pk=pk,
+            score=new_score,
+            level_id=level_id,
+            updated_at=now,
+            scored_through_at=newest.occurred_at,
+            scored_through_id=newest.id,
         )
         if lead.last_event_at is None or newest.occurred_at >= lead.last_event_at:
             row.update(last_event_at=newest.occurred_at, last_event_type=newest.event_type)
@@ -130,8 +149,16 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
             if pk in loud and ctx.enters_alert_level(lead.level_id, level_id):
                 level_units.add(lead.unit_id)  # other moves are examined by the sweep, with no hurry
             change_rows.append(
-                dict(unit_id=lead.unit_id, lead_pk=pk, from_level_id=lead.level_id, to_level_id=level_id,
-                     score=new_score, cause="score", changed_at=now, alert_checked=pk not in loud)
+                dict(
+                    unit_id=lead.unit_id,
+                    lead_pk=pk,
+                    from_level_id=lead.level_id,
+                    to_level_id=level_id,
+                    score=new_score,
+                    cause="score",
+                    changed_at=now,
+                    alert_checked=pk not in loud,
+                )
             )
         lead_rows.append(row)
 
@@ -152,7 +179,9 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
     _update_leads(session, lead_rows)
     if change_rows:
         session.execute(insert_for(session, LeadLevelChange), change_rows)
-    return BatchResult(len(event_ids), len(lead_rows), len(change_rows), len(replay), changed_units, level_units, updates)
+    return BatchResult(
+        len(event_ids), len(lead_rows), len(change_rows), len(replay), changed_units, level_units, updates
+    )
 
 
 def _update_leads(session: Session, rows: list[dict]) -> None:

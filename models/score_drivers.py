@@ -1,4 +1,5 @@
 """Why a lead scores what it does: the event types that gave it the most points lately, and its last events."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -16,15 +17,20 @@ def top_drivers(session, unit_id: str, lead_pks: list[int]) -> dict[int, str]:
     """'demo_request +60, page_view +15': the event types that gave each lead the most points lately."""
     if not lead_pks:
         return {}
-    primary = session.execute(select(Ruleset.id).where(Ruleset.unit_id == unit_id, Ruleset.is_primary.is_(True))).scalar()
+    primary = session.execute(
+        select(Ruleset.id).where(Ruleset.unit_id == unit_id, Ruleset.is_primary.is_(True))
+    ).scalar()
     if primary is None:
         return {}
     points = func.sum(ScoreDelta.delta)
     rows = session.execute(
         select(ScoreDelta.lead_pk, Event.event_type, points.label("points"))
         .join(Event, Event.id == ScoreDelta.event_id)
-        .where(ScoreDelta.lead_pk.in_(lead_pks), ScoreDelta.ruleset_id == primary,
-               Event.occurred_at >= utcnow() - timedelta(days=DRIVER_DAYS))
+        .where(
+            ScoreDelta.lead_pk.in_(lead_pks),
+            ScoreDelta.ruleset_id == primary,
+            Event.occurred_at >= utcnow() - timedelta(days=DRIVER_DAYS),
+        )
         .group_by(ScoreDelta.lead_pk, Event.event_type)
     ).all()
     per_lead: dict[int, list] = {}
@@ -38,7 +44,12 @@ def top_drivers(session, unit_id: str, lead_pks: list[int]) -> dict[int, str]:
 
 def recent_events(session, lead_pk: int, limit: int = 5) -> list[tuple[str, object]]:
     """(event_type, occurred_at), newest first."""
-    return [tuple(r) for r in session.execute(
-        select(Event.event_type, Event.occurred_at).where(Event.lead_pk == lead_pk)
-        .order_by(Event.occurred_at.desc(), Event.id.desc()).limit(limit)
-    )]
+    return [
+        tuple(r)
+        for r in session.execute(
+            select(Event.event_type, Event.occurred_at)
+            .where(Event.lead_pk == lead_pk)
+            .order_by(Event.occurred_at.desc(), Event.id.desc())
+            .limit(limit)
+        )
+    ]

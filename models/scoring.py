@@ -1,4 +1,5 @@
 """Engagement rulesets, their rules, and each lead's score per ruleset."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -66,5 +67,3 @@ class LeadScore(Base):
     unit_id: Mapped[str] = mapped_column(String(36))
     score: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-

@@ -1,5 +1,6 @@
 """Slack: the organization's app, per OU the install (slack-sdk's stores on our database), the alert target and
 settings, and the alert outbox."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -68,7 +69,9 @@ class AlertSettings(Base):
 
     __tablename__ = "alert_settings"
     unit_id: Mapped[str] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"), primary_key=True)
-    alert_min_level_id: Mapped[str | None] = mapped_column(ForeignKey("engagement_levels.id", ondelete="SET NULL"), nullable=True)
+    alert_min_level_id: Mapped[str | None] = mapped_column(
+        ForeignKey("engagement_levels.id", ondelete="SET NULL"), nullable=True
+    )
     cooldown_hours: Mapped[int] = mapped_column(Integer, default=24)
     digest_on_reclassification: Mapped[bool] = mapped_column(Boolean, default=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -82,8 +85,13 @@ PENDING, SENT, FAILED, SUPPRESSED, SUMMARIZED = "pending", "sent", "failed", "su
 class SlackAlert(Base):
     __tablename__ = "slack_alerts"
     __table_args__ = (
-        Index("ix_slack_alerts_pending", "unit_id", "id", postgresql_where=text("status = 'pending'"),
-              sqlite_where=text("status = 'pending'")),
+        Index(
+            "ix_slack_alerts_pending",
+            "unit_id",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
         Index("ix_slack_alerts_lead_time", "lead_pk", "created_at"),
     )
     id: Mapped[int] = mapped_column(BIGID, primary_key=True, autoincrement=True)

@@ -1,4 +1,5 @@
 """Organizations, org units (the tenant boundary), members and API credentials."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,14 +1,15 @@
 """The named time ranges the lead and event lists filter on, as [start, end) in UTC."""
+
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 
 RANGES = ("all", "today", "yesterday", "last_24h", "last_7d", "last_30d", "last_90d")
 
 
 def range_start(name: str, now: datetime) -> tuple[datetime | None, datetime | None]:
     """Named ranges of the reference as [start, end) in UTC."""
-    midnight = datetime.combine(now.date(), time.min, tzinfo=timezone.utc)
+    midnight = datetime.combine(now.date(), time.min, tzinfo=UTC)
     return {
         "all": (None, None),
         "today": (midnight, None),

@@ -1,4 +1,5 @@
 """Loading an OU's configuration as the engine's plain specs, in one query per table."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,11 +8,11 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.engine import RuleSpec, RulesetSpec
+from models.engine import RulesetSpec, RuleSpec
 from models.level_rules import LevelSpec
-from models.slack import AlertSettings
 from models.levels import EngagementLevel
 from models.scoring import PUBLISHED, Ruleset
+from models.slack import AlertSettings
 from models.tenancy import OrgUnit
 
 DEFAULT_ALERT_LEVEL = "Hot"  # alerts default to entries into the level named Hot
@@ -35,18 +36,26 @@ class UnitContext:
 
 def snapshot_rules(rules) -> list[dict]:
     """Rules frozen at publish time, as plain JSON."""
+
     def iso(value):
         return value.isoformat() if value else None
 
     return [
-        {"id": r.id, "event_type": r.event_type, "weight": r.weight, "active": r.active,
-         "start_at": iso(r.start_at), "end_at": iso(r.end_at)}
+        {
+            "id": r.id,
+            "event_type": r.event_type,
+            "weight": r.weight,
+            "active": r.active,
+            "start_at": iso(r.start_at),
+            "end_at": iso(r.end_at),
+        }
         for r in rules
     ]
 
 
 def ruleset_spec(rs: Ruleset) -> RulesetSpec:
     """The ruleset as it scores: its own flags now, its rules as last published."""
+
     def when(value):
         return datetime.fromisoformat(value) if value else None
 
@@ -57,7 +66,9 @@ def ruleset_spec(rs: Ruleset) -> RulesetSpec:
         start_date=rs.start_date,
         end_date=rs.end_date,
         rules={
-            r["event_type"]: RuleSpec(r["id"], r["event_type"], r["weight"], r["active"], when(r["start_at"]), when(r["end_at"]))
+            r["event_type"]: RuleSpec(
+                r["id"], r["event_type"], r["weight"], r["active"], when(r["start_at"]), when(r["end_at"])
+            )
             for r in rs.published_rules or []
         },
     )
@@ -84,9 +95,18 @@ def load_contexts(session: Session, unit_ids: set[str]) -> dict[str, UnitContext
         select(EngagementLevel).where(EngagementLevel.unit_id.in_(unit_ids)).order_by(EngagementLevel.min_score)
     ).scalars():
         ctx[lv.unit_id].levels.append(LevelSpec(lv.id, lv.name, lv.min_score, lv.max_score))
-    chosen = dict(session.execute(
-        select(AlertSettings.unit_id, EngagementLevel.min_score).join(EngagementLevel, EngagementLevel.id == AlertSettings.alert_min_level_id)
-        .where(AlertSettings.unit_id.in_(unit_ids))).all())
-    for unit_id, c in ctx.items():  # the chosen alert level, else the level named Hot (models/alerts.py decides the same)
-        c.alert_bar = chosen.get(unit_id, next((lv.min_score for lv in c.levels if lv.name.lower() == DEFAULT_ALERT_LEVEL.lower()), None))
+    chosen = dict(
+        session.execute(
+            select(AlertSettings.unit_id, EngagementLevel.min_score)
+            .join(EngagementLevel, EngagementLevel.id == AlertSettings.alert_min_level_id)
+            .where(AlertSettings.unit_id.in_(unit_ids))
+        ).all()
+    )
+    for (
+        unit_id,
+        c,
+    ) in ctx.items():  # the chosen alert level, else the level named Hot (models/alerts.py decides the same)
+        c.alert_bar = chosen.get(
+            unit_id, next((lv.min_score for lv in c.levels if lv.name.lower() == DEFAULT_ALERT_LEVEL.lower()), None)
+        )
     return ctx

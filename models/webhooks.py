@@ -1,5 +1,6 @@
 """Inbound webhook sources: Standard Webhooks sources keep their signing secret encrypted (HMAC needs it back);
 Segment sources keep only a hash of their write key (it is compared, never used to sign)."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,4 +1,5 @@
 """Test fixtures on real PostgreSQL and Redis: a migrated database, a clean slate per test, real workers."""
+
 from __future__ import annotations
 
 import base64
@@ -7,7 +8,6 @@ from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import create_engine, text
-
 
 
 def xdist_worker_redis_url(url: str, worker: str | None) -> str:
@@ -19,8 +19,10 @@ def xdist_worker_redis_url(url: str, worker: str | None) -> str:
     parts = urlsplit(url)
     db = int(parts.path.strip("/") or 0) - int(worker.removeprefix("gw"))
     if db < 0:
-        raise pytest.UsageError(f"TEST_REDIS_URL {url}: xdist worker {worker} would need Redis db {db}; "
-                                "give a higher db number or fewer workers")
+        raise pytest.UsageError(
+            f"TEST_REDIS_URL {url}: xdist worker {worker} would need Redis db {db}; "
+            "give a higher db number or fewer workers"
+        )
     return urlunsplit(parts._replace(path=f"/{db}"))
 
 
@@ -38,8 +40,8 @@ os.environ.setdefault("LOG_LEVEL", "WARNING")
 os.environ.pop("LEADPULSE_BOOTSTRAP", None)
 
 from config import Settings  # noqa: E402
-from webapp import create_app  # noqa: E402
 from models.migrate import upgrade as db_upgrade  # noqa: E402
+from webapp import create_app  # noqa: E402
 
 
 def _create_database() -> None:
@@ -99,13 +101,22 @@ def wipe_statement(settings) -> str:
     engine = get_engine(settings.database_url)
     quote = engine.dialect.identifier_preparer.format_table
     with engine.connect() as conn:
-        sequences = conn.execute(text(
-            "SELECT s.oid::regclass::text FROM pg_class s JOIN pg_depend d ON d.classid = 'pg_class'::regclass "
-            "AND d.objid = s.oid AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') "
-            "JOIN pg_class t ON t.oid = d.refobjid WHERE s.relkind = 'S' AND t.relname = ANY(:tables)"),
-            {"tables": [t.name for t in tables]}).scalars().all()
-    return "; ".join([f"DELETE FROM {quote(t)}" for t in reversed(tables)]
-                     + [f"SELECT setval('{seq}', 1, false)" for seq in sequences])
+        sequences = (
+            conn.execute(
+                text(
+                    "SELECT s.oid::regclass::text FROM pg_class s JOIN pg_depend d ON d.classid = 'pg_class'::regclass "
+                    "AND d.objid = s.oid AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') "
+                    "JOIN pg_class t ON t.oid = d.refobjid WHERE s.relkind = 'S' AND t.relname = ANY(:tables)"
+                ),
+                {"tables": [t.name for t in tables]},
+            )
+            .scalars()
+            .all()
+        )
+    return "; ".join(
+        [f"DELETE FROM {quote(t)}" for t in reversed(tables)]
+        + [f"SELECT setval('{seq}', 1, false)" for seq in sequences]
+    )
 
 
 @pytest.fixture
@@ -232,8 +243,11 @@ def worker_processes(settings, tmp_path):
         full_env = {**os.environ, "LEADPULSE_SWEEP_SECONDS": "1", **{k: str(v) for k, v in env.items()}}
         for _ in range(count):
             log = open(tmp_path / f"worker-{len(procs)}.log", "wb")
-            procs.append(subprocess.Popen([sys.executable, "-m", "worker.cli", "worker"], env=full_env,
-                                          stdout=log, stderr=subprocess.STDOUT))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "worker.cli", "worker"], env=full_env, stdout=log, stderr=subprocess.STDOUT
+                )
+            )
             log.close()
         return procs
 

@@ -1,4 +1,5 @@
 """Shared test steps: configure an OU through the API the way a user would."""
+
 from __future__ import annotations
 
 import socket
@@ -73,8 +74,11 @@ def scheduled(queue):
 
 def scheduled_jobs(settings, redis_conn) -> list[tuple[str, object]]:
     """(job id, scheduled time) of every job waiting to run later, in any of the workers' queues."""
-    return [(job_id, scheduled(q).get_scheduled_time(job_id)) for q in worker_queues_of(settings, redis_conn)
-            for job_id in scheduled(q).get_job_ids()]
+    return [
+        (job_id, scheduled(q).get_scheduled_time(job_id))
+        for q in worker_queues_of(settings, redis_conn)
+        for job_id in scheduled(q).get_job_ids()
+    ]
 
 
 def settle(app, run_worker, timeout: float = 30):
@@ -151,8 +155,15 @@ def statements_sent():
 
     def counted(original):
         def call(self, query, *args, **kwargs):
-            sent.append(query if isinstance(query, str) else query.as_string(self) if hasattr(query, "as_string") else str(query))
+            sent.append(
+                query
+                if isinstance(query, str)
+                else query.as_string(self)
+                if hasattr(query, "as_string")
+                else str(query)
+            )
             return original(self, query, *args, **kwargs)
+
         return call
 
     psycopg.Cursor.execute, psycopg.Cursor.executemany = counted(execute), counted(executemany)

@@ -1,5 +1,6 @@
 """Every response the suite gets from the app, held to the OpenAPI document: its status declared for its operation,
 and an error's body in the envelope the document gives it."""
+
 from __future__ import annotations
 
 from flask.testing import FlaskClient
@@ -43,7 +44,9 @@ class Seen:
         body = response.get_json(silent=True) if response.is_json else None
         problems = ErrorSchema().validate(body) if isinstance(body, dict) else {"body": "not a JSON object"}
         if problems and len(self.bad_bodies) < 50:
-            self.bad_bodies.append(f"{where} answered {response.status_code} with {response.get_data()[:200]!r}: {problems}")
+            self.bad_bodies.append(
+                f"{where} answered {response.status_code} with {response.get_data()[:200]!r}: {problems}"
+            )
 
     def problems(self, spec: dict | None = None) -> list[str]:
         """What the document does not say about what was seen (spec: the document, by default the app's own)."""
@@ -59,8 +62,10 @@ class Seen:
             for status, example in sorted(statuses.items()):
                 response = declared.get(str(status), declared.get("default") if status == 500 else None)
                 if response is None:
-                    out.append(f"{method.upper()} {path} answered {status} ({example}) but the document declares only "
-                               f"{', '.join(k for k in declared if k != 'default')}")
+                    out.append(
+                        f"{method.upper()} {path} answered {status} ({example}) but the document declares only "
+                        f"{', '.join(k for k in declared if k != 'default')}"
+                    )
                 elif status >= 400 and _schema_ref(spec, response) != ERROR_REF:
                     out.append(f"{method.upper()} {path} documents {status} without the error envelope {ERROR_REF}")
         return out

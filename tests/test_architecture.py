@@ -1,5 +1,6 @@
 """The structure docs/architecture.md promises: layers import downward only, no import circles, no Flask in a worker,
 every job declared once in the registry, every Redis key spelled in one module."""
+
 from __future__ import annotations
 
 import ast
@@ -12,13 +13,16 @@ from rq.utils import import_attribute
 
 from integrations import redis_keys
 from worker import jobs
-from worker.registry import JOBS, FAILURE_TTL, RESULT_TTL, urgent_queue
+from worker.registry import FAILURE_TTL, JOBS, RESULT_TTL, urgent_queue
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = {"config": 0, "models": 1, "integrations": 2, "worker": 3, "webapp": 4}
 PACKAGES = ("models", "integrations", "worker", "webapp")
-MODULES = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
-           for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
+MODULES = {
+    ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+    for pkg in PACKAGES
+    for p in (ROOT / pkg).rglob("*.py")
+}
 
 
 def _modules():
@@ -52,13 +56,19 @@ def _module_level_imports(tree) -> set[str]:
 def _graph() -> dict[str, set[str]]:
     modules = dict(_modules())
     names = set(modules) | {"config"}
-    return {name: {m for m in _module_level_imports(tree) if m in names and m != name} for name, tree in modules.items()}
+    return {
+        name: {m for m in _module_level_imports(tree) if m in names and m != name} for name, tree in modules.items()
+    }
 
 
 def test_layers_import_downward_only():
     """models < integrations < worker < webapp: a lower layer never imports a higher one."""
-    wrong = [(mod, dep) for mod, deps in _graph().items() for dep in deps
-             if LAYERS[dep.split(".")[0]] > LAYERS[mod.split(".")[0]]]
+    wrong = [
+        (mod, dep)
+        for mod, deps in _graph().items()
+        for dep in deps
+        if LAYERS[dep.split(".")[0]] > LAYERS[mod.split(".")[0]]
+    ]
     assert wrong == []
 
 
@@ -70,7 +80,7 @@ def test_no_import_circles():
         state[node] = "open"
         for dep in graph.get(node, ()):
             if state.get(dep) == "open":
-                cycles.append(path[path.index(dep):] + [dep])
+                cycles.append(path[path.index(dep) :] + [dep])
             elif dep not in state:
                 visit(dep, [*path, dep])
         state[node] = "done"
@@ -83,16 +93,23 @@ def test_no_import_circles():
 
 def test_a_worker_imports_no_flask():
     """`leadpulse worker` loads the command line and every job, and none of the web stack."""
-    code = ("import sys, worker.cli, worker.jobs, worker.sweep, worker.process; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'flask', 'flask_smorest', 'werkzeug', 'webapp', 'webargs'}))")
+    code = (
+        "import sys, worker.cli, worker.jobs, worker.sweep, worker.process; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'flask', 'flask_smorest', 'werkzeug', 'webapp', 'webargs'}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
 
 
 def test_every_job_is_declared_and_found_by_rq_at_its_name():
     declared = {spec.name for spec in JOBS.values()}
-    assert declared == {"worker.jobs.score_slot", "worker.jobs.sync_hubspot_options", "worker.jobs.sync_hubspot_contacts",
-                        "worker.jobs.deliver_slack_alerts", "worker.jobs.delete_lead"}
+    assert declared == {
+        "worker.jobs.score_slot",
+        "worker.jobs.sync_hubspot_options",
+        "worker.jobs.sync_hubspot_contacts",
+        "worker.jobs.deliver_slack_alerts",
+        "worker.jobs.delete_lead",
+    }
     for spec in JOBS.values():
         assert import_attribute(spec.name) is spec  # what RQ resolves a queued job's function to
         assert spec.timeout > 0 and spec.description
@@ -118,13 +135,22 @@ def test_redis_keys_are_spelled_only_in_redis_keys():
         if name == "integrations.redis_keys":
             continue
         for node in ast.walk(tree):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and (
-                    node.value.startswith(("leadpulse:", "rq:")) and node.value != "leadpulse:"):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and (node.value.startswith(("leadpulse:", "rq:")) and node.value != "leadpulse:")
+            ):
                 offenders.append((name, node.value))
-            if isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant) and \
-                    str(node.values[0].value).startswith(("leadpulse:", "rq:")):
+            if (
+                isinstance(node, ast.JoinedStr)
+                and node.values
+                and isinstance(node.values[0], ast.Constant)
+                and str(node.values[0].value).startswith(("leadpulse:", "rq:"))
+            ):
                 offenders.append((name, ast.unparse(node)))
-    assert offenders == [("integrations.secretbox", "f'leadpulse:{purpose}:{secret_key}'")]  # a key derivation, not Redis
+    assert offenders == [
+        ("integrations.secretbox", "f'leadpulse:{purpose}:{secret_key}'")
+    ]  # a key derivation, not Redis
     assert len({family.pattern for family in redis_keys.ALL}) == len(redis_keys.ALL)
 
 
@@ -134,7 +160,9 @@ def test_imports_inside_functions_are_only_the_justified_ones():
     for name, tree in _modules():
         for fn in ast.walk(tree):
             if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                found.update((name, ast.unparse(node)) for node in ast.walk(fn) if isinstance(node, (ast.Import, ast.ImportFrom)))
+                found.update(
+                    (name, ast.unparse(node)) for node in ast.walk(fn) if isinstance(node, (ast.Import, ast.ImportFrom))
+                )
     assert found == {
         ("webapp", "from webapp.resources import all_blueprints"),  # the blueprints import this package back
         ("webapp.offload", "from gevent import get_hub, monkey"),  # gevent only under gevent workers

@@ -1,4 +1,5 @@
 """Auth (Basic credentials, member JWT), org units, active OU, secrets, and the tenant boundary."""
+
 import base64
 
 import jwt

@@ -1,4 +1,5 @@
 """Every JSON endpoint: malformed JSON, wrong content type and non-object bodies are clean 4xx, never 500."""
+
 import pytest
 from sqlalchemy import func, select
 
@@ -30,8 +31,10 @@ JSON_ENDPOINTS = [
 
 def snapshot(app):
     with app.extensions["leadpulse"].Session() as s:
-        return tuple(s.execute(select(func.count()).select_from(m)).scalar()
-                     for m in (Event, Lead, EngagementLevel, Ruleset, Rule, ApiCredential, OrgUnit))
+        return tuple(
+            s.execute(select(func.count()).select_from(m)).scalar()
+            for m in (Event, Lead, EngagementLevel, Ruleset, Rule, ApiCredential, OrgUnit)
+        )
 
 
 @pytest.fixture

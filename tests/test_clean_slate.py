@@ -1,4 +1,5 @@
 """The per-test clean slate: it empties every table the migrations create, except Alembic's own record."""
+
 from sqlalchemy import inspect, text
 
 from tests.conftest import model_tables
@@ -11,7 +12,6 @@ def test_the_models_declare_every_table_the_migrations_create(settings, clean):
     declared = {t.name for t in model_tables()}
     assert live - declared == {"alembic_version"}  # Alembic's record is the one table the slate must keep
     assert declared <= live
-
 
 
 def test_the_migrations_create_the_columns_indexes_and_keys_the_models_declare(settings):
@@ -27,6 +27,7 @@ def test_the_migrations_create_the_columns_indexes_and_keys_the_models_declare(s
     with get_engine(settings.database_url).connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
 
+
 def test_the_clean_slate_empties_every_table_restarts_ids_and_keeps_the_schema_version(settings, api, wipe_statement):
     from models.db import get_engine
 
@@ -36,7 +37,9 @@ def test_the_clean_slate_empties_every_table_restarts_ids_and_keeps_the_schema_v
         assert conn.execute(text("SELECT count(*) FROM events")).scalar() == 1
         conn.exec_driver_sql(wipe_statement)
         left = {t.name: conn.execute(text(f'SELECT count(*) FROM "{t.name}"')).scalar() for t in model_tables()}
-        sequences = conn.execute(text("SELECT sequencename, last_value FROM pg_sequences WHERE schemaname = 'public'")).all()
+        sequences = conn.execute(
+            text("SELECT sequencename, last_value FROM pg_sequences WHERE schemaname = 'public'")
+        ).all()
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == version
     assert {name: n for name, n in left.items() if n} == {}
     assert ("events_id_seq", None) in sequences and ("leads_pk_seq", None) in sequences  # never used since the restart

@@ -1,4 +1,5 @@
 """The leadpulse command: bootstrap output, first-start bootstrap, migrations on a fresh database."""
+
 import json
 import os
 import subprocess
@@ -12,8 +13,14 @@ from worker.cli import bootstrap_on_first_start
 
 
 def run_cli(*args, env=None, stdin=None):
-    return subprocess.run([sys.executable, "-m", "worker.cli", *args], capture_output=True, text=True, input=stdin,
-                          env={**os.environ, **(env or {})}, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
 
 
 def test_bootstrap_prints_the_contract_json(clean, client):
@@ -57,7 +64,16 @@ def test_bad_integer_setting_is_a_clear_error():
 
 def test_member_add_gives_an_existing_organization_a_login(clean, client, tenant):
     secret = "a long passphrase"
-    r = run_cli("member", "add", "--org", tenant.org_id, "--email", " Newcomer@Acme.io ", "--password-stdin", stdin=secret + "\n")
+    r = run_cli(
+        "member",
+        "add",
+        "--org",
+        tenant.org_id,
+        "--email",
+        " Newcomer@Acme.io ",
+        "--password-stdin",
+        stdin=secret + "\n",
+    )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["org_id"] == tenant.org_id and out["email"] == "newcomer@acme.io"
@@ -72,31 +88,50 @@ def test_member_add_gives_an_existing_organization_a_login(clean, client, tenant
 
 
 def test_member_add_by_organization_name_in_named_units(clean, client, tenant, other_tenant):
-    assert run_cli("bootstrap", "--org", "Globex", "--unit", "West").returncode == 0  # a second Globex: its name is ambiguous
+    assert (
+        run_cli("bootstrap", "--org", "Globex", "--unit", "West").returncode == 0
+    )  # a second Globex: its name is ambiguous
     r = run_cli("member", "add", "--org", "Globex", "--email", "v@globex.io", "--password", "viewer-pass-1")
-    assert r.returncode != 0 and "several organizations are named 'Globex'" in r.stderr and "viewer-pass-1" not in r.stderr
-    r = run_cli("member", "add", "--org", "Acme", "--email", "v@acme.io", "--password", "viewer-pass-1", "--unit", "Main")
+    assert (
+        r.returncode != 0 and "several organizations are named 'Globex'" in r.stderr and "viewer-pass-1" not in r.stderr
+    )
+    r = run_cli(
+        "member", "add", "--org", "Acme", "--email", "v@acme.io", "--password", "viewer-pass-1", "--unit", "Main"
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["units"] == [{"unit_id": tenant.unit_id, "name": "Main", "role": "Owner"}]
     assert "viewer-pass-1" not in r.stdout + r.stderr
     token = client.post("/auth/login", json={"email": "v@acme.io", "password": "viewer-pass-1"}).json["token"]
-    assert client.post("/org-units/active", json={"ouId": other_tenant.unit_id},
-                       headers={"Authorization": f"Bearer {token}"}).status_code == 404  # only Acme's OU
+    assert (
+        client.post(
+            "/org-units/active", json={"ouId": other_tenant.unit_id}, headers={"Authorization": f"Bearer {token}"}
+        ).status_code
+        == 404
+    )  # only Acme's OU
 
 
 def test_member_add_refuses_clearly_and_writes_nothing(clean, tenant, app):
     from models.tenancy import Member
 
     cases = [
-        (["--org", "Nobody Inc", "--email", "a@x.io", "--password", "good-password"], "no organization has the id or name 'Nobody Inc'"),
+        (
+            ["--org", "Nobody Inc", "--email", "a@x.io", "--password", "good-password"],
+            "no organization has the id or name 'Nobody Inc'",
+        ),
         (["--org", "Acme", "--email", tenant.email.upper(), "--password", "good-password"], "already exists"),
         (["--org", "Acme", "--email", "b@x.io", "--password", "short"], "too short"),
         (["--org", "Acme", "--email", "b@x.io", "--password", "        "], "empty"),
         (["--org", "Acme", "--email", "b@x.io", "--password-stdin"], "empty"),
         (["--org", "Acme", "--email", "bertrand@x.io", "--password", "Bertrand@x.io"], "must not be the email"),
         (["--org", "Acme", "--email", "not-an-email", "--password", "good-password"], "not an email address"),
-        (["--org", "Acme", "--email", "b@x.io", "--password", "good-password", "--role", "Viewer"], "unrecognized arguments: --role"),
-        (["--org", "Acme", "--email", "b@x.io", "--password", "good-password", "--unit", "Nowhere"], "no OUs with the id or name 'Nowhere'"),
+        (
+            ["--org", "Acme", "--email", "b@x.io", "--password", "good-password", "--role", "Viewer"],
+            "unrecognized arguments: --role",
+        ),
+        (
+            ["--org", "Acme", "--email", "b@x.io", "--password", "good-password", "--unit", "Nowhere"],
+            "no OUs with the id or name 'Nowhere'",
+        ),
         (["--org", "Acme", "--email", "b@x.io"], "--password"),
         (["--org", "Acme", "--email", "b@x.io", "--password", "good-password", "--password-stdin"], "not allowed with"),
     ]

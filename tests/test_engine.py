@@ -1,12 +1,13 @@
 """The pure scoring engine and level rules: order, floor, windows, classification, validation."""
-from datetime import datetime, timedelta, timezone
+
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from models.engine import EventSpec, RuleSpec, RulesetSpec, primary_score, score_events
+from models.engine import EventSpec, RulesetSpec, RuleSpec, primary_score, score_events
 from models.level_rules import LevelSpec, LevelTableError, classify, validate_table
 
-T0 = datetime(2025, 8, 15, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 8, 15, 12, 0, tzinfo=UTC)
 
 
 def ruleset(rid="rs", published=True, active=True, start=None, end=None, **weights):
@@ -77,10 +78,28 @@ def test_primary_score():
     assert primary_score({}, "a") == 0
 
 
-LEVELS = [LevelSpec("c", "Cold", 0, 24), LevelSpec("w", "Warm", 25, 49), LevelSpec("h", "Hot", 50, 74), LevelSpec("v", "Very Hot", 75, None)]
+LEVELS = [
+    LevelSpec("c", "Cold", 0, 24),
+    LevelSpec("w", "Warm", 25, 49),
+    LevelSpec("h", "Hot", 50, 74),
+    LevelSpec("v", "Very Hot", 75, None),
+]
 
 
-@pytest.mark.parametrize("score,name", [(0, "Cold"), (20, "Cold"), (24, "Cold"), (25, "Warm"), (35, "Warm"), (65, "Hot"), (74, "Hot"), (75, "Very Hot"), (10**6, "Very Hot")])
+@pytest.mark.parametrize(
+    "score,name",
+    [
+        (0, "Cold"),
+        (20, "Cold"),
+        (24, "Cold"),
+        (25, "Warm"),
+        (35, "Warm"),
+        (65, "Hot"),
+        (74, "Hot"),
+        (75, "Very Hot"),
+        (10**6, "Very Hot"),
+    ],
+)
 def test_classify_reference_example(score, name):
     assert classify(score, LEVELS).name == name
 

@@ -1,4 +1,5 @@
 """The event schema's fast path for plain events must give exactly what the full marshmallow load gives."""
+
 import itertools
 
 import pytest
@@ -9,24 +10,82 @@ from webapp.services.event_input import EventInSchema
 SCHEMA = EventInSchema()
 BASE = [
     {"lead_id": "lead-1", "event_type": "page_view"},
-    {"lead_id": "L", "event_type": "Form Submitted: demo", "event_id": "k-1", "metadata": {"url": "/p", "n": 3, "x": [1, {"a": None}]}},
-    {"aliases": [{"alias_kind": "email", "raw_value": " Ann@Example.COM "}], "event_type": "email.open", "timestamp": "2026-11-20T10:00:00Z"},
-    {"lead_id": "L", "aliases": [{"alias_kind": "cookie", "raw_value": "c"}, {"alias_kind": "phone", "raw_value": "+1 555"}],
-     "event_type": "x", "timestamp": "2026-11-20T10:00:00.123456+02:00", "metadata": {}},
+    {
+        "lead_id": "L",
+        "event_type": "Form Submitted: demo",
+        "event_id": "k-1",
+        "metadata": {"url": "/p", "n": 3, "x": [1, {"a": None}]},
+    },
+    {
+        "aliases": [{"alias_kind": "email", "raw_value": " Ann@Example.COM "}],
+        "event_type": "email.open",
+        "timestamp": "2026-11-20T10:00:00Z",
+    },
+    {
+        "lead_id": "L",
+        "aliases": [{"alias_kind": "cookie", "raw_value": "c"}, {"alias_kind": "phone", "raw_value": "+1 555"}],
+        "event_type": "x",
+        "timestamp": "2026-11-20T10:00:00.123456+02:00",
+        "metadata": {},
+    },
 ]
 VALUES = [
-    None, 0, 1.5, True, "", "a", "x" * 100, "x" * 101, "x" * 200, "x" * 201, "x" * 320, "x" * 321, "DECAY", "bad/type",
-    "ünïcode", "nul\x00", "\ud800", [], ["a"], {}, {"a": 1}, {"a": "\x00"}, {"\x00": 1},
-    "2026-11-20T10:00:00Z", "2026-11-20T10:00:00", "2026-11-20", "20261120", "9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00",
+    None,
+    0,
+    1.5,
+    True,
+    "",
+    "a",
+    "x" * 100,
+    "x" * 101,
+    "x" * 200,
+    "x" * 201,
+    "x" * 320,
+    "x" * 321,
+    "DECAY",
+    "bad/type",
+    "ünïcode",
+    "nul\x00",
+    "\ud800",
+    [],
+    ["a"],
+    {},
+    {"a": 1},
+    {"a": "\x00"},
+    {"\x00": 1},
+    "2026-11-20T10:00:00Z",
+    "2026-11-20T10:00:00",
+    "2026-11-20",
+    "20261120",
+    "9999-12-31T23:59:59-01:00",
+    "0001-01-01T00:00:00+01:00",
 ]
 ALIASES = [
-    [], [{"alias_kind": "email", "raw_value": "a@b.c"}], [{"alias_kind": "fax", "raw_value": "1"}],
-    [{"alias_kind": "email", "raw_value": ""}], [{"alias_kind": "email", "raw_value": "x" * 321}],
-    [{"alias_kind": "email", "raw_value": 5}], [{"alias_kind": "email"}], [{"alias_kind": "email", "raw_value": "a", "x": 1}],
-    ["a@b.c"], [None], [{"alias_kind": "cookie", "raw_value": str(i)} for i in range(20)],
-    [{"alias_kind": "cookie", "raw_value": str(i)} for i in range(21)], {"alias_kind": "email", "raw_value": "a"},
+    [],
+    [{"alias_kind": "email", "raw_value": "a@b.c"}],
+    [{"alias_kind": "fax", "raw_value": "1"}],
+    [{"alias_kind": "email", "raw_value": ""}],
+    [{"alias_kind": "email", "raw_value": "x" * 321}],
+    [{"alias_kind": "email", "raw_value": 5}],
+    [{"alias_kind": "email"}],
+    [{"alias_kind": "email", "raw_value": "a", "x": 1}],
+    ["a@b.c"],
+    [None],
+    [{"alias_kind": "cookie", "raw_value": str(i)} for i in range(20)],
+    [{"alias_kind": "cookie", "raw_value": str(i)} for i in range(21)],
+    {"alias_kind": "email", "raw_value": "a"},
 ]
-FIELDS = ["lead_id", "event_type", "event_id", "timestamp", "metadata", "aliases", "alias", "alias_kind", "unknown_field"]
+FIELDS = [
+    "lead_id",
+    "event_type",
+    "event_id",
+    "timestamp",
+    "metadata",
+    "aliases",
+    "alias",
+    "alias_kind",
+    "unknown_field",
+]
 
 
 def cases():
@@ -76,8 +135,16 @@ def test_metadata_within_agrees_with_the_measured_size():
     chars = ["a", "\x01", "é", "😀", '"', "\\", "\n", "\u2028"]
     text = lambda n: "".join(rng.choice(chars) for _ in range(rng.randrange(n)))
     for _ in range(5000):
-        values = [lambda: text(30), lambda: rng.randrange(-10**29, 10**29), lambda: rng.random() * 10**rng.randrange(-300, 300),
-                  lambda: True, lambda: None, lambda: 10**40, lambda: [text(5)], lambda: {"n": text(5)}]
+        values = [
+            lambda: text(30),
+            lambda: rng.randrange(-(10**29), 10**29),
+            lambda: rng.random() * 10 ** rng.randrange(-300, 300),
+            lambda: True,
+            lambda: None,
+            lambda: 10**40,
+            lambda: [text(5)],
+            lambda: {"n": text(5)},
+        ]
         metadata = {text(8): rng.choice(values)() for _ in range(rng.randrange(6))}
         limit = rng.randrange(400)
         assert metadata_within(metadata, limit) == (metadata_size(metadata) <= limit), (metadata, limit)

@@ -1,4 +1,5 @@
 """The real hubspot-api-client and slack-sdk against the local fakes: proves the fakes speak the services' contracts."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,8 @@ from hubspot.crm.contacts import (
     FilterGroup,
     PublicObjectSearchRequest,
     SimplePublicObjectBatchInput,
-    SimplePublicObjectId,
     SimplePublicObjectBatchInputForCreate,
+    SimplePublicObjectId,
 )
 from hubspot.crm.properties import ApiException as PropertiesApiException
 from hubspot.crm.properties import Option, PropertyCreate, PropertyGroupCreate, PropertyUpdate
@@ -49,9 +50,14 @@ def hubspot_client(fake: FakeHubSpot, token: str = TOKEN, **kw) -> hubspot.Clien
 
 
 def read_by_email(client, emails):
-    return client.crm.contacts.batch_api.read(BatchReadInputSimplePublicObjectId(
-        id_property="email", properties=["email"], properties_with_history=[],
-        inputs=[SimplePublicObjectId(id=e) for e in emails]))
+    return client.crm.contacts.batch_api.read(
+        BatchReadInputSimplePublicObjectId(
+            id_property="email",
+            properties=["email"],
+            properties_with_history=[],
+            inputs=[SimplePublicObjectId(id=e) for e in emails],
+        )
+    )
 
 
 def update(client, changes: dict, **kw):
@@ -71,14 +77,28 @@ def ensure_properties(client, options=LEVELS) -> list[int]:
         conflicts.append(exc.status)
     specs = [
         ("engagement_score", "number", "number", None),
-        ("engagement_level", "enumeration", "select", [Option(value=v, label=l, hidden=False, display_order=i) for i, (v, l) in enumerate(options)]),
+        (
+            "engagement_level",
+            "enumeration",
+            "select",
+            [Option(value=v, label=label, hidden=False, display_order=i) for i, (v, label) in enumerate(options)],
+        ),
         ("engagement_level_changed_at", "datetime", "date", None),
         ("engagement_top_drivers", "string", "textarea", None),
     ]
     for name, ptype, ftype, opts in specs:
         try:
-            props.core_api.create("contacts", PropertyCreate(name=name, label=name.replace("_", " ").title(), type=ptype,
-                                                             field_type=ftype, group_name="leadpulse", options=opts))
+            props.core_api.create(
+                "contacts",
+                PropertyCreate(
+                    name=name,
+                    label=name.replace("_", " ").title(),
+                    type=ptype,
+                    field_type=ftype,
+                    group_name="leadpulse",
+                    options=opts,
+                ),
+            )
         except PropertiesApiException as exc:
             if exc.status != 409:
                 raise
@@ -107,14 +127,24 @@ def test_properties_are_created_idempotently_and_options_follow_levels(hs):
     assert ensure_properties(client) == [409] * 5
     assert "leadpulse" in hs.groups
     assert {n: hs.properties[n]["type"] for n in hs.properties if hs.properties[n]["groupName"] == "leadpulse"} == {
-        "engagement_score": "number", "engagement_level": "enumeration",
-        "engagement_level_changed_at": "datetime", "engagement_top_drivers": "string"}
+        "engagement_score": "number",
+        "engagement_level": "enumeration",
+        "engagement_level_changed_at": "datetime",
+        "engagement_top_drivers": "string",
+    }
     conflict = next(r for r in hs.requests if r.status == 409 and r.path == "/crm/v3/properties/contacts")
     assert conflict.body["name"] == "engagement_score"
 
     new_levels = [("cold", "Cold"), ("warm", "Warm"), ("hot", "Hot"), ("on_fire", "On fire")]
-    client.crm.properties.core_api.update("contacts", "engagement_level", PropertyUpdate(
-        options=[Option(value=v, label=l, hidden=False, display_order=i) for i, (v, l) in enumerate(new_levels)]))
+    client.crm.properties.core_api.update(
+        "contacts",
+        "engagement_level",
+        PropertyUpdate(
+            options=[
+                Option(value=v, label=label, hidden=False, display_order=i) for i, (v, label) in enumerate(new_levels)
+            ]
+        ),
+    )
     fetched = client.crm.properties.core_api.get_by_name("contacts", "engagement_level")
     assert [o.value for o in fetched.options] == ["cold", "warm", "hot", "on_fire"]
     with pytest.raises(PropertiesApiException) as err:
@@ -142,8 +172,14 @@ def test_batch_read_by_email_surfaces_207_as_with_errors_model(hs):
 def test_batch_update_takes_100_and_rejects_101(hs):
     client = hubspot_client(hs)
     ensure_properties(client)
-    created = client.crm.contacts.batch_api.create(BatchInputSimplePublicObjectBatchInputForCreate(inputs=[
-        SimplePublicObjectBatchInputForCreate(properties={"email": f"lead{i}@example.com"}, associations=[]) for i in range(101)][:100]))
+    created = client.crm.contacts.batch_api.create(
+        BatchInputSimplePublicObjectBatchInputForCreate(
+            inputs=[
+                SimplePublicObjectBatchInputForCreate(properties={"email": f"lead{i}@example.com"}, associations=[])
+                for i in range(101)
+            ][:100]
+        )
+    )
     ids = [c.id for c in created.results]
     assert len(ids) == 100 and len(hs.contacts) == 100
 
@@ -169,8 +205,11 @@ def test_batch_update_unknown_ids_207_and_invalid_values_400(hs):
     assert partial.errors[0].context == {"ids": ["999999"]}
     assert hs.contacts[known]["properties"]["engagement_score"] == "12.5"
 
-    for bad, code in (({"engagement_level": "lukewarm"}, "INVALID_OPTION"), ({"engagement_score": "lots"}, "INVALID_FLOAT"),
-                      ({"no_such_prop": "1"}, "PROPERTY_DOESNT_EXIST")):
+    for bad, code in (
+        ({"engagement_level": "lukewarm"}, "INVALID_OPTION"),
+        ({"engagement_score": "lots"}, "INVALID_FLOAT"),
+        ({"no_such_prop": "1"}, "PROPERTY_DOESNT_EXIST"),
+    ):
         with pytest.raises(ApiException) as err:
             update(client, {known: {"engagement_score": "99", **bad}})
         body = json.loads(err.value.body)
@@ -182,8 +221,11 @@ def test_batch_create_conflict_on_existing_email(hs):
     client = hubspot_client(hs)
     existing = hs.add_contact("ada@example.com")
     with pytest.raises(ApiException) as err:
-        client.crm.contacts.batch_api.create(BatchInputSimplePublicObjectBatchInputForCreate(inputs=[
-            SimplePublicObjectBatchInputForCreate(properties={"email": "Ada@Example.com"}, associations=[])]))
+        client.crm.contacts.batch_api.create(
+            BatchInputSimplePublicObjectBatchInputForCreate(
+                inputs=[SimplePublicObjectBatchInputForCreate(properties={"email": "Ada@Example.com"}, associations=[])]
+            )
+        )
     assert err.value.status == 409
     assert json.loads(err.value.body)["message"] == f"Contact already exists. Existing ID: {existing}"
     assert len(hs.contacts) == 1
@@ -201,9 +243,15 @@ def test_list_and_search_paginate_through_all_contacts(hs):
 
     found, after = [], None
     while True:
-        page = client.crm.contacts.search_api.do_search(PublicObjectSearchRequest(
-            filter_groups=[FilterGroup(filters=[Filter(property_name="email", operator="HAS_PROPERTY")])],
-            properties=["email"], limit=100, after=after, sorts=[]))
+        page = client.crm.contacts.search_api.do_search(
+            PublicObjectSearchRequest(
+                filter_groups=[FilterGroup(filters=[Filter(property_name="email", operator="HAS_PROPERTY")])],
+                properties=["email"],
+                limit=100,
+                after=after,
+                sorts=[],
+            )
+        )
         assert page.total == 250
         found += [c.id for c in page.results]
         if page.paging is None:
@@ -217,8 +265,9 @@ def test_ten_secondly_rate_limit_per_token(hs):
     client = hubspot_client(hs)
     remaining = []
     for _ in range(3):
-        _, status, headers = client.crm.contacts.batch_api.read_with_http_info(BatchReadInputSimplePublicObjectId(
-            inputs=[], properties=[], properties_with_history=[]))
+        _, status, headers = client.crm.contacts.batch_api.read_with_http_info(
+            BatchReadInputSimplePublicObjectId(inputs=[], properties=[], properties_with_history=[])
+        )
         remaining.append(headers["X-HubSpot-RateLimit-Remaining"])
     assert remaining == ["2", "1", "0"]
 
@@ -231,7 +280,9 @@ def test_ten_secondly_rate_limit_per_token(hs):
     assert err.value.headers["X-HubSpot-RateLimit-Interval-Milliseconds"] == "10000"
     assert 1 <= int(err.value.headers["Retry-After"]) <= 10
 
-    assert read_by_email(hubspot_client(hs, token="other-token"), ["a@example.com"]).num_errors == 1  # other token has its own window
+    assert (
+        read_by_email(hubspot_client(hs, token="other-token"), ["a@example.com"]).num_errors == 1
+    )  # other token has its own window
 
 
 def test_daily_limit_is_a_distinct_policy(hs):
@@ -269,7 +320,9 @@ def test_injected_429_body_and_urllib3_default_retry_behaviour(hs):
         read_by_email(client, ["a@example.com"])
     assert err.value.status == 429 and json.loads(err.value.body)["policyName"] == "TEN_SECONDLY_ROLLING"
 
-    retrying = hubspot_client(hs, retry=Retry(total=3, status_forcelist=[429, 500, 502, 503], allowed_methods=None, backoff_factor=0))
+    retrying = hubspot_client(
+        hs, retry=Retry(total=3, status_forcelist=[429, 500, 502, 503], allowed_methods=None, backoff_factor=0)
+    )
     hs.fail_next(2, 503, path="/crm/v3/objects/contacts/batch/read")
     before = len(hs.requests)
     assert read_by_email(retrying, ["a@example.com"]).num_errors == 1
@@ -289,7 +342,9 @@ def test_hang_times_out_client_while_server_still_applies_the_write(hs):
         update(client, {cid: {"engagement_score": "5"}}, _request_timeout=0.2)
     assert time.monotonic() - started < 0.6
     hs.wait_for(lambda: hs.requests_to("/crm/v3/objects/contacts/batch/update")[-1].status is not None)
-    assert hs.contacts[cid]["properties"]["engagement_score"] == "5"  # the outcome is unknown to the client: retries must be idempotent
+    assert (
+        hs.contacts[cid]["properties"]["engagement_score"] == "5"
+    )  # the outcome is unknown to the client: retries must be idempotent
 
 
 # ---------------------------------------------------------------- Slack
@@ -319,8 +374,18 @@ def test_slack_post_message_is_recorded_with_blocks(slack):
     blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "*Ada* entered *Hot*"}}]
     sent = web(slack).chat_postMessage(channel="#sales-alerts", text="Ada entered Hot", blocks=blocks)
     assert sent["channel"] == cid
-    assert slack.messages == [{"channel": cid, "channel_name": "sales-alerts", "text": "Ada entered Hot", "blocks": blocks,
-                               "ts": sent["ts"], "team_id": "T0000TEST", "args": slack.messages[0]["args"], "metadata": None}]
+    assert slack.messages == [
+        {
+            "channel": cid,
+            "channel_name": "sales-alerts",
+            "text": "Ada entered Hot",
+            "blocks": blocks,
+            "ts": sent["ts"],
+            "team_id": "T0000TEST",
+            "args": slack.messages[0]["args"],
+            "metadata": None,
+        }
+    ]
     assert slack.requests[-1].headers["Content-Type"].startswith("application/json")
 
 
@@ -329,7 +394,11 @@ def test_slack_channel_errors_raise_and_record_nothing(slack):
     outsider = slack.add_channel("private-ish", member=False)
     broken = slack.add_channel("broken")
     slack.fail_channel(broken)
-    for channel, error in (("C999", "channel_not_found"), (outsider, "not_in_channel"), ("#broken", "channel_not_found")):
+    for channel, error in (
+        ("C999", "channel_not_found"),
+        (outsider, "not_in_channel"),
+        ("#broken", "channel_not_found"),
+    ):
         with pytest.raises(SlackApiError) as err:
             client.chat_postMessage(channel=channel, text="hello")
         assert (err.value.response.status_code, err.value.response["error"]) == (200, error)
@@ -374,7 +443,9 @@ def test_slack_ratelimited_without_retry_handler(slack):
 def test_slack_ratelimited_with_retry_handler_delivers_once(slack):
     slack.add_channel("sales")
     slack.fail_next(1, 429, method="chat.postMessage", retry_after=0)
-    sent = web(slack, retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=1)]).chat_postMessage(channel="sales", text="x")
+    sent = web(slack, retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=1)]).chat_postMessage(
+        channel="sales", text="x"
+    )
     assert sent["ok"]
     assert [r.status for r in slack.requests_to("/api/chat.postMessage")] == [429, 200]
     assert len(slack.messages) == 1
@@ -411,13 +482,18 @@ def test_slack_oauth_v2_access_exchange(slack):
 
 def test_slack_authorize_redirect_round_trip(slack):
     redirect = "http://127.0.0.1:9/integrations/slack/callback"
-    url = AuthorizeUrlGenerator(client_id=slack.client_id, scopes=["chat:write"], redirect_uri=redirect,
-                                authorization_url=f"{slack.url}/oauth/v2/authorize").generate(state="s-123")
+    url = AuthorizeUrlGenerator(
+        client_id=slack.client_id,
+        scopes=["chat:write"],
+        redirect_uri=redirect,
+        authorization_url=f"{slack.url}/oauth/v2/authorize",
+    ).generate(state="s-123")
     answer = requests.get(url, allow_redirects=False, timeout=5)
     assert answer.status_code == 302
     location = urlparse(answer.headers["Location"])
     params = parse_qs(location.query)
     assert (f"{location.scheme}://{location.netloc}{location.path}", params["state"]) == (redirect, ["s-123"])
     grant = WebClient(base_url=slack.base_url).oauth_v2_access(
-        client_id=slack.client_id, client_secret=slack.client_secret, code=params["code"][0], redirect_uri=redirect)
+        client_id=slack.client_id, client_secret=slack.client_secret, code=params["code"][0], redirect_uri=redirect
+    )
     assert grant["access_token"].startswith("xoxb-")

@@ -1,4 +1,5 @@
 """Inputs that once reached the database or the parser raw: each must be a clean 4xx, never a 500."""
+
 import base64
 
 from tests.auth_helpers import member_client
@@ -38,7 +39,9 @@ def test_lone_surrogates_are_refused(api, client):
     ]:
         r = post_raw(api, path, raw)
         assert r.status_code == 400 and field in r.json["error"]["details"], (path, r.json)
-    r = client.post("/auth/login", data='{"email": "a@b.io", "password": "\\ud800"}', headers={"Content-Type": "application/json"})
+    r = client.post(
+        "/auth/login", data='{"email": "a@b.io", "password": "\\ud800"}', headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 400 and "password" in r.json["error"]["details"]
 
 
@@ -53,8 +56,13 @@ def test_out_of_range_timestamps_and_scores(api):
 
 
 def test_hostile_authorization_and_cookies(client, tenant):
-    for value in ("Basic éééé", "Basic " + base64.b64encode(b"lp_\x00x:secret").decode(),
-                  "Basic " + base64.b64encode("ü:ö".encode("latin-1")).decode(), "Basic", "Bearer "):
+    for value in (
+        "Basic éééé",
+        "Basic " + base64.b64encode(b"lp_\x00x:secret").decode(),
+        "Basic " + base64.b64encode("ü:ö".encode("latin-1")).decode(),
+        "Basic",
+        "Bearer ",
+    ):
         r = client.get("/leads", headers={"Authorization": value})
         assert r.status_code == 401, value
     headers = member_client(client, tenant)
@@ -93,6 +101,8 @@ def test_a_body_full_of_unstorable_strings_is_named_by_its_first_problems(client
     r = client.post("/auth/login", json=body)
     assert r.status_code == 400 and len(r.json["error"]["details"]) == MAX_PROBLEMS
     assert "zz.0" in r.json["error"]["details"] and len(r.get_data()) < 10_000
-    r = api.post("/ingest", json={"lead_id": "a", "event_type": "x", "metadata": {f"k{i}": "\u0000" for i in range(30_000)}})
+    r = api.post(
+        "/ingest", json={"lead_id": "a", "event_type": "x", "metadata": {f"k{i}": "\u0000" for i in range(30_000)}}
+    )
     assert r.status_code == 400 and len(r.json["error"]["details"]) == MAX_PROBLEMS
     assert counts(app) == (0, 0, 0)

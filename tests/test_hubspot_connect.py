@@ -1,4 +1,5 @@
 """Connecting an OU to HubSpot (fake HubSpot over real HTTP, the real hubspot-api-client)."""
+
 import dataclasses
 
 import pytest
@@ -38,7 +39,9 @@ def test_connect_checks_token_creates_properties_and_stores_it_encrypted(hs_api,
     r = api.put("/integrations/hubspot", json={"access_token": TOKEN})
     assert r.status_code == 200, r.json
     body = r.json
-    assert body["connected"] is True and body["portal_id"] == fake_hubspot.portal_id and body["properties_ready"] is True
+    assert (
+        body["connected"] is True and body["portal_id"] == fake_hubspot.portal_id and body["properties_ready"] is True
+    )
     assert TOKEN not in r.get_data(as_text=True)
     assert "leadpulse" in fake_hubspot.groups
     props = fake_hubspot.properties
@@ -62,7 +65,12 @@ def test_reconnecting_is_idempotent_and_updates_level_options(hs_api, fake_hubsp
     api.put(f"/engagement-levels/{ids['Very Hot']}", json={"name": "On Fire"})
     r = api.put("/integrations/hubspot", json={"access_token": TOKEN, "create_missing_contacts": True})
     assert r.status_code == 200 and r.json["create_missing_contacts"] is True
-    assert [o["label"] for o in fake_hubspot.properties["engagement_level"]["options"]] == ["Cold", "Warm", "Hot", "On Fire"]
+    assert [o["label"] for o in fake_hubspot.properties["engagement_level"]["options"]] == [
+        "Cold",
+        "Warm",
+        "Hot",
+        "On Fire",
+    ]
     assert list(fake_hubspot.groups).count("leadpulse") == 1
 
 
@@ -71,14 +79,21 @@ def test_bad_token_and_hubspot_down_leave_stored_state_unchanged(hs_api, fake_hu
     assert api.put("/integrations/hubspot", json={"access_token": TOKEN}).status_code == 200
     before = stored(app, tenant.unit_id).token_encrypted
     r = api.put("/integrations/hubspot", json={"access_token": "pat-wrong-0000000000"})
-    assert r.status_code == 400 and r.json["error"]["code"] == "invalid_token" and "access_token" in r.json["error"]["details"]
+    assert (
+        r.status_code == 400
+        and r.json["error"]["code"] == "invalid_token"
+        and "access_token" in r.json["error"]["details"]
+    )
     fake_hubspot.fail_next(3, 503)
     r = api.put("/integrations/hubspot", json={"access_token": "pat-other-0123456789"})
     assert r.status_code == 502 and r.json["error"]["code"] == "hubspot_unavailable"
     assert stored(app, tenant.unit_id).token_encrypted == before
     fake_hubspot.clear_faults()
-    for body, field in [({}, "access_token"), ({"access_token": "short"}, "access_token"),
-                        ({"access_token": TOKEN, "create_missing_contacts": "maybe"}, "create_missing_contacts")]:
+    for body, field in [
+        ({}, "access_token"),
+        ({"access_token": "short"}, "access_token"),
+        ({"access_token": TOKEN, "create_missing_contacts": "maybe"}, "create_missing_contacts"),
+    ]:
         r = api.put("/integrations/hubspot", json=body)
         assert r.status_code == 400 and field in r.json["error"]["details"]
 

@@ -1,4 +1,5 @@
 """Scores and levels reach HubSpot contacts: batched, coalesced, missing contacts reported, 429s rescheduled."""
+
 import dataclasses
 
 import pytest
@@ -33,7 +34,9 @@ def hs(settings, clean, tenant, monkeypatch, run_worker):
 
 def send(api, email, event_type, n=1):
     for _ in range(n):
-        r = api.post("/ingest", json={"aliases": [{"alias_kind": "email", "raw_value": email}], "event_type": event_type})
+        r = api.post(
+            "/ingest", json={"aliases": [{"alias_kind": "email", "raw_value": email}], "event_type": event_type}
+        )
         assert r.status_code == 202
 
 
@@ -56,8 +59,12 @@ def test_changed_leads_reach_hubspot_batched_and_coalesced(hs, run_worker, app):
     assert bob["engagement_score"] == "5" and bob["engagement_level"] == "Cold"
     assert fake.contact_by_email("carol@x.io") is None  # reported, not created
     with app.extensions["leadpulse"].Session() as s:
-        rows = {lid: hc for lid, hc in s.execute(
-            select(Lead.lead_id, HubSpotContact).join(HubSpotContact, HubSpotContact.lead_pk == Lead.pk))}
+        rows = {
+            lid: hc
+            for lid, hc in s.execute(
+                select(Lead.lead_id, HubSpotContact).join(HubSpotContact, HubSpotContact.lead_pk == Lead.pk)
+            )
+        }
     failures = [hc.failure for hc in rows.values() if hc.failure]
     assert len(rows) == 3 and len(failures) == 1 and "carol@x.io" in failures[0]
     updates = fake.requests_to(UPDATE)
@@ -106,7 +113,9 @@ def test_not_configured_waits_then_delivers_latest(settings, clean, tenant, monk
         from models.db import session_factory
         from worker.sweep import sweep_once
 
-        sweep_once(session_factory(settings.database_url), redis_conn, settings.queue_name, settings.scoring_parallelism)
+        sweep_once(
+            session_factory(settings.database_url), redis_conn, settings.queue_name, settings.scoring_parallelism
+        )
         run_worker()
         assert props(fake, "late@x.io")["engagement_score"] == "60"
 
@@ -144,7 +153,10 @@ def test_resync_needs_a_connection(client, other_tenant):
 
 def test_create_missing_contacts_when_the_ou_asks(hs, run_worker):
     fake, api, _ = hs
-    assert api.put("/integrations/hubspot", json={"access_token": TOKEN, "create_missing_contacts": True}).status_code == 200
+    assert (
+        api.put("/integrations/hubspot", json={"access_token": TOKEN, "create_missing_contacts": True}).status_code
+        == 200
+    )
     send(api, "New@Person.io", "demo_request")
     run_worker()
     created = fake.contact_by_email("new@person.io")
@@ -165,7 +177,10 @@ def test_daily_limit_waits_an_hour_not_ten_seconds(hs, run_worker, settings, red
     [job_id] = registry.get_job_ids()
     delay = registry.get_scheduled_time(job_id).timestamp() - time.time()
     assert 3000 < delay <= 3600
-    assert "DAILY" in api.get("/integrations/hubspot").json["last_error"] or "daily" in api.get("/integrations/hubspot").json["last_error"].lower()
+    assert (
+        "DAILY" in api.get("/integrations/hubspot").json["last_error"]
+        or "daily" in api.get("/integrations/hubspot").json["last_error"].lower()
+    )
 
 
 def test_real_workers_ride_out_429s_and_500s(settings, clean, tenant, worker_processes):
@@ -199,7 +214,9 @@ def test_real_workers_ride_out_429s_and_500s(settings, clean, tenant, worker_pro
         assert statuses.count(429) == 3 and statuses.count(500) == 2
 
 
-def test_5xx_past_the_retry_budget_reports_the_contacts_and_a_later_change_retries(hs, run_worker, settings, redis_conn):
+def test_5xx_past_the_retry_budget_reports_the_contacts_and_a_later_change_retries(
+    hs, run_worker, settings, redis_conn
+):
     fake, api, app = hs
     fake.add_contact("ada@x.io")
     fake.fail_next(5, 500, path=UPDATE)
@@ -215,7 +232,11 @@ def test_5xx_past_the_retry_budget_reports_the_contacts_and_a_later_change_retri
     # backoff doubles (RQ keeps whole seconds, and a little time has passed)
     assert all(want - 2 <= got <= want for got, want in zip(waits, [5, 10, 20, 40])), waits
     [failure] = api.get("/integrations/hubspot/failures").json
-    assert failure["email"] == "ada@x.io" and failure["score"] == 30 and failure["error"].startswith("HubSpot 500 after 5 attempts")
+    assert (
+        failure["email"] == "ada@x.io"
+        and failure["score"] == 30
+        and failure["error"].startswith("HubSpot 500 after 5 attempts")
+    )
     assert "engagement_score" not in props(fake, "ada@x.io")
     assert api.get("/integrations/hubspot").json["failed"] == 1
     send(api, "ada@x.io", "page_view")  # a later change retries it, and HubSpot is back
@@ -254,7 +275,9 @@ def test_new_changes_during_a_5xx_backoff_wait_for_the_retry(hs, run_worker, set
     assert len(fake.requests_to(UPDATE)) == 2  # both in one batch
 
 
-def test_ous_sharing_a_portal_keep_each_others_level_options(settings, clean, tenant, other_tenant, monkeypatch, run_worker):
+def test_ous_sharing_a_portal_keep_each_others_level_options(
+    settings, clean, tenant, other_tenant, monkeypatch, run_worker
+):
     """Two OUs served by HUBSPOT_ACCESS_TOKEN write to one portal: neither's level table may erase the other's options."""
     with FakeHubSpot(tokens=[TOKEN]) as fake:
         monkeypatch.setenv("HUBSPOT_API_BASE", fake.url)
@@ -263,7 +286,9 @@ def test_ous_sharing_a_portal_keep_each_others_level_options(settings, clean, te
         a, b = Api(app.test_client(), tenant), Api(app.test_client(), other_tenant)
         create_levels(a)  # Cold, Warm, Hot, Very Hot
         gold = {"name": "Gold", "min_score": 50, "max_score": None, "color": "#ef4444", "order": 2}
-        b_levels = create_levels(b, [{"name": "Bronze", "min_score": 0, "max_score": 49, "color": "#94a3b8", "order": 1}, gold])
+        b_levels = create_levels(
+            b, [{"name": "Bronze", "min_score": 0, "max_score": 49, "color": "#94a3b8", "order": 1}, gold]
+        )
         for api in (a, b):
             published_ruleset(api, {"demo_request": 30})
         fake.add_contact("ada@a.io")

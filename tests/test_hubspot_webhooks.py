@@ -1,4 +1,5 @@
 """POST /webhooks/hubspot: v3 signatures, contact.creation links by email, propertyChange updates metadata (no echo)."""
+
 import dataclasses
 import json
 import time
@@ -25,8 +26,11 @@ def hooked(settings, clean, tenant):
         client = app.test_client()
         api = Api(client, tenant)
         assert api.put("/integrations/hubspot", json={"access_token": TOKEN}).status_code == 200
-        r = client.post("/webhooks/sources", json={"name": "HubSpot", "kind": "hubspot", "client_secret": APP_SECRET},
-                        headers=member_client(client, tenant))
+        r = client.post(
+            "/webhooks/sources",
+            json={"name": "HubSpot", "kind": "hubspot", "client_secret": APP_SECRET},
+            headers=member_client(client, tenant),
+        )
         assert r.status_code == 201 and "client_secret" not in r.json, r.json
         yield fake, client, api, app, r.json
 
@@ -35,7 +39,12 @@ def deliver(client, url, events, secret=APP_SECRET, at_ms=None, headers=None):
     body = json.dumps(events).encode()
     ts = str(at_ms if at_ms is not None else int(time.time() * 1000))
     sig = sign_v3(secret, "POST", f"http://localhost{url}", body, ts)
-    h = {"Content-Type": "application/json", "X-HubSpot-Request-Timestamp": ts, "X-HubSpot-Signature-v3": sig, **(headers or {})}
+    h = {
+        "Content-Type": "application/json",
+        "X-HubSpot-Request-Timestamp": ts,
+        "X-HubSpot-Signature-v3": sig,
+        **(headers or {}),
+    }
     return client.post(url, data=body, headers=h)
 
 
@@ -44,13 +53,37 @@ def test_contacts_link_and_property_changes_update_metadata(hooked):
     contact = fake.add_contact("Ada@X.io")
     # HubSpot's documented example deliveries, with our contact's id and our portal's id
     events = [
-        {"objectId": int(contact), "changeSource": "IMPORT", "eventId": 3816279480, "subscriptionId": 22, "portalId": fake.portal_id,
-         "appId": 1160452, "occurredAt": 1462216307945, "subscriptionType": "contact.creation", "attemptNumber": 0},
-        {"objectId": int(contact), "propertyName": "lifecyclestage", "propertyValue": "subscriber", "changeSource": "ACADEMY_LESSON",
-         "eventId": 3816279340, "subscriptionId": 25, "portalId": fake.portal_id, "appId": 1160452, "occurredAt": 1462216307945,
-         "subscriptionType": "contact.propertyChange", "attemptNumber": 0},
-        {"objectId": int(contact), "propertyName": "engagement_score", "propertyValue": "99", "eventId": 3816279341,
-         "subscriptionType": "contact.propertyChange"},  # our own write echoed back
+        {
+            "objectId": int(contact),
+            "changeSource": "IMPORT",
+            "eventId": 3816279480,
+            "subscriptionId": 22,
+            "portalId": fake.portal_id,
+            "appId": 1160452,
+            "occurredAt": 1462216307945,
+            "subscriptionType": "contact.creation",
+            "attemptNumber": 0,
+        },
+        {
+            "objectId": int(contact),
+            "propertyName": "lifecyclestage",
+            "propertyValue": "subscriber",
+            "changeSource": "ACADEMY_LESSON",
+            "eventId": 3816279340,
+            "subscriptionId": 25,
+            "portalId": fake.portal_id,
+            "appId": 1160452,
+            "occurredAt": 1462216307945,
+            "subscriptionType": "contact.propertyChange",
+            "attemptNumber": 0,
+        },
+        {
+            "objectId": int(contact),
+            "propertyName": "engagement_score",
+            "propertyValue": "99",
+            "eventId": 3816279341,
+            "subscriptionType": "contact.propertyChange",
+        },  # our own write echoed back
         {"objectId": 42, "eventId": 3816279342, "subscriptionType": "deal.creation"},
     ]
     r = deliver(client, src["url"], events)
@@ -58,7 +91,12 @@ def test_contacts_link_and_property_changes_update_metadata(hooked):
     [lead] = leads_by_id(api).values()
     detail = api.get(f"/lead/{lead['lead_id']}").json["lead"]
     assert detail["metadata"] == {"hubspot_lifecyclestage": "subscriber"}
-    assert api.post("/ingest", json={"aliases": [{"alias_kind": "email", "raw_value": "ada@x.io"}], "event_type": "x"}).json["lead_id"] == lead["lead_id"]
+    assert (
+        api.post(
+            "/ingest", json={"aliases": [{"alias_kind": "email", "raw_value": "ada@x.io"}], "event_type": "x"}
+        ).json["lead_id"]
+        == lead["lead_id"]
+    )
     with app.extensions["leadpulse"].Session() as s:
         assert s.execute(select(HubSpotContact.hubspot_id)).scalars().all() == [contact]
     again = deliver(client, src["url"], events, at_ms=int(time.time() * 1000))  # HubSpot retries a delivery
@@ -83,12 +121,17 @@ def test_bad_deliveries_are_refused_and_counted(hooked):
     body = json.dumps(events).encode()
     ts = str(int(time.time() * 1000))
     sig = sign_v3(APP_SECRET, "POST", f"http://localhost{src['url']}", body, ts)
-    r = client.post(src["url"], data=body.replace(b"1", b"2"), headers={"Content-Type": "application/json",
-                    "X-HubSpot-Request-Timestamp": ts, "X-HubSpot-Signature-v3": sig})
+    r = client.post(
+        src["url"],
+        data=body.replace(b"1", b"2"),
+        headers={"Content-Type": "application/json", "X-HubSpot-Request-Timestamp": ts, "X-HubSpot-Signature-v3": sig},
+    )
     assert r.status_code == 401 and r.json["error"]["code"] == "bad_signature"
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'webhook_deliveries_rejected_total{reason="stale_timestamp",source="hubspot"} 2.0' in metrics
-    r = client.post("/webhooks/sources", json={"name": "no secret", "kind": "hubspot"}, headers=member_client(client, api.tenant))
+    r = client.post(
+        "/webhooks/sources", json={"name": "no secret", "kind": "hubspot"}, headers=member_client(client, api.tenant)
+    )
     assert r.status_code == 400 and "client_secret" in r.json["error"]["details"]
 
 
@@ -108,7 +151,12 @@ def test_events_of_another_portal_are_ignored(hooked):
     contact = fake.add_contact("cy@x.io")
     mine = {"objectId": int(contact), "eventId": 11, "subscriptionType": "contact.creation", "portalId": fake.portal_id}
     theirs = {**mine, "eventId": 12, "portalId": int(fake.portal_id) + 1}
-    assert deliver(client, src["url"], [theirs, mine]).json == {"applied": 1, "pending": 0, "duplicate": 0, "ignored": 1}
+    assert deliver(client, src["url"], [theirs, mine]).json == {
+        "applied": 1,
+        "pending": 0,
+        "duplicate": 0,
+        "ignored": 1,
+    }
 
 
 def test_signature_over_the_public_url_and_the_raw_query_behind_a_proxy(settings, clean, tenant):
@@ -120,16 +168,29 @@ def test_signature_over_the_public_url_and_the_raw_query_behind_a_proxy(settings
     with FakeHubSpot(tokens=[TOKEN]) as fake:
         app = create_app(dataclasses.replace(settings, hubspot_api_base=fake.url, public_url="https://lp.example.com"))
         client = app.test_client()
-        r = client.post("/webhooks/sources", json={"name": "HubSpot", "kind": "hubspot", "client_secret": APP_SECRET},
-                        headers=member_client(client, tenant))
+        r = client.post(
+            "/webhooks/sources",
+            json={"name": "HubSpot", "kind": "hubspot", "client_secret": APP_SECRET},
+            headers=member_client(client, tenant),
+        )
         path = f"/webhooks/hubspot?source={r.json['id']}&note=caf%C3%A9%3A"
         body = json.dumps([{"objectId": 1, "eventId": 1, "subscriptionType": "deal.creation"}]).encode()
         ts = str(int(time.time() * 1000))
         # %3A is one of the characters HubSpot decodes before signing; %C3%A9 is not
         uri = f"https://lp.example.com/webhooks/hubspot?source={r.json['id']}&note=caf%C3%A9:"
-        sig = base64.b64encode(hmac.new(APP_SECRET.encode(), b"POST" + uri.encode() + body + ts.encode(), hashlib.sha256).digest()).decode()
-        ok = client.post(path, data=body, headers={"Content-Type": "application/json", "X-HubSpot-Request-Timestamp": ts,
-                                                   "X-HubSpot-Signature-v3": sig, "X-Forwarded-Proto": "http"})
+        sig = base64.b64encode(
+            hmac.new(APP_SECRET.encode(), b"POST" + uri.encode() + body + ts.encode(), hashlib.sha256).digest()
+        ).decode()
+        ok = client.post(
+            path,
+            data=body,
+            headers={
+                "Content-Type": "application/json",
+                "X-HubSpot-Request-Timestamp": ts,
+                "X-HubSpot-Signature-v3": sig,
+                "X-Forwarded-Proto": "http",
+            },
+        )
         assert ok.status_code == 200, ok.json
         assert r.json["url"] == f"/webhooks/hubspot?source={r.json['id']}"
 
@@ -137,8 +198,10 @@ def test_signature_over_the_public_url_and_the_raw_query_behind_a_proxy(settings
 def test_a_contact_hubspot_refuses_to_read_is_ignored_not_redelivered_forever(hooked):
     fake, client, api, app, src = hooked
     fake.fail_next(1, 400, path="/crm/v3/objects/contacts/batch/read")
-    events = [{"objectId": 5, "eventId": 21, "subscriptionType": "contact.creation"},
-              {"objectId": "not-an-id", "eventId": 22, "subscriptionType": "contact.creation"}]
+    events = [
+        {"objectId": 5, "eventId": 21, "subscriptionType": "contact.creation"},
+        {"objectId": "not-an-id", "eventId": 22, "subscriptionType": "contact.creation"},
+    ]
     r = deliver(client, src["url"], events)
     assert r.status_code == 200 and r.json == {"applied": 0, "pending": 0, "duplicate": 0, "ignored": 2}
 
@@ -148,18 +211,40 @@ def test_unstorable_text_missing_event_ids_and_oversized_metadata(hooked):
     key that would swallow the next one; a property change that would pass the metadata limit is ignored."""
     fake, client, api, app, src = hooked
     contact = fake.add_contact("ada@x.io")
-    assert deliver(client, src["url"], [{"objectId": int(contact), "eventId": 1, "subscriptionType": "contact.creation"}]).status_code == 200
+    assert (
+        deliver(
+            client, src["url"], [{"objectId": int(contact), "eventId": 1, "subscriptionType": "contact.creation"}]
+        ).status_code
+        == 200
+    )
     for field in ("eventId", "objectId", "propertyName", "propertyValue"):
-        event = {"objectId": int(contact), "eventId": 2, "subscriptionType": "contact.propertyChange", "propertyName": "city",
-                 "propertyValue": "Paris", field: "nul\u0000"}
+        event = {
+            "objectId": int(contact),
+            "eventId": 2,
+            "subscriptionType": "contact.propertyChange",
+            "propertyName": "city",
+            "propertyValue": "Paris",
+            field: "nul\u0000",
+        }
         r = deliver(client, src["url"], [event])
         assert r.status_code == 400 and f"0.{field}" in r.json["error"]["details"], (field, r.json)
-    change = {"objectId": int(contact), "subscriptionType": "contact.propertyChange", "propertyName": "city", "propertyValue": "Paris"}
+    change = {
+        "objectId": int(contact),
+        "subscriptionType": "contact.propertyChange",
+        "propertyName": "city",
+        "propertyValue": "Paris",
+    }
     r = deliver(client, src["url"], [{**change, "eventId": None}, {**change, "eventId": None, "propertyValue": "Rome"}])
     assert r.json == {"applied": 0, "pending": 0, "duplicate": 0, "ignored": 2}
     big = "x" * (60 * 1024)
-    r = deliver(client, src["url"], [{**change, "eventId": 10, "propertyName": "notes", "propertyValue": big},
-                                     {**change, "eventId": 11, "propertyName": "more_notes", "propertyValue": big}])
+    r = deliver(
+        client,
+        src["url"],
+        [
+            {**change, "eventId": 10, "propertyName": "notes", "propertyValue": big},
+            {**change, "eventId": 11, "propertyName": "more_notes", "propertyValue": big},
+        ],
+    )
     assert r.json == {"applied": 1, "pending": 0, "duplicate": 0, "ignored": 1}
     [lead] = leads_by_id(api).values()
     assert list(api.get(f"/lead/{lead['lead_id']}").json["lead"]["metadata"]) == ["hubspot_notes"]
@@ -169,15 +254,36 @@ def test_a_delivery_of_many_events_applies_in_order_once(hooked):
     """Creations link first, then changes apply in delivery order (the later value wins); an eventId twice counts once."""
     fake, client, api, app, src = hooked
     ids = [fake.add_contact(f"c{i}@x.io") for i in range(5)]
-    events = [{"objectId": int(cid), "eventId": 100 + n, "subscriptionType": "contact.creation"} for n, cid in enumerate(ids)]
-    events += [{"objectId": int(cid), "eventId": 200 + n, "subscriptionType": "contact.propertyChange",
-                "propertyName": "lifecyclestage", "propertyValue": "lead"} for n, cid in enumerate(ids)]
-    events += [{"objectId": int(ids[0]), "eventId": 300, "subscriptionType": "contact.propertyChange",
-                "propertyName": "lifecyclestage", "propertyValue": "customer"}, {"objectId": int(ids[0]), "eventId": 300}]
+    events = [
+        {"objectId": int(cid), "eventId": 100 + n, "subscriptionType": "contact.creation"} for n, cid in enumerate(ids)
+    ]
+    events += [
+        {
+            "objectId": int(cid),
+            "eventId": 200 + n,
+            "subscriptionType": "contact.propertyChange",
+            "propertyName": "lifecyclestage",
+            "propertyValue": "lead",
+        }
+        for n, cid in enumerate(ids)
+    ]
+    events += [
+        {
+            "objectId": int(ids[0]),
+            "eventId": 300,
+            "subscriptionType": "contact.propertyChange",
+            "propertyName": "lifecyclestage",
+            "propertyValue": "customer",
+        },
+        {"objectId": int(ids[0]), "eventId": 300},
+    ]
     r = deliver(client, src["url"], events)
     assert r.status_code == 200 and r.json == {"applied": 11, "pending": 0, "duplicate": 1, "ignored": 0}, r.json
     by_email = {api.get(f"/lead/{lid}/aliases").json[0]["value"]: lead for lid, lead in leads_by_id(api).items()}
-    stages = {email: api.get(f"/lead/{lead['lead_id']}").json["lead"]["metadata"]["hubspot_lifecyclestage"] for email, lead in by_email.items()}
+    stages = {
+        email: api.get(f"/lead/{lead['lead_id']}").json["lead"]["metadata"]["hubspot_lifecyclestage"]
+        for email, lead in by_email.items()
+    }
     assert stages == {"c0@x.io": "customer", **{f"c{i}@x.io": "lead" for i in range(1, 5)}}
 
 
@@ -190,8 +296,11 @@ def unconnected(settings, clean, tenant, monkeypatch):
         app = create_app(dataclasses.replace(settings, hubspot_api_base=fake.url, hubspot_access_token=None))
         app.testing = True
         client = app.test_client()
-        r = client.post("/webhooks/sources", json={"name": "HubSpot", "kind": "hubspot", "client_secret": APP_SECRET},
-                        headers=member_client(client, tenant))
+        r = client.post(
+            "/webhooks/sources",
+            json={"name": "HubSpot", "kind": "hubspot", "client_secret": APP_SECRET},
+            headers=member_client(client, tenant),
+        )
         assert r.status_code == 201, r.json
         yield fake, client, Api(client, tenant), app, r.json
 
@@ -201,17 +310,30 @@ def links(app) -> dict[str, str]:
     with app.extensions["leadpulse"].Session() as s:
         from models.leads import Lead, primary_email
 
-        return dict(s.execute(select(HubSpotContact.hubspot_id, primary_email()).join(Lead, Lead.pk == HubSpotContact.lead_pk)).all())
+        return dict(
+            s.execute(
+                select(HubSpotContact.hubspot_id, primary_email()).join(Lead, Lead.pk == HubSpotContact.lead_pk)
+            ).all()
+        )
 
 
 def test_creations_without_a_token_wait_and_are_linked_once_hubspot_is_connected(unconnected, run_worker):
     fake, client, api, app, src = unconnected
     ada, bob, nameless = fake.add_contact("Ada@X.io"), fake.add_contact("bob@x.io"), fake.add_contact(None)
-    assert api.post("/ingest", json={"aliases": [{"alias_kind": "email", "raw_value": "bob@x.io"}], "event_type": "x"}).status_code == 202
-    events = [{"objectId": int(cid), "eventId": 500 + n, "subscriptionType": "contact.creation", "portalId": fake.portal_id}
-              for n, cid in enumerate((ada, bob, nameless))]
-    events += [{"objectId": "not-an-id", "eventId": 510, "subscriptionType": "contact.creation"},
-               {"objectId": int(ada), "eventId": 511, "subscriptionType": "contact.creation"}]  # announced twice: kept once
+    assert (
+        api.post(
+            "/ingest", json={"aliases": [{"alias_kind": "email", "raw_value": "bob@x.io"}], "event_type": "x"}
+        ).status_code
+        == 202
+    )
+    events = [
+        {"objectId": int(cid), "eventId": 500 + n, "subscriptionType": "contact.creation", "portalId": fake.portal_id}
+        for n, cid in enumerate((ada, bob, nameless))
+    ]
+    events += [
+        {"objectId": "not-an-id", "eventId": 510, "subscriptionType": "contact.creation"},
+        {"objectId": int(ada), "eventId": 511, "subscriptionType": "contact.creation"},
+    ]  # announced twice: kept once
     r = deliver(client, src["url"], events)
     assert r.status_code == 200 and r.json == {"applied": 0, "pending": 4, "duplicate": 0, "ignored": 1}, r.json
     assert deliver(client, src["url"], events).json == {"applied": 0, "pending": 0, "duplicate": 5, "ignored": 0}
@@ -228,29 +350,47 @@ def test_creations_without_a_token_wait_and_are_linked_once_hubspot_is_connected
     assert set(leads) == {"ada@x.io", "bob@x.io"} and leads["bob@x.io"] == bob_lead  # bob's lead linked, ada's created
     assert api.get("/integrations/hubspot").json["pending_creations"] == 0
     assert fake.contact_by_email("ada@x.io")["properties"]["engagement_score"] == "0"  # then synced by id as usual
-    change = {"objectId": int(ada), "eventId": 520, "subscriptionType": "contact.propertyChange", "propertyName": "city",
-              "propertyValue": "Paris"}
+    change = {
+        "objectId": int(ada),
+        "eventId": 520,
+        "subscriptionType": "contact.propertyChange",
+        "propertyName": "city",
+        "propertyValue": "Paris",
+    }
     assert deliver(client, src["url"], [change]).json["applied"] == 1
 
 
-def test_the_environment_token_links_waiting_creations_when_the_sweep_runs(unconnected, run_worker, settings, redis_conn, monkeypatch):
+def test_the_environment_token_links_waiting_creations_when_the_sweep_runs(
+    unconnected, run_worker, settings, redis_conn, monkeypatch
+):
     from models.db import session_factory
     from worker.sweep import sweep_once
 
     fake, client, api, app, src = unconnected
     cy = fake.add_contact("cy@x.io")
-    assert deliver(client, src["url"], [{"objectId": int(cy), "eventId": 1, "subscriptionType": "contact.creation"}]).json["pending"] == 1
+    assert (
+        deliver(client, src["url"], [{"objectId": int(cy), "eventId": 1, "subscriptionType": "contact.creation"}]).json[
+            "pending"
+        ]
+        == 1
+    )
     monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", TOKEN)  # a restart with the default token set
     sweep_once(session_factory(settings.database_url), redis_conn, settings.queue_name, 2, env_hubspot_token=True)
     run_worker()
     assert links(app) == {cy: "cy@x.io"}
 
 
-def test_waiting_creations_of_another_portal_are_dropped_and_a_transient_failure_keeps_them(unconnected, run_worker, settings,
-                                                                                            redis_conn):
+def test_waiting_creations_of_another_portal_are_dropped_and_a_transient_failure_keeps_them(
+    unconnected, run_worker, settings, redis_conn
+):
     fake, client, api, app, src = unconnected
     dee, eve = fake.add_contact("dee@x.io"), fake.add_contact("eve@x.io")
-    theirs = {"objectId": int(dee), "eventId": 1, "subscriptionType": "contact.creation", "portalId": int(fake.portal_id) + 1}
+    theirs = {
+        "objectId": int(dee),
+        "eventId": 1,
+        "subscriptionType": "contact.creation",
+        "portalId": int(fake.portal_id) + 1,
+    }
     mine = {"objectId": int(eve), "eventId": 2, "subscriptionType": "contact.creation", "portalId": fake.portal_id}
     assert deliver(client, src["url"], [theirs, mine]).json["pending"] == 2
     fake.fail_next(1, 502, path="/crm/v3/objects/contacts/batch/read")
@@ -261,14 +401,25 @@ def test_waiting_creations_of_another_portal_are_dropped_and_a_transient_failure
     assert links(app) == {eve: "eve@x.io"} and api.get("/integrations/hubspot").json["pending_creations"] == 0
 
 
-def test_creations_hubspot_keeps_failing_to_read_are_given_up_and_the_contacts_sync_on(unconnected, run_worker, settings,
-                                                                                       redis_conn):
+def test_creations_hubspot_keeps_failing_to_read_are_given_up_and_the_contacts_sync_on(
+    unconnected, run_worker, settings, redis_conn
+):
     from integrations.hubspot_sync import TRANSIENT_BUDGET
 
     fake, client, api, app, src = unconnected
     gus = fake.add_contact("gus@x.io")
-    assert deliver(client, src["url"], [{"objectId": int(gus), "eventId": 1, "subscriptionType": "contact.creation"}]).json["pending"] == 1
-    assert api.post("/ingest", json={"aliases": [{"alias_kind": "email", "raw_value": "hal@x.io"}], "event_type": "x"}).status_code == 202
+    assert (
+        deliver(
+            client, src["url"], [{"objectId": int(gus), "eventId": 1, "subscriptionType": "contact.creation"}]
+        ).json["pending"]
+        == 1
+    )
+    assert (
+        api.post(
+            "/ingest", json={"aliases": [{"alias_kind": "email", "raw_value": "hal@x.io"}], "event_type": "x"}
+        ).status_code
+        == 202
+    )
     hal = fake.add_contact("hal@x.io")
     fake.fail_next(TRANSIENT_BUDGET, 502, path="/crm/v3/objects/contacts/batch/read")
     assert api.put("/integrations/hubspot", json={"access_token": TOKEN}).status_code == 200

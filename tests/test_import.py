@@ -1,4 +1,5 @@
 """POST /import: CSV rows become events, bad rows reported by line, idempotent by event_id, skip_triggers quiet."""
+
 import dataclasses
 import io
 
@@ -12,15 +13,15 @@ from webapp import create_app
 
 CSV = (
     "event_type,lead_id,email,timestamp,metadata,event_id\n"
-    "demo_request,ada,ada@x.io,2026-11-20T10:00:00Z,\"{\"\"utm\"\": \"\"fall\"\"}\",imp-1\n"
+    'demo_request,ada,ada@x.io,2026-11-20T10:00:00Z,"{""utm"": ""fall""}",imp-1\n'
     "page_view,,Bob@X.io,2026-11-20T11:00:00Z,,imp-2\n"
     ",carol,,,,\n"
     "page_view,dave,,not-a-time,,\n"
     "page_view,erin,,,{not json},\n"
     "page_view,,,,,\n"
     "demo_request,ada,,2026-11-21T10:00:00Z,,imp-3\n"
-    "page_view,fay,,,{\"\"x\"\": NaN},\n"
-    "page_view,gus,,,{\"\"x\"\": 1e999},\n"
+    'page_view,fay,,,{""x"": NaN},\n'
+    'page_view,gus,,,{""x"": 1e999},\n'
 )
 
 
@@ -37,7 +38,13 @@ def test_good_rows_go_in_and_bad_rows_are_reported_by_line(api, app, run_worker)
     body = r.json
     assert (body["accepted"], body["duplicate"], body["rejected"]) == (3, 0, 6)
     assert [(e["line"], sorted(e["error"])) for e in body["errors"]] == [
-        (4, ["event_type"]), (5, ["timestamp"]), (6, ["metadata"]), (7, ["lead_id"]), (9, ["metadata"]), (10, ["metadata"])]
+        (4, ["event_type"]),
+        (5, ["timestamp"]),
+        (6, ["metadata"]),
+        (7, ["lead_id"]),
+        (9, ["metadata"]),
+        (10, ["metadata"]),
+    ]
     settle(app, run_worker)
     leads = leads_by_id(api)
     assert leads["ada"]["score"] == 60 and leads["ada"]["level"]["name"] == "Hot"
@@ -53,7 +60,9 @@ def test_skip_triggers_scores_history_without_alerts(api, app, run_worker):
     settle(app, run_worker)
     assert leads_by_id(api)["ada"]["level"]["name"] == "Hot"
     with app.extensions["leadpulse"].Session() as s:
-        assert s.execute(select(LeadLevelChange.alert_checked)).scalars().all() == [True]  # recorded, never examined for alerts
+        assert s.execute(select(LeadLevelChange.alert_checked)).scalars().all() == [
+            True
+        ]  # recorded, never examined for alerts
         assert s.execute(select(SlackAlert)).first() is None
     api.post("/ingest", json={"lead_id": "bob", "event_type": "demo_request"})
     api.post("/ingest", json={"lead_id": "bob", "event_type": "demo_request"})
@@ -70,10 +79,17 @@ def test_refusals(api, settings, tenant, client):
     r = upload(api, "lead_id,kind\nada,x\n")
     assert r.status_code == 400 and "missing column event_type" in r.json["error"]["details"]["file"][0]
     r = upload(api, "event_type\npage_view\n\xff\xfe".encode("latin-1"))
-    assert r.status_code == 415 and "not a UTF-8 CSV" in r.json["error"]["message"], r.json  # caught with the header read
+    assert r.status_code == 415 and "not a UTF-8 CSV" in r.json["error"]["message"], (
+        r.json
+    )  # caught with the header read
     small = create_app(dataclasses.replace(settings, import_max_bytes=1024))
     big = "event_type,lead_id\n" + "page_view,lead\n" * 2000  # 30 KB against a 1 KB limit
     r = upload(Api(small.test_client(), tenant), big)
     assert r.status_code == 413 and r.json["error"]["code"] == "payload_too_large"
-    assert client.post("/import", data={"file": (io.BytesIO(b"event_type\nx\n"), "a.csv")}, content_type="multipart/form-data").status_code == 401
+    assert (
+        client.post(
+            "/import", data={"file": (io.BytesIO(b"event_type\nx\n"), "a.csv")}, content_type="multipart/form-data"
+        ).status_code
+        == 401
+    )
     assert leads_by_id(api) == {}

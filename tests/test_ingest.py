@@ -1,4 +1,5 @@
 """POST /ingest and /events: identities, idempotency, validation, nothing half-written."""
+
 from sqlalchemy import func, select
 
 from models.events import Event
@@ -17,16 +18,25 @@ def counts(app):
 
 def aliases_of(app, lead_id):
     with app.extensions["leadpulse"].Session() as s:
-        return set(s.execute(
-            select(LeadAlias.kind, LeadAlias.value).join(Lead, Lead.pk == LeadAlias.lead_pk).where(Lead.lead_id == lead_id)
-        ).all())
+        return set(
+            s.execute(
+                select(LeadAlias.kind, LeadAlias.value)
+                .join(Lead, Lead.pk == LeadAlias.lead_pk)
+                .where(Lead.lead_id == lead_id)
+            ).all()
+        )
 
 
 def test_ingest_accepts_and_commits_before_202(api, app):
-    r = api.post("/ingest", json={
-        "lead_id": "ld_123", "event_type": "page_view", "timestamp": "2025-08-15T12:00:00Z",
-        "metadata": {"url": "/pricing", "channel": "web"},
-    })
+    r = api.post(
+        "/ingest",
+        json={
+            "lead_id": "ld_123",
+            "event_type": "page_view",
+            "timestamp": "2025-08-15T12:00:00Z",
+            "metadata": {"url": "/pricing", "channel": "web"},
+        },
+    )
     assert r.status_code == 202
     assert r.json["message"] == "event ingested"
     assert r.json["metadata"] == {"url": "/pricing", "channel": "web"}
@@ -47,27 +57,55 @@ def test_events_alias_path_and_default_timestamp(api, app):
 
 
 def test_aliases_create_then_find_lead_normalized(api, app):
-    r1 = api.post("/ingest", json={"aliases": [{"alias_kind": "email", "raw_value": "  Ada@Example.COM "}], "event_type": "page_view"})
+    r1 = api.post(
+        "/ingest",
+        json={"aliases": [{"alias_kind": "email", "raw_value": "  Ada@Example.COM "}], "event_type": "page_view"},
+    )
     assert r1.status_code == 202
     lead_id = r1.json["lead_id"]
     assert lead_id.startswith("ld_")
-    r2 = api.post("/ingest", json={"aliases": [{"alias_kind": "email", "raw_value": "ada@example.com"}], "event_type": "page_view"})
+    r2 = api.post(
+        "/ingest",
+        json={"aliases": [{"alias_kind": "email", "raw_value": "ada@example.com"}], "event_type": "page_view"},
+    )
     assert r2.json["lead_id"] == lead_id
     # deprecated top-level form finds the same lead
     r3 = api.post("/ingest", json={"alias_kind": "email", "alias": "ADA@example.com", "event_type": "page_view"})
     assert r3.json["lead_id"] == lead_id
     # a known alias plus a new one: the new one is attached to the same lead
-    r4 = api.post("/ingest", json={"aliases": [{"alias_kind": "cookie", "raw_value": "c-1"}, {"alias_kind": "email", "raw_value": "ada@example.com"}], "event_type": "page_view"})
+    r4 = api.post(
+        "/ingest",
+        json={
+            "aliases": [
+                {"alias_kind": "cookie", "raw_value": "c-1"},
+                {"alias_kind": "email", "raw_value": "ada@example.com"},
+            ],
+            "event_type": "page_view",
+        },
+    )
     assert r4.json["lead_id"] == lead_id
     assert aliases_of(app, lead_id) == {("email", "ada@example.com"), ("cookie", "c-1")}
     assert counts(app)[1] == 1
 
 
 def test_lead_id_and_aliases_attach_aliases_to_that_lead(api, app):
-    r = api.post("/ingest", json={"lead_id": "crm-42", "aliases": [{"alias_kind": "email", "raw_value": "Bob@x.io"}, {"alias_kind": "phone", "raw_value": "+1 (555) 010-2000"}], "event_type": "form_submit"})
+    r = api.post(
+        "/ingest",
+        json={
+            "lead_id": "crm-42",
+            "aliases": [
+                {"alias_kind": "email", "raw_value": "Bob@x.io"},
+                {"alias_kind": "phone", "raw_value": "+1 (555) 010-2000"},
+            ],
+            "event_type": "form_submit",
+        },
+    )
     assert r.status_code == 202 and r.json["lead_id"] == "crm-42"
     assert aliases_of(app, "crm-42") == {("email", "bob@x.io"), ("phone", "+15550102000")}
-    r = api.post("/ingest", json={"aliases": [{"alias_kind": "phone", "raw_value": "+1 555 010 2000"}], "event_type": "page_view"})
+    r = api.post(
+        "/ingest",
+        json={"aliases": [{"alias_kind": "phone", "raw_value": "+1 555 010 2000"}], "event_type": "page_view"},
+    )
     assert r.json["lead_id"] == "crm-42"
 
 
@@ -85,7 +123,9 @@ def test_idempotency_key_body_and_header_score_once(api, app, run_worker):
     assert first.status_code == again.status_code == 202
     assert first.json["duplicate"] is False and again.json["duplicate"] is True
     assert first.json["event_id"] == again.json["event_id"] == "evt-1" and again.json["id"] == first.json["id"]
-    via_header = api.post("/ingest", json={"lead_id": "l1", "event_type": "demo_request"}, headers={"Idempotency-Key": "evt-1"})
+    via_header = api.post(
+        "/ingest", json={"lead_id": "l1", "event_type": "demo_request"}, headers={"Idempotency-Key": "evt-1"}
+    )
     assert via_header.json["duplicate"] is True
     run_worker()
     again_after = api.post("/ingest", json={"lead_id": "l1", "event_type": "demo_request", "event_id": "evt-1"})
@@ -98,14 +138,18 @@ def test_idempotency_key_body_and_header_score_once(api, app, run_worker):
 def test_the_202_names_the_clients_key_as_event_id_and_the_stored_event_as_id(api):
     by_body = api.post("/ingest", json={"lead_id": "l1", "event_type": "x", "event_id": "evt-1"})
     by_header = api.post("/ingest", json={"lead_id": "l1", "event_type": "x"}, headers={"Idempotency-Key": "hdr-1"})
-    both = api.post("/ingest", json={"lead_id": "l1", "event_type": "x", "event_id": "k"}, headers={"Idempotency-Key": "k"})
+    both = api.post(
+        "/ingest", json={"lead_id": "l1", "event_type": "x", "event_id": "k"}, headers={"Idempotency-Key": "k"}
+    )
     keyless = api.post("/ingest", json={"lead_id": "l1", "event_type": "x"})
     assert [r.json["event_id"] for r in (by_body, by_header, both, keyless)] == ["evt-1", "hdr-1", "k", None]
     listed = {e["id"] for e in api.get("/events", query_string={"lead_id": "l1", "page": 1}).json["events"]}
     assert {r.json["id"] for r in (by_body, by_header, both, keyless)} == listed and len(listed) == 4
     repeat = api.post("/ingest", json={"lead_id": "l1", "event_type": "x"}, headers={"Idempotency-Key": "evt-1"})
     assert (repeat.json["duplicate"], repeat.json["event_id"], repeat.json["id"]) == (True, "evt-1", by_body.json["id"])
-    refused = api.post("/ingest", json={"lead_id": "l1", "event_type": "x", "event_id": "a"}, headers={"Idempotency-Key": "b"})
+    refused = api.post(
+        "/ingest", json={"lead_id": "l1", "event_type": "x", "event_id": "a"}, headers={"Idempotency-Key": "b"}
+    )
     assert refused.status_code == 400 and "event_id" in refused.json["error"]["details"]
 
 
@@ -123,8 +167,11 @@ def test_metadata_over_100kb_is_413_and_nothing_written(api, app):
     assert r.json["error"]["code"] == "payload_too_large" and "metadata" in r.json["error"]["details"]
     r = api.post("/ingest", json={"lead_id": "big", "event_type": "x", "metadata": {"blob": "a" * (99 * 1024)}})
     assert r.status_code == 202
-    r = api.post("/ingest", data=b'{"lead_id": "x", "event_type": "y", "metadata": {"a": "' + b"b" * (3 * 1024 * 1024) + b'"}}',
-                 headers={"Content-Type": "application/json"})
+    r = api.post(
+        "/ingest",
+        data=b'{"lead_id": "x", "event_type": "y", "metadata": {"a": "' + b"b" * (3 * 1024 * 1024) + b'"}}',
+        headers={"Content-Type": "application/json"},
+    )
     assert r.status_code == 413
     assert counts(app)[:2] == (1, 1)
 
@@ -167,7 +214,9 @@ def test_bad_input_names_the_field_and_writes_nothing(api, app):
 def test_malformed_json_wrong_content_type_and_non_object(api, app):
     r = api.post("/ingest", data="{not json", headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and r.json["error"]["code"] == "malformed_json"
-    r = api.post("/ingest", data="lead_id=x&event_type=y", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    r = api.post(
+        "/ingest", data="lead_id=x&event_type=y", headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
     assert r.status_code == 415 and r.json["error"]["code"] == "unsupported_media_type"
     r = api.post("/ingest", data='{"lead_id":"x","event_type":"y"}', headers={"Content-Type": "text/plain"})
     assert r.status_code == 415

@@ -1,4 +1,5 @@
 """POST /ingest's lane below Flask answers exactly as the Flask view would, and only what it fully accepts."""
+
 import json
 
 import pytest
@@ -36,12 +37,20 @@ def stored(app) -> int:
 def test_a_plain_event_is_answered_by_the_lane_once_its_credential_is_known(api, app, tenant):
     first = api.post("/ingest", json={"lead_id": "ada", "event_type": "page_view", "event_id": "e1"})
     assert lane(app).served == 0  # the credential was not cached yet: Flask looked it up
-    second = api.post("/ingest", json={"lead_id": "ada", "event_type": "page_view", "event_id": "e2", "metadata": {"url": "/x"}})
+    second = api.post(
+        "/ingest", json={"lead_id": "ada", "event_type": "page_view", "event_id": "e2", "metadata": {"url": "/x"}}
+    )
     again = api.post("/events", json={"lead_id": "ada", "event_type": "page_view"}, headers={"Idempotency-Key": "e2"})
     assert lane(app).served == 2
     assert first.status_code == second.status_code == again.status_code == 202
-    assert second.json == {"message": "event ingested", "event_id": "e2", "id": second.json["id"], "lead_id": "ada",
-                           "duplicate": False, "metadata": {"url": "/x"}}
+    assert second.json == {
+        "message": "event ingested",
+        "event_id": "e2",
+        "id": second.json["id"],
+        "lead_id": "ada",
+        "duplicate": False,
+        "metadata": {"url": "/x"},
+    }
     assert again.json["duplicate"] is True and again.json["event_id"] == "e2" and again.json["id"] == second.json["id"]
     assert stored(app) == 2
 
@@ -49,9 +58,21 @@ def test_a_plain_event_is_answered_by_the_lane_once_its_credential_is_known(api,
 REQUESTS = [
     # (what, path, body bytes or JSON, extra headers, auth: "cred" | "wrong" | "none" | "bearer")
     ("plain", "/ingest", {"lead_id": "l1", "event_type": "page_view"}, {}, "cred"),
-    ("aliases", "/ingest", {"aliases": [{"alias_kind": "email", "raw_value": " Ada@X.io "}], "event_type": "x"}, {}, "cred"),
+    (
+        "aliases",
+        "/ingest",
+        {"aliases": [{"alias_kind": "email", "raw_value": " Ada@X.io "}], "event_type": "x"},
+        {},
+        "cred",
+    ),
     ("deprecated alias", "/ingest", {"alias_kind": "email", "alias": "b@x.io", "event_type": "x"}, {}, "cred"),
-    ("timestamp", "/events", {"lead_id": "l2", "event_type": "x", "timestamp": "2025-01-01T10:00:00+02:00"}, {}, "cred"),
+    (
+        "timestamp",
+        "/events",
+        {"lead_id": "l2", "event_type": "x", "timestamp": "2025-01-01T10:00:00+02:00"},
+        {},
+        "cred",
+    ),
     ("missing event_type", "/ingest", {"lead_id": "l1"}, {}, "cred"),
     ("no lead", "/ingest", {"event_type": "x"}, {}, "cred"),
     ("wrong type", "/ingest", {"lead_id": 5, "event_type": "x"}, {}, "cred"),
@@ -59,10 +80,28 @@ REQUESTS = [
     ("reserved type", "/ingest", {"lead_id": "l1", "event_type": "DECAY"}, {}, "cred"),
     ("NUL", "/ingest", {"lead_id": "l\u0000", "event_type": "x"}, {}, "cred"),
     ("metadata not a dict", "/ingest", {"lead_id": "l1", "event_type": "x", "metadata": [1]}, {}, "cred"),
-    ("metadata too large", "/ingest", {"lead_id": "l1", "event_type": "x", "metadata": {"k": "v" * 110_000}}, {}, "cred"),
-    ("key disagrees", "/ingest", {"lead_id": "l1", "event_type": "x", "event_id": "a"}, {"Idempotency-Key": "b"}, "cred"),
+    (
+        "metadata too large",
+        "/ingest",
+        {"lead_id": "l1", "event_type": "x", "metadata": {"k": "v" * 110_000}},
+        {},
+        "cred",
+    ),
+    (
+        "key disagrees",
+        "/ingest",
+        {"lead_id": "l1", "event_type": "x", "event_id": "a"},
+        {"Idempotency-Key": "b"},
+        "cred",
+    ),
     ("key unprintable", "/ingest", {"lead_id": "l1", "event_type": "x"}, {"Idempotency-Key": "a\tb"}, "cred"),
-    ("empty alias", "/ingest", {"aliases": [{"alias_kind": "email", "raw_value": "   "}], "event_type": "x"}, {}, "cred"),
+    (
+        "empty alias",
+        "/ingest",
+        {"aliases": [{"alias_kind": "email", "raw_value": "   "}], "event_type": "x"},
+        {},
+        "cred",
+    ),
     ("a list", "/ingest", [{"lead_id": "l1", "event_type": "x"}], {}, "cred"),
     ("malformed JSON", "/ingest", b'{"lead_id": "l1",', {}, "cred"),
     ("NaN", "/ingest", b'{"lead_id": "l1", "event_type": "x", "metadata": {"n": NaN}}', {}, "cred"),
@@ -70,22 +109,44 @@ REQUESTS = [
     ("BOM", "/ingest", b'\xef\xbb\xbf{"lead_id": "l1", "event_type": "x"}', {}, "cred"),
     ("empty body", "/ingest", b"", {}, "cred"),
     ("text/plain", "/ingest", b'{"lead_id": "l1", "event_type": "x"}', {"Content-Type": "text/plain"}, "cred"),
-    ("JSON with charset", "/ingest", b'{"lead_id": "l3", "event_type": "x"}', {"Content-Type": "application/json; charset=utf-8"}, "cred"),
+    (
+        "JSON with charset",
+        "/ingest",
+        b'{"lead_id": "l3", "event_type": "x"}',
+        {"Content-Type": "application/json; charset=utf-8"},
+        "cred",
+    ),
     ("wrong secret", "/ingest", {"lead_id": "l1", "event_type": "x"}, {}, "wrong"),
     ("no credentials", "/ingest", {"lead_id": "l1", "event_type": "x"}, {}, "none"),
     ("malformed Basic", "/ingest", {"lead_id": "l1", "event_type": "x"}, {"Authorization": "Basic !!!"}, "none"),
     ("member token", "/ingest", {"lead_id": "l4", "event_type": "x"}, {}, "bearer"),
     ("trailing slash", "/ingest/", {"lead_id": "l1", "event_type": "x"}, {}, "cred"),
-    ("body over 2 MB", "/ingest", {"lead_id": "l1", "event_type": "x", "metadata": {"k": "v" * (2 * 1024 * 1024)}}, {}, "cred"),
-    ("wrong secret, big body", "/ingest", {"lead_id": "l1", "event_type": "x", "metadata": {"k": "v" * 500_000}}, {}, "wrong"),
+    (
+        "body over 2 MB",
+        "/ingest",
+        {"lead_id": "l1", "event_type": "x", "metadata": {"k": "v" * (2 * 1024 * 1024)}},
+        {},
+        "cred",
+    ),
+    (
+        "wrong secret, big body",
+        "/ingest",
+        {"lead_id": "l1", "event_type": "x", "metadata": {"k": "v" * 500_000}},
+        {},
+        "wrong",
+    ),
     ("chunked", "/ingest", b'{"lead_id": "l5", "event_type": "x"}', {"Transfer-Encoding": "chunked"}, "cred"),
 ]
 
 
 @pytest.mark.parametrize("what,path,body,headers,auth", REQUESTS, ids=[r[0] for r in REQUESTS])
 def test_every_request_gets_the_answer_the_flask_view_gives(client, app, tenant, what, path, body, headers, auth):
-    creds = {"cred": tenant.auth, "wrong": basic(tenant.client_id, "not-the-secret"), "none": {},
-             "bearer": {**member_client(client, tenant), "Cookie": f"activeOu={tenant.unit_id}"} if auth == "bearer" else {}}[auth]
+    creds = {
+        "cred": tenant.auth,
+        "wrong": basic(tenant.client_id, "not-the-secret"),
+        "none": {},
+        "bearer": {**member_client(client, tenant), "Cookie": f"activeOu={tenant.unit_id}"} if auth == "bearer" else {},
+    }[auth]
     assert client.post("/ingest", json={"lead_id": "warm", "event_type": "x"}, headers=tenant.auth).status_code == 202
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     sent = {"Content-Type": "application/json", **creds, **headers}
@@ -97,7 +158,9 @@ def test_every_request_gets_the_answer_the_flask_view_gives(client, app, tenant,
         assert with_lane[1]["duplicate"] is False and without[1]["duplicate"] is False
     assert with_lane == without
     lane_should = with_lane[0] == 202 and auth == "cred" and "Transfer-Encoding" not in headers
-    assert lane_answered == lane_should, "the lane answers valid events of a known credential with a declared length only"
+    assert lane_answered == lane_should, (
+        "the lane answers valid events of a known credential with a declared length only"
+    )
 
 
 def test_a_revoked_credential_is_refused_at_once_by_the_lane_too(client, app, tenant):
@@ -114,16 +177,24 @@ def test_a_revoked_credential_is_refused_at_once_by_the_lane_too(client, app, te
 
 
 @pytest.mark.parametrize("errcode,status,code", [("40001", 503, "unavailable"), ("P0001", 500, "internal_error")])
-def test_a_failed_commit_is_answered_as_the_flask_handlers_answer_it(client, app, tenant, settings, errcode, status, code):
+def test_a_failed_commit_is_answered_as_the_flask_handlers_answer_it(
+    client, app, tenant, settings, errcode, status, code
+):
     """A serialization failure is retryable (503, Retry-After); any other database error is a 500; nothing is stored."""
     from models.db import get_engine
 
     assert client.post("/ingest", json={"lead_id": "warm", "event_type": "x"}, headers=tenant.auth).status_code == 202
     engine = get_engine(settings.database_url)
     with engine.begin() as conn:
-        conn.execute(text(f"""CREATE OR REPLACE FUNCTION test_refuse_event() RETURNS trigger AS $$
-            BEGIN RAISE EXCEPTION 'staged failure' USING ERRCODE = '{errcode}'; END $$ LANGUAGE plpgsql"""))
-        conn.execute(text("CREATE TRIGGER test_refuse_event BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION test_refuse_event()"))
+        conn.execute(
+            text(f"""CREATE OR REPLACE FUNCTION test_refuse_event() RETURNS trigger AS $$
+            BEGIN RAISE EXCEPTION 'staged failure' USING ERRCODE = '{errcode}'; END $$ LANGUAGE plpgsql""")
+        )
+        conn.execute(
+            text(
+                "CREATE TRIGGER test_refuse_event BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION test_refuse_event()"
+            )
+        )
     try:
         sent = {"Content-Type": "application/json", **tenant.auth}
         served = lane(app).served
@@ -149,8 +220,11 @@ def test_the_lane_counts_and_logs_its_requests_like_any_other(api, app, tenant, 
     api.post("/ingest", json={"lead_id": "l", "event_type": "x"})
     after = app.test_client().get("/metrics").get_data(as_text=True)
     assert lane(app).served == 1
-    count = lambda text: float(next(line for line in text.splitlines()
-                                    if line.startswith('http_requests_total{code="202",method="POST"}')).rsplit(" ", 1)[1])
+    count = lambda text: float(
+        next(
+            line for line in text.splitlines() if line.startswith('http_requests_total{code="202",method="POST"}')
+        ).rsplit(" ", 1)[1]
+    )
     assert count(after) == count(before) + 1
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("POST /ingest 202")]
     assert len(lines) == 2 and all(line.endswith(f"by={lines[0].rsplit('by=', 1)[1]}") for line in lines)
@@ -166,16 +240,21 @@ def test_one_idempotency_key_is_one_event_whichever_path_takes_it(client, app, t
         assert lane(app).served == served + 1
         assert first.status_code == second.status_code == 202
         assert (first.json["duplicate"], second.json["duplicate"]) == (False, True)
-        assert first.json["id"] == second.json["id"] and first.json["event_id"] == second.json["event_id"] == sent["Idempotency-Key"]
+        assert (
+            first.json["id"] == second.json["id"]
+            and first.json["event_id"] == second.json["event_id"] == sent["Idempotency-Key"]
+        )
     assert stored(app) == 2
 
 
 def test_both_paths_answer_the_clients_key_as_event_id_and_the_stored_event_as_id(client, app, tenant):
     sent = {"Content-Type": "application/json", **tenant.auth}
     assert client.post("/ingest", json={"lead_id": "warm", "event_type": "x"}, headers=tenant.auth).status_code == 202
-    for body, headers, key in [(b'{"lead_id": "l", "event_type": "x", "event_id": "b-1"}', {}, "b-1"),
-                               (b'{"lead_id": "l", "event_type": "x"}', {"Idempotency-Key": "h-1"}, "h-1"),
-                               (b'{"lead_id": "l", "event_type": "x"}', {}, None)]:
+    for body, headers, key in [
+        (b'{"lead_id": "l", "event_type": "x", "event_id": "b-1"}', {}, "b-1"),
+        (b'{"lead_id": "l", "event_type": "x"}', {"Idempotency-Key": "h-1"}, "h-1"),
+        (b'{"lead_id": "l", "event_type": "x"}', {}, None),
+    ]:
         first = flask_only(app).post("/ingest", data=body, headers={**sent, **headers})
         served = lane(app).served
         second = client.post("/ingest", data=body, headers={**sent, **headers})

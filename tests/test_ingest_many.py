@@ -1,7 +1,8 @@
 """Set-based ingest and group commit: many events, few statements, same answers as one at a time."""
+
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select, text
@@ -12,7 +13,7 @@ from models.leads import Lead, LeadAlias
 from tests.helpers import statements_sent
 from webapp.group_commit import GroupCommitter
 
-T = datetime(2025, 1, 1, tzinfo=timezone.utc)
+T = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def ev(et="x", lead_id=None, aliases=(), key=None):
@@ -26,14 +27,14 @@ def test_batch_resolves_identities_and_dedupes(app, tenant):
     with Session() as s, s.begin():
         first = ingest_many(s, tenant.org_id, tenant.unit_id, [ev(lead_id="known", key="k0")])
     batch = [
-        ev(aliases=[email], key="k1"),            # new lead A
-        ev(aliases=[cookie, email]),              # same new lead A, through the shared email
-        ev(aliases=[cookie]),                     # A again, through the cookie it just brought
-        ev(aliases=[("email", "bob@x.io")]),      # new lead B
+        ev(aliases=[email], key="k1"),  # new lead A
+        ev(aliases=[cookie, email]),  # same new lead A, through the shared email
+        ev(aliases=[cookie]),  # A again, through the cookie it just brought
+        ev(aliases=[("email", "bob@x.io")]),  # new lead B
         ev(lead_id="known", aliases=[("phone", "+1555")], key="k2"),
-        ev(lead_id="fresh"),                      # new lead by id
-        ev(lead_id="fresh", key="k1"),            # repeat of k1 inside the batch
-        ev(lead_id="other", key="k0"),            # repeat of an already stored key
+        ev(lead_id="fresh"),  # new lead by id
+        ev(lead_id="fresh", key="k1"),  # repeat of k1 inside the batch
+        ev(lead_id="other", key="k0"),  # repeat of an already stored key
     ]
     with Session() as s, s.begin(), statements_sent() as statements:
         out = ingest_many(s, tenant.org_id, tenant.unit_id, batch)
@@ -80,7 +81,9 @@ def test_group_commit_from_many_threads(app, tenant):
 def test_wait_woken_returns_once_scoring_was_woken_for_every_commit(app, tenant):
     """The answer does not wait for the wake-up; wait_woken does, for every commit made before it was called."""
     release, woken = threading.Event(), []
-    committer = GroupCommitter(app.extensions["leadpulse"].Session, after_commit=lambda: (release.wait(10), woken.append(1)))
+    committer = GroupCommitter(
+        app.extensions["leadpulse"].Session, after_commit=lambda: (release.wait(10), woken.append(1))
+    )
     assert committer.wait_woken(timeout=0.01)  # nothing committed: nothing to wait for
     committer.submit(tenant.org_id, tenant.unit_id, [ev(lead_id="a", key="w-1")])
     assert not committer.wait_woken(timeout=0.2) and woken == []  # answered; the wake-up still blocked
@@ -159,7 +162,9 @@ def test_a_lead_created_meanwhile_by_another_transaction_gets_the_events(app, te
     def second():
         with Session() as s, s.begin():
             second_pid.append(s.execute(select(func.pg_backend_pid())).scalar())
-            out.extend(ingest_many(s, tenant.org_id, tenant.unit_id, [ev(lead_id="raced", key="b"), ev(lead_id="fresh")]))
+            out.extend(
+                ingest_many(s, tenant.org_id, tenant.unit_id, [ev(lead_id="raced", key="b"), ev(lead_id="fresh")])
+            )
 
     t = threading.Thread(target=second)
     t.start()
@@ -167,8 +172,13 @@ def test_a_lead_created_meanwhile_by_another_transaction_gets_the_events(app, te
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             watcher.rollback()
-            if second_pid and watcher.execute(
-                    text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :p"), {"p": second_pid[0]}).scalar() == "Lock":
+            if (
+                second_pid
+                and watcher.execute(
+                    text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :p"), {"p": second_pid[0]}
+                ).scalar()
+                == "Lock"
+            ):
                 break
         else:
             raise AssertionError("the second transaction never waited on the first")
@@ -198,8 +208,11 @@ def test_a_batch_too_big_for_one_json_document_is_split_and_stored_whole(app, te
     with Session() as s, s.begin():
         ingest_many(s, tenant.org_id, tenant.unit_id, [ev(lead_id="l0", key="k07")])  # stored before: a duplicate below
         out = ingest_many(s, tenant.org_id, tenant.unit_id, batch)
-        stored = s.execute(select(Event.id, Event.metadata_["n"].as_integer()).where(Event.idempotency_key.is_distinct_from("k07"))
-                           .order_by(Event.id)).all()
+        stored = s.execute(
+            select(Event.id, Event.metadata_["n"].as_integer())
+            .where(Event.idempotency_key.is_distinct_from("k07"))
+            .order_by(Event.id)
+        ).all()
     assert [r.duplicate for r in out] == [e.idempotency_key == "k07" for e in batch]
     assert [n for _, n in stored] == [i for i, e in enumerate(batch) if e.idempotency_key != "k07"]
     assert [r.event_id for r in out if not r.duplicate] == [event_id for event_id, _ in stored]
@@ -213,7 +226,7 @@ def test_naive_times_are_utc_and_an_empty_batch_is_nothing(app, tenant):
         [r] = ingest_many(s, tenant.org_id, tenant.unit_id, [naive])
         assert ingest_many(s, tenant.org_id, tenant.unit_id, []) == []
     with Session() as s:
-        assert s.get(Event, r.event_id).occurred_at == datetime(2025, 1, 1, 10, 0, tzinfo=timezone.utc)
+        assert s.get(Event, r.event_id).occurred_at == datetime(2025, 1, 1, 10, 0, tzinfo=UTC)
 
 
 def test_a_request_that_times_out_is_never_written(app, tenant, settings):
@@ -226,19 +239,30 @@ def test_a_request_that_times_out_is_never_written(app, tenant, settings):
     committer = GroupCommitter(Session)
     blocker = get_engine(settings.database_url).connect()
     tx = blocker.begin()
-    blocker.execute(text(
-        "INSERT INTO leads (org_id, unit_id, lead_id, metadata, score, created_at, updated_at) "
-        "VALUES (:o, :u, 'L', '{}', 0, now(), now())"), {"o": tenant.org_id, "u": tenant.unit_id})
+    blocker.execute(
+        text(
+            "INSERT INTO leads (org_id, unit_id, lead_id, metadata, score, created_at, updated_at) "
+            "VALUES (:o, :u, 'L', '{}', 0, now(), now())"
+        ),
+        {"o": tenant.org_id, "u": tenant.unit_id},
+    )
     first = {}
-    stuck = threading.Thread(target=lambda: first.setdefault("r", committer.submit(tenant.org_id, tenant.unit_id, [ev(lead_id="L", key="a")])))
+    stuck = threading.Thread(
+        target=lambda: first.setdefault(
+            "r", committer.submit(tenant.org_id, tenant.unit_id, [ev(lead_id="L", key="a")])
+        )
+    )
     stuck.start()
-    import pytest
     from concurrent.futures import TimeoutError as FutureTimeout
+
+    import pytest
 
     from tests.conftest import wait_until
 
-    wait_until(lambda: blocker.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar() > 0,
-               message="the batch to wait on the uncommitted lead")
+    wait_until(
+        lambda: blocker.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar() > 0,
+        message="the batch to wait on the uncommitted lead",
+    )
     with pytest.raises(FutureTimeout):
         committer.submit(tenant.org_id, tenant.unit_id, [ev(lead_id="M", key="b")], timeout=0.3)
     tx.commit()
@@ -280,7 +304,9 @@ def test_event_ids_come_from_the_events_id_sequence(app, tenant):
 
     Session = app.extensions["leadpulse"].Session
     with Session() as s, s.begin():
-        assert s.execute(text("SELECT pg_get_serial_sequence('events', 'id')")).scalar() == f"public.{EVENTS_ID_SEQUENCE}"
+        assert (
+            s.execute(text("SELECT pg_get_serial_sequence('events', 'id')")).scalar() == f"public.{EVENTS_ID_SEQUENCE}"
+        )
         [first, second] = ingest_many(s, tenant.org_id, tenant.unit_id, [ev(lead_id="ada"), ev(lead_id="ada")])
         assert second.event_id == first.event_id + 1
         assert s.execute(text(f"SELECT last_value FROM {EVENTS_ID_SEQUENCE}")).scalar() == second.event_id

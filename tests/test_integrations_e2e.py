@@ -1,4 +1,5 @@
 """End to end with two real `leadpulse worker` processes: events in, HubSpot contacts and Slack alerts out."""
+
 import dataclasses
 
 from tests.auth_helpers import member_client
@@ -11,9 +12,15 @@ HS_TOKEN, BOT = "pat-na1-0123456789abcdef", "xoxb-test-token"
 UPDATE = "/crm/v3/objects/contacts/batch/update"
 
 
-def test_warm_to_hot_reaches_hubspot_and_slack_once_through_flaps_outages_and_level_edits(settings, clean, tenant, worker_processes):
+def test_warm_to_hot_reaches_hubspot_and_slack_once_through_flaps_outages_and_level_edits(
+    settings, clean, tenant, worker_processes
+):
     with FakeHubSpot(tokens=[HS_TOKEN]) as hubspot, FakeSlack(bot_token=BOT) as slack:
-        app = create_app(dataclasses.replace(settings, hubspot_api_base=hubspot.url, slack_api_base=slack.base_url, slack_bot_token=BOT))
+        app = create_app(
+            dataclasses.replace(
+                settings, hubspot_api_base=hubspot.url, slack_api_base=slack.base_url, slack_bot_token=BOT
+            )
+        )
         api = Api(app.test_client(), tenant)
         member = app.test_client()
         headers = member_client(member, tenant)
@@ -21,7 +28,12 @@ def test_warm_to_hot_reaches_hubspot_and_slack_once_through_flaps_outages_and_le
         published_ruleset(api, {"page_view": 5, "demo_request": 30, "unsubscribe": -20})
         assert api.put("/integrations/hubspot", json={"access_token": HS_TOKEN}).status_code == 200
         channel = slack.add_channel("sales")
-        assert member.put("/integrations/slack/target", json={"kind": "channel", "id": channel}, headers=headers).status_code == 200
+        assert (
+            member.put(
+                "/integrations/slack/target", json={"kind": "channel", "id": channel}, headers=headers
+            ).status_code
+            == 200
+        )
         for email in ("ada@x.io", "b1@x.io", "b2@x.io"):
             hubspot.add_contact(email)
         slack.fail_next(1, 500, method="chat.postMessage")  # Slack is down when the alert is first tried
@@ -29,7 +41,9 @@ def test_warm_to_hot_reaches_hubspot_and_slack_once_through_flaps_outages_and_le
 
         def send(email, *types):
             for t in types:
-                r = api.post("/ingest", json={"aliases": [{"alias_kind": "email", "raw_value": email}], "event_type": t})
+                r = api.post(
+                    "/ingest", json={"aliases": [{"alias_kind": "email", "raw_value": email}], "event_type": t}
+                )
                 assert r.status_code == 202
 
         def contact(email):
@@ -39,7 +53,9 @@ def test_warm_to_hot_reaches_hubspot_and_slack_once_through_flaps_outages_and_le
             return member.get("/integrations/slack", headers=headers).json["alerts"]
 
         send("ada@x.io", "demo_request", "page_view")  # 35 Warm
-        wait_until(lambda: contact("ada@x.io").get("engagement_level") == "Warm", timeout=60, message="ada Warm in HubSpot")
+        wait_until(
+            lambda: contact("ada@x.io").get("engagement_level") == "Warm", timeout=60, message="ada Warm in HubSpot"
+        )
         assert slack.messages == []
         send("ada@x.io", "demo_request")  # 65 Hot
         wait_until(lambda: len(slack.messages) == 1, timeout=60, interval=0.1, message="the Hot alert (after one 500)")
@@ -48,7 +64,9 @@ def test_warm_to_hot_reaches_hubspot_and_slack_once_through_flaps_outages_and_le
         assert contact("ada@x.io")["engagement_level"] == "Hot"
 
         send("ada@x.io", "unsubscribe")  # 45 Warm
-        wait_until(lambda: contact("ada@x.io").get("engagement_level") == "Warm", timeout=60, message="ada back to Warm")
+        wait_until(
+            lambda: contact("ada@x.io").get("engagement_level") == "Warm", timeout=60, message="ada back to Warm"
+        )
         send("ada@x.io", "page_view", "page_view")  # 55 Hot again, inside the cooldown
         wait_until(lambda: contact("ada@x.io").get("engagement_score") == "55", timeout=60, message="ada 55 in HubSpot")
         wait_until(lambda: alerts()["suppressed"] == 1, timeout=60, message="the second entry examined")
@@ -56,8 +74,14 @@ def test_warm_to_hot_reaches_hubspot_and_slack_once_through_flaps_outages_and_le
 
         send("b1@x.io", "demo_request", "page_view", "page_view")  # 40 Warm
         send("b2@x.io", "demo_request", "page_view", "page_view")  # 40 Warm
-        wait_until(lambda: contact("b2@x.io").get("engagement_score") == "40" and contact("b1@x.io").get("engagement_score") == "40",
-                   timeout=60, message="b1 and b2 in HubSpot")
+        wait_until(
+            lambda: (
+                contact("b2@x.io").get("engagement_score") == "40"
+                and contact("b1@x.io").get("engagement_score") == "40"
+            ),
+            timeout=60,
+            message="b1 and b2 in HubSpot",
+        )
         assert api.put(f"/engagement-levels/{levels['Warm']}", json={"max_score": 34}).status_code == 200
         assert api.put(f"/engagement-levels/{levels['Hot']}", json={"min_score": 35}).status_code == 200
         wait_until(lambda: len(slack.messages) == 2, timeout=60, interval=0.1, message="one digest for the level edit")
@@ -67,6 +91,10 @@ def test_warm_to_hot_reaches_hubspot_and_slack_once_through_flaps_outages_and_le
         assert final["sent"] == 2 and final["pending"] == 0 and final["failed"] == 0
         assert [r.status for r in slack.requests_to("/api/chat.postMessage")] == [500, 200, 200]
         # every HubSpot write carried values that changed: no contact was written twice with the same score
-        writes = [(i["id"], i["properties"]["engagement_score"], i["properties"]["engagement_level"])
-                  for r in hubspot.requests_to(UPDATE) if r.status == 200 for i in r.body["inputs"]]
+        writes = [
+            (i["id"], i["properties"]["engagement_score"], i["properties"]["engagement_level"])
+            for r in hubspot.requests_to(UPDATE)
+            if r.status == 200
+            for i in r.body["inputs"]
+        ]
         assert len(writes) == len(set(writes))

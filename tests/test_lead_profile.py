@@ -1,11 +1,15 @@
 """Lead search, aliases and metadata (PUT replaces, PATCH merges, null removes)."""
+
 from tests.conftest import Api
 from tests.helpers import ingest
 
 
 def test_search_by_id_prefix_or_alias(api, client, other_tenant):
     ingest(api, "acme-ada", "page_view")
-    api.post("/ingest", json={"aliases": [{"alias_kind": "email", "raw_value": "Ada.Lovelace@Example.com"}], "event_type": "x"})
+    api.post(
+        "/ingest",
+        json={"aliases": [{"alias_kind": "email", "raw_value": "Ada.Lovelace@Example.com"}], "event_type": "x"},
+    )
     ingest(api, "acme_bob", "page_view")
     ingest(api, "acmeXbob", "page_view")
     for i in range(15):
@@ -29,10 +33,22 @@ def test_search_by_id_prefix_or_alias(api, client, other_tenant):
 
 
 def test_aliases_and_metadata(api, client, other_tenant):
-    api.post("/ingest", json={"lead_id": "ada", "aliases": [{"alias_kind": "email", "raw_value": " Ada@X.io"},
-                                                           {"alias_kind": "phone", "raw_value": "+44 20 1234"}], "event_type": "x"})
+    api.post(
+        "/ingest",
+        json={
+            "lead_id": "ada",
+            "aliases": [
+                {"alias_kind": "email", "raw_value": " Ada@X.io"},
+                {"alias_kind": "phone", "raw_value": "+44 20 1234"},
+            ],
+            "event_type": "x",
+        },
+    )
     r = api.get("/lead/ada/aliases")
-    assert r.status_code == 200 and [(a["alias_kind"], a["value"]) for a in r.json] == [("email", "ada@x.io"), ("phone", "+44201234")]  # phones lose their spacing
+    assert r.status_code == 200 and [(a["alias_kind"], a["value"]) for a in r.json] == [
+        ("email", "ada@x.io"),
+        ("phone", "+44201234"),
+    ]  # phones lose their spacing
     assert api.get("/lead/nobody/aliases").status_code == 404
     assert Api(client, other_tenant).get("/lead/ada/aliases").status_code == 404
     r = api.put("/lead/ada", json={"metadata": {"name": "Ada", "plan": "pro", "seats": 3}})
@@ -40,16 +56,27 @@ def test_aliases_and_metadata(api, client, other_tenant):
     r = api.patch("/lead/ada/metadata", json={"metadata": {"plan": None, "title": "CTO"}})
     assert r.status_code == 200 and r.json["lead"]["metadata"] == {"name": "Ada", "seats": 3, "title": "CTO"}
     assert api.get("/lead/ada").json["lead"]["metadata"] == {"name": "Ada", "seats": 3, "title": "CTO"}
-    for body, field in [({}, "metadata"), ({"metadata": []}, "metadata"), ({"metadata": {"": 1}}, "metadata"), ({"meta": {}}, "meta")]:
+    for body, field in [
+        ({}, "metadata"),
+        ({"metadata": []}, "metadata"),
+        ({"metadata": {"": 1}}, "metadata"),
+        ({"meta": {}}, "meta"),
+    ]:
         r = api.patch("/lead/ada/metadata", json=body)
         assert r.status_code == 400 and any(k.startswith(field) for k in r.json["error"]["details"]), (body, r.json)
     assert api.patch("/lead/ada/metadata", json={"metadata": {"blob": "x" * 101 * 1024}}).status_code == 413
     assert api.put("/lead/nobody", json={"metadata": {}}).status_code == 404
     assert Api(client, other_tenant).patch("/lead/ada/metadata", json={"metadata": {"x": 1}}).status_code == 404
-    assert api.get("/lead/ada").json["lead"]["metadata"] == {"name": "Ada", "seats": 3, "title": "CTO"}  # failures changed nothing
+    assert api.get("/lead/ada").json["lead"]["metadata"] == {
+        "name": "Ada",
+        "seats": 3,
+        "title": "CTO",
+    }  # failures changed nothing
 
 
-def test_delete_is_asynchronous_and_takes_everything_with_it(api, app, run_worker, client, other_tenant, settings, redis_conn):
+def test_delete_is_asynchronous_and_takes_everything_with_it(
+    api, app, run_worker, client, other_tenant, settings, redis_conn
+):
     from sqlalchemy import func, select
 
     from models.events import Event, ScoreDelta
@@ -59,7 +86,14 @@ def test_delete_is_asynchronous_and_takes_everything_with_it(api, app, run_worke
 
     create_levels(api)
     published_ruleset(api, {"demo_request": 30})
-    api.post("/ingest", json={"lead_id": "ada", "aliases": [{"alias_kind": "email", "raw_value": "ada@x.io"}], "event_type": "demo_request"})
+    api.post(
+        "/ingest",
+        json={
+            "lead_id": "ada",
+            "aliases": [{"alias_kind": "email", "raw_value": "ada@x.io"}],
+            "event_type": "demo_request",
+        },
+    )
     api.post("/ingest", json={"lead_id": "bob", "event_type": "demo_request"})
     settle(app, run_worker)
     assert api.get("/lead/ada/deletion-status").json == {"lead_id": "ada", "status": "active"}
@@ -73,10 +107,17 @@ def test_delete_is_asynchronous_and_takes_everything_with_it(api, app, run_worke
     assert status["status"] == "completed" and status["completed_at"]
     assert api.get("/lead/ada").status_code == 404 and api.delete("/lead/ada").status_code == 404
     with app.extensions["leadpulse"].Session() as s:
-        count = lambda model: s.execute(select(func.count()).select_from(model)).scalar()  # noqa: E731
-        assert (count(Event), count(ScoreDelta), count(LeadAlias), count(LeadLevelChange)) == (1, 1, 0, 1)  # bob's remain
+        count = lambda model: s.execute(select(func.count()).select_from(model)).scalar()
+        assert (count(Event), count(ScoreDelta), count(LeadAlias), count(LeadLevelChange)) == (
+            1,
+            1,
+            0,
+            1,
+        )  # bob's remain
     # the email is free again: an event by it makes a new lead
-    new = api.post("/ingest", json={"aliases": [{"alias_kind": "email", "raw_value": "ada@x.io"}], "event_type": "demo_request"}).json
+    new = api.post(
+        "/ingest", json={"aliases": [{"alias_kind": "email", "raw_value": "ada@x.io"}], "event_type": "demo_request"}
+    ).json
     assert new["lead_id"] != "ada"
     assert api.get("/lead/nobody/deletion-status").status_code == 404
     assert Api(client, other_tenant).get("/lead/ada/deletion-status").status_code == 404
@@ -116,7 +157,7 @@ def test_the_sweep_never_doubles_a_deletion_that_is_still_queued(api, app, run_w
     with app.extensions["leadpulse"].Session() as s, s.begin():  # a slow deletion: its job is queued a while
         s.execute(update(LeadDeletion).values(requested_at=utcnow() - timedelta(minutes=5)))
     queue = Queue(settings.queue_name, connection=redis_conn)
-    deletions = lambda: [j for j in queue.get_jobs() if j.func_name == "worker.jobs.delete_lead"]  # noqa: E731
+    deletions = lambda: [j for j in queue.get_jobs() if j.func_name == "worker.jobs.delete_lead"]
     assert len(deletions()) == 1
     for _ in range(2):
         sweep_once(app.extensions["leadpulse"].Session, redis_conn, settings.queue_name, settings.scoring_parallelism)
@@ -131,15 +172,26 @@ def test_merge_moves_events_and_aliases_and_rescores_the_target(api, app, run_wo
     create_levels(api)
     published_ruleset(api, {"demo_request": 30, "page_view": 5, "unsubscribe": -40})
     api.post("/ingest", json={"lead_id": "ada", "event_type": "demo_request", "timestamp": "2026-11-20T10:00:00Z"})
-    api.post("/ingest", json={"lead_id": "anon-1", "aliases": [{"alias_kind": "cookie", "raw_value": "c-1"}],
-                              "event_type": "unsubscribe", "timestamp": "2026-11-20T09:00:00Z"})
+    api.post(
+        "/ingest",
+        json={
+            "lead_id": "anon-1",
+            "aliases": [{"alias_kind": "cookie", "raw_value": "c-1"}],
+            "event_type": "unsubscribe",
+            "timestamp": "2026-11-20T09:00:00Z",
+        },
+    )
     api.post("/ingest", json={"lead_id": "anon-2", "event_type": "demo_request", "timestamp": "2026-11-20T11:00:00Z"})
     settle(app, run_worker)
     assert leads_by_id(api)["anon-2"]["level"]["name"] == "Warm"
     theirs = Api(client, other_tenant)
     theirs.post("/ingest", json={"lead_id": "zed", "event_type": "page_view"})
     for body, status, field in [
-        ({"targetLeadId": "ada", "sourceLeadIds": ["zed"]}, 404, "sourceLeadIds"),  # another OU's lead: refused as unknown
+        (
+            {"targetLeadId": "ada", "sourceLeadIds": ["zed"]},
+            404,
+            "sourceLeadIds",
+        ),  # another OU's lead: refused as unknown
         ({"targetLeadId": "nobody", "sourceLeadIds": ["anon-1"]}, 404, "targetLeadId"),
         ({"targetLeadId": "ada", "sourceLeadIds": ["ada"]}, 400, "sourceLeadIds"),
         ({"targetLeadId": "ada", "sourceLeadIds": []}, 400, "sourceLeadIds"),
@@ -149,7 +201,9 @@ def test_merge_moves_events_and_aliases_and_rescores_the_target(api, app, run_wo
         assert r.status_code == status and field in r.json["error"]["details"], (body, r.json)
     r = api.post("/leads/merge", json={"targetLeadId": "ada", "sourceLeadIds": ["anon-1", "anon-2", "anon-1"]})
     assert r.status_code == 200, r.json
-    assert r.json["mergedSources"] == ["anon-1", "anon-2"] and r.json["movedEvents"] == 2 and r.json["movedAliases"] == 1
+    assert (
+        r.json["mergedSources"] == ["anon-1", "anon-2"] and r.json["movedEvents"] == 2 and r.json["movedAliases"] == 1
+    )
     settle(app, run_worker)
     leads = leads_by_id(api)
     # replayed in event time: unsubscribe (-40, floor 0) at 09:00, then 30 + 30
@@ -158,7 +212,12 @@ def test_merge_moves_events_and_aliases_and_rescores_the_target(api, app, run_wo
     source = api.get("/lead/anon-2").json["lead"]
     assert source["merged_into"] == "ada" and source["score"] == 0
     assert [e["event_type"] for e in api.get("/events/ada").json] == ["demo_request", "demo_request", "unsubscribe"]
-    assert api.post("/ingest", json={"aliases": [{"alias_kind": "cookie", "raw_value": "c-1"}], "event_type": "page_view"}).json["lead_id"] == "ada"
+    assert (
+        api.post(
+            "/ingest", json={"aliases": [{"alias_kind": "cookie", "raw_value": "c-1"}], "event_type": "page_view"}
+        ).json["lead_id"]
+        == "ada"
+    )
     again = api.post("/leads/merge", json={"targetLeadId": "ada", "sourceLeadIds": ["anon-1"]})
     assert again.status_code == 409 and "sourceLeadIds" in again.json["error"]["details"]
     assert theirs.get("/events").json[0]["lead_id"] == "zed"
@@ -175,7 +234,9 @@ def test_a_deletion_out_of_retries_is_marked_failed_with_the_reason(api, app, se
 
     api.post("/ingest", json={"lead_id": "ada", "event_type": "x"})
     assert api.delete("/lead/ada").status_code == 200
-    [job] = [j for j in Queue(settings.queue_name, connection=redis_conn).jobs if j.func_name == "worker.jobs.delete_lead"]
+    [job] = [
+        j for j in Queue(settings.queue_name, connection=redis_conn).jobs if j.func_name == "worker.jobs.delete_lead"
+    ]
     job.retries_left = 1  # RQ calls on_failure on every failure; a retry still to come changes nothing
     lead_deletion_failed(job, redis_conn, RuntimeError, RuntimeError("statement timeout"), None)
     assert api.get("/lead/ada/deletion-status").json["status"] == "pending"
@@ -195,12 +256,23 @@ def test_after_a_merge_the_sources_id_feeds_the_target_and_a_deleting_lead_canno
         api.post("/ingest", json={"lead_id": lead, "event_type": "demo_request"})
     settle(app, run_worker)
     assert api.post("/leads/merge", json={"targetLeadId": "ada", "sourceLeadIds": ["bob"]}).status_code == 200
-    r = api.post("/ingest", json={"lead_id": "bob", "event_type": "demo_request",
-                                  "aliases": [{"alias_kind": "email", "raw_value": "bob@x.io"}]})
+    r = api.post(
+        "/ingest",
+        json={
+            "lead_id": "bob",
+            "event_type": "demo_request",
+            "aliases": [{"alias_kind": "email", "raw_value": "bob@x.io"}],
+        },
+    )
     assert r.status_code == 202 and r.json["lead_id"] == "ada"  # the merged id now means its target
     settle(app, run_worker)
     assert leads_by_id(api)["ada"]["score"] == 90 and api.get("/lead/bob").json["lead"]["score"] == 0
-    assert api.post("/ingest", json={"aliases": [{"alias_kind": "email", "raw_value": "bob@x.io"}], "event_type": "x"}).json["lead_id"] == "ada"
+    assert (
+        api.post(
+            "/ingest", json={"aliases": [{"alias_kind": "email", "raw_value": "bob@x.io"}], "event_type": "x"}
+        ).json["lead_id"]
+        == "ada"
+    )
     assert api.delete("/lead/cy").status_code == 200  # pending deletion (no worker ran)
     r = api.post("/leads/merge", json={"targetLeadId": "ada", "sourceLeadIds": ["cy"]})
     assert r.status_code == 409 and "sourceLeadIds" in r.json["error"]["details"]

@@ -1,4 +1,5 @@
 """GET /leads with the reference's parameters, lead detail, create, and score endpoints."""
+
 from datetime import timedelta
 
 from sqlalchemy import update
@@ -12,7 +13,12 @@ from tests.helpers import create_levels, ingest, leads_by_id, published_ruleset,
 def setup_leads(api, run_worker):
     levels = create_levels(api)
     rs = published_ruleset(api, {"page_view": 5, "demo_request": 30})
-    for lead, events in {"a": ["page_view"], "b": ["demo_request"], "c": ["demo_request", "demo_request"], "d": ["page_view", "demo_request"]}.items():
+    for lead, events in {
+        "a": ["page_view"],
+        "b": ["demo_request"],
+        "c": ["demo_request", "demo_request"],
+        "d": ["page_view", "demo_request"],
+    }.items():
         for et in events:
             ingest(api, lead, et)
     run_worker()
@@ -27,9 +33,20 @@ def test_array_form_envelope_form_and_fields(api, run_worker, tenant):
     assert [lead["lead_id"] for lead in r.json] == ["c", "d", "b", "a"]  # score descending by default
     lead = r.json[0]
     assert set(lead) >= {
-        "org_id", "lead_id", "score", "ruleset_id", "last_event_at", "created_at", "updated_at", "owner_name",
-        "engagement_scores", "profile_scores", "ruleset_names", "engagement_primary_ruleset_name",
-        "profile_primary_ruleset_name", "level",
+        "org_id",
+        "lead_id",
+        "score",
+        "ruleset_id",
+        "last_event_at",
+        "created_at",
+        "updated_at",
+        "owner_name",
+        "engagement_scores",
+        "profile_scores",
+        "ruleset_names",
+        "engagement_primary_ruleset_name",
+        "profile_primary_ruleset_name",
+        "level",
     }
     assert lead["org_id"] == tenant.org_id and lead["score"] == 60 and lead["engagement_scores"] == {rs: 60}
     assert lead["level"] == {"id": levels["Hot"], "name": "Hot", "color": "#f97316"}
@@ -64,9 +81,15 @@ def test_filters_and_sort(api, app, run_worker):
 
 def test_list_bad_parameters(api):
     for qs, field in [
-        ("page=0", "page"), ("page=x", "page"), ("limit=501", "limit"), ("limit=0", "limit"),
-        ("min_score=high", "min_score"), ("last_active=1y", "last_active"), ("range=forever", "range"),
-        ("sort=random", "sort"), ("level=Nope", "level"),
+        ("page=0", "page"),
+        ("page=x", "page"),
+        ("limit=501", "limit"),
+        ("limit=0", "limit"),
+        ("min_score=high", "min_score"),
+        ("last_active=1y", "last_active"),
+        ("range=forever", "range"),
+        ("sort=random", "sort"),
+        ("level=Nope", "level"),
     ]:
         r = api.get(f"/leads?{qs}")
         assert r.status_code == 400 and field in r.json["error"]["details"], (qs, r.json)
@@ -88,7 +111,12 @@ def test_create_and_detail(api, run_worker):
     assert r.status_code == 201
     assert r.json["id"] == "crm-1" and r.json["metadata"] == {"plan": "Pro"} and r.json["account_id"] == "acct-9"
     assert api.post("/leads", json={"id": "crm-1"}).status_code == 409
-    for body, field in [({}, "id"), ({"id": ""}, "id"), ({"id": "x", "metadata": []}, "metadata"), ({"id": "x", "org_id": "o"}, "org_id")]:
+    for body, field in [
+        ({}, "id"),
+        ({"id": ""}, "id"),
+        ({"id": "x", "metadata": []}, "metadata"),
+        ({"id": "x", "org_id": "o"}, "org_id"),
+    ]:
         r = api.post("/leads", json=body)
         assert r.status_code == 400 and field in r.json["error"]["details"]
     for path in ("/lead/crm-1", "/leads/crm-1"):
@@ -110,8 +138,14 @@ def test_score_endpoints(api, run_worker):
     for path in ("/score/d", "/leads/d/score"):
         r = api.get(path)
         assert r.status_code == 200
-        assert r.json == {"lead_id": "d", "score": 35, "ruleset_id": rs, "engagement_scores": {rs: 35, other: 1},
-                          "profile_scores": {}, "level": {"id": levels["Warm"], "name": "Warm", "color": "#fbbf24"}}
+        assert r.json == {
+            "lead_id": "d",
+            "score": 35,
+            "ruleset_id": rs,
+            "engagement_scores": {rs: 35, other: 1},
+            "profile_scores": {},
+            "level": {"id": levels["Warm"], "name": "Warm", "color": "#fbbf24"},
+        }
     assert api.get(f"/score/d?ruleset_id={other}").json["score"] == 1
     assert api.get("/score/d?ruleset_id=nope").status_code == 404
     assert api.get("/score/nobody").status_code == 404
@@ -125,8 +159,13 @@ def test_score_endpoints(api, run_worker):
     assert api.post("/leads/scores", json={"lead_ids": ["d"], "ruleset": "Other"}).json[0]["score"] == 1
     assert api.post("/leads/scores", json={"lead_ids": ["d"], "ruleset": other}).json[0]["score"] == 1
     assert api.post("/leads/scores", json={"lead_ids": ["d"], "ruleset": "Nope"}).status_code == 404
-    for body, field in [({}, "lead_ids"), ({"lead_ids": []}, "lead_ids"), ({"lead_ids": ["x"] * 501}, "lead_ids"),
-                        ({"lead_ids": "a"}, "lead_ids"), ({"lead_ids": [1]}, "lead_ids.0")]:
+    for body, field in [
+        ({}, "lead_ids"),
+        ({"lead_ids": []}, "lead_ids"),
+        ({"lead_ids": ["x"] * 501}, "lead_ids"),
+        ({"lead_ids": "a"}, "lead_ids"),
+        ({"lead_ids": [1]}, "lead_ids.0"),
+    ]:
         r = api.post("/leads/scores", json=body)
         assert r.status_code == 400 and field in r.json["error"]["details"], (body, r.json)
 
@@ -146,15 +185,21 @@ def email(value):
 
 def test_list_items_show_each_leads_primary_email_the_oldest_email_alias(api, client, other_tenant):
     ingest(api, "ada", "x", aliases=[email("Zed@X.io")])
-    ingest(api, "ada", "x", aliases=[email("amy@x.io"), {"alias_kind": "phone", "raw_value": "+44 1"}])  # later: not primary
+    ingest(
+        api, "ada", "x", aliases=[email("amy@x.io"), {"alias_kind": "phone", "raw_value": "+44 1"}]
+    )  # later: not primary
     ingest(api, "bob", "x", aliases=[{"alias_kind": "cookie", "raw_value": "c-1"}])  # no email at all
     ingest(api, "cy", "x")
-    Api(client, other_tenant).post("/ingest", json={"lead_id": "ada", "event_type": "x", "aliases": [email("theirs@x.io")]})
+    Api(client, other_tenant).post(
+        "/ingest", json={"lead_id": "ada", "event_type": "x", "aliases": [email("theirs@x.io")]}
+    )
     listed = {lead["lead_id"]: lead["primary_email"] for lead in api.get("/leads").json}
     assert listed == {"ada": "zed@x.io", "bob": None, "cy": None}
     paged = api.get("/leads", query_string={"page": 1, "limit": 2, "sort": "lead_id"}).json["leads"]
     assert [(x["lead_id"], x["primary_email"]) for x in paged] == [("ada", "zed@x.io"), ("bob", None)]
-    assert {x["lead_id"]: x["primary_email"] for x in Api(client, other_tenant).get("/leads").json} == {"ada": "theirs@x.io"}
+    assert {x["lead_id"]: x["primary_email"] for x in Api(client, other_tenant).get("/leads").json} == {
+        "ada": "theirs@x.io"
+    }
 
 
 def test_a_pages_emails_take_one_query_however_many_leads(api):
@@ -165,8 +210,10 @@ def test_a_pages_emails_take_one_query_however_many_leads(api):
         assert all(x["primary_email"] == f"{x['lead_id']}@x.io" for x in r.json["leads"])
         return [q for q in statements if "lead_aliases" in q]
 
-    api.post("/ingest/batch", json={"events": [{"lead_id": f"l{i}", "event_type": "x", "aliases": [email(f"l{i}@x.io")]}
-                                              for i in range(30)]})
+    api.post(
+        "/ingest/batch",
+        json={"events": [{"lead_id": f"l{i}", "event_type": "x", "aliases": [email(f"l{i}@x.io")]} for i in range(30)]},
+    )
     assert len(statements_for_page(2)) == len(statements_for_page(30)) == 1
 
 
@@ -180,5 +227,8 @@ def test_detail_lists_the_aliases_oldest_first_with_the_primary_email(api, clien
     assert all(a["created_at"].endswith("Z") for a in lead["aliases"])
     assert api.get("/lead/ada/aliases").json == lead["aliases"]  # one shape, one order
     ingest(api, "cy", "x")
-    assert (api.get("/lead/cy").json["lead"]["aliases"], api.get("/lead/cy").json["lead"]["primary_email"]) == ([], None)
+    assert (api.get("/lead/cy").json["lead"]["aliases"], api.get("/lead/cy").json["lead"]["primary_email"]) == (
+        [],
+        None,
+    )
     assert Api(client, other_tenant).get("/lead/ada").status_code == 404

@@ -1,4 +1,5 @@
 """Engagement levels as the reference: the worked example end to end, validation, reclassification."""
+
 from sqlalchemy import select
 
 from models.levels import LeadLevelChange, LevelHistory
@@ -139,5 +140,12 @@ def test_delete_reclassifies_and_records_the_move(api, app, run_worker):
     assert api.put(f"/engagement-levels/{ids['Cold']}", json={"max_score": 49}).status_code == 200
     assert level_names(api) == {"l1": "Cold"}
     with app.extensions["leadpulse"].Session() as s:
-        moves = [(c.from_level_id, c.to_level_id, c.cause) for c in s.execute(select(LeadLevelChange).order_by(LeadLevelChange.id)).scalars()]
-    assert moves == [(None, ids["Warm"], "score"), (ids["Warm"], None, "reconfiguration"), (None, ids["Cold"], "reconfiguration")]
+        moves = [
+            (c.from_level_id, c.to_level_id, c.cause)
+            for c in s.execute(select(LeadLevelChange).order_by(LeadLevelChange.id)).scalars()
+        ]
+    assert moves == [
+        (None, ids["Warm"], "score"),
+        (ids["Warm"], None, "reconfiguration"),
+        (None, ids["Cold"], "reconfiguration"),
+    ]

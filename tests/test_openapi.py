@@ -1,4 +1,5 @@
 """The OpenAPI document tells the statuses and error envelope the API really answers; /docs needs no internet."""
+
 from __future__ import annotations
 
 import copy
@@ -70,15 +71,15 @@ def test_the_check_fails_on_an_undeclared_status_or_an_error_outside_the_envelop
     undeclared = copy.deepcopy(spec)
     del undeclared["paths"]["/leads"]["get"]["responses"]["401"]
     assert seen.problems(undeclared) == [
-        "GET /leads answered 401 (/leads?limit=5) but the document declares only 200, 400, 503"]
+        "GET /leads answered 401 (/leads?limit=5) but the document declares only 200, 400, 503"
+    ]
     bare = copy.deepcopy(spec)
     bare["paths"]["/leads"]["get"]["responses"]["401"] = {"description": "Unauthorized"}
     assert seen.problems(bare) == ["GET /leads documents 401 without the error envelope " + ERROR_REF]
     seen.answers["get", "/leads"][500] = "/leads"  # the unexpected: the operation's "default" response
     assert seen.problems(spec) == []
     seen.answers["get", "/leads"][502] = "/leads"
-    assert seen.problems(spec) == [
-        "GET /leads answered 502 (/leads) but the document declares only 200, 400, 401, 503"]
+    assert seen.problems(spec) == ["GET /leads answered 502 (/leads) but the document declares only 200, 400, 401, 503"]
     del seen.answers["get", "/leads"][502]
     missing = copy.deepcopy(spec)
     del missing["paths"]["/"]

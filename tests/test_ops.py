@@ -1,10 +1,10 @@
 """Operational surface: health, home, metrics with real values, OpenAPI and docs, request logs."""
+
 import logging
 from dataclasses import replace
 
-from webapp import create_app
-
 from tests.helpers import ingest
+from webapp import create_app
 
 
 def test_health_and_home(client, clean):
@@ -43,7 +43,16 @@ def test_metrics_have_reference_names_and_real_values(api, client, run_worker):
 
 def test_openapi_documents_the_api(client, clean):
     spec = client.get("/openapi.json").json
-    for path in ("/ingest", "/events", "/leads", "/engagement-levels", "/rulesets", "/rules", "/secrets", "/org-units/active"):
+    for path in (
+        "/ingest",
+        "/events",
+        "/leads",
+        "/engagement-levels",
+        "/rulesets",
+        "/rules",
+        "/secrets",
+        "/org-units/active",
+    ):
         assert path in spec["paths"], path
     assert "EventIn" in spec["components"]["schemas"]
     assert client.get("/docs").status_code == 200

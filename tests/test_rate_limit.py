@@ -1,4 +1,5 @@
 """The shared HubSpot call limiter on real Redis: slots in a rolling window, several at once all or none."""
+
 import pytest
 
 from integrations.rate_limit import RateLimited, RollingLimiter

@@ -1,4 +1,5 @@
 """Rulesets and rules: CRUD, primary, 409s, windows, and publishing that rescores from stored events."""
+
 from tests.helpers import create_levels, ingest, leads_by_id, published_ruleset
 
 
@@ -63,7 +64,16 @@ def test_rule_crud_duplicates_and_bad_input(api):
         ({"ruleset_id": rs, "event_type": "a", "weight": "5"}, "weight"),
         ({"ruleset_id": rs, "event_type": "a", "weight": 2.5}, "weight"),
         ({"ruleset_id": rs, "event_type": "a", "weight": 10**9}, "weight"),
-        ({"ruleset_id": rs, "event_type": "a", "weight": 1, "start_at": "2025-02-01T00:00:00Z", "end_at": "2025-01-01T00:00:00Z"}, "end_at"),
+        (
+            {
+                "ruleset_id": rs,
+                "event_type": "a",
+                "weight": 1,
+                "start_at": "2025-02-01T00:00:00Z",
+                "end_at": "2025-01-01T00:00:00Z",
+            },
+            "end_at",
+        ),
         ({"ruleset_id": rs, "event_type": "a", "weight": 1, "active": "maybe"}, "active"),
     ]:
         r = api.post("/rules", json=body)
@@ -141,9 +151,26 @@ def test_changing_primary_switches_every_leads_score(api, run_worker):
 
 
 def test_windows_of_ruleset_and_rule_use_event_time(api, run_worker):
-    rs = api.post("/rulesets", json={"name": "Q1", "is_primary": True, "start_date": "2025-01-01T00:00:00Z", "end_date": "2025-03-31T23:59:59Z"}).json["ruleset_id"]
+    rs = api.post(
+        "/rulesets",
+        json={
+            "name": "Q1",
+            "is_primary": True,
+            "start_date": "2025-01-01T00:00:00Z",
+            "end_date": "2025-03-31T23:59:59Z",
+        },
+    ).json["ruleset_id"]
     api.post("/rules", json={"ruleset_id": rs, "event_type": "open", "weight": 1})
-    api.post("/rules", json={"ruleset_id": rs, "event_type": "promo", "weight": 100, "start_at": "2025-02-01T00:00:00Z", "end_at": "2025-02-28T00:00:00Z"})
+    api.post(
+        "/rules",
+        json={
+            "ruleset_id": rs,
+            "event_type": "promo",
+            "weight": 100,
+            "start_at": "2025-02-01T00:00:00Z",
+            "end_at": "2025-02-28T00:00:00Z",
+        },
+    )
     api.post(f"/rulesets/{rs}/publish")
     for ts in ("2024-12-31T23:59:59Z", "2025-01-01T00:00:00Z", "2025-03-31T23:59:59Z", "2025-04-01T00:00:00Z"):
         ingest(api, "l1", "open", timestamp=ts)

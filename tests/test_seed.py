@@ -1,4 +1,5 @@
 """Seed data for a first run: POST /admin/seed, /admin/wipe-seed and `leadpulse demo`."""
+
 import dataclasses
 
 from sqlalchemy import func, select
@@ -26,8 +27,9 @@ def test_seed_gives_a_fresh_ou_levels_rules_and_scored_leads_and_is_safe_to_repe
     assert r.json["events_accepted"] == sum(len(story) for _, _, story in SEED_LEADS)
     settle(app, run_worker)
     leads = leads_by_id(Api(client, tenant))
-    assert {lead: (leads[lead]["score"], leads[lead]["level"]["name"]) for lead in ("seed-ada", "seed-alan", "seed-linus")} == {
-        "seed-ada": (88, "Very Hot"), "seed-alan": (28, "Warm"), "seed-linus": (8, "Cold")}
+    assert {
+        lead: (leads[lead]["score"], leads[lead]["level"]["name"]) for lead in ("seed-ada", "seed-alan", "seed-linus")
+    } == {"seed-ada": (88, "Very Hot"), "seed-alan": (28, "Warm"), "seed-linus": (8, "Cold")}
     again = client.post("/admin/seed", headers=headers)
     assert again.status_code == 201 and again.json["events_accepted"] == 0 and again.json["levels_created"] == []
     assert again.json["ruleset_id"] == r.json["ruleset_id"]
@@ -48,7 +50,9 @@ def test_wipe_removes_only_seed_data_and_rescores_the_rest(app, client, tenant, 
     their_headers = member_client(theirs, other_tenant)
     assert theirs.post("/admin/seed", headers=their_headers).status_code == 201
     settle(app, run_worker)
-    assert leads_by_id(api)["seed-ada"]["score"] == 10  # scored by our primary ruleset (one page_view), not the demo one
+    assert (
+        leads_by_id(api)["seed-ada"]["score"] == 10
+    )  # scored by our primary ruleset (one page_view), not the demo one
     r = client.post("/admin/wipe-seed", headers=headers)
     assert r.status_code == 200 and r.json == {"leads_deleted": 6, "rulesets_deleted": 1, "levels_deleted": 0}
     assert set(leads_by_id(api)) == {"own-lead"} and leads_by_id(api)["own-lead"]["score"] == 10
@@ -56,9 +60,17 @@ def test_wipe_removes_only_seed_data_and_rescores_the_rest(app, client, tenant, 
     assert count(app, SeedRecord, unit_id=tenant.unit_id) == 0
     # the other OU's seed is untouched, and wiping it removes its levels too (it has no leads of its own)
     assert set(leads_by_id(Api(client, other_tenant))) == SEEDED
-    assert theirs.post("/admin/wipe-seed", headers=their_headers).json == {"leads_deleted": 6, "rulesets_deleted": 1, "levels_deleted": 4}
+    assert theirs.post("/admin/wipe-seed", headers=their_headers).json == {
+        "leads_deleted": 6,
+        "rulesets_deleted": 1,
+        "levels_deleted": 4,
+    }
     assert leads_by_id(Api(client, other_tenant)) == {} and count(app, SeedRecord) == 0
-    assert client.post("/admin/wipe-seed", headers=headers).json == {"leads_deleted": 0, "rulesets_deleted": 0, "levels_deleted": 0}
+    assert client.post("/admin/wipe-seed", headers=headers).json == {
+        "leads_deleted": 0,
+        "rulesets_deleted": 0,
+        "levels_deleted": 0,
+    }
 
 
 def test_admin_needs_a_member(client, tenant):
@@ -73,8 +85,14 @@ def test_demo_command_prints_the_table_and_what_reached_hubspot_and_slack(settin
         for lead in SEEDED - {"seed-linus"}:
             hubspot.add_contact(email_of(lead))
         channel = slack.add_channel("sales")
-        configured = dataclasses.replace(settings, hubspot_api_base=hubspot.url, hubspot_access_token="pat-demo-0123456789",
-                                         slack_api_base=slack.base_url, slack_bot_token="xoxb-demo", slack_alert_channel=channel)
+        configured = dataclasses.replace(
+            settings,
+            hubspot_api_base=hubspot.url,
+            hubspot_access_token="pat-demo-0123456789",
+            slack_api_base=slack.base_url,
+            slack_bot_token="xoxb-demo",
+            slack_alert_channel=channel,
+        )
         out = run_demo(configured, tenant.unit_id)
         assert "seed-ada         Ada Lovelace         ada@example.com             88  Very Hot" in out
         assert "HubSpot: 5 contacts written, 1 reported in GET /integrations/hubspot/failures" in out
@@ -83,7 +101,8 @@ def test_demo_command_prints_the_table_and_what_reached_hubspot_and_slack(settin
         assert sorted(m["text"] for m in slack.messages) == [
             "Ada Lovelace (ada@example.com) entered Very Hot with a score of 88",
             "Grace Hopper (grace@example.com) entered Hot with a score of 51",
-            "Katherine Johnson (katherine@example.com) entered Very Hot with a score of 80"]
+            "Katherine Johnson (katherine@example.com) entered Very Hot with a score of 80",
+        ]
     assert "0 new events" in run_demo(settings, tenant.unit_id)  # a repeat adds nothing
 
 

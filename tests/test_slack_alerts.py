@@ -1,4 +1,5 @@
 """Slack alerts: one per entry into Hot, cooldown, digests, outages and rate limits, first run without Slack."""
+
 import dataclasses
 import json
 import time
@@ -48,7 +49,10 @@ def alerting(settings, clean, tenant, fake_slack, monkeypatch, run_worker):
     create_levels(api)
     published_ruleset(api, WEIGHTS)
     channel = fake_slack.add_channel("sales")
-    assert member.put("/integrations/slack/target", json={"kind": "channel", "id": channel}, headers=headers).status_code == 200
+    assert (
+        member.put("/integrations/slack/target", json={"kind": "channel", "id": channel}, headers=headers).status_code
+        == 200
+    )
     run_worker()
     return api, member, headers, channel, app
 
@@ -149,7 +153,10 @@ def test_a_level_edit_sends_one_digest_not_one_per_lead(alerting, fake_slack, ru
     assert all(f"`{lead}`" in digest["blocks"][1]["elements"][0]["text"] for lead in ("d1", "d2", "d3"))
     assert [a.kind for a in alerts(app)] == ["digest"]
     # with digests off, a reclassification stays quiet
-    assert member.put("/settings/ou/alerts", json={"digest_on_reclassification": False}, headers=headers).status_code == 200
+    assert (
+        member.put("/settings/ou/alerts", json={"digest_on_reclassification": False}, headers=headers).status_code
+        == 200
+    )
     assert api.put(f"/engagement-levels/{levels['Hot']}", json={"min_score": 45}).status_code == 200  # they drop out
     assert api.put(f"/engagement-levels/{levels['Hot']}", json={"min_score": 35}).status_code == 200  # and back in
     run_worker()
@@ -164,7 +171,11 @@ def test_slack_down_for_a_while_then_up_delivers_once(alerting, fake_slack, run_
     settle(app, run_worker)
     for attempt in range(1, 4):
         [alert] = alerts(app)
-        assert alert.status == "pending" and alert.attempts == attempt and alert.last_error in ("internal_error", "HTTP 503")
+        assert (
+            alert.status == "pending"
+            and alert.attempts == attempt
+            and alert.last_error in ("internal_error", "HTTP 503")
+        )
         assert len(scheduled_jobs(settings, redis_conn)) == 1  # waiting by rescheduling, not by sleeping
         assert member.get("/integrations/slack", headers=headers).json["alerts"]["pending"] == 1
         run_scheduled(settings, redis_conn, run_worker)
@@ -187,7 +198,9 @@ def test_rate_limited_waits_retry_after_by_rescheduling(alerting, fake_slack, ru
     assert len(fake_slack.messages) == 1
 
 
-def test_repeated_failures_end_visible_and_do_not_block_later_alerts(alerting, fake_slack, run_worker, settings, redis_conn):
+def test_repeated_failures_end_visible_and_do_not_block_later_alerts(
+    alerting, fake_slack, run_worker, settings, redis_conn
+):
     api, member, headers, _, app = alerting
     fake_slack.fail_next(1, 200, method="chat.postMessage", error="invalid_blocks")
     send(api, "gus", "demo_request", "demo_request")
@@ -209,13 +222,18 @@ def test_a_target_the_bot_cannot_post_to_holds_alerts_until_fixed(alerting, fake
     status = member.get("/integrations/slack", headers=headers).json["alerts"]
     assert status["delivery"] == "error" and status["pending"] == 1 and "not_in_channel" in status["last_error"]
     other = fake_slack.add_channel("sales-2")
-    assert member.put("/integrations/slack/target", json={"kind": "channel", "id": other}, headers=headers).status_code == 200
+    assert (
+        member.put("/integrations/slack/target", json={"kind": "channel", "id": other}, headers=headers).status_code
+        == 200
+    )
     run_worker()
     assert [m["channel"] for m in fake_slack.messages] == [other]
     assert member.get("/integrations/slack", headers=headers).json["alerts"]["delivery"] == "ok"
 
 
-def test_not_configured_waits_then_delivers_with_old_alerts_in_one_digest(settings, clean, tenant, fake_slack, monkeypatch, run_worker):
+def test_not_configured_waits_then_delivers_with_old_alerts_in_one_digest(
+    settings, clean, tenant, fake_slack, monkeypatch, run_worker
+):
     monkeypatch.setenv("SLACK_API_BASE", fake_slack.base_url)
     app = make_app(settings, fake_slack)
     api = Api(app.test_client(), tenant)
@@ -227,7 +245,11 @@ def test_not_configured_waits_then_delivers_with_old_alerts_in_one_digest(settin
     member = app.test_client()
     headers = member_client(member, tenant)
     status = member.get("/integrations/slack", headers=headers).json
-    assert status["connected"] is False and status["alerts"]["delivery"] == "not configured" and status["alerts"]["pending"] == 3
+    assert (
+        status["connected"] is False
+        and status["alerts"]["delivery"] == "not configured"
+        and status["alerts"]["pending"] == 3
+    )
     with app.extensions["leadpulse"].Session() as s, s.begin():  # two of them waited two days
         old = select(Lead.pk).where(Lead.lead_id.in_(["old1", "old2"]))
         s.execute(update(SlackAlert).where(SlackAlert.lead_pk.in_(old)).values(created_at=utcnow() - timedelta(days=2)))
@@ -237,7 +259,10 @@ def test_not_configured_waits_then_delivers_with_old_alerts_in_one_digest(settin
     member = app.test_client()
     headers = member_client(member, tenant)
     channel = fake_slack.add_channel("sales")
-    assert member.put("/integrations/slack/target", json={"kind": "channel", "id": channel}, headers=headers).status_code == 200
+    assert (
+        member.put("/integrations/slack/target", json={"kind": "channel", "id": channel}, headers=headers).status_code
+        == 200
+    )
     run_worker()
     texts = sorted(m["text"] for m in fake_slack.messages)
     assert len(texts) == 2 and texts[0].startswith("2 leads entered Hot while Slack alerts could not be delivered")
@@ -248,7 +273,12 @@ def test_not_configured_waits_then_delivers_with_old_alerts_in_one_digest(settin
 def test_lead_data_cannot_ping_the_channel_and_a_zero_cooldown_alerts_at_once(alerting, fake_slack, run_worker):
     api, member, headers, _, app = alerting
     assert member.put("/settings/ou/alerts", json={"cooldown_hours": 0}, headers=headers).status_code == 200
-    assert api.post("/leads", json={"id": "mal", "metadata": {"name": "<!channel> <https://evil.example|click>"}}).status_code == 201
+    assert (
+        api.post(
+            "/leads", json={"id": "mal", "metadata": {"name": "<!channel> <https://evil.example|click>"}}
+        ).status_code
+        == 201
+    )
     send(api, "mal", "demo_request", "demo_request")
     settle(app, run_worker)
     [msg] = fake_slack.messages
@@ -269,25 +299,44 @@ def test_a_post_that_went_out_before_a_crash_is_not_sent_again(alerting, fake_sl
     fake_slack.channel_errors.clear()
     posted_ts = f"{time.time():.6f}"
     with fake_slack.lock:  # what the dead job had posted for gil
-        fake_slack.messages.append({"channel": channel, "channel_name": "sales", "text": "gil entered Hot", "blocks": None,
-                                    "ts": posted_ts, "team_id": "T0000TEST", "args": {},
-                                    "metadata": {"event_type": "leadpulse_alert", "event_payload": {"key": gil.key}}})
+        fake_slack.messages.append(
+            {
+                "channel": channel,
+                "channel_name": "sales",
+                "text": "gil entered Hot",
+                "blocks": None,
+                "ts": posted_ts,
+                "team_id": "T0000TEST",
+                "args": {},
+                "metadata": {"event_type": "leadpulse_alert", "event_payload": {"key": gil.key}},
+            }
+        )
     redis_conn.set(SLACK_POSTING(alert_id=gil.id), 1)
     redis_conn.set(SLACK_POSTING(alert_id=hal.id), 1)  # hal's post never reached Slack
     # the retry scheduled at the end of the refused target's wait (retry=True)
-    Queue(settings.queue_name + "-urgent", connection=redis_conn).enqueue("worker.jobs.deliver_slack_alerts", api.tenant.unit_id, True)
+    Queue(settings.queue_name + "-urgent", connection=redis_conn).enqueue(
+        "worker.jobs.deliver_slack_alerts", api.tenant.unit_id, True
+    )
     run_worker()
     assert sorted(m["text"] for m in fake_slack.messages) == ["gil entered Hot", "hal entered Hot with a score of 60"]
     gil, hal = by_lead(app, "gil", "hal")
     assert (gil.status, gil.ts, hal.status) == ("sent", posted_ts, "sent")
     assert fake_slack.messages[-1]["metadata"] == {"event_type": "leadpulse_alert", "event_payload": {"key": hal.key}}
-    assert not redis_conn.exists(SLACK_POSTING(alert_id=gil.id)) and not redis_conn.exists(SLACK_POSTING(alert_id=hal.id))
+    assert not redis_conn.exists(SLACK_POSTING(alert_id=gil.id)) and not redis_conn.exists(
+        SLACK_POSTING(alert_id=hal.id)
+    )
 
 
 def sweep(app, settings, redis_conn, run_worker):
     from worker.sweep import sweep_once
 
-    sweep_once(app.extensions["leadpulse"].Session, redis_conn, settings.queue_name, settings.scoring_parallelism, env_slack=True)
+    sweep_once(
+        app.extensions["leadpulse"].Session,
+        redis_conn,
+        settings.queue_name,
+        settings.scoring_parallelism,
+        env_slack=True,
+    )
     run_worker()
 
 
@@ -319,7 +368,9 @@ def test_a_refused_target_is_not_retried_by_every_sweep(alerting, fake_slack, ru
     sweep(app, settings, redis_conn, run_worker)
     assert len(fake_slack.requests) == calls
     [(_, when)] = scheduled_jobs(settings, redis_conn)  # it looks again later on its own (someone may fix it on Slack)
-    wait = timedelta(seconds=CONFIG_RETRY_SECONDS)  # from the refusal, however long this test took; RQ keeps whole seconds
+    wait = timedelta(
+        seconds=CONFIG_RETRY_SECONDS
+    )  # from the refusal, however long this test took; RQ keeps whole seconds
     assert refused_from + wait - timedelta(seconds=1) <= when <= refused_by + wait
 
 
@@ -337,7 +388,9 @@ def test_an_alert_that_cannot_be_prepared_fails_alone(alerting, fake_slack, run_
     assert member.get("/integrations/slack", headers=headers).json["alerts"]["failed"] == 1
 
 
-def test_a_post_that_cannot_be_recorded_is_retried_and_found_not_resent(alerting, fake_slack, run_worker, settings, redis_conn):
+def test_a_post_that_cannot_be_recorded_is_retried_and_found_not_resent(
+    alerting, fake_slack, run_worker, settings, redis_conn
+):
     """Slack accepted the post, then the database refused the commit: the alert stays pending (not 'failed'),
     and the retry finds the message by its marker instead of posting it twice."""
     api, _, _, _, app = alerting
@@ -346,16 +399,26 @@ def test_a_post_that_cannot_be_recorded_is_retried_and_found_not_resent(alerting
     engine = get_engine(settings.database_url)
     with engine.begin() as conn:  # the next change of an alert to 'sent' fails once, as a lost connection would
         conn.execute(text("CREATE SEQUENCE IF NOT EXISTS test_fail_once"))
-        conn.execute(text("""CREATE OR REPLACE FUNCTION test_fail_once() RETURNS trigger AS $$
+        conn.execute(
+            text("""CREATE OR REPLACE FUNCTION test_fail_once() RETURNS trigger AS $$
             BEGIN IF NEW.status = 'sent' AND nextval('test_fail_once') = 1 THEN RAISE EXCEPTION 'staged failure'; END IF;
-            RETURN NEW; END $$ LANGUAGE plpgsql"""))
-        conn.execute(text("CREATE TRIGGER test_fail_once BEFORE UPDATE ON slack_alerts FOR EACH ROW EXECUTE FUNCTION test_fail_once()"))
+            RETURN NEW; END $$ LANGUAGE plpgsql""")
+        )
+        conn.execute(
+            text(
+                "CREATE TRIGGER test_fail_once BEFORE UPDATE ON slack_alerts FOR EACH ROW EXECUTE FUNCTION test_fail_once()"
+            )
+        )
     try:
         send(api, "kim", "demo_request", "demo_request")
         settle(app, run_worker)
         [alert] = alerts(app)
         assert len(fake_slack.messages) == 1
-        assert (alert.status, alert.attempts, alert.last_error) == ("pending", 1, "internal error after posting (ProgrammingError)")
+        assert (alert.status, alert.attempts, alert.last_error) == (
+            "pending",
+            1,
+            "internal error after posting (ProgrammingError)",
+        )
         run_scheduled(settings, redis_conn, run_worker)
         [alert] = alerts(app)
         assert alert.status == "sent" and alert.ts == fake_slack.messages[0]["ts"]

@@ -1,4 +1,5 @@
 """Installing Slack per OU with OAuth (fake Slack over real HTTP, the real slack-sdk), channels, users, target, test."""
+
 import dataclasses
 from urllib.parse import parse_qs, urlparse
 
@@ -28,7 +29,9 @@ def slack(settings, clean, tenant, fake_slack):
     app.testing = True
     client = app.test_client()
     headers = member_client(client, tenant)
-    r = client.put("/settings/slack-app", json={"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}, headers=headers)
+    r = client.put(
+        "/settings/slack-app", json={"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}, headers=headers
+    )
     assert r.status_code == 200
     return client, headers, app
 
@@ -69,7 +72,9 @@ def test_install_stores_an_encrypted_bot_token_and_reports_status(slack, fake_sl
     status = client.get("/integrations/slack", headers=headers)
     body = status.json
     assert body["connected"] is True and body["token_source"] == "install"
-    assert body["team_id"] == "T0000INST" and body["team_name"] == "Installed Team" and body["bot_user_id"] == "U0000INST"
+    assert (
+        body["team_id"] == "T0000INST" and body["team_name"] == "Installed Team" and body["bot_user_id"] == "U0000INST"
+    )
     assert body["alerts"]["delivery"] == "not configured"  # no target yet
     token = next(t for t in fake_slack.tokens if t.startswith("xoxb-T0000INST"))
     assert token not in status.get_data(as_text=True)
@@ -87,11 +92,17 @@ def test_callback_refuses_reused_forged_and_expired_states_and_stores_nothing(sl
     client, headers, app = slack
     path, q = begin_install(client, headers, fake_slack)
     forged = client.get(path, query_string={"code": q["code"][0], "state": "not-a-state-we-issued"})
-    assert forged.status_code == 400 and forged.json["error"]["code"] == "invalid_state" and "state" in forged.json["error"]["details"]
+    assert (
+        forged.status_code == 400
+        and forged.json["error"]["code"] == "invalid_state"
+        and "state" in forged.json["error"]["details"]
+    )
     assert client.get(path, query_string={"code": q["code"][0]}).status_code == 400  # no state at all
     nul = client.get(path, query_string={"code": q["code"][0], "state": "\x00abc"})
     assert nul.status_code == 400 and nul.json["error"]["code"] == "invalid_state"
-    elsewhere = app.test_client().get(path, query_string={"code": q["code"][0], "state": q["state"][0]})  # no state cookie
+    elsewhere = app.test_client().get(
+        path, query_string={"code": q["code"][0], "state": q["state"][0]}
+    )  # no state cookie
     assert elsewhere.status_code == 400 and "another browser" in elsewhere.json["error"]["message"]
     assert connection(app, tenant.unit_id) is None
     assert client.get(path, query_string={"code": q["code"][0], "state": q["state"][0]}).status_code == 302
@@ -111,7 +122,11 @@ def test_callback_with_a_bad_code_or_a_denial_stores_nothing(slack, fake_slack, 
     client, headers, app = slack
     path, q = begin_install(client, headers, fake_slack)
     r = client.get(path, query_string={"code": "123.forged", "state": q["state"][0]})
-    assert r.status_code == 400 and r.json["error"]["code"] == "oauth_failed" and "invalid_code" in r.json["error"]["message"]
+    assert (
+        r.status_code == 400
+        and r.json["error"]["code"] == "oauth_failed"
+        and "invalid_code" in r.json["error"]["message"]
+    )
     assert connection(app, tenant.unit_id) is None
     path, q = begin_install(client, headers, fake_slack)
     r = client.get(path, query_string={"error": "access_denied&slack=connected\r\nX: y", "state": q["state"][0]})
@@ -128,7 +143,9 @@ def test_install_needs_the_org_app_and_a_member(settings, clean, tenant, fake_sl
     r = client.post("/integrations/slack/install", headers=headers)
     assert r.status_code == 409 and r.json["error"]["code"] == "slack_app_not_configured"
     assert client.get("/integrations/slack", headers=headers).json["authorize_url"] is None
-    assert Api(client, tenant).post("/integrations/slack/install").status_code == 403  # an API credential is not a member
+    assert (
+        Api(client, tenant).post("/integrations/slack/install").status_code == 403
+    )  # an API credential is not a member
     assert client.post("/integrations/slack/install").status_code == 401
 
 
@@ -162,7 +179,10 @@ def test_channels_and_users_come_from_every_page(slack, fake_slack):
 
 def test_target_must_be_postable_and_bad_targets_change_nothing(slack, fake_slack, tenant):
     client, headers, app = slack
-    assert client.put("/integrations/slack/target", json={"kind": "channel", "id": "C123"}, headers=headers).status_code == 409
+    assert (
+        client.put("/integrations/slack/target", json={"kind": "channel", "id": "C123"}, headers=headers).status_code
+        == 409
+    )
     install(client, headers, fake_slack)
     sales = fake_slack.add_channel("sales")
     outside = fake_slack.add_channel("outside", member=False)
@@ -170,11 +190,19 @@ def test_target_must_be_postable_and_bad_targets_change_nothing(slack, fake_slac
     jane = fake_slack.add_user("jane")
     r = client.put("/integrations/slack/target", json={"kind": "channel", "id": sales}, headers=headers)
     assert r.status_code == 200 and r.json["default_target_id"] == sales and r.json["alerts"]["delivery"] == "ok"
-    for body, error in [({"kind": "channel", "id": outside}, "not_in_channel"), ({"kind": "channel", "id": archived}, "is_archived"),
-                        ({"kind": "channel", "id": "C99999999"}, "channel_not_found"), ({"kind": "user", "id": "U99999999"}, "user_not_found")]:
+    for body, error in [
+        ({"kind": "channel", "id": outside}, "not_in_channel"),
+        ({"kind": "channel", "id": archived}, "is_archived"),
+        ({"kind": "channel", "id": "C99999999"}, "channel_not_found"),
+        ({"kind": "user", "id": "U99999999"}, "user_not_found"),
+    ]:
         r = client.put("/integrations/slack/target", json=body, headers=headers)
         assert r.status_code == 400 and r.json["error"]["details"] == {"id": [error]}, (body, r.json)
-    for body, field in [({"kind": "group", "id": sales}, "kind"), ({"kind": "channel", "id": "#sales"}, "id"), ({"kind": "channel"}, "id")]:
+    for body, field in [
+        ({"kind": "group", "id": sales}, "kind"),
+        ({"kind": "channel", "id": "#sales"}, "id"),
+        ({"kind": "channel"}, "id"),
+    ]:
         r = client.put("/integrations/slack/target", json=body, headers=headers)
         assert r.status_code == 400 and field in r.json["error"]["details"], (body, r.json)
     assert connection(app, tenant.unit_id).target_id == sales  # unchanged by the refusals
@@ -187,7 +215,9 @@ def test_test_message_goes_to_a_channel_or_a_dm(slack, fake_slack):
     install(client, headers, fake_slack)
     sales = fake_slack.add_channel("sales")
     jane = fake_slack.add_user("jane")
-    r = client.post("/integrations/slack/test", json={"kind": "channel", "id": sales, "text": "hello sales"}, headers=headers)
+    r = client.post(
+        "/integrations/slack/test", json={"kind": "channel", "id": sales, "text": "hello sales"}, headers=headers
+    )
     assert r.status_code == 200 and r.json["message"] == "test message sent"
     assert fake_slack.messages[-1]["channel"] == sales and fake_slack.messages[-1]["text"] == "hello sales"
     r = client.post("/integrations/slack/test", json={"kind": "user", "id": jane}, headers=headers)
@@ -217,11 +247,17 @@ def test_disconnect_forgets_the_token_and_other_ous_see_nothing(slack, fake_slac
 
 def test_environment_token_and_channel_serve_an_ou_without_install(settings, clean, tenant, fake_slack):
     sales = fake_slack.add_channel("sales")
-    app = create_app(dataclasses.replace(settings, slack_api_base=fake_slack.base_url, slack_bot_token="xoxb-test-token",
-                                         slack_alert_channel=sales))
+    app = create_app(
+        dataclasses.replace(
+            settings, slack_api_base=fake_slack.base_url, slack_bot_token="xoxb-test-token", slack_alert_channel=sales
+        )
+    )
     client = app.test_client()
     headers = member_client(client, tenant)
     body = client.get("/integrations/slack", headers=headers).json
     assert body["connected"] is True and body["token_source"] == "environment" and body["default_target_id"] == sales
     assert body["alerts"]["delivery"] == "ok"
-    assert client.post("/integrations/slack/test", json={"kind": "channel", "id": sales}, headers=headers).status_code == 200
+    assert (
+        client.post("/integrations/slack/test", json={"kind": "channel", "id": sales}, headers=headers).status_code
+        == 200
+    )

@@ -1,4 +1,5 @@
 """Smoke test of the embedded default: `leadpulse dev` on a SQLite file, driven over real HTTP."""
+
 import contextlib
 import json
 import os
@@ -20,10 +21,22 @@ def running_dev(tmp_path, redis_conn, **extra_env):
     """`leadpulse dev` on a SQLite file in tmp_path, answering; stopped (its whole process group) afterwards."""
     redis_conn.flushdb()
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/leadpulse.db", "PORT": str(port),
-           "LEADPULSE_SWEEP_SECONDS": "1", "WEB_CONCURRENCY": "1", **extra_env}
-    proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "dev"], env=env, cwd=tmp_path,
-                            stdout=open(tmp_path / "dev.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path}/leadpulse.db",
+        "PORT": str(port),
+        "LEADPULSE_SWEEP_SECONDS": "1",
+        "WEB_CONCURRENCY": "1",
+        **extra_env,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "dev"],
+        env=env,
+        cwd=tmp_path,
+        stdout=open(tmp_path / "dev.log", "wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
 
     def up():
@@ -51,22 +64,46 @@ def dev_server(tmp_path, redis_conn):
 
 def test_quickstart_on_sqlite(dev_server):
     base, env = dev_server
-    out = subprocess.run([sys.executable, "-m", "worker.cli", "bootstrap", "--org", "Acme", "--unit", "Main",
-                          "--email", "owner@acme.io", "--password", "pw-12345678"],
-                         env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "worker.cli",
+            "bootstrap",
+            "--org",
+            "Acme",
+            "--unit",
+            "Main",
+            "--email",
+            "owner@acme.io",
+            "--password",
+            "pw-12345678",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     creds = json.loads(out.stdout)
     s = requests.Session()
     s.auth = (creds["client_id"], creds["client_secret"])
     for level in REFERENCE_LEVELS:
         assert s.post(base + "/engagement-levels", json=level).status_code == 201
     rs = s.post(base + "/rulesets", json={"name": "Engagement", "is_primary": True}).json()["ruleset_id"]
-    assert s.post(base + "/rules", json={"ruleset_id": rs, "event_type": "demo_request", "weight": 30}).status_code == 201
+    assert (
+        s.post(base + "/rules", json={"ruleset_id": rs, "event_type": "demo_request", "weight": 30}).status_code == 201
+    )
     assert s.post(base + "/rules", json={"ruleset_id": rs, "event_type": "page_view", "weight": 5}).status_code == 201
     assert s.post(f"{base}/rulesets/{rs}/publish").status_code == 200
     for et in ("demo_request", "demo_request", "page_view"):
-        r = s.post(base + "/ingest", json={"aliases": [{"alias_kind": "email", "raw_value": "Ada@Example.com"}], "event_type": et})
+        r = s.post(
+            base + "/ingest",
+            json={"aliases": [{"alias_kind": "email", "raw_value": "Ada@Example.com"}], "event_type": et},
+        )
         assert r.status_code == 202
-    wait_until(lambda: s.get(base + "/leads").json()[0]["score"] == 65, timeout=30, message="the worker to score on SQLite")
+    wait_until(
+        lambda: s.get(base + "/leads").json()[0]["score"] == 65, timeout=30, message="the worker to score on SQLite"
+    )
     lead = s.get(base + "/leads").json()[0]
     assert lead["level"]["name"] == "Hot" and lead["primary_email"] == "ada@example.com"
     # A member (Bearer + activeOu cookie) reads the database on every request, then ingests.
@@ -79,8 +116,11 @@ def test_quickstart_on_sqlite(dev_server):
     for _ in range(3):
         r = m.post(base + "/ingest", json={"lead_id": "member-sent", "event_type": "page_view"}, timeout=10)
         assert r.status_code == 202, r.text
-    wait_until(lambda: {x["lead_id"]: x["score"] for x in s.get(base + "/leads").json()}.get("member-sent") == 15,
-               timeout=30, message="the member's events to be scored")
+    wait_until(
+        lambda: {x["lead_id"]: x["score"] for x in s.get(base + "/leads").json()}.get("member-sent") == 15,
+        timeout=30,
+        message="the member's events to be scored",
+    )
     assert requests.get(base + "/leads").status_code == 401
     assert "events_ingested_total" in requests.get(base + "/metrics").text
 
@@ -106,8 +146,13 @@ def test_concurrent_writes_on_sqlite_all_succeed(dev_server):
     from concurrent.futures import ThreadPoolExecutor
 
     base, env = dev_server
-    out = subprocess.run([sys.executable, "-m", "worker.cli", "bootstrap", "--org", "Acme", "--unit", "Main"],
-                         env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "bootstrap", "--org", "Acme", "--unit", "Main"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     creds = json.loads(out.stdout)
     auth = (creds["client_id"], creds["client_secret"])
 
@@ -115,7 +160,9 @@ def test_concurrent_writes_on_sqlite_all_succeed(dev_server):
         if n % 3 == 0:
             level = {"name": f"L{n}", "min_score": 1000 + 10 * n, "max_score": 1005 + 10 * n, "color": "#94a3b8"}
             return requests.post(base + "/engagement-levels", json=level, auth=auth, timeout=20).status_code
-        return requests.post(base + "/ingest", json={"lead_id": f"l{n}", "event_type": "page_view"}, auth=auth, timeout=20).status_code
+        return requests.post(
+            base + "/ingest", json={"lead_id": f"l{n}", "event_type": "page_view"}, auth=auth, timeout=20
+        ).status_code
 
     with ThreadPoolExecutor(16) as pool:
         codes = list(pool.map(write, range(48)))
@@ -131,8 +178,15 @@ def test_dev_restarts_a_worker_whose_job_outlived_its_timeout(tmp_path, redis_co
     with running_dev(tmp_path, redis_conn, LEADPULSE_JOB_GRACE_SECONDS="1", PYTHONPATH=root) as (base, env):
         queue = Queue(env["LEADPULSE_QUEUE"], connection=redis_conn)
         queue.enqueue("tests.helpers.stubborn_job", 60, job_timeout=1)
-        wait_until(lambda: b"worker restarted" in (tmp_path / "dev.log").read_bytes(), timeout=60,
-                   message="dev to restart the worker")
+        wait_until(
+            lambda: b"worker restarted" in (tmp_path / "dev.log").read_bytes(),
+            timeout=60,
+            message="dev to restart the worker",
+        )
         after = queue.enqueue("tests.helpers.slow_job", 0)
-        wait_until(lambda: after.get_status(refresh=True) == JobStatus.FINISHED, timeout=60, message="the new worker to run a job")
+        wait_until(
+            lambda: after.get_status(refresh=True) == JobStatus.FINISHED,
+            timeout=60,
+            message="the new worker to run a job",
+        )
         assert requests.get(base + "/", timeout=5).status_code == 200

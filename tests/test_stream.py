@@ -1,4 +1,5 @@
 """GET /stream: one OU's new_event, score_update and level_change as Server-Sent Events, through Redis pub/sub."""
+
 import json
 import uuid
 
@@ -30,12 +31,20 @@ def test_stream_carries_only_this_ous_news(app, client, api, tenant, other_tenan
     assert read(it) == ("ready", {"ou_id": tenant.unit_id})  # subscribed: nothing published from now on is missed
     Api(client, other_tenant).post("/ingest", json={"lead_id": "theirs", "event_type": "demo_request"})
     row_id = api.post("/ingest", json={"lead_id": "ada", "event_type": "demo_request", "event_id": "evt-7"}).json["id"]
-    assert read(it) == ("new_event", {"id": row_id, "event_id": "evt-7", "lead_id": "ada", "event_type": "demo_request"})
+    assert read(it) == (
+        "new_event",
+        {"id": row_id, "event_id": "evt-7", "lead_id": "ada", "event_type": "demo_request"},
+    )
     settle(app, run_worker)
     kind, update = read(it)
     assert kind == "score_update" and update["lead_id"] == "ada" and update["score"] == 60
     kind, change = read(it)
-    assert kind == "level_change" and change["lead_id"] == "ada" and change["from_level_id"] is None and change["to_level_id"]
+    assert (
+        kind == "level_change"
+        and change["lead_id"] == "ada"
+        and change["from_level_id"] is None
+        and change["to_level_id"]
+    )
     resp.close()  # the client goes away: its queue goes with it, and the process keeps one subscription for all
     assert app.extensions["leadpulse"].stream_hub.listeners(tenant.unit_id) == 0
     assert redis_conn.pubsub_numsub(channel(tenant.unit_id)) == [(channel(tenant.unit_id).encode(), 0)]
@@ -99,9 +108,8 @@ def test_a_client_that_stops_reading_is_dropped_with_bounded_memory(redis_conn, 
 
 
 def test_no_redis_no_subscription(monkeypatch):
-    from redis import Redis
-
     import pytest
+    from redis import Redis
 
     from webapp.stream_hub import StreamHub, StreamUnavailable
 

@@ -1,4 +1,5 @@
 """A job's timeout is recognised however it surfaces, so handlers never retry or swallow past it."""
+
 from rq.timeouts import JobTimeoutException
 from sqlalchemy.exc import OperationalError
 

@@ -1,4 +1,5 @@
 """`leadpulse web` as deployed (gunicorn, gevent workers): concurrent ingests share commits, open streams block nothing."""
+
 import http.client
 import json
 import os
@@ -41,8 +42,12 @@ def web(tmp_path, clean):
 def request(port, method, path, body=None, headers=None, timeout=30):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request(method, path, body=json.dumps(body) if body is not None else None,
-                     headers={"Content-Type": "application/json", **(headers or {})})
+        conn.request(
+            method,
+            path,
+            body=json.dumps(body) if body is not None else None,
+            headers={"Content-Type": "application/json", **(headers or {})},
+        )
         resp = conn.getresponse()
         return resp.status, resp.read()
     finally:
@@ -51,8 +56,13 @@ def request(port, method, path, body=None, headers=None, timeout=30):
 
 def test_concurrent_single_event_ingests_are_all_committed_once(web, tenant, settings):
     def send(n):
-        return request(web, "POST", "/ingest", {"lead_id": f"lead-{n % 7}", "event_type": "page_view", "event_id": f"e-{n}"},
-                       tenant.auth)
+        return request(
+            web,
+            "POST",
+            "/ingest",
+            {"lead_id": f"lead-{n % 7}", "event_type": "page_view", "event_id": f"e-{n}"},
+            tenant.auth,
+        )
 
     with ThreadPoolExecutor(40) as pool:
         answers = list(pool.map(send, range(200)))
@@ -76,7 +86,9 @@ def test_open_streams_do_not_hold_up_ingest(web, tenant):
         assert resp.readline().startswith(b"event: ready")
         streams.append((conn, resp))
     try:
-        status, body = request(web, "POST", "/ingest", {"lead_id": "ada", "event_type": "demo_request"}, tenant.auth, timeout=10)
+        status, body = request(
+            web, "POST", "/ingest", {"lead_id": "ada", "event_type": "demo_request"}, tenant.auth, timeout=10
+        )
         assert status == 202
         row_id = json.loads(body)["id"]
         for _, resp in streams:
@@ -100,9 +112,15 @@ def test_a_password_check_does_not_hold_up_the_gevent_worker(tmp_path):
         "def login(): order.append(('login', off_loop(password_matches, 'pw', stored)))\n"
         "def other(): order.append(('other', None))\n"
         "a = gevent.spawn(login); gevent.sleep(0); b = gevent.spawn(other); gevent.joinall([a, b])\n"
-        "print(order)\n")
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                         env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
+        "print(order)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[('other', None), ('login', True)]"

@@ -1,6 +1,7 @@
 """Signed webhook sources (Standard Webhooks): signature, timestamp tolerance, replay, key rotation, errors counted."""
+
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from standardwebhooks.webhooks import Webhook
@@ -18,12 +19,18 @@ def source(client, tenant):
     return r.json, headers
 
 
-def signed(secret: str, body: dict | str, msg_id: str = "msg_1", at: datetime | None = None, extra_sigs: str = "") -> tuple[str, dict]:
+def signed(
+    secret: str, body: dict | str, msg_id: str = "msg_1", at: datetime | None = None, extra_sigs: str = ""
+) -> tuple[str, dict]:
     data = body if isinstance(body, str) else json.dumps(body)
-    at = at or datetime.now(timezone.utc)
+    at = at or datetime.now(UTC)
     signature = Webhook(secret).sign(msg_id, at, data)
-    return data, {"webhook-id": msg_id, "webhook-timestamp": str(int(at.timestamp())),
-                  "webhook-signature": f"{extra_sigs} {signature}".strip(), "Content-Type": "application/json"}
+    return data, {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": f"{extra_sigs} {signature}".strip(),
+        "Content-Type": "application/json",
+    }
 
 
 def deliver(client, src, data, headers):
@@ -68,8 +75,8 @@ def test_bad_deliveries_say_why_and_are_counted(client, source, api):
     cases = [
         (data.replace("page_view", "demo_request"), headers, 401, "bad_signature"),  # tampered body
         (*signed("whsec_" + "A" * 43 + "=", body), 401, "bad_signature"),  # someone else's secret
-        (*signed(src["secret"], body, at=datetime.now(timezone.utc) - timedelta(minutes=6)), 401, "stale_timestamp"),
-        (*signed(src["secret"], body, at=datetime.now(timezone.utc) + timedelta(minutes=6)), 401, "stale_timestamp"),
+        (*signed(src["secret"], body, at=datetime.now(UTC) - timedelta(minutes=6)), 401, "stale_timestamp"),
+        (*signed(src["secret"], body, at=datetime.now(UTC) + timedelta(minutes=6)), 401, "stale_timestamp"),
         (data, {**headers, "webhook-signature": "garbage"}, 401, "bad_signature"),
         (data, {**headers, "webhook-signature": "v1,%%%not-base64"}, 401, "bad_signature"),
         (data, {**headers, "webhook-timestamp": "soon"}, 401, "bad_signature"),
@@ -93,7 +100,7 @@ def test_bad_deliveries_say_why_and_are_counted(client, source, api):
 
 def test_any_of_several_signatures_may_match_for_key_rotation(client, source):
     src, _ = source
-    old = Webhook("whsec_" + "B" * 43 + "=").sign("msg_9", datetime.now(timezone.utc), "{}").strip()
+    old = Webhook("whsec_" + "B" * 43 + "=").sign("msg_9", datetime.now(UTC), "{}").strip()
     data, headers = signed(src["secret"], {"lead_id": "ada", "event_type": "page_view"}, msg_id="msg_9", extra_sigs=old)
     assert len(headers["webhook-signature"].split(" ")) == 2
     assert deliver(client, src, data, headers).status_code == 202
@@ -103,8 +110,15 @@ def test_one_id_by_ingest_batch_and_webhook_is_one_event(client, source, api, ap
     src, headers = source
     create_levels(api)
     published_ruleset(api, {"demo_request": 30})
-    assert api.post("/ingest", json={"lead_id": "ada", "event_type": "demo_request", "event_id": "same-1"}).json["duplicate"] is False
-    batch = api.post("/ingest/batch", json={"events": [{"lead_id": "ada", "event_type": "demo_request", "event_id": "same-1"}]})
+    assert (
+        api.post("/ingest", json={"lead_id": "ada", "event_type": "demo_request", "event_id": "same-1"}).json[
+            "duplicate"
+        ]
+        is False
+    )
+    batch = api.post(
+        "/ingest/batch", json={"events": [{"lead_id": "ada", "event_type": "demo_request", "event_id": "same-1"}]}
+    )
     assert batch.json["duplicate"] == 1
     data, hook_headers = signed(src["secret"], {"lead_id": "ada", "event_type": "demo_request"}, msg_id="same-1")
     assert deliver(client, src, data, hook_headers).json["duplicate"] is True

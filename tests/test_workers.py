@@ -1,7 +1,8 @@
 """Real worker processes: exact scores under concurrency, late events, and nothing lost."""
+
 import os
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
@@ -10,7 +11,7 @@ from tests.conftest import wait_until
 from tests.helpers import create_levels, ingest, leads_by_id, published_ruleset
 
 WEIGHTS = {"page_view": 3, "demo_request": 20, "unsubscribe": -15}
-T0 = datetime(2025, 6, 1, tzinfo=timezone.utc)
+T0 = datetime(2025, 6, 1, tzinfo=UTC)
 
 
 def pending(app) -> int:
@@ -21,7 +22,7 @@ def pending(app) -> int:
 def expected_scores(sent: list[tuple[str, str, datetime, int]]) -> dict[str, int]:
     """The contract, computed independently: per lead, events by (time, arrival), floored at 0."""
     out: dict[str, int] = {}
-    for lead, et, ts, _seq in sorted(sent, key=lambda e: (e[0], e[2], e[3])):
+    for lead, et, _ts, _seq in sorted(sent, key=lambda e: (e[0], e[2], e[3])):
         out[lead] = max(0, out.get(lead, 0) + WEIGHTS[et])
     return out
 
@@ -129,7 +130,7 @@ def test_config_changes_while_workers_score_lose_nothing(api, app, worker_proces
         lambda: api.put(f"/engagement-levels/{ids['Hot']}", json={"min_score": 50}),
         lambda: api.put(f"/engagement-levels/{ids['Warm']}", json={"max_score": 49}),
     ]
-    for round_no in range(6):
+    for _round in range(6):
         for _ in range(60):
             seq = len(sent)
             lead = f"lead-{rng.randrange(60)}" if rng.random() < 0.8 else f"new-{seq}"
@@ -147,7 +148,8 @@ def test_config_changes_while_workers_score_lose_nothing(api, app, worker_proces
     assert {k: v["score"] for k, v in leads.items()} == want
     assert {k: v["engagement_scores"][spare] for k, v in leads.items() if v["engagement_scores"].get(spare)} == {
         lead: sum(1 for l2, et in sent if l2 == lead and et == "page_view")
-        for lead in want if any(l2 == lead and et == "page_view" for l2, et in sent)
+        for lead in want
+        if any(l2 == lead and et == "page_view" for l2, et in sent)
     }
     for lead, v in leads.items():
         score = v["score"]
@@ -167,7 +169,9 @@ def test_a_job_that_swallows_its_timeout_ends_its_worker(settings, redis_conn, c
     [proc] = worker_processes(1, LEADPULSE_JOB_GRACE_SECONDS=1)
     queue = Queue(settings.queue_name, connection=redis_conn)
     timed_out = queue.enqueue("tests.helpers.slow_job", 30, job_timeout=1)
-    wait_until(lambda: timed_out.get_status(refresh=True) == JobStatus.FAILED, timeout=30, message="the slow job to time out")
+    wait_until(
+        lambda: timed_out.get_status(refresh=True) == JobStatus.FAILED, timeout=30, message="the slow job to time out"
+    )
     assert proc.poll() is None  # the worker goes on
     done = queue.enqueue("tests.helpers.slow_job", 0)
     wait_until(lambda: done.get_status(refresh=True) == JobStatus.FINISHED, timeout=30, message="the next job")
@@ -178,8 +182,9 @@ def test_a_job_that_swallows_its_timeout_ends_its_worker(settings, redis_conn, c
     assert not [pid for pid in scheduler if os.path.exists(f"/proc/{pid}")], "the scheduler outlived its worker"
 
 
-def test_a_worker_reconnects_after_the_database_drops_its_connections(api, app, settings, redis_conn, worker_processes,
-                                                                       tmp_path):
+def test_a_worker_reconnects_after_the_database_drops_its_connections(
+    api, app, settings, redis_conn, worker_processes, tmp_path
+):
     """A PostgreSQL restart kills a long-lived worker's pooled connections; its next job pings, reconnects and scores
     without a failed attempt (the web's own connections are not touched: they say they are the web's)."""
     from rq.registry import StartedJobRegistry
@@ -192,11 +197,18 @@ def test_a_worker_reconnects_after_the_database_drops_its_connections(api, app, 
     ingest(api, "ada", "page_view")
     wait_until(lambda: pending(app) == 0, timeout=30, message="the first event scored")
     # Its job commits the scores before it ends: kill the connections once they are back in the pool, not in use.
-    wait_until(lambda: not any(q.count or StartedJobRegistry(queue=q).count for q in worker_queues_of(settings, redis_conn)),
-               timeout=30, message="the worker to finish its jobs")
+    wait_until(
+        lambda: not any(q.count or StartedJobRegistry(queue=q).count for q in worker_queues_of(settings, redis_conn)),
+        timeout=30,
+        message="the worker to finish its jobs",
+    )
     with app.extensions["leadpulse"].Session() as s, s.begin():
-        killed = s.execute(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                "WHERE application_name = 'leadpulse-worker' AND datname = current_database()")).scalar()
+        killed = s.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = 'leadpulse-worker' AND datname = current_database()"
+            )
+        ).scalar()
     assert killed >= 1
     ingest(api, "ada", "demo_request")
     wait_until(lambda: pending(app) == 0, timeout=30, message="the second event scored")
@@ -242,5 +254,8 @@ def test_a_burst_worker_stops_at_once_when_its_pubsub_thread_reads_the_unsubscri
     assert worker.work(burst=True, logging_level="WARNING")
     assert len(stopping) == 1 and stopping[0] < 0.9
     assert not worker.pubsub_thread.is_alive()
-    wait_until(lambda: not [t for t in threading.enumerate() if t.name == "leadpulse-job-watchdog"], timeout=2,
-               message="the job watchdog to end with its worker")
+    wait_until(
+        lambda: not [t for t in threading.enumerate() if t.name == "leadpulse-job-watchdog"],
+        timeout=2,
+        message="the job watchdog to end with its worker",
+    )

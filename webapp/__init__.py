@@ -1,4 +1,5 @@
 """Flask app factory: one blueprint per resource, JSON errors, auth resolved before every view."""
+
 from __future__ import annotations
 
 import logging
@@ -7,9 +8,9 @@ from flask import Flask, current_app, request
 
 from config import Settings
 from webapp import auth, errors, request_log
+from webapp.app_state import AppState, close_db
 from webapp.blueprint import Api
 from webapp.ingest_lane import IngestLane
-from webapp.app_state import AppState, close_db
 
 JSON_TYPES = ("application/json",)
 
@@ -31,10 +32,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app.extensions["leadpulse"] = AppState(settings)
-    api = Api(app, spec_kwargs={"components": {"securitySchemes": {
-        "basicAuth": {"type": "http", "scheme": "basic"},
-        "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
-    }}})
+    api = Api(
+        app,
+        spec_kwargs={
+            "components": {
+                "securitySchemes": {
+                    "basicAuth": {"type": "http", "scheme": "basic"},
+                    "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                }
+            }
+        },
+    )
     errors.register(app)
 
     from webapp.resources import all_blueprints  # here: the blueprints import this package's modules back
@@ -49,7 +57,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     request_log.install(app)
     app.wsgi_app = IngestLane(app, app.wsgi_app)
     try:  # now, not inside a request's write transaction (on SQLite that would wait on itself)
-        app.extensions["leadpulse"].secret_key
+        _ = app.extensions["leadpulse"].secret_key
     except Exception as exc:  # not migrated yet: loaded on first use instead
         logging.getLogger("leadpulse").debug("secret key not loaded at start: %s", exc)
     return app

@@ -1,4 +1,5 @@
 """Per-app runtime state: settings, session factory, Redis, and the lazily loaded secret key."""
+
 from __future__ import annotations
 
 import threading
@@ -36,8 +37,11 @@ class AppState:
     @cached_property
     def committer(self):
         """This process's group committer for ingest; after each commit it wakes scoring once."""
-        return GroupCommitter(committer_sessions(self.settings.database_url), after_commit=lambda: try_kick(self),
-                              announce=lambda news: announce_events(self.redis, news))
+        return GroupCommitter(
+            committer_sessions(self.settings.database_url),
+            after_commit=lambda: try_kick(self),
+            announce=lambda news: announce_events(self.redis, news),
+        )
 
     @property
     def secret_key(self) -> str:

@@ -1,11 +1,12 @@
 """Who is calling: an API credential (Basic, bound to one OU) or a member (Bearer JWT + activeOu cookie)."""
+
 from __future__ import annotations
 
 import base64
 import binascii
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import jwt
 from flask import current_app, g, request
@@ -13,8 +14,8 @@ from sqlalchemy import select
 
 from models.accounts import secret_matches
 from models.tenancy import ApiCredential, Member, Membership
-from webapp.errors import ApiError
 from webapp.app_state import db, state
+from webapp.errors import ApiError
 
 TOKEN_TTL = timedelta(hours=12)
 ACTIVE_OU_COOKIE = "activeOu"
@@ -37,7 +38,7 @@ def unauthorized(message: str) -> ApiError:
 
 
 def issue_token(member: Member) -> str:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     claims = {"sub": member.id, "org": member.org_id, "iat": now, "exp": now + TOKEN_TTL}
     return jwt.encode(claims, state().secret_key, algorithm="HS256")
 
@@ -91,11 +92,15 @@ def _credential(client_id: str):
     if cred is not None:
         return cred
     looked_up = time.monotonic()
-    cred = db().execute(
-        select(ApiCredential.id, ApiCredential.org_id, ApiCredential.unit_id, ApiCredential.secret_hash).where(
-            ApiCredential.client_id == client_id
+    cred = (
+        db()
+        .execute(
+            select(ApiCredential.id, ApiCredential.org_id, ApiCredential.unit_id, ApiCredential.secret_hash).where(
+                ApiCredential.client_id == client_id
+            )
         )
-    ).first()
+        .first()
+    )
     if len(_credentials) > 10_000:
         _credentials.clear()
     if cred is not None and _revoked.get(client_id, float("-inf")) < looked_up:  # not revoked while we looked
@@ -139,7 +144,9 @@ def _from_bearer(token: str) -> Principal:
 
 def is_member_of(member_id: str, unit_id: str) -> bool:
     return (
-        db().execute(select(Membership.unit_id).where(Membership.member_id == member_id, Membership.unit_id == unit_id)).first()
+        db()
+        .execute(select(Membership.unit_id).where(Membership.member_id == member_id, Membership.unit_id == unit_id))
+        .first()
         is not None
     )
 

@@ -1,5 +1,6 @@
 """flask-smorest Api and Blueprint: JSON parsing that refuses what PostgreSQL cannot store or Python cannot nest, and
 an OpenAPI document that names every status an operation answers, errors in the envelope webapp/errors.py sends."""
+
 from __future__ import annotations
 
 import json
@@ -55,14 +56,22 @@ def strict_json_loads(data: bytes | str):
         raise
     except (ValueError, RecursionError) as exc:
         # webargs treats an empty doc as "no body"; give it the text so it reports malformed JSON.
-        raise json.JSONDecodeError("nested too deeply" if isinstance(exc, RecursionError) else str(exc), "body", 0) from exc
+        raise json.JSONDecodeError(
+            "nested too deeply" if isinstance(exc, RecursionError) else str(exc), "body", 0
+        ) from exc
 
 
 class ErrorBodySchema(Schema):
-    code = fields.String(required=True, metadata={"description": "machine-readable reason, e.g. validation_error, not_found"})
+    code = fields.String(
+        required=True, metadata={"description": "machine-readable reason, e.g. validation_error, not_found"}
+    )
     message = fields.String(required=True, metadata={"description": "for a person"})
-    details = fields.Dict(keys=fields.String(), values=fields.List(fields.String()), required=True,
-                          metadata={"description": "field path -> problems with it; empty when no field is at fault"})
+    details = fields.Dict(
+        keys=fields.String(),
+        values=fields.List(fields.String()),
+        required=True,
+        metadata={"description": "field path -> problems with it; empty when no field is at fault"},
+    )
 
 
 class ErrorSchema(Schema):
@@ -112,7 +121,9 @@ class Blueprint(flask_smorest.Blueprint):
         super().__init__(*args, **kwargs)
         self._prepare_doc_cbks.append(self._prepare_statuses_doc)
 
-    def add_url_rule(self, rule, endpoint=None, view_func=None, provide_automatic_options=None, *, statuses=(), **options):
+    def add_url_rule(
+        self, rule, endpoint=None, view_func=None, provide_automatic_options=None, *, statuses=(), **options
+    ):
         """statuses: what the view answers beyond operation_statuses' rules (for a MethodView, a dict by method)."""
         super().add_url_rule(rule, endpoint, view_func, provide_automatic_options, **options)
         for method, doc in self._docs[self._endpoints[-1]].items():
@@ -120,16 +131,25 @@ class Blueprint(flask_smorest.Blueprint):
                 declared = statuses.get(method, ()) if isinstance(statuses, dict) else statuses
                 views = (view_func, getattr(view_func, method, None))  # a MethodView and its method
                 doc["guarded"] = not any(getattr(v, "_public", False) for v in views)
-                doc["statuses"] = operation_statuses(rule, method, doc, declared, guarded=doc["guarded"],
-                                                     any_body=any(getattr(v, "_accepts_any_body", False) for v in views))
+                doc["statuses"] = operation_statuses(
+                    rule,
+                    method,
+                    doc,
+                    declared,
+                    guarded=doc["guarded"],
+                    any_body=any(getattr(v, "_accepts_any_body", False) for v in views),
+                )
 
     def route(self, rule, *, aliases=(), **options):
         """aliases: more paths for the same view, each registered and documented like rule, as endpoint <name>_alias[_n]."""
+
         def decorator(func):
             endpoint = options.pop("endpoint", None) or func.__name__
             super(Blueprint, self).route(rule, endpoint=endpoint, **options)(func)
             for n, alias in enumerate(aliases):
-                super(Blueprint, self).route(alias, endpoint=f"{endpoint}_alias" + (f"_{n}" if n else ""), **options)(func)
+                super(Blueprint, self).route(alias, endpoint=f"{endpoint}_alias" + (f"_{n}" if n else ""), **options)(
+                    func
+                )
             return func
 
         return decorator

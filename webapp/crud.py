@@ -1,4 +1,5 @@
 """The one generic way to do OU-scoped CRUD, lookups and pagination, reused by every resource."""
+
 from __future__ import annotations
 
 from flask import jsonify
@@ -7,9 +8,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from models.locks import lock_unit
+from webapp.app_state import db
 from webapp.auth import current_unit, principal
 from webapp.errors import ApiError, not_found
-from webapp.app_state import db
 
 
 def scoped(model):
@@ -127,8 +128,18 @@ class Crud:
         return obj
 
 
-def register_crud(blp, crud: Crud, schema, collection: str, item: str, *, list_key: str | None = None,
-                  update_schema=None, list_args=None, statuses: dict | None = None):
+def register_crud(
+    blp,
+    crud: Crud,
+    schema,
+    collection: str,
+    item: str,
+    *,
+    list_key: str | None = None,
+    update_schema=None,
+    list_args=None,
+    statuses: dict | None = None,
+):
     """Routes for GET/POST collection and PUT/DELETE item, documented from the same schemas (statuses: a resource's
     own beyond Crud's, by method)."""
     update_schema = update_schema or schema(partial=True)

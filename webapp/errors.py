@@ -1,12 +1,13 @@
 """JSON errors in one shape, {"error": {"code", "message", "details"}}, for every failure path including the framework's."""
+
 from __future__ import annotations
 
 import logging
 
 from flask import jsonify
-from werkzeug.exceptions import HTTPException
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("leadpulse.errors")
 
@@ -76,7 +77,9 @@ def handle_http_exception(exc: HTTPException):
         if details.get("_schema") == ["Invalid JSON body."] or details.get("json") == ["Invalid JSON body."]:
             return error_body(400, "malformed_json", "request body is not valid JSON")
         if details.get("_schema") == ["Invalid input type."]:
-            return error_body(400, "validation_error", "request body must be a JSON object", {"body": ["must be a JSON object"]})
+            return error_body(
+                400, "validation_error", "request body must be a JSON object", {"body": ["must be a JSON object"]}
+            )
         summary = "; ".join(f"{field}: {' '.join(map(str, msgs))}" for field, msgs in details.items())
         return error_body(400, "validation_error", f"invalid input: {summary}", details)
     code = HTTP_CODES.get(exc.code, "error")
@@ -99,7 +102,9 @@ def as_api_error(exc: Exception) -> ApiError:
     if isinstance(exc, (OperationalError, PoolTimeout)):
         # Deadlock victim, serialization failure, lost connection or no pooled connection free in time: retryable.
         log.warning("database unavailable: %s", exc.orig.__class__.__name__ if getattr(exc, "orig", None) else exc)
-        return ApiError(503, "unavailable", "the database is busy or unreachable; retry shortly", headers={"Retry-After": "1"})
+        return ApiError(
+            503, "unavailable", "the database is busy or unreachable; retry shortly", headers={"Retry-After": "1"}
+        )
     log.error("unhandled error", exc_info=exc)
     return ApiError(500, "internal_error", "internal server error")
 

@@ -4,6 +4,7 @@ A commit per request costs a WAL flush and a dozen statements; under load the re
 one transaction commits are written together by the next, set-based. With no concurrency a batch is one
 event and nothing waits. Each request still gets its 202 only after its event is committed.
 """
+
 from __future__ import annotations
 
 import logging
@@ -46,7 +47,9 @@ class GroupCommitter:
     def __init__(self, Session, after_commit=None, max_batch: int = MAX_BATCH, announce=None):
         self.Session = Session  # models.db.committer_sessions in the app
         self.after_commit = after_commit or (lambda: None)
-        self.announce = announce  # called off the commit path with [(unit_id, [(row id, client key, lead_id, event_type)])]
+        self.announce = (
+            announce  # called off the commit path with [(unit_id, [(row id, client key, lead_id, event_type)])]
+        )
         self._news: queue.SimpleQueue = queue.SimpleQueue()
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
@@ -165,7 +168,11 @@ class GroupCommitter:
                 for item in items:
                     item.future.set_exception(exc)
                 return
-            log.warning("group commit of %d requests failed (%s); committing them one by one", len(items), exc.__class__.__name__)
+            log.warning(
+                "group commit of %d requests failed (%s); committing them one by one",
+                len(items),
+                exc.__class__.__name__,
+            )
             for item in items:
                 self._commit([item])
             return
@@ -178,8 +185,11 @@ class GroupCommitter:
         if fresh_events:
             if self.announce is not None:
                 for item, result in zip(items, results):
-                    fresh = [(r.event_id, ev.idempotency_key, r.lead_id, ev.event_type)
-                             for ev, r in zip(item.events, result) if not r.duplicate]
+                    fresh = [
+                        (r.event_id, ev.idempotency_key, r.lead_id, ev.event_type)
+                        for ev, r in zip(item.events, result)
+                        if not r.duplicate
+                    ]
                     if fresh:
                         self._news.put((item.unit_id, fresh))
             self._wake.set()

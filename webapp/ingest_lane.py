@@ -6,6 +6,7 @@ same code the view uses (auth; the ingest service's checks, group commit and 202
 else (another route, a body to explain, a Bearer token, a credential not cached yet) goes to the Flask app
 untouched, so every refusal is worded in one place.
 """
+
 from __future__ import annotations
 
 import io
@@ -48,8 +49,10 @@ class IngestLane:
 
     def _length(self, environ) -> int | None:
         """The declared length of a JSON body the view would read whole; None for any other request."""
-        if environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower() != "application/json" \
-                or "HTTP_TRANSFER_ENCODING" in environ:
+        if (
+            environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower() != "application/json"
+            or "HTTP_TRANSFER_ENCODING" in environ
+        ):
             return None
         declared = environ.get("CONTENT_LENGTH", "")
         if not (declared.isascii() and declared.isdigit() and len(declared) <= 12):
@@ -82,4 +85,5 @@ class IngestLane:
         def respond(environ, start_response):
             start_response(status_line, head)
             return [body]
+
         return respond

@@ -1,4 +1,5 @@
 """Prometheus metrics with the reference's names; multiprocess-safe under gunicorn."""
+
 from __future__ import annotations
 
 import os
@@ -17,9 +18,14 @@ disable_created_metrics()
 
 EVENTS_INGESTED = Counter("events_ingested_total", "Total number of events ingested (accepted).")
 EVENTS_DUPLICATE = Counter("events_duplicate_total", "Events answered as duplicates of an idempotency key.")
-WEBHOOKS_REJECTED = Counter("webhook_deliveries_rejected_total", "Inbound webhook deliveries refused, by source kind and reason.",
-                            ["source", "reason"])
-HTTP_REQUESTS = Counter("http_requests_total", "Total number of HTTP requests by status code and method.", ["code", "method"])
+WEBHOOKS_REJECTED = Counter(
+    "webhook_deliveries_rejected_total",
+    "Inbound webhook deliveries refused, by source kind and reason.",
+    ["source", "reason"],
+)
+HTTP_REQUESTS = Counter(
+    "http_requests_total", "Total number of HTTP requests by status code and method.", ["code", "method"]
+)
 
 
 class BacklogCollector:
@@ -34,8 +40,12 @@ class BacklogCollector:
         jobs = GaugeMetricFamily("rq_queue_jobs", "Jobs waiting in the RQ queue.")
         try:
             with self.state.Session() as s:
-                depth.add_metric([], s.execute(select(func.count()).select_from(Event).where(Event.status == PENDING)).scalar())
-                oldest = s.execute(select(Event.received_at).where(Event.status == PENDING).order_by(Event.id).limit(1)).scalar()
+                depth.add_metric(
+                    [], s.execute(select(func.count()).select_from(Event).where(Event.status == PENDING)).scalar()
+                )
+                oldest = s.execute(
+                    select(Event.received_at).where(Event.status == PENDING).order_by(Event.id).limit(1)
+                ).scalar()
                 lag.add_metric([], (utcnow() - oldest).total_seconds() if oldest else 0.0)
         except Exception:
             depth.add_metric([], float("nan"))
@@ -55,8 +65,9 @@ class BacklogCollector:
             for bound in [*map(str, LATENCY_BUCKETS), "+Inf"]:
                 running += latency.get(bound, 0.0)
                 buckets.append((bound, running))
-            hist = HistogramMetricFamily("event_to_slack_latency_seconds",
-                                         "Latency in seconds from event ingestion to Slack notification.")
+            hist = HistogramMetricFamily(
+                "event_to_slack_latency_seconds", "Latency in seconds from event ingestion to Slack notification."
+            )
             hist.add_metric([], buckets, latency.get("sum", 0.0))
             yield hist
         if counters is not None:

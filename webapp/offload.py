@@ -1,4 +1,5 @@
 """Long C work (argon2) off the gevent loop: in a native thread it lets the worker's other requests go on."""
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """One log line per request, and the http_requests_total counter; never headers or bodies (secrets)."""
+
 from __future__ import annotations
 
 import logging

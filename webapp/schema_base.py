@@ -1,12 +1,12 @@
 """Shared marshmallow pieces: strict schemas, RFC 3339 UTC datetimes, pagination arguments."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timezone
+from datetime import UTC
 
 import marshmallow as ma
 from marshmallow import ValidationError, fields, pre_load, validate
-
 
 MAX_DEPTH = 32
 
@@ -105,7 +105,7 @@ def rfc3339(value) -> str | None:
     """How every timestamp leaves the API: UTC, 'Z', microseconds only when there are some."""
     if value is None:
         return None
-    value = value.astimezone(timezone.utc)
+    value = value.astimezone(UTC)
     return value.isoformat(timespec="microseconds" if value.microsecond else "seconds").replace("+00:00", "Z")
 
 
@@ -113,7 +113,7 @@ class UTCDateTime(fields.AwareDateTime):
     """RFC 3339 in, 'YYYY-MM-DDTHH:MM:SSZ' out; a naive input is read as UTC."""
 
     def __init__(self, **kwargs):
-        super().__init__(default_timezone=timezone.utc, **kwargs)
+        super().__init__(default_timezone=UTC, **kwargs)
 
     def _serialize(self, value, attr, obj, **kwargs):
         return rfc3339(value)
@@ -121,7 +121,7 @@ class UTCDateTime(fields.AwareDateTime):
     def _deserialize(self, value, attr, data, **kwargs):
         parsed = super()._deserialize(value, attr, data, **kwargs)
         try:
-            return parsed.astimezone(timezone.utc)
+            return parsed.astimezone(UTC)
         except OverflowError:
             raise ValidationError("is out of the supported date range")
 

@@ -1,4 +1,5 @@
 """One Redis subscription per web process, fanned out by OU to its /stream clients (not a connection per client)."""
+
 from __future__ import annotations
 
 import logging
@@ -86,7 +87,7 @@ class StreamHub:
                     if message["type"] == "psubscribe":
                         self._ready.set()
                     elif message["type"] == "pmessage":
-                        self._deliver(message["channel"].decode()[len(PREFIX):], message["data"])
+                        self._deliver(message["channel"].decode()[len(PREFIX) :], message["data"])
             except Exception as exc:  # Redis went away: clients may have missed news, so they reconnect
                 log.warning("stream subscription lost (%s); resubscribing", exc.__class__.__name__)
                 self._ready.clear()

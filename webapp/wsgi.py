@@ -1,4 +1,5 @@
 """WSGI entry point for gunicorn."""
+
 from webapp import create_app
 
 app = create_app()

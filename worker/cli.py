@@ -3,6 +3,7 @@
 It lives with the worker because most of it runs the worker; it starts the web app only as gunicorn's subprocess
 ("webapp.wsgi:app"), so `leadpulse worker` never imports Flask.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,8 @@ from models.tenancy import Organization
 from worker import jobs  # noqa: F401  (the jobs and all they call, loaded before the first job waits on it)
 from worker.demo import run_demo
 from worker.process import WATCHDOG_EXIT, WatchedWorker
-from worker.sweep import start_sweeper
 from worker.registry import worker_queues
+from worker.sweep import start_sweeper
 
 log = logging.getLogger("leadpulse.cli")
 
@@ -69,12 +70,19 @@ def run_web(settings: Settings) -> None:
     env = dict(os.environ)
     env.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="leadpulse-metrics-"))
     cmd = [
-        sys.executable, "-m", "gunicorn", "webapp.wsgi:app",
-        "--bind", f"{settings.host}:{settings.port}",
-        "--workers", str(settings.web_workers),
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "webapp.wsgi:app",
+        "--bind",
+        f"{settings.host}:{settings.port}",
+        "--workers",
+        str(settings.web_workers),
         *worker_model(settings),
-        "--access-logfile", "-",
-        "--access-logformat", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms',
+        "--access-logfile",
+        "-",
+        "--access-logformat",
+        '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms',
     ]
     os.execvpe(cmd[0], cmd, env)
 
@@ -87,13 +95,19 @@ def run_worker(settings: Settings, burst: bool = False) -> None:
     redis = Redis.from_url(settings.redis_url)
     queues = [Queue(name, connection=redis) for name in worker_queues(settings.queue_name)]
     stop = start_sweeper(
-        session_factory(settings.database_url), redis, settings.queue_name, settings.scoring_parallelism,
-        settings.sweep_interval_seconds, env_hubspot_token=bool(settings.hubspot_access_token),
+        session_factory(settings.database_url),
+        redis,
+        settings.queue_name,
+        settings.scoring_parallelism,
+        settings.sweep_interval_seconds,
+        env_hubspot_token=bool(settings.hubspot_access_token),
         env_slack=bool(settings.slack_bot_token),
     )
     try:
         # Jobs run in this process, watched (worker/process.py): forking a work-horse per job cost ~0.1 s of CPU each.
-        WatchedWorker(queues, connection=redis, grace=settings.job_grace_seconds).work(with_scheduler=True, burst=burst, logging_level=settings.log_level)
+        WatchedWorker(queues, connection=redis, grace=settings.job_grace_seconds).work(
+            with_scheduler=True, burst=burst, logging_level=settings.log_level
+        )
     finally:
         stop.set()
 
@@ -104,7 +118,9 @@ def run_dev(settings: Settings) -> None:
     bootstrap_on_first_start(settings)
     exe = [sys.executable, "-m", "worker.cli"]
     procs = [subprocess.Popen(exe + ["worker"]), subprocess.Popen(exe + ["web"])]
-    print(f"LeadPulse is running at http://{settings.host}:{settings.port}/ (docs at /docs). Ctrl-C stops it.", flush=True)
+    print(
+        f"LeadPulse is running at http://{settings.host}:{settings.port}/ (docs at /docs). Ctrl-C stops it.", flush=True
+    )
 
     def stop(*_):
         for p in procs:
@@ -143,13 +159,18 @@ def main(argv: list[str] | None = None) -> None:
     boot.add_argument("--password")
     member = sub.add_parser("member", help="members (logins) of an existing organization")
     add = member.add_subparsers(dest="action", required=True).add_parser(
-        "add", help="add a member who can log in (POST /auth/login) to manage webhook sources and /secrets")
+        "add", help="add a member who can log in (POST /auth/login) to manage webhook sources and /secrets"
+    )
     add.add_argument("--org", required=True, help="the organization's id or exact name")
     add.add_argument("--email", required=True)
     given = add.add_mutually_exclusive_group(required=True)
-    given.add_argument("--password", help="visible to other users of this machine while it runs: prefer --password-stdin")
+    given.add_argument(
+        "--password", help="visible to other users of this machine while it runs: prefer --password-stdin"
+    )
     given.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
-    add.add_argument("--unit", action="append", help="an OU id or name (repeatable; default: every OU of the organization)")
+    add.add_argument(
+        "--unit", action="append", help="an OU id or name (repeatable; default: every OU of the organization)"
+    )
     sub.add_parser("web", help="serve the API with gunicorn on HOST:PORT")
     wk = sub.add_parser("worker", help="RQ worker with its scheduler and the pending-event sweep")
     wk.add_argument("--burst", action="store_true", help="exit when the queue is empty")

@@ -3,6 +3,7 @@
 Jobs take plain values, reload what they need and call the model and integration layers; whatever Redis loses, the
 sweep (worker/sweep.py) finds in the database and enqueues again.
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,6 +38,7 @@ LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
 
 # Scoring ------------------------------------------------------------------------------------------------------------
 
+
 def release_slot_on_failure(job, connection, exc_type, exc_value, tb):
     """A failed scoring job frees its slot at once so the next ingest or sweep can retry."""
     slot = job.args[0] if job.args else 0
@@ -57,8 +59,12 @@ def _score_once(Session, slot: int, slots: int, limit: int):
             time.sleep(0.05 * (attempt + 1))
 
 
-@job(timeout=SCORING_TIMEOUT, description="score pending events, slot {0}/{1}", on_failure=release_slot_on_failure,
-     keys=(keys.SCORE_SLOT, keys.METRICS))
+@job(
+    timeout=SCORING_TIMEOUT,
+    description="score pending events, slot {0}/{1}",
+    on_failure=release_slot_on_failure,
+    keys=(keys.SCORE_SLOT, keys.METRICS),
+)
 def score_slot(slot: int, slots: int) -> int:
     """Score pending events of one lead partition until none are left; returns events scored."""
     settings = Settings.from_env()
@@ -133,7 +139,10 @@ def count_batch(pipe, result) -> None:
 
 # Per-OU integration jobs: one at a time per OU and kind ------------------------------------------------------------
 
-def run_unit_job(kind: str, unit_id: str, retry: bool, kick_key: str, timeout: int, work, more_work, enqueue, meanwhile=None):
+
+def run_unit_job(
+    kind: str, unit_id: str, retry: bool, kick_key: str, timeout: int, work, more_work, enqueue, meanwhile=None
+):
     """One job per OU at a time (HubSpot sync, Slack delivery): a rate limit or a backoff reschedules it (retry=True)
     and, until then, other runs only do `meanwhile` (no call out); work committed while it held the lock makes it
     look again. None: it did not run."""
@@ -172,8 +181,13 @@ def _enqueue_unit_job(spec, redis, queue_name: str, unit_id: str, delay: float =
 
 # HubSpot ------------------------------------------------------------------------------------------------------------
 
-@job(timeout=120, description="HubSpot engagement_level options for OU {0}", retry=Retry(max=5, interval=[10, 30, 60, 300, 900]),
-     keys=(keys.HUBSPOT_OPTIONS_LOCK, keys.HUBSPOT_RATE, keys.HUBSPOT_PROPS))
+
+@job(
+    timeout=120,
+    description="HubSpot engagement_level options for OU {0}",
+    retry=Retry(max=5, interval=[10, 30, 60, 300, 900]),
+    keys=(keys.HUBSPOT_OPTIONS_LOCK, keys.HUBSPOT_RATE, keys.HUBSPOT_PROPS),
+)
 def sync_hubspot_options(unit_id: str) -> bool:
     """Keep engagement_level's options equal to the OU's level table (RQ retries with backoff on failure)."""
     settings = Settings.from_env()
@@ -186,9 +200,20 @@ def enqueue_hubspot_options(redis, queue_name: str, unit_id: str) -> None:
     sync_hubspot_options.enqueue(redis, queue_name, unit_id)
 
 
-@job(timeout=HUBSPOT_SYNC_TIMEOUT, description="HubSpot contact sync for OU {0}",
-     keys=(keys.HUBSPOT_KICK, keys.UNIT_WAIT, keys.UNIT_RUN, keys.HUBSPOT_RATE, keys.HUBSPOT_HEALED, keys.HUBSPOT_PROPS,
-           keys.HUBSPOT_BUDGET, keys.HUBSPOT_OPTIONS_LOCK))
+@job(
+    timeout=HUBSPOT_SYNC_TIMEOUT,
+    description="HubSpot contact sync for OU {0}",
+    keys=(
+        keys.HUBSPOT_KICK,
+        keys.UNIT_WAIT,
+        keys.UNIT_RUN,
+        keys.HUBSPOT_RATE,
+        keys.HUBSPOT_HEALED,
+        keys.HUBSPOT_PROPS,
+        keys.HUBSPOT_BUDGET,
+        keys.HUBSPOT_OPTIONS_LOCK,
+    ),
+)
 def sync_hubspot_contacts(unit_id: str, retry: bool = False) -> int:
     """Write changed leads to HubSpot; reschedules itself on rate limits and 5xx instead of sleeping."""
     settings = Settings.from_env()
@@ -198,13 +223,26 @@ def sync_hubspot_contacts(unit_id: str, retry: bool = False) -> int:
         with Session() as s:
             return bool(pending_contacts(s, unit_id, 1))
 
-    out = run_unit_job("hubspot", unit_id, retry, keys.HUBSPOT_KICK(unit_id=unit_id), HUBSPOT_SYNC_TIMEOUT,
-                       lambda redis: sync_contacts(Session, settings, load_or_create_secret(Session), redis, unit_id), more_work,
-                       lambda redis, unit, delay: enqueue_hubspot_sync(redis, settings.queue_name, unit, delay=delay))
+    out = run_unit_job(
+        "hubspot",
+        unit_id,
+        retry,
+        keys.HUBSPOT_KICK(unit_id=unit_id),
+        HUBSPOT_SYNC_TIMEOUT,
+        lambda redis: sync_contacts(Session, settings, load_or_create_secret(Session), redis, unit_id),
+        more_work,
+        lambda redis, unit, delay: enqueue_hubspot_sync(redis, settings.queue_name, unit, delay=delay),
+    )
     if out is None:
         return 0
-    log.info("HubSpot sync of %s: %d sent, %d failed, retry in %s, stopped: %s", unit_id, out.sent, out.failed,
-             out.retry_in, out.stopped)
+    log.info(
+        "HubSpot sync of %s: %d sent, %d failed, retry in %s, stopped: %s",
+        unit_id,
+        out.sent,
+        out.failed,
+        out.retry_in,
+        out.stopped,
+    )
     return out.sent
 
 
@@ -215,7 +253,8 @@ def enqueue_hubspot_sync(redis, queue_name: str, unit_id: str, delay: float = 0.
 def kick_hubspot_sync(redis, queue_name: str, unit_id: str) -> bool:
     """Enqueue a contact sync for the OU, at most once per couple of seconds (the job coalesces the rest)."""
     if redis.exists(keys.UNIT_WAIT(kind="hubspot", unit_id=unit_id)) or not redis.set(
-            keys.HUBSPOT_KICK(unit_id=unit_id), 1, nx=True, ex=keys.HUBSPOT_KICK.ttl):
+        keys.HUBSPOT_KICK(unit_id=unit_id), 1, nx=True, ex=keys.HUBSPOT_KICK.ttl
+    ):
         return False
     enqueue_hubspot_sync(redis, queue_name, unit_id)
     return True
@@ -231,8 +270,13 @@ def hubspot_units(Session, settings, units: set[str]) -> set[str]:
 
 # Slack --------------------------------------------------------------------------------------------------------------
 
-@job(timeout=ALERTS_TIMEOUT, urgent=True, description="Slack alerts for OU {0}",
-     keys=(keys.SLACK_KICK, keys.UNIT_WAIT, keys.UNIT_RUN, keys.SLACK_POSTING, keys.SLACK_LATENCY))
+
+@job(
+    timeout=ALERTS_TIMEOUT,
+    urgent=True,
+    description="Slack alerts for OU {0}",
+    keys=(keys.SLACK_KICK, keys.UNIT_WAIT, keys.UNIT_RUN, keys.SLACK_POSTING, keys.SLACK_LATENCY),
+)
 def deliver_slack_alerts(unit_id: str, retry: bool = False) -> int:
     """Post the OU's pending alerts; reschedules itself on rate limits and outages instead of sleeping."""
     settings = Settings.from_env()
@@ -242,10 +286,17 @@ def deliver_slack_alerts(unit_id: str, retry: bool = False) -> int:
         with Session() as s:
             return has_alert_work(s, unit_id)
 
-    out = run_unit_job("slack", unit_id, retry, keys.SLACK_KICK(unit_id=unit_id), ALERTS_TIMEOUT,
-                       lambda redis: deliver_alerts(Session, settings, load_or_create_secret(Session), unit_id, redis), more_work,
-                       lambda redis, unit, delay: enqueue_alerts(redis, settings.queue_name, unit, delay=delay),
-                       meanwhile=lambda: examine_all(Session, unit_id))  # alerts are decided on time, posted after the wait
+    out = run_unit_job(
+        "slack",
+        unit_id,
+        retry,
+        keys.SLACK_KICK(unit_id=unit_id),
+        ALERTS_TIMEOUT,
+        lambda redis: deliver_alerts(Session, settings, load_or_create_secret(Session), unit_id, redis),
+        more_work,
+        lambda redis, unit, delay: enqueue_alerts(redis, settings.queue_name, unit, delay=delay),
+        meanwhile=lambda: examine_all(Session, unit_id),
+    )  # alerts are decided on time, posted after the wait
     if out is None:
         return 0
     record_latencies(get_current_job().connection, list(out.latencies))
@@ -294,6 +345,7 @@ def record_latencies(redis, seconds: list[float]) -> None:
 
 # Lead deletion ------------------------------------------------------------------------------------------------------
 
+
 def lead_deletion_failed(job, connection, exc_type, exc_value, tb):
     """Out of retries: the receipt says failed with the reason, so GET /lead/{id}/deletion-status tells the truth."""
     if job.retries_left:
@@ -303,8 +355,13 @@ def lead_deletion_failed(job, connection, exc_type, exc_value, tb):
         mark_failed(s, job.args[0], f"{exc_type.__name__}: {exc_value}")
 
 
-@job(timeout=1800, description="delete lead (deletion {0})", retry=Retry(max=3, interval=[10, 60, 300]),
-     on_failure=lead_deletion_failed, unique_id="leadpulse-lead-deletion-{0}")
+@job(
+    timeout=1800,
+    description="delete lead (deletion {0})",
+    retry=Retry(max=3, interval=[10, 60, 300]),
+    on_failure=lead_deletion_failed,
+    unique_id="leadpulse-lead-deletion-{0}",
+)
 def delete_lead(deletion_id: int) -> bool:
     """Remove a lead and everything hanging off it (retried by RQ on failure)."""
     return run_deletion(session_factory(Settings.from_env().database_url, writer=True), deletion_id)

@@ -1,4 +1,5 @@
 """The `leadpulse worker` process: jobs run in it (no fork per job), with a watchdog in place of the work-horse kill."""
+
 from __future__ import annotations
 
 import logging
@@ -39,8 +40,10 @@ class WatchedWorker(SimpleWorker):
         while not self._ended.wait(min(1.0, self.grace / 2)):
             deadline = self._deadline
             if deadline is not None and time.monotonic() > deadline:
-                log.critical("a job outlived its timeout by %.0f s (it swallowed the timeout?); exiting so the worker "
-                             "restarts", self.grace)
+                log.critical(
+                    "a job outlived its timeout by %.0f s (it swallowed the timeout?); exiting so the worker restarts",
+                    self.grace,
+                )
                 self._end_scheduler()
                 logging.shutdown()
                 os._exit(WATCHDOG_EXIT)

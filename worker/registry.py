@@ -2,6 +2,7 @@
 
 Every job is declared once, with @job, in worker/jobs.py; docs/architecture.md lists them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -61,9 +62,14 @@ class JobSpec:
 
     def enqueue(self, redis, queue_name: str, *args, delay: float = 0.0) -> Job | None:
         """Enqueue with the declared options (after delay seconds if given); None when a live job has the unique id."""
-        options = dict(job_timeout=self.timeout, result_ttl=self.result_ttl, failure_ttl=self.failure_ttl,
-                       description=self.description.format(*args), retry=self.retry,
-                       on_failure=Callback(self.on_failure) if self.on_failure else None)
+        options = dict(
+            job_timeout=self.timeout,
+            result_ttl=self.result_ttl,
+            failure_ttl=self.failure_ttl,
+            description=self.description.format(*args),
+            retry=self.retry,
+            on_failure=Callback(self.on_failure) if self.on_failure else None,
+        )
         if self.unique_id is not None:
             options["job_id"] = self.unique_id.format(*args)
             if _live(redis, options["job_id"]):

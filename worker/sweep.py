@@ -1,4 +1,5 @@
 """The periodic sweep: whatever Redis lost, the database still knows; re-kick it."""
+
 from __future__ import annotations
 
 import logging
@@ -7,13 +8,13 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from integrations import redis_keys as keys
 from models.alerts import units_with_alert_work
 from models.base import utcnow
 from models.hubspot_sync_state import hubspot_served_units, stale_option_units
 from models.leads import LeadDeletion
 from models.score_batch import has_pending
 from models.slack import SlackConnection
-from integrations import redis_keys as keys
 from worker.jobs import enqueue_hubspot_options, enqueue_lead_deletion, kick_alerts, kick_hubspot_sync, kick_scoring
 
 DELETION_RETRY_SECONDS = 60  # a deletion still pending after this long has lost its job
@@ -21,7 +22,9 @@ DELETION_RETRY_SECONDS = 60  # a deletion still pending after this long has lost
 log = logging.getLogger("leadpulse.sweep")
 
 
-def sweep_once(Session, redis, queue_name: str, slots: int, env_hubspot_token: bool = False, env_slack: bool = False) -> list[int]:
+def sweep_once(
+    Session, redis, queue_name: str, slots: int, env_hubspot_token: bool = False, env_slack: bool = False
+) -> list[int]:
     """Kick scoring slots with pending events, stale HubSpot options, HubSpot syncs, Slack alerts and lead deletions."""
     with Session() as s:
         waiting = [slot for slot in range(slots) if has_pending(s, slot, slots)]
@@ -30,8 +33,16 @@ def sweep_once(Session, redis, queue_name: str, slots: int, env_hubspot_token: b
         # With SLACK_BOT_TOKEN any OU may have a target; else only OUs with a Slack row (install or target) can deliver.
         slack_served = None if env_slack else set(s.execute(select(SlackConnection.unit_id)).scalars())
         alert_units = units_with_alert_work(s, slack_served)
-        deletions = s.execute(select(LeadDeletion.id).where(
-            LeadDeletion.status == "pending", LeadDeletion.requested_at < utcnow() - timedelta(seconds=DELETION_RETRY_SECONDS))).scalars().all()
+        deletions = (
+            s.execute(
+                select(LeadDeletion.id).where(
+                    LeadDeletion.status == "pending",
+                    LeadDeletion.requested_at < utcnow() - timedelta(seconds=DELETION_RETRY_SECONDS),
+                )
+            )
+            .scalars()
+            .all()
+        )
     for unit_id in stale:
         if redis.set(keys.HUBSPOT_OPTIONS_RETRY(unit_id=unit_id), 1, nx=True, ex=keys.HUBSPOT_OPTIONS_RETRY.ttl):
             enqueue_hubspot_options(redis, queue_name, unit_id)
@@ -44,8 +55,15 @@ def sweep_once(Session, redis, queue_name: str, slots: int, env_hubspot_token: b
     return kick_scoring(redis, queue_name, slots, only=waiting) if waiting else []
 
 
-def start_sweeper(Session, redis, queue_name: str, slots: int, interval: float, env_hubspot_token: bool = False,
-                  env_slack: bool = False) -> threading.Event:
+def start_sweeper(
+    Session,
+    redis,
+    queue_name: str,
+    slots: int,
+    interval: float,
+    env_hubspot_token: bool = False,
+    env_slack: bool = False,
+) -> threading.Event:
     """Run sweep_once now and every interval seconds in a daemon thread; set the event to stop it."""
     stop = threading.Event()
 

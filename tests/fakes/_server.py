@@ -1,11 +1,13 @@
 """Shared machinery for the fake HTTP services: a threaded local server, a request log and fault injection."""
+
 from __future__ import annotations
 
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
@@ -14,7 +16,7 @@ from werkzeug.wrappers import Request, Response
 class _QuietHandler(WSGIRequestHandler):
     """Keeps test output clean: the request log lives in the fake, not on stderr."""
 
-    def log(self, type, message, *args):  # noqa: A002
+    def log(self, type, message, *args):
         pass
 
 
@@ -44,12 +46,16 @@ class Fault:
     options: dict = field(default_factory=dict)
 
     def matches(self, path: str) -> bool:
-        return self.remaining > 0 and (self.path is None or path == self.path or path.startswith(self.path.rstrip("/") + "/"))
+        return self.remaining > 0 and (
+            self.path is None or path == self.path or path.startswith(self.path.rstrip("/") + "/")
+        )
 
 
 def json_response(body: Any, status: int = 200, headers: dict | None = None) -> Response:
     """JSON the way the real services send it."""
-    return Response(json.dumps(body), status=status, headers=headers or {}, content_type="application/json; charset=utf-8")
+    return Response(
+        json.dumps(body), status=status, headers=headers or {}, content_type="application/json; charset=utf-8"
+    )
 
 
 def parse_body(request: Request) -> Any:
@@ -80,11 +86,13 @@ class FakeServer:
         self.port: int | None = None
 
     # lifecycle
-    def start(self) -> "FakeServer":
+    def start(self) -> FakeServer:
         self._stopping.clear()
         self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_QuietHandler)
         self.port = self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=type(self).__name__, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=type(self).__name__, daemon=True
+        )
         self._thread.start()
         return self
 

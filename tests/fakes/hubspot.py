@@ -4,6 +4,7 @@ Point the client at it with
     hubspot.Client.create(access_token=token, host=fake.url, base_url=fake.url)
 (`host` is applied to every generated API's Configuration; `base_url` is what `Client.api_request` uses).
 """
+
 from __future__ import annotations
 
 import collections
@@ -13,11 +14,11 @@ import math
 import re
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from werkzeug.wrappers import Request, Response
 
-from ._server import Fault, FakeServer, RecordedRequest, json_response
+from ._server import FakeServer, Fault, RecordedRequest, json_response
 
 BATCH_LIMIT = 100
 WINDOW_SECONDS = 10.0
@@ -28,7 +29,7 @@ OBJECT_TYPES = {"contacts", "contact", "0-1"}
 
 
 def _now_iso() -> str:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
@@ -50,8 +51,14 @@ class HubSpotError(Exception):
 class FakeHubSpot(FakeServer):
     """HubSpot's CRM v3 behaviour (auth, batches, 207s, paging, rate limits) without the network."""
 
-    def __init__(self, tokens=("test-token",), portal_id: int = 12345678, rate_limit_per_10s: int | None = None,
-                 daily_limit: int | None = None, send_retry_after: bool = True) -> None:
+    def __init__(
+        self,
+        tokens=("test-token",),
+        portal_id: int = 12345678,
+        rate_limit_per_10s: int | None = None,
+        daily_limit: int | None = None,
+        send_retry_after: bool = True,
+    ) -> None:
         super().__init__()
         self.portal_id = portal_id
         self.tokens: set[str] = set(tokens)
@@ -68,7 +75,12 @@ class FakeHubSpot(FakeServer):
 
     # ----- state helpers for tests
     def _seed(self) -> None:
-        self.groups["contactinformation"] = {"name": "contactinformation", "label": "Contact information", "displayOrder": 0, "archived": False}
+        self.groups["contactinformation"] = {
+            "name": "contactinformation",
+            "label": "Contact information",
+            "displayOrder": 0,
+            "archived": False,
+        }
         for name, label, ptype, ftype in (
             ("email", "Email", "string", "text"),
             ("firstname", "First Name", "string", "text"),
@@ -77,9 +89,15 @@ class FakeHubSpot(FakeServer):
             ("createdate", "Create Date", "datetime", "date"),
             ("lastmodifieddate", "Last Modified Date", "datetime", "date"),
         ):
-            prop = self._property({"name": name, "label": label, "type": ptype, "fieldType": ftype, "groupName": "contactinformation"})
+            prop = self._property(
+                {"name": name, "label": label, "type": ptype, "fieldType": ftype, "groupName": "contactinformation"}
+            )
             prop["hubspotDefined"] = True
-            prop["modificationMetadata"] = {"archivable": False, "readOnlyDefinition": True, "readOnlyValue": name in READ_ONLY}
+            prop["modificationMetadata"] = {
+                "archivable": False,
+                "readOnlyDefinition": True,
+                "readOnlyValue": name in READ_ONLY,
+            }
             self.properties[name] = prop
 
     def add_token(self, token: str) -> None:
@@ -113,21 +131,37 @@ class FakeHubSpot(FakeServer):
     def _property(self, data: dict) -> dict:
         now = _now_iso()
         return {
-            "updatedAt": now, "createdAt": now, "name": data["name"], "label": data["label"], "type": data["type"],
-            "fieldType": data["fieldType"], "description": data.get("description", ""), "groupName": data["groupName"],
+            "updatedAt": now,
+            "createdAt": now,
+            "name": data["name"],
+            "label": data["label"],
+            "type": data["type"],
+            "fieldType": data["fieldType"],
+            "description": data.get("description", ""),
+            "groupName": data["groupName"],
             "options": [self._option(o, i) for i, o in enumerate(data.get("options") or [])],
-            "displayOrder": data.get("displayOrder", -1), "calculated": False, "externalOptions": False,
-            "hasUniqueValue": bool(data.get("hasUniqueValue", False)), "hidden": bool(data.get("hidden", False)),
-            "hubspotDefined": False, "modificationMetadata": {"archivable": True, "readOnlyDefinition": False, "readOnlyValue": False},
-            "formField": bool(data.get("formField", False)), "archived": False,
+            "displayOrder": data.get("displayOrder", -1),
+            "calculated": False,
+            "externalOptions": False,
+            "hasUniqueValue": bool(data.get("hasUniqueValue", False)),
+            "hidden": bool(data.get("hidden", False)),
+            "hubspotDefined": False,
+            "modificationMetadata": {"archivable": True, "readOnlyDefinition": False, "readOnlyValue": False},
+            "formField": bool(data.get("formField", False)),
+            "archived": False,
         }
 
     @staticmethod
     def _option(o: dict, i: int) -> dict:
         if not isinstance(o, dict) or not o.get("label") or o.get("value") in (None, ""):
             raise HubSpotError(400, f"Invalid option {o!r}: label and value are required", "VALIDATION_ERROR")
-        return {"label": o["label"], "value": str(o["value"]), "description": o.get("description", ""),
-                "displayOrder": o.get("displayOrder", i), "hidden": bool(o.get("hidden", False))}
+        return {
+            "label": o["label"],
+            "value": str(o["value"]),
+            "description": o.get("description", ""),
+            "displayOrder": o.get("displayOrder", i),
+            "hidden": bool(o.get("hidden", False)),
+        }
 
     def _create_contact(self, props: dict) -> dict:
         cid = str(next(self._ids))
@@ -153,8 +187,13 @@ class FakeHubSpot(FakeServer):
         names = names or DEFAULT_READ_PROPERTIES
         wanted = set(names) | {"hs_object_id", "createdate", "lastmodifieddate"}
         props = {n: contact["properties"].get(n) for n in sorted(wanted)}
-        return {"id": contact["id"], "properties": props, "createdAt": contact["createdAt"],
-                "updatedAt": contact["updatedAt"], "archived": False}
+        return {
+            "id": contact["id"],
+            "properties": props,
+            "createdAt": contact["createdAt"],
+            "updatedAt": contact["updatedAt"],
+            "archived": False,
+        }
 
     def _validate_values(self, properties: dict) -> dict:
         """HubSpot rejects the whole request when any value is invalid; returns the values as strings."""
@@ -165,50 +204,89 @@ class FakeHubSpot(FakeServer):
             if prop is None:
                 problems.append((name, "PROPERTY_DOESNT_EXIST", f'Property "{name}" does not exist'))
             elif name in READ_ONLY:
-                problems.append((name, "READ_ONLY_VALUE", f'"{name}" is a read only property; its value cannot be set.'))
+                problems.append(
+                    (name, "READ_ONLY_VALUE", f'"{name}" is a read only property; its value cannot be set.')
+                )
             elif text == "":
                 pass  # an empty string clears the value
             elif prop["type"] == "number" and not re.fullmatch(r"-?\d+(\.\d+)?([eE][-+]?\d+)?", text):
-                problems.append((name, "INVALID_FLOAT", f'{text} was not a valid number.'))
+                problems.append((name, "INVALID_FLOAT", f"{text} was not a valid number."))
             elif prop["type"] in ("date", "datetime") and not _valid_date(text):
-                problems.append((name, "INVALID_DATE", f'{text} was not a valid long or ISO 8601 date.'))
+                problems.append((name, "INVALID_DATE", f"{text} was not a valid long or ISO 8601 date."))
             elif prop["type"] == "bool" and text not in ("true", "false"):
-                problems.append((name, "INVALID_OPTION", f'{text} was not one of the allowed options: [true, false]'))
+                problems.append((name, "INVALID_OPTION", f"{text} was not one of the allowed options: [true, false]"))
             elif prop["type"] == "enumeration":
                 allowed = [o["value"] for o in prop["options"]]
                 chosen = text.split(";") if prop["fieldType"] == "checkbox" else [text]
                 bad = [c for c in chosen if c not in allowed]
                 if bad:
-                    problems.append((name, "INVALID_OPTION", f'{bad[0]} was not one of the allowed options: {allowed}'))
+                    problems.append((name, "INVALID_OPTION", f"{bad[0]} was not one of the allowed options: {allowed}"))
             clean[name] = text
         if problems:
-            details = [{"isValid": False, "message": msg, "error": code, "name": name, "localizedErrorMessage": msg,
-                        "portalId": self.portal_id} for name, code, msg in problems]
+            details = [
+                {
+                    "isValid": False,
+                    "message": msg,
+                    "error": code,
+                    "name": name,
+                    "localizedErrorMessage": msg,
+                    "portalId": self.portal_id,
+                }
+                for name, code, msg in problems
+            ]
             raise HubSpotError(
-                400, "Property values were not valid: " + json.dumps(details), "VALIDATION_ERROR",
-                errors=[{"message": msg, "code": code, "context": {"propertyName": [name]}} for name, code, msg in problems],
+                400,
+                "Property values were not valid: " + json.dumps(details),
+                "VALIDATION_ERROR",
+                errors=[
+                    {"message": msg, "code": code, "context": {"propertyName": [name]}} for name, code, msg in problems
+                ],
             )
         return clean
 
     # ----- transport concerns
     def fault_response(self, fault: Fault, request: Request) -> Response:
         if fault.status == 429:
-            return self._rate_limited(fault.options.get("policy", "TEN_SECONDLY_ROLLING"), fault.options.get("retry_after", 1))
+            return self._rate_limited(
+                fault.options.get("policy", "TEN_SECONDLY_ROLLING"), fault.options.get("retry_after", 1)
+            )
         if fault.status in (502, 503, 504):
-            text = {502: "502 Bad Gateway", 503: "503 Service Temporarily Unavailable", 504: "504 Gateway Time-out"}[fault.status]
-            return Response(f"<html><head><title>{text}</title></head><body><center><h1>{text}</h1></center></body></html>",
-                            status=fault.status, content_type="text/html")
-        return _error(fault.status, fault.options.get("message", "internal error"), fault.options.get("category", "INTERNAL_ERROR"))
+            text = {502: "502 Bad Gateway", 503: "503 Service Temporarily Unavailable", 504: "504 Gateway Time-out"}[
+                fault.status
+            ]
+            return Response(
+                f"<html><head><title>{text}</title></head><body><center><h1>{text}</h1></center></body></html>",
+                status=fault.status,
+                content_type="text/html",
+            )
+        return _error(
+            fault.status,
+            fault.options.get("message", "internal error"),
+            fault.options.get("category", "INTERNAL_ERROR"),
+        )
 
     def _rate_limited(self, policy: str, retry_after: float | None) -> Response:
         daily = policy == "DAILY"
-        body = {"status": "error", "message": f"You have reached your {'daily' if daily else 'ten_secondly_rolling'} limit.",
-                "errorType": "RATE_LIMIT", "correlationId": str(uuid.uuid4()), "policyName": policy, "requestId": str(uuid.uuid4())}
-        headers = {"X-HubSpot-RateLimit-Interval-Milliseconds": str(int(WINDOW_SECONDS * 1000)),
-                   "X-HubSpot-RateLimit-Max": str(self.rate_limit_per_10s or 100),
-                   "X-HubSpot-RateLimit-Remaining": "0" if not daily else str(self.rate_limit_per_10s or 100)}
+        body = {
+            "status": "error",
+            "message": f"You have reached your {'daily' if daily else 'ten_secondly_rolling'} limit.",
+            "errorType": "RATE_LIMIT",
+            "correlationId": str(uuid.uuid4()),
+            "policyName": policy,
+            "requestId": str(uuid.uuid4()),
+        }
+        headers = {
+            "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(WINDOW_SECONDS * 1000)),
+            "X-HubSpot-RateLimit-Max": str(self.rate_limit_per_10s or 100),
+            "X-HubSpot-RateLimit-Remaining": "0" if not daily else str(self.rate_limit_per_10s or 100),
+        }
         if daily:
-            headers.update({"X-HubSpot-RateLimit-Daily": str(self.daily_limit or 250_000), "X-HubSpot-RateLimit-Daily-Remaining": "0"})
+            headers.update(
+                {
+                    "X-HubSpot-RateLimit-Daily": str(self.daily_limit or 250_000),
+                    "X-HubSpot-RateLimit-Daily-Remaining": "0",
+                }
+            )
         elif retry_after is not None and self.send_retry_after:
             headers["Retry-After"] = str(math.ceil(retry_after))
         return json_response(body, 429, headers)
@@ -225,26 +303,44 @@ class FakeHubSpot(FakeServer):
                 window.popleft()
             if self.rate_limit_per_10s is not None:
                 if len(window) >= self.rate_limit_per_10s:
-                    return self._rate_limited("TEN_SECONDLY_ROLLING", max(1.0, WINDOW_SECONDS - (now - window[0]))), headers
-                headers.update({"X-HubSpot-RateLimit-Interval-Milliseconds": str(int(WINDOW_SECONDS * 1000)),
-                                "X-HubSpot-RateLimit-Max": str(self.rate_limit_per_10s),
-                                "X-HubSpot-RateLimit-Remaining": str(self.rate_limit_per_10s - len(window) - 1)})
+                    return self._rate_limited(
+                        "TEN_SECONDLY_ROLLING", max(1.0, WINDOW_SECONDS - (now - window[0]))
+                    ), headers
+                headers.update(
+                    {
+                        "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(WINDOW_SECONDS * 1000)),
+                        "X-HubSpot-RateLimit-Max": str(self.rate_limit_per_10s),
+                        "X-HubSpot-RateLimit-Remaining": str(self.rate_limit_per_10s - len(window) - 1),
+                    }
+                )
             window.append(now)
             self._daily_used[token] += 1
             if self.daily_limit is not None:
-                headers.update({"X-HubSpot-RateLimit-Daily": str(self.daily_limit),
-                                "X-HubSpot-RateLimit-Daily-Remaining": str(self.daily_limit - self._daily_used[token])})
+                headers.update(
+                    {
+                        "X-HubSpot-RateLimit-Daily": str(self.daily_limit),
+                        "X-HubSpot-RateLimit-Daily-Remaining": str(self.daily_limit - self._daily_used[token]),
+                    }
+                )
         return None, headers
 
     def handle(self, request: Request, record: RecordedRequest) -> Response:
         auth = request.headers.get("Authorization", "")
         token = auth[7:].strip() if auth.startswith("Bearer ") else None
         if not token:
-            return _error(401, "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview", "INVALID_AUTHENTICATION")
+            return _error(
+                401,
+                "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
+                "INVALID_AUTHENTICATION",
+            )
         with self.lock:
             known = token in self.tokens
         if not known:
-            return _error(401, "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview", "INVALID_AUTHENTICATION")
+            return _error(
+                401,
+                "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
+                "INVALID_AUTHENTICATION",
+            )
         limited, headers = self._limit(token)
         if limited is not None:
             return limited
@@ -259,15 +355,25 @@ class FakeHubSpot(FakeServer):
     def _route(self, request: Request, body) -> Response:
         m, p = request.method, request.path.rstrip("/")
         if m == "GET" and p == "/account-info/v3/details":
-            return json_response({"portalId": self.portal_id, "accountType": "STANDARD", "timeZone": "US/Eastern",
-                                  "companyCurrency": "USD", "additionalCurrencies": [], "utcOffset": "-05:00",
-                                  "utcOffsetMilliseconds": -18000000, "uiDomain": "app.hubspot.com", "dataHostingLocation": "na1"})
+            return json_response(
+                {
+                    "portalId": self.portal_id,
+                    "accountType": "STANDARD",
+                    "timeZone": "US/Eastern",
+                    "companyCurrency": "USD",
+                    "additionalCurrencies": [],
+                    "utcOffset": "-05:00",
+                    "utcOffsetMilliseconds": -18000000,
+                    "uiDomain": "app.hubspot.com",
+                    "dataHostingLocation": "na1",
+                }
+            )
         if match := re.fullmatch(r"/crm/v3/properties/([^/]+)(/.*)?", p):
             if match.group(1) not in OBJECT_TYPES:
                 raise HubSpotError(400, f"Unable to infer object type from: {match.group(1)}", "VALIDATION_ERROR")
             return self._properties_route(m, match.group(2) or "", body)
         if p.startswith("/crm/v3/objects/contacts"):
-            return self._contacts_route(m, p[len("/crm/v3/objects/contacts"):], body, request)
+            return self._contacts_route(m, p[len("/crm/v3/objects/contacts") :], body, request)
         return _error(404, f"No route for {m} {p}", "OBJECT_NOT_FOUND")
 
     # ----- properties and groups
@@ -280,8 +386,15 @@ class FakeHubSpot(FakeServer):
                 if not name or not body.get("label"):
                     raise HubSpotError(400, "name and label are required", "VALIDATION_ERROR")
                 if name in self.groups:
-                    raise HubSpotError(409, f"A property group with name '{name}' already exists", "OBJECT_ALREADY_EXISTS")
-                self.groups[name] = {"name": name, "label": body["label"], "displayOrder": body.get("displayOrder", -1), "archived": False}
+                    raise HubSpotError(
+                        409, f"A property group with name '{name}' already exists", "OBJECT_ALREADY_EXISTS"
+                    )
+                self.groups[name] = {
+                    "name": name,
+                    "label": body["label"],
+                    "displayOrder": body.get("displayOrder", -1),
+                    "archived": False,
+                }
                 return json_response(self.groups[name], 201)
         if match := re.fullmatch(r"/groups/([^/]+)", rest):
             group = self.groups.get(match.group(1))
@@ -298,7 +411,9 @@ class FakeHubSpot(FakeServer):
             name = match.group(1)
             prop = self.properties.get(name)
             if prop is None:
-                raise HubSpotError(404, f"Unable to find property with name '{name}' for object type 0-1", "OBJECT_NOT_FOUND")
+                raise HubSpotError(
+                    404, f"Unable to find property with name '{name}' for object type 0-1", "OBJECT_NOT_FOUND"
+                )
             if m == "GET":
                 return json_response(prop)
             if m == "PATCH":
@@ -370,8 +485,12 @@ class FakeHubSpot(FakeServer):
         if not isinstance(inputs, list):
             raise HubSpotError(400, "Invalid input JSON: inputs is required", "VALIDATION_ERROR")
         if len(inputs) > BATCH_LIMIT:
-            raise HubSpotError(400, f"Too many inputs: {len(inputs)}. The maximum number of inputs is {BATCH_LIMIT}.", "VALIDATION_ERROR",
-                               context={"maxInputs": [str(BATCH_LIMIT)]})
+            raise HubSpotError(
+                400,
+                f"Too many inputs: {len(inputs)}. The maximum number of inputs is {BATCH_LIMIT}.",
+                "VALIDATION_ERROR",
+                context={"maxInputs": [str(BATCH_LIMIT)]},
+            )
         return inputs
 
     @staticmethod
@@ -381,9 +500,16 @@ class FakeHubSpot(FakeServer):
         if not missing:
             return json_response(body, status_ok)
         body["numErrors"] = 1
-        body["errors"] = [{"status": "error", "category": "OBJECT_NOT_FOUND",
-                           "message": "Could not get some CONTACT objects, they may be deleted or not exist. Check that ids are valid.",
-                           "context": {"ids": missing}, "errors": [], "links": {}}]
+        body["errors"] = [
+            {
+                "status": "error",
+                "category": "OBJECT_NOT_FOUND",
+                "message": "Could not get some CONTACT objects, they may be deleted or not exist. Check that ids are valid.",
+                "context": {"ids": missing},
+                "errors": [],
+                "links": {},
+            }
+        ]
         return json_response(body, 207)
 
     def _batch_read(self, body: dict) -> Response:
@@ -436,7 +562,9 @@ class FakeHubSpot(FakeServer):
                 values["email"] = email
                 existing = self._find_by("email", email) or next((v for v in staged if v.get("email") == email), None)
                 if existing is not None:
-                    raise HubSpotError(409, f"Contact already exists. Existing ID: {existing.get('id', '')}", "CONFLICT")
+                    raise HubSpotError(
+                        409, f"Contact already exists. Existing ID: {existing.get('id', '')}", "CONFLICT"
+                    )
             staged.append(values)
         results = [self._public(self._create_contact(v), list(v)) for v in staged]
         return self._batch(results, [], started, 201)
@@ -454,8 +582,11 @@ class FakeHubSpot(FakeServer):
     def _list_contacts(self, request: Request) -> Response:
         limit = min(max(int(request.args.get("limit", 10)), 1), 100)
         ordered = sorted(self.contacts.values(), key=lambda c: int(c["id"]))
-        return json_response(self._page(ordered, request.args.get("after"), limit, _list_arg(request, "properties"),
-                                         "/crm/v3/objects/contacts"))
+        return json_response(
+            self._page(
+                ordered, request.args.get("after"), limit, _list_arg(request, "properties"), "/crm/v3/objects/contacts"
+            )
+        )
 
     def _search(self, body: dict) -> Response:
         groups = body.get("filterGroups") or []
@@ -465,7 +596,9 @@ class FakeHubSpot(FakeServer):
 
         limit = min(max(int(body.get("limit") or 10), 1), 200)
         ordered = [c for c in sorted(self.contacts.values(), key=lambda c: int(c["id"])) if keep(c)]
-        page = self._page(ordered, str(body.get("after") or ""), limit, body.get("properties"), "/crm/v3/objects/contacts/search")
+        page = self._page(
+            ordered, str(body.get("after") or ""), limit, body.get("properties"), "/crm/v3/objects/contacts/search"
+        )
         page["total"] = len(ordered)
         return json_response(page)
 
@@ -489,7 +622,7 @@ def _valid_date(text: str) -> bool:
 def _filter(contact: dict, f: dict) -> bool:
     have = contact["properties"].get(f.get("propertyName"))
     op = f.get("operator", "EQ")
-    norm = (lambda v: None if v is None else str(v).lower())
+    norm = lambda v: None if v is None else str(v).lower()
     if op == "HAS_PROPERTY":
         return have not in (None, "")
     if op == "NOT_HAS_PROPERTY":

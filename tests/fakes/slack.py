@@ -3,6 +3,7 @@
 Point the client at it with
     slack_sdk.WebClient(token=token, base_url=fake.base_url)   # fake.base_url == f"{fake.url}/api/"
 """
+
 from __future__ import annotations
 
 import base64
@@ -16,16 +17,30 @@ from urllib.parse import urlencode
 
 from werkzeug.wrappers import Request, Response
 
-from ._server import Fault, FakeServer, RecordedRequest, json_response
+from ._server import FakeServer, Fault, RecordedRequest, json_response
 
-SLACKBOT = {"id": "USLACKBOT", "name": "slackbot", "real_name": "Slackbot", "is_bot": False, "deleted": False, "email": None}
+SLACKBOT = {
+    "id": "USLACKBOT",
+    "name": "slackbot",
+    "real_name": "Slackbot",
+    "is_bot": False,
+    "deleted": False,
+    "email": None,
+}
 
 
 class FakeSlack(FakeServer):
     """Slack's Web API contract (ok/error bodies, cursors, 429 with Retry-After) on 127.0.0.1."""
 
-    def __init__(self, bot_token: str = "xoxb-test-token", team_id: str = "T0000TEST", team_name: str = "Acme",
-                 bot_user_id: str = "U0000BOT", client_id: str = "1111.2222", client_secret: str = "test-client-secret") -> None:
+    def __init__(
+        self,
+        bot_token: str = "xoxb-test-token",
+        team_id: str = "T0000TEST",
+        team_name: str = "Acme",
+        bot_user_id: str = "U0000BOT",
+        client_id: str = "1111.2222",
+        client_secret: str = "test-client-secret",
+    ) -> None:
         super().__init__()
         self.client_id, self.client_secret = client_id, client_secret
         self.team_id, self.team_name = team_id, team_name
@@ -47,11 +62,23 @@ class FakeSlack(FakeServer):
         return f"{self.url}/api/"
 
     # ----- state helpers for tests
-    def add_token(self, token: str, *, team_id: str | None = None, team_name: str | None = None,
-                  bot_user_id: str = "U0000BOT", bot_id: str = "B0000BOT") -> None:
+    def add_token(
+        self,
+        token: str,
+        *,
+        team_id: str | None = None,
+        team_name: str | None = None,
+        bot_user_id: str = "U0000BOT",
+        bot_id: str = "B0000BOT",
+    ) -> None:
         with self.lock:
-            self.tokens[token] = {"team_id": team_id or self.team_id, "team": team_name or self.team_name,
-                                  "user_id": bot_user_id, "bot_id": bot_id, "user": "leadpulse"}
+            self.tokens[token] = {
+                "team_id": team_id or self.team_id,
+                "team": team_name or self.team_name,
+                "user_id": bot_user_id,
+                "bot_id": bot_id,
+                "user": "leadpulse",
+            }
 
     def revoke_token(self, token: str) -> None:
         with self.lock:
@@ -60,40 +87,102 @@ class FakeSlack(FakeServer):
     def add_channel(self, name: str, *, member: bool = True, private: bool = False, archived: bool = False) -> str:
         with self.lock:
             cid = ("G" if private else "C") + f"{next(self._seq):08d}"
-            self.channels.append({
-                "id": cid, "name": name, "is_channel": not private, "is_group": private, "is_im": False, "is_mpim": False,
-                "is_private": private, "is_archived": archived, "is_general": name == "general", "is_shared": False,
-                "is_org_shared": False, "is_ext_shared": False, "is_member": member, "name_normalized": name,
-                "created": int(time.time()), "creator": "U00000001", "num_members": 3, "context_team_id": self.team_id,
-                "topic": {"value": "", "creator": "", "last_set": 0}, "purpose": {"value": "", "creator": "", "last_set": 0},
-            })
+            self.channels.append(
+                {
+                    "id": cid,
+                    "name": name,
+                    "is_channel": not private,
+                    "is_group": private,
+                    "is_im": False,
+                    "is_mpim": False,
+                    "is_private": private,
+                    "is_archived": archived,
+                    "is_general": name == "general",
+                    "is_shared": False,
+                    "is_org_shared": False,
+                    "is_ext_shared": False,
+                    "is_member": member,
+                    "name_normalized": name,
+                    "created": int(time.time()),
+                    "creator": "U00000001",
+                    "num_members": 3,
+                    "context_team_id": self.team_id,
+                    "topic": {"value": "", "creator": "", "last_set": 0},
+                    "purpose": {"value": "", "creator": "", "last_set": 0},
+                }
+            )
             return cid
 
-    def add_user(self, name: str, *, real_name: str | None = None, email: str | None = None,
-                 is_bot: bool = False, deleted: bool = False) -> str:
+    def add_user(
+        self,
+        name: str,
+        *,
+        real_name: str | None = None,
+        email: str | None = None,
+        is_bot: bool = False,
+        deleted: bool = False,
+    ) -> str:
         with self.lock:
             uid = f"U{next(self._seq):08d}"
-            self.users.append(self._user({"id": uid, "name": name, "real_name": real_name or name, "email": email,
-                                          "is_bot": is_bot, "deleted": deleted}))
+            self.users.append(
+                self._user(
+                    {
+                        "id": uid,
+                        "name": name,
+                        "real_name": real_name or name,
+                        "email": email,
+                        "is_bot": is_bot,
+                        "deleted": deleted,
+                    }
+                )
+            )
             return uid
 
     def _user(self, u: dict) -> dict:
-        profile = {"real_name": u["real_name"], "display_name": u["name"], "image_48": "https://a.slack-edge.com/48.png"}
+        profile = {
+            "real_name": u["real_name"],
+            "display_name": u["name"],
+            "image_48": "https://a.slack-edge.com/48.png",
+        }
         if u.get("email"):
             profile["email"] = u["email"]
-        return {"id": u["id"], "team_id": self.team_id, "name": u["name"], "deleted": u["deleted"], "real_name": u["real_name"],
-                "tz": "Europe/Berlin", "is_admin": False, "is_owner": False, "is_bot": u["is_bot"], "is_app_user": False,
-                "updated": int(time.time()), "profile": profile}
+        return {
+            "id": u["id"],
+            "team_id": self.team_id,
+            "name": u["name"],
+            "deleted": u["deleted"],
+            "real_name": u["real_name"],
+            "tz": "Europe/Berlin",
+            "is_admin": False,
+            "is_owner": False,
+            "is_bot": u["is_bot"],
+            "is_app_user": False,
+            "updated": int(time.time()),
+            "profile": profile,
+        }
 
-    def add_oauth_code(self, code: str | None = None, *, team_id: str = "T0000INST", team_name: str = "Installed Team",
-                       bot_user_id: str = "U0000INST", authed_user_id: str = "U0000USER",
-                       scope: str = "chat:write,channels:read,groups:read,users:read,users:read.email",
-                       redirect_uri: str | None = None) -> str:
+    def add_oauth_code(
+        self,
+        code: str | None = None,
+        *,
+        team_id: str = "T0000INST",
+        team_name: str = "Installed Team",
+        bot_user_id: str = "U0000INST",
+        authed_user_id: str = "U0000USER",
+        scope: str = "chat:write,channels:read,groups:read,users:read,users:read.email",
+        redirect_uri: str | None = None,
+    ) -> str:
         """Registers a single-use code as if a user approved the install; returns the code."""
         with self.lock:
             code = code or f"{next(self._seq)}.{secrets.token_hex(8)}"
-            self.oauth_codes[code] = {"team_id": team_id, "team_name": team_name, "bot_user_id": bot_user_id,
-                                      "authed_user_id": authed_user_id, "scope": scope, "redirect_uri": redirect_uri}
+            self.oauth_codes[code] = {
+                "team_id": team_id,
+                "team_name": team_name,
+                "bot_user_id": bot_user_id,
+                "authed_user_id": authed_user_id,
+                "scope": scope,
+                "redirect_uri": redirect_uri,
+            }
             return code
 
     def fail_channel(self, channel: str, error: str = "channel_not_found") -> None:
@@ -106,16 +195,24 @@ class FakeSlack(FakeServer):
         with self.lock:
             self._rate_limits[method] = (calls, per_seconds)
 
-    def fail_next(self, n: int = 1, status: int = 500, path: str | None = None, method: str | None = None, **options) -> None:
+    def fail_next(
+        self, n: int = 1, status: int = 500, path: str | None = None, method: str | None = None, **options
+    ) -> None:
         """Like FakeServer.fail_next, with `method` as a shortcut for path=/api/<method>; 429 takes retry_after."""
         super().fail_next(n, status, path or (f"/api/{method}" if method else None), **options)
 
     # ----- transport concerns
     def fault_response(self, fault: Fault, request: Request) -> Response:
         if fault.status == 429:
-            return json_response({"ok": False, "error": "ratelimited"}, 429, {"Retry-After": str(fault.options.get("retry_after", 1))})
+            return json_response(
+                {"ok": False, "error": "ratelimited"}, 429, {"Retry-After": str(fault.options.get("retry_after", 1))}
+            )
         if fault.status in (502, 503, 504):
-            return Response(f"<html><body>{fault.status} upstream unavailable</body></html>", status=fault.status, content_type="text/html")
+            return Response(
+                f"<html><body>{fault.status} upstream unavailable</body></html>",
+                status=fault.status,
+                content_type="text/html",
+            )
         return json_response({"ok": False, "error": fault.options.get("error", "internal_error")}, fault.status)
 
     def handle(self, request: Request, record: RecordedRequest) -> Response:
@@ -123,7 +220,7 @@ class FakeSlack(FakeServer):
             if request.path == "/oauth/v2/authorize":
                 return self._authorize(request)
             return Response("Not Found", status=404)
-        method = request.path[len("/api/"):]
+        method = request.path[len("/api/") :]
         args = {k: v for k, v in request.args.items()}
         if isinstance(record.body, dict):
             args.update(record.body)
@@ -161,9 +258,16 @@ class FakeSlack(FakeServer):
 
     # ----- API methods (called under the lock)
     def _api_auth_test(self, who: dict, args: dict) -> dict:
-        return {"ok": True, "url": f"https://{who['team'].lower().replace(' ', '-')}.slack.com/", "team": who["team"],
-                "user": who["user"], "team_id": who["team_id"], "user_id": who["user_id"], "bot_id": who["bot_id"],
-                "is_enterprise_install": False}
+        return {
+            "ok": True,
+            "url": f"https://{who['team'].lower().replace(' ', '-')}.slack.com/",
+            "team": who["team"],
+            "user": who["user"],
+            "team_id": who["team_id"],
+            "user_id": who["user_id"],
+            "bot_id": who["bot_id"],
+            "is_enterprise_install": False,
+        }
 
     def _find_channel(self, ref: str) -> dict | None:
         ref = ref.lstrip("#")
@@ -177,7 +281,9 @@ class FakeSlack(FakeServer):
                 blocks = json.loads(blocks)
             except ValueError:
                 return {"ok": False, "error": "invalid_blocks_format"}
-        if blocks is not None and (not isinstance(blocks, list) or not all(isinstance(b, dict) and b.get("type") for b in blocks)):
+        if blocks is not None and (
+            not isinstance(blocks, list) or not all(isinstance(b, dict) and b.get("type") for b in blocks)
+        ):
             return {"ok": False, "error": "invalid_blocks"}
         text = args.get("text")
         if not text and not blocks:
@@ -197,8 +303,15 @@ class FakeSlack(FakeServer):
         if not channel["is_member"]:
             return {"ok": False, "error": "not_in_channel"}
         ts = f"{int(time.time())}.{next(self._ts):06d}"
-        message = {"type": "message", "subtype": "bot_message", "text": text or "", "user": who["user_id"], "bot_id": who["bot_id"],
-                   "ts": ts, "team": who["team_id"]}
+        message = {
+            "type": "message",
+            "subtype": "bot_message",
+            "text": text or "",
+            "user": who["user_id"],
+            "bot_id": who["bot_id"],
+            "ts": ts,
+            "team": who["team_id"],
+        }
         if blocks is not None:
             message["blocks"] = blocks
         metadata = args.get("metadata")
@@ -209,8 +322,18 @@ class FakeSlack(FakeServer):
                 return {"ok": False, "error": "invalid_metadata_format"}
         if metadata is not None:
             message["metadata"] = metadata
-        self.messages.append({"channel": channel["id"], "channel_name": channel["name"], "text": text, "blocks": blocks,
-                              "ts": ts, "team_id": who["team_id"], "args": dict(args), "metadata": metadata})
+        self.messages.append(
+            {
+                "channel": channel["id"],
+                "channel_name": channel["name"],
+                "text": text,
+                "blocks": blocks,
+                "ts": ts,
+                "team_id": who["team_id"],
+                "args": dict(args),
+                "metadata": metadata,
+            }
+        )
         return {"ok": True, "channel": channel["id"], "ts": ts, "message": message}
 
     @staticmethod
@@ -227,7 +350,7 @@ class FakeSlack(FakeServer):
                 start = int(base64.b64decode(args["cursor"]).decode().split(":", 1)[1])
             except (ValueError, IndexError):
                 return {"ok": False, "error": "invalid_cursor"}
-        chunk = items[start:start + limit]
+        chunk = items[start : start + limit]
         nxt = start + limit
         cursor = base64.b64encode(f"offset:{nxt}".encode()).decode() if nxt < len(items) else ""
         return {"ok": True, key: chunk, "response_metadata": {"next_cursor": cursor}}
@@ -235,9 +358,15 @@ class FakeSlack(FakeServer):
     def _api_conversations_list(self, who: dict, args: dict) -> dict:
         types = set((args.get("types") or "public_channel").split(","))
         exclude_archived = str(args.get("exclude_archived", "")).lower() in ("1", "true")
-        chosen = [c for c in self.channels
-                  if (("private_channel" in types and c["is_private"] and c["is_member"]) or ("public_channel" in types and not c["is_private"]))
-                  and not (exclude_archived and c["is_archived"])]
+        chosen = [
+            c
+            for c in self.channels
+            if (
+                ("private_channel" in types and c["is_private"] and c["is_member"])
+                or ("public_channel" in types and not c["is_private"])
+            )
+            and not (exclude_archived and c["is_archived"])
+        ]
         return self._paged(chosen, args, "channels")
 
     def _api_conversations_info(self, who: dict, args: dict) -> dict:
@@ -301,13 +430,27 @@ class FakeSlack(FakeServer):
             if grant["redirect_uri"] and args.get("redirect_uri") not in (None, grant["redirect_uri"]):
                 return json_response({"ok": False, "error": "bad_redirect_uri"})
             token = f"xoxb-{grant['team_id']}-{next(self._seq)}-{secrets.token_hex(12)}"
-            self.add_token(token, team_id=grant["team_id"], team_name=grant["team_name"], bot_user_id=grant["bot_user_id"], bot_id="B0000INST")
-        return json_response({
-            "ok": True, "app_id": "A0000TEST", "access_token": token, "token_type": "bot", "scope": grant["scope"],
-            "bot_user_id": grant["bot_user_id"], "team": {"id": grant["team_id"], "name": grant["team_name"]},
-            "enterprise": None, "is_enterprise_install": False,
-            "authed_user": {"id": grant["authed_user_id"]},
-        })
+            self.add_token(
+                token,
+                team_id=grant["team_id"],
+                team_name=grant["team_name"],
+                bot_user_id=grant["bot_user_id"],
+                bot_id="B0000INST",
+            )
+        return json_response(
+            {
+                "ok": True,
+                "app_id": "A0000TEST",
+                "access_token": token,
+                "token_type": "bot",
+                "scope": grant["scope"],
+                "bot_user_id": grant["bot_user_id"],
+                "team": {"id": grant["team_id"], "name": grant["team_name"]},
+                "enterprise": None,
+                "is_enterprise_install": False,
+                "authed_user": {"id": grant["authed_user_id"]},
+            }
+        )
 
     def _authorize(self, request: Request) -> Response:
         """The browser step: approve at once and redirect to redirect_uri with a fresh code and the given state."""

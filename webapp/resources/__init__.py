@@ -1,6 +1,24 @@
 """Every resource blueprint, in the order they are registered."""
-from webapp.resources import (admin, alert_settings, auth_routes, events, hubspot_routes, imports, ingest, lead, leads,
-                              levels, org_units, root, rulesets, secrets_routes, slack_routes, stream, webhooks)
+
+from webapp.resources import (
+    admin,
+    alert_settings,
+    auth_routes,
+    events,
+    hubspot_routes,
+    imports,
+    ingest,
+    lead,
+    leads,
+    levels,
+    org_units,
+    root,
+    rulesets,
+    secrets_routes,
+    slack_routes,
+    stream,
+    webhooks,
+)
 
 
 def all_blueprints():

@@ -1,14 +1,15 @@
 """Admin operations on the active OU: sample data in (POST /admin/seed) and out again (POST /admin/wipe-seed)."""
+
 from __future__ import annotations
 
 from flask import jsonify
 
 from models.seed import SeedRefused, seed_unit, wipe_seed
+from webapp.app_state import db, state
 from webapp.auth import current_unit, require_member
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
 from webapp.resources.levels import try_enqueue_options
-from webapp.app_state import db, state
 from worker.jobs import try_kick, try_kick_alerts
 
 blp = Blueprint("admin", __name__, description="Admin operations")
@@ -27,8 +28,14 @@ def seed():
     session.commit()
     try_kick(state())  # score the new events
     try_enqueue_options(unit_id)
-    resp = jsonify({"levels_created": out.levels_created, "ruleset_id": out.ruleset_id, "leads": out.leads,
-                    "events_accepted": out.events})
+    resp = jsonify(
+        {
+            "levels_created": out.levels_created,
+            "ruleset_id": out.ruleset_id,
+            "leads": out.leads,
+            "events_accepted": out.events,
+        }
+    )
     resp.status_code = 201
     return resp
 

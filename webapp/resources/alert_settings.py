@@ -1,4 +1,5 @@
 """Alert settings per OU and the organization's Slack app credentials (secret write-only)."""
+
 from __future__ import annotations
 
 from flask import jsonify
@@ -7,34 +8,46 @@ from sqlalchemy import func, or_, select
 
 from integrations.secretbox import encrypt
 from models.alerts import alert_config
-from models.slack import AlertSettings, SlackApp
 from models.levels import EngagementLevel
+from models.slack import AlertSettings, SlackApp
+from webapp.app_state import db, state
 from webapp.auth import current_unit, principal, require_member
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
 from webapp.schema_base import StrictSchema, rfc3339
-from webapp.app_state import db, state
 
 blp = Blueprint("alert_settings", __name__, description="Alert and Slack app settings")
 SLACK_SECRET_PURPOSE = "slack-client-secret"
 
 
 class AlertSettingsIn(StrictSchema):
-    alert_min_level = fields.String(allow_none=True, validate=validate.Length(min=1, max=100),
-                                    metadata={"description": "level name or id; null for the default (the level named Hot)"})
+    alert_min_level = fields.String(
+        allow_none=True,
+        validate=validate.Length(min=1, max=100),
+        metadata={"description": "level name or id; null for the default (the level named Hot)"},
+    )
     cooldown_hours = fields.Integer(strict=True, validate=validate.Range(min=0, max=24 * 30))
     digest_on_reclassification = fields.Boolean()
 
 
 class SlackAppIn(StrictSchema):
-    client_id = fields.String(required=True, validate=validate.Regexp(r"^[0-9]+\.[0-9]+$", error="is not a Slack client id"))
+    client_id = fields.String(
+        required=True, validate=validate.Regexp(r"^[0-9]+\.[0-9]+$", error="is not a Slack client id")
+    )
     client_secret = fields.String(required=True, validate=validate.Length(min=16, max=200), load_only=True)
 
 
 def _level(unit_id: str, ref: str):
-    return db().execute(select(EngagementLevel).where(
-        EngagementLevel.unit_id == unit_id, or_(EngagementLevel.id == ref, func.lower(EngagementLevel.name) == ref.lower())
-    )).scalar()
+    return (
+        db()
+        .execute(
+            select(EngagementLevel).where(
+                EngagementLevel.unit_id == unit_id,
+                or_(EngagementLevel.id == ref, func.lower(EngagementLevel.name) == ref.lower()),
+            )
+        )
+        .scalar()
+    )
 
 
 def effective_alert_settings(unit_id: str) -> dict:
@@ -62,8 +75,12 @@ def put_alerts(data):
         ref = data["alert_min_level"]
         level = _level(unit_id, ref) if ref else None
         if ref and level is None:
-            raise ApiError(400, "validation_error", f"alert_min_level: no level '{ref}' in this organization unit",
-                           {"alert_min_level": ["no such level"]})
+            raise ApiError(
+                400,
+                "validation_error",
+                f"alert_min_level: no level '{ref}' in this organization unit",
+                {"alert_min_level": ["no such level"]},
+            )
         row.alert_min_level_id = level.id if level else None
     if "cooldown_hours" in data:
         row.cooldown_hours = data["cooldown_hours"]
@@ -75,8 +92,12 @@ def put_alerts(data):
 
 
 def _slack_app_view(app: SlackApp | None) -> dict:
-    return {"configured": app is not None, "client_id": app.client_id if app else None,
-            "client_secret_set": app is not None, "updated_at": rfc3339(app.updated_at) if app else None}
+    return {
+        "configured": app is not None,
+        "client_id": app.client_id if app else None,
+        "client_secret_set": app is not None,
+        "updated_at": rfc3339(app.updated_at) if app else None,
+    }
 
 
 @blp.route("/settings/slack-app", methods=["GET"], statuses=(403,))

@@ -1,17 +1,18 @@
 """Member login (JWT), profile, and cookie cleanup."""
+
 from __future__ import annotations
 
 from flask import jsonify, make_response
-from webapp.blueprint import Blueprint
 from marshmallow import fields, validate
 from sqlalchemy import select
 
 from models.accounts import password_matches
-from webapp.offload import off_loop
 from models.tenancy import Member
-from webapp.auth import ACTIVE_OU_COOKIE, issue_token, principal, public, require_member, unauthorized
-from webapp.schema_base import StrictSchema
 from webapp.app_state import db
+from webapp.auth import ACTIVE_OU_COOKIE, issue_token, principal, public, require_member, unauthorized
+from webapp.blueprint import Blueprint
+from webapp.offload import off_loop
+from webapp.schema_base import StrictSchema
 
 blp = Blueprint("auth", __name__, description="Authentication")
 

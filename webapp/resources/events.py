@@ -1,4 +1,5 @@
 """Reading events: lists with filters, a lead's events, a streamed CSV export, channels, types and their keys."""
+
 from __future__ import annotations
 
 import csv
@@ -11,17 +12,17 @@ from marshmallow import fields, validate
 from sqlalchemy import and_, or_, select, text
 
 from models.base import utcnow
-from models.replay import delete_events
 from models.events import EVENT_COLUMNS, NEWEST_FIRST, PENDING, SCORED, Event
 from models.leads import Lead
+from models.replay import delete_events
 from models.time_ranges import RANGES, range_start
+from webapp.app_state import db, state
 from webapp.auth import current_unit
 from webapp.blueprint import Blueprint
 from webapp.crud import paginate
 from webapp.errors import ApiError
 from webapp.resources.leads import get_lead
 from webapp.schema_base import PageArgs, StrictSchema, rfc3339
-from webapp.app_state import db, state
 from worker.jobs import try_kick
 
 blp = Blueprint("events", __name__, description="Reading events")
@@ -30,7 +31,9 @@ EXPORT_CHUNK = 1000
 
 
 class EventFilterArgs(StrictSchema):
-    metadata = fields.List(fields.String(validate=validate.Length(min=3, max=300)), metadata={"description": "key:value, repeatable"})
+    metadata = fields.List(
+        fields.String(validate=validate.Length(min=3, max=300)), metadata={"description": "key:value, repeatable"}
+    )
     logic = fields.String(load_default="and", validate=validate.OneOf(["and", "or"]))
     event_type = fields.String(validate=validate.Length(min=1, max=100))
     lead_id = fields.String(validate=validate.Length(min=1, max=200))
@@ -42,12 +45,20 @@ class EventListArgs(PageArgs, EventFilterArgs):
 
 
 def dump(rows) -> list[dict]:
-    return [{
-        "id": str(r.id), "lead_id": r.lead_id, "event_type": r.event_type, "timestamp": rfc3339(r.occurred_at),
-        "received_at": rfc3339(r.received_at), "metadata": r.metadata_ or {},
-        "channel": (r.metadata_ or {}).get("channel"), "status": STATUS.get(r.status, "suppressed"),
-        **({"suppressed_reason": r.suppressed_reason} if r.suppressed_reason else {}),
-    } for r in rows]
+    return [
+        {
+            "id": str(r.id),
+            "lead_id": r.lead_id,
+            "event_type": r.event_type,
+            "timestamp": rfc3339(r.occurred_at),
+            "received_at": rfc3339(r.received_at),
+            "metadata": r.metadata_ or {},
+            "channel": (r.metadata_ or {}).get("channel"),
+            "status": STATUS.get(r.status, "suppressed"),
+            **({"suppressed_reason": r.suppressed_reason} if r.suppressed_reason else {}),
+        }
+        for r in rows
+    ]
 
 
 def filtered(args: dict):
@@ -64,7 +75,12 @@ def filtered(args: dict):
     for item in args.get("metadata", []):
         key, sep, value = item.partition(":")
         if not sep or not key:
-            raise ApiError(400, "validation_error", f"metadata filter '{item}' must look like key:value", {"metadata": ["key:value"]})
+            raise ApiError(
+                400,
+                "validation_error",
+                f"metadata filter '{item}' must look like key:value",
+                {"metadata": ["key:value"]},
+            )
         conditions.append(Event.metadata_[key].as_string() == value)
     if conditions:
         stmt = stmt.where(and_(*conditions) if args["logic"] == "and" else or_(*conditions))
@@ -100,21 +116,36 @@ def export(args):
             result = s.execute(stmt.execution_options(yield_per=EXPORT_CHUNK))
             for chunk in result.partitions():
                 for item in dump(chunk):
-                    writer.writerow([item["id"], item["lead_id"], item["event_type"], item["timestamp"], item["received_at"],
-                                     item["channel"] or "", item["status"], json.dumps(item["metadata"], ensure_ascii=False)])
+                    writer.writerow(
+                        [
+                            item["id"],
+                            item["lead_id"],
+                            item["event_type"],
+                            item["timestamp"],
+                            item["received_at"],
+                            item["channel"] or "",
+                            item["status"],
+                            json.dumps(item["metadata"], ensure_ascii=False),
+                        ]
+                    )
                 yield out.getvalue()
                 out.seek(0)
                 out.truncate()
         yield out.getvalue()
 
-    return Response(stream_with_context(rows()), mimetype="text/csv",
-                    headers={"Content-Disposition": "attachment; filename=events.csv"})
+    return Response(
+        stream_with_context(rows()),
+        mimetype="text/csv",
+        headers={"Content-Disposition": "attachment; filename=events.csv"},
+    )
 
 
 @blp.route("/channels", methods=["GET"])
 def channels():
     channel = Event.metadata_["channel"].as_string()
-    values = db().execute(select(channel).where(Event.unit_id == current_unit(), channel.isnot(None)).distinct()).scalars()
+    values = (
+        db().execute(select(channel).where(Event.unit_id == current_unit(), channel.isnot(None)).distinct()).scalars()
+    )
     return sorted(v for v in values if v)
 
 
@@ -129,14 +160,19 @@ def event_type_properties(event_type):
     if db().get_bind().dialect.name == "postgresql":
         sql = "SELECT DISTINCT jsonb_object_keys(metadata) FROM events WHERE unit_id = :u AND event_type = :t AND jsonb_typeof(metadata) = 'object'"
     else:
-        sql = "SELECT DISTINCT j.key FROM events, json_each(events.metadata) AS j WHERE unit_id = :u AND event_type = :t"
+        sql = (
+            "SELECT DISTINCT j.key FROM events, json_each(events.metadata) AS j WHERE unit_id = :u AND event_type = :t"
+        )
     keys = db().execute(text(sql), {"u": current_unit(), "t": event_type}).scalars()
     return {"event_type": event_type, "properties": sorted(keys)}
 
 
 class DeleteEventsSchema(StrictSchema):
-    ids = fields.List(fields.String(validate=validate.Length(min=1, max=30)), required=True,
-                      validate=validate.Length(min=1, max=500, error="1 to 500 ids"))
+    ids = fields.List(
+        fields.String(validate=validate.Length(min=1, max=30)),
+        required=True,
+        validate=validate.Length(min=1, max=500, error="1 to 500 ids"),
+    )
 
 
 @blp.route("/events/batch", methods=["DELETE"])
@@ -150,4 +186,8 @@ def delete_batch(data):
     if leads:
         try_kick(state())
     gone = {str(i) for i in deleted}
-    return {"deleted": len(deleted), "not_found": [i for i in dict.fromkeys(data["ids"]) if i not in gone], "leads_rescored": len(leads)}
+    return {
+        "deleted": len(deleted),
+        "not_found": [i for i in dict.fromkeys(data["ids"]) if i not in gone],
+        "leads_rescored": len(leads),
+    }

@@ -1,4 +1,5 @@
 """Connecting an OU to HubSpot: the token is checked, the properties prepared, and the token stored encrypted."""
+
 from __future__ import annotations
 
 import logging
@@ -15,12 +16,12 @@ from models.hubspot import HubSpotConnection, HubSpotContact, HubSpotPendingCrea
 from models.hubspot_sync_state import reset_sync, sync_counts
 from models.leads import Lead, primary_email
 from models.levels import level_options
+from webapp.app_state import close_db, db, state
 from webapp.auth import current_unit
 from webapp.blueprint import Blueprint
-from webapp.errors import ApiError
 from webapp.crud import paginate
+from webapp.errors import ApiError
 from webapp.schema_base import PageArgs, StrictSchema, rfc3339
-from webapp.app_state import close_db, db, state
 from worker.jobs import kick_hubspot_sync
 
 blp = Blueprint("hubspot", __name__, description="HubSpot integration")
@@ -47,8 +48,11 @@ def status(unit_id: str) -> dict:
         "last_error": conn.last_error if conn else None,
         "level_options_current": bool(conn and conn.options_synced >= conn.options_wanted),
         **dict(zip(("pending", "failed"), sync_counts(db(), unit_id))),
-        "pending_creations": db().execute(select(func.count()).select_from(HubSpotPendingCreation)
-                                          .where(HubSpotPendingCreation.unit_id == unit_id)).scalar(),
+        "pending_creations": db()
+        .execute(
+            select(func.count()).select_from(HubSpotPendingCreation).where(HubSpotPendingCreation.unit_id == unit_id)
+        )
+        .scalar(),
     }
 
 
@@ -69,13 +73,21 @@ def connect(data):
         portal_id = adapter.portal_id()
         ensure_options(state().redis, adapter, data["access_token"], names, others, portal_id)
     except HubSpotAuthError as exc:
-        raise ApiError(400, "invalid_token", f"HubSpot rejected the access token: {exc.message}",
-                       {"access_token": ["rejected by HubSpot"]}) from exc
+        raise ApiError(
+            400,
+            "invalid_token",
+            f"HubSpot rejected the access token: {exc.message}",
+            {"access_token": ["rejected by HubSpot"]},
+        ) from exc
     except HubSpotError as exc:
         raise ApiError(502, "hubspot_unavailable", f"HubSpot failed ({exc.status}): {exc.message}") from exc
     except RateLimited as exc:  # another OU of this portal is updating the options right now
-        raise ApiError(503, "busy", "HubSpot's properties are being updated for another unit; retry shortly",
-                       headers={"Retry-After": str(int(exc.wait) + 1)}) from exc
+        raise ApiError(
+            503,
+            "busy",
+            "HubSpot's properties are being updated for another unit; retry shortly",
+            headers={"Retry-After": str(int(exc.wait) + 1)},
+        ) from exc
     session = db()
     conn = session.get(HubSpotConnection, unit_id) or HubSpotConnection(unit_id=unit_id)
     conn.token_encrypted = encrypt(state().secret_key, TOKEN_PURPOSE, data["access_token"])
@@ -117,15 +129,30 @@ def failures(args):
     """Contacts HubSpot refused or could not find, with HubSpot's message; a later change retries them."""
     email = primary_email()
     stmt = (
-        select(Lead.lead_id, email.label("email"), HubSpotContact.hubspot_id, HubSpotContact.failure,
-               HubSpotContact.failed_score, HubSpotContact.failed_at)
+        select(
+            Lead.lead_id,
+            email.label("email"),
+            HubSpotContact.hubspot_id,
+            HubSpotContact.failure,
+            HubSpotContact.failed_score,
+            HubSpotContact.failed_at,
+        )
         .join(Lead, Lead.pk == HubSpotContact.lead_pk)
         .where(HubSpotContact.unit_id == current_unit(), HubSpotContact.failure.isnot(None))
     )
 
     def dump(rows):
-        return [{"lead_id": r.lead_id, "email": r.email, "hubspot_id": r.hubspot_id, "error": r.failure,
-                 "score": r.failed_score, "failed_at": rfc3339(r.failed_at)} for r in rows]
+        return [
+            {
+                "lead_id": r.lead_id,
+                "email": r.email,
+                "hubspot_id": r.hubspot_id,
+                "error": r.failure,
+                "score": r.failed_score,
+                "failed_at": rfc3339(r.failed_at),
+            }
+            for r in rows
+        ]
 
     return paginate(stmt, args, dump=dump, key="failures", order_by=(HubSpotContact.failed_at.desc(), Lead.lead_id))
 

@@ -1,4 +1,5 @@
 """POST /import: parse the multipart upload, hand the CSV to the import service, answer 202 with its counts."""
+
 from __future__ import annotations
 
 from flask import request
@@ -30,6 +31,8 @@ def import_csv():
     if upload is None:
         raise ApiError(400, "validation_error", "the CSV goes in a multipart field named file", {"file": ["required"]})
     if upload.mimetype not in CSV_TYPES and not (upload.filename or "").lower().endswith(".csv"):
-        raise ApiError(415, "unsupported_media_type", f"expected a CSV file, got {upload.mimetype}", {"file": ["not CSV"]})
+        raise ApiError(
+            415, "unsupported_media_type", f"expected a CSV file, got {upload.mimetype}", {"file": ["not CSV"]}
+        )
     quiet = (request.form.get("skip_triggers") or "").lower() in TRUE
     return import_events(upload.stream, quiet, principal().org_id, current_unit()), 202

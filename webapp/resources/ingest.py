@@ -1,4 +1,5 @@
 """POST /ingest (and /events, /ingest/batch): parse, hand the events to the ingest service, answer 202."""
+
 from __future__ import annotations
 
 from flask import jsonify, request
@@ -33,7 +34,11 @@ def ingest_batch(data):
     results = ingest_items(enumerate(data["events"]))
     counts = {k: sum(r["status"] == k for r in results) for k in ("accepted", "duplicate", "rejected")}
     if counts["rejected"] == len(results):
-        raise ApiError(400, "validation_error", "every event in the batch was rejected",
-                       {f"events.{r['index']}.{field}": msgs for r in results for field, msgs in r["error"]["details"].items()}
-                       or {"events": ["rejected"]})
+        raise ApiError(
+            400,
+            "validation_error",
+            "every event in the batch was rejected",
+            {f"events.{r['index']}.{field}": msgs for r in results for field, msgs in r["error"]["details"].items()}
+            or {"events": ["rejected"]},
+        )
     return accepted({**counts, "results": results})

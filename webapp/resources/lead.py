@@ -1,4 +1,5 @@
 """One lead: its detail, score, aliases, metadata (PUT replaces, PATCH merges), activity, and its deletion."""
+
 from __future__ import annotations
 
 import logging
@@ -37,9 +38,11 @@ class ActivityArgs(StrictSchema):
     range = fields.String(load_default="last_7d", validate=validate.OneOf([*RANGES, "custom"]))
     start = UTCDateTime()
     end = UTCDateTime()
-    channel = fields.String(load_default="all", validate=validate.OneOf(["all", "web", "email", "slack", "webinar", "crm", "system"]))
-    minScore = fields.Integer(validate=validate.Range(min=0, max=SCORE_BOUND.max))  # noqa: N815 (the reference's name)
-    hasDelta = fields.String(validate=validate.OneOf(["1", "true", "0", "false"]))  # noqa: N815
+    channel = fields.String(
+        load_default="all", validate=validate.OneOf(["all", "web", "email", "slack", "webinar", "crm", "system"])
+    )
+    minScore = fields.Integer(validate=validate.Range(min=0, max=SCORE_BOUND.max))
+    hasDelta = fields.String(validate=validate.OneOf(["1", "true", "0", "false"]))
 
 
 def alias_dump(aliases) -> list[dict]:
@@ -70,14 +73,16 @@ def lead_score(args, lead_id):
         ruleset_id, score, scores = lead_ops.lead_score(db(), lead, args.get("ruleset_id"))
     except lead_ops.UnknownRuleset:
         raise not_found("ruleset")
-    return jsonify({
-        "lead_id": lead.lead_id,
-        "score": score,
-        "ruleset_id": ruleset_id,
-        "engagement_scores": scores,
-        "profile_scores": {},
-        "level": _level_of(lead),
-    })
+    return jsonify(
+        {
+            "lead_id": lead.lead_id,
+            "score": score,
+            "ruleset_id": ruleset_id,
+            "engagement_scores": scores,
+            "profile_scores": {},
+            "level": _level_of(lead),
+        }
+    )
 
 
 @blp.route("/lead/<lead_id>/aliases", methods=["GET"], aliases=("/leads/<lead_id>/aliases",))
@@ -136,8 +141,13 @@ def deletion_status(lead_id):
 
 
 def _deletion_view(d: LeadDeletion) -> dict:
-    return {"lead_id": d.lead_id, "status": d.status, "requested_at": rfc3339(d.requested_at),
-            "completed_at": rfc3339(d.completed_at), **({"error": d.error} if d.error else {})}
+    return {
+        "lead_id": d.lead_id,
+        "status": d.status,
+        "requested_at": rfc3339(d.requested_at),
+        "completed_at": rfc3339(d.completed_at),
+        **({"error": d.error} if d.error else {}),
+    }
 
 
 @blp.route("/lead/<lead_id>/activity", methods=["GET"], aliases=("/leads/<lead_id>/activity",))
@@ -147,17 +157,37 @@ def activity(args, lead_id):
     lead = get_lead(lead_id)
     if args["range"] == "custom":
         if "start" not in args or "end" not in args:
-            raise ApiError(400, "validation_error", "range=custom needs start and end", {"start" if "start" not in args else "end": ["required"]})
+            raise ApiError(
+                400,
+                "validation_error",
+                "range=custom needs start and end",
+                {"start" if "start" not in args else "end": ["required"]},
+            )
         start, end = args["start"], args["end"]
         if start > end:
             raise ApiError(400, "validation_error", "end must not be before start", {"end": ["before start"]})
     else:
         start, end = range_start(args["range"], utcnow())
     has_delta = {"1": True, "true": True, "0": False, "false": False}.get(args.get("hasDelta"))
-    rows = lead_ops.activity(db(), lead, start, end, end_inclusive=args["range"] == "custom",
-                             channel=None if args["channel"] == "all" else args["channel"], has_delta=has_delta,
-                             min_delta=args.get("minScore"))
+    rows = lead_ops.activity(
+        db(),
+        lead,
+        start,
+        end,
+        end_inclusive=args["range"] == "custom",
+        channel=None if args["channel"] == "all" else args["channel"],
+        has_delta=has_delta,
+        min_delta=args.get("minScore"),
+    )
     events = [{**item, "score_delta": row.delta} for item, row in zip(event_dump(rows), rows)]
-    timeline = [{"type": "event", "timestamp": e["timestamp"], "id": e["id"], "title": e["event_type"], "score_delta": e["score_delta"]}
-                for e in events]
+    timeline = [
+        {
+            "type": "event",
+            "timestamp": e["timestamp"],
+            "id": e["id"],
+            "title": e["event_type"],
+            "score_delta": e["score_delta"],
+        }
+        for e in events
+    ]
     return {"lead_id": lead.lead_id, "events": events, "orders": [], "timeline": timeline}

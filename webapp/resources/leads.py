@@ -1,11 +1,12 @@
 """The leads collection: list with the reference's filters, search, create, batch scores, merge."""
+
 from __future__ import annotations
 
 from flask import jsonify
 from marshmallow import fields, validate
 
-from models.base import utcnow
 from models import lead_ops
+from models.base import utcnow
 from models.lead_ops import SORTS, UnknownLevel, UnknownRuleset
 from models.leads import Lead, primary_emails
 from models.merge import MergeError, merge_leads
@@ -29,7 +30,9 @@ class LeadListArgs(PageArgs):
     event_type = fields.String(validate=validate.Length(min=1, max=100))
     last_active = fields.String(validate=validate.OneOf(["any", "7d", "30d"]))
     range = fields.String(validate=validate.OneOf(RANGES))
-    level = fields.String(validate=validate.Length(min=1, max=100), metadata={"description": "level name or id, or 'none'"})
+    level = fields.String(
+        validate=validate.Length(min=1, max=100), metadata={"description": "level name or id, or 'none'"}
+    )
     sort = fields.String(validate=validate.OneOf(list(SORTS)), load_default="-score")
 
 
@@ -59,16 +62,20 @@ class SearchArgs(StrictSchema):
 
 
 class BatchScoresSchema(StrictSchema):
-    lead_ids = fields.List(fields.String(validate=validate.Length(min=1, max=200)), required=True,
-                           validate=validate.Length(min=1, max=500))
+    lead_ids = fields.List(
+        fields.String(validate=validate.Length(min=1, max=200)), required=True, validate=validate.Length(min=1, max=500)
+    )
     ruleset = fields.String(validate=validate.Length(min=1, max=100), load_default="primary")
 
 
 class MergeSchema(StrictSchema):
-    targetLeadId = fields.String(required=True, validate=validate.Length(min=1, max=200))  # noqa: N815 (the reference's name)
-    sourceLeadIds = fields.List(fields.String(validate=validate.Length(min=1, max=200)), required=True,  # noqa: N815
-                                validate=validate.Length(min=1, max=100))
-    truncate = fields.Dict(load_default=dict, metadata={"description": "truncation policy; only {\"policy\": \"none\"} (the default)"})
+    targetLeadId = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    sourceLeadIds = fields.List(
+        fields.String(validate=validate.Length(min=1, max=200)), required=True, validate=validate.Length(min=1, max=100)
+    )
+    truncate = fields.Dict(
+        load_default=dict, metadata={"description": 'truncation policy; only {"policy": "none"} (the default)'}
+    )
 
 
 def get_lead(lead_id: str) -> Lead:
@@ -95,23 +102,25 @@ def lead_dump(rows) -> list[dict]:
     emails = primary_emails(session, [r.pk for r in rows])
     out = []
     for r in rows:
-        out.append({
-            "org_id": r.org_id,
-            "lead_id": r.lead_id,
-            "primary_email": emails.get(r.pk),
-            "score": r.score,
-            "ruleset_id": primary.id if primary else "",
-            "last_event_at": rfc3339(r.last_event_at),
-            "created_at": rfc3339(r.created_at),
-            "updated_at": rfc3339(r.updated_at),
-            "owner_name": r.owner_name,
-            "engagement_scores": scores.get(r.pk, {}),
-            "profile_scores": {},
-            "ruleset_names": names,
-            "engagement_primary_ruleset_name": primary.name if primary else "",
-            "profile_primary_ruleset_name": "",
-            "level": level_dump(r.level_id, r.level_name, r.level_color),
-        })
+        out.append(
+            {
+                "org_id": r.org_id,
+                "lead_id": r.lead_id,
+                "primary_email": emails.get(r.pk),
+                "score": r.score,
+                "ruleset_id": primary.id if primary else "",
+                "last_event_at": rfc3339(r.last_event_at),
+                "created_at": rfc3339(r.created_at),
+                "updated_at": rfc3339(r.updated_at),
+                "owner_name": r.owner_name,
+                "engagement_scores": scores.get(r.pk, {}),
+                "profile_scores": {},
+                "ruleset_names": names,
+                "engagement_primary_ruleset_name": primary.name if primary else "",
+                "profile_primary_ruleset_name": "",
+                "level": level_dump(r.level_id, r.level_name, r.level_color),
+            }
+        )
     return out
 
 
@@ -130,7 +139,9 @@ def list_leads(args):
 @blp.response(201, LeadSchema)
 def create_lead(data):
     session = db()
-    lead = lead_ops.create_lead(session, principal().org_id, current_unit(), data["id"], data["metadata"], data.get("account_id"))
+    lead = lead_ops.create_lead(
+        session, principal().org_id, current_unit(), data["id"], data["metadata"], data.get("account_id")
+    )
     if lead is None:
         session.rollback()
         raise ApiError(409, "conflict", f"lead '{data['id']}' already exists", {"id": ["already exists"]})
@@ -156,7 +167,9 @@ def batch_scores(data):
         ruleset_id, found = lead_ops.batch_scores(db(), current_unit(), data["lead_ids"], data["ruleset"])
     except UnknownRuleset:
         raise not_found("ruleset")
-    return jsonify([{"lead_id": lid, "score": score, "ruleset_id": ruleset_id, "found": exists} for lid, score, exists in found])
+    return jsonify(
+        [{"lead_id": lid, "score": score, "ruleset_id": ruleset_id, "found": exists} for lid, score, exists in found]
+    )
 
 
 @blp.route("/leads/merge", methods=["POST"], statuses=(404, 409))
@@ -165,15 +178,32 @@ def merge(data):
     """Events and aliases move to the target, the sources are marked merged, the target is rescored (by the workers)."""
     policy = data["truncate"].get("policy", "none")
     if policy != "none" or set(data["truncate"]) - {"policy"}:
-        raise ApiError(400, "validation_error", "only the truncation policy 'none' is supported", {"truncate": ["policy must be none"]})
+        raise ApiError(
+            400,
+            "validation_error",
+            "only the truncation policy 'none' is supported",
+            {"truncate": ["policy must be none"]},
+        )
     session = db()
     try:
         out = merge_leads(session, current_unit(), data["targetLeadId"], data["sourceLeadIds"])
     except MergeError as exc:
         session.rollback()
-        raise ApiError(exc.status, "not_found" if exc.status == 404 else "conflict" if exc.status == 409 else "validation_error",
-                       str(exc), {exc.field: [str(exc)]})
+        raise ApiError(
+            exc.status,
+            "not_found" if exc.status == 404 else "conflict" if exc.status == 409 else "validation_error",
+            str(exc),
+            {exc.field: [str(exc)]},
+        )
     session.commit()
     try_kick(state())
-    return jsonify({"target": LeadSchema().dump(out.target), "mergedSources": out.merged, "movedEvents": out.moved_events,
-                    "movedAliases": out.moved_aliases, "truncatedEvents": 0, "rescore": {"status": "queued", "leads": 1}})
+    return jsonify(
+        {
+            "target": LeadSchema().dump(out.target),
+            "mergedSources": out.merged,
+            "movedEvents": out.moved_events,
+            "movedAliases": out.moved_aliases,
+            "truncatedEvents": 0,
+            "rescore": {"status": "queued", "leads": 1},
+        }
+    )

@@ -1,24 +1,24 @@
 """Engagement levels (ranges, colors, order); every change reclassifies the OU at once."""
+
 from __future__ import annotations
 
 import logging
 
-from webapp.blueprint import Blueprint
 from marshmallow import ValidationError, fields, validate, validates_schema
 from sqlalchemy import func, select
 
+from models.hubspot import HubSpotConnection
+from models.hubspot_sync_state import request_options_sync
 from models.level_rules import COLOR_RE, LevelSpec, LevelTableError, validate_table
 from models.levels import DEFAULT_COLOR, EngagementLevel, LevelHistory, level_snapshot
-from models.hubspot_sync_state import request_options_sync
 from models.reclassify import reclassify_unit
+from webapp.app_state import db, state
 from webapp.auth import principal
+from webapp.blueprint import Blueprint
 from webapp.crud import Crud, register_crud, scoped
 from webapp.errors import ApiError
 from webapp.schema_base import StrictSchema, UTCDateTime
-from webapp.app_state import db, state
-from worker.jobs import try_kick_alerts
-from models.hubspot import HubSpotConnection
-from worker.jobs import enqueue_hubspot_options
+from worker.jobs import enqueue_hubspot_options, try_kick_alerts
 
 blp = Blueprint("levels", __name__, description="Engagement levels")
 log = logging.getLogger("leadpulse.levels")
@@ -58,7 +58,11 @@ class LevelCrud(Crud):
 
     def create(self, data):
         if "order" not in data:
-            top = db().execute(select(func.max(EngagementLevel.order)).where(EngagementLevel.unit_id == principal().unit_id)).scalar()
+            top = (
+                db()
+                .execute(select(func.max(EngagementLevel.order)).where(EngagementLevel.unit_id == principal().unit_id))
+                .scalar()
+            )
             data["order"] = (top or 0) + 1
         return super().create(data)
 
@@ -75,7 +79,9 @@ class LevelCrud(Crud):
             raise ApiError(status, exc.code, exc.message, {exc.field: [exc.message]})
 
     def before_delete(self, session, obj):
-        count = session.execute(select(func.count()).select_from(EngagementLevel).where(EngagementLevel.unit_id == obj.unit_id)).scalar()
+        count = session.execute(
+            select(func.count()).select_from(EngagementLevel).where(EngagementLevel.unit_id == obj.unit_id)
+        ).scalar()
         if count <= 1:
             raise ApiError(400, "last_level", "cannot delete the last engagement level; add another first")
         # Move its leads first, so each move is recorded (ON DELETE SET NULL would erase them silently).
@@ -83,7 +89,14 @@ class LevelCrud(Crud):
 
     def after_change(self, session, obj, action):
         p = principal()
-        session.add(LevelHistory(unit_id=obj.unit_id, actor=p.member_id or p.credential_id, action=action, snapshot=level_snapshot(session, obj.unit_id)))
+        session.add(
+            LevelHistory(
+                unit_id=obj.unit_id,
+                actor=p.member_id or p.credential_id,
+                action=action,
+                snapshot=level_snapshot(session, obj.unit_id),
+            )
+        )
         session.flush()
         reclassify_unit(session, obj.unit_id)
         request_options_sync(session, obj.unit_id)
@@ -93,8 +106,15 @@ class LevelCrud(Crud):
         try_kick_alerts(state(), obj.unit_id)
 
 
-register_crud(blp, LevelCrud(), LevelSchema, "/engagement-levels", "/engagement-levels/<obj_id>", list_key="levels",
-              update_schema=LevelUpdateSchema(partial=True))
+register_crud(
+    blp,
+    LevelCrud(),
+    LevelSchema,
+    "/engagement-levels",
+    "/engagement-levels/<obj_id>",
+    list_key="levels",
+    update_schema=LevelUpdateSchema(partial=True),
+)
 
 
 def try_enqueue_options(unit_id: str) -> None:

@@ -1,17 +1,18 @@
 """Organization units: list, create, rename, and pick the active one (activeOu cookie)."""
+
 from __future__ import annotations
 
 from flask import jsonify
-from webapp.blueprint import Blueprint
 from marshmallow import fields, validate
 from sqlalchemy import select
 
 from models.accounts import create_unit, unique_slug
 from models.tenancy import Membership, Organization, OrgUnit
+from webapp.app_state import db
 from webapp.auth import ACTIVE_OU_COOKIE, is_member_of, require_member
+from webapp.blueprint import Blueprint
 from webapp.errors import not_found
 from webapp.schema_base import StrictSchema, UTCDateTime
-from webapp.app_state import db
 
 blp = Blueprint("org_units", __name__, description="Organization units")
 
@@ -44,7 +45,10 @@ def list_units():
     p = require_member()
     session = db()
     units = session.execute(
-        select(OrgUnit).join(Membership, Membership.unit_id == OrgUnit.id).where(Membership.member_id == p.member_id).order_by(OrgUnit.created_at)
+        select(OrgUnit)
+        .join(Membership, Membership.unit_id == OrgUnit.id)
+        .where(Membership.member_id == p.member_id)
+        .order_by(OrgUnit.created_at)
     ).scalars()
     org = session.get(Organization, p.org_id)
     return jsonify({"units": UnitSchema(many=True).dump(units), "organization": {"org_id": org.id, "name": org.name}})

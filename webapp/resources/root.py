@@ -1,12 +1,13 @@
 """Health, home and metrics: the unauthenticated operational surface."""
+
 from __future__ import annotations
 
 from flask import Response, jsonify, request
-from webapp.blueprint import Blueprint
 
 from webapp import metrics
-from webapp.auth import public
 from webapp.app_state import state
+from webapp.auth import public
+from webapp.blueprint import Blueprint
 
 blp = Blueprint("root", __name__, description="Health and metrics")
 

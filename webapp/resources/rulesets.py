@@ -1,21 +1,22 @@
 """Engagement rulesets and their rules; publishing rescores the OU from stored events."""
+
 from __future__ import annotations
 
 from flask import jsonify
-from webapp.blueprint import Blueprint
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 from sqlalchemy import func, inspect, update
 
+from models.locks import lock_unit
 from models.reclassify import refresh_primary_scores
 from models.rescore import clear_ruleset_scores, publish_ruleset
 from models.scoring import DRAFT, Rule, Ruleset
-from models.locks import lock_unit
+from webapp.app_state import db, state
 from webapp.auth import current_unit, principal
+from webapp.blueprint import Blueprint
 from webapp.crud import Crud, get_scoped, register_crud, scoped
 from webapp.errors import ApiError
-from webapp.services.event_input import EVENT_TYPE
 from webapp.schema_base import StrictSchema, UTCDateTime
-from webapp.app_state import db, state
+from webapp.services.event_input import EVENT_TYPE
 from worker.jobs import try_kick_alerts
 
 blp = Blueprint("rulesets", __name__, description="Scoring rulesets and rules")
@@ -94,12 +95,16 @@ class RulesetCrud(Crud):
 
     def validate(self, session, obj, creating):
         self.check_window(obj, "start_date", "end_date")
-        self.refuse_duplicate(session, obj, "name", Ruleset.unit_id == obj.unit_id, func.lower(Ruleset.name) == obj.name.lower())
+        self.refuse_duplicate(
+            session, obj, "name", Ruleset.unit_id == obj.unit_id, func.lower(Ruleset.name) == obj.name.lower()
+        )
         obj._primary_changed = creating and obj.is_primary or inspect(obj).attrs.is_primary.history.has_changes()
         if obj.is_primary:
             session.execute(
-                update(Ruleset).where(Ruleset.unit_id == obj.unit_id, Ruleset.id != (obj.id or ""), Ruleset.is_primary.is_(True))
-                .values(is_primary=False).execution_options(synchronize_session=False)
+                update(Ruleset)
+                .where(Ruleset.unit_id == obj.unit_id, Ruleset.id != (obj.id or ""), Ruleset.is_primary.is_(True))
+                .values(is_primary=False)
+                .execution_options(synchronize_session=False)
             )
         if creating:
             obj.status = DRAFT
@@ -123,8 +128,12 @@ class RuleCrud(Crud):
         if not data.get("ruleset_id"):
             primary = db().execute(scoped(Ruleset).where(Ruleset.is_primary.is_(True))).scalar()
             if primary is None:
-                raise ApiError(400, "validation_error", "ruleset_id is required when the OU has no primary ruleset",
-                               {"ruleset_id": ["required"]})
+                raise ApiError(
+                    400,
+                    "validation_error",
+                    "ruleset_id is required when the OU has no primary ruleset",
+                    {"ruleset_id": ["required"]},
+                )
             data["ruleset_id"] = primary.id
         data["created_by"] = data["updated_by"] = principal().member_id
         return super().create(data)
@@ -136,12 +145,28 @@ class RuleCrud(Crud):
     def validate(self, session, obj, creating):
         get_scoped(Ruleset, obj.ruleset_id, "ruleset")
         self.check_window(obj, "start_at", "end_at")
-        self.refuse_duplicate(session, obj, "event_type", Rule.ruleset_id == obj.ruleset_id, Rule.event_type == obj.event_type)
+        self.refuse_duplicate(
+            session, obj, "event_type", Rule.ruleset_id == obj.ruleset_id, Rule.event_type == obj.event_type
+        )
 
 
-register_crud(blp, RulesetCrud(), RulesetSchema, "/rulesets", "/rulesets/<obj_id>", update_schema=RulesetUpdateSchema(partial=True))
-register_crud(blp, RuleCrud(), RuleSchema, "/rules", "/rules/<obj_id>", update_schema=RuleUpdateSchema(partial=True),
-              statuses={"post": (404,)})  # its ruleset_id names no ruleset of the OU
+register_crud(
+    blp,
+    RulesetCrud(),
+    RulesetSchema,
+    "/rulesets",
+    "/rulesets/<obj_id>",
+    update_schema=RulesetUpdateSchema(partial=True),
+)
+register_crud(
+    blp,
+    RuleCrud(),
+    RuleSchema,
+    "/rules",
+    "/rules/<obj_id>",
+    update_schema=RuleUpdateSchema(partial=True),
+    statuses={"post": (404,)},
+)  # its ruleset_id names no ruleset of the OU
 
 
 @blp.route("/rulesets/<obj_id>/rules", methods=["GET"])
@@ -178,4 +203,3 @@ def unpublish(obj_id):
     session.commit()
     try_kick_alerts(state(), rs.unit_id)
     return jsonify({"ruleset": RulesetSchema().dump(rs)})
-

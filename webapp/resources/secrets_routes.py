@@ -1,15 +1,16 @@
 """API credentials of the active OU, managed by members: the secret is shown once and stored hashed."""
+
 from __future__ import annotations
 
-from webapp.blueprint import Blueprint
 from marshmallow import fields, validate
 
 from models.accounts import create_credential
 from models.tenancy import ApiCredential
+from webapp.app_state import db
 from webapp.auth import current_unit, forget_credential, require_member
+from webapp.blueprint import Blueprint
 from webapp.crud import get_scoped, scoped
 from webapp.schema_base import StrictSchema, UTCDateTime
-from webapp.app_state import db
 
 blp = Blueprint("secrets", __name__, description="API credentials")
 

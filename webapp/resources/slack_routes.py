@@ -1,4 +1,5 @@
 """Slack per OU: OAuth install (single-use state), status, channels and users, alert target, test message."""
+
 from __future__ import annotations
 
 import hmac
@@ -17,18 +18,27 @@ from integrations.slack_alerts import CONFIG_ERRORS, alert_counts
 from integrations.slack_store import STATE_TTL_SECONDS, EncryptedInstallationStore, resolve, state_store
 from models.base import utcnow
 from models.slack import SlackApp, SlackConnection, SlackInstallRequest
+from webapp.app_state import close_db, db, external_url, state
 from webapp.auth import current_unit, plausible_id, principal, public, require_member
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
 from webapp.resources.alert_settings import SLACK_SECRET_PURPOSE
 from webapp.schema_base import StrictSchema, rfc3339
-from webapp.app_state import close_db, db, external_url, state
 from worker.jobs import try_kick_alerts
 
 blp = Blueprint("slack", __name__, description="Slack integration")
 
 # history: to check whether a post that may have gone out before a crash did (integrations/slack_alerts.py)
-SCOPES = ["chat:write", "channels:read", "groups:read", "users:read", "im:write", "channels:history", "groups:history", "im:history"]
+SCOPES = [
+    "chat:write",
+    "channels:read",
+    "groups:read",
+    "users:read",
+    "im:write",
+    "channels:history",
+    "groups:history",
+    "im:history",
+]
 SLACK_ID = validate.Regexp(r"^[A-Z0-9]{2,40}$", error="is not a Slack channel or user id")
 CHANNEL_TYPES = {"public_channel", "private_channel", "mpim", "im"}
 
@@ -74,8 +84,12 @@ def status(unit_id: str) -> dict:
         "default_target_kind": target.kind,
         "default_target_id": target.target_id,
         "authorize_url": external_url(url_for("slack.install_redirect")) if can_install else None,
-        "alerts": {"delivery": delivery, **counts, "last_error": conn.last_error if conn else None,
-                   "last_sent_at": rfc3339(conn.last_sent_at) if conn else None},
+        "alerts": {
+            "delivery": delivery,
+            **counts,
+            "last_error": conn.last_error if conn else None,
+            "last_sent_at": rfc3339(conn.last_sent_at) if conn else None,
+        },
     }
 
 
@@ -90,15 +104,21 @@ def _authorize_url() -> str:
     unit_id = current_unit()
     app = _slack_app(p.org_id)
     if app is None:
-        raise ApiError(409, "slack_app_not_configured", "set the organization's Slack app first: PUT /settings/slack-app")
+        raise ApiError(
+            409, "slack_app_not_configured", "set the organization's Slack app first: PUT /settings/slack-app"
+        )
     settings = state().settings
     close_db()  # slack-sdk's store writes on its own connection: hold no transaction meanwhile (SQLite)
     issued = state_store(settings.database_url).issue()
     with state().WriterSession() as s, s.begin():
         s.add(SlackInstallRequest(state=issued, unit_id=unit_id, org_id=p.org_id, member_id=p.member_id))
     g.slack_state = issued
-    generator = AuthorizeUrlGenerator(client_id=app[0], scopes=SCOPES, redirect_uri=external_url(url_for("slack.callback")),
-                                      authorization_url=authorize_url_base(settings.slack_api_base))
+    generator = AuthorizeUrlGenerator(
+        client_id=app[0],
+        scopes=SCOPES,
+        redirect_uri=external_url(url_for("slack.callback")),
+        authorization_url=authorize_url_base(settings.slack_api_base),
+    )
     return generator.generate(issued)
 
 
@@ -107,8 +127,15 @@ STATE_COOKIE = "leadpulse_slack_state"
 
 def _with_state_cookie(resp):
     """The state is also bound to this browser, so an authorize URL sent to someone else cannot install into our OU."""
-    resp.set_cookie(STATE_COOKIE, g.slack_state, max_age=STATE_TTL_SECONDS, httponly=True, samesite="Lax",
-                    secure=request.is_secure, path=url_for("slack.callback"))
+    resp.set_cookie(
+        STATE_COOKIE,
+        g.slack_state,
+        max_age=STATE_TTL_SECONDS,
+        httponly=True,
+        samesite="Lax",
+        secure=request.is_secure,
+        path=url_for("slack.callback"),
+    )
     return resp
 
 
@@ -128,15 +155,26 @@ def _consume(state_value: str) -> SlackInstallRequest:
     if not plausible_id(state_value, 200):
         raise ApiError(400, "invalid_state", "missing or malformed OAuth state", {"state": ["missing or malformed"]})
     if not hmac.compare_digest(request.cookies.get(STATE_COOKIE, ""), state_value):
-        raise ApiError(400, "invalid_state", "this install was started in another browser; start it again here",
-                       {"state": ["not started in this browser"]})
+        raise ApiError(
+            400,
+            "invalid_state",
+            "this install was started in another browser; start it again here",
+            {"state": ["not started in this browser"]},
+        )
     with state().WriterSession() as s, s.begin():
-        row = s.execute(delete(SlackInstallRequest).where(SlackInstallRequest.state == state_value)
-                        .returning(SlackInstallRequest.unit_id, SlackInstallRequest.org_id)).first()
+        row = s.execute(
+            delete(SlackInstallRequest)
+            .where(SlackInstallRequest.state == state_value)
+            .returning(SlackInstallRequest.unit_id, SlackInstallRequest.org_id)
+        ).first()
     valid = state_store(state().settings.database_url).consume(state_value)
     if row is None or not valid:
-        raise ApiError(400, "invalid_state", "this OAuth state is unknown, expired or already used; start the install again",
-                       {"state": ["unknown, expired or already used"]})
+        raise ApiError(
+            400,
+            "invalid_state",
+            "this OAuth state is unknown, expired or already used; start the install again",
+            {"state": ["unknown, expired or already used"]},
+        )
     return row
 
 
@@ -157,18 +195,30 @@ def callback():
     settings = state().settings
     close_db()  # no transaction held open across Slack calls
     try:
-        grant = SlackAdapter(None, settings.slack_api_base).oauth_access(app[0], app[1], code, external_url(url_for("slack.callback")))
+        grant = SlackAdapter(None, settings.slack_api_base).oauth_access(
+            app[0], app[1], code, external_url(url_for("slack.callback"))
+        )
         bot = SlackAdapter(grant["access_token"], settings.slack_api_base).auth_test()
     except SlackError as exc:
         if exc.transient:
-            raise ApiError(502, "slack_unavailable", f"Slack failed during the install ({exc}); start it again") from exc
+            raise ApiError(
+                502, "slack_unavailable", f"Slack failed during the install ({exc}); start it again"
+            ) from exc
         raise ApiError(400, "oauth_failed", f"Slack refused the install: {exc}", {"code": [str(exc)]}) from exc
     team, enterprise = grant.get("team") or {}, grant.get("enterprise") or {}
     installation = Installation(
-        app_id=grant.get("app_id"), enterprise_id=enterprise.get("id"), enterprise_name=enterprise.get("name"),
-        team_id=team.get("id"), team_name=team.get("name"), bot_token=grant.get("access_token"), bot_id=bot.get("bot_id"),
-        bot_user_id=grant.get("bot_user_id"), bot_scopes=grant.get("scope"), user_id=(grant.get("authed_user") or {}).get("id"),
-        is_enterprise_install=bool(grant.get("is_enterprise_install")), token_type=grant.get("token_type"),
+        app_id=grant.get("app_id"),
+        enterprise_id=enterprise.get("id"),
+        enterprise_name=enterprise.get("name"),
+        team_id=team.get("id"),
+        team_name=team.get("name"),
+        bot_token=grant.get("access_token"),
+        bot_id=bot.get("bot_id"),
+        bot_user_id=grant.get("bot_user_id"),
+        bot_scopes=grant.get("scope"),
+        user_id=(grant.get("authed_user") or {}).get("id"),
+        is_enterprise_install=bool(grant.get("is_enterprise_install")),
+        token_type=grant.get("token_type"),
     )
     EncryptedInstallationStore(app[0], settings.database_url, state().secret_key).save(installation)
     with state().WriterSession() as s, s.begin():
@@ -196,8 +246,11 @@ def disconnect():
     if conn is None or conn.team_id is None:
         raise ApiError(404, "not_found", "Slack is not installed for this organization unit")
     unit_id, team = conn.unit_id, (conn.client_id, conn.enterprise_id, conn.team_id)
-    others = session.execute(select(SlackConnection.unit_id).where(
-        SlackConnection.client_id == team[0], SlackConnection.team_id == team[2], SlackConnection.unit_id != unit_id)).first()
+    others = session.execute(
+        select(SlackConnection.unit_id).where(
+            SlackConnection.client_id == team[0], SlackConnection.team_id == team[2], SlackConnection.unit_id != unit_id
+        )
+    ).first()
     close_db()  # slack-sdk's store deletes on its own connection (SQLite: hold no write lock meanwhile)
     if others is None:  # no other OU uses this workspace's token: do not keep it (first, so a failure keeps the row)
         store = EncryptedInstallationStore(team[0], state().settings.database_url, state().secret_key)
@@ -220,11 +273,21 @@ def _adapter() -> tuple[SlackAdapter, SlackConnection | None]:
 
 def _slack_failed(exc: SlackError, field: str | None = None) -> ApiError:
     if exc.rate_limited:
-        return ApiError(503, "slack_rate_limited", "Slack asks us to slow down; retry later",
-                        headers={"Retry-After": str(int(exc.retry_after or 1))})
+        return ApiError(
+            503,
+            "slack_rate_limited",
+            "Slack asks us to slow down; retry later",
+            headers={"Retry-After": str(int(exc.retry_after or 1))},
+        )
     if exc.transient:
         return ApiError(502, "slack_unavailable", f"Slack failed: {exc}")
-    if field and exc.error in CONFIG_ERRORS - {"invalid_auth", "token_revoked", "account_inactive", "not_authed", "token_expired"}:
+    if field and exc.error in CONFIG_ERRORS - {
+        "invalid_auth",
+        "token_revoked",
+        "account_inactive",
+        "not_authed",
+        "token_expired",
+    }:
         return ApiError(400, "invalid_target", f"Slack refused the target: {exc}", {field: [str(exc)]})
     return ApiError(409 if exc.error in CONFIG_ERRORS else 502, "slack_refused", f"Slack refused the call: {exc}")
 
@@ -234,7 +297,9 @@ def _slack_failed(exc: SlackError, field: str | None = None) -> ApiError:
 def channels(args):
     types = [t.strip() for t in args["types"].split(",") if t.strip()]
     if not types or not set(types) <= CHANNEL_TYPES:
-        raise ApiError(400, "validation_error", f"types: each one of {sorted(CHANNEL_TYPES)}", {"types": ["unknown type"]})
+        raise ApiError(
+            400, "validation_error", f"types: each one of {sorted(CHANNEL_TYPES)}", {"types": ["unknown type"]}
+        )
     adapter, _ = _adapter()
     try:
         items = adapter.list_all("conversations.list", "channels", types=",".join(types), exclude_archived=True)
@@ -278,8 +343,11 @@ def send_test(data):
     adapter, _ = _adapter()
     text = data.get("text") or "LeadPulse test message: lead alerts for this organization unit will look like this."
     try:
-        posted = adapter.post(adapter.channel_for(data["kind"], data["id"]), text=text,
-                              blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": text}}])
+        posted = adapter.post(
+            adapter.channel_for(data["kind"], data["id"]),
+            text=text,
+            blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+        )
     except SlackError as exc:
         raise _slack_failed(exc, field="id") from exc
     return jsonify({"message": "test message sent", "channel": posted["channel"], "ts": posted["ts"]})

@@ -1,4 +1,5 @@
 """GET /stream: Server-Sent Events of one OU (new_event, score_update, level_change), fed by Redis pub/sub."""
+
 from __future__ import annotations
 
 import json
@@ -7,11 +8,11 @@ import queue
 from flask import Response, stream_with_context
 from marshmallow import fields, validate
 
+from webapp.app_state import close_db, state
 from webapp.auth import current_unit
 from webapp.blueprint import Blueprint
 from webapp.errors import not_found
 from webapp.schema_base import StrictSchema
-from webapp.app_state import close_db, state
 from webapp.stream_hub import LOST, StreamUnavailable
 
 blp = Blueprint("stream", __name__, description="Live events")
@@ -19,7 +20,7 @@ HEARTBEAT_SECONDS = 15  # a comment line this often: proxies keep the connection
 
 
 class StreamArgs(StrictSchema):
-    ouId = fields.String(validate=validate.Length(min=1, max=36))  # noqa: N815 (the reference's name)
+    ouId = fields.String(validate=validate.Length(min=1, max=36))
 
 
 @blp.route("/stream", methods=["GET"], statuses=(404,))

@@ -1,4 +1,5 @@
 """Signed webhook sources (Standard Webhooks, Segment, HubSpot): register a source; its deliveries go to the services."""
+
 from __future__ import annotations
 
 import json
@@ -23,20 +24,32 @@ blp = Blueprint("webhooks", __name__, description="Signed inbound webhooks")
 
 class WebhookSourceSchema(StrictSchema):
     id = fields.String(dump_only=True)
-    kind = fields.String(load_default="standard", validate=validate.OneOf(["standard", "segment", "hubspot"]),
-                         metadata={"description": "standard: Standard Webhooks signatures; segment: Segment's HTTP API; "
-                                                  "hubspot: HubSpot app webhooks (v3 signatures)"})
-    client_secret = fields.String(load_only=True, validate=validate.Length(min=8, max=200),
-                                  metadata={"description": "hubspot sources: the HubSpot app's client secret (write-only)"})
+    kind = fields.String(
+        load_default="standard",
+        validate=validate.OneOf(["standard", "segment", "hubspot"]),
+        metadata={
+            "description": "standard: Standard Webhooks signatures; segment: Segment's HTTP API; "
+            "hubspot: HubSpot app webhooks (v3 signatures)"
+        },
+    )
+    client_secret = fields.String(
+        load_only=True,
+        validate=validate.Length(min=8, max=200),
+        metadata={"description": "hubspot sources: the HubSpot app's client secret (write-only)"},
+    )
     name = fields.String(required=True, validate=validate.Length(min=1, max=100))
     description = fields.String(allow_none=True, validate=validate.Length(max=500))
     created_at = UTCDateTime(dump_only=True)
-    secret = fields.String(dump_only=True, metadata={"description": "whsec_...; returned once, when the source is created"})
+    secret = fields.String(
+        dump_only=True, metadata={"description": "whsec_...; returned once, when the source is created"}
+    )
     write_key = fields.String(dump_only=True, metadata={"description": "segment sources: the write key, returned once"})
     url = fields.Method("delivery_url", dump_only=True)
 
     def delivery_url(self, obj) -> str:
-        return {"segment": "/webhooks/segment", "hubspot": f"/webhooks/hubspot?source={obj.id}"}.get(obj.kind, f"/webhooks/events/{obj.id}")
+        return {"segment": "/webhooks/segment", "hubspot": f"/webhooks/hubspot?source={obj.id}"}.get(
+            obj.kind, f"/webhooks/events/{obj.id}"
+        )
 
 
 class WebhookSourceUpdateSchema(WebhookSourceSchema):
@@ -59,15 +72,24 @@ class SourceCrud(Crud):
 
     def validate(self, session, obj, creating):
         require_member()
-        self.refuse_duplicate(session, obj, "name", WebhookSource.unit_id == obj.unit_id, WebhookSource.name == obj.name)
+        self.refuse_duplicate(
+            session, obj, "name", WebhookSource.unit_id == obj.unit_id, WebhookSource.name == obj.name
+        )
 
     def delete(self, obj_id):
         require_member()
         super().delete(obj_id)
 
 
-register_crud(blp, SourceCrud(), WebhookSourceSchema, "/webhooks/sources", "/webhooks/sources/<obj_id>",
-              update_schema=WebhookSourceUpdateSchema(partial=True), statuses={"post": (403,), "put": (403,), "delete": (403,)})
+register_crud(
+    blp,
+    SourceCrud(),
+    WebhookSourceSchema,
+    "/webhooks/sources",
+    "/webhooks/sources/<obj_id>",
+    update_schema=WebhookSourceUpdateSchema(partial=True),
+    statuses={"post": (403,), "put": (403,), "delete": (403,)},
+)
 
 
 @blp.route("/webhooks/events/<source_id>", methods=["POST"], statuses=(202, 400, 401, 413, 503))
@@ -80,7 +102,9 @@ def receive(source_id: str):
 
 
 @blp.route("/webhooks/segment", methods=["POST"], defaults={"call": None}, statuses=(400, 401, 413, 415, 503))
-@blp.route(f"/webhooks/segment/v1/<any({', '.join(SEGMENT_CALLS)}):call>", methods=["POST"], statuses=(400, 401, 413, 415, 503))
+@blp.route(
+    f"/webhooks/segment/v1/<any({', '.join(SEGMENT_CALLS)}):call>", methods=["POST"], statuses=(400, 401, 413, 415, 503)
+)
 @public
 def segment(call: str | None):
     """Segment's HTTP API, also at its /v1/<call> paths so its libraries need only host; key as Basic user or writeKey."""
@@ -102,6 +126,13 @@ def hubspot():
     """HubSpot app webhooks (signature v3, 5-minute window): contact.creation links or creates the lead by email and
     stores the contact id; contact.propertyChange updates lead metadata, never for LeadPulse's own properties."""
     source = hubspot_source(request.args.get("source", ""))  # an unknown source is refused before the body is read
-    return jsonify(receive_hubspot(source, request.method, signed_request_url(), request.get_data(cache=True),
-                                   request.headers.get("X-HubSpot-Request-Timestamp", ""),
-                                   request.headers.get("X-HubSpot-Signature-v3", "")))
+    return jsonify(
+        receive_hubspot(
+            source,
+            request.method,
+            signed_request_url(),
+            request.get_data(cache=True),
+            request.headers.get("X-HubSpot-Request-Timestamp", ""),
+            request.headers.get("X-HubSpot-Signature-v3", ""),
+        )
+    )

@@ -1,4 +1,5 @@
 """The event input contract (body, batch, 202): beside the pipeline that applies it to every entry point, not in a blueprint."""
+
 from __future__ import annotations
 
 from marshmallow import ValidationError, fields, validate, validates_schema
@@ -57,9 +58,18 @@ class EventInSchema(StrictSchema):
                     return None
             elif name == "aliases":
                 low, high = _PLAIN_LENGTH["raw_value"]
-                if type(value) is not list or not _PLAIN_LENGTH["aliases"][0] <= len(value) <= _PLAIN_LENGTH["aliases"][1] or not all(
-                        type(a) is dict and a.keys() == _ALIAS_KEYS and a["alias_kind"] in _ALIAS_KINDS
-                        and type(a["raw_value"]) is str and low <= len(a["raw_value"]) <= high for a in value):
+                if (
+                    type(value) is not list
+                    or not _PLAIN_LENGTH["aliases"][0] <= len(value) <= _PLAIN_LENGTH["aliases"][1]
+                    or not all(
+                        type(a) is dict
+                        and a.keys() == _ALIAS_KEYS
+                        and a["alias_kind"] in _ALIAS_KINDS
+                        and type(a["raw_value"]) is str
+                        and low <= len(a["raw_value"]) <= high
+                        for a in value
+                    )
+                ):
                     return None
                 out[name] = [{"alias_kind": a["alias_kind"], "raw_value": a["raw_value"]} for a in value]
             elif type(value) is not str or not _PLAIN_LENGTH[name][0] <= len(value) <= _PLAIN_LENGTH[name][1]:
@@ -78,7 +88,9 @@ class EventInSchema(StrictSchema):
     def lead_identity(self, data, **_):
         if ("alias" in data) != ("alias_kind" in data):
             missing = "alias_kind" if "alias" in data else "alias"
-            raise ValidationError(f"{missing} is required with {'alias' if missing == 'alias_kind' else 'alias_kind'}", missing)
+            raise ValidationError(
+                f"{missing} is required with {'alias' if missing == 'alias_kind' else 'alias_kind'}", missing
+            )
         if not data.get("lead_id") and not data.get("aliases") and "alias" not in data:
             raise ValidationError("lead_id or at least one entry in aliases is required", "lead_id")
 
@@ -92,7 +104,9 @@ def _length(field) -> tuple[int, float]:
     return 0, float("inf")
 
 
-_PLAIN_LENGTH = {name: _length(EventInSchema._declared_fields[name]) for name in ("lead_id", "event_type", "event_id", "aliases")}
+_PLAIN_LENGTH = {
+    name: _length(EventInSchema._declared_fields[name]) for name in ("lead_id", "event_type", "event_id", "aliases")
+}
 _PLAIN_LENGTH["raw_value"] = _length(AliasSchema._declared_fields["raw_value"])
 _ALIAS_KINDS = frozenset(AliasSchema._declared_fields["alias_kind"].validators[0].choices)
 _ALIAS_KEYS = set(AliasSchema._declared_fields)
@@ -111,14 +125,22 @@ class BatchInSchema(StrictSchema):
 
     checked_per_item = ("events",)
 
-    events = fields.List(fields.Raw(), required=True, validate=validate.Length(min=1, max=BATCH_MAX, error="1 to 500 events"),
-                         metadata={"description": "up to 500 events, each as POST /ingest takes it"})
+    events = fields.List(
+        fields.Raw(),
+        required=True,
+        validate=validate.Length(min=1, max=BATCH_MAX, error="1 to 500 events"),
+        metadata={"description": "up to 500 events, each as POST /ingest takes it"},
+    )
 
 
 class IngestedSchema(StrictSchema):
     message = fields.String()
-    event_id = fields.String(allow_none=True, metadata={
-        "description": "the idempotency key the client sent (event_id, else the Idempotency-Key header); null if none"})
+    event_id = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "the idempotency key the client sent (event_id, else the Idempotency-Key header); null if none"
+        },
+    )
     id = fields.String(metadata={"description": "LeadPulse's id of the stored event (as GET /events shows it)"})
     lead_id = fields.String()
     duplicate = fields.Boolean()

@@ -1,4 +1,5 @@
 """A HubSpot app webhook delivery: its source and v3 signature, then each eventId once, applied in one transaction."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,8 @@ from models.webhooks import WebhookSource
 from webapp.app_state import close_db, db, state
 from webapp.blueprint import strict_json_loads
 from webapp.errors import ApiError
-from webapp.services.leads import set_metadata
 from webapp.schema_base import bad_text
+from webapp.services.leads import set_metadata
 from webapp.services.webhooks import find_source, reject, source_secret
 
 log = logging.getLogger("leadpulse.webhooks")
@@ -39,7 +40,9 @@ def receive_hubspot(source: WebhookSource, method: str, url: str, body: bytes, t
     secret = source_secret(source)
     try:
         if secret is None:
-            raise hs_hooks.SignatureError("bad_signature", "this source's secret can no longer be read; create it again")
+            raise hs_hooks.SignatureError(
+                "bad_signature", "this source's secret can no longer be read; create it again"
+            )
         hs_hooks.verify_v3(secret, method, url, body, timestamp, signature, int(time.time() * 1000))
     except hs_hooks.SignatureError as exc:
         status = 400 if exc.reason == "missing_signature_headers" else 401
@@ -52,11 +55,19 @@ def receive_hubspot(source: WebhookSource, method: str, url: str, body: bytes, t
         raise reject(400, "validation_error", "expected a JSON array of HubSpot events", source="hubspot")
     problems = bad_text(events)  # NUL and lone surrogates: PostgreSQL cannot store them
     if problems:
-        raise reject(400, "validation_error", "unstorable text in the events", {p: [m] for p, m in problems.items()}, source="hubspot")
+        raise reject(
+            400,
+            "validation_error",
+            "unstorable text in the events",
+            {p: [m] for p, m in problems.items()},
+            source="hubspot",
+        )
     try:
         return apply_hubspot_events(source, events)
     except HubSpotError as exc:  # could not read the new contacts' emails: a 5xx makes HubSpot deliver again
-        raise ApiError(503, "hubspot_unavailable", f"HubSpot failed ({exc.status}): {exc.message}", headers={"Retry-After": "10"})
+        raise ApiError(
+            503, "hubspot_unavailable", f"HubSpot failed ({exc.status}): {exc.message}", headers={"Retry-After": "10"}
+        )
 
 
 def apply_hubspot_events(source: WebhookSource, events: list[dict]) -> dict:
@@ -68,8 +79,13 @@ def apply_hubspot_events(source: WebhookSource, events: list[dict]) -> dict:
         foreign = [e for e in events if str(e.get("portalId", conn.portal_id)) != str(conn.portal_id)]
         counts["ignored"] += len(foreign)
         events = [e for e in events if e not in foreign]
-    created = list(dict.fromkeys(str(e.get("objectId")) for e in events if e.get("subscriptionType") == "contact.creation"
-                                 and re.fullmatch(r"[0-9]{1,20}", str(e.get("objectId")))))
+    created = list(
+        dict.fromkeys(
+            str(e.get("objectId"))
+            for e in events
+            if e.get("subscriptionType") == "contact.creation" and re.fullmatch(r"[0-9]{1,20}", str(e.get("objectId")))
+        )
+    )
     emails: dict[str, str] = {}
     conn_token = token_for(conn, state().settings, state().secret_key) if created else None
     close_db()
@@ -78,7 +94,10 @@ def apply_hubspot_events(source: WebhookSource, events: list[dict]) -> dict:
         try:
             emails = HubSpotAdapter(conn_token, state().settings.hubspot_api_base).emails_by_id(created)
         except HubSpotAuthError as exc:  # the token was revoked: a working one (PUT /integrations/hubspot) links them
-            log.warning("HubSpot refused the token reading new contacts (%s); their creations wait for a working one", exc.status)
+            log.warning(
+                "HubSpot refused the token reading new contacts (%s); their creations wait for a working one",
+                exc.status,
+            )
             waiting = True
         except HubSpotError as exc:
             if exc.transient:
@@ -98,9 +117,14 @@ def apply_hubspot_events(source: WebhookSource, events: list[dict]) -> dict:
         return counts
     with state().WriterSession() as s, s.begin():
         now = utcnow()
-        fresh = set(s.execute(insert_for(s, HubSpotWebhookEvent).on_conflict_do_nothing(index_elements=["unit_id", "event_id"])
-                              .returning(HubSpotWebhookEvent.event_id),
-                              [dict(unit_id=source.unit_id, event_id=k, received_at=now) for k in sorted(keyed)]).scalars())
+        fresh = set(
+            s.execute(
+                insert_for(s, HubSpotWebhookEvent)
+                .on_conflict_do_nothing(index_elements=["unit_id", "event_id"])
+                .returning(HubSpotWebhookEvent.event_id),
+                [dict(unit_id=source.unit_id, event_id=k, received_at=now) for k in sorted(keyed)],
+            ).scalars()
+        )
         counts["duplicate"] += len(keyed) - len(fresh)
         todo = [e for k, e in keyed.items() if k in fresh]  # delivery order
         creations = [e for e in todo if e.get("subscriptionType") == "contact.creation"]
@@ -110,7 +134,9 @@ def apply_hubspot_events(source: WebhookSource, events: list[dict]) -> dict:
         else:
             linked = [(cid, emails.get(cid)) for cid in (str(e.get("objectId") or "") for e in creations)]
             # no email (or one HubSpot no longer has): nothing to link
-            applied = link_contacts(s, source.org_id, source.unit_id, [(cid, email) for cid, email in linked if cid and email])
+            applied = link_contacts(
+                s, source.org_id, source.unit_id, [(cid, email) for cid, email in linked if cid and email]
+            )
         applied += _apply_changes(s, source, [e for e in todo if e.get("subscriptionType") == "contact.propertyChange"])
     counts["applied"] += applied
     counts["ignored"] += len(todo) - applied - counts["pending"]
@@ -119,26 +145,43 @@ def apply_hubspot_events(source: WebhookSource, events: list[dict]) -> dict:
 
 def _keep_creations(s, source: WebhookSource, events: list[dict]) -> int:
     """Store the new contacts' ids until a token can read their emails (a contact announced twice is kept once)."""
-    rows = {str(e["objectId"]): dict(unit_id=source.unit_id, hubspot_id=str(e["objectId"]), received_at=utcnow(),
-                                     portal_id=str(e["portalId"])[:20] if isinstance(e.get("portalId"), (int, str)) else None)
-            for e in events}
+    rows = {
+        str(e["objectId"]): dict(
+            unit_id=source.unit_id,
+            hubspot_id=str(e["objectId"]),
+            received_at=utcnow(),
+            portal_id=str(e["portalId"])[:20] if isinstance(e.get("portalId"), (int, str)) else None,
+        )
+        for e in events
+    }
     if rows:
-        s.execute(insert_for(s, HubSpotPendingCreation).on_conflict_do_nothing(index_elements=["unit_id", "hubspot_id"]),
-                  [rows[k] for k in sorted(rows)])
+        s.execute(
+            insert_for(s, HubSpotPendingCreation).on_conflict_do_nothing(index_elements=["unit_id", "hubspot_id"]),
+            [rows[k] for k in sorted(rows)],
+        )
     return len(events)
 
 
 def _apply_changes(s, source: WebhookSource, events: list[dict]) -> int:
     """hubspot_* lead metadata from property changes, in delivery order; never LeadPulse's own properties (no echo)."""
-    wanted = [(str(e.get("objectId") or ""), e) for e in events
-              if isinstance(e.get("propertyName"), str) and e["propertyName"] not in hs_hooks.OWN_PROPERTIES]
+    wanted = [
+        (str(e.get("objectId") or ""), e)
+        for e in events
+        if isinstance(e.get("propertyName"), str) and e["propertyName"] not in hs_hooks.OWN_PROPERTIES
+    ]
     ids = {cid for cid, _ in wanted if cid}
     if not ids:
         return 0
-    leads = {cid: lead for cid, lead in s.execute(  # locked in one order: concurrent deliveries never deadlock
-        select(HubSpotContact.hubspot_id, Lead).join(HubSpotContact, HubSpotContact.lead_pk == Lead.pk)
-        .where(HubSpotContact.unit_id == source.unit_id, HubSpotContact.hubspot_id.in_(ids))
-        .order_by(Lead.pk).with_for_update(of=Lead))}
+    leads = {
+        cid: lead
+        for cid, lead in s.execute(  # locked in one order: concurrent deliveries never deadlock
+            select(HubSpotContact.hubspot_id, Lead)
+            .join(HubSpotContact, HubSpotContact.lead_pk == Lead.pk)
+            .where(HubSpotContact.unit_id == source.unit_id, HubSpotContact.hubspot_id.in_(ids))
+            .order_by(Lead.pk)
+            .with_for_update(of=Lead)
+        )
+    }
     applied = 0
     for cid, event in wanted:
         lead = leads.get(cid)
@@ -146,9 +189,15 @@ def _apply_changes(s, source: WebhookSource, events: list[dict]) -> int:
             continue
         name = event["propertyName"]
         try:
-            set_metadata(lead, {**(lead.metadata_ or {}), hs_hooks.metadata_key(name): event.get("propertyValue")}, "propertyValue")
+            set_metadata(
+                lead,
+                {**(lead.metadata_ or {}), hs_hooks.metadata_key(name): event.get("propertyValue")},
+                "propertyValue",
+            )
         except ApiError:
-            log.warning("HubSpot change of %r on contact %s ignored: the lead's metadata would exceed the limit", name, cid)
+            log.warning(
+                "HubSpot change of %r on contact %s ignored: the lead's metadata would exceed the limit", name, cid
+            )
             continue
         applied += 1
     return applied

@@ -1,4 +1,5 @@
 """CSV import: rows read one by one from the upload (never whole in memory), each checked as POST /ingest, 500 per transaction."""
+
 from __future__ import annotations
 
 import csv
@@ -42,7 +43,9 @@ def import_events(stream, quiet: bool, org_id: str, unit_id: str) -> dict:
     except (UnicodeDecodeError, csv.Error) as exc:
         raise ApiError(415, "unsupported_media_type", f"not a UTF-8 CSV file: {exc}", {"file": ["not CSV"]})
     if "event_type" not in header:
-        raise ApiError(400, "validation_error", "the CSV needs an event_type column", {"file": ["missing column event_type"]})
+        raise ApiError(
+            400, "validation_error", "the CSV needs an event_type column", {"file": ["missing column event_type"]}
+        )
     limit = state().settings.max_metadata_bytes
     broken: list = []  # what ended the reading early, and the last line read before it
 
@@ -72,6 +75,10 @@ def import_events(stream, quiet: bool, org_id: str, unit_id: str) -> dict:
                 errors.append({"line": result["index"], "error": result["error"]["details"]})
     if broken:
         line, exc = broken[0]
-        raise ApiError(400, "malformed_csv", f"line {line + 1}: {exc}; rows before it were imported",
-                       {"file": [str(exc)], "imported": [str(counts["accepted"] + counts["duplicate"])]})
+        raise ApiError(
+            400,
+            "malformed_csv",
+            f"line {line + 1}: {exc}; rows before it were imported",
+            {"file": [str(exc)], "imported": [str(counts["accepted"] + counts["duplicate"])]},
+        )
     return {**counts, "skip_triggers": quiet, "errors": errors, "errors_truncated": counts["rejected"] > len(errors)}

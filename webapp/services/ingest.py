@@ -1,4 +1,5 @@
 """Ingest: every entry point (POST /ingest and its lane, batches, imports, webhooks) checks and stores events here."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -20,27 +21,48 @@ from webapp.services.event_input import EventInSchema
 ITEM_SCHEMA = EventInSchema()  # one instance: marshmallow schemas are reusable across requests
 
 
-def to_incoming(data: dict, header_key: str | None, max_metadata: int, key_header: str = "Idempotency-Key") -> IncomingEvent:
+def to_incoming(
+    data: dict, header_key: str | None, max_metadata: int, key_header: str = "Idempotency-Key"
+) -> IncomingEvent:
     """Turn a validated body into the model's input; size and key checks that need the whole body."""
     metadata = data.get("metadata") or {}
     if not metadata_within(metadata, max_metadata):
-        raise ApiError(413, "payload_too_large", f"metadata exceeds {max_metadata // 1024} KB", {"metadata": ["too large"]})
+        raise ApiError(
+            413, "payload_too_large", f"metadata exceeds {max_metadata // 1024} KB", {"metadata": ["too large"]}
+        )
     key = data.get("event_id")
     if key and header_key and key != header_key:
-        raise ApiError(400, "validation_error", f"event_id disagrees with the {key_header} header",
-                       {"event_id": [f"differs from {key_header} header"]})
+        raise ApiError(
+            400,
+            "validation_error",
+            f"event_id disagrees with the {key_header} header",
+            {"event_id": [f"differs from {key_header} header"]},
+        )
     if header_key is not None and (not 1 <= len(header_key) <= 200 or not header_key.isprintable()):
-        raise ApiError(400, "validation_error", f"{key_header} must be 1-200 printable characters",
-                       {key_header: ["1-200 printable characters"]})
+        raise ApiError(
+            400,
+            "validation_error",
+            f"{key_header} must be 1-200 printable characters",
+            {key_header: ["1-200 printable characters"]},
+        )
     aliases = [(a["alias_kind"], a["raw_value"]) for a in data.get("aliases", [])]
     if "alias" in data:
         aliases.append((data["alias_kind"], data["alias"]))
     normalized = list(dict.fromkeys((kind, normalize_alias(kind, raw)) for kind, raw in aliases))
     if any(not value for _, value in normalized):
-        raise ApiError(400, "validation_error", "aliases: a raw_value is empty after trimming", {"aliases": ["raw_value is empty after trimming"]})
+        raise ApiError(
+            400,
+            "validation_error",
+            "aliases: a raw_value is empty after trimming",
+            {"aliases": ["raw_value is empty after trimming"]},
+        )
     if any(len(value) > 320 for _, value in normalized):  # lowercasing can lengthen text ('İ' -> 'i̇')
-        raise ApiError(400, "validation_error", "aliases: a raw_value is longer than 320 characters once normalized",
-                       {"aliases": ["longer than 320 characters once normalized"]})
+        raise ApiError(
+            400,
+            "validation_error",
+            "aliases: a raw_value is longer than 320 characters once normalized",
+            {"aliases": ["longer than 320 characters once normalized"]},
+        )
     return IncomingEvent(
         event_type=data["event_type"],
         occurred_at=data.get("timestamp") or utcnow(),
@@ -70,8 +92,12 @@ def commit_events(app_state, org_id: str, unit_id: str, incoming: list[IncomingE
     try:
         results = app_state.committer.submit(org_id, unit_id, incoming)
     except (FutureTimeout, IngestConflict, IntegrityError):  # IntegrityError: its lead was deleted meanwhile
-        raise ApiError(503, "unavailable", "the events were not stored; retry (event_ids make retries safe)",
-                       headers={"Retry-After": "1"})
+        raise ApiError(
+            503,
+            "unavailable",
+            "the events were not stored; retry (event_ids make retries safe)",
+            headers={"Retry-After": "1"},
+        )
     duplicates = sum(r.duplicate for r in results)
     if duplicates:  # each inc is a locked write to the multiprocess file: skip a zero one
         metrics.EVENTS_DUPLICATE.inc(duplicates)
@@ -127,6 +153,7 @@ def parse_items(items: Iterable[tuple[int, object]], parse: Parse | None = None)
 
         def parse(body):
             return parse_event(body, limit)
+
     out = Items([], [], [])
     for index, item in items:
         try:
@@ -148,13 +175,22 @@ def parse_items(items: Iterable[tuple[int, object]], parse: Parse | None = None)
 def store_items(items: Items, org_id: str | None = None, unit_id: str | None = None) -> list[dict]:
     """Store the accepted items in one transaction and complete their results (accepted or duplicate, key and ids)."""
     if items.incoming:
-        for i, event, stored in zip(items.positions, items.incoming, store(items.incoming, org_id, unit_id), strict=True):
-            items.results[i].update(status="duplicate" if stored.duplicate else "accepted",
-                                    **public_ids(event.idempotency_key, stored.event_id), lead_id=stored.lead_id)
+        for i, event, stored in zip(
+            items.positions, items.incoming, store(items.incoming, org_id, unit_id), strict=True
+        ):
+            items.results[i].update(
+                status="duplicate" if stored.duplicate else "accepted",
+                **public_ids(event.idempotency_key, stored.event_id),
+                lead_id=stored.lead_id,
+            )
     return items.results
 
 
-def ingest_items(items: Iterable[tuple[int, object]], org_id: str | None = None, unit_id: str | None = None,
-                 parse: Parse | None = None) -> list[dict]:
+def ingest_items(
+    items: Iterable[tuple[int, object]],
+    org_id: str | None = None,
+    unit_id: str | None = None,
+    parse: Parse | None = None,
+) -> list[dict]:
     """Up to BATCH_MAX items in one transaction, each accepted, duplicate or rejected on its own; their results in order."""
     return store_items(parse_items(items, parse), org_id, unit_id)

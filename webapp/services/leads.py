@@ -1,4 +1,5 @@
 """Writes to a lead that several entry points share (the lead API, Segment identify, HubSpot property changes)."""
+
 from __future__ import annotations
 
 from models.base import utcnow
@@ -11,5 +12,10 @@ def set_metadata(lead: Lead, metadata: dict, field: str = "metadata") -> None:
     """Every write of a lead's metadata (API, Segment traits, HubSpot properties) stays under the same limit."""
     limit = state().settings.max_metadata_bytes
     if metadata_size(metadata) > limit:
-        raise ApiError(413, "payload_too_large", f"{field}: the lead's metadata would exceed {limit // 1024} KB", {field: ["too large"]})
+        raise ApiError(
+            413,
+            "payload_too_large",
+            f"{field}: the lead's metadata would exceed {limit // 1024} KB",
+            {field: ["too large"]},
+        )
     lead.metadata_, lead.updated_at = metadata, utcnow()

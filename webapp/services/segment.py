@@ -1,4 +1,5 @@
 """A Segment delivery: its source by write key, its messages as events, identify traits merged into lead metadata."""
+
 from __future__ import annotations
 
 import hmac
@@ -14,10 +15,10 @@ from models.webhooks import WebhookSource
 from webapp import metrics
 from webapp.app_state import close_db, db, state
 from webapp.errors import ApiError
-from webapp.services.leads import set_metadata
 from webapp.schema_base import bad_text
 from webapp.services.event_input import BATCH_MAX
 from webapp.services.ingest import parse_event, parse_items, rejection, store_items
+from webapp.services.leads import set_metadata
 from webapp.services.webhooks import hash_write_key, reject
 
 SEGMENT_CALLS = ("batch", "track", "identify", "page")
@@ -25,8 +26,15 @@ SEGMENT_CALLS = ("batch", "track", "identify", "page")
 
 def segment_source(write_key: str) -> WebhookSource:
     """The Segment source of a write key, found by its hash (no stored key to compare), else a 401."""
-    source = db().execute(select(WebhookSource).where(WebhookSource.kind == "segment",
-                                                      WebhookSource.write_key_hash == hash_write_key(write_key))).scalar()
+    source = (
+        db()
+        .execute(
+            select(WebhookSource).where(
+                WebhookSource.kind == "segment", WebhookSource.write_key_hash == hash_write_key(write_key)
+            )
+        )
+        .scalar()
+    )
     if source is None:
         raise reject(401, "unknown_source", "no Segment source has this write key", source="segment")
     return source
@@ -70,18 +78,31 @@ def source_of_body_key(body_key, basic_key: str | None, source: WebhookSource | 
     """writeKey in the body, as Segment's API takes it: alone it names the source; beside a Basic user it must be the same key."""
     if body_key is None or body_key == "":
         if source is None:
-            raise reject(401, "missing_write_key", "send the source's write key as the Basic auth user or as writeKey in the body",
-                         source="segment")
+            raise reject(
+                401,
+                "missing_write_key",
+                "send the source's write key as the Basic auth user or as writeKey in the body",
+                source="segment",
+            )
         return source
     if not isinstance(body_key, str):
-        raise reject(400, "validation_error", "writeKey must be a string", {"writeKey": ["must be a string"]}, source="segment")
+        raise reject(
+            400, "validation_error", "writeKey must be a string", {"writeKey": ["must be a string"]}, source="segment"
+        )
     if not body_key.isascii():  # write keys are ASCII: this one is wrong (and a lone surrogate could not be hashed)
-        raise reject(401, "unknown_source", "no Segment source has this write key", {"writeKey": ["unknown"]}, source="segment")
+        raise reject(
+            401, "unknown_source", "no Segment source has this write key", {"writeKey": ["unknown"]}, source="segment"
+        )
     if basic_key is None:
         return segment_source(body_key)
     if not hmac.compare_digest(body_key.encode(), basic_key.encode()):
-        raise reject(401, "unknown_source", "the writeKey in the body is not the Basic user's write key", {"writeKey": ["does not match"]},
-                     source="segment")
+        raise reject(
+            401,
+            "unknown_source",
+            "the writeKey in the body is not the Basic user's write key",
+            {"writeKey": ["does not match"]},
+            source="segment",
+        )
     return source
 
 
@@ -92,13 +113,23 @@ def segment_messages(payload: dict, call: str | None) -> list:
     elif call is None:
         messages = [payload]
     elif payload.get("type", call) != call:
-        raise reject(400, "validation_error", f"a /v1/{call} body is a {call} message", {"type": [f"must be {call} or absent"]},
-                     source="segment")
+        raise reject(
+            400,
+            "validation_error",
+            f"a /v1/{call} body is a {call} message",
+            {"type": [f"must be {call} or absent"]},
+            source="segment",
+        )
     else:
         messages = [{**payload, "type": call}]
     if not isinstance(messages, list) or not 1 <= len(messages) <= BATCH_MAX:
-        raise reject(400, "validation_error", f"batch must hold 1 to {BATCH_MAX} messages", {"batch": ["1 to 500 messages"]},
-                     source="segment")
+        raise reject(
+            400,
+            "validation_error",
+            f"batch must hold 1 to {BATCH_MAX} messages",
+            {"batch": ["1 to 500 messages"]},
+            source="segment",
+        )
     return messages
 
 
@@ -121,10 +152,21 @@ def apply_identities(source: WebhookSource, identities: list[tuple[dict, list, d
     close_db()
     refused = None
     with state().WriterSession() as s, s.begin():
-        leads = resolve_leads(s, source.org_id, source.unit_id,
-                              [IncomingEvent(event_type="identify", occurred_at=utcnow(), aliases=aliases) for _, aliases, _ in identities])
-        rows = {lead.pk: lead for lead in s.execute(  # locked in one order: concurrent batches never deadlock
-            select(Lead).where(Lead.pk.in_({pk for pk, _ in leads})).order_by(Lead.pk).with_for_update()).scalars()}
+        leads = resolve_leads(
+            s,
+            source.org_id,
+            source.unit_id,
+            [
+                IncomingEvent(event_type="identify", occurred_at=utcnow(), aliases=aliases)
+                for _, aliases, _ in identities
+            ],
+        )
+        rows = {
+            lead.pk: lead
+            for lead in s.execute(  # locked in one order: concurrent batches never deadlock
+                select(Lead).where(Lead.pk.in_({pk for pk, _ in leads})).order_by(Lead.pk).with_for_update()
+            ).scalars()
+        }
         for (result, _, traits), (pk, lead_id) in zip(identities, leads, strict=True):
             try:
                 set_metadata(rows[pk], merged_metadata(rows[pk].metadata_, traits), "traits")

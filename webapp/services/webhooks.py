@@ -1,4 +1,5 @@
 """Webhook sources: what creating one stores, finding one, refusing a delivery, and a Standard Webhooks delivery."""
+
 from __future__ import annotations
 
 import base64
@@ -27,8 +28,12 @@ STANDARD_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 def source_secrets(kind: str, client_secret: str | None) -> tuple[dict, dict]:
     """What a new source stores (a secret encrypted, or a write key's hash) and what its creation answers once."""
     if (kind == "hubspot") != (client_secret is not None):
-        raise ApiError(400, "validation_error", "client_secret is required for hubspot sources, and only for them",
-                       {"client_secret": ["required for kind hubspot only"]})
+        raise ApiError(
+            400,
+            "validation_error",
+            "client_secret is required for hubspot sources, and only for them",
+            {"client_secret": ["required for kind hubspot only"]},
+        )
     if kind == "hubspot":  # HubSpot signs with the app's secret: kept encrypted, never returned
         return {"secret_encrypted": encrypt(state().secret_key, SECRET_PURPOSE, client_secret)}, {}
     if kind == "segment":  # compared, never used to sign: a hash is enough (and looked up by it)
@@ -48,8 +53,11 @@ def source_secret(source: WebhookSource) -> str | None:
 
 
 def find_source(source_id: str, kind: str) -> WebhookSource | None:
-    return db().execute(select(WebhookSource).where(WebhookSource.id == source_id, WebhookSource.kind == kind)).scalar() \
-        if plausible_id(source_id, 36) else None
+    return (
+        db().execute(select(WebhookSource).where(WebhookSource.id == source_id, WebhookSource.kind == kind)).scalar()
+        if plausible_id(source_id, 36)
+        else None
+    )
 
 
 def reject(status: int, reason: str, message: str, details: dict | None = None, source: str = "standard") -> ApiError:
@@ -70,19 +78,32 @@ def receive_standard(source: WebhookSource, body: bytes, headers: dict[str, str]
     secret = source_secret(source)
     missing = [k for k, v in headers.items() if not v]
     if missing:
-        raise reject(400, "missing_signature_headers", f"missing {', '.join(missing)}", {k: ["required"] for k in missing})
+        raise reject(
+            400, "missing_signature_headers", f"missing {', '.join(missing)}", {k: ["required"] for k in missing}
+        )
     if secret is None:  # SECRET_KEY changed since the source was created
         raise reject(401, "bad_signature", "this source's secret can no longer be read; create the source again")
     try:
         Webhook(secret).verify(body, headers, json_parse=False)
     except WebhookVerificationError as exc:
         reason = "stale_timestamp" if "timestamp too" in str(exc) else "bad_signature"
-        raise reject(401, reason, f"signature refused: {exc}", {"webhook-timestamp" if reason == "stale_timestamp" else "webhook-signature": [str(exc)]})
+        raise reject(
+            401,
+            reason,
+            f"signature refused: {exc}",
+            {"webhook-timestamp" if reason == "stale_timestamp" else "webhook-signature": [str(exc)]},
+        )
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:  # malformed header or body the library trips on
-        raise reject(401, "bad_signature", "signature refused: malformed signature header or body",
-                     {"webhook-signature": [exc.__class__.__name__]})
+        raise reject(
+            401,
+            "bad_signature",
+            "signature refused: malformed signature header or body",
+            {"webhook-signature": [exc.__class__.__name__]},
+        )
     try:
-        incoming = parse_event(strict_json_loads(body), state().settings.max_metadata_bytes, headers["webhook-id"], "webhook-id")
+        incoming = parse_event(
+            strict_json_loads(body), state().settings.max_metadata_bytes, headers["webhook-id"], "webhook-id"
+        )
     except json.JSONDecodeError as exc:
         raise reject(400, "malformed_json", f"body is not valid JSON: {exc.msg}")
     except (ValidationError, ApiError) as exc:
