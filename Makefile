@@ -28,6 +28,7 @@ install: $(VENV)/.installed
 lock: install
 	$(BIN)/python -m pip install -q uv
 	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --universal --python-version 3.11 --no-header --quiet --upgrade -o $(LOCK)
+	$(BIN)/python tests/lock_stamp.py $(LOCK)
 
 # The suite on the newest releases pyproject.toml admits, in a venv of its own: what a fresh unlocked install gets.
 test-newest: services

@@ -181,3 +181,10 @@ def test_services_import_neither_flask_nor_a_blueprint():
                     found.add((name, node.module))
     wrong = {(name, dep) for name, dep in found if dep.split(".")[0] == "flask" or dep.startswith("webapp.resources")}
     assert wrong == set()
+
+
+def test_the_lock_was_resolved_from_the_current_dependency_ranges():
+    """A range changed in pyproject.toml needs `make lock`: a fresh machine installs the lock, not the ranges."""
+    from tests.lock_stamp import ROOT, stamp
+
+    assert (ROOT / "requirements.lock").read_text().splitlines()[0] == stamp(), "run `make lock`"
