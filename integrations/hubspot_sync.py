@@ -17,7 +17,8 @@ from models.base import utcnow
 from models.dialect import insert_for
 from models.hubspot import HubSpotConnection, HubSpotContact, HubSpotPendingCreation
 from models.hubspot_sync_state import link_contacts, pending_contacts, pending_creations
-from models.levels import EngagementLevel, level_options
+from models.level_queries import level_options
+from models.levels import EngagementLevel
 from models.score_drivers import top_drivers
 from models.tenancy import OrgUnit
 

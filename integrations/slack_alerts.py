@@ -15,7 +15,8 @@ from integrations.timeouts import timed_out
 from models.alerts import EXAMINE_LIMIT, alert_config, examine_changes, summarize_stale
 from models.base import utcnow
 from models.hubspot import HubSpotConnection, HubSpotContact
-from models.leads import Lead, primary_email
+from models.lead_identity import primary_email
+from models.leads import Lead
 from models.levels import EngagementLevel
 from models.score_drivers import recent_events, top_drivers
 from models.slack import FAILED, PENDING, SENT, SlackAlert, SlackConnection

@@ -8,7 +8,8 @@ from models.base import utcnow
 from models.dialect import insert_for
 from models.hubspot import HubSpotConnection, HubSpotContact, HubSpotPendingCreation
 from models.ingest import IncomingEvent, resolve_leads
-from models.leads import Lead, normalize_alias, primary_email
+from models.lead_identity import normalize_alias, primary_email
+from models.leads import Lead
 from models.tenancy import OrgUnit
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, JSONType, UTCDateTime, utcnow
 
@@ -50,87 +49,6 @@ class LeadAlias(Base):
     kind: Mapped[str] = mapped_column(String(20))
     value: Mapped[str] = mapped_column(String(320))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
-def primary_email():
-    """Correlated subquery: the lead's primary email, its oldest email alias (lowest id on a tie), so it stays put."""
-    return (
-        select(LeadAlias.value)
-        .where(LeadAlias.lead_pk == Lead.pk, LeadAlias.kind == "email")
-        .order_by(LeadAlias.created_at, LeadAlias.id)
-        .limit(1)
-        .scalar_subquery()
-    )
-
-
-def primary_emails(session: Session, lead_pks: list[int]) -> dict[int, str | None]:
-    """The primary email of each of a page of leads, in one query."""
-    if not lead_pks:
-        return {}
-    return dict(session.execute(select(Lead.pk, primary_email()).where(Lead.pk.in_(lead_pks))).all())
-
-
-def aliases_of(session: Session, lead_pk: int) -> list[LeadAlias]:
-    """A lead's aliases, oldest first (so its primary email is the first email listed)."""
-    return list(
-        session.execute(
-            select(LeadAlias).where(LeadAlias.lead_pk == lead_pk).order_by(LeadAlias.created_at, LeadAlias.id)
-        ).scalars()
-    )
-
-
-def merged_metadata(current: dict | None, changes: dict) -> dict:
-    """Keys given are set, a key given as None is removed, others stay (PATCH semantics, also for identify traits)."""
-    out = dict(current or {})
-    for key, value in changes.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = value
-    return out
-
-
-def metadata_size(metadata) -> int:
-    """Bytes of metadata as JSON, measured one way everywhere the 100 KB limit applies."""
-    return len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False, default=str).encode())
-
-
-def metadata_within(metadata, limit: int) -> bool:
-    """metadata_size(metadata) <= limit; the usual small flat dict passes on an upper bound, unserialized (ingest is hot).
-
-    A character takes at most 6 bytes in the JSON (an escape like \\u0001; UTF-8 needs at most 4), a float or an int
-    under 10**30 at most 32, quotes, colon and comma 4 per item.
-    """
-    if type(metadata) is dict and len(metadata) <= 64:
-        bound = 2
-        for key, value in metadata.items():
-            kind = type(value)
-            if type(key) is not str:
-                break
-            if kind is str:
-                bound += 6 * (len(key) + len(value)) + 6
-            elif kind in _SHORT_SCALARS and (kind is not int or -(10**30) < value < 10**30):
-                bound += 6 * len(key) + 4 + 32
-            else:
-                break
-        else:
-            if bound <= limit:
-                return True
-    return metadata_size(metadata) <= limit
-
-
-_SHORT_SCALARS = (int, float, bool, type(None))
-
-
-def normalize_alias(kind: str, raw: str) -> str:
-    """One spelling per identity, so 'Ada@X.com ' and 'ada@x.com' find the same lead."""
-    value = raw.strip()
-    if kind == "email":
-        return value.lower()
-    if kind == "phone":
-        keep = "".join(ch for ch in value if ch.isdigit() or ch == "+")
-        return keep or value
-    return value
 
 
 class LeadDeletion(Base):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, false, select, text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, JSONType, UTCDateTime, new_id, utcnow
@@ -65,37 +65,3 @@ class LeadLevelChange(Base):
     alert_checked: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=false()
     )  # the alert job has looked at it
-
-
-def level_snapshot(session, unit_id: str) -> list[dict]:
-    """The whole level table, as level history stores it."""
-    rows = session.execute(
-        select(EngagementLevel)
-        .where(EngagementLevel.unit_id == unit_id)
-        .order_by(EngagementLevel.order, EngagementLevel.min_score)
-    ).scalars()
-    return [
-        {
-            "id": lv.id,
-            "name": lv.name,
-            "min_score": lv.min_score,
-            "max_score": lv.max_score,
-            "color": lv.color,
-            "order": lv.order,
-        }
-        for lv in rows
-    ]
-
-
-def level_options(session, unit_id: str) -> tuple[list[str], set[str]]:
-    """The OU's level names by score, and the names other OUs use: OUs may share a HubSpot portal, whose
-    engagement_level options must then keep the others' values (else their contacts' updates are refused)."""
-    names = list(
-        session.execute(
-            select(EngagementLevel.name).where(EngagementLevel.unit_id == unit_id).order_by(EngagementLevel.min_score)
-        ).scalars()
-    )
-    others = set(
-        session.execute(select(EngagementLevel.name).where(EngagementLevel.unit_id != unit_id).distinct()).scalars()
-    )
-    return names, others

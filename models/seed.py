@@ -5,18 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import ForeignKey, String, delete, func, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
 
-from models.base import Base, UTCDateTime, utcnow
+from models.base import utcnow
 from models.hubspot_sync_state import request_options_sync
 from models.ingest import IncomingEvent, ingest_many
 from models.leads import Lead
-from models.levels import EngagementLevel, LevelHistory, level_snapshot
+from models.level_queries import level_snapshot
+from models.levels import EngagementLevel, LevelHistory
 from models.locks import lock_unit
 from models.reclassify import refresh_primary_scores
 from models.rescore import publish_ruleset
 from models.scoring import PUBLISHED, Rule, Ruleset
+from models.seed_records import SeedRecord
 
 SEED_LEVELS = [
     ("Cold", 0, 24, "#94a3b8"),
@@ -58,16 +60,6 @@ SEED_LEADS = [
 
 class SeedRefused(Exception):
     """Seeding would change the OU's own data."""
-
-
-class SeedRecord(Base):
-    """What POST /admin/seed (or `leadpulse demo`) created, so wipe-seed removes exactly that."""
-
-    __tablename__ = "seed_records"
-    unit_id: Mapped[str] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(10), primary_key=True)  # "level", "ruleset" or "lead"
-    record_id: Mapped[str] = mapped_column(String(200), primary_key=True)  # an id, or a lead_id
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 @dataclass

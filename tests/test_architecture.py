@@ -188,3 +188,18 @@ def test_the_lock_was_resolved_from_the_current_dependency_ranges():
     from tests.lock_stamp import ROOT, stamp
 
     assert (ROOT / "requirements.lock").read_text().splitlines()[0] == stamp(), "run `make lock`"
+
+
+def test_table_modules_hold_tables_and_operations_live_apart():
+    """A models/ module declares tables or operates on them, not both, so a table is found by its name alone."""
+    mixed = []
+    for name, tree in _modules():
+        if not name.startswith("models."):
+            continue
+        tables = [
+            n.name for n in tree.body if isinstance(n, ast.ClassDef) and any(ast.unparse(b) == "Base" for b in n.bases)
+        ]
+        functions = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        if tables and functions:
+            mixed.append((name, tables, functions))
+    assert mixed == []

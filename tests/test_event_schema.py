@@ -129,7 +129,7 @@ def test_metadata_within_agrees_with_the_measured_size():
     """The hot path's upper bound never lets through what metadata_size would refuse, nor refuses what it allows."""
     import random
 
-    from models.leads import metadata_size, metadata_within
+    from models.lead_metadata import metadata_size, metadata_within
 
     rng = random.Random(1)
     chars = ["a", "\x01", "é", "😀", '"', "\\", "\n", "\u2028"]

@@ -308,7 +308,8 @@ def unconnected(settings, clean, tenant, monkeypatch):
 def links(app) -> dict[str, str]:
     """HubSpot contact id -> the lead's primary email."""
     with app.extensions["leadpulse"].Session() as s:
-        from models.leads import Lead, primary_email
+        from models.lead_identity import primary_email
+        from models.leads import Lead
 
         return dict(
             s.execute(

@@ -5,7 +5,8 @@ import dataclasses
 from sqlalchemy import func, select
 
 from models.events import Event
-from models.seed import SEED_LEADS, SeedRecord, email_of
+from models.seed import SEED_LEADS, email_of
+from models.seed_records import SeedRecord
 from tests.auth_helpers import member_client
 from tests.conftest import Api
 from tests.fakes import FakeHubSpot, FakeSlack

@@ -14,8 +14,9 @@ from integrations.rate_limit import RateLimited
 from integrations.secretbox import encrypt
 from models.hubspot import HubSpotConnection, HubSpotContact, HubSpotPendingCreation
 from models.hubspot_sync_state import reset_sync, sync_counts
-from models.leads import Lead, primary_email
-from models.levels import level_options
+from models.lead_identity import primary_email
+from models.leads import Lead
+from models.level_queries import level_options
 from webapp.app_state import close_db, db, state
 from webapp.auth import current_unit
 from webapp.blueprint import Blueprint

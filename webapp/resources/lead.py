@@ -10,7 +10,9 @@ from marshmallow import fields, validate
 from models import lead_ops
 from models.base import utcnow
 from models.lead_delete import latest_deletion, request_deletion
-from models.leads import Lead, LeadDeletion, aliases_of, merged_metadata, primary_emails
+from models.lead_identity import aliases_of, primary_emails
+from models.lead_metadata import merged_metadata
+from models.leads import Lead, LeadDeletion
 from models.time_ranges import RANGES, range_start
 from webapp.app_state import db, state
 from webapp.auth import current_unit

@@ -7,8 +7,9 @@ from marshmallow import fields, validate
 
 from models import lead_ops
 from models.base import utcnow
+from models.lead_identity import primary_emails
 from models.lead_ops import SORTS, UnknownLevel, UnknownRuleset
-from models.leads import Lead, primary_emails
+from models.leads import Lead
 from models.merge import MergeError, merge_leads
 from models.time_ranges import RANGES
 from webapp.app_state import db, state

@@ -9,8 +9,9 @@ from sqlalchemy import func, select
 
 from models.hubspot import HubSpotConnection
 from models.hubspot_sync_state import request_options_sync
+from models.level_queries import level_snapshot
 from models.level_rules import COLOR_RE, LevelSpec, LevelTableError, validate_table
-from models.levels import DEFAULT_COLOR, EngagementLevel, LevelHistory, level_snapshot
+from models.levels import DEFAULT_COLOR, EngagementLevel, LevelHistory
 from models.reclassify import reclassify_unit
 from webapp.app_state import db, state
 from webapp.auth import principal

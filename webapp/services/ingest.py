@@ -11,7 +11,8 @@ from sqlalchemy.exc import IntegrityError
 
 from models.base import utcnow
 from models.ingest import IncomingEvent, IngestConflict, public_ids
-from models.leads import metadata_within, normalize_alias
+from models.lead_identity import normalize_alias
+from models.lead_metadata import metadata_within
 from webapp import metrics
 from webapp.app_state import close_db, state
 from webapp.auth import current_unit, principal

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from models.base import utcnow
-from models.leads import Lead, metadata_size
+from models.lead_metadata import metadata_size
+from models.leads import Lead
 from webapp.app_state import state
 from webapp.errors import ApiError
 

@@ -10,7 +10,8 @@ from sqlalchemy import select
 from integrations import segment as segment_map
 from models.base import utcnow
 from models.ingest import IncomingEvent, resolve_leads
-from models.leads import Lead, merged_metadata
+from models.lead_metadata import merged_metadata
+from models.leads import Lead
 from models.webhooks import WebhookSource
 from webapp import metrics
 from webapp.app_state import close_db, db, state
