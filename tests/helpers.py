@@ -105,12 +105,19 @@ def free_port() -> int:
 
 @contextmanager
 def serving(wsgi_app):
-    """wsgi_app over real HTTP on a free 127.0.0.1 port, in a thread, for clients with their own HTTP stack; yields its URL."""
+    """wsgi_app over real HTTP on a free 127.0.0.1 port, in a thread, for clients with their own HTTP stack; yields its URL.
+
+    Our Flask app's answers are held to the OpenAPI document too, as the test client's are."""
     import threading
 
+    from flask import Flask
     from werkzeug.serving import make_server
 
     from tests.fakes._server import _QuietHandler
+    from tests.openapi_check import recorded
+
+    if isinstance(wsgi_app, Flask) and "leadpulse" in wsgi_app.extensions:
+        wsgi_app = recorded(wsgi_app)
 
     server = make_server("127.0.0.1", 0, wsgi_app, threaded=True, request_handler=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from flask.testing import FlaskClient
 from flask_smorest.spec.plugins import FlaskPlugin
 from werkzeug.exceptions import HTTPException
+from werkzeug.test import run_wsgi_app
+from werkzeug.wrappers import Request, Response
 
 from webapp.blueprint import ErrorSchema
 
@@ -78,6 +80,20 @@ def _schema_ref(spec: dict, response: dict) -> str | None:
 
 
 SEEN = Seen()
+
+
+def recorded(app):
+    """app as a WSGI callable whose every response is recorded in SEEN, for servers that are not the test client
+    (a live HTTP server in a thread): each response is buffered first, so not for a stream."""
+
+    def wsgi(environ, start_response):
+        app_iter, status, headers = run_wsgi_app(app, environ, buffered=True)
+        response = Response(app_iter, status, headers)
+        response.request = Request(environ)
+        SEEN.record(app, response)
+        return response(environ, start_response)
+
+    return wsgi
 
 
 class DocumentedClient(FlaskClient):
