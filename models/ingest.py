@@ -276,18 +276,7 @@ def resolve_leads(session: Session, org_id: str, unit_id: str, events: list[Inco
         pks = dict(
             session.execute(
                 insert_for(session, LEADS).returning(LEADS.c.lead_id, LEADS.c.pk),
-                [
-                    dict(
-                        org_id=org_id,
-                        unit_id=unit_id,
-                        lead_id=lid,
-                        metadata={},
-                        score=0,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                    for lid in new_leads
-                ],
+                _new_lead_rows(org_id, unit_id, new_leads, now),
             ).all()
         )
         created = {i: (pks[lid], lid) for i, lid in enumerate(new_leads)}
@@ -390,18 +379,7 @@ def _ensure_lead_ids(session: Session, org_id: str, unit_id: str, lead_ids: set[
                     insert_for(session, LEADS)
                     .on_conflict_do_nothing(index_elements=["unit_id", "lead_id"])
                     .returning(LEADS.c.lead_id, LEADS.c.pk),
-                    [
-                        dict(
-                            org_id=org_id,
-                            unit_id=unit_id,
-                            lead_id=lid,
-                            metadata={},
-                            score=0,
-                            created_at=now,
-                            updated_at=now,
-                        )
-                        for lid in missing
-                    ],
+                    _new_lead_rows(org_id, unit_id, missing, now),
                 ).all()
             }
         )
@@ -422,3 +400,11 @@ def _alias_owners(
         .where(ALIASES.c.unit_id == unit_id, tuple_(ALIASES.c.kind, ALIASES.c.value).in_(sorted(aliases)))
     ).all()
     return {(r.kind, r.value): (r.lead_pk, r.lead_id) for r in rows}
+
+
+def _new_lead_rows(org_id: str, unit_id: str, lead_ids, now) -> list[dict]:
+    """The row a lead starts as, first seen by an event: no metadata, score 0."""
+    return [
+        dict(org_id=org_id, unit_id=unit_id, lead_id=lid, metadata={}, score=0, created_at=now, updated_at=now)
+        for lid in lead_ids
+    ]
