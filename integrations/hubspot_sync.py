@@ -163,6 +163,7 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str) -> Sy
                 _link_creations(
                     Session, adapter, limiter, unit_id, conn.portal_id if conn is not None else None, creations
                 )
+                redis.delete(_budget_key(unit_id, "creations"))
                 continue
             if conn is None:  # served by HUBSPOT_ACCESS_TOKEN: nobody connected, so the properties may not exist yet
                 _ensure_properties_once(redis, adapter, limiter, token, unit_id, list(levels.values()), others)
@@ -204,7 +205,7 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str) -> Sy
             elif exc.status == 429:  # pacing, not a failure: it spends no retry budget
                 out.retry_in = exc.retry_after or TRANSIENT_RETRY_SECONDS
             else:
-                attempt = _spend_budget(redis, unit_id)
+                attempt = _spend_budget(redis, unit_id, "creations" if creations else "contacts")
                 if attempt >= TRANSIENT_BUDGET and creations:  # given up as a delivery failing as often would be: the
                     with Session() as s, s.begin():  # OU's contacts sync on instead of waiting behind them
                         _forget_creations(s, unit_id, creations)
@@ -215,18 +216,16 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str) -> Sy
                         len(creations),
                         attempt,
                     )
-                    redis.delete(_budget_key(unit_id))
                     out.retry_in = 0.0
                     return out
                 if attempt >= TRANSIENT_BUDGET:  # these contacts go to /failures and wait for a later change; move on
                     out.failed += _record_failures(
                         Session, unit_id, rows, f"HubSpot {exc.status} after {attempt} attempts: {exc.message}"
                     )
-                    redis.delete(_budget_key(unit_id))
                     return out
                 out.retry_in = exc.retry_after or TRANSIENT_RETRY_SECONDS * 2 ** (attempt - 1)
             return out
-        redis.delete(_budget_key(unit_id))
+        redis.delete(_budget_key(unit_id, "contacts"))
         out.sent += sent
         out.failed += failed
     out.retry_in = 0.0  # more to do: hand over to a fresh job
@@ -389,18 +388,19 @@ def _upsert_contacts(Session, *batches: list[dict]) -> None:
                 s.execute(stmt.on_conflict_do_update(index_elements=["lead_pk"], set_=values), batch)
 
 
-def _budget_key(unit_id: str) -> str:
-    return keys.HUBSPOT_BUDGET(unit_id=unit_id)
+def _budget_key(unit_id: str, batch: str) -> str:
+    return keys.HUBSPOT_BUDGET(unit_id=unit_id, batch=batch)
 
 
-def _spend_budget(redis, unit_id: str) -> int:
-    """Consecutive 5xx for the OU's current batch (any success resets it)."""
+def _spend_budget(redis, unit_id: str, batch: str) -> int:
+    """Consecutive 5xx for the OU's current batch of this kind (its success resets it; spent, it starts over)."""
+    key = _budget_key(unit_id, batch)
     pipe = redis.pipeline(transaction=False)
-    pipe.incr(_budget_key(unit_id))
-    pipe.expire(_budget_key(unit_id), keys.HUBSPOT_BUDGET.ttl)
+    pipe.incr(key)
+    pipe.expire(key, keys.HUBSPOT_BUDGET.ttl)
     attempt = pipe.execute()[0]
     if attempt >= TRANSIENT_BUDGET:
-        redis.delete(_budget_key(unit_id))
+        redis.delete(key)
     return attempt
 
 

@@ -70,7 +70,11 @@ HUBSPOT_HEALED = KeyFamily(
     3600,
 )
 HUBSPOT_PROPS = KeyFamily("leadpulse:hubspot:props:{digest}", "the properties exist with this level table", 86400)
-HUBSPOT_BUDGET = KeyFamily("leadpulse:hubspot:failures:{unit_id}", "consecutive 5xx for the OU's current batch", 86400)
+HUBSPOT_BUDGET = KeyFamily(
+    "leadpulse:hubspot:failures:{unit_id}:{batch}",
+    "consecutive 5xx for the OU's current batch of contacts, or of waiting creations (each its own count)",
+    86400,
+)
 
 # Slack adapter state.
 SLACK_POSTING = KeyFamily(

@@ -8,7 +8,6 @@ from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, SmallInt
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, JSONType, UTCDateTime, utcnow
-from models.leads import Lead
 
 PENDING, SCORED, SUPPRESSED = 0, 1, 2
 STATUS_NAMES = {PENDING: "pending", SCORED: "scored", SUPPRESSED: "suppressed"}
@@ -66,17 +65,3 @@ class ScoreDelta(Base):
     rule_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     delta: Mapped[int] = mapped_column(BigInteger)
     score_after: Mapped[int] = mapped_column(BigInteger)
-
-
-# What an event is shown with (its lead's public id joined on Lead.pk == Event.lead_pk), newest first.
-EVENT_COLUMNS = (
-    Event.id,
-    Lead.lead_id,
-    Event.event_type,
-    Event.occurred_at,
-    Event.received_at,
-    Event.metadata_,
-    Event.status,
-    Event.suppressed_reason,
-)
-NEWEST_FIRST = (Event.occurred_at.desc(), Event.id.desc())

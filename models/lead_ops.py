@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.dialect import insert_for
-from models.events import EVENT_COLUMNS, NEWEST_FIRST, Event, ScoreDelta
+from models.event_queries import EVENT_COLUMNS, NEWEST_FIRST
+from models.events import Event, ScoreDelta
 from models.leads import Lead, LeadAlias
 from models.levels import EngagementLevel
 from models.reclassify import classify_new_lead

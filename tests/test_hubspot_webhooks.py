@@ -431,6 +431,38 @@ def test_creations_hubspot_keeps_failing_to_read_are_given_up_and_the_contacts_s
     assert fake.contacts[hal]["properties"].get("engagement_score") == "0"  # hal's lead synced by email meanwhile
 
 
+def test_creations_and_contacts_spend_their_own_retry_budgets(unconnected, run_worker, settings, redis_conn):
+    """Four 5xx reading a waiting creation, then one on the contacts' update: neither is given up (before, the two
+    shared one count that a successful link never reset)."""
+    from integrations.hubspot_sync import TRANSIENT_BUDGET
+
+    fake, client, api, app, src = unconnected
+    gus = fake.add_contact("gus@x.io")
+    assert (
+        deliver(
+            client, src["url"], [{"objectId": int(gus), "eventId": 1, "subscriptionType": "contact.creation"}]
+        ).json["pending"]
+        == 1
+    )
+    assert (
+        api.post(
+            "/ingest", json={"aliases": [{"alias_kind": "email", "raw_value": "hal@x.io"}], "event_type": "x"}
+        ).status_code
+        == 202
+    )
+    hal = fake.add_contact("hal@x.io")
+    fake.fail_next(TRANSIENT_BUDGET - 1, 502, path="/crm/v3/objects/contacts/batch/read")
+    fake.fail_next(1, 502, path="/crm/v3/objects/contacts/batch/update")
+    assert api.put("/integrations/hubspot", json={"access_token": TOKEN}).status_code == 200
+    run_worker()
+    for _ in range(TRANSIENT_BUDGET + 1):
+        run_scheduled(settings, redis_conn, run_worker)
+    assert links(app)[gus] == "gus@x.io"
+    with app.extensions["leadpulse"].Session() as s:
+        assert s.execute(select(HubSpotContact.failure).where(HubSpotContact.failure.is_not(None))).all() == []
+    assert fake.contacts[hal]["properties"].get("engagement_score") == "0"
+
+
 def test_a_revoked_token_keeps_creations_waiting_for_a_working_one(hooked, run_worker, monkeypatch):
     fake, client, api, app, src = hooked
     monkeypatch.setenv("HUBSPOT_API_BASE", fake.url)

@@ -20,7 +20,7 @@ from integrations.timeouts import timed_out
 from models.accounts import load_or_create_secret
 from models.alerts import has_alert_work
 from models.db import session_factory
-from models.hubspot_sync_state import hubspot_served_units, pending_contacts
+from models.hubspot_sync_state import hubspot_served_units, pending_contacts, pending_creations
 from models.lead_delete import mark_failed, run_deletion
 from models.score_batch import has_pending, score_pending
 from worker.registry import job, queue_depth, urgent_queue
@@ -221,7 +221,7 @@ def sync_hubspot_contacts(unit_id: str, retry: bool = False) -> int:
 
     def more_work():
         with Session() as s:
-            return bool(pending_contacts(s, unit_id, 1))
+            return bool(pending_contacts(s, unit_id, 1) or pending_creations(s, unit_id, 1))
 
     out = run_unit_job(
         "hubspot",
@@ -262,10 +262,10 @@ def kick_hubspot_sync(redis, queue_name: str, unit_id: str) -> bool:
 
 def hubspot_units(Session, settings, units: set[str]) -> set[str]:
     """The changed OUs HubSpot serves: not a job per batch for OUs that never connected."""
-    if not units or settings.hubspot_access_token:
+    if not units:
         return units
     with Session() as s:
-        return set(hubspot_served_units(s, False, units))
+        return set(hubspot_served_units(s, bool(settings.hubspot_access_token), units))
 
 
 # Slack --------------------------------------------------------------------------------------------------------------

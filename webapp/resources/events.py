@@ -12,7 +12,8 @@ from marshmallow import fields, validate
 from sqlalchemy import and_, or_, select, text
 
 from models.base import utcnow
-from models.events import EVENT_COLUMNS, NEWEST_FIRST, PENDING, SCORED, Event
+from models.event_queries import EVENT_COLUMNS, NEWEST_FIRST
+from models.events import PENDING, SCORED, Event
 from models.leads import Lead
 from models.replay import delete_events
 from models.time_ranges import RANGES, range_start

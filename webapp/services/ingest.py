@@ -126,10 +126,10 @@ def ingested_payload(incoming: IncomingEvent, result) -> dict:
     }
 
 
-def ingest_one(data: dict, key: str | None, org_id: str | None = None, unit_id: str | None = None) -> dict:
+def ingest_one(data: dict, key: str | None) -> dict:
     """POST /ingest from Flask: a body the schema loaded, stored; its 202 body."""
     incoming = to_incoming(data, key, state().settings.max_metadata_bytes)
-    return ingested_payload(incoming, store([incoming], org_id, unit_id)[0])
+    return ingested_payload(incoming, store([incoming])[0])
 
 
 @dataclass(slots=True)
