@@ -14,6 +14,7 @@ from models.db import get_engine
 from models.slack import TOKEN_COLUMNS, SlackConnection
 
 TOKEN_PURPOSE = "slack-token"
+CLIENT_SECRET_PURPOSE = "slack-client-secret"  # the organization's Slack app secret, encrypted at rest
 STATE_TTL_SECONDS = 600
 
 

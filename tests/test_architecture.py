@@ -203,3 +203,16 @@ def test_table_modules_hold_tables_and_operations_live_apart():
         if tables and functions:
             mixed.append((name, tables, functions))
     assert mixed == []
+
+
+def test_no_blueprint_imports_another():
+    """What two resources share (a lead's dump, a follow-up of a change) lives outside both, not in one of them."""
+    graph = _graph()
+    crossing = {
+        (mod, dep)
+        for mod, deps in graph.items()
+        if mod.startswith("webapp.resources.")
+        for dep in deps
+        if dep.startswith("webapp.resources")
+    }
+    assert crossing == set()

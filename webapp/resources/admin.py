@@ -9,7 +9,7 @@ from webapp.app_state import db, state
 from webapp.auth import current_unit, require_member
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
-from webapp.resources.levels import try_enqueue_options
+from webapp.services.levels import try_enqueue_options
 from worker.jobs import try_kick, try_kick_alerts
 
 blp = Blueprint("admin", __name__, description="Admin operations")

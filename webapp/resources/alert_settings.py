@@ -7,6 +7,7 @@ from marshmallow import fields, validate
 from sqlalchemy import func, or_, select
 
 from integrations.secretbox import encrypt
+from integrations.slack_store import CLIENT_SECRET_PURPOSE
 from models.alerts import alert_config
 from models.levels import EngagementLevel
 from models.slack import AlertSettings, SlackApp
@@ -17,7 +18,6 @@ from webapp.errors import ApiError
 from webapp.schema_base import StrictSchema, rfc3339
 
 blp = Blueprint("alert_settings", __name__, description="Alert and Slack app settings")
-SLACK_SECRET_PURPOSE = "slack-client-secret"
 
 
 class AlertSettingsIn(StrictSchema):
@@ -114,7 +114,7 @@ def put_slack_app(data):
     session = db()
     app = session.get(SlackApp, p.org_id) or SlackApp(org_id=p.org_id)
     app.client_id = data["client_id"]
-    app.client_secret_encrypted = encrypt(state().secret_key, SLACK_SECRET_PURPOSE, data["client_secret"])
+    app.client_secret_encrypted = encrypt(state().secret_key, CLIENT_SECRET_PURPOSE, data["client_secret"])
     session.add(app)
     session.commit()
     return jsonify(_slack_app_view(app))

@@ -13,7 +13,7 @@ from sqlalchemy import and_, or_, select, text
 
 from models.base import utcnow
 from models.event_queries import EVENT_COLUMNS, NEWEST_FIRST
-from models.events import PENDING, SCORED, Event
+from models.events import Event
 from models.leads import Lead
 from models.replay import delete_events
 from models.time_ranges import RANGES, range_start
@@ -22,12 +22,11 @@ from webapp.auth import current_unit
 from webapp.blueprint import Blueprint
 from webapp.crud import paginate
 from webapp.errors import ApiError
-from webapp.resources.leads import get_lead
-from webapp.schema_base import PageArgs, StrictSchema, rfc3339
+from webapp.representations import event_dump, get_lead
+from webapp.schema_base import PageArgs, StrictSchema
 from worker.jobs import try_kick
 
 blp = Blueprint("events", __name__, description="Reading events")
-STATUS = {PENDING: "pending", SCORED: "scored"}
 EXPORT_CHUNK = 1000
 
 
@@ -43,23 +42,6 @@ class EventFilterArgs(StrictSchema):
 
 class EventListArgs(PageArgs, EventFilterArgs):
     pass
-
-
-def dump(rows) -> list[dict]:
-    return [
-        {
-            "id": str(r.id),
-            "lead_id": r.lead_id,
-            "event_type": r.event_type,
-            "timestamp": rfc3339(r.occurred_at),
-            "received_at": rfc3339(r.received_at),
-            "metadata": r.metadata_ or {},
-            "channel": (r.metadata_ or {}).get("channel"),
-            "status": STATUS.get(r.status, "suppressed"),
-            **({"suppressed_reason": r.suppressed_reason} if r.suppressed_reason else {}),
-        }
-        for r in rows
-    ]
 
 
 def filtered(args: dict):
@@ -91,7 +73,7 @@ def filtered(args: dict):
 @blp.route("/events", methods=["GET"])
 @blp.arguments(EventListArgs, location="query")
 def list_events(args):
-    return paginate(filtered(args), args, dump=dump, key="events", order_by=NEWEST_FIRST)
+    return paginate(filtered(args), args, dump=event_dump, key="events", order_by=NEWEST_FIRST)
 
 
 @blp.route("/events/<lead_id>", methods=["GET"])
@@ -99,7 +81,7 @@ def list_events(args):
 def lead_events(args, lead_id):
     lead = get_lead(lead_id)
     stmt = select(*EVENT_COLUMNS).join(Lead, Lead.pk == Event.lead_pk).where(Event.lead_pk == lead.pk)
-    return paginate(stmt, args, dump=dump, key="events", order_by=NEWEST_FIRST)
+    return paginate(stmt, args, dump=event_dump, key="events", order_by=NEWEST_FIRST)
 
 
 @blp.route("/events/export", methods=["GET"])
@@ -116,7 +98,7 @@ def export(args):
         with Session() as s:
             result = s.execute(stmt.execution_options(yield_per=EXPORT_CHUNK))
             for chunk in result.partitions():
-                for item in dump(chunk):
+                for item in event_dump(chunk):
                     writer.writerow(
                         [
                             item["id"],

@@ -18,8 +18,7 @@ from webapp.app_state import db, state
 from webapp.auth import current_unit
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError, not_found
-from webapp.resources.events import dump as event_dump
-from webapp.resources.leads import SCORE_BOUND, LeadSchema, get_lead, level_dump
+from webapp.representations import SCORE_BOUND, LeadSchema, event_dump, get_lead, level_dump
 from webapp.schema_base import StrictSchema, UTCDateTime, rfc3339
 from webapp.services.leads import set_metadata
 from worker.jobs import enqueue_lead_deletion

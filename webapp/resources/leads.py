@@ -9,20 +9,19 @@ from models import lead_ops
 from models.base import utcnow
 from models.lead_identity import primary_emails
 from models.lead_ops import SORTS, UnknownLevel, UnknownRuleset
-from models.leads import Lead
 from models.merge import MergeError, merge_leads
 from models.time_ranges import RANGES
 from webapp.app_state import db, state
 from webapp.auth import current_unit, principal
 from webapp.blueprint import Blueprint
-from webapp.crud import paginate, scoped
+from webapp.crud import paginate
 from webapp.errors import ApiError, not_found
-from webapp.schema_base import PageArgs, StrictSchema, UTCDateTime, rfc3339
+from webapp.representations import SCORE_BOUND, LeadSchema, level_dump
+from webapp.schema_base import PageArgs, StrictSchema, rfc3339
 from worker.jobs import try_kick
 
 blp = Blueprint("leads", __name__, description="Leads: list, search, create, batch scores, merge")
 SEARCH_LIMIT = 10
-SCORE_BOUND = validate.Range(min=-(2**62), max=2**62)
 
 
 class LeadListArgs(PageArgs):
@@ -41,21 +40,6 @@ class LeadCreateSchema(StrictSchema):
     id = fields.String(required=True, validate=validate.Length(min=1, max=200))
     metadata = fields.Dict(keys=fields.String(), load_default=dict)
     account_id = fields.String(allow_none=True, validate=validate.Length(max=200))
-
-
-class LeadSchema(StrictSchema):
-    id = fields.String(attribute="lead_id")
-    org_id = fields.String()
-    unit_id = fields.String()
-    account_id = fields.String(allow_none=True)
-    owner_id = fields.String(allow_none=True)
-    owner_name = fields.String(allow_none=True)
-    created_at = UTCDateTime()
-    updated_at = UTCDateTime()
-    merged_into = fields.String(allow_none=True)
-    metadata = fields.Dict(attribute="metadata_")
-    score = fields.Integer()
-    last_event_at = UTCDateTime(allow_none=True)
 
 
 class SearchArgs(StrictSchema):
@@ -77,18 +61,6 @@ class MergeSchema(StrictSchema):
     truncate = fields.Dict(
         load_default=dict, metadata={"description": 'truncation policy; only {"policy": "none"} (the default)'}
     )
-
-
-def get_lead(lead_id: str) -> Lead:
-    """The caller's OU's lead by its id; another OU's is a 404 like a missing one."""
-    lead = db().execute(scoped(Lead).where(Lead.lead_id == lead_id)).scalar()
-    if lead is None:
-        raise not_found("lead")
-    return lead
-
-
-def level_dump(level_id, name, color) -> dict | None:
-    return {"id": level_id, "name": name, "color": color} if level_id else None
 
 
 def lead_dump(rows) -> list[dict]:

@@ -7,7 +7,6 @@ import logging
 from marshmallow import ValidationError, fields, validate, validates_schema
 from sqlalchemy import func, select
 
-from models.hubspot import HubSpotConnection
 from models.hubspot_sync_state import request_options_sync
 from models.level_queries import level_snapshot
 from models.level_rules import COLOR_RE, LevelSpec, LevelTableError, validate_table
@@ -19,7 +18,8 @@ from webapp.blueprint import Blueprint
 from webapp.crud import Crud, register_crud, scoped
 from webapp.errors import ApiError
 from webapp.schema_base import StrictSchema, UTCDateTime
-from worker.jobs import enqueue_hubspot_options, try_kick_alerts
+from webapp.services.levels import try_enqueue_options
+from worker.jobs import try_kick_alerts
 
 blp = Blueprint("levels", __name__, description="Engagement levels")
 log = logging.getLogger("leadpulse.levels")
@@ -116,14 +116,3 @@ register_crud(
     list_key="levels",
     update_schema=LevelUpdateSchema(partial=True),
 )
-
-
-def try_enqueue_options(unit_id: str) -> None:
-    """After a committed level change; if Redis is down the sweep finds the stale options later."""
-    if db().get(HubSpotConnection, unit_id) is None:
-        return
-    app_state = state()
-    try:
-        enqueue_hubspot_options(app_state.redis, app_state.settings.queue_name, unit_id)
-    except Exception as exc:
-        log.warning("could not enqueue the HubSpot options sync (%s); the sweep will", exc.__class__.__name__)

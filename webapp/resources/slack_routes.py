@@ -15,14 +15,19 @@ from sqlalchemy import delete, select
 from integrations.secretbox import decrypt
 from integrations.slack import SlackAdapter, SlackError, authorize_url_base
 from integrations.slack_alerts import CONFIG_ERRORS, alert_counts
-from integrations.slack_store import STATE_TTL_SECONDS, EncryptedInstallationStore, resolve, state_store
+from integrations.slack_store import (
+    CLIENT_SECRET_PURPOSE,
+    STATE_TTL_SECONDS,
+    EncryptedInstallationStore,
+    resolve,
+    state_store,
+)
 from models.base import utcnow
 from models.slack import SlackApp, SlackConnection, SlackInstallRequest
 from webapp.app_state import close_db, db, external_url, state
 from webapp.auth import current_unit, plausible_id, principal, public, require_member
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
-from webapp.resources.alert_settings import SLACK_SECRET_PURPOSE
 from webapp.schema_base import StrictSchema, rfc3339
 from worker.jobs import try_kick_alerts
 
@@ -60,7 +65,7 @@ def _slack_app(org_id: str) -> tuple[str, str] | None:
     app = db().get(SlackApp, org_id)
     if app is None:
         return None
-    secret = decrypt(state().secret_key, SLACK_SECRET_PURPOSE, app.client_secret_encrypted)
+    secret = decrypt(state().secret_key, CLIENT_SECRET_PURPOSE, app.client_secret_encrypted)
     return (app.client_id, secret) if secret else None
 
 

@@ -1,0 +1,60 @@
+"""How a lead, its level and an event are shown, and how a lead is found: shared by every resource that shows them,
+so no blueprint imports another."""
+
+from __future__ import annotations
+
+from marshmallow import fields, validate
+
+from models.events import PENDING, SCORED
+from models.leads import Lead
+from webapp.app_state import db
+from webapp.crud import scoped
+from webapp.errors import not_found
+from webapp.schema_base import StrictSchema, UTCDateTime, rfc3339
+
+SCORE_BOUND = validate.Range(min=-(2**62), max=2**62)
+STATUS = {PENDING: "pending", SCORED: "scored"}
+
+
+class LeadSchema(StrictSchema):
+    id = fields.String(attribute="lead_id")
+    org_id = fields.String()
+    unit_id = fields.String()
+    account_id = fields.String(allow_none=True)
+    owner_id = fields.String(allow_none=True)
+    owner_name = fields.String(allow_none=True)
+    created_at = UTCDateTime()
+    updated_at = UTCDateTime()
+    merged_into = fields.String(allow_none=True)
+    metadata = fields.Dict(attribute="metadata_")
+    score = fields.Integer()
+    last_event_at = UTCDateTime(allow_none=True)
+
+
+def get_lead(lead_id: str) -> Lead:
+    """The caller's OU's lead by its id; another OU's is a 404 like a missing one."""
+    lead = db().execute(scoped(Lead).where(Lead.lead_id == lead_id)).scalar()
+    if lead is None:
+        raise not_found("lead")
+    return lead
+
+
+def level_dump(level_id, name, color) -> dict | None:
+    return {"id": level_id, "name": name, "color": color} if level_id else None
+
+
+def event_dump(rows) -> list[dict]:
+    return [
+        {
+            "id": str(r.id),
+            "lead_id": r.lead_id,
+            "event_type": r.event_type,
+            "timestamp": rfc3339(r.occurred_at),
+            "received_at": rfc3339(r.received_at),
+            "metadata": r.metadata_ or {},
+            "channel": (r.metadata_ or {}).get("channel"),
+            "status": STATUS.get(r.status, "suppressed"),
+            **({"suppressed_reason": r.suppressed_reason} if r.suppressed_reason else {}),
+        }
+        for r in rows
+    ]
