@@ -402,26 +402,24 @@ def test_waiting_creations_of_another_portal_are_dropped_and_a_transient_failure
     assert links(app) == {eve: "eve@x.io"} and api.get("/integrations/hubspot").json["pending_creations"] == 0
 
 
+def waiting_creation_and_a_lead_to_sync(unconnected) -> tuple[str, str]:
+    """gus's creation waits for a token; hal's lead has an email HubSpot knows: (gus's and hal's contact ids)."""
+    fake, client, api, _, src = unconnected
+    gus = fake.add_contact("gus@x.io")
+    created = {"objectId": int(gus), "eventId": 1, "subscriptionType": "contact.creation"}
+    assert deliver(client, src["url"], [created]).json["pending"] == 1
+    hal_event = {"aliases": [{"alias_kind": "email", "raw_value": "hal@x.io"}], "event_type": "x"}
+    assert api.post("/ingest", json=hal_event).status_code == 202
+    return gus, fake.add_contact("hal@x.io")
+
+
 def test_creations_hubspot_keeps_failing_to_read_are_given_up_and_the_contacts_sync_on(
     unconnected, run_worker, settings, redis_conn
 ):
     from integrations.hubspot_sync import TRANSIENT_BUDGET
 
     fake, client, api, app, src = unconnected
-    gus = fake.add_contact("gus@x.io")
-    assert (
-        deliver(
-            client, src["url"], [{"objectId": int(gus), "eventId": 1, "subscriptionType": "contact.creation"}]
-        ).json["pending"]
-        == 1
-    )
-    assert (
-        api.post(
-            "/ingest", json={"aliases": [{"alias_kind": "email", "raw_value": "hal@x.io"}], "event_type": "x"}
-        ).status_code
-        == 202
-    )
-    hal = fake.add_contact("hal@x.io")
+    gus, hal = waiting_creation_and_a_lead_to_sync(unconnected)
     fake.fail_next(TRANSIENT_BUDGET, 502, path="/crm/v3/objects/contacts/batch/read")
     assert api.put("/integrations/hubspot", json={"access_token": TOKEN}).status_code == 200
     run_worker()
@@ -437,20 +435,7 @@ def test_creations_and_contacts_spend_their_own_retry_budgets(unconnected, run_w
     from integrations.hubspot_sync import TRANSIENT_BUDGET
 
     fake, client, api, app, src = unconnected
-    gus = fake.add_contact("gus@x.io")
-    assert (
-        deliver(
-            client, src["url"], [{"objectId": int(gus), "eventId": 1, "subscriptionType": "contact.creation"}]
-        ).json["pending"]
-        == 1
-    )
-    assert (
-        api.post(
-            "/ingest", json={"aliases": [{"alias_kind": "email", "raw_value": "hal@x.io"}], "event_type": "x"}
-        ).status_code
-        == 202
-    )
-    hal = fake.add_contact("hal@x.io")
+    gus, hal = waiting_creation_and_a_lead_to_sync(unconnected)
     fake.fail_next(TRANSIENT_BUDGET - 1, 502, path="/crm/v3/objects/contacts/batch/read")
     fake.fail_next(1, 502, path="/crm/v3/objects/contacts/batch/update")
     assert api.put("/integrations/hubspot", json={"access_token": TOKEN}).status_code == 200
