@@ -189,3 +189,18 @@ def test_lead_activity_with_deltas_and_filters(api, app, run_worker, client, oth
         assert resp.status_code == 400 and field in resp.json["error"]["details"], (q, resp.json)
     assert api.get("/lead/nobody/activity").status_code == 404
     assert Api(client, other_tenant).get("/lead/ada/activity").status_code == 404
+
+
+def test_the_export_never_hands_a_spreadsheet_a_formula(api):
+    """Cells that begin with = + - @ tab or CR start with a quote (OWASP's CSV injection advice); others are as sent."""
+    cells = ['=HYPERLINK("http://evil.example","x")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx"]
+    for n, cell in enumerate(cells):
+        ingest(api, cell, "page_view", metadata={"channel": cell, "n": n})
+    ingest(api, "plain", "page_view", metadata={"channel": "web"})
+    export = api.get("/events/export")
+    assert export.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(export.get_data(as_text=True), newline="")))
+    by_lead = {r["lead_id"]: r for r in rows}
+    assert set(by_lead) == {"'" + c for c in cells} | {"plain"}
+    assert all(by_lead["'" + c]["channel"] == "'" + c for c in cells)
+    assert by_lead["plain"]["channel"] == "web" and by_lead["plain"]["metadata"].startswith("{")

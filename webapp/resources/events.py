@@ -84,6 +84,14 @@ def lead_events(args, lead_id):
     return paginate(stmt, args, dump=event_dump, key="events", order_by=NEWEST_FIRST)
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(value: str) -> str:
+    """A cell a spreadsheet shows as text and never runs as a formula: OWASP's advice, a leading single quote."""
+    return "'" + value if value.startswith(FORMULA_START) else value
+
+
 @blp.route("/events/export", methods=["GET"])
 @blp.arguments(EventFilterArgs, location="query")
 def export(args):
@@ -102,13 +110,13 @@ def export(args):
                     writer.writerow(
                         [
                             item["id"],
-                            item["lead_id"],
-                            item["event_type"],
+                            csv_text(item["lead_id"]),
+                            csv_text(item["event_type"]),
                             item["timestamp"],
                             item["received_at"],
-                            item["channel"] or "",
+                            csv_text(item["channel"] or ""),
                             item["status"],
-                            json.dumps(item["metadata"], ensure_ascii=False),
+                            csv_text(json.dumps(item["metadata"], ensure_ascii=False)),
                         ]
                     )
                 yield out.getvalue()
