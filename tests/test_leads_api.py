@@ -232,3 +232,12 @@ def test_detail_lists_the_aliases_oldest_first_with_the_primary_email(api, clien
         None,
     )
     assert Api(client, other_tenant).get("/lead/ada").status_code == 404
+
+
+def test_a_lead_is_created_only_with_metadata_within_the_limit(api, app):
+    limit = app.extensions["leadpulse"].settings.max_metadata_bytes
+    r = api.post("/leads", json={"id": "big", "metadata": {"blob": "x" * (limit + 1)}})
+    assert r.status_code == 413 and "metadata" in r.json["error"]["details"]
+    assert api.get("/lead/big").status_code == 404
+    r = api.post("/leads", json={"id": "fits", "metadata": {"blob": "x" * (limit - 20)}})
+    assert r.status_code == 201, r.json

@@ -18,6 +18,7 @@ from webapp.crud import paginate
 from webapp.errors import ApiError, not_found
 from webapp.representations import SCORE_BOUND, LeadSchema, level_dump
 from webapp.schema_base import PageArgs, StrictSchema, rfc3339
+from webapp.services.leads import check_metadata
 from worker.jobs import try_kick
 
 blp = Blueprint("leads", __name__, description="Leads: list, search, create, batch scores, merge")
@@ -111,6 +112,7 @@ def list_leads(args):
 @blp.arguments(LeadCreateSchema)
 @blp.response(201, LeadSchema)
 def create_lead(data):
+    check_metadata(data["metadata"])
     session = db()
     lead = lead_ops.create_lead(
         session, principal().org_id, current_unit(), data["id"], data["metadata"], data.get("account_id")

@@ -9,8 +9,8 @@ from webapp.app_state import state
 from webapp.errors import ApiError
 
 
-def set_metadata(lead: Lead, metadata: dict, field: str = "metadata") -> None:
-    """Every write of a lead's metadata (API, Segment traits, HubSpot properties) stays under the same limit."""
+def check_metadata(metadata: dict, field: str = "metadata") -> None:
+    """Every lead's metadata (created, replaced, merged, Segment traits, HubSpot properties) stays under one limit."""
     limit = state().settings.max_metadata_bytes
     if metadata_size(metadata) > limit:
         raise ApiError(
@@ -19,4 +19,9 @@ def set_metadata(lead: Lead, metadata: dict, field: str = "metadata") -> None:
             f"{field}: the lead's metadata would exceed {limit // 1024} KB",
             {field: ["too large"]},
         )
+
+
+def set_metadata(lead: Lead, metadata: dict, field: str = "metadata") -> None:
+    """A lead's new metadata, checked against the limit first."""
+    check_metadata(metadata, field)
     lead.metadata_, lead.updated_at = metadata, utcnow()
