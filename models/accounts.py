@@ -55,8 +55,12 @@ def password_matches(password: str, stored_hash: str | None) -> bool:
         return False
 
 
+SLUG_BASE_MAX = 190  # OrgUnit.slug holds 200: room for a "-N" that makes it unique
+
+
 def slugify(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "unit"
+    """Lowercase ASCII words joined by '-', never longer than SLUG_BASE_MAX (lowercasing may lengthen a name)."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower())[:SLUG_BASE_MAX].strip("-") or "unit"
 
 
 def unique_slug(session: Session, org_id: str, name: str, exclude_id: str | None = None) -> str:

@@ -178,3 +178,17 @@ def test_bootstrap_member_can_login_with_two_orgs(settings, client, clean):
     assert client.post("/auth/login", json={"email": "A@Example.com", "password": a.password}).status_code == 200
     encoded = base64.b64encode(f"{a.client_id}:{a.client_secret}".encode()).decode()
     assert client.get("/leads", headers={"Authorization": f"basic {encoded}"}).status_code == 200
+
+
+def test_org_unit_names_that_lengthen_when_lowercased_get_a_slug_that_fits(client, tenant):
+    """'İ' lowercases to two characters: 150 of them made a 299-character slug that PostgreSQL refused (a 500)."""
+    bearer = login(client, tenant)
+    slugs = []
+    for name in ("İ" * 150, "x" * 200, "x" * 200):
+        r = client.post("/org-units", json={"name": name}, headers=bearer)
+        assert r.status_code == 201, r.json
+        assert r.json["name"] == name and len(r.json["slug"]) <= 200
+        slugs.append(r.json["slug"])
+    assert len(set(slugs)) == 3  # the same long name twice: two slugs
+    r = client.put(f"/org-units/{tenant.unit_id}", json={"name": "İ" * 200}, headers=bearer)
+    assert r.status_code == 200 and len(r.json["slug"]) <= 200
