@@ -85,3 +85,12 @@ def test_no_free_database_connection_is_a_503_not_a_500(settings, tenant):
         assert app.test_client().get("/leads", headers=tenant.auth).status_code == 200  # free again: served
     finally:
         db._engines.pop((os.getpid(), url)).dispose()
+
+
+def test_unknown_methods_add_no_series_to_metrics(client, clean):
+    """Each made-up method used to become a label value: a caller could grow /metrics without bound."""
+    for n in range(5):
+        assert client.open("/", method=f"ZZ{n}").status_code == 405
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "ZZ" not in text
+    assert 'http_requests_total{code="405",method="other"}' in text

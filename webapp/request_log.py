@@ -10,6 +10,7 @@ from flask import g, request
 from webapp import metrics
 
 log = logging.getLogger("leadpulse.http")
+METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))  # any other is counted as "other"
 
 
 def install(app) -> None:
@@ -25,7 +26,8 @@ def install(app) -> None:
 
 def record(method: str, path: str, status: int, t0: float | None, principal) -> None:
     """Count and log one answered request (also for POST /ingest's lane, which answers outside Flask)."""
-    metrics.HTTP_REQUESTS.labels(code=str(status), method=method).inc()
+    # A label per unknown method would let any caller add series to /metrics without bound.
+    metrics.HTTP_REQUESTS.labels(code=str(status), method=method if method in METHODS else "other").inc()
     if log.isEnabledFor(logging.INFO):
         elapsed = (time.perf_counter() - (t0 or time.perf_counter())) * 1000
         who = (principal.credential_id or principal.member_id) if principal else "-"
