@@ -367,8 +367,8 @@ def _ensure_lead_ids(session: Session, org_id: str, unit_id: str, lead_ids: set[
     found = {lid: (r.pk, lid) for lid, r in rows.items()}
     merged = {lid: r.merged_into for lid, r in rows.items() if r.merged_into}
     if merged:
-        targets = lookup(list(set(merged.values())))
-        found.update({lid: (targets[t].pk, t) for lid, t in merged.items() if t in targets})
+        survivors = _survivors(lookup, set(merged.values()))
+        found.update({lid: survivors[t] for lid, t in merged.items() if t in survivors})
     missing = sorted(lead_ids - found.keys())
     if missing:
         now = utcnow()
@@ -387,6 +387,31 @@ def _ensure_lead_ids(session: Session, org_id: str, unit_id: str, lead_ids: set[
         if raced:
             found.update({lid: (r.pk, lid) for lid, r in lookup(raced).items()})
     return found
+
+
+MAX_MERGE_HOPS = 64  # merged into a lead that was itself merged, and so on; a longer chain is left unresolved
+
+
+def _survivors(lookup, lead_ids: set[str]) -> dict[str, tuple[int, str]]:
+    """Each lead id followed through the leads it was merged into to the one that survives: (pk, lead_id), one
+    lookup per step of the longest chain (merge c1 into c2, then c2 into c3: c1's events belong to c3)."""
+    out: dict[str, tuple[int, str]] = {}
+    at = {lid: lid for lid in lead_ids}  # where each chain has got to
+    for _ in range(MAX_MERGE_HOPS):
+        if not at:
+            break
+        rows = lookup(list(set(at.values())))
+        onward = {}
+        for start, lid in at.items():
+            row = rows.get(lid)
+            if row is None:  # deleted meanwhile: nothing to follow
+                continue
+            if row.merged_into:
+                onward[start] = row.merged_into
+            else:
+                out[start] = (row.pk, lid)
+        at = onward
+    return out
 
 
 def _alias_owners(

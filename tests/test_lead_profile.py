@@ -278,3 +278,20 @@ def test_after_a_merge_the_sources_id_feeds_the_target_and_a_deleting_lead_canno
     assert r.status_code == 409 and "sourceLeadIds" in r.json["error"]["details"]
     r = api.post("/leads/merge", json={"targetLeadId": "cy", "sourceLeadIds": ["ada"]})
     assert r.status_code == 409 and "targetLeadId" in r.json["error"]["details"]
+
+
+def test_an_event_for_a_lead_merged_twice_lands_on_the_survivor(api, app, run_worker):
+    """Merge c1 into c2, then c2 into c3: c1's next event belongs to c3, however long the chain."""
+    from tests.helpers import leads_by_id, published_ruleset, settle
+
+    published_ruleset(api, {"demo_request": 30})
+    for lead in ("c1", "c2", "c3", "c4"):
+        api.post("/ingest", json={"lead_id": lead, "event_type": "demo_request"})
+    settle(app, run_worker)
+    for source, target in (("c1", "c2"), ("c2", "c3"), ("c3", "c4")):
+        assert api.post("/leads/merge", json={"targetLeadId": target, "sourceLeadIds": [source]}).status_code == 200
+    r = api.post("/ingest", json={"lead_id": "c1", "event_type": "demo_request"})
+    assert r.status_code == 202 and r.json["lead_id"] == "c4"
+    settle(app, run_worker)
+    assert leads_by_id(api)["c4"]["score"] == 150  # four merged leads' events and the new one
+    assert [api.get(f"/lead/{lead}").json["lead"]["score"] for lead in ("c1", "c2", "c3")] == [0, 0, 0]
