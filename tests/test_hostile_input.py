@@ -106,3 +106,21 @@ def test_a_body_full_of_unstorable_strings_is_named_by_its_first_problems(client
     )
     assert r.status_code == 400 and len(r.json["error"]["details"]) == MAX_PROBLEMS
     assert counts(app) == (0, 0, 0)
+
+
+def test_event_times_are_bounded_to_1970_and_a_day_ahead(api):
+    from datetime import UTC, datetime, timedelta
+
+    ahead = datetime.now(UTC)
+    for ts in (
+        "0001-01-02T00:00:00Z",
+        "9999-12-30T00:00:00Z",
+        "1969-12-31T23:59:59Z",
+        (ahead + timedelta(days=2)).isoformat(),
+    ):
+        r = api.post("/ingest", json={"lead_id": "a", "event_type": "x", "timestamp": ts})
+        assert r.status_code == 400 and "timestamp" in r.json["error"]["details"], (ts, r.json)
+        r = api.post("/ingest/batch", json={"events": [{"lead_id": "a", "event_type": "x", "timestamp": ts}]})
+        assert r.status_code == 400 and "events.0.timestamp" in r.json["error"]["details"], (ts, r.json)
+    for ts in ("1970-01-01T00:00:00Z", (ahead + timedelta(hours=1)).isoformat()):
+        assert api.post("/ingest", json={"lead_id": "a", "event_type": "x", "timestamp": ts}).status_code == 202, ts

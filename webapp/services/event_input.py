@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from marshmallow import ValidationError, fields, validate, validates_schema
 
+from models.base import utcnow
 from models.leads import ALIAS_KINDS
 from webapp.schema_base import StrictSchema, UTCDateTime, bad_text
 
@@ -13,6 +16,16 @@ EVENT_TYPE = validate.And(
     validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.:\- ]*$", error="must be letters, digits, '_', '.', ':', '-' or spaces"),
     validate.NoneOf(RESERVED_TYPES, error="is reserved for events LeadPulse creates itself"),
 )
+
+
+EARLIEST_EVENT = datetime(1970, 1, 1, tzinfo=UTC)
+FUTURE_ALLOWANCE = timedelta(days=1)  # a client's clock may run fast; an event a year ahead is a bug, not a visit
+
+
+def event_time(value: datetime) -> None:
+    """An event happened since 1970 and at most a day ahead of our clock: year 1 or 9999 would skew every score."""
+    if not EARLIEST_EVENT <= value <= utcnow() + FUTURE_ALLOWANCE:
+        raise ValidationError("must be between 1970-01-01 and a day from now")
 
 
 class AliasSchema(StrictSchema):
@@ -26,7 +39,7 @@ class EventInSchema(StrictSchema):
     alias_kind = fields.String(validate=validate.OneOf(ALIAS_KINDS), metadata={"deprecated": True})
     alias = fields.String(validate=validate.Length(min=1, max=320), metadata={"deprecated": True})
     event_type = fields.String(required=True, validate=EVENT_TYPE)
-    timestamp = UTCDateTime()
+    timestamp = UTCDateTime(validate=event_time)
     metadata = fields.Dict(keys=fields.String())
     event_id = fields.String(validate=validate.Length(min=1, max=200))
 
