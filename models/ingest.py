@@ -334,7 +334,7 @@ SELECT lead_id, pk, merged_into FROM found UNION ALL SELECT lead_id, pk, merged_
 
 def _ensure_lead_ids(session: Session, org_id: str, unit_id: str, lead_ids: set[str]) -> dict[str, tuple[int, str]]:
     """(pk, lead_id) that receives each lead_id's events, inserting the missing leads (ON CONFLICT: a concurrent
-    creator wins harmlessly). A merged lead's events go to the lead it was merged into."""
+    creator wins harmlessly). A merged lead's events go to the lead that survives it (_survivors)."""
     if not lead_ids:
         return {}
 
