@@ -9,7 +9,7 @@ from sqlalchemy import select
 from models.accounts import password_matches
 from models.tenancy import Member
 from webapp.app_state import db
-from webapp.auth import ACTIVE_OU_COOKIE, issue_token, principal, public, require_member, unauthorized
+from webapp.auth import ACTIVE_OU_COOKIE, issue_token, public, require_member, unauthorized
 from webapp.blueprint import Blueprint
 from webapp.offload import off_loop
 from webapp.schema_base import StrictSchema
@@ -57,6 +57,5 @@ def cleanup():
 def me():
     p = require_member()
     member = db().get(Member, p.member_id)
-    out = MeSchema().dump(member)
-    out["active_ou"] = principal().unit_id
-    return out
+    member.active_ou = p.unit_id  # transient: dumped once by MeSchema (a dict dumped again lost org_member_id)
+    return member
