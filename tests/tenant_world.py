@@ -7,6 +7,7 @@ import base64
 import csv
 import io
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +25,20 @@ from models.tenancy import Organization
 from tests.conftest import Api, Tenant
 from tests.helpers import REFERENCE_LEVELS, create_levels, settle
 
+# What each URL variable names (World.ids' kinds): the variable's name, or the path up to it where the name says
+# nothing (obj_id). A route with a variable named nowhere here fails the isolation walk: a new one is one line here.
+PATH_IDS = {
+    "lead_id": "lead",
+    "event_type": "event_type",
+    "source_id": "webhook_source",
+    "secret_id": "credential",
+    "unit_id": "unit",
+    "member_id": "member",
+    "/rulesets/{obj_id}": "ruleset",
+    "/rules/{obj_id}": "rule",
+    "/engagement-levels/{obj_id}": "level",
+    "/webhooks/sources/{obj_id}": "webhook_source",
+}
 SLACK_APP = ("7391846.2847163", "world-slack-client-secret-0123456789")  # an organization's Slack app: id, secret
 
 
@@ -44,6 +59,12 @@ class World:
     def telltales(self, scopes=("unit", "org")) -> list[str]:
         """The strings that, seen by a caller outside these scopes, betray this OU."""
         return [self.markers[s] for s in scopes] + [value for value, s in self.secrets.items() if s in scopes]
+
+
+def id_kind(path: str, name: str) -> str | None:
+    """The kind of id the variable name of path (a Flask rule or an OpenAPI path) takes, if one is known."""
+    path = re.sub(r"<(?:[^<>:]+:)?([^<>]+)>", r"{\1}", path)  # Flask's <converter:name> as OpenAPI's {name}
+    return PATH_IDS.get(path[: path.index(f"{{{name}}}") + len(name) + 2]) or PATH_IDS.get(name)
 
 
 def member_headers(client, tenant: Tenant, unit_id: str | None = None) -> dict:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import time
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -18,25 +17,11 @@ from werkzeug.routing import AnyConverter
 
 from tests.conftest import make_tenant, model_tables
 from tests.fakes import FakeHubSpot, FakeSlack
-from tests.tenant_world import SLACK_APP, World, build_world, member_headers, unit_of_same_org
+from tests.tenant_world import SLACK_APP, World, build_world, id_kind, member_headers, unit_of_same_org
 from webapp import create_app
 from webapp.resources import stream as stream_resource
 from worker.stream import announce_scores
 
-# What each URL variable names: the variable's name, or the path up to it where the name says nothing (obj_id). A
-# route with a variable named nowhere here fails the walk: a new route's variable is one line here.
-PATH_IDS = {
-    "lead_id": "lead",
-    "event_type": "event_type",
-    "source_id": "webhook_source",
-    "secret_id": "credential",
-    "unit_id": "unit",
-    "member_id": "member",
-    "/rulesets/<obj_id>": "ruleset",
-    "/rules/<obj_id>": "rule",
-    "/engagement-levels/<obj_id>": "level",
-    "/webhooks/sources/<obj_id>": "webhook_source",
-}
 # Query parameters and body fields (as the OpenAPI document names them) that take ids: "name", or "METHOD /path name"
 # where the name means something else elsewhere.
 FIELD_IDS = {
@@ -206,7 +191,7 @@ class Walker:
                     calls += self.calls_of(rule, method)
                 except LookupError as exc:
                     unmapped.append(f"{method} {rule.rule}: {exc}")
-        assert not unmapped, "routes with a variable the walker has no id for (add it to PATH_IDS):\n" + "\n".join(
+        assert not unmapped, "routes with a variable no id kind is known for (add it to PATH_IDS):\n" + "\n".join(
             unmapped
         )
         gone = set(NOT_OU_SCOPED) - {r.rule for r in self.app.url_map.iter_rules()}
@@ -219,7 +204,7 @@ class Walker:
         ids = self.first.ids
         values, path_kinds = {}, set()
         for name, converter in rule._converters.items():
-            kind = PATH_IDS.get(path_up_to(rule.rule, name)) or PATH_IDS.get(name)
+            kind = id_kind(rule.rule, name)
             if isinstance(converter, AnyConverter):
                 values[name] = sorted(converter.items)[0]
             elif kind is not None:
@@ -366,12 +351,6 @@ class Walker:
                 problems.append(f"{call.method} {call.path}: {resp.status_code} {resp.get_data(as_text=True)[:200]}")
             resp.close()
         return problems
-
-
-def path_up_to(rule: str, name: str) -> str:
-    """'/rulesets/<obj_id>/rules' up to obj_id: '/rulesets/<obj_id>' (a converter's arguments left out)."""
-    end = re.search(rf"<(?:[^<>:]+:)?{re.escape(name)}>", rule)
-    return re.sub(r"<(?:[^<>:]+:)?([^<>]+)>", r"<\1>", rule[: end.end()])
 
 
 def field_kind(method: str, rule: str, name: str) -> str | None:

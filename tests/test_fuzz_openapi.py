@@ -1,0 +1,108 @@
+"""Every operation of /openapi.json fuzzed in-process by schemathesis, as an OU's credential (and member, where the
+operation needs one): whatever it is sent, no answer is a 5xx, and every answer is what the document says (a
+documented status, its content type, its schema). `make fuzz` runs many more examples (LEADPULSE_FUZZ_EXAMPLES)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.conftest import make_tenant
+from tests.fakes import FakeHubSpot, FakeSlack
+from tests.tenant_world import SLACK_APP, build_world, id_kind, member_headers
+from webapp import create_app
+from webapp.resources import stream as stream_resource
+
+EXAMPLES = int(os.environ.get("LEADPULSE_FUZZ_EXAMPLES", "4"))  # per operation and kind of input
+STREAM_SECONDS = 1.0  # how long an event stream (GET /stream) is read before its answer is checked
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+HUBSPOT_TOKEN = "pat-fuzz-0123456789"
+
+
+@pytest.fixture
+def app(settings, clean, monkeypatch):
+    """HubSpot and Slack are local fakes: a fuzzed token or target is never sent to the real services."""
+    monkeypatch.setattr(stream_resource, "HEARTBEAT_SECONDS", 0.2)  # a stream's reads return within this
+    with (
+        FakeHubSpot(tokens=[HUBSPOT_TOKEN]) as hubspot,
+        FakeSlack(client_id=SLACK_APP[0], client_secret=SLACK_APP[1]) as slack,
+    ):
+        monkeypatch.setenv("HUBSPOT_API_BASE", hubspot.url)  # the workers read their settings from the environment
+        monkeypatch.setenv("SLACK_API_BASE", slack.base_url)
+        app = create_app(dataclasses.replace(settings, hubspot_api_base=hubspot.url, slack_api_base=slack.base_url))
+        app.testing = True
+        app.fakes = hubspot, slack
+        yield app
+
+
+def test_every_operation_answers_what_the_document_says_whatever_it_is_sent(app, settings, run_worker):
+    """A fresh OU holding one object of each kind: valid inputs go to its real objects (so updates, publishing and
+    deletions run, deletions last), invalid ones anywhere."""
+    hubspot, slack = app.fakes
+    tenant = make_tenant(settings, org="Fuzz", unit="Fuzzed", email="owner.fuzz@example.com")
+    world = build_world(
+        app,
+        tenant,
+        {"unit": "fuzz", "org": "fuzzorg"},
+        run_worker,
+        leads=3,
+        hubspot=hubspot,
+        hubspot_token=HUBSPOT_TOKEN,
+        slack=slack,
+    )
+    bearer = member_headers(app.test_client(use_cookies=False), tenant)["Authorization"]
+    member = ({"Authorization": bearer}, {"activeOu": tenant.unit_id})
+    schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
+    operations = [r.ok() for r in schema.get_all_operations()]
+    deletions = [op for op in operations if op.method.upper() == "DELETE"][::-1]  # a rule before its ruleset
+    failures = []
+    for operation in [op for op in operations if op not in deletions] + deletions:
+        raw = operation.definition.raw
+        auth = member if "403" in raw["responses"] else (tenant.auth, {})  # a member's operation, or any
+        names = [p.name for p in operation.path_parameters]
+        real = {name: world.ids[kind] for name in names if (kind := id_kind(operation.path, name))}
+        runs = [(GenerationMode.POSITIVE, real if len(real) == len(names) else {})]
+        if "requestBody" in raw or any(p["in"] == "query" for p in raw.get("parameters", [])) or names:
+            runs.append((GenerationMode.NEGATIVE, {}))
+        for mode, path_parameters in runs:
+            failure = fuzz(operation, mode, auth, path_parameters)
+            if failure:
+                failures.append(f"{operation.label} ({mode.value}): {failure}")
+    assert not failures, "\n\n".join(failures)
+
+
+def fuzz(operation, mode, auth: tuple[dict, dict], path_parameters: dict) -> str | None:
+    @settings(
+        max_examples=EXAMPLES,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+        print_blob=False,
+    )
+    @given(case=operation.as_strategy(generation_mode=mode, path_parameters=path_parameters or None))
+    def run(case):
+        headers, cookies = auth
+        response = case.call(headers={**(case.headers or {}), **headers}, cookies=cookies, timeout=STREAM_SECONDS)
+        case.validate_response(response, checks=CHECKS)
+
+    try:
+        run()
+    except Unsatisfiable:  # nothing the document lets it make invalid here (every string is a valid path id)
+        return None
+    except (Exception, BaseExceptionGroup) as exc:  # schemathesis says which check failed, and how to reproduce it
+        return str(exc)[:3000]
+    return None
