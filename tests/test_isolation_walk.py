@@ -40,6 +40,10 @@ FIELD_IDS = {
     "level": "level",
     "alert_min_level": "level",
     "ouId": "unit",
+    "unit_id": "unit",
+    "org_id": "org",
+    "member_id": "member",
+    "memberId": "member",
     "DELETE /events/batch ids": "event",
 }
 # Bodies the document does not describe field by field.
