@@ -81,7 +81,6 @@ IGNORES_FOREIGN_IDS = {("DELETE", "/events/batch"): "answers 200 with every id o
 ORG_WIDE = {"/settings/slack-app": "the organization's Slack app (its client id; the secret is never returned)"}
 
 STREAM_SECONDS = 10.0  # the most a stream is read for; it is also told to send keepalives often, so reads return
-BODY_LIMIT = 5 * 1024 * 1024
 
 
 @dataclass
@@ -307,7 +306,7 @@ class Walker:
     def read(self, resp) -> str:
         """The whole body, or for a stream what it carries while both OUs send events, for a bounded time."""
         if resp.mimetype != "text/event-stream":
-            return resp.get_data(as_text=True)[:BODY_LIMIT]
+            return resp.get_data(as_text=True)
         return self.read_stream(resp)
 
     def read_stream(self, resp) -> str:
