@@ -42,6 +42,15 @@ def ingest(api, lead_id, event_type, **extra):
     return r.json
 
 
+def metric(client, sample: str) -> float:
+    """A sample's value in /metrics, 0 when absent. Counters belong to the process, which every test before this one
+    in it added to: a test compares the value before and after what it does."""
+    for line in client.get("/metrics").get_data(as_text=True).splitlines():
+        if line.startswith(sample + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def leads_by_id(api, **params) -> dict[str, dict]:
     r = api.get("/leads", query_string=params)
     assert r.status_code == 200, r.json
