@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 
@@ -15,6 +16,54 @@ def _int(env: dict, name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise SystemExit(f"configuration error: {name} must be an integer, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A request allowance: `count` per `seconds`, all of which may come at once (a burst of `count`)."""
+
+    count: int
+    seconds: int
+
+    def __str__(self) -> str:
+        return f"{self.count}/{self.seconds}s"
+
+
+PERIODS = {
+    **dict.fromkeys(("s", "sec", "second"), 1),
+    **dict.fromkeys(("m", "min", "minute"), 60),
+    **dict.fromkeys(("h", "hour"), 3600),
+    **dict.fromkeys(("d", "day"), 86400),
+}
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([a-z]+?)s?\s*$")
+
+
+def parse_rate(text: str) -> Rate:
+    """'600/minute', '20/s', '1000/10s', '5/hour': COUNT/[N]PERIOD, PERIOD one of second, minute, hour, day."""
+    match = _RATE.match(text.lower())
+    if not match or match.group(3) not in PERIODS or int(match.group(1)) < 1 or int(match.group(2) or 1) < 1:
+        raise ValueError(f"{text!r} is not a rate like 600/minute")
+    return Rate(int(match.group(1)), int(match.group(2) or 1) * PERIODS[match.group(3)])
+
+
+def _rate(env: dict, name: str, default: Rate) -> Rate:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return parse_rate(raw)
+    except ValueError as exc:
+        raise SystemExit(f"configuration error: {name}: {exc}")
+
+
+RATE_LIMIT_MODES = ("enforce", "observe", "off")
+
+
+def _choice(env: dict, name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = (env.get(name) or default).strip().lower()
+    if raw not in choices:
+        raise SystemExit(f"configuration error: {name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
 
 
 @dataclass(frozen=True)
@@ -42,6 +91,17 @@ class Settings:
     import_max_bytes: int = 10 * 1024 * 1024
     public_url: str | None = None  # how clients reach us (behind a proxy); links and signed URLs are built on it
     log_level: str = "INFO"
+    # Request limits (docs/rate-limits.md): enforce refuses with 429, observe only counts and logs, off skips Redis.
+    rate_limit_mode: str = "enforce"
+    rate_limit_address: Rate = Rate(12000, 60)  # every request of one source address, before credentials are checked
+    rate_limit_ingest: Rate = Rate(12000, 60)  # ingest routes, per API credential or member
+    rate_limit_api: Rate = Rate(1200, 60)  # every other authenticated route, per API credential or member
+    rate_limit_webhook: Rate = Rate(6000, 60)  # deliveries per webhook source (Segment write key, signed source)
+    rate_limit_login: Rate = Rate(10, 60)  # sign-in attempts per source address
+    login_lockout_failures: int = 5  # failed sign-ins for one email from one address before it is held there
+    login_lockout_email_failures: int = 50  # from all addresses, before new addresses are held for that email
+    login_lockout_max_seconds: int = 900  # the longest a lockout lasts, however long an attack goes on
+    trusted_proxies: int = 0  # proxies in front that append to X-Forwarded-For; 0: the peer address is the client
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -71,6 +131,18 @@ class Settings:
             import_max_bytes=_int(env, "LEADPULSE_IMPORT_MAX_MB", 10) * 1024 * 1024,
             public_url=(env.get("LEADPULSE_PUBLIC_URL") or "").rstrip("/") or None,
             log_level=env.get("LOG_LEVEL") or cls.log_level,
+            rate_limit_mode=_choice(env, "LEADPULSE_RATE_LIMIT_MODE", cls.rate_limit_mode, RATE_LIMIT_MODES),
+            rate_limit_address=_rate(env, "LEADPULSE_RATE_LIMIT_ADDRESS", cls.rate_limit_address),
+            rate_limit_ingest=_rate(env, "LEADPULSE_RATE_LIMIT_INGEST", cls.rate_limit_ingest),
+            rate_limit_api=_rate(env, "LEADPULSE_RATE_LIMIT_API", cls.rate_limit_api),
+            rate_limit_webhook=_rate(env, "LEADPULSE_RATE_LIMIT_WEBHOOK", cls.rate_limit_webhook),
+            rate_limit_login=_rate(env, "LEADPULSE_RATE_LIMIT_LOGIN", cls.rate_limit_login),
+            login_lockout_failures=_int(env, "LEADPULSE_LOGIN_LOCKOUT_FAILURES", cls.login_lockout_failures),
+            login_lockout_email_failures=_int(
+                env, "LEADPULSE_LOGIN_LOCKOUT_EMAIL_FAILURES", cls.login_lockout_email_failures
+            ),
+            login_lockout_max_seconds=_int(env, "LEADPULSE_LOGIN_LOCKOUT_MAX_SECONDS", cls.login_lockout_max_seconds),
+            trusted_proxies=_int(env, "LEADPULSE_TRUSTED_PROXIES", cls.trusted_proxies),
         )
         values.update(overrides)
         return cls(**values)

@@ -83,6 +83,26 @@ SLACK_POSTING = KeyFamily(
     7 * 24 * 3600,
 )
 
+# Request limits and sign-in lockouts (integrations/request_limits.py, integrations/login_lockout.py).
+RATE = KeyFamily(
+    "leadpulse:rate:{limit}:{caller}",
+    "when one caller's allowance under one limit is full again (GCRA arrival time, ms); lapses a period later",
+)
+LOGIN_FAILURES = KeyFamily(
+    "leadpulse:login:failures:{who}",
+    "failed sign-ins of an email (who: a hash of it) or of an email from one address (hash/address); "
+    "forgotten this long after the last one (at least 4 lockout caps)",
+    3600,
+)
+LOGIN_LOCK = KeyFamily(
+    "leadpulse:login:lock:{who}", "until when sign-ins of `who` are held (ms); lapses when the hold ends"
+)
+LOGIN_KNOWN = KeyFamily(
+    "leadpulse:login:known:{who}",
+    "a sign-in as the email succeeded from this address (hash/address): the email-wide hold spares it",
+    30 * 86400,
+)
+
 # Counters every web process reports at /metrics.
 METRICS = KeyFamily("leadpulse:metrics", "hash of scoring counters the workers add to")
 SLACK_LATENCY = KeyFamily("leadpulse:metrics:event_to_slack", "event_to_slack_latency_seconds as a histogram hash")

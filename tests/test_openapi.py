@@ -38,6 +38,7 @@ def test_every_operation_documents_its_statuses_in_the_real_error_envelope(clien
         statuses = {int(s) for s in op["responses"] if s != "default"}
         assert 422 not in statuses, where
         assert any(s < 400 for s in statuses), where
+        assert 429 in statuses, where  # every request counts against its source address's limit
         for status, response in op["responses"].items():
             if status == "default" or int(status) >= 400:
                 assert error_schema_of(spec, response) == ERROR_REF, (where, status)
@@ -56,7 +57,8 @@ def test_every_operation_documents_its_statuses_in_the_real_error_envelope(clien
     assert {201, 403, 409} <= by_op["post", "/admin/seed"] and 200 not in by_op["post", "/admin/seed"]
     assert {409} <= by_op["post", "/engagement-levels"] and 409 not in by_op["get", "/engagement-levels/{obj_id}"]
     assert {302, 400, 502} <= by_op["get", "/integrations/slack/callback"]
-    assert by_op["get", "/"] == {200}
+    assert by_op["get", "/"] == {200, 429}
+    assert "Retry-After" in spec["components"]["responses"]["TOO_MANY_REQUESTS"]["headers"]
 
 
 def test_the_check_fails_on_an_undeclared_status_or_an_error_outside_the_envelope(app, client, clean):
@@ -71,7 +73,7 @@ def test_the_check_fails_on_an_undeclared_status_or_an_error_outside_the_envelop
     undeclared = copy.deepcopy(spec)
     del undeclared["paths"]["/leads"]["get"]["responses"]["401"]
     assert seen.problems(undeclared) == [
-        "GET /leads answered 401 (/leads?limit=5) but the document declares only 200, 400, 503"
+        "GET /leads answered 401 (/leads?limit=5) but the document declares only 200, 400, 429, 503"
     ]
     bare = copy.deepcopy(spec)
     bare["paths"]["/leads"]["get"]["responses"]["401"] = {"description": "Unauthorized"}
@@ -79,7 +81,9 @@ def test_the_check_fails_on_an_undeclared_status_or_an_error_outside_the_envelop
     seen.answers["get", "/leads"][500] = "/leads"  # the unexpected: the operation's "default" response
     assert seen.problems(spec) == []
     seen.answers["get", "/leads"][502] = "/leads"
-    assert seen.problems(spec) == ["GET /leads answered 502 (/leads) but the document declares only 200, 400, 401, 503"]
+    assert seen.problems(spec) == [
+        "GET /leads answered 502 (/leads) but the document declares only 200, 400, 401, 429, 503"
+    ]
     del seen.answers["get", "/leads"][502]
     missing = copy.deepcopy(spec)
     del missing["paths"]["/"]

@@ -7,7 +7,7 @@ import logging
 from flask import Flask, current_app, request
 
 from config import Settings
-from webapp import auth, errors, request_log
+from webapp import auth, errors, rate_limits, request_log
 from webapp.app_state import AppState, close_db
 from webapp.blueprint import Api
 from webapp.ingest_lane import IngestLane
@@ -50,9 +50,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     for blp in all_blueprints():
         api.register_blueprint(blp)
 
+    app.before_request(rate_limits.limit_address)  # first: a flood is refused before anything is looked up for it
     app.before_request(refuse_nul_in_path)
     app.before_request(require_json_body)
     app.before_request(auth.load_principal)
+    app.before_request(rate_limits.limit_caller)
+    app.after_request(rate_limits.add_headers)
     app.teardown_appcontext(close_db)
     request_log.install(app)
     app.wsgi_app = IngestLane(app, app.wsgi_app)

@@ -6,9 +6,11 @@ import threading
 from functools import cached_property
 
 from flask import current_app, g, has_request_context, request
-from redis import Redis
+from redis import BlockingConnectionPool, Redis
 
 from config import Settings
+from integrations.login_lockout import LoginLockout
+from integrations.request_limits import RequestLimiter
 from models.accounts import load_or_create_secret
 from models.db import committer_sessions, session_factory
 from webapp.group_commit import GroupCommitter
@@ -28,6 +30,23 @@ class AppState:
     @cached_property
     def redis(self):
         return Redis.from_url(self.settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+
+    @cached_property
+    def limiter(self):
+        """Request limits, on a Redis client of their own: short timeouts bound what an outage adds to a request, and
+        a bounded pool keeps a thousand concurrent requests of a gevent worker from opening a thousand connections."""
+        pool = BlockingConnectionPool.from_url(
+            self.settings.redis_url, max_connections=64, timeout=0.5, socket_timeout=0.5, socket_connect_timeout=0.5
+        )
+        return RequestLimiter(Redis(connection_pool=pool))
+
+    @cached_property
+    def lockout(self):
+        """Failed sign-ins and the holds they earn (same Redis, clock and outage pause as the request limits)."""
+        s = self.settings
+        return LoginLockout(
+            self.limiter, s.login_lockout_failures, s.login_lockout_email_failures, s.login_lockout_max_seconds
+        )
 
     @cached_property
     def stream_hub(self):

@@ -88,6 +88,7 @@ ERROR_DESCRIPTIONS = {
     409: "Conflicts with the current state",
     413: "Body, metadata or file too large",
     415: "Body is not JSON (or not the file type the operation takes)",
+    429: "Over a rate limit, or sign-in held after failed attempts: retry after Retry-After seconds",
     502: "HubSpot or Slack failed",
     503: "Busy or unreachable (database, HubSpot, Slack): retry, after Retry-After when given",
 }
@@ -98,7 +99,7 @@ AUTH_SCHEMES = [{"basicAuth": []}, {"bearerAuth": []}]
 def operation_statuses(rule: str, method: str, doc: dict, declared, *, guarded: bool, any_body: bool) -> set[int]:
     """What an operation can answer: the app-wide rules (auth, JSON bodies, ids in the path) plus what it declares."""
     locations = {p["in"] for p in doc.get("arguments", {}).get("parameters", [])}
-    statuses = set(declared)
+    statuses = set(declared) | {429}  # every request counts against its address's limit (webapp/rate_limits.py)
     if locations or guarded:  # webargs' refusals; an OU-scoped call with no active OU
         statuses.add(400)
     if guarded:  # the caller is looked up in the database before the view runs
@@ -188,6 +189,10 @@ class Api(flask_smorest.Api):
             response = {"description": ERROR_DESCRIPTIONS.get(status, status.phrase)}
             if status >= 400:
                 response["schema"] = self.ERROR_SCHEMA
+            if status == HTTPStatus.TOO_MANY_REQUESTS:
+                response["headers"] = {
+                    "Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}
+                }
             prepare_response(response, self.spec, self.DEFAULT_RESPONSE_CONTENT_TYPE)
             self.spec.components.response(status.name, response, lazy=True)
         response = {"description": "Unexpected error (500 internal_error)", "schema": self.ERROR_SCHEMA}

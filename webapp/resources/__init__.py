@@ -12,6 +12,7 @@ from webapp.resources import (
     leads,
     levels,
     org_units,
+    rate_limit_routes,
     root,
     rulesets,
     secrets_routes,
@@ -25,6 +26,7 @@ def all_blueprints():
     return [
         root.blp,
         auth_routes.blp,
+        rate_limit_routes.blp,
         org_units.blp,
         secrets_routes.blp,
         ingest.blp,
