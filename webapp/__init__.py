@@ -7,7 +7,7 @@ import logging
 from flask import Flask, current_app, request
 
 from config import Settings
-from webapp import auth, errors, request_log
+from webapp import auth, cors, errors, request_log
 from webapp.app_state import AppState, close_db
 from webapp.blueprint import Api
 from webapp.ingest_lane import IngestLane
@@ -53,6 +53,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(refuse_nul_in_path)
     app.before_request(require_json_body)
     app.before_request(auth.load_principal)
+    app.after_request(cors.allow_write_key_origins)
+    app.teardown_appcontext(auth.record_use)  # registered first so it runs last: after close_db
     app.teardown_appcontext(close_db)
     request_log.install(app)
     app.wsgi_app = IngestLane(app, app.wsgi_app)

@@ -106,7 +106,7 @@ def get_slack_app():
     return jsonify(_slack_app_view(db().get(SlackApp, principal().org_id)))
 
 
-@blp.route("/settings/slack-app", methods=["PUT"], statuses=(403,))
+@blp.route("/settings/slack-app", methods=["PUT"], need="own", statuses=(403,))
 @blp.arguments(SlackAppIn)
 def put_slack_app(data):
     """Organization-wide; the secret is stored encrypted and never returned."""

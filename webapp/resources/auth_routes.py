@@ -1,4 +1,4 @@
-"""Member login (JWT), profile, and cookie cleanup."""
+"""Member login (a JWT naming a session), logout, profile, and cookie cleanup."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from marshmallow import fields, validate
 from sqlalchemy import select
 
 from models.accounts import password_matches
+from models.members import end_session
 from models.tenancy import Member
 from webapp.app_state import db
-from webapp.auth import ACTIVE_OU_COOKIE, issue_token, principal, public, require_member, unauthorized
+from webapp.auth import ACTIVE_OU_COOKIE, principal, public, sign_in, unauthorized
 from webapp.blueprint import Blueprint
 from webapp.offload import off_loop
 from webapp.schema_base import StrictSchema
@@ -27,7 +28,7 @@ class MeSchema(StrictSchema):
     first_name = fields.String()
     last_name = fields.String()
     email = fields.String()
-    role = fields.String()
+    role = fields.String(allow_none=True, metadata={"description": "role in the active organization unit"})
     verified = fields.Boolean()
     org_id = fields.String()
     active_ou = fields.String(allow_none=True)
@@ -41,7 +42,21 @@ def login(data):
     # argon2 takes ~0.1 s of CPU in C: under gevent it runs in a native thread so the worker's other requests go on.
     if not off_loop(password_matches, data["password"], member.password_hash if member else None):
         raise unauthorized("invalid email or password")
-    return jsonify({"token": issue_token(member), "token_type": "Bearer"})
+    token, expires_at = sign_in(member)
+    return jsonify(
+        {"token": token, "token_type": "Bearer", "expires_at": expires_at.isoformat().replace("+00:00", "Z")}
+    )
+
+
+@blp.route("/auth/logout", methods=["POST"], need="member", statuses=(204,))
+def logout():
+    """Ends this login: its token stops working at once, on every web process."""
+    session = db()
+    end_session(session, principal().session_id)
+    session.commit()
+    resp = make_response("", 204)
+    resp.delete_cookie(ACTIVE_OU_COOKIE)
+    return resp
 
 
 @blp.route("/auth/cleanup", methods=["POST"], statuses=(204,))
@@ -52,11 +67,10 @@ def cleanup():
     return resp
 
 
-@blp.route("/me", statuses=(403,))
+@blp.route("/me", need="member")
 @blp.response(200, MeSchema)
 def me():
-    p = require_member()
-    member = db().get(Member, p.member_id)
-    out = MeSchema().dump(member)
-    out["active_ou"] = principal().unit_id
+    p = principal()
+    out = MeSchema().dump(db().get(Member, p.member_id))
+    out["active_ou"], out["role"] = p.unit_id, p.role
     return out

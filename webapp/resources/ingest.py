@@ -19,14 +19,14 @@ def accepted(payload: dict):
     return resp
 
 
-@blp.route("/ingest", methods=["POST"], aliases=("/events",))
+@blp.route("/ingest", methods=["POST"], aliases=("/events",), need="ingest", browser=True)
 @blp.arguments(EventInSchema)
 @blp.response(202, IngestedSchema)
 def ingest(data):
     return accepted(ingest_one(data, request.headers.get("Idempotency-Key")))
 
 
-@blp.route("/ingest/batch", methods=["POST"])
+@blp.route("/ingest/batch", methods=["POST"], need="ingest", browser=True)
 @blp.arguments(BatchInSchema)
 @blp.response(202, description="per-item results: accepted, duplicate or rejected (with the reason)")
 def ingest_batch(data):
