@@ -49,6 +49,11 @@ def need_of(view, method: str) -> str | None:
     return _declared(view, "_need", method) or default_need(method)
 
 
+def member_only(view, method: str) -> bool:
+    """Whether the route is for members only (it records who did it, or runs a browser flow such as OAuth)."""
+    return bool(_declared(view, "_member_only", method))
+
+
 def browser_allowed(view, method: str) -> bool:
     """Whether a write key (the credential a web page carries) may call the route."""
     return bool(_declared(view, "_browser", method))

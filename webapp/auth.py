@@ -237,10 +237,11 @@ def load_principal() -> None:
     principal = authenticate()
     if principal is None:
         raise unauthorized("authentication required")
-    g.principal = authorize(principal, need, access.browser_allowed(view, request.method))
+    method = request.method
+    g.principal = authorize(principal, need, access.browser_allowed(view, method), access.member_only(view, method))
 
 
-def authorize(p: Principal, need: str, browser_ok: bool) -> Principal:
+def authorize(p: Principal, need: str, browser_ok: bool = False, member_only: bool = False) -> Principal:
     """The caller, in the OU the route acts on, if the table lets it do what the route needs; else 403 (or 404 for
     an OU in the path that the caller is not in, as for any other OU's object)."""
     if p.is_write_key:
@@ -251,9 +252,10 @@ def authorize(p: Principal, need: str, browser_ok: bool) -> Principal:
             raise forbidden(f"this write key is not allowed from origin {origin or '(none)'}: add it to the key")
     if need == "caller":
         return p
-    if need == "member":
+    if need == "member" or member_only:
         if not p.is_member:
             raise forbidden("this operation needs a member login (Bearer token), not an API credential")
+    if need == "member":
         return p
     path_unit = (request.view_args or {}).get("unit_id")
     if path_unit is not None:
@@ -302,10 +304,3 @@ def current_unit() -> str:
     if p.unit_id is None:
         raise ApiError(400, "no_active_ou", "no active organization unit: select one with POST /org-units/active")
     return p.unit_id
-
-
-def require_member() -> Principal:
-    p = g.principal
-    if not p.is_member:
-        raise ApiError(403, "forbidden", "this operation needs a member login (Bearer token), not an API credential")
-    return p

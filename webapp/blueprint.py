@@ -153,10 +153,10 @@ class Blueprint(flask_smorest.Blueprint):
                     any_body=any(getattr(v, "_accepts_any_body", False) for v in views),
                 )
 
-    def route(self, rule, *, aliases=(), need=None, browser=False, **options):
+    def route(self, rule, *, aliases=(), need=None, browser=False, member_only=False, **options):
         """aliases: more paths for the same view, each registered and documented like rule, as endpoint <name>_alias[_n].
         need: the permission the route needs when not the method's default (webapp/access.py); browser: write keys,
-        the credentials a web page carries, may call it."""
+        the credentials a web page carries, may call it; member_only: API credentials may not, whatever their scopes."""
 
         def decorator(func):
             if need is not None:
@@ -164,6 +164,8 @@ class Blueprint(flask_smorest.Blueprint):
                 func._need = need
             if browser:
                 func._browser = True
+            if member_only:
+                func._member_only = True
             endpoint = options.pop("endpoint", None) or func.__name__
             super(Blueprint, self).route(rule, endpoint=endpoint, **options)(func)
             for n, alias in enumerate(aliases):

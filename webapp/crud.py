@@ -139,6 +139,7 @@ def register_crud(
     update_schema=None,
     list_args=None,
     statuses: dict | None = None,
+    member_only: tuple[str, ...] = (),
 ):
     """Routes for GET/POST collection and PUT/DELETE item, documented from the same schemas (statuses: a resource's
     own beyond Crud's, by method)."""
@@ -175,4 +176,8 @@ def register_crud(
         def delete(self, obj_id):
             crud.delete(obj_id)
 
+    for view_class in (Collection, Item):
+        for method in member_only:
+            if hasattr(view_class, method):
+                getattr(view_class, method)._member_only = True  # read per request by webapp/access.py
     return Collection, Item

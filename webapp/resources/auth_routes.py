@@ -28,7 +28,9 @@ class MeSchema(StrictSchema):
     first_name = fields.String()
     last_name = fields.String()
     email = fields.String()
-    role = fields.String(allow_none=True, metadata={"description": "role in the active organization unit"})
+    role = fields.String(
+        attribute="unit_role", allow_none=True, metadata={"description": "role in the active organization unit"}
+    )
     verified = fields.Boolean()
     org_id = fields.String()
     active_ou = fields.String(allow_none=True)
@@ -71,6 +73,6 @@ def cleanup():
 @blp.response(200, MeSchema)
 def me():
     p = principal()
-    out = MeSchema().dump(db().get(Member, p.member_id))
-    out["active_ou"], out["role"] = p.unit_id, p.role
-    return out
+    member = db().get(Member, p.member_id)
+    fields_ = ("id", "first_name", "last_name", "email", "verified", "org_id")
+    return {**{f: getattr(member, f) for f in fields_}, "active_ou": p.unit_id, "unit_role": p.role}

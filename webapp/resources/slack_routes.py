@@ -25,7 +25,7 @@ from integrations.slack_store import (
 from models.base import utcnow
 from models.slack import SlackApp, SlackConnection, SlackInstallRequest
 from webapp.app_state import close_db, db, external_url, state
-from webapp.auth import current_unit, plausible_id, principal, public, require_member
+from webapp.auth import current_unit, plausible_id, principal, public
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
 from webapp.schema_base import StrictSchema, rfc3339
@@ -98,14 +98,13 @@ def status(unit_id: str) -> dict:
     }
 
 
-@blp.route("/integrations/slack", methods=["GET"], statuses=(403,))
+@blp.route("/integrations/slack", methods=["GET"], member_only=True, statuses=())
 def get_status():
-    require_member()
     return jsonify(status(current_unit()))
 
 
 def _authorize_url() -> str:
-    p = require_member()
+    p = principal()
     unit_id = current_unit()
     app = _slack_app(p.org_id)
     if app is None:
@@ -144,13 +143,19 @@ def _with_state_cookie(resp):
     return resp
 
 
-@blp.route("/integrations/slack/install", methods=["GET"], endpoint="install_redirect", statuses=(302, 403, 409))
+@blp.route(
+    "/integrations/slack/install",
+    methods=["GET"],
+    endpoint="install_redirect",
+    member_only=True,
+    statuses=(302, 403, 409),
+)
 def install_redirect():
     url = _authorize_url()
     return _with_state_cookie(redirect(url, code=302))
 
 
-@blp.route("/integrations/slack/install", methods=["POST"], statuses=(403, 409))
+@blp.route("/integrations/slack/install", methods=["POST"], member_only=True, statuses=(403, 409))
 def install():
     return _with_state_cookie(jsonify({"authorize_url": _authorize_url()}))
 
@@ -243,9 +248,8 @@ def _clear_state(resp):
     return resp
 
 
-@blp.route("/integrations/slack", methods=["DELETE"], statuses=(204, 403, 404))
+@blp.route("/integrations/slack", methods=["DELETE"], member_only=True, statuses=(204, 403, 404))
 def disconnect():
-    require_member()
     session = db()
     conn = session.get(SlackConnection, current_unit())
     if conn is None or conn.team_id is None:
@@ -267,7 +271,6 @@ def disconnect():
 
 
 def _adapter() -> tuple[SlackAdapter, SlackConnection | None]:
-    require_member()
     conn = db().get(SlackConnection, current_unit())
     target = resolve(conn, state().settings, state().secret_key)
     if target.token is None:
@@ -297,7 +300,7 @@ def _slack_failed(exc: SlackError, field: str | None = None) -> ApiError:
     return ApiError(409 if exc.error in CONFIG_ERRORS else 502, "slack_refused", f"Slack refused the call: {exc}")
 
 
-@blp.route("/integrations/slack/channels", methods=["GET"], statuses=(403, 409, 502))
+@blp.route("/integrations/slack/channels", methods=["GET"], member_only=True, statuses=(403, 409, 502))
 @blp.arguments(ChannelArgs, location="query")
 def channels(args):
     types = [t.strip() for t in args["types"].split(",") if t.strip()]
@@ -313,7 +316,7 @@ def channels(args):
     return jsonify({"ok": True, "channels": items, "response_metadata": {"next_cursor": ""}})
 
 
-@blp.route("/integrations/slack/users", methods=["GET"], statuses=(403, 409, 502))
+@blp.route("/integrations/slack/users", methods=["GET"], member_only=True, statuses=(403, 409, 502))
 def users():
     adapter, _ = _adapter()
     try:
@@ -323,7 +326,7 @@ def users():
     return jsonify({"ok": True, "members": items, "response_metadata": {"next_cursor": ""}})
 
 
-@blp.route("/integrations/slack/target", methods=["PUT"], statuses=(403, 409, 502))
+@blp.route("/integrations/slack/target", methods=["PUT"], member_only=True, statuses=(403, 409, 502))
 @blp.arguments(TargetSchema)
 def put_target(data):
     """Stored only once Slack confirms the bot can post there."""
@@ -342,7 +345,7 @@ def put_target(data):
     return jsonify(status(unit_id))
 
 
-@blp.route("/integrations/slack/test", methods=["POST"], statuses=(403, 409, 502))
+@blp.route("/integrations/slack/test", methods=["POST"], member_only=True, statuses=(403, 409, 502))
 @blp.arguments(TestMessageSchema)
 def send_test(data):
     adapter, _ = _adapter()
