@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
+from models.client_ids import id_key, new_client_id
 from models.db import session_factory
 from models.tenancy import ApiCredential, InstanceSetting, Member, Membership, Organization, OrgUnit
 
@@ -107,7 +108,7 @@ def create_credential(
         org_id=org_id,
         unit_id=unit_id,
         name=name,
-        client_id=("lpw_" + secrets.token_hex(16)) if write_key else ("lp_" + secrets.token_hex(12)),
+        client_id=new_client_id(id_key(session), write_key),
         secret_hash=hash_secret(secret) if secret else "",  # no SHA-256 hex digest equals "": nothing matches it
         kind=WRITE_KEY if write_key else "secret",
         scopes="ingest" if write_key else " ".join(s for s in SCOPES if s in scopes),

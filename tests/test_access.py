@@ -359,3 +359,51 @@ def test_a_write_key_sends_events_from_its_origins_only(client, app, tenant):
         == 401
     )
     assert client.get("/leads", headers={**key, "Origin": ORIGIN}).status_code == 403
+
+
+def test_a_client_id_we_never_issued_costs_no_database_query(app, client, tenant):
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    assert client.get("/leads", headers=tenant.auth).status_code == 200
+    # Once per process: whether untagged ids from before tags exist at all.
+    assert client.get("/leads", headers=basic("lp_" + "c" * 24, "x")).status_code == 401
+    made_up = [
+        "lpk_" + "0" * 32,  # our shape, a tag that does not match
+        tenant.client_id[:-1] + ("0" if tenant.client_id[-1] != "0" else "1"),
+        "lp_" + "a" * 24,  # the untagged shape of old ids, while none exist
+        "anything",
+    ]
+    statements = []
+
+    def count(*_args):
+        statements.append(1)
+
+    event.listen(Engine, "before_cursor_execute", count)
+    try:
+        for client_id in made_up:
+            r = client.get("/leads", headers=basic(client_id, tenant.client_secret))
+            assert r.status_code == 401 and r.json["error"]["code"] == "unauthorized"
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)
+    assert statements == []
+
+
+def test_untagged_client_ids_from_before_tags_still_work(settings, clean, tenant):
+    from models.accounts import hash_secret
+    from webapp import create_app
+
+    with create_app(settings).extensions["leadpulse"].WriterSession() as s, s.begin():
+        s.add(
+            ApiCredential(
+                org_id=tenant.org_id,
+                unit_id=tenant.unit_id,
+                name="old",
+                client_id="lp_" + "b" * 24,
+                secret_hash=hash_secret("old-secret"),
+                scopes="ingest read admin",
+            )
+        )
+    app = create_app(settings)  # a process started after the upgrade
+    r = app.test_client().get("/leads", headers=basic("lp_" + "b" * 24, "old-secret"))
+    assert r.status_code == 200

@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     request_log.install(app)
     app.wsgi_app = IngestLane(app, app.wsgi_app)
     try:  # now, not inside a request's write transaction (on SQLite that would wait on itself)
-        _ = app.extensions["leadpulse"].secret_key
+        _ = app.extensions["leadpulse"].secret_key, app.extensions["leadpulse"].client_id_key
     except Exception as exc:  # not migrated yet: loaded on first use instead
         logging.getLogger("leadpulse").debug("secret key not loaded at start: %s", exc)
     return app

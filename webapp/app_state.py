@@ -10,6 +10,7 @@ from redis import Redis
 
 from config import Settings
 from models.accounts import load_or_create_secret
+from models.client_ids import id_key, legacy_ids_exist
 from models.db import committer_sessions, session_factory
 from webapp.group_commit import GroupCommitter
 from webapp.stream_hub import StreamHub
@@ -42,6 +43,18 @@ class AppState:
             after_commit=lambda: try_kick(self),
             announce=lambda news: announce_events(self.redis, news),
         )
+
+    @cached_property
+    def client_id_key(self) -> bytes:
+        """The key of the tags on the client ids this instance issues (models/client_ids.py)."""
+        with self.WriterSession() as s, s.begin():
+            return id_key(s)
+
+    @cached_property
+    def legacy_client_ids(self) -> bool:
+        """Whether untagged client ids from before tags may still be in use (checked once: none are made now)."""
+        with self.Session() as s:
+            return legacy_ids_exist(s)
 
     @property
     def secret_key(self) -> str:

@@ -16,6 +16,7 @@ from sqlalchemy import or_, select, update
 
 from models.accounts import WRITE_KEY, secret_matches
 from models.base import utcnow
+from models.client_ids import issued_here, legacy_shape
 from models.members import role_in, session_member, start_session
 from models.tenancy import ApiCredential, Member
 from webapp import access
@@ -72,7 +73,7 @@ def _from_basic(value: str) -> Principal:
     client_id, secret = _decode_basic(value)
     if client_id is None:
         raise unauthorized("malformed Basic credentials")
-    found = _principal_of(_credential(client_id) if plausible_id(client_id, 64) else None, secret)
+    found = _principal_of(_credential(client_id) if may_exist(client_id) else None, secret)
     if found is None:
         raise unauthorized("invalid client credentials")
     return found
@@ -86,6 +87,15 @@ def cached_basic_principal(header: str | None) -> Principal | None:
         return None
     client_id, secret = _decode_basic(value.strip())
     return _principal_of(_cached_credential(client_id) if client_id and plausible_id(client_id, 64) else None, secret)
+
+
+def may_exist(client_id: str) -> bool:
+    """Whether a client id could be one of ours: an id we never issued costs no database query."""
+    if not plausible_id(client_id, 64):
+        return False
+    if issued_here(client_id, state().client_id_key):
+        return True
+    return legacy_shape(client_id) and state().legacy_client_ids
 
 
 def _decode_basic(value: str) -> tuple[str | None, str]:
