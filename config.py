@@ -42,6 +42,7 @@ class Settings:
     import_max_bytes: int = 10 * 1024 * 1024
     public_url: str | None = None  # how clients reach us (behind a proxy); links and signed URLs are built on it
     log_level: str = "INFO"
+    audit_log_retention_days: int = 90  # 0 keeps the audit log forever
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -71,6 +72,7 @@ class Settings:
             import_max_bytes=_int(env, "LEADPULSE_IMPORT_MAX_MB", 10) * 1024 * 1024,
             public_url=(env.get("LEADPULSE_PUBLIC_URL") or "").rstrip("/") or None,
             log_level=env.get("LOG_LEVEL") or cls.log_level,
+            audit_log_retention_days=_int(env, "AUDIT_LOG_RETENTION_DAYS", cls.audit_log_retention_days),
         )
         values.update(overrides)
         return cls(**values)
