@@ -44,6 +44,7 @@ class Settings:
     token_minutes: int = 60  # a member's login lasts this long (logout, or removal, ends it sooner)
     public_url: str | None = None  # how clients reach us (behind a proxy); links and signed URLs are built on it
     log_level: str = "INFO"
+    audit_log_retention_days: int = 90  # 0 keeps the audit log forever
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -75,6 +76,7 @@ class Settings:
             token_minutes=_int(env, "LEADPULSE_TOKEN_MINUTES", cls.token_minutes),
             public_url=(env.get("LEADPULSE_PUBLIC_URL") or "").rstrip("/") or None,
             log_level=env.get("LOG_LEVEL") or cls.log_level,
+            audit_log_retention_days=_int(env, "AUDIT_LOG_RETENTION_DAYS", cls.audit_log_retention_days),
         )
         values.update(overrides)
         return cls(**values)

@@ -50,13 +50,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     for blp in all_blueprints():
         api.register_blueprint(blp)
 
+    request_log.install(app)  # first: its timer starts before any other hook can refuse the request
     app.before_request(refuse_nul_in_path)
     app.before_request(require_json_body)
     app.before_request(auth.load_principal)
     app.after_request(cors.allow_write_key_origins)
     app.teardown_appcontext(auth.record_use)  # registered first so it runs last: after close_db
     app.teardown_appcontext(close_db)
-    request_log.install(app)
     app.wsgi_app = IngestLane(app, app.wsgi_app)
     try:  # now, not inside a request's write transaction (on SQLite that would wait on itself)
         _ = app.extensions["leadpulse"].secret_key, app.extensions["leadpulse"].client_id_key

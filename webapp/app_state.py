@@ -11,7 +11,7 @@ from redis import Redis
 from config import Settings
 from models.accounts import load_or_create_secret
 from models.client_ids import id_key, legacy_ids_exist
-from models.db import committer_sessions, session_factory
+from models.db import audit_sessions, committer_sessions, session_factory
 from webapp.group_commit import GroupCommitter
 from webapp.stream_hub import StreamHub
 from worker.jobs import try_kick
@@ -25,6 +25,11 @@ class AppState:
         self.WriterSession = session_factory(settings.database_url, writer=True)
         self._lock = threading.Lock()
         self._secret: str | None = settings.secret_key
+
+    @cached_property
+    def AuditSession(self):
+        """Sessions on the audit log's own quick-to-give-up connections (webapp/services/audit_log.py)."""
+        return audit_sessions(self.settings.database_url)
 
     @cached_property
     def redis(self):

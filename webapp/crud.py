@@ -41,6 +41,14 @@ def paginate(stmt, args: dict, *, dump, key: str, default_limit: int = 50, cap: 
     return resp
 
 
+def offset_page(stmt, args: dict, *, dump, order_by, default_limit: int = 100):
+    """The reference's offset-paged lists: {items, limit, offset} (limit and offset from OffsetArgs); no total, so no
+    count of the whole filtered set on every page."""
+    limit, offset = args.get("limit", default_limit), args.get("offset", 0)
+    rows = db().execute(stmt.order_by(*order_by).offset(offset).limit(limit)).all()
+    return jsonify({"items": dump(rows), "limit": limit, "offset": offset})
+
+
 class Crud:
     """Create/update/delete of one OU-scoped model, with hooks for a resource's own rules."""
 

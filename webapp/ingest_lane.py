@@ -75,7 +75,7 @@ class IngestLane:
         except Exception as exc:  # answered as the Flask app's error handlers answer it
             err = as_api_error(exc)
             status, payload, headers = err.status, error_payload(err.code, err.message, err.details), err.headers
-        request_log.record("POST", environ["PATH_INFO"], status, t0, principal)
+        request_log.record("POST", environ["PATH_INFO"], status, request_log.elapsed_ms(t0), principal)
         return self._json(status, payload, headers)
 
     def _json(self, status: int, payload: dict, headers: dict):

@@ -3,6 +3,7 @@
 from webapp.resources import (
     admin,
     alert_settings,
+    audit_logs,
     auth_routes,
     events,
     hubspot_routes,
@@ -40,6 +41,7 @@ def all_blueprints():
         alert_settings.blp,
         slack_routes.blp,
         admin.blp,
+        audit_logs.blp,
         webhooks.blp,
         stream.blp,
     ]

@@ -24,6 +24,7 @@ from integrations.slack_store import (
 )
 from models.base import utcnow
 from models.slack import SlackApp, SlackConnection, SlackInstallRequest
+from webapp import audit_trail
 from webapp.app_state import close_db, db, external_url, state
 from webapp.auth import current_unit, plausible_id, principal, public
 from webapp.blueprint import Blueprint
@@ -150,6 +151,7 @@ def _with_state_cookie(resp):
     member_only=True,
     statuses=(302, 403, 409),
 )
+@audit_trail.audited  # starts an install as POST does
 def install_redirect():
     url = _authorize_url()
     return _with_state_cookie(redirect(url, code=302))
@@ -175,7 +177,7 @@ def _consume(state_value: str) -> SlackInstallRequest:
         row = s.execute(
             delete(SlackInstallRequest)
             .where(SlackInstallRequest.state == state_value)
-            .returning(SlackInstallRequest.unit_id, SlackInstallRequest.org_id)
+            .returning(SlackInstallRequest.unit_id, SlackInstallRequest.org_id, SlackInstallRequest.member_id)
         ).first()
     valid = state_store(state().settings.database_url).consume(state_value)
     if row is None or not valid:
@@ -190,9 +192,11 @@ def _consume(state_value: str) -> SlackInstallRequest:
 
 @blp.route("/integrations/slack/callback", methods=["GET"], statuses=(302, 400, 409, 502, 503))
 @public
+@audit_trail.audited
 def callback():
     """Slack redirects the browser here; nothing is stored unless the state and the code are good."""
     req = _consume(request.args.get("state", ""))
+    audit_trail.attribute(org_id=req.org_id, unit_id=req.unit_id, member_id=req.member_id)  # who started the install
     if request.args.get("error"):
         reason = re.sub(r"[^a-z_]", "", request.args["error"].lower())[:50] or "unknown"
         return _clear_state(redirect("/home?" + urlencode({"slack": "error", "reason": reason}), code=302))
