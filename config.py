@@ -89,8 +89,11 @@ class Settings:
     job_grace_seconds: int = 30
     max_metadata_bytes: int = 100 * 1024
     import_max_bytes: int = 10 * 1024 * 1024
+    metrics_token: str | None = None  # lets a scraper on another host read /metrics (Bearer); loopback needs none
+    token_minutes: int = 60  # a member's login lasts this long (logout, or removal, ends it sooner)
     public_url: str | None = None  # how clients reach us (behind a proxy); links and signed URLs are built on it
     log_level: str = "INFO"
+    audit_log_retention_days: int = 90  # 0 keeps the audit log forever
     # Request limits (docs/rate-limits.md): enforce refuses with 429, observe only counts and logs, off skips Redis.
     rate_limit_mode: str = "enforce"
     rate_limit_address: Rate = Rate(12000, 60)  # every request of one source address, before credentials are checked
@@ -129,8 +132,11 @@ class Settings:
             sweep_interval_seconds=_int(env, "LEADPULSE_SWEEP_SECONDS", cls.sweep_interval_seconds),
             job_grace_seconds=_int(env, "LEADPULSE_JOB_GRACE_SECONDS", cls.job_grace_seconds),
             import_max_bytes=_int(env, "LEADPULSE_IMPORT_MAX_MB", 10) * 1024 * 1024,
+            metrics_token=env.get("LEADPULSE_METRICS_TOKEN") or None,
+            token_minutes=_int(env, "LEADPULSE_TOKEN_MINUTES", cls.token_minutes),
             public_url=(env.get("LEADPULSE_PUBLIC_URL") or "").rstrip("/") or None,
             log_level=env.get("LOG_LEVEL") or cls.log_level,
+            audit_log_retention_days=_int(env, "AUDIT_LOG_RETENTION_DAYS", cls.audit_log_retention_days),
             rate_limit_mode=_choice(env, "LEADPULSE_RATE_LIMIT_MODE", cls.rate_limit_mode, RATE_LIMIT_MODES),
             rate_limit_address=_rate(env, "LEADPULSE_RATE_LIMIT_ADDRESS", cls.rate_limit_address),
             rate_limit_ingest=_rate(env, "LEADPULSE_RATE_LIMIT_INGEST", cls.rate_limit_ingest),

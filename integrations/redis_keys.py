@@ -103,6 +103,13 @@ LOGIN_KNOWN = KeyFamily(
     30 * 86400,
 )
 
+# The audit log's retention.
+AUDIT_PRUNE = KeyFamily(
+    "leadpulse:audit:prune",
+    "a sweep enqueued the audit log's pruning within the hour (lost: the next sweep prunes again sooner, harmlessly)",
+    3600,
+)
+
 # Counters every web process reports at /metrics.
 METRICS = KeyFamily("leadpulse:metrics", "hash of scoring counters the workers add to")
 SLACK_LATENCY = KeyFamily("leadpulse:metrics:event_to_slack", "event_to_slack_latency_seconds as a histogram hash")

@@ -42,8 +42,9 @@ def test_every_operation_documents_its_statuses_in_the_real_error_envelope(clien
         for status, response in op["responses"].items():
             if status == "default" or int(status) >= 400:
                 assert error_schema_of(spec, response) == ERROR_REF, (where, status)
-        if op.get("security"):  # every guarded operation: who is calling, and the database that says so
-            assert {400, 401, 503} <= statuses, where
+        if op.get("security"):  # every guarded operation: who is calling, what it may do, the database that says so
+            assert {400, 401, 403, 503} <= statuses, where
+            assert op["x-permission"]["needs"] in ("read", "ingest", "configure", "own", "member", "caller"), where
         if "{" in path:
             assert 404 in statuses, where
         if method in ("post", "put", "patch"):
@@ -53,7 +54,11 @@ def test_every_operation_documents_its_statuses_in_the_real_error_envelope(clien
     by_op = {(m, p): {int(s) for s in op["responses"] if s != "default"} for m, p, op in ops}
     assert not spec["paths"]["/auth/login"]["post"].get("security")
     assert {401, 503} <= by_op["post", "/auth/login"] and 403 not in by_op["post", "/auth/login"]
-    assert 403 in by_op["get", "/secrets"] and 403 not in by_op["get", "/leads"]
+    assert 403 in by_op["get", "/secrets"] and 403 in by_op["get", "/leads"]
+    permission = {(m, p): op.get("x-permission", {}).get("needs") for m, p, op in ops}
+    assert permission["get", "/leads"] == "read" and permission["post", "/ingest"] == "ingest"
+    assert permission["put", "/integrations/hubspot"] == "configure" and permission["post", "/secrets"] == "own"
+    assert spec["paths"]["/secrets"]["post"]["x-permission"] == {"needs": "own", "roles": ["Owner"], "scopes": []}
     assert {201, 403, 409} <= by_op["post", "/admin/seed"] and 200 not in by_op["post", "/admin/seed"]
     assert {409} <= by_op["post", "/engagement-levels"] and 409 not in by_op["get", "/engagement-levels/{obj_id}"]
     assert {302, 400, 502} <= by_op["get", "/integrations/slack/callback"]
@@ -73,7 +78,7 @@ def test_the_check_fails_on_an_undeclared_status_or_an_error_outside_the_envelop
     undeclared = copy.deepcopy(spec)
     del undeclared["paths"]["/leads"]["get"]["responses"]["401"]
     assert seen.problems(undeclared) == [
-        "GET /leads answered 401 (/leads?limit=5) but the document declares only 200, 400, 429, 503"
+        "GET /leads answered 401 (/leads?limit=5) but the document declares only 200, 400, 403, 429, 503"
     ]
     bare = copy.deepcopy(spec)
     bare["paths"]["/leads"]["get"]["responses"]["401"] = {"description": "Unauthorized"}
@@ -82,7 +87,7 @@ def test_the_check_fails_on_an_undeclared_status_or_an_error_outside_the_envelop
     assert seen.problems(spec) == []
     seen.answers["get", "/leads"][502] = "/leads"
     assert seen.problems(spec) == [
-        "GET /leads answered 502 (/leads) but the document declares only 200, 400, 401, 429, 503"
+        "GET /leads answered 502 (/leads) but the document declares only 200, 400, 401, 403, 429, 503"
     ]
     del seen.answers["get", "/leads"][502]
     missing = copy.deepcopy(spec)

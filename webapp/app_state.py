@@ -12,7 +12,8 @@ from config import Settings
 from integrations.login_lockout import LoginLockout
 from integrations.request_limits import RequestLimiter
 from models.accounts import load_or_create_secret
-from models.db import committer_sessions, session_factory
+from models.client_ids import id_key, legacy_ids_exist
+from models.db import audit_sessions, committer_sessions, session_factory
 from webapp.group_commit import GroupCommitter
 from webapp.stream_hub import StreamHub
 from worker.jobs import try_kick
@@ -26,6 +27,11 @@ class AppState:
         self.WriterSession = session_factory(settings.database_url, writer=True)
         self._lock = threading.Lock()
         self._secret: str | None = settings.secret_key
+
+    @cached_property
+    def AuditSession(self):
+        """Sessions on the audit log's own quick-to-give-up connections (webapp/services/audit_log.py)."""
+        return audit_sessions(self.settings.database_url)
 
     @cached_property
     def redis(self):
@@ -61,6 +67,18 @@ class AppState:
             after_commit=lambda: try_kick(self),
             announce=lambda news: announce_events(self.redis, news),
         )
+
+    @cached_property
+    def client_id_key(self) -> bytes:
+        """The key of the tags on the client ids this instance issues (models/client_ids.py)."""
+        with self.WriterSession() as s, s.begin():
+            return id_key(s)
+
+    @cached_property
+    def legacy_client_ids(self) -> bool:
+        """Whether untagged client ids from before tags may still be in use (checked once: none are made now)."""
+        with self.Session() as s:
+            return legacy_ids_exist(s)
 
     @property
     def secret_key(self) -> str:

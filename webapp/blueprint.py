@@ -15,6 +15,8 @@ from marshmallow import Schema, fields
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 
+from webapp.access import NEEDS, ROLE_GRANTS, SCOPE_GRANTS, need_of
+
 
 def _no_constants(name: str):
     raise ValueError(f"{name} is not valid JSON")
@@ -83,7 +85,8 @@ class ErrorSchema(Schema):
 ERROR_DESCRIPTIONS = {
     400: "Bad input: details names each field at fault (or the caller has no active organization unit)",
     401: "Missing or invalid credentials (or webhook signature)",
-    403: "Needs a member login (Bearer token), not an API credential",
+    403: "The caller's role or scopes do not allow this (see the operation's x-permission), or a write key used from "
+    "an origin it does not list",
     404: "No such object in the caller's organization unit",
     409: "Conflicts with the current state",
     413: "Body, metadata or file too large",
@@ -102,8 +105,8 @@ def operation_statuses(rule: str, method: str, doc: dict, declared, *, guarded: 
     statuses = set(declared) | {429}  # every request counts against its address's limit (webapp/rate_limits.py)
     if locations or guarded:  # webargs' refusals; an OU-scoped call with no active OU
         statuses.add(400)
-    if guarded:  # the caller is looked up in the database before the view runs
-        statuses |= {401, 503}
+    if guarded:  # the caller is looked up in the database before the view runs, and may lack the permission
+        statuses |= {401, 403, 503}
     if "<" in rule:  # an id that is not the caller's, or a NUL in it
         statuses.add(404)
     if locations & BODY_LOCATIONS or any_body:
@@ -113,6 +116,15 @@ def operation_statuses(rule: str, method: str, doc: dict, declared, *, guarded: 
     if not doc.get("success_status_codes") and all(s >= 400 for s in statuses):
         statuses.add(200)
     return statuses
+
+
+def permission_doc(need: str) -> dict:
+    """Who may call an operation, from the one table (webapp/access.py)."""
+    return {
+        "needs": need,
+        "roles": [r for r, granted in ROLE_GRANTS.items() if need in granted or need in ("member", "caller")],
+        "scopes": [s for s, granted in SCOPE_GRANTS.items() if need in granted or need == "caller"],
+    }
 
 
 class Blueprint(flask_smorest.Blueprint):
@@ -131,7 +143,8 @@ class Blueprint(flask_smorest.Blueprint):
             if method != "parameters":
                 declared = statuses.get(method, ()) if isinstance(statuses, dict) else statuses
                 views = (view_func, getattr(view_func, method, None))  # a MethodView and its method
-                doc["guarded"] = not any(getattr(v, "_public", False) for v in views)
+                doc["need"] = need_of(view_func, method.upper())
+                doc["guarded"] = doc["need"] is not None
                 doc["statuses"] = operation_statuses(
                     rule,
                     method,
@@ -141,10 +154,19 @@ class Blueprint(flask_smorest.Blueprint):
                     any_body=any(getattr(v, "_accepts_any_body", False) for v in views),
                 )
 
-    def route(self, rule, *, aliases=(), **options):
-        """aliases: more paths for the same view, each registered and documented like rule, as endpoint <name>_alias[_n]."""
+    def route(self, rule, *, aliases=(), need=None, browser=False, member_only=False, **options):
+        """aliases: more paths for the same view, each registered and documented like rule, as endpoint <name>_alias[_n].
+        need: the permission the route needs when not the method's default (webapp/access.py); browser: write keys,
+        the credentials a web page carries, may call it; member_only: API credentials may not, whatever their scopes."""
 
         def decorator(func):
+            if need is not None:
+                assert need in NEEDS, need
+                func._need = need
+            if browser:
+                func._browser = True
+            if member_only:
+                func._member_only = True
             endpoint = options.pop("endpoint", None) or func.__name__
             super(Blueprint, self).route(rule, endpoint=endpoint, **options)(func)
             for n, alias in enumerate(aliases):
@@ -165,6 +187,7 @@ class Blueprint(flask_smorest.Blueprint):
         doc["responses"] = dict(sorted(responses.items(), key=lambda item: str(item[0])))  # by status, "default" last
         if doc_info["guarded"]:
             doc["security"] = AUTH_SCHEMES
+            doc["x-permission"] = permission_doc(doc_info["need"])
         return doc
 
     def arguments(self, schema, *args, **kwargs):

@@ -41,6 +41,14 @@ def paginate(stmt, args: dict, *, dump, key: str, default_limit: int = 50, cap: 
     return resp
 
 
+def offset_page(stmt, args: dict, *, dump, order_by, default_limit: int = 100):
+    """The reference's offset-paged lists: {items, limit, offset} (limit and offset from OffsetArgs); no total, so no
+    count of the whole filtered set on every page."""
+    limit, offset = args.get("limit", default_limit), args.get("offset", 0)
+    rows = db().execute(stmt.order_by(*order_by).offset(offset).limit(limit)).all()
+    return jsonify({"items": dump(rows), "limit": limit, "offset": offset})
+
+
 class Crud:
     """Create/update/delete of one OU-scoped model, with hooks for a resource's own rules."""
 
@@ -139,6 +147,7 @@ def register_crud(
     update_schema=None,
     list_args=None,
     statuses: dict | None = None,
+    member_only: tuple[str, ...] = (),
 ):
     """Routes for GET/POST collection and PUT/DELETE item, documented from the same schemas (statuses: a resource's
     own beyond Crud's, by method)."""
@@ -175,4 +184,8 @@ def register_crud(
         def delete(self, obj_id):
             crud.delete(obj_id)
 
+    for view_class in (Collection, Item):
+        for method in member_only:
+            if hasattr(view_class, method):
+                getattr(view_class, method)._member_only = True  # read per request by webapp/access.py
     return Collection, Item

@@ -36,13 +36,15 @@ class IngestLane:
         t0 = time.perf_counter()
         # Credentials before the body: a caller the lane cannot vouch for never makes it buffer up to 2 MB.
         principal = cached_basic_principal(environ.get("HTTP_AUTHORIZATION"))
+        if principal is not None and ("ingest" not in principal.grants or principal.is_write_key):
+            principal = None  # Flask's checks refuse it, or check its origin, in their one place (webapp/auth.py)
         length = self._length(environ) if principal is not None else None
         if length is None:
             return self.wsgi_app(environ, start_response)
         try:  # the address's and the credential's allowances in one Redis call, before the body is read
             limits = rate_limits.lane_limits(self.state, environ, principal)
         except ApiError as err:
-            request_log.record("POST", environ["PATH_INFO"], err.status, t0, principal)
+            request_log.record("POST", environ["PATH_INFO"], err.status, request_log.elapsed_ms(t0), principal)
             self.served += 1
             return self._json(err.status, error_payload(err.code, err.message), err.headers)(environ, start_response)
         body = environ["wsgi.input"].read(length)
@@ -82,7 +84,7 @@ class IngestLane:
             err = as_api_error(exc)
             status, payload = err.status, error_payload(err.code, err.message, err.details)
             headers = {**limit_headers, **err.headers}
-        request_log.record("POST", environ["PATH_INFO"], status, t0, principal)
+        request_log.record("POST", environ["PATH_INFO"], status, request_log.elapsed_ms(t0), principal)
         return self._json(status, payload, headers)
 
     def _json(self, status: int, payload: dict, headers: dict):

@@ -23,7 +23,7 @@ from sqlalchemy.orm import configure_mappers
 
 import models  # noqa: F401  (every table mapped before configure_mappers)
 from config import Settings
-from models.accounts import AccountError, add_member, bootstrap_tenant
+from models.accounts import ROLES, AccountError, add_member, bootstrap_tenant
 from models.db import run_as_worker, session_factory
 from models.migrate import upgrade as db_upgrade
 from models.tenancy import Organization
@@ -36,11 +36,11 @@ from worker.sweep import start_sweeper
 log = logging.getLogger("leadpulse.cli")
 
 
-def run_member_add(settings: Settings, org: str, email: str, password: str | None, units: list[str] | None) -> dict:
-    """Members are Owners: roles are stored but not yet enforced, so offering Viewer or Operator here would promise
-    a restriction nothing applies."""
+def run_member_add(
+    settings: Settings, org: str, email: str, password: str | None, units: list[str] | None, role: str = "Owner"
+) -> dict:
     with session_factory(settings.database_url, writer=True)() as s, s.begin():
-        return add_member(s, org, email, password, units, "Owner")
+        return add_member(s, org, email, password, units, role)
 
 
 def bootstrap_on_first_start(settings: Settings) -> None:
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     boot.add_argument("--password")
     member = sub.add_parser("member", help="members (logins) of an existing organization")
     add = member.add_subparsers(dest="action", required=True).add_parser(
-        "add", help="add a member who can log in (POST /auth/login) to manage webhook sources and /secrets"
+        "add", help="add a member who can log in (POST /auth/login), with a role in the OUs"
     )
     add.add_argument("--org", required=True, help="the organization's id or exact name")
     add.add_argument("--email", required=True)
@@ -170,6 +170,9 @@ def main(argv: list[str] | None = None) -> None:
     given.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     add.add_argument(
         "--unit", action="append", help="an OU id or name (repeatable; default: every OU of the organization)"
+    )
+    add.add_argument(
+        "--role", choices=ROLES, default="Owner", help="Viewer reads; Operator also configures; Owner also manages"
     )
     sub.add_parser("web", help="serve the API with gunicorn on HOST:PORT")
     wk = sub.add_parser("worker", help="RQ worker with its scheduler and the pending-event sweep")
@@ -196,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             password = args.password
         try:
-            print(json.dumps(run_member_add(settings, args.org, args.email, password, args.unit)))
+            print(json.dumps(run_member_add(settings, args.org, args.email, password, args.unit, args.role)))
         except AccountError as exc:
             raise SystemExit(f"member add failed: {exc}") from None
     elif args.command == "web":

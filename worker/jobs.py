@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 
 from rq import Retry, get_current_job
 from sqlalchemy.exc import OperationalError
@@ -19,6 +20,8 @@ from integrations.slack_alerts import deliver_alerts, examine_all
 from integrations.timeouts import timed_out
 from models.accounts import load_or_create_secret
 from models.alerts import has_alert_work
+from models.audit_records import prune
+from models.base import utcnow
 from models.db import session_factory
 from models.hubspot_sync_state import hubspot_served_units, pending_contacts, pending_creations
 from models.lead_delete import mark_failed, run_deletion
@@ -370,3 +373,42 @@ def delete_lead(deletion_id: int) -> bool:
 def enqueue_lead_deletion(redis, queue_name: str, deletion_id: int) -> bool:
     """One job per deletion, whoever asks (the request, the sweep): False when one is queued, running or retrying."""
     return delete_lead.enqueue(redis, queue_name, deletion_id) is not None
+
+
+# Audit log retention ------------------------------------------------------------------------------------------------
+
+AUDIT_PRUNE_BATCH = 5000  # rows per transaction: short locks, short transactions
+AUDIT_PRUNE_SECONDS = 240  # then stop; the next sweep's job (within the hour) goes on
+
+
+@job(
+    timeout=300,
+    description="prune the audit log",
+    unique_id="leadpulse-audit-prune",
+    keys=(keys.AUDIT_PRUNE,),
+)
+def prune_audit_log() -> int:
+    """Delete audit entries older than AUDIT_LOG_RETENTION_DAYS (0 keeps them all); returns how many went."""
+    settings = Settings.from_env()
+    if settings.audit_log_retention_days <= 0:
+        return 0
+    Session = session_factory(settings.database_url, writer=True)
+    before = utcnow() - timedelta(days=settings.audit_log_retention_days)
+    deadline = time.monotonic() + AUDIT_PRUNE_SECONDS
+    total = 0
+    while True:
+        with Session() as s, s.begin():
+            gone = prune(s, before, AUDIT_PRUNE_BATCH)
+        total += gone
+        if gone < AUDIT_PRUNE_BATCH or time.monotonic() > deadline:
+            break
+    if total:
+        log.info("pruned %d audit entries older than %s", total, before.isoformat())
+    return total
+
+
+def kick_audit_prune(redis, queue_name: str) -> bool:
+    """From the sweep: at most one pruning an hour, whichever worker sweeps first; True when one was enqueued."""
+    if not redis.set(keys.AUDIT_PRUNE(), 1, nx=True, ex=keys.AUDIT_PRUNE.ttl):
+        return False
+    return prune_audit_log.enqueue(redis, queue_name) is not None

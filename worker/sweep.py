@@ -15,7 +15,14 @@ from models.hubspot_sync_state import hubspot_served_units, stale_option_units
 from models.leads import LeadDeletion
 from models.score_batch import has_pending
 from models.slack import SlackConnection
-from worker.jobs import enqueue_hubspot_options, enqueue_lead_deletion, kick_alerts, kick_hubspot_sync, kick_scoring
+from worker.jobs import (
+    enqueue_hubspot_options,
+    enqueue_lead_deletion,
+    kick_alerts,
+    kick_audit_prune,
+    kick_hubspot_sync,
+    kick_scoring,
+)
 
 DELETION_RETRY_SECONDS = 60  # a deletion still pending after this long has lost its job
 
@@ -25,7 +32,8 @@ log = logging.getLogger("leadpulse.sweep")
 def sweep_once(
     Session, redis, queue_name: str, slots: int, env_hubspot_token: bool = False, env_slack: bool = False
 ) -> list[int]:
-    """Kick scoring slots with pending events, stale HubSpot options, HubSpot syncs, Slack alerts and lead deletions."""
+    """Kick scoring slots with pending events, stale HubSpot options, HubSpot syncs, Slack alerts, lead deletions and
+    the audit log's hourly pruning."""
     with Session() as s:
         waiting = [slot for slot in range(slots) if has_pending(s, slot, slots)]
         stale = stale_option_units(s)
@@ -52,6 +60,7 @@ def sweep_once(
         kick_alerts(redis, queue_name, unit_id)
     for deletion_id in deletions:  # a deletion whose job Redis lost; one still queued or running is left alone
         enqueue_lead_deletion(redis, queue_name, deletion_id)
+    kick_audit_prune(redis, queue_name)
     return kick_scoring(redis, queue_name, slots, only=waiting) if waiting else []
 
 

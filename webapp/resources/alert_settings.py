@@ -12,7 +12,7 @@ from models.alerts import alert_config
 from models.levels import EngagementLevel
 from models.slack import AlertSettings, SlackApp
 from webapp.app_state import db, state
-from webapp.auth import current_unit, principal, require_member
+from webapp.auth import current_unit, principal
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
 from webapp.schema_base import StrictSchema, rfc3339
@@ -100,17 +100,16 @@ def _slack_app_view(app: SlackApp | None) -> dict:
     }
 
 
-@blp.route("/settings/slack-app", methods=["GET"], statuses=(403,))
+@blp.route("/settings/slack-app", methods=["GET"], member_only=True)
 def get_slack_app():
-    require_member()
     return jsonify(_slack_app_view(db().get(SlackApp, principal().org_id)))
 
 
-@blp.route("/settings/slack-app", methods=["PUT"], statuses=(403,))
+@blp.route("/settings/slack-app", methods=["PUT"], need="own")
 @blp.arguments(SlackAppIn)
 def put_slack_app(data):
     """Organization-wide; the secret is stored encrypted and never returned."""
-    p = require_member()
+    p = principal()
     session = db()
     app = session.get(SlackApp, p.org_id) or SlackApp(org_id=p.org_id)
     app.client_id = data["client_id"]

@@ -1,17 +1,19 @@
-"""Member login (JWT), profile, and cookie cleanup."""
+"""Member login (a JWT naming a session), logout, profile, and cookie cleanup."""
 
 from __future__ import annotations
 
 from flask import jsonify, make_response
 from marshmallow import fields, validate
 
+from models.members import end_session
 from models.tenancy import Member
+from webapp import audit_trail
 from webapp.app_state import db
-from webapp.auth import ACTIVE_OU_COOKIE, issue_token, principal, public, require_member
+from webapp.auth import ACTIVE_OU_COOKIE, principal, public, sign_in
 from webapp.blueprint import Blueprint
 from webapp.rate_limits import request_address
 from webapp.schema_base import StrictSchema
-from webapp.services.login import sign_in
+from webapp.services.login import verify_login
 
 blp = Blueprint("auth", __name__, description="Authentication")
 
@@ -26,7 +28,9 @@ class MeSchema(StrictSchema):
     first_name = fields.String()
     last_name = fields.String()
     email = fields.String()
-    role = fields.String()
+    role = fields.String(
+        attribute="unit_role", allow_none=True, metadata={"description": "role in the active organization unit"}
+    )
     verified = fields.Boolean()
     org_id = fields.String()
     active_ou = fields.String(allow_none=True)
@@ -38,8 +42,27 @@ class MeSchema(StrictSchema):
 def login(data):
     """Failed attempts hold the email at the address they came from for a while (429 with Retry-After), and a
     guess spread over many addresses holds it everywhere the member has not signed in from: docs/rate-limits.md."""
-    member = sign_in(data["email"], data["password"], request_address())
-    return jsonify({"token": issue_token(member), "token_type": "Bearer"})
+    email = data["email"].strip().lower()
+    # Only the email tried, under no OU, known member or not, until it signs in: where the entry goes never depends
+    # on whether the email exists (docs/audit-log.md).
+    audit_trail.attribute(email=email)
+    member = verify_login(email, data["password"], request_address())
+    audit_trail.attribute(org_id=member.org_id, member_id=member.id, email=member.email)
+    token, expires_at = sign_in(member)
+    return jsonify(
+        {"token": token, "token_type": "Bearer", "expires_at": expires_at.isoformat().replace("+00:00", "Z")}
+    )
+
+
+@blp.route("/auth/logout", methods=["POST"], need="member", statuses=(204,))
+def logout():
+    """Ends this login: its token stops working at once, on every web process."""
+    session = db()
+    end_session(session, principal().session_id)
+    session.commit()
+    resp = make_response("", 204)
+    resp.delete_cookie(ACTIVE_OU_COOKIE)
+    return resp
 
 
 @blp.route("/auth/cleanup", methods=["POST"], statuses=(204,))
@@ -50,11 +73,10 @@ def cleanup():
     return resp
 
 
-@blp.route("/me", statuses=(403,))
+@blp.route("/me", need="member")
 @blp.response(200, MeSchema)
 def me():
-    p = require_member()
+    p = principal()
     member = db().get(Member, p.member_id)
-    out = MeSchema().dump(member)
-    out["active_ou"] = principal().unit_id
-    return out
+    fields_ = ("id", "first_name", "last_name", "email", "verified", "org_id")
+    return {**{f: getattr(member, f) for f in fields_}, "active_ou": p.unit_id, "unit_role": p.role}

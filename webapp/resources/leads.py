@@ -108,7 +108,7 @@ def list_leads(args):
     return paginate(stmt, args, dump=lead_dump, key="leads", default_limit=25, order_by=SORTS[args["sort"]])
 
 
-@blp.route("/leads", methods=["POST"], statuses=(409,))
+@blp.route("/leads", methods=["POST"], need="ingest", statuses=(409,))
 @blp.arguments(LeadCreateSchema)
 @blp.response(201, LeadSchema)
 def create_lead(data):
@@ -135,7 +135,7 @@ def search(args):
     return jsonify([{"lead_id": r.lead_id, "score": r.score, "level": level_dump(r.id, r.name, r.color)} for r in rows])
 
 
-@blp.route("/leads/scores", methods=["POST"], statuses=(404,))
+@blp.route("/leads/scores", methods=["POST"], need="read", statuses=(404,))
 @blp.arguments(BatchScoresSchema)
 def batch_scores(data):
     try:

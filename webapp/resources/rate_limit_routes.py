@@ -47,7 +47,7 @@ class RateLimitSchema(StrictSchema):
     )
 
 
-@blp.route("/me/rate-limit")
+@blp.route("/me/rate-limit", need="caller")
 @blp.response(200, RateLimitSchema)
 def rate_limit():
     """For API credentials and members alike; reading it takes nothing beyond this request's own share."""

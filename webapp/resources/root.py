@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hmac
+
 from flask import Response, jsonify, request
 
 from webapp import metrics
 from webapp.app_state import state
 from webapp.auth import public
 from webapp.blueprint import Blueprint
+from webapp.errors import ApiError
 
 blp = Blueprint("root", __name__, description="Health and metrics")
 
@@ -36,7 +39,24 @@ def home():
     return jsonify({"status": "ok", "page": "home"})
 
 
-@blp.route("/metrics")
+LOOPBACK = ("127.0.0.1", "::1")
+
+
+@blp.route("/metrics", statuses=(401, 403))
 @public
 def prometheus_metrics():
+    """Counters carry no tenant data but do show an instance's volume and health: readable from this host (a local
+    Prometheus or agent), or from anywhere with LEADPULSE_METRICS_TOKEN as a Bearer token (docs/guarantees.md)."""
+    token = state().settings.metrics_token
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if token and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+        pass
+    elif request.remote_addr not in LOOPBACK:
+        if token:
+            raise ApiError(
+                401, "unauthorized", "give the metrics token as a Bearer token", headers={"WWW-Authenticate": "Bearer"}
+            )
+        raise ApiError(
+            403, "forbidden", "metrics are readable from this host only unless LEADPULSE_METRICS_TOKEN is set"
+        )
     return Response(metrics.render(state()), mimetype="text/plain; version=0.0.4")

@@ -24,8 +24,9 @@ from integrations.slack_store import (
 )
 from models.base import utcnow
 from models.slack import SlackApp, SlackConnection, SlackInstallRequest
+from webapp import audit_trail
 from webapp.app_state import close_db, db, external_url, state
-from webapp.auth import current_unit, plausible_id, principal, public, require_member
+from webapp.auth import current_unit, plausible_id, principal, public
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
 from webapp.schema_base import StrictSchema, rfc3339
@@ -98,14 +99,13 @@ def status(unit_id: str) -> dict:
     }
 
 
-@blp.route("/integrations/slack", methods=["GET"], statuses=(403,))
+@blp.route("/integrations/slack", methods=["GET"], member_only=True, statuses=())
 def get_status():
-    require_member()
     return jsonify(status(current_unit()))
 
 
 def _authorize_url() -> str:
-    p = require_member()
+    p = principal()
     unit_id = current_unit()
     app = _slack_app(p.org_id)
     if app is None:
@@ -144,13 +144,20 @@ def _with_state_cookie(resp):
     return resp
 
 
-@blp.route("/integrations/slack/install", methods=["GET"], endpoint="install_redirect", statuses=(302, 403, 409))
+@blp.route(
+    "/integrations/slack/install",
+    methods=["GET"],
+    endpoint="install_redirect",
+    member_only=True,
+    statuses=(302, 403, 409),
+)
+@audit_trail.audited  # starts an install as POST does
 def install_redirect():
     url = _authorize_url()
     return _with_state_cookie(redirect(url, code=302))
 
 
-@blp.route("/integrations/slack/install", methods=["POST"], statuses=(403, 409))
+@blp.route("/integrations/slack/install", methods=["POST"], member_only=True, statuses=(403, 409))
 def install():
     return _with_state_cookie(jsonify({"authorize_url": _authorize_url()}))
 
@@ -170,7 +177,7 @@ def _consume(state_value: str) -> SlackInstallRequest:
         row = s.execute(
             delete(SlackInstallRequest)
             .where(SlackInstallRequest.state == state_value)
-            .returning(SlackInstallRequest.unit_id, SlackInstallRequest.org_id)
+            .returning(SlackInstallRequest.unit_id, SlackInstallRequest.org_id, SlackInstallRequest.member_id)
         ).first()
     valid = state_store(state().settings.database_url).consume(state_value)
     if row is None or not valid:
@@ -185,9 +192,11 @@ def _consume(state_value: str) -> SlackInstallRequest:
 
 @blp.route("/integrations/slack/callback", methods=["GET"], statuses=(302, 400, 409, 502, 503))
 @public
+@audit_trail.audited
 def callback():
     """Slack redirects the browser here; nothing is stored unless the state and the code are good."""
     req = _consume(request.args.get("state", ""))
+    audit_trail.attribute(org_id=req.org_id, unit_id=req.unit_id, member_id=req.member_id)  # who started the install
     if request.args.get("error"):
         reason = re.sub(r"[^a-z_]", "", request.args["error"].lower())[:50] or "unknown"
         return _clear_state(redirect("/home?" + urlencode({"slack": "error", "reason": reason}), code=302))
@@ -243,9 +252,8 @@ def _clear_state(resp):
     return resp
 
 
-@blp.route("/integrations/slack", methods=["DELETE"], statuses=(204, 403, 404))
+@blp.route("/integrations/slack", methods=["DELETE"], member_only=True, statuses=(204, 403, 404))
 def disconnect():
-    require_member()
     session = db()
     conn = session.get(SlackConnection, current_unit())
     if conn is None or conn.team_id is None:
@@ -267,7 +275,6 @@ def disconnect():
 
 
 def _adapter() -> tuple[SlackAdapter, SlackConnection | None]:
-    require_member()
     conn = db().get(SlackConnection, current_unit())
     target = resolve(conn, state().settings, state().secret_key)
     if target.token is None:
@@ -297,7 +304,7 @@ def _slack_failed(exc: SlackError, field: str | None = None) -> ApiError:
     return ApiError(409 if exc.error in CONFIG_ERRORS else 502, "slack_refused", f"Slack refused the call: {exc}")
 
 
-@blp.route("/integrations/slack/channels", methods=["GET"], statuses=(403, 409, 502))
+@blp.route("/integrations/slack/channels", methods=["GET"], member_only=True, statuses=(403, 409, 502))
 @blp.arguments(ChannelArgs, location="query")
 def channels(args):
     types = [t.strip() for t in args["types"].split(",") if t.strip()]
@@ -313,7 +320,7 @@ def channels(args):
     return jsonify({"ok": True, "channels": items, "response_metadata": {"next_cursor": ""}})
 
 
-@blp.route("/integrations/slack/users", methods=["GET"], statuses=(403, 409, 502))
+@blp.route("/integrations/slack/users", methods=["GET"], member_only=True, statuses=(403, 409, 502))
 def users():
     adapter, _ = _adapter()
     try:
@@ -323,7 +330,7 @@ def users():
     return jsonify({"ok": True, "members": items, "response_metadata": {"next_cursor": ""}})
 
 
-@blp.route("/integrations/slack/target", methods=["PUT"], statuses=(403, 409, 502))
+@blp.route("/integrations/slack/target", methods=["PUT"], member_only=True, statuses=(403, 409, 502))
 @blp.arguments(TargetSchema)
 def put_target(data):
     """Stored only once Slack confirms the bot can post there."""
@@ -342,7 +349,7 @@ def put_target(data):
     return jsonify(status(unit_id))
 
 
-@blp.route("/integrations/slack/test", methods=["POST"], statuses=(403, 409, 502))
+@blp.route("/integrations/slack/test", methods=["POST"], member_only=True, statuses=(403, 409, 502))
 @blp.arguments(TestMessageSchema)
 def send_test(data):
     adapter, _ = _adapter()

@@ -14,7 +14,7 @@ from webapp.offload import off_loop
 from webapp.rate_limits import limit_login
 
 
-def sign_in(email: str, password: str, address: str) -> Member:
+def verify_login(email: str, password: str, address: str) -> Member:
     """The member these are the email and password of; else a 401 that never says which was wrong, or a 429 with the
     wait. The hold is the same for an email no member has, so neither answer tells whether an email exists."""
     app_state = state()
