@@ -57,7 +57,15 @@ def test_every_operation_documents_its_statuses_in_the_real_error_envelope(clien
     permission = {(m, p): op.get("x-permission", {}).get("needs") for m, p, op in ops}
     assert permission["get", "/leads"] == "read" and permission["post", "/ingest"] == "ingest"
     assert permission["put", "/integrations/hubspot"] == "configure" and permission["post", "/secrets"] == "own"
-    assert spec["paths"]["/secrets"]["post"]["x-permission"] == {"needs": "own", "roles": ["Owner"], "scopes": []}
+    assert spec["paths"]["/secrets"]["post"]["x-permission"] == {
+        "needs": "own",
+        "roles": ["Owner"],
+        "scopes": [],
+        "write_keys": False,
+    }
+    assert spec["paths"]["/webhooks/sources"]["post"]["x-permission"]["scopes"] == []  # members only
+    assert spec["paths"]["/webhooks/sources"]["get"]["x-permission"]["scopes"] == ["read", "admin"]
+    assert spec["paths"]["/ingest/batch"]["post"]["x-permission"]["write_keys"] is True
     assert {201, 403, 409} <= by_op["post", "/admin/seed"] and 200 not in by_op["post", "/admin/seed"]
     assert {409} <= by_op["post", "/engagement-levels"] and 409 not in by_op["get", "/engagement-levels/{obj_id}"]
     assert {302, 400, 502} <= by_op["get", "/integrations/slack/callback"]

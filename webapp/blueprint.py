@@ -15,7 +15,7 @@ from marshmallow import Schema, fields
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 
-from webapp.access import NEEDS, ROLE_GRANTS, SCOPE_GRANTS, need_of
+from webapp.access import NEEDS, ROLE_GRANTS, SCOPE_GRANTS, browser_allowed, member_only, need_of
 
 
 def _no_constants(name: str):
@@ -117,12 +117,14 @@ def operation_statuses(rule: str, method: str, doc: dict, declared, *, guarded: 
     return statuses
 
 
-def permission_doc(need: str) -> dict:
+def permission_doc(need: str, member_only: bool, browser: bool) -> dict:
     """Who may call an operation, from the one table (webapp/access.py)."""
+    scopes = [s for s, granted in SCOPE_GRANTS.items() if need in granted or need == "caller"]
     return {
         "needs": need,
         "roles": [r for r, granted in ROLE_GRANTS.items() if need in granted or need in ("member", "caller")],
-        "scopes": [s for s, granted in SCOPE_GRANTS.items() if need in granted or need == "caller"],
+        "scopes": [] if member_only else scopes,
+        "write_keys": browser,
     }
 
 
@@ -143,6 +145,8 @@ class Blueprint(flask_smorest.Blueprint):
                 declared = statuses.get(method, ()) if isinstance(statuses, dict) else statuses
                 views = (view_func, getattr(view_func, method, None))  # a MethodView and its method
                 doc["need"] = need_of(view_func, method.upper())
+                doc["member_only"] = member_only(view_func, method.upper())
+                doc["browser"] = browser_allowed(view_func, method.upper())
                 doc["guarded"] = doc["need"] is not None
                 doc["statuses"] = operation_statuses(
                     rule,
@@ -186,7 +190,7 @@ class Blueprint(flask_smorest.Blueprint):
         doc["responses"] = dict(sorted(responses.items(), key=lambda item: str(item[0])))  # by status, "default" last
         if doc_info["guarded"]:
             doc["security"] = AUTH_SCHEMES
-            doc["x-permission"] = permission_doc(doc_info["need"])
+            doc["x-permission"] = permission_doc(doc_info["need"], doc_info["member_only"], doc_info["browser"])
         return doc
 
     def arguments(self, schema, *args, **kwargs):
