@@ -11,6 +11,7 @@ from webapp import auth, errors, request_log
 from webapp.app_state import AppState, close_db
 from webapp.blueprint import Api
 from webapp.ingest_lane import IngestLane
+from worker.http_policy import security_headers
 
 JSON_TYPES = ("application/json",)
 
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(require_json_body)
     app.before_request(auth.load_principal)
     app.teardown_appcontext(close_db)
+    app.after_request(with_security_headers(settings.development))
     request_log.install(app)
     app.wsgi_app = IngestLane(app, app.wsgi_app)
     try:  # now, not inside a request's write transaction (on SQLite that would wait on itself)
@@ -61,6 +63,18 @@ def create_app(settings: Settings | None = None) -> Flask:
     except Exception as exc:  # not migrated yet: loaded on first use instead
         logging.getLogger("leadpulse").debug("secret key not loaded at start: %s", exc)
     return app
+
+
+def with_security_headers(development: bool):
+    """Every answer of the app, errors included, carries the security headers; a page gets the page CSP."""
+    api, page = security_headers(development), security_headers(development, page=True)
+
+    def add(response):
+        for name, value in page if response.mimetype == "text/html" else api:
+            response.headers.setdefault(name, value)
+        return response
+
+    return add
 
 
 def refuse_nul_in_path():

@@ -11,6 +11,7 @@ from models.tenancy import Member
 from webapp.app_state import db
 from webapp.auth import ACTIVE_OU_COOKIE, issue_token, principal, public, require_member, unauthorized
 from webapp.blueprint import Blueprint
+from webapp.cookies import delete_cookie
 from webapp.offload import off_loop
 from webapp.schema_base import StrictSchema
 
@@ -48,7 +49,7 @@ def login(data):
 @public
 def cleanup():
     resp = make_response("", 204)
-    resp.delete_cookie(ACTIVE_OU_COOKIE)
+    delete_cookie(resp, ACTIVE_OU_COOKIE)
     return resp
 
 
