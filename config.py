@@ -17,6 +17,14 @@ def _int(env: dict, name: str, default: int) -> int:
         raise SystemExit(f"configuration error: {name} must be an integer, got {raw!r}")
 
 
+def _count(env: dict, name: str, default: int) -> int:
+    """A count that cannot be negative (0 where the default means 'derived')."""
+    value = _int(env, name, default)
+    if value < 0:
+        raise SystemExit(f"configuration error: {name} must be 0 or more, got {value}")
+    return value
+
+
 def _seconds(env: dict, name: str, default: float) -> float:
     """A positive duration in seconds (fractions allowed); zero or garbage fails loudly: no read may go unbounded."""
     raw = env.get(name)
@@ -86,7 +94,7 @@ class Settings:
             web_connections=_int(env, "WEB_CONNECTIONS", cls.web_connections),
             web_header_timeout=_seconds(env, "WEB_HEADER_TIMEOUT", cls.web_header_timeout),
             web_body_timeout=_seconds(env, "WEB_BODY_TIMEOUT", cls.web_body_timeout),
-            web_slow_clients=_int(env, "WEB_SLOW_CLIENTS", cls.web_slow_clients),
+            web_slow_clients=_count(env, "WEB_SLOW_CLIENTS", cls.web_slow_clients),
             environment=_environment(env.get("LEADPULSE_ENV") or cls.environment),
             queue_name=env.get("LEADPULSE_QUEUE") or cls.queue_name,
             score_batch_size=_int(env, "LEADPULSE_SCORE_BATCH", cls.score_batch_size),

@@ -151,23 +151,19 @@ class ClientSocket:
         self.sock.shutdown(how)
 
     def sendall(self, data, *flags):
-        self.sent = True
-        with self._writing(len(data)):
-            return self.sock.sendall(data, *flags)
+        return self._write(self.sock.sendall, len(data), data, *flags)
 
     def sendfile(self, file, offset=0, count=None):
-        self.sent = True
-        with self._writing(count or 0):
-            return self.sock.sendfile(file, offset, count)
+        return self._write(self.sock.sendfile, count or 0, file, offset, count)
 
-    @contextlib.contextmanager
-    def _writing(self, size: int):
+    def _write(self, send, size: int, *args):
         """A client that stops reading would hold a large answer's write (and its connection) forever: bound it."""
+        self.sent = True
         prior = self.sock.gettimeout()
         limit = self.limits.body + size / MIN_RATE
         self.sock.settimeout(limit if prior is None else min(prior, limit))
         try:
-            yield
+            return send(*args)
         except TimeoutError:
             # As a client that went away: gunicorn closes the connection and logs it at debug, not as a crash.
             raise BrokenPipeError(errno.EPIPE, f"the client took none of the answer for {limit:.0f} s") from None
