@@ -199,10 +199,33 @@ class Blueprint(flask_smorest.Blueprint):
 
 
 SWAGGER_UI_DIST = files("flask_swagger_ui") / "dist"
+SWAGGER_UI_START = files("webapp") / "swagger_ui_start.js"
+SWAGGER_UI_START_PATH = "leadpulse-start.js"
+
+# flask-smorest's page starts Swagger UI with an inline script, which the pages' Content-Security-Policy
+# (worker/http_policy.py) refuses; this one hands the spec URL and the settings over in data attributes to a script
+# file of our own.
+SWAGGER_UI_PAGE = """<!DOCTYPE html>
+<html>
+<head>
+<meta charset="utf-8">
+<title>{{ title }}</title>
+<link href="{{ swagger_ui_url }}swagger-ui.css" rel="stylesheet" type="text/css">
+</head>
+<body>
+<div id="swagger-ui-container" data-spec-url="{{ spec_url }}" data-config='{{ swagger_ui_config | tojson }}'></div>
+<script src="{{ swagger_ui_url }}swagger-ui-bundle.js"></script>
+<script src="{{ swagger_ui_url }}swagger-ui-standalone-preset.js"></script>
+<script src="{{ swagger_ui_url }}{{ start }}"></script>
+</body>
+</html>
+"""
 
 
 def swagger_ui_asset(filename: str):
     """Swagger UI's scripts and styles from the installed package: /docs works on a machine with no internet."""
+    if filename == SWAGGER_UI_START_PATH:
+        return flask.send_file(SWAGGER_UI_START, mimetype="text/javascript")
     return flask.send_from_directory(SWAGGER_UI_DIST, filename)
 
 
@@ -227,3 +250,14 @@ class Api(flask_smorest.Api):
         url = self.config.get("OPENAPI_SWAGGER_UI_URL") or ""
         if url.startswith("/") and not url.startswith("//"):
             blueprint.add_url_rule(url + "<path:filename>", endpoint="swagger_ui_asset", view_func=swagger_ui_asset)
+
+    def _openapi_swagger_ui(self):
+        """/docs without an inline script (SWAGGER_UI_PAGE)."""
+        return flask.render_template_string(
+            SWAGGER_UI_PAGE,
+            title=self.spec.title,
+            spec_url=flask.url_for(f"{self._make_doc_blueprint_name()}.openapi_json"),
+            swagger_ui_url=self._swagger_ui_url,
+            swagger_ui_config=self.config.get("OPENAPI_SWAGGER_UI_CONFIG", {}),
+            start=SWAGGER_UI_START_PATH,
+        )

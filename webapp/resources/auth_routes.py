@@ -13,6 +13,7 @@ from webapp import audit_trail
 from webapp.app_state import db
 from webapp.auth import ACTIVE_OU_COOKIE, principal, public, sign_in, unauthorized
 from webapp.blueprint import Blueprint
+from webapp.cookies import delete_cookie
 from webapp.offload import off_loop
 from webapp.schema_base import StrictSchema
 
@@ -71,7 +72,7 @@ def logout():
 @public
 def cleanup():
     resp = make_response("", 204)
-    resp.delete_cookie(ACTIVE_OU_COOKIE)
+    delete_cookie(resp, ACTIVE_OU_COOKIE)
     return resp
 
 

@@ -30,6 +30,7 @@ from webapp.access import ROLE_GRANTS
 from webapp.app_state import close_db, db, external_url, state
 from webapp.auth import current_unit, plausible_id, principal, public
 from webapp.blueprint import Blueprint
+from webapp.cookies import delete_cookie, set_cookie
 from webapp.errors import ApiError
 from webapp.schema_base import StrictSchema, rfc3339
 from worker.jobs import try_kick_alerts
@@ -134,15 +135,7 @@ STATE_COOKIE = "leadpulse_slack_state"
 
 def _with_state_cookie(resp):
     """The state is also bound to this browser, so an authorize URL sent to someone else cannot install into our OU."""
-    resp.set_cookie(
-        STATE_COOKIE,
-        g.slack_state,
-        max_age=STATE_TTL_SECONDS,
-        httponly=True,
-        samesite="Lax",
-        secure=request.is_secure,
-        path=url_for("slack.callback"),
-    )
+    set_cookie(resp, STATE_COOKIE, g.slack_state, max_age=STATE_TTL_SECONDS, path=url_for("slack.callback"))
     return resp
 
 
@@ -253,7 +246,7 @@ def callback():
 
 
 def _clear_state(resp):
-    resp.delete_cookie(STATE_COOKIE, path=url_for("slack.callback"))
+    delete_cookie(resp, STATE_COOKIE, path=url_for("slack.callback"))
     return resp
 
 
