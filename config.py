@@ -18,6 +18,31 @@ def _int(env: dict, name: str, default: int) -> int:
         raise SystemExit(f"configuration error: {name} must be an integer, got {raw!r}")
 
 
+def _count(env: dict, name: str, default: int) -> int:
+    """A count that cannot be negative (0 where the default means 'derived')."""
+    value = _int(env, name, default)
+    if value < 0:
+        raise SystemExit(f"configuration error: {name} must be 0 or more, got {value}")
+    return value
+
+
+def _seconds(env: dict, name: str, default: float) -> float:
+    """A positive duration in seconds (fractions allowed); zero or garbage fails loudly: no read may go unbounded."""
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 86400:
+        raise SystemExit(f"configuration error: {name} must be a number of seconds above 0, got {raw!r}")
+    return value
+
+
+ENVIRONMENTS = ("production", "development")
+
+
 @dataclass(frozen=True)
 class Rate:
     """A request allowance: `count` per `seconds`, all of which may come at once (a burst of `count`)."""
@@ -82,6 +107,10 @@ class Settings:
     port: int = 8000
     web_workers: int = 2
     web_connections: int = 1000
+    web_header_timeout: float = 10.0  # a request's head must have arrived this long after the server waits for it
+    web_body_timeout: float = 30.0  # a request's body must have arrived this long after its head (plus MIN_RATE time)
+    web_slow_clients: int = 0  # connections per process waiting on a client's bytes at once; 0: half the capacity
+    environment: str = "production"  # development drops HSTS and the Secure cookie flag (plain http on localhost)
     queue_name: str = "leadpulse"
     score_batch_size: int = 2000
     scoring_parallelism: int = 2
@@ -126,6 +155,10 @@ class Settings:
             port=_int(env, "PORT", cls.port),
             web_workers=_int(env, "WEB_CONCURRENCY", cls.web_workers),
             web_connections=_int(env, "WEB_CONNECTIONS", cls.web_connections),
+            web_header_timeout=_seconds(env, "WEB_HEADER_TIMEOUT", cls.web_header_timeout),
+            web_body_timeout=_seconds(env, "WEB_BODY_TIMEOUT", cls.web_body_timeout),
+            web_slow_clients=_count(env, "WEB_SLOW_CLIENTS", cls.web_slow_clients),
+            environment=_environment(env.get("LEADPULSE_ENV") or cls.environment),
             queue_name=env.get("LEADPULSE_QUEUE") or cls.queue_name,
             score_batch_size=_int(env, "LEADPULSE_SCORE_BATCH", cls.score_batch_size),
             scoring_parallelism=_int(env, "LEADPULSE_SCORING_PARALLELISM", cls.scoring_parallelism),
@@ -152,3 +185,13 @@ class Settings:
         )
         values.update(overrides)
         return cls(**values)
+
+    @property
+    def development(self) -> bool:
+        return self.environment == "development"
+
+
+def _environment(raw: str) -> str:
+    if raw not in ENVIRONMENTS:
+        raise SystemExit(f"configuration error: LEADPULSE_ENV must be one of {', '.join(ENVIRONMENTS)}, got {raw!r}")
+    return raw

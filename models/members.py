@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from models.accounts import EMAIL, ROLES, AccountError, EmailTaken, create_member, email_taken
 from models.base import utcnow
-from models.tenancy import Member, MemberSession, Membership
+from models.tenancy import Member, MemberSession, Membership, OrgUnit
 
 
 class NotFound(LookupError):
@@ -80,9 +80,18 @@ def update_member(session: Session, unit_id: str, member_id: str, data: dict, ot
     return member, membership.role
 
 
+def lock_units(session: Session, unit_ids) -> None:
+    """Serialize role changes per OU (in id order, so two never wait on each other): two Owners removing each other
+    at once must not both pass the one-Owner check."""
+    ids = sorted(set(unit_ids))
+    if ids:
+        session.execute(select(OrgUnit.id).where(OrgUnit.id.in_(ids)).order_by(OrgUnit.id).with_for_update())
+
+
 def set_role(session: Session, unit_id: str, member_id: str, role: str) -> None:
     if role not in ROLES:
         raise AccountError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
+    lock_units(session, [unit_id])
     _, membership = unit_member(session, unit_id, member_id)
     if membership.role == "Owner" and role != "Owner":
         _keep_an_owner(session, unit_id, member_id)
@@ -109,6 +118,7 @@ def assign(session: Session, org_id: str, unit_id: str, member_id: str, role: st
 
 def remove_from_unit(session: Session, unit_id: str, member_id: str) -> None:
     """Take the member out of the OU; its sessions end with its last membership (it can reach nothing else)."""
+    lock_units(session, [unit_id])
     _, membership = unit_member(session, unit_id, member_id)
     if membership.role == "Owner":
         _keep_an_owner(session, unit_id, member_id)
@@ -123,7 +133,9 @@ def delete_member(session: Session, unit_id: str, member_id: str, other_units_ok
     unit_member(session, unit_id, member_id)
     if not other_units_ok:
         raise AccountError("this member also belongs to organization units you do not own: remove its membership")
-    for unit in session.execute(select(Membership.unit_id).where(Membership.member_id == member_id)).scalars():
+    units = session.execute(select(Membership.unit_id).where(Membership.member_id == member_id)).scalars().all()
+    lock_units(session, units)
+    for unit in units:
         if role_in(session, member_id, unit) == "Owner":
             _keep_an_owner(session, unit, member_id)
     session.execute(delete(MemberSession).where(MemberSession.member_id == member_id))
@@ -139,6 +151,14 @@ def units_not_owned_by(session: Session, member_id: str, owner_id: str) -> int:
         .select_from(Membership)
         .where(Membership.member_id == member_id, Membership.unit_id.not_in(owned))
     ).scalar_one()
+
+
+def owns_every_unit(session: Session, org_id: str, member_id: str) -> bool:
+    """Whether the member is an Owner of every OU of its organization (organization-wide settings need that)."""
+    owned = select(Membership.unit_id).where(Membership.member_id == member_id, Membership.role == "Owner")
+    return not session.execute(
+        select(OrgUnit.id).where(OrgUnit.org_id == org_id, OrgUnit.id.not_in(owned)).limit(1)
+    ).first()
 
 
 def _keep_an_owner(session: Session, unit_id: str, leaving_id: str) -> None:

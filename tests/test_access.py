@@ -117,6 +117,9 @@ PROMISES = [
     ("Viewer", "GET", "/leads", True),
     ("Viewer", "PUT", "/integrations/hubspot", False),
     ("Viewer", "POST", "/ingest", False),
+    ("Viewer", "GET", "/integrations/slack/install", False),  # a GET that starts an install
+    ("Viewer", "GET", "/org-units/{unit}/memberships", False),  # emails and roles: as /org-members
+    ("read key", "GET", "/org-units/{unit}/memberships", False),
     ("Operator", "PUT", "/integrations/hubspot", True),
     ("Operator", "POST", "/rulesets/x/publish", True),
     ("Operator", "POST", "/secrets", False),
@@ -142,6 +145,7 @@ def test_the_issue_s_promises_hold(client, tenant, callers):
     for who, method, path, allowed in PROMISES:
         caller = next(c for c in callers if c.name == who)
         client.set_cookie("activeOu", tenant.unit_id)
+        path = path.replace("{unit}", tenant.unit_id)
         r = client.open(path, method=method, json={} if method != "GET" else None, headers=caller.headers)
         assert (r.status_code != 403) == allowed, (who, method, path, r.status_code, r.get_data())
 
@@ -323,7 +327,19 @@ def test_credentials_carry_scopes_expiry_and_last_use(client, app, tenant):
 
     forget_credential(made["client_id"])  # as a process that has not looked it up in the last few seconds
     assert client.post("/ingest", json=event, headers=key).status_code == 401
+    wrong = basic(made["client_id"], "wrong secret")
+    with app.extensions["leadpulse"].WriterSession() as s, s.begin():
+        s.execute(update(ApiCredential).values(last_used_at=None))
+    forget_credential(made["client_id"])
+    assert client.post("/ingest", json=event, headers=wrong).status_code == 401
+    listed = {c["client_id"]: c for c in client.get("/secrets", headers=owner).json}
+    assert listed[made["client_id"]]["last_used_at"] is None  # a failed attempt is not a use
     for body, field in (
+        ({"name": "   "}, "name"),
+        ({"allowed_origins": ["http://[::1"]}, "allowed_origins"),
+        ({"allowed_origins": ["https://a.example:99999"]}, "allowed_origins"),
+        ({"allowed_origins": ["http://exa mple.com"]}, "allowed_origins"),
+        ({"allowed_origins": ["https://user@a.example"]}, "allowed_origins"),
         ({"scopes": ["root"]}, "scopes.0"),
         ({"scopes": []}, "scopes"),
         ({"expires_at": "2020-01-01T00:00:00Z"}, "expires_at"),
@@ -337,7 +353,8 @@ def test_credentials_carry_scopes_expiry_and_last_use(client, app, tenant):
 
 def test_a_write_key_sends_events_from_its_origins_only(client, app, tenant):
     owner = member_client(client, tenant)
-    made = credential(client, owner, allowed_origins=[ORIGIN, "http://localhost:3000"])
+    made = credential(client, owner, allowed_origins=[ORIGIN, "http://localhost:3000", "HTTPS://Shop.Example:443"])
+    assert made["allowed_origins"] == [ORIGIN, "http://localhost:3000", "https://shop.example"]  # as browsers send it
     assert made["kind"] == "write_key" and made["client_secret"] is None and made["client_id"].startswith("lpw_")
     with app.extensions["leadpulse"].Session() as s:
         stored = s.execute(select(ApiCredential.secret_hash).where(ApiCredential.client_id == made["client_id"]))
@@ -407,3 +424,47 @@ def test_untagged_client_ids_from_before_tags_still_work(settings, clean, tenant
     app = create_app(settings)  # a process started after the upgrade
     r = app.test_client().get("/leads", headers=basic("lp_" + "b" * 24, "old-secret"))
     assert r.status_code == 200
+
+
+def test_two_owners_removing_each_other_at_once_leave_one(app, client, tenant):
+    from concurrent.futures import ThreadPoolExecutor
+
+    owner = member_client(client, tenant)
+    olga = add_member(client, owner, "Owner", "olga@example.com")
+    me = client.get("/me", headers=owner).json["org_member_id"]
+    olga_headers = login_as(client, "olga@example.com", tenant.unit_id)
+
+    def remove(headers, member_id):
+        c = app.test_client()
+        c.set_cookie("activeOu", tenant.unit_id)
+        return c.delete(f"/org-units/{tenant.unit_id}/memberships/{member_id}", headers=headers).status_code
+
+    for _ in range(3):  # a race: a few tries, each must leave an Owner
+        with ThreadPoolExecutor(2) as pool:
+            statuses = sorted(pool.map(remove, (owner, olga_headers), (olga["org_member_id"], me)))
+        owners = [m for m in client.get(f"/org-units/{tenant.unit_id}/memberships", headers=owner).json or []]
+        assert statuses in ([204, 409], [409, 409]), statuses
+        if statuses == [204, 409]:
+            break
+    survivors = {
+        m["email"]
+        for h in (owner, olga_headers)
+        for m in (lambda r: r.json if r.status_code == 200 else [])(
+            client.get(f"/org-units/{tenant.unit_id}/memberships", headers=h)
+        )
+        if m["role"] == "Owner"
+    }
+    assert len(survivors) == 1 and owners is not None
+
+
+def test_only_an_owner_of_every_ou_sets_the_organization_s_slack_app(client, tenant):
+    owner = member_client(client, tenant)
+    body = {"client_id": "123.456", "client_secret": "a-long-enough-app-secret"}
+    assert client.put("/settings/slack-app", json=body, headers=owner).status_code == 200
+    second = client.post("/org-units", json={"name": "Second"}, headers=owner).json["unit_id"]
+    mallory = add_member(client, owner, "Owner", "mallory@example.com")  # Owner of Main only
+    headers = login_as(client, "mallory@example.com", tenant.unit_id)
+    r = client.put("/settings/slack-app", json={**body, "client_id": "666.666"}, headers=headers)
+    assert r.status_code == 403 and "every organization unit" in r.json["error"]["message"]
+    assert client.get("/settings/slack-app", headers=owner).json["client_id"] == "123.456"
+    assert mallory["role"] == "Owner" and second

@@ -11,6 +11,7 @@ from webapp import auth, cors, errors, rate_limits, request_log
 from webapp.app_state import AppState, close_db
 from webapp.blueprint import Api
 from webapp.ingest_lane import IngestLane
+from worker.http_policy import security_headers
 
 JSON_TYPES = ("application/json",)
 
@@ -60,12 +61,25 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.after_request(rate_limits.add_headers)
     app.teardown_appcontext(auth.record_use)  # registered first so it runs last: after close_db
     app.teardown_appcontext(close_db)
+    app.after_request(with_security_headers(settings.development))
     app.wsgi_app = IngestLane(app, app.wsgi_app)
     try:  # now, not inside a request's write transaction (on SQLite that would wait on itself)
         _ = app.extensions["leadpulse"].secret_key, app.extensions["leadpulse"].client_id_key
     except Exception as exc:  # not migrated yet: loaded on first use instead
         logging.getLogger("leadpulse").debug("secret key not loaded at start: %s", exc)
     return app
+
+
+def with_security_headers(development: bool):
+    """Every answer of the app, errors included, carries the security headers; a page gets the page CSP."""
+    api, page = security_headers(development), security_headers(development, page=True)
+
+    def add(response):
+        for name, value in page if response.mimetype == "text/html" else api:
+            response.headers.setdefault(name, value)
+        return response
+
+    return add
 
 
 def refuse_nul_in_path():

@@ -73,9 +73,12 @@ def _from_basic(value: str) -> Principal:
     client_id, secret = _decode_basic(value)
     if client_id is None:
         raise unauthorized("malformed Basic credentials")
-    found = _principal_of(_credential(client_id) if may_exist(client_id) else None, secret)
+    cred = _credential(client_id) if may_exist(client_id) else None
+    found = _principal_of(cred, secret)
     if found is None:
         raise unauthorized("invalid client credentials")
+    if cred.last_used_at is None or cred.last_used_at < utcnow() - LAST_USED_EVERY:
+        g.credential_used = cred.id  # stamped at teardown (record_use); a wrong secret never counts as a use
     return found
 
 
@@ -137,8 +140,6 @@ def _credential(client_id: str):
         return cred
     looked_up = time.monotonic()
     cred = db().execute(select(*CREDENTIAL_COLUMNS).where(ApiCredential.client_id == client_id)).first()
-    if cred is not None and (cred.last_used_at is None or cred.last_used_at < utcnow() - LAST_USED_EVERY):
-        g.credential_used = cred.id
     if len(_credentials) > 10_000:
         _credentials.clear()
     if cred is not None and _revoked.get(client_id, float("-inf")) < looked_up:  # not revoked while we looked

@@ -15,7 +15,7 @@ from marshmallow import Schema, fields
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 
-from webapp.access import NEEDS, ROLE_GRANTS, SCOPE_GRANTS, need_of
+from webapp.access import NEEDS, ROLE_GRANTS, SCOPE_GRANTS, browser_allowed, member_only, need_of
 
 
 def _no_constants(name: str):
@@ -118,12 +118,14 @@ def operation_statuses(rule: str, method: str, doc: dict, declared, *, guarded: 
     return statuses
 
 
-def permission_doc(need: str) -> dict:
+def permission_doc(need: str, member_only: bool, browser: bool) -> dict:
     """Who may call an operation, from the one table (webapp/access.py)."""
+    scopes = [s for s, granted in SCOPE_GRANTS.items() if need in granted or need == "caller"]
     return {
         "needs": need,
         "roles": [r for r, granted in ROLE_GRANTS.items() if need in granted or need in ("member", "caller")],
-        "scopes": [s for s, granted in SCOPE_GRANTS.items() if need in granted or need == "caller"],
+        "scopes": [] if member_only else scopes,
+        "write_keys": browser,
     }
 
 
@@ -144,6 +146,8 @@ class Blueprint(flask_smorest.Blueprint):
                 declared = statuses.get(method, ()) if isinstance(statuses, dict) else statuses
                 views = (view_func, getattr(view_func, method, None))  # a MethodView and its method
                 doc["need"] = need_of(view_func, method.upper())
+                doc["member_only"] = member_only(view_func, method.upper())
+                doc["browser"] = browser_allowed(view_func, method.upper())
                 doc["guarded"] = doc["need"] is not None
                 doc["statuses"] = operation_statuses(
                     rule,
@@ -187,7 +191,7 @@ class Blueprint(flask_smorest.Blueprint):
         doc["responses"] = dict(sorted(responses.items(), key=lambda item: str(item[0])))  # by status, "default" last
         if doc_info["guarded"]:
             doc["security"] = AUTH_SCHEMES
-            doc["x-permission"] = permission_doc(doc_info["need"])
+            doc["x-permission"] = permission_doc(doc_info["need"], doc_info["member_only"], doc_info["browser"])
         return doc
 
     def arguments(self, schema, *args, **kwargs):
@@ -196,10 +200,33 @@ class Blueprint(flask_smorest.Blueprint):
 
 
 SWAGGER_UI_DIST = files("flask_swagger_ui") / "dist"
+SWAGGER_UI_START = files("webapp") / "swagger_ui_start.js"
+SWAGGER_UI_START_PATH = "leadpulse-start.js"
+
+# flask-smorest's page starts Swagger UI with an inline script, which the pages' Content-Security-Policy
+# (worker/http_policy.py) refuses; this one hands the spec URL and the settings over in data attributes to a script
+# file of our own.
+SWAGGER_UI_PAGE = """<!DOCTYPE html>
+<html>
+<head>
+<meta charset="utf-8">
+<title>{{ title }}</title>
+<link href="{{ swagger_ui_url }}swagger-ui.css" rel="stylesheet" type="text/css">
+</head>
+<body>
+<div id="swagger-ui-container" data-spec-url="{{ spec_url }}" data-config='{{ swagger_ui_config | tojson }}'></div>
+<script src="{{ swagger_ui_url }}swagger-ui-bundle.js"></script>
+<script src="{{ swagger_ui_url }}swagger-ui-standalone-preset.js"></script>
+<script src="{{ swagger_ui_url }}{{ start }}"></script>
+</body>
+</html>
+"""
 
 
 def swagger_ui_asset(filename: str):
     """Swagger UI's scripts and styles from the installed package: /docs works on a machine with no internet."""
+    if filename == SWAGGER_UI_START_PATH:
+        return flask.send_file(SWAGGER_UI_START, mimetype="text/javascript")
     return flask.send_from_directory(SWAGGER_UI_DIST, filename)
 
 
@@ -228,3 +255,14 @@ class Api(flask_smorest.Api):
         url = self.config.get("OPENAPI_SWAGGER_UI_URL") or ""
         if url.startswith("/") and not url.startswith("//"):
             blueprint.add_url_rule(url + "<path:filename>", endpoint="swagger_ui_asset", view_func=swagger_ui_asset)
+
+    def _openapi_swagger_ui(self):
+        """/docs without an inline script (SWAGGER_UI_PAGE)."""
+        return flask.render_template_string(
+            SWAGGER_UI_PAGE,
+            title=self.spec.title,
+            spec_url=flask.url_for(f"{self._make_doc_blueprint_name()}.openapi_json"),
+            swagger_ui_url=self._swagger_ui_url,
+            swagger_ui_config=self.config.get("OPENAPI_SWAGGER_UI_CONFIG", {}),
+            start=SWAGGER_UI_START_PATH,
+        )

@@ -155,7 +155,6 @@ def register_crud(
     own = statuses or {}
     statuses = {**own, **{m: (409, *own.get(m, ())) for m in ("post", "put")}}  # Crud._save: a clash with another row
 
-    @blp.route(collection, statuses=statuses)
     class Collection(MethodView):
         @blp.response(200, schema(many=True))
         def get(self):
@@ -169,7 +168,6 @@ def register_crud(
         def post(self, data):
             return crud.create(data)
 
-    @blp.route(item, statuses=statuses)
     class Item(MethodView):
         @blp.response(200, schema)
         def get(self, obj_id):
@@ -187,5 +185,7 @@ def register_crud(
     for view_class in (Collection, Item):
         for method in member_only:
             if hasattr(view_class, method):
-                getattr(view_class, method)._member_only = True  # read per request by webapp/access.py
+                getattr(view_class, method)._member_only = True  # read by webapp/access.py, before registering
+    blp.route(collection, statuses=statuses)(Collection)
+    blp.route(item, statuses=statuses)(Item)
     return Collection, Item

@@ -19,6 +19,7 @@ from webapp.auth import cached_basic_principal
 from webapp.blueprint import strict_json_loads
 from webapp.errors import ApiError, as_api_error, error_payload
 from webapp.services.ingest import ITEM_SCHEMA, commit_events, ingested_payload, to_incoming
+from worker.http_policy import security_headers
 
 PATHS = frozenset(("/ingest", "/events"))
 
@@ -28,6 +29,7 @@ class IngestLane:
         self.app = app
         self.wsgi_app = wsgi_app  # Flask's own, for everything the lane does not answer
         self.state = app.extensions["leadpulse"]
+        self.security_headers = security_headers(self.state.settings.development)
         self.served = 0  # requests answered here (tests read it to know which path answered)
 
     def __call__(self, environ, start_response):
@@ -90,7 +92,12 @@ class IngestLane:
     def _json(self, status: int, payload: dict, headers: dict):
         """What jsonify answers outside debug mode (compact JSON and a newline), without a werkzeug Response (~25 us)."""
         body = (self.app.json.dumps(payload, separators=(",", ":")) + "\n").encode()
-        head = [("Content-Type", self.app.json.mimetype), ("Content-Length", str(len(body))), *headers.items()]
+        head = [
+            ("Content-Type", self.app.json.mimetype),
+            ("Content-Length", str(len(body))),
+            *headers.items(),
+            *self.security_headers,
+        ]
         status_line = f"{status} {HTTP_STATUS_CODES[status].upper()}"
 
         def respond(environ, start_response):

@@ -58,12 +58,13 @@ def bootstrap_on_first_start(settings: Settings) -> None:
 
 
 def worker_model(settings: Settings) -> list[str]:
-    """gevent on PostgreSQL; threads on the embedded SQLite, whose lock waits would block a whole gevent worker."""
+    """gevent on PostgreSQL; threads on the embedded SQLite, whose lock waits would block a whole gevent worker. Both
+    are gunicorn's with every read from a client bounded in time (worker/web_server.py)."""
     if settings.database_url.startswith("sqlite"):
-        return ["--worker-class", "gthread", "--threads", "8"]
+        return ["--worker-class", "worker.web_server.ThreadWorker", "--threads", "8"]
     # A request waiting on the database, Redis or the ingest commit costs a greenlet switch, not an OS thread
     # hand-off under the GIL (which capped single-event ingest at ~0.2 of a bare endpoint with gthread).
-    return ["--worker-class", "gevent", "--worker-connections", str(settings.web_connections)]
+    return ["--worker-class", "worker.web_server.GeventWorker", "--worker-connections", str(settings.web_connections)]
 
 
 def run_web(settings: Settings) -> None:
@@ -117,7 +118,9 @@ def run_dev(settings: Settings) -> None:
     db_upgrade(settings)
     bootstrap_on_first_start(settings)
     exe = [sys.executable, "-m", "worker.cli"]
-    procs = [subprocess.Popen(exe + ["worker"]), subprocess.Popen(exe + ["web"])]
+    # Plain http on localhost: no HSTS, no Secure cookies, unless LEADPULSE_ENV says otherwise.
+    env = {**os.environ, "LEADPULSE_ENV": os.environ.get("LEADPULSE_ENV") or "development"}
+    procs = [subprocess.Popen(exe + ["worker"], env=env), subprocess.Popen(exe + ["web"], env=env)]
     print(
         f"LeadPulse is running at http://{settings.host}:{settings.port}/ (docs at /docs). Ctrl-C stops it.", flush=True
     )
@@ -136,7 +139,7 @@ def run_dev(settings: Settings) -> None:
                 pass
             if procs[0].poll() == WATCHDOG_EXIT:  # a job outlived its timeout: a fresh worker, as a supervisor would
                 print("LeadPulse worker restarted after a job outlived its timeout", flush=True)
-                procs[0] = subprocess.Popen(exe + ["worker"])
+                procs[0] = subprocess.Popen(exe + ["worker"], env=env)
             if not all(p.poll() is None for p in procs):
                 break
     except KeyboardInterrupt:

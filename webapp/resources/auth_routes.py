@@ -11,6 +11,7 @@ from webapp import audit_trail
 from webapp.app_state import db
 from webapp.auth import ACTIVE_OU_COOKIE, principal, public, sign_in
 from webapp.blueprint import Blueprint
+from webapp.cookies import delete_cookie
 from webapp.rate_limits import request_address
 from webapp.schema_base import StrictSchema
 from webapp.services.login import verify_login
@@ -69,7 +70,7 @@ def logout():
 @public
 def cleanup():
     resp = make_response("", 204)
-    resp.delete_cookie(ACTIVE_OU_COOKIE)
+    delete_cookie(resp, ACTIVE_OU_COOKIE)
     return resp
 
 

@@ -125,7 +125,7 @@ def delete(member_id):
     _answer(lambda s: delete_member(s, unit, member_id, _owns_all_units_of(s, member_id)))
 
 
-@blp.route("/org-units/<unit_id>/memberships", methods=["GET"], need="read")
+@blp.route("/org-units/<unit_id>/memberships", methods=["GET"], need="own")  # emails and roles, as /org-members
 @blp.response(200, MemberSchema(many=True))
 def list_memberships(unit_id):
     return [_dump(m, role) for m, role in unit_members(db(), unit_id)]

@@ -11,6 +11,7 @@ from models.tenancy import Membership, Organization, OrgUnit
 from webapp.app_state import db
 from webapp.auth import ACTIVE_OU_COOKIE, is_member_of, principal
 from webapp.blueprint import Blueprint
+from webapp.cookies import set_cookie
 from webapp.errors import not_found
 from webapp.schema_base import StrictSchema, UTCDateTime
 
@@ -86,5 +87,5 @@ def activate(data):
     unit = _member_unit(p.member_id, data["ouId"])
     resp = jsonify({"active_ou": unit.id, "name": unit.name})
     resp.headers["X-OU-ID"] = unit.id
-    resp.set_cookie(ACTIVE_OU_COOKIE, unit.id, httponly=True, samesite="Lax", max_age=30 * 24 * 3600)
+    set_cookie(resp, ACTIVE_OU_COOKIE, unit.id, max_age=30 * 24 * 3600)
     return resp

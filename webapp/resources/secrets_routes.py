@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from marshmallow import ValidationError, fields, validate, validates
@@ -21,25 +22,39 @@ blp = Blueprint("secrets", __name__, description="API credentials")
 MAX_ORIGINS = 20
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+HOST = re.compile(r"[a-z0-9.-]+|\[[0-9a-f:.]+\]")
+
+
 def _origin(value: str) -> str:
-    """An origin as browsers send it: scheme://host[:port], nothing else."""
-    parts = urlsplit(value)
+    """An origin exactly as a browser sends it in Origin: scheme://host[:port], lowercase, no default port."""
+    problem = ValidationError(f"{value!r} is not an origin like https://www.example.com")
+    try:
+        parts = urlsplit(value.lower())
+        port = parts.port
+    except ValueError:
+        raise problem from None
+    host = parts.netloc.rpartition(":")[0] if port is not None else parts.netloc
     if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
+        parts.scheme not in DEFAULT_PORTS
+        or not HOST.fullmatch(host or "")
         or parts.path
         or parts.query
         or parts.fragment
-        or parts.username
-        or parts.password
-        or value != value.strip()
+        or "@" in parts.netloc
     ):
-        raise ValidationError(f"{value!r} is not an origin like https://www.example.com")
-    return value.lower()
+        raise problem
+    return f"{parts.scheme}://{host}" + (f":{port}" if port not in (None, DEFAULT_PORTS[parts.scheme]) else "")
 
 
 class SecretInSchema(StrictSchema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=50))
+
+    @validates("name")
+    def _name(self, value, **_):
+        if not value.strip():
+            raise ValidationError("the name is blank")
+
     scopes = fields.List(
         fields.String(validate=validate.OneOf(SCOPES)),
         load_default=["ingest"],

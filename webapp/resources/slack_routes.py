@@ -23,11 +23,14 @@ from integrations.slack_store import (
     state_store,
 )
 from models.base import utcnow
+from models.members import role_in
 from models.slack import SlackApp, SlackConnection, SlackInstallRequest
 from webapp import audit_trail
+from webapp.access import ROLE_GRANTS
 from webapp.app_state import close_db, db, external_url, state
 from webapp.auth import current_unit, plausible_id, principal, public
 from webapp.blueprint import Blueprint
+from webapp.cookies import delete_cookie, set_cookie
 from webapp.errors import ApiError
 from webapp.schema_base import StrictSchema, rfc3339
 from worker.jobs import try_kick_alerts
@@ -132,15 +135,7 @@ STATE_COOKIE = "leadpulse_slack_state"
 
 def _with_state_cookie(resp):
     """The state is also bound to this browser, so an authorize URL sent to someone else cannot install into our OU."""
-    resp.set_cookie(
-        STATE_COOKIE,
-        g.slack_state,
-        max_age=STATE_TTL_SECONDS,
-        httponly=True,
-        samesite="Lax",
-        secure=request.is_secure,
-        path=url_for("slack.callback"),
-    )
+    set_cookie(resp, STATE_COOKIE, g.slack_state, max_age=STATE_TTL_SECONDS, path=url_for("slack.callback"))
     return resp
 
 
@@ -148,6 +143,7 @@ def _with_state_cookie(resp):
     "/integrations/slack/install",
     methods=["GET"],
     endpoint="install_redirect",
+    need="configure",  # a GET that starts an install: as POST does
     member_only=True,
     statuses=(302, 403, 409),
 )
@@ -197,6 +193,8 @@ def callback():
     """Slack redirects the browser here; nothing is stored unless the state and the code are good."""
     req = _consume(request.args.get("state", ""))
     audit_trail.attribute(org_id=req.org_id, unit_id=req.unit_id, member_id=req.member_id)  # who started the install
+    if "configure" not in ROLE_GRANTS.get(role_in(db(), req.member_id, req.unit_id) or "", ()):
+        raise ApiError(403, "forbidden", "whoever started this install may no longer configure this organization unit")
     if request.args.get("error"):
         reason = re.sub(r"[^a-z_]", "", request.args["error"].lower())[:50] or "unknown"
         return _clear_state(redirect("/home?" + urlencode({"slack": "error", "reason": reason}), code=302))
@@ -248,7 +246,7 @@ def callback():
 
 
 def _clear_state(resp):
-    resp.delete_cookie(STATE_COOKIE, path=url_for("slack.callback"))
+    delete_cookie(resp, STATE_COOKIE, path=url_for("slack.callback"))
     return resp
 
 
