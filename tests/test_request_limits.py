@@ -105,6 +105,27 @@ def test_ingest_is_limited_per_credential_in_the_lane_as_in_flask(make_app, tena
     assert post({"lead_id": "ada", "event_type": "x"}).status_code == 202
 
 
+def test_a_write_key_is_limited_by_itself_and_per_visitor_and_its_page_may_read_the_wait(make_app, tenant):
+    c = make_app(rate_limit_ingest="3/minute", rate_limit_visitor="2/minute").test_client()
+    owner = member_client(c, tenant)
+    made = c.post("/secrets", json={"name": "site", "allowed_origins": ["https://shop.example"]}, headers=owner)
+    assert made.status_code == 201, made.json
+    page = {**basic(made.json["client_id"], ""), "Origin": "https://shop.example"}
+
+    def send(visitor: str):
+        body = {"lead_id": "v1", "event_type": "page_view"}
+        return c.post("/ingest", json=body, headers=page, environ_base=at(visitor))
+
+    sent = [send("198.51.100.1") for _ in range(3)]
+    assert [r.status_code for r in sent] == [202, 202, 429]  # one visitor's share of the key
+    refused = sent[2]
+    assert refused.headers["Retry-After"] == "30" and refused.headers["RateLimit-Policy"] == "2;w=60"
+    assert refused.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+    assert "Retry-After" in refused.headers["Access-Control-Expose-Headers"]
+    assert [send("198.51.100.2").status_code, send("198.51.100.3").status_code] == [202, 429]  # the key's own
+    assert c.post("/ingest", json={"lead_id": "v1", "event_type": "x"}, headers=tenant.auth).status_code == 202
+
+
 def test_every_request_counts_against_its_address_before_its_credentials_are_checked(make_app, tenant):
     app = make_app(rate_limit_address="4/minute")
     c = app.test_client()

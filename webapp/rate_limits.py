@@ -2,8 +2,8 @@
 
 Every request is counted against its source address before its credentials are looked at (a flood of wrong ones
 is limited like any other request), then an authenticated one against its caller, the API credential or the
-member: the `ingest` allowance on the ingest routes, `api` on every other. POST /ingest's lane below Flask takes
-both in one Redis call. A webhook delivery is counted against its source once the source is known to be the sender
+member: the `ingest` allowance on the ingest routes, `api` on every other, and a write key also per visitor
+address. POST /ingest's lane below Flask takes address and credential in one Redis call. A webhook delivery is counted against its source once the source is known to be the sender
 (limit_source), a sign-in attempt against its address (webapp/services/login.py). While Redis cannot answer,
 requests go on unlimited: ingest must keep accepting events, which are safe in PostgreSQL, and a limit is not worth
 an outage; sign-in alone refuses then (see webapp/services/login.py).
@@ -24,7 +24,7 @@ from webapp.errors import ApiError
 
 log = logging.getLogger("leadpulse.limits")
 
-ADDRESS, INGEST, API, WEBHOOK, LOGIN = "address", "ingest", "api", "webhook", "login"
+ADDRESS, INGEST, API, WEBHOOK, LOGIN, VISITOR = "address", "ingest", "api", "webhook", "login", "visitor"
 INGEST_BLUEPRINTS = frozenset(("ingest", "imports"))  # their routes take the `ingest` allowance, the rest `api`
 DECIDED = "leadpulse.rate_limit"  # environ: the lane already took this request's limits (its decision, or None)
 ADDRESS_SEEN = "leadpulse.address"  # environ: the request's source address, worked out once
@@ -136,8 +136,12 @@ def limit_caller() -> None:
     if p is None or DECIDED in request.environ:
         return
     app_state = state()
-    name = INGEST if request.blueprint in INGEST_BLUEPRINTS else API
-    decided = enforce(app_state, [caller_limit(app_state.settings, p, name)])
+    settings = app_state.settings
+    limits = [caller_limit(settings, p, INGEST if request.blueprint in INGEST_BLUEPRINTS else API)]
+    if p.is_write_key:  # public, in every visitor's page: one visitor must not spend the whole site's allowance
+        address = client_address(request.environ, settings.trusted_proxies)
+        limits.append(Limit(VISITOR, f"{caller(p)[1]}:address:{address}", settings.rate_limit_visitor))
+    decided = enforce(app_state, limits)
     g.rate_limit = min(
         (d for d in (decided, g.get("rate_limit")) if d is not None),
         key=lambda d: d.binding().remaining,
