@@ -174,7 +174,7 @@ def deliver_alerts(Session, settings, secret_key: str, unit_id: str, redis=None)
     """
     examine_all(Session, unit_id)
     with Session() as s:
-        target = resolve(s.get(SlackConnection, unit_id), settings, secret_key)
+        target = resolve(s, unit_id, s.get(SlackConnection, unit_id), settings, secret_key)
         cfg = alert_config(s, unit_id)
     if not target.ready:
         return DeliveryOutcome(stopped=NOT_CONFIGURED)

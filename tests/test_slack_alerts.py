@@ -335,7 +335,7 @@ def sweep(app, settings, redis_conn, run_worker):
         redis_conn,
         settings.queue_name,
         settings.scoring_parallelism,
-        env_slack=True,
+        dataclasses.replace(settings, slack_bot_token=BOT),
     )
     run_worker()
 

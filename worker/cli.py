@@ -101,8 +101,7 @@ def run_worker(settings: Settings, burst: bool = False) -> None:
         settings.queue_name,
         settings.scoring_parallelism,
         settings.sweep_interval_seconds,
-        env_hubspot_token=bool(settings.hubspot_access_token),
-        env_slack=bool(settings.slack_bot_token),
+        settings,
     )
     try:
         # Jobs run in this process, watched (worker/process.py): forking a work-horse per job cost ~0.1 s of CPU each.

@@ -268,7 +268,7 @@ def hubspot_units(Session, settings, units: set[str]) -> set[str]:
     if not units:
         return units
     with Session() as s:
-        return set(hubspot_served_units(s, bool(settings.hubspot_access_token), units))
+        return set(hubspot_served_units(s, settings, units))
 
 
 # Slack --------------------------------------------------------------------------------------------------------------

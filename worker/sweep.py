@@ -8,10 +8,12 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from config import Settings
 from integrations import redis_keys as keys
 from models.alerts import units_with_alert_work
 from models.base import utcnow
 from models.hubspot_sync_state import hubspot_served_units, stale_option_units
+from models.integration_defaults import units_served_by_default
 from models.leads import LeadDeletion
 from models.score_batch import has_pending
 from models.slack import SlackConnection
@@ -29,17 +31,20 @@ DELETION_RETRY_SECONDS = 60  # a deletion still pending after this long has lost
 log = logging.getLogger("leadpulse.sweep")
 
 
-def sweep_once(
-    Session, redis, queue_name: str, slots: int, env_hubspot_token: bool = False, env_slack: bool = False
-) -> list[int]:
+def sweep_once(Session, redis, queue_name: str, slots: int, settings: Settings | None = None) -> list[int]:
     """Kick scoring slots with pending events, stale HubSpot options, HubSpot syncs, Slack alerts, lead deletions and
-    the audit log's hourly pruning."""
+    the audit log's hourly pruning.
+
+    `settings` brings the environment's integration defaults (none without it)."""
+    settings = settings or Settings()
     with Session() as s:
         waiting = [slot for slot in range(slots) if has_pending(s, slot, slots)]
         stale = stale_option_units(s)
-        hubspot_units = hubspot_served_units(s, env_hubspot_token)
-        # With SLACK_BOT_TOKEN any OU may have a target; else only OUs with a Slack row (install or target) can deliver.
-        slack_served = None if env_slack else set(s.execute(select(SlackConnection.unit_id)).scalars())
+        hubspot_units = hubspot_served_units(s, settings)
+        # OUs with a Slack row (install or target) may deliver, and those SLACK_BOT_TOKEN serves.
+        slack_served = set(s.execute(select(SlackConnection.unit_id)).scalars())
+        if settings.slack_bot_token:
+            slack_served |= units_served_by_default(s, settings)
         alert_units = units_with_alert_work(s, slack_served)
         deletions = (
             s.execute(
@@ -70,8 +75,7 @@ def start_sweeper(
     queue_name: str,
     slots: int,
     interval: float,
-    env_hubspot_token: bool = False,
-    env_slack: bool = False,
+    settings: Settings | None = None,
 ) -> threading.Event:
     """Run sweep_once now and every interval seconds in a daemon thread; set the event to stop it."""
     stop = threading.Event()
@@ -79,7 +83,7 @@ def start_sweeper(
     def loop():
         while True:
             try:
-                kicked = sweep_once(Session, redis, queue_name, slots, env_hubspot_token, env_slack)
+                kicked = sweep_once(Session, redis, queue_name, slots, settings)
                 if kicked:
                     log.info("sweep re-kicked scoring slots %s", kicked)
             except Exception as exc:
