@@ -141,7 +141,7 @@ def run_dev(settings: Settings) -> None:
             if status not in (None, 0) and (status == WATCHDOG_EXIT or time.monotonic() - started > DEV_RESTART_AFTER):
                 # A job outlived its timeout, or the worker died of something unforeseen: a fresh one, as a
                 # supervisor would. One that fails at once (its configuration) ends dev, its error on screen.
-                print(f"LeadPulse worker exited with status {status}; restarting it", flush=True)
+                print(f"LeadPulse worker restarted (it had exited with status {status})", flush=True)
                 procs[0], started = subprocess.Popen(exe + ["worker"]), time.monotonic()
             if not all(p.poll() is None for p in procs):
                 break
