@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from dataclasses import dataclass, field
+
+ALL_UNITS = ("*",)  # LEADPULSE_DEFAULT_INTEGRATION_UNITS=*: the defaults serve every OU (a single-team install)
 
 
 def _int(env: dict, name: str, default: int) -> int:
@@ -38,6 +41,29 @@ def _seconds(env: dict, name: str, default: float) -> float:
     if not 0 < value < 86400:
         raise SystemExit(f"configuration error: {name} must be a number of seconds above 0, got {raw!r}")
     return value
+
+
+def _default_units(env: dict, name: str) -> tuple[str, ...] | None:
+    """`*`, or OU and organization ids separated by commas; unset is None (the first organization's OUs). Names are
+    refused: they are neither unique nor fixed, and a rename must never hand the operator's tokens to someone else."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    if "*" in items:
+        if len(items) > 1:
+            raise SystemExit(f"configuration error: {name} is either * alone or a list of ids, got {raw!r}")
+        return ALL_UNITS
+    ids = []
+    for item in items:
+        try:
+            ids.append(str(uuid.UUID(item)))
+        except ValueError:
+            raise SystemExit(
+                f"configuration error: {name}: {item!r} is not an OU or organization id "
+                "(ids only, comma-separated, or * for every OU)"
+            ) from None
+    return tuple(dict.fromkeys(ids))
 
 
 ENVIRONMENTS = ("production", "development")
@@ -103,6 +129,9 @@ class Settings:
     slack_alert_channel: str | None = None
     slack_api_base: str = "https://slack.com/api/"
     bootstrap: str | None = None
+    # OUs served by the HubSpot and Slack defaults above: None = the first organization's, ALL_UNITS = every OU,
+    # else these OU and organization ids (models/integration_defaults.py)
+    default_integration_units: tuple[str, ...] | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     web_workers: int = 2
@@ -152,6 +181,7 @@ class Settings:
             slack_alert_channel=env.get("SLACK_ALERT_CHANNEL") or None,
             slack_api_base=env.get("SLACK_API_BASE") or cls.slack_api_base,
             bootstrap=env.get("LEADPULSE_BOOTSTRAP") or None,
+            default_integration_units=_default_units(env, "LEADPULSE_DEFAULT_INTEGRATION_UNITS"),
             host=env.get("HOST") or cls.host,
             port=_int(env, "PORT", cls.port),
             web_workers=_int(env, "WEB_CONCURRENCY", cls.web_workers),

@@ -80,6 +80,8 @@ def app_env(db_name: str, redis_db: int, queue: str, **extra) -> dict:
         "SECRET_KEY",
         "HUBSPOT_ACCESS_TOKEN",
         "SLACK_BOT_TOKEN",
+        "SLACK_ALERT_CHANNEL",
+        "LEADPULSE_DEFAULT_INTEGRATION_UNITS",
         "PROMETHEUS_MULTIPROC_DIR",
     ):
         env.pop(k, None)

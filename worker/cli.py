@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 from redis import Redis
 from rq import Queue
@@ -34,6 +35,7 @@ from worker.registry import worker_queues
 from worker.sweep import start_sweeper
 
 log = logging.getLogger("leadpulse.cli")
+DEV_RESTART_AFTER = 10  # seconds a worker must have run for `leadpulse dev` to restart it after a crash
 
 
 def run_member_add(
@@ -95,22 +97,21 @@ def run_worker(settings: Settings, burst: bool = False) -> None:
     run_as_worker()
     redis = Redis.from_url(settings.redis_url)
     queues = [Queue(name, connection=redis) for name in worker_queues(settings.queue_name)]
-    stop = start_sweeper(
+    sweeper = start_sweeper(
         session_factory(settings.database_url),
         redis,
         settings.queue_name,
         settings.scoring_parallelism,
         settings.sweep_interval_seconds,
-        env_hubspot_token=bool(settings.hubspot_access_token),
-        env_slack=bool(settings.slack_bot_token),
+        settings,
     )
     try:
         # Jobs run in this process, watched (worker/process.py): forking a work-horse per job cost ~0.1 s of CPU each.
-        WatchedWorker(queues, connection=redis, grace=settings.job_grace_seconds).work(
+        WatchedWorker(queues, connection=redis, grace=settings.job_grace_seconds, on_reconnect=sweeper.wake).work(
             with_scheduler=True, burst=burst, logging_level=settings.log_level
         )
     finally:
-        stop.set()
+        sweeper.stop()
 
 
 def run_dev(settings: Settings) -> None:
@@ -121,6 +122,7 @@ def run_dev(settings: Settings) -> None:
     # Plain http on localhost: no HSTS, no Secure cookies, unless LEADPULSE_ENV says otherwise.
     env = {**os.environ, "LEADPULSE_ENV": os.environ.get("LEADPULSE_ENV") or "development"}
     procs = [subprocess.Popen(exe + ["worker"], env=env), subprocess.Popen(exe + ["web"], env=env)]
+    started = time.monotonic()
     print(
         f"LeadPulse is running at http://{settings.host}:{settings.port}/ (docs at /docs). Ctrl-C stops it.", flush=True
     )
@@ -137,9 +139,12 @@ def run_dev(settings: Settings) -> None:
                 procs[0].wait(timeout=1)
             except subprocess.TimeoutExpired:
                 pass
-            if procs[0].poll() == WATCHDOG_EXIT:  # a job outlived its timeout: a fresh worker, as a supervisor would
-                print("LeadPulse worker restarted after a job outlived its timeout", flush=True)
-                procs[0] = subprocess.Popen(exe + ["worker"], env=env)
+            status = procs[0].poll()
+            if status not in (None, 0) and (status == WATCHDOG_EXIT or time.monotonic() - started > DEV_RESTART_AFTER):
+                # A job outlived its timeout, or the worker died of something unforeseen: a fresh one, as a
+                # supervisor would. One that fails at once (its configuration) ends dev, its error on screen.
+                print(f"LeadPulse worker restarted (it had exited with status {status})", flush=True)
+                procs[0], started = subprocess.Popen(exe + ["worker"], env=env), time.monotonic()
             if not all(p.poll() is None for p in procs):
                 break
     except KeyboardInterrupt:

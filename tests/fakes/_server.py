@@ -38,7 +38,7 @@ class RecordedRequest:
 class Fault:
     """A planned misbehaviour for the next `remaining` matching requests."""
 
-    kind: str  # "status" or "hang"
+    kind: str  # "status", "hang" (wait, then serve) or "slow" (serve, then wait before answering)
     remaining: int
     path: str | None = None
     status: int = 500
@@ -125,6 +125,12 @@ class FakeServer:
         with self.lock:
             self._faults.append(Fault("hang", n, path, seconds=seconds))
 
+    def slow_next(self, n: int = 1, seconds: float = 5.0, path: str | None = None) -> None:
+        """The next n requests take effect at once but are answered only after `seconds`: a caller that dies
+        meanwhile never learns that its call went through."""
+        with self.lock:
+            self._faults.append(Fault("slow", n, path, seconds=seconds))
+
     def clear_faults(self) -> None:
         with self.lock:
             self._faults.clear()
@@ -172,6 +178,8 @@ class FakeServer:
         if fault is not None and fault.kind == "hang":
             self._stopping.wait(fault.seconds)
             fault = None
+        slow = fault if fault is not None and fault.kind == "slow" else None
+        fault = None if slow is not None else fault
         try:
             response = self.fault_response(fault, request) if fault is not None else self.handle(request, record)
         except Exception as exc:  # a bug in the fake must show up as a 500, not a dropped connection
@@ -179,6 +187,8 @@ class FakeServer:
         with self._changed:
             record.status = response.status_code
             self._changed.notify_all()
+        if slow is not None:
+            self._stopping.wait(slow.seconds)
         return response(environ, start_response)
 
     def handle(self, request: Request, record: RecordedRequest) -> Response:  # pragma: no cover - abstract

@@ -18,6 +18,7 @@ from webapp.crud import paginate
 from webapp.errors import ApiError, not_found
 from webapp.representations import SCORE_BOUND, LeadSchema, level_dump
 from webapp.schema_base import PageArgs, StrictSchema, rfc3339
+from webapp.services.lead_ids import LEAD_ID, LEAD_ID_RULE
 from webapp.services.leads import check_metadata
 from worker.jobs import try_kick
 
@@ -38,7 +39,7 @@ class LeadListArgs(PageArgs):
 
 
 class LeadCreateSchema(StrictSchema):
-    id = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    id = fields.String(required=True, validate=LEAD_ID, metadata={"description": LEAD_ID_RULE})
     metadata = fields.Dict(keys=fields.String(), load_default=dict)
     account_id = fields.String(allow_none=True, validate=validate.Length(max=200))
 
@@ -55,7 +56,9 @@ class BatchScoresSchema(StrictSchema):
 
 
 class MergeSchema(StrictSchema):
-    targetLeadId = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    # The survivor must be reachable; a source may be any lead, so one stored under an id no longer accepted can
+    # still be merged into a reachable one.
+    targetLeadId = fields.String(required=True, validate=LEAD_ID, metadata={"description": LEAD_ID_RULE})
     sourceLeadIds = fields.List(
         fields.String(validate=validate.Length(min=1, max=200)), required=True, validate=validate.Length(min=1, max=100)
     )

@@ -76,7 +76,7 @@ def _slack_app(org_id: str) -> tuple[str, str] | None:
 def status(unit_id: str) -> dict:
     """Where alerts go and how delivery is doing; "not configured" says alerts wait, nothing is lost."""
     conn = db().get(SlackConnection, unit_id)
-    target = resolve(conn, state().settings, state().secret_key)
+    target = resolve(db(), unit_id, conn, state().settings, state().secret_key)
     counts = alert_counts(db(), unit_id)
     if not target.ready:
         delivery = "not configured"
@@ -273,8 +273,9 @@ def disconnect():
 
 
 def _adapter() -> tuple[SlackAdapter, SlackConnection | None]:
-    conn = db().get(SlackConnection, current_unit())
-    target = resolve(conn, state().settings, state().secret_key)
+    unit_id = current_unit()
+    conn = db().get(SlackConnection, unit_id)
+    target = resolve(db(), unit_id, conn, state().settings, state().secret_key)
     if target.token is None:
         raise ApiError(409, "not_connected", "connect Slack first: POST /integrations/slack/install")
     close_db()

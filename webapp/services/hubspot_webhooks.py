@@ -89,7 +89,7 @@ def apply_hubspot_events(source: WebhookSource, events: list[dict]) -> dict:
         )
     )
     emails: dict[str, str] = {}
-    conn_token = token_for(conn, state().settings, state().secret_key) if created else None
+    conn_token = token_for(db(), source.unit_id, conn, state().settings, state().secret_key) if created else None
     close_db()
     waiting = bool(created) and conn_token is None  # no token (or an unreadable one): nothing to read the emails with
     if conn_token is not None:
