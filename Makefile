@@ -11,7 +11,7 @@ PG_PORT ?= 5432
 LOCK    := requirements.lock
 PIP_VERSION := 26.3
 
-.PHONY: run test test-newest lint install lock services redis postgres bench clean
+.PHONY: run test fuzz test-newest lint install lock services redis postgres bench clean
 
 # Installs exactly what requirements.lock pins (hash-checked, for every platform), then LeadPulse itself with the
 # locked setuptools, resolving and fetching nothing else.
@@ -71,6 +71,11 @@ run: install redis
 
 test: services lint
 	$(BIN)/python -m pytest -n 2
+
+# The fuzz of tests/test_fuzz_openapi.py with many examples per operation (make test runs a few): ~10 minutes.
+FUZZ_EXAMPLES ?= 100
+fuzz: services
+	LEADPULSE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/test_fuzz_openapi.py
 
 bench: services
 	$(BIN)/python bench/ingest.py

@@ -51,6 +51,7 @@ def test_login_me_and_wrong_password(client, tenant):
     bearer = login(client, tenant)
     me = client.get("/me", headers=bearer)
     assert me.status_code == 200 and me.json["email"] == tenant.email and me.json["active_ou"] is None
+    assert me.json["org_member_id"] and me.json["org_id"] == tenant.org_id and me.json["role"] == "admin"
     # An API credential is not a member
     assert client.get("/me", headers=basic(tenant.client_id, tenant.client_secret)).status_code == 403
 

@@ -92,6 +92,8 @@ def test_bad_token_and_hubspot_down_leave_stored_state_unchanged(hs_api, fake_hu
     for body, field in [
         ({}, "access_token"),
         ({"access_token": "short"}, "access_token"),
+        ({"access_token": "pat-na1-令牌-0123456789"}, "access_token"),  # not latin-1: requests could not send it (500)
+        ({"access_token": "pat-na1 0123456789"}, "access_token"),
         ({"access_token": TOKEN, "create_missing_contacts": "maybe"}, "create_missing_contacts"),
     ]:
         r = api.put("/integrations/hubspot", json=body)

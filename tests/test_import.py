@@ -30,6 +30,11 @@ def upload(api, content: str | bytes, name="events.csv", mimetype="text/csv", **
     return api.post("/import", data=data, content_type="multipart/form-data")
 
 
+def test_the_document_describes_the_upload(api):
+    body = api.get("/openapi.json").json["paths"]["/import"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    assert body["schema"]["required"] == ["file"] and body["encoding"]["file"]["contentType"] == "text/csv"
+
+
 def test_good_rows_go_in_and_bad_rows_are_reported_by_line(api, app, run_worker):
     create_levels(api)
     published_ruleset(api, {"demo_request": 30, "page_view": 5})

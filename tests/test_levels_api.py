@@ -79,6 +79,10 @@ def test_list_shape_order_and_defaults(api):
     assert r.status_code == 200
     assert [lv["name"] for lv in r.json["levels"]] == ["Very Hot", "Cold"]
     assert set(r.json["levels"][0]) >= {"id", "name", "min_score", "max_score", "color", "order"}
+    spec = api.get("/openapi.json").json  # documented as answered: the levels under "levels", not a bare array
+    listed = spec["paths"]["/engagement-levels"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    schema = spec["components"]["schemas"][listed["$ref"].rsplit("/", 1)[1]]
+    assert schema["properties"]["levels"] == {"type": "array", "items": {"$ref": "#/components/schemas/Level"}}
 
 
 def test_overlap_bad_color_duplicate_and_last_level(api):

@@ -12,6 +12,8 @@ def test_ruleset_crud_and_single_primary(api):
     assert r.status_code == 201
     a = r.json
     assert a["status"] == "draft" and a["is_primary"] is False and a["active"] is True
+    assert a["published_at"] is None  # and the document says it may be:
+    assert api.get("/openapi.json").json["components"]["schemas"]["Ruleset"]["properties"]["published_at"]["nullable"]
     b = api.post("/rulesets", json={"name": "Sales", "is_primary": True}).json
     c = api.post("/rulesets", json={"name": "Exp", "is_primary": True}).json
     listed = {rs["name"]: rs["is_primary"] for rs in api.get("/rulesets").json}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import jsonify
 from flask.views import MethodView
+from marshmallow import fields
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -11,6 +12,7 @@ from models.locks import lock_unit
 from webapp.app_state import db
 from webapp.auth import current_unit, principal
 from webapp.errors import ApiError, not_found
+from webapp.schema_base import StrictSchema
 
 
 def scoped(model):
@@ -155,13 +157,19 @@ def register_crud(
     own = statuses or {}
     statuses = {**own, **{m: (409, *own.get(m, ())) for m in ("post", "put")}}  # Crud._save: a clash with another row
 
+    listed = schema(many=True)
+    if list_key:  # documented as answered: the items under list_key
+        listed = type(
+            f"{schema.__name__.removesuffix('Schema')}List",
+            (StrictSchema,),
+            {list_key: fields.List(fields.Nested(schema))},
+        )
+
     class Collection(MethodView):
-        @blp.response(200, schema(many=True))
+        @blp.response(200, listed)
         def get(self):
             items = db().execute(crud.list_query()).scalars().all()
-            if list_key:
-                return jsonify({list_key: schema(many=True).dump(items)})
-            return items
+            return {list_key: items} if list_key else items
 
         @blp.arguments(schema)
         @blp.response(201, schema)

@@ -31,7 +31,14 @@ log = logging.getLogger("leadpulse.hubspot")
 
 
 class ConnectSchema(StrictSchema):
-    access_token = fields.String(required=True, validate=validate.Length(min=10, max=500), load_only=True)
+    access_token = fields.String(
+        required=True,
+        load_only=True,
+        validate=[  # it goes in an HTTP header, which carries only visible ASCII: anything else could never be a token
+            validate.Length(min=10, max=500),
+            validate.Regexp(r"^[\x21-\x7e]+$", error="must be printable ASCII without spaces, as HubSpot's tokens are"),
+        ],
+    )
     create_missing_contacts = fields.Boolean(load_default=False)
 
 

@@ -20,7 +20,26 @@ def _accepts_any_body(view):
     return view
 
 
+UPLOAD = {  # the multipart form the view reads itself (a CSV is no JSON body for webargs to parse)
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {"type": "string", "format": "binary", "description": "the CSV, header row first"},
+                    "skip_triggers": {"type": "string", "description": "1, true, yes or on: no triggers fire"},
+                },
+            },
+            "encoding": {"file": {"contentType": "text/csv"}},
+        }
+    },
+}
+
+
 @blp.route("/import", methods=["POST"], statuses=(202,))
+@blp.doc(requestBody=UPLOAD)
 @_accepts_any_body
 def import_csv():
     """Good rows go in, bad rows are reported by line; a row's event_id makes a re-import safe."""

@@ -36,7 +36,7 @@ class RulesetSchema(StrictSchema):
     start_date = UTCDateTime(allow_none=True)
     end_date = UTCDateTime(allow_none=True)
     status = fields.String(dump_only=True)
-    published_at = UTCDateTime(dump_only=True)
+    published_at = UTCDateTime(dump_only=True, allow_none=True)  # a draft never published has none
     created_at = UTCDateTime(dump_only=True)
     updated_at = UTCDateTime(dump_only=True)
 
