@@ -463,6 +463,21 @@ def test_slack_server_errors_raise(slack):
     assert len(slack.messages) == 1
 
 
+def test_slack_slow_answer_posts_at_once_and_answers_late(slack):
+    """A post Slack made but answered too late: the client times out while the message is already in the channel."""
+    slack.add_channel("sales")
+    slack.slow_answer_next(1, seconds=0.6, path="/api/chat.postMessage")
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        web(slack, timeout=0.2).chat_postMessage(channel="sales", text="x")
+    assert time.monotonic() - started < 0.6
+    assert [m["text"] for m in slack.messages] == ["x"]
+    assert slack.requests_to("/api/chat.postMessage")[-1].status is None  # the answer is still held back
+    slack.wait_for(lambda: slack.requests_to("/api/chat.postMessage")[-1].status == 200)
+    assert web(slack).chat_postMessage(channel="sales", text="y")["ok"]  # one request only
+    assert [m["text"] for m in slack.messages] == ["x", "y"]
+
+
 def test_slack_oauth_v2_access_exchange(slack):
     code = slack.add_oauth_code(team_id="T0000BETA", team_name="Beta")
     anon = WebClient(base_url=slack.base_url)

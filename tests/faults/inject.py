@@ -1,0 +1,95 @@
+"""The faults, each injected into a running stack the way it happens in production; each returns the moment to
+time recovery from (the death, or the server back up)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from tests.conftest import wait_until
+from tests.faults.oracle import message_keys, now
+
+POST = "/api/chat.postMessage"
+SLACK_CLIENT_TIMEOUT = 10  # integrations/slack.py's SlackAdapter: a slower answer is no answer
+
+
+def kill_worker_mid_scoring(stack, timeout: float = 60) -> datetime:
+    """kill -9 a worker (and every process it started) in the middle of a scoring batch, as PostgreSQL sees it."""
+    victim: list = []
+
+    def found() -> bool:
+        owners = {stack.deployment.worker_on_port(port) for port in stack.store.scoring_ports()} - {None}
+        victim[:] = sorted(owners, key=lambda p: p.name)
+        return bool(victim)
+
+    wait_until(found, timeout=timeout, interval=0.01, message="a worker in the middle of a scoring batch")
+    stack.deployment.kill_worker(stack.rng.choice(victim))
+    return now()
+
+
+def kill_random_worker(stack) -> datetime:
+    """kill -9 whichever worker, whatever it is doing: a random point."""
+    stack.deployment.kill_worker(stack.rng.choice(stack.deployment.workers))
+    return now()
+
+
+def replace_killed_worker(stack) -> None:
+    """What a supervisor does after a death: start another (after the clock: the survivors must cope alone)."""
+    stack.deployment.wait_registered([stack.deployment.start_worker()])
+
+
+def kill_worker_mid_slack_post(stack, flush_redis: bool) -> tuple[datetime, str]:
+    """Slack takes the next post but holds its answer; the worker waiting for it is killed -9, and with flush_redis
+    Redis then loses every key (the posting marker among them). Returns the death and the held message's key."""
+    stack.slack.slow_answer_next(1, seconds=120, path=POST)  # the answer goes to a dead socket, if at all
+    stack.slack.wait_for(lambda: any(r.status is None for r in stack.slack.requests_to(POST)), timeout=120)
+    request = next(r for r in stack.slack.requests_to(POST) if r.status is None)
+    held = message_keys(stack.slack)[-1]  # one delivery per OU at a time: the newest message is the held one
+    victim = stack.deployment.worker_on_port(request.client_port)
+    assert victim is not None, f"no worker owns the connection from port {request.client_port}"
+    stack.deployment.kill_worker(victim)
+    died = now()
+    if flush_redis:
+        stack.redis.flushall()
+    return died, held
+
+
+def slow_slack_post(stack) -> None:
+    """Slack takes the next post but answers after the client gave up: did it go out? (It did.)"""
+    stack.slack.slow_answer_next(1, seconds=SLACK_CLIENT_TIMEOUT + 2, path=POST)
+
+
+def failing_slack(stack, posts: int = 1) -> None:
+    """The next posts fail with a 503 before reaching the channel."""
+    stack.slack.fail_next(posts, 503, path=POST)
+
+
+def flush_redis(stack) -> datetime:
+    """Every job, wake-up, lock and marker gone at once."""
+    stack.redis.flushall()
+    return now()
+
+
+def restart_redis(stack) -> datetime:
+    """kill -9 and start again, empty (no persistence): every client's connection breaks."""
+    stack.redis.restart()
+    return now()
+
+
+def restart_postgres(stack, load, crash: bool) -> datetime:
+    """Crash (stop -m immediate) or stop (-m fast) PostgreSQL under load, and start it once the client felt it."""
+    failures = load.stats.retries
+    stack.pg.crash() if crash else stack.pg.stop()
+    wait_until(
+        lambda: load.stats.retries > failures or load.done(), timeout=60, message="the client to notice the outage"
+    )
+    stack.pg.start()
+    return now()
+
+
+def kill_web_workers(stack, count: int) -> None:
+    """kill -9 `count` of gunicorn's workers mid-request; the master forks new ones."""
+    before = stack.deployment.web_workers()
+    victims = stack.rng.sample(before, min(count, len(before)))
+    for pid in victims:
+        stack.deployment.kill_web_worker(pid)
+    stack.deployment.wait_web_workers(len(before), not_in=set(victims))
