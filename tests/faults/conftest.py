@@ -70,7 +70,7 @@ SCALES = {
         "long",
         events=10_000,
         leads=1000,
-        rate=250,
+        rate=150,
         workers=3,
         worker_kills=4,
         chaos_events=50_000,
@@ -194,13 +194,29 @@ class Stack:
     rng: random.Random
     record_property: object
     recoveries: list[Recovery] = field(default_factory=list)
+    loads: list[EventLoad] = field(default_factory=list)
 
     scale = SCALE
 
-    def __getattr__(self, name):  # pg, redis, slack, hubspot, deployment
-        if name == "services":
-            raise AttributeError(name)
-        return getattr(self.services, name)
+    @property
+    def pg(self) -> PostgresCluster:
+        return self.services.pg
+
+    @property
+    def redis(self) -> RedisServer:
+        return self.services.redis
+
+    @property
+    def slack(self) -> FakeSlack:
+        return self.services.slack
+
+    @property
+    def hubspot(self) -> FakeHubSpot:
+        return self.services.hubspot
+
+    @property
+    def deployment(self) -> Deployment:
+        return self.services.deployment
 
     @property
     def slots(self) -> int:
@@ -213,7 +229,9 @@ class Stack:
         sent = plan(count, max(10, count * SCALE.leads // SCALE.events), self.rng, prefix)
         for email in sorted({e.email for e in sent}):
             self.hubspot.add_contact(email)
-        return EventLoad(self.services.settings.port, self.headers, sent, rate or SCALE.rate, threads).start()
+        load = EventLoad(self.services.settings.port, self.headers, sent, rate or SCALE.rate, threads)
+        self.loads.append(load)
+        return load.start()
 
     def clock(self, fault: str, kind: str, since, load: EventLoad | None = None) -> Recovery:
         """Time the recovery from a fault at `since`. A stall beyond what is watched fails at once (nothing after it
@@ -244,6 +262,7 @@ class Stack:
             f"{load.stats.retries} retries, {load.stats.duplicates} duplicates"
         )
         assert not problems, "exactly-once broke:\n" + "\n".join(problems)
+        assert not load.stats.statuses[500], "the web answered 500 (a fault must be a 503 or no answer, never a 500)"
         dead = self.deployment.dead_workers()
         assert not dead, "workers died without being killed:\n" + "\n".join(f"{p.name}:\n{p.log_tail()}" for p in dead)
         slow = [str(r) for r in self.recoveries if not r.ok]
@@ -280,6 +299,8 @@ def stack(services_pool, request, record_property):
     record_property("seed", SEED)
     stack = Stack(services, store, headers, random.Random(f"{SEED}:{request.node.nodeid}"), record_property)
     yield stack
+    for load in stack.loads:  # a scenario that failed midway leaves its client sending
+        load.stop()
     store.close()
     failed = any(getattr(request.node, f"faults_{when}_failed", False) for when in ("setup", "call"))
     if failed:

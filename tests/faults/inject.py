@@ -32,9 +32,11 @@ def kill_random_worker(stack) -> datetime:
     return now()
 
 
-def replace_killed_worker(stack) -> None:
+def replace_killed_worker(stack, wait: bool = True) -> None:
     """What a supervisor does after a death: start another (after the clock: the survivors must cope alone)."""
-    stack.deployment.wait_registered([stack.deployment.start_worker()])
+    started = stack.deployment.start_worker()
+    if wait:
+        stack.deployment.wait_registered([started])
 
 
 def kill_worker_mid_slack_post(stack, flush_redis: bool) -> tuple[datetime, str]:

@@ -105,21 +105,17 @@ class Store:
         return {"pending events": pending, "unexamined Hot entries": unexamined, "unsent alerts": unsent}
 
     def scoring_ports(self) -> list[int]:
-        """Client ports of the connections in the middle of a scoring batch: a transaction holding row locks on
-        leads (scoring locks its leads FOR NO KEY UPDATE) or writing events. Ingest matches too; the caller keeps
-        the ports a worker owns."""
-        return [
-            port
-            for (port,) in self.reachable_rows(
-                text(
-                    "SELECT a.client_port FROM pg_stat_activity a WHERE a.client_port IS NOT NULL "
-                    "AND a.xact_start IS NOT NULL AND EXISTS (SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = "
-                    "l.relation WHERE l.pid = a.pid AND l.granted AND c.relname IN ('leads', 'events') "
-                    "AND l.mode IN ('RowShareLock', 'RowExclusiveLock'))"
-                )
+        """Client ports of the connections in the middle of writing a scoring batch: a transaction holding a write
+        lock on events, score_deltas or lead_scores (scoring marks its events scored with their deltas and scores,
+        in one transaction). Ingest matches too; the caller keeps the ports a worker owns."""
+        rows = self.reachable_rows(
+            text(
+                "SELECT DISTINCT a.client_port FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid "
+                "JOIN pg_class c ON c.oid = l.relation WHERE a.client_port IS NOT NULL AND a.xact_start IS NOT NULL "
+                "AND l.granted AND l.mode = 'RowExclusiveLock' AND c.relname IN ('events', 'score_deltas', 'lead_scores')"
             )
-            or ()
-        ]
+        )
+        return [port for (port,) in rows or ()]
 
 
 def message_keys(slack: FakeSlack) -> list[str | None]:

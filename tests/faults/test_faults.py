@@ -18,11 +18,11 @@ pytestmark = pytest.mark.xdist_group("faults")
 def test_workers_killed_mid_scoring(stack):
     """kill -9 of a worker while it scores: the survivor takes its slot over, and no event is lost or scored twice."""
     load = stack.load("score")
-    for n in range(stack.scale.worker_kills):
-        load.wait_accepted(0.25 if n == 0 else stack.rng.uniform(0.1, 0.9))
+    for point in sorted(stack.rng.uniform(0.1, 0.6) for _ in range(stack.scale.worker_kills)):
+        load.wait_accepted(point)
         died = inject.kill_worker_mid_scoring(stack)
         stack.clock("worker kill -9 mid-scoring", "scoring", died, load)
-        inject.replace_killed_worker(stack)
+        inject.replace_killed_worker(stack, wait=False)  # the load goes on meanwhile: the next kill finds scoring
     stack.finish(load)
 
 
