@@ -43,16 +43,23 @@ def kill_worker_mid_slack_post(stack, flush_redis: bool) -> tuple[datetime, str]
     """Slack takes the next post but holds its answer; the worker waiting for it is killed -9, and with flush_redis
     Redis then loses every key (the posting marker among them). Returns the death and the held message's key."""
     stack.slack.slow_answer_next(1, seconds=120, path=POST)  # the answer goes to a dead socket, if at all
-    stack.slack.wait_for(lambda: any(r.status is None for r in stack.slack.requests_to(POST)), timeout=120)
-    request = next(r for r in stack.slack.requests_to(POST) if r.status is None)
-    held = message_keys(stack.slack)[-1]  # one delivery per OU at a time: the newest message is the held one
-    victim = stack.deployment.worker_on_port(request.client_port)
-    assert victim is not None, f"no worker owns the connection from port {request.client_port}"
+    waiting: list = []
+
+    def held() -> bool:  # a post Slack made and has not answered, whose worker still waits for the answer
+        with stack.slack.lock:
+            unanswered = [r for r in stack.slack.requests_to(POST) if r.status is None]
+            key = message_keys(stack.slack)[-1] if unanswered else None  # one delivery per OU at a time: the newest
+        owners = [stack.deployment.worker_on_port(r.client_port) for r in unanswered]
+        waiting[:] = [(owner, key) for owner in owners if owner is not None]
+        return bool(waiting)
+
+    wait_until(held, timeout=120, interval=0.02, message="a worker waiting for Slack's answer to a post")
+    victim, key = waiting[0]
     stack.deployment.kill_worker(victim)
     died = now()
     if flush_redis:
         stack.redis.flushall()
-    return died, held
+    return died, key
 
 
 def slow_slack_post(stack) -> None:
