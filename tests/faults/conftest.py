@@ -16,8 +16,9 @@ from config import Settings
 from models.accounts import bootstrap_tenant
 from models.db import get_engine
 from models.migrate import upgrade as db_upgrade
+from tests.conftest import basic
 from tests.fakes import FakeHubSpot, FakeSlack
-from tests.faults.load import WEIGHTS, EventLoad, HttpApi, basic_auth, plan
+from tests.faults.load import WEIGHTS, EventLoad, HttpApi, plan
 from tests.faults.oracle import Outcome, Store, settle, verify
 from tests.faults.processes import Deployment
 from tests.faults.recovery import LIMITS, Recovery, scoring_resumed, slack_resumed
@@ -291,7 +292,7 @@ def stack(services_pool, request, record_property):
     services.prepare()
     tenant = bootstrap_tenant(services.database_url, f"Faults {next(_tenants)}", "Main")
     get_engine(services.database_url).dispose()  # this process's pool on a server a scenario may crash
-    headers = basic_auth(tenant["client_id"], tenant["client_secret"])
+    headers = basic(tenant["client_id"], tenant["client_secret"])
     api = HttpApi(services.settings.port, headers)
     create_levels(api)
     published_ruleset(api, WEIGHTS)

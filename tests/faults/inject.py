@@ -3,13 +3,15 @@ time recovery from (the death, or the server back up)."""
 
 from __future__ import annotations
 
+import inspect
 from datetime import datetime
 
+from integrations.slack import SlackAdapter
 from tests.conftest import wait_until
 from tests.faults.oracle import message_keys, now
 
 POST = "/api/chat.postMessage"
-SLACK_CLIENT_TIMEOUT = 10  # integrations/slack.py's SlackAdapter: a slower answer is no answer
+SLACK_CLIENT_TIMEOUT = inspect.signature(SlackAdapter).parameters["timeout"].default  # a slower answer is no answer
 
 
 def kill_worker_mid_scoring(stack, timeout: float = 60) -> datetime:

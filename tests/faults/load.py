@@ -7,7 +7,6 @@ client recorded is the oracle the database is checked against.
 
 from __future__ import annotations
 
-import base64
 import collections
 import http.client
 import json
@@ -55,10 +54,6 @@ def expected_scores(events) -> dict[str, int]:
     for e in events:
         scores[e.email] += WEIGHTS[e.event_type]
     return dict(scores)
-
-
-def basic_auth(client_id: str, secret: str) -> dict:
-    return {"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()}
 
 
 @dataclass
