@@ -75,7 +75,7 @@ test: services lint
 
 # The fault suite at full length (FAULTS_SCALE=long): 50,000 events through every kind of fault at random points,
 # worker kills repeated, on private PostgreSQL and Redis servers of its own; ends with a table of the recovery times
-# measured. Long (tens of minutes on two cores), so CI runs it on a schedule (.ci/faults); `make test` runs the short
+# measured. Long (about 20 minutes on two cores), so CI runs it on a schedule (.ci/faults); `make test` runs the short
 # version of every scenario.
 test-faults: install
 	FAULTS_SCALE=long $(BIN)/python -m pytest tests/faults -v
