@@ -4,6 +4,7 @@ time recovery from (the death, or the server back up)."""
 from __future__ import annotations
 
 import inspect
+import time
 from datetime import datetime
 
 from integrations.slack import SlackAdapter
@@ -11,6 +12,7 @@ from tests.conftest import wait_until
 from tests.faults.oracle import message_keys, now
 
 POST = "/api/chat.postMessage"
+REDIS_OUTAGE_SECONDS = 3
 SLACK_CLIENT_TIMEOUT = inspect.signature(SlackAdapter).parameters["timeout"].default  # a slower answer is no answer
 
 
@@ -81,8 +83,17 @@ def flush_redis(stack) -> datetime:
 
 
 def restart_redis(stack) -> datetime:
-    """kill -9 and start again, empty (no persistence): every client's connection breaks."""
-    stack.redis.restart()
+    """kill -9 while a worker is mid-job, stay down a few seconds (a restart, a failover), start again empty (no
+    persistence): every client's connection breaks, and calls made meanwhile fail."""
+    wait_until(
+        lambda: any(stack.deployment.worker_on_port(port) for port in stack.store.scoring_ports()),
+        timeout=60,
+        interval=0.01,
+        message="a worker in the middle of a scoring batch",
+    )
+    stack.redis.kill()
+    time.sleep(REDIS_OUTAGE_SECONDS)  # the fault's length, not a wait for anything
+    stack.redis.start()
     return now()
 
 

@@ -193,11 +193,6 @@ class RedisServer:
         if self.process is not None:
             self.process.kill()
 
-    def restart(self) -> None:
-        """kill -9, then start again on the same port (free at once: the kernel closed the killed server's socket)."""
-        self.kill()
-        self.start()
-
     def flushall(self) -> None:
         client = self.client()
         try:
