@@ -17,17 +17,17 @@ SLACK_CLIENT_TIMEOUT = inspect.signature(SlackAdapter).parameters["timeout"].def
 
 
 def kill_worker_mid_scoring(stack, timeout: float = 60) -> datetime:
-    """kill -9 a worker (and every process it started) in the middle of a scoring batch, as PostgreSQL sees it."""
-    victim: list = []
-
-    def found() -> bool:
-        owners = {stack.deployment.worker_on_port(port) for port in stack.store.scoring_ports()} - {None}
-        victim[:] = sorted(owners, key=lambda p: p.name)
-        return bool(victim)
-
-    wait_until(found, timeout=timeout, interval=0.01, message="a worker in the middle of a scoring batch")
-    stack.deployment.kill_worker(stack.rng.choice(victim))
-    return now()
+    """kill -9 a worker (and every process it started) in the middle of a scoring batch, as PostgreSQL sees it: the
+    batch is seen again just before the kill, so the worker is still in it when it dies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for port in sorted(stack.store.scoring_ports()):
+            victim = stack.deployment.worker_on_port(port)
+            if victim is not None and port in stack.store.scoring_ports():
+                stack.deployment.kill_worker(victim)
+                return now()
+        time.sleep(0.005)  # polling PostgreSQL for a batch to begin
+    raise AssertionError(f"no worker was seen in the middle of a scoring batch within {timeout} s")
 
 
 def kill_random_worker(stack) -> datetime:
@@ -88,7 +88,7 @@ def restart_redis(stack) -> datetime:
     wait_until(
         lambda: any(stack.deployment.worker_on_port(port) for port in stack.store.scoring_ports()),
         timeout=60,
-        interval=0.01,
+        interval=0.005,
         message="a worker in the middle of a scoring batch",
     )
     stack.redis.kill()

@@ -17,6 +17,7 @@ from models.base import utcnow
 from models.events import PENDING, SCORED, Event, ScoreDelta
 from models.leads import Lead, LeadAlias
 from models.levels import EngagementLevel, LeadLevelChange
+from models.locks import UNIT_LOCK_SPACE
 from models.scoring import LeadScore, Ruleset
 from models.slack import PENDING as ALERT_PENDING
 from models.slack import SENT, SlackAlert
@@ -104,18 +105,21 @@ class Store:
         pending, unexamined, unsent = rows[0]
         return {"pending events": pending, "unexamined Hot entries": unexamined, "unsent alerts": unsent}
 
-    def scoring_ports(self) -> list[int]:
-        """Client ports of the connections in the middle of writing a scoring batch: a transaction holding a write
-        lock on events, score_deltas or lead_scores (scoring marks its events scored with their deltas and scores,
-        in one transaction). Ingest matches too; the caller keeps the ports a worker owns."""
+    def scoring_ports(self) -> set[int]:
+        """Client ports of the connections in the middle of a scoring batch: a transaction holding the shared OU lock
+        a batch takes first (models/locks.py), or writing events, score_deltas or lead_scores (a batch marks its
+        events scored with their deltas and scores). Ingest and configuration match too; the caller keeps the ports
+        a worker owns."""
         rows = self.reachable_rows(
             text(
                 "SELECT DISTINCT a.client_port FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid "
-                "JOIN pg_class c ON c.oid = l.relation WHERE a.client_port IS NOT NULL AND a.xact_start IS NOT NULL "
-                "AND l.granted AND l.mode = 'RowExclusiveLock' AND c.relname IN ('events', 'score_deltas', 'lead_scores')"
-            )
+                "LEFT JOIN pg_class c ON c.oid = l.relation WHERE a.client_port IS NOT NULL AND l.granted "
+                "AND a.xact_start IS NOT NULL AND ((l.locktype = 'advisory' AND l.classid = :space "
+                "AND l.mode = 'ShareLock') OR (l.mode = 'RowExclusiveLock' "
+                "AND c.relname IN ('events', 'score_deltas', 'lead_scores')))"
+            ).bindparams(space=UNIT_LOCK_SPACE)
         )
-        return [port for (port,) in rows or ()]
+        return {port for (port,) in rows or ()}
 
 
 def message_keys(slack: FakeSlack) -> list[str | None]:
