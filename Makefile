@@ -11,7 +11,7 @@ PG_PORT ?= 5432
 LOCK    := requirements.lock
 PIP_VERSION := 26.3
 
-.PHONY: run test fuzz test-newest lint install lock services redis postgres bench clean
+.PHONY: run test fuzz test-faults test-newest lint install lock services redis postgres bench clean
 
 # Installs exactly what requirements.lock pins (hash-checked, for every platform), then LeadPulse itself with the
 # locked setuptools, resolving and fetching nothing else.
@@ -69,8 +69,16 @@ run: install redis
 	@echo "Get an API credential in another terminal:  $(BIN)/leadpulse bootstrap --org Acme --unit Main"
 	HOST=$(HOST) PORT=$(PORT) REDIS_URL=$(REDIS_URL) $(BIN)/leadpulse dev
 
+# --dist loadgroup: the fault scenarios (tests/faults, one xdist group) share one set of private servers in one worker.
 test: services lint
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+# The fault suite at full length (FAULTS_SCALE=long): 50,000 events through every kind of fault at random points,
+# worker kills repeated, on private PostgreSQL and Redis servers of its own; ends with a table of the recovery times
+# measured. Long (about 20 minutes on two cores), so CI runs it on a schedule (.ci/faults); `make test` runs the short
+# version of every scenario.
+test-faults: install
+	FAULTS_SCALE=long $(BIN)/python -m pytest tests/faults -v
 
 # The fuzz of tests/test_fuzz_openapi.py with many examples per operation (make test runs a few): ~10 minutes.
 FUZZ_EXAMPLES ?= 100

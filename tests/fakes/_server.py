@@ -32,6 +32,7 @@ class RecordedRequest:
     raw_body: bytes
     at: float
     status: int | None = None
+    client_port: int | None = None  # the caller's TCP port: which process sent it
 
 
 @dataclass
@@ -171,6 +172,7 @@ class FakeServer:
             body=parse_body(request),
             raw_body=request.get_data(cache=True),
             at=time.time(),
+            client_port=int(environ["REMOTE_PORT"]) if environ.get("REMOTE_PORT") else None,
         )
         with self.lock:
             self.requests.append(record)
@@ -181,14 +183,17 @@ class FakeServer:
         slow = fault if fault is not None and fault.kind == "slow" else None
         fault = None if slow is not None else fault
         try:
-            response = self.fault_response(fault, request) if fault is not None else self.handle(request, record)
+            if fault is not None and fault.kind == "status":
+                response = self.fault_response(fault, request)
+            else:
+                response = self.handle(request, record)
         except Exception as exc:  # a bug in the fake must show up as a 500, not a dropped connection
             response = json_response({"error": f"fake server error: {exc!r}"}, 500)
+        if slow is not None:  # done, not yet answered: the record's status stays None until the answer goes
+            self._stopping.wait(slow.seconds)
         with self._changed:
             record.status = response.status_code
             self._changed.notify_all()
-        if slow is not None:
-            self._stopping.wait(slow.seconds)
         return response(environ, start_response)
 
     def handle(self, request: Request, record: RecordedRequest) -> Response:  # pragma: no cover - abstract
