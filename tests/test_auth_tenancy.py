@@ -51,7 +51,9 @@ def test_login_me_and_wrong_password(client, tenant):
     bearer = login(client, tenant)
     me = client.get("/me", headers=bearer)
     assert me.status_code == 200 and me.json["email"] == tenant.email and me.json["active_ou"] is None
-    assert me.json["org_member_id"] and me.json["org_id"] == tenant.org_id and me.json["role"] == "admin"
+    assert me.json["org_member_id"] and me.json["org_id"] == tenant.org_id and me.json["role"] is None  # no OU yet
+    activate(client, bearer, tenant.unit_id)
+    assert client.get("/me", headers=bearer).json["role"] == "Owner"
     # An API credential is not a member
     assert client.get("/me", headers=basic(tenant.client_id, tenant.client_secret)).status_code == 403
 
