@@ -69,9 +69,8 @@ run: install redis
 	@echo "Get an API credential in another terminal:  $(BIN)/leadpulse bootstrap --org Acme --unit Main"
 	HOST=$(HOST) PORT=$(PORT) REDIS_URL=$(REDIS_URL) $(BIN)/leadpulse dev
 
-# --dist loadgroup: the fault scenarios (tests/faults, one xdist group) share one set of private servers in one worker.
 test: services lint
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2
 
 # The fault suite at full length (FAULTS_SCALE=long): 50,000 events through every kind of fault at random points,
 # worker kills repeated, on private PostgreSQL and Redis servers of its own; ends with a table of the recovery times

@@ -246,7 +246,7 @@ class Stack:
         self.recoveries.append(recovery)
         self.record_property("recovery", (fault, kind, seconds, recovery.limit))
         if seconds is None:
-            dead = [f"{p.name} (exit {p.popen.poll()})" for p in self.deployment.dead_workers()]
+            dead = [f"{p.name} (exit {p.exit_code()})" for p in self.deployment.dead_workers()]
             raise AssertionError(f"{recovery}: stalled; workers that died by themselves: {dead or 'none'}")
         return recovery
 

@@ -15,6 +15,7 @@ from rq import Worker
 
 from config import Settings
 from tests.conftest import wait_until
+from tests.faults.reaper import Reaper
 
 ROOT = Path(__file__).resolve().parents[2]
 START_SECONDS = 60  # a cold Python start under a loaded shared machine; a healthy one takes ~3 s
@@ -32,6 +33,7 @@ class Process:
             self.popen = subprocess.Popen(
                 self.argv, env=self.env, cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
+        Reaper.get().watch("group", self.popen.pid)
         return self
 
     @property
@@ -39,11 +41,25 @@ class Process:
         return self.popen.pid
 
     def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
+        return self.popen is not None and self.exit_code() is None
+
+    def exit_code(self) -> int | None:
+        """The exit status, without reaping: an exited leader stays a zombie, so its pid (our process group's id)
+        cannot be reused by another process before close() has killed the group and reaped it."""
+        if self.popen.returncode is not None:
+            return self.popen.returncode
+        try:
+            info = os.waitid(os.P_PID, self.popen.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return self.popen.poll()
+        if info is None:
+            return None
+        return -info.si_status if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED) else info.si_status
 
     def signal_group(self, sig: int) -> None:
-        """The whole group: the leader may be gone while its children live on."""
-        if self.popen is None:
+        """The whole group: the leader may be gone while its children live on. Once reaped (only ever after a
+        SIGKILL of the group), its id may belong to someone else: never signalled again."""
+        if self.popen is None or self.popen.returncode is not None:
             return
         try:
             os.killpg(self.popen.pid, sig)
@@ -54,17 +70,7 @@ class Process:
         """kill -9 of the process and everything it started: no cleanup runs, no lock is released."""
         self.signal_group(signal.SIGKILL)
         self.popen.wait(timeout=30)
-
-    def stop(self, timeout: float = 20) -> None:
-        """SIGTERM (a warm shutdown), then SIGKILL for whatever is left."""
-        if self.popen is None:
-            return
-        self.signal_group(signal.SIGTERM)
-        try:
-            self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pass
-        self.close()
+        Reaper.get().forget("group", self.popen.pid)
 
     def close(self) -> None:
         """Teardown: nothing of it may outlive the test."""
@@ -74,7 +80,8 @@ class Process:
         try:
             self.popen.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            pass
+            return  # still there: the reaper kills it when the test process ends
+        Reaper.get().forget("group", self.popen.pid)
 
     def children(self) -> list[int]:
         """Pids whose parent is this process (gunicorn's workers under its master)."""
@@ -238,6 +245,6 @@ class Deployment:
 
     def logs(self, lines: int = 40) -> str:
         return "\n".join(
-            f"----- {p.name} (exit {p.popen.poll()})\n{p.log_tail(lines)}"
+            f"----- {p.name} (exit {p.exit_code()})\n{p.log_tail(lines)}"
             for p in [*([self.web] if self.web else []), *self.workers, *self.retired]
         )

@@ -21,6 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tests.conftest import wait_until
 from tests.faults.processes import Process
+from tests.faults.reaper import Reaper
 from tests.helpers import free_port
 
 PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
@@ -66,6 +67,8 @@ class PostgresCluster:
         self.bin = postgres_bin()
         self.user = _server_user()
         self.root = Path(tempfile.mkdtemp(prefix="leadpulse-faults-pg-"))
+        Reaper.get().watch("dir", self.root)
+        self.postmaster: int | None = None
         if self.user:
             shutil.chown(self.root, self.user)
         self.data, self.log = self.root / "data", self.root / "postgres.log"
@@ -74,6 +77,7 @@ class PostgresCluster:
             self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync")
         except BaseException:
             shutil.rmtree(self.root, ignore_errors=True)
+            Reaper.get().forget("dir", self.root)
             raise
 
     def _run(self, tool: str, *args: str, timeout: float = START_SECONDS) -> None:
@@ -102,14 +106,22 @@ class PostgresCluster:
         self._run(
             "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", str(START_SECONDS), "-o", options, "start"
         )
+        self.postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        Reaper.get().watch("pid", self.postmaster)
+
+    def _stopped(self) -> None:
+        Reaper.get().forget("pid", self.postmaster)
+        self.postmaster = None
 
     def crash(self) -> None:
         """Every server process ends at once without a checkpoint; the next start replays the WAL."""
         self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        self._stopped()
 
     def stop(self) -> None:
         """A clean, fast shutdown: clients are disconnected, open transactions rolled back."""
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        self._stopped()
 
     def running(self) -> bool:
         try:
@@ -138,7 +150,10 @@ class PostgresCluster:
                     os.kill(int(pid_file.read_text().split()[0]), signal.SIGKILL)
                 except (ValueError, ProcessLookupError):
                     pass
+        if self.postmaster is not None:
+            self._stopped()
         shutil.rmtree(self.root, ignore_errors=True)
+        Reaper.get().forget("dir", self.root)
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -156,6 +171,7 @@ class RedisServer:
             raise HarnessError("the fault suite needs redis-server on PATH (apt-get install redis-server)")
         self.exe = exe
         self.root = Path(tempfile.mkdtemp(prefix="leadpulse-faults-redis-"))
+        Reaper.get().watch("dir", self.root)
         self.port = free_port()
         self.process: Process | None = None
         self.starts = 0
@@ -204,3 +220,4 @@ class RedisServer:
         if self.process is not None:
             self.process.close()
         shutil.rmtree(self.root, ignore_errors=True)
+        Reaper.get().forget("dir", self.root)

@@ -11,9 +11,6 @@ import pytest
 from tests.faults import inject
 from tests.faults.oracle import message_keys
 
-# One test process runs them all on one set of servers (pytest -n 2 --dist loadgroup, as `make test` does).
-pytestmark = pytest.mark.xdist_group("faults")
-
 
 def test_workers_killed_mid_scoring(stack):
     """kill -9 of a worker while it scores: the survivor takes its slot over, and no event is lost or scored twice."""
