@@ -69,15 +69,18 @@ run: install redis
 	@echo "Get an API credential in another terminal:  $(BIN)/leadpulse bootstrap --org Acme --unit Main"
 	HOST=$(HOST) PORT=$(PORT) REDIS_URL=$(REDIS_URL) $(BIN)/leadpulse dev
 
+# tests/faults runs apart (make test-faults): its scenarios start servers of their own and are not yet steady enough
+# for every run; the focused kill tests (tests/test_worker_faults.py) are part of this target.
 test: services lint
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --ignore=tests/faults
 
-# The fault suite at full length (FAULTS_SCALE=long): 50,000 events through every kind of fault at random points,
-# worker kills repeated, on private PostgreSQL and Redis servers of its own; ends with a table of the recovery times
-# measured. Long (about 20 minutes on two cores), so CI runs it on a schedule (.ci/faults); `make test` runs the short
-# version of every scenario.
+# The fault suite on private PostgreSQL and Redis servers of its own. FAULTS_SCALE=long (the default here): 50,000
+# events through every kind of fault at random points, worker kills repeated, ending with a table of the recovery
+# times measured; about 20 minutes on two cores, so CI runs it on a schedule (.ci/faults). FAULTS_SCALE=short: each
+# scenario with 1,500 events, a few minutes.
+FAULTS_SCALE ?= long
 test-faults: install
-	FAULTS_SCALE=long $(BIN)/python -m pytest tests/faults -v
+	FAULTS_SCALE=$(FAULTS_SCALE) $(BIN)/python -m pytest tests/faults -v
 
 # The fuzz of tests/test_fuzz_openapi.py with many examples per operation (make test runs a few): ~10 minutes.
 FUZZ_EXAMPLES ?= 100
