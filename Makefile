@@ -11,7 +11,7 @@ PG_PORT ?= 5432
 LOCK    := requirements.lock
 PIP_VERSION := 26.3
 
-.PHONY: run test fuzz test-newest lint install lock services redis postgres bench clean
+.PHONY: run test fuzz test-faults test-newest lint install lock services redis postgres bench clean
 
 # Installs exactly what requirements.lock pins (hash-checked, for every platform), then LeadPulse itself with the
 # locked setuptools, resolving and fetching nothing else.
@@ -69,8 +69,18 @@ run: install redis
 	@echo "Get an API credential in another terminal:  $(BIN)/leadpulse bootstrap --org Acme --unit Main"
 	HOST=$(HOST) PORT=$(PORT) REDIS_URL=$(REDIS_URL) $(BIN)/leadpulse dev
 
+# tests/faults runs apart (make test-faults): its scenarios start servers of their own and are not yet steady enough
+# for every run; the focused kill tests (tests/test_worker_faults.py) are part of this target.
 test: services lint
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --ignore=tests/faults
+
+# The fault suite on private PostgreSQL and Redis servers of its own. FAULTS_SCALE=long (the default here): 50,000
+# events through every kind of fault at random points, worker kills repeated, ending with a table of the recovery
+# times measured; about 20 minutes on two cores, so CI runs it on a schedule (.ci/faults). FAULTS_SCALE=short: each
+# scenario with 1,500 events, a few minutes.
+FAULTS_SCALE ?= long
+test-faults: install
+	FAULTS_SCALE=$(FAULTS_SCALE) $(BIN)/python -m pytest tests/faults -v
 
 # The fuzz of tests/test_fuzz_openapi.py with many examples per operation (make test runs a few): ~10 minutes.
 FUZZ_EXAMPLES ?= 100

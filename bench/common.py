@@ -80,6 +80,8 @@ def app_env(db_name: str, redis_db: int, queue: str, **extra) -> dict:
         "SECRET_KEY",
         "HUBSPOT_ACCESS_TOKEN",
         "SLACK_BOT_TOKEN",
+        "SLACK_ALERT_CHANNEL",
+        "LEADPULSE_DEFAULT_INTEGRATION_UNITS",
         "PROMETHEUS_MULTIPROC_DIR",
     ):
         env.pop(k, None)
@@ -90,6 +92,10 @@ def app_env(db_name: str, redis_db: int, queue: str, **extra) -> dict:
         LOG_LEVEL="WARNING",
         PYTHONUNBUFFERED="1",
     )
+    # One credential from one address sends thousands a second: the limits are checked (their cost is measured)
+    # but set far above what a benchmark sends.
+    for name in ("ADDRESS", "INGEST", "API", "WEBHOOK"):
+        env.setdefault(f"LEADPULSE_RATE_LIMIT_{name}", "100000000/minute")
     env.update({k: str(v) for k, v in extra.items()})
     return env
 

@@ -3,7 +3,7 @@
     python bench/ingest.py [--workers 2] [--duration 10] [--warmup 3] [--connections 32] [--loadgen auto|wrk|python]
 
 Both targets run under the same gunicorn command line (`python -m gunicorn APP --bind 127.0.0.1:PORT --workers N
---worker-class gevent --worker-connections 1000`, as `leadpulse web` runs) on a fresh PostgreSQL database migrated and bootstrapped with the real `leadpulse` CLI.
+--worker-class worker.web_server.GeventWorker --worker-connections 1000`, as `leadpulse web` runs) on a fresh PostgreSQL database migrated and bootstrapped with the real `leadpulse` CLI.
 The load generator is wrk (one thread, N keep-alive-capable connections, a Lua script that posts distinct event
 ids over many lead ids) when installed, else a Python generator (processes x threads, http.client).
 Target: ingest >= 0.5 x the bare endpoint's rate.
@@ -44,8 +44,9 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds per target first (default 3)")
     p.add_argument(
         "--worker-class",
-        default="gevent",
-        help="gunicorn worker class for both targets (default gevent, as `leadpulse web`)",
+        default="worker.web_server.GeventWorker",
+        help="gunicorn worker class for both targets (default `leadpulse web`'s: gevent with bounded reads; "
+        "`gevent` for gunicorn's own)",
     )
     p.add_argument("--threads", type=int, default=8, help="threads per worker with --worker-class gthread (default 8)")
     p.add_argument("--connections", type=int, default=32, help="concurrent client connections (default 32)")

@@ -17,6 +17,7 @@ from models.base import utcnow
 from models.dialect import insert_for
 from models.hubspot import HubSpotConnection, HubSpotContact, HubSpotPendingCreation
 from models.hubspot_sync_state import link_contacts, pending_contacts, pending_creations
+from models.integration_defaults import default_serves
 from models.level_queries import level_options
 from models.levels import EngagementLevel
 from models.score_drivers import top_drivers
@@ -26,11 +27,14 @@ log = logging.getLogger("leadpulse.hubspot")
 TOKEN_PURPOSE = "hubspot-token"
 
 
-def token_for(conn: HubSpotConnection | None, settings, secret_key: str) -> str | None:
-    """The OU's own token, else HUBSPOT_ACCESS_TOKEN, else None (not configured: work waits, nothing is lost)."""
+def token_for(session, unit_id: str, conn: HubSpotConnection | None, settings, secret_key: str) -> str | None:
+    """The OU's own token, else HUBSPOT_ACCESS_TOKEN where it serves the OU, else None (not configured: work waits,
+    nothing is lost)."""
     if conn is not None:
         return decrypt(secret_key, TOKEN_PURPOSE, conn.token_encrypted)
-    return settings.hubspot_access_token
+    if settings.hubspot_access_token and default_serves(session, settings, unit_id):
+        return settings.hubspot_access_token
+    return None
 
 
 def token_key(token: str) -> str:
@@ -84,7 +88,7 @@ def sync_level_options(Session, settings, secret_key: str, unit_id: str, redis=N
         if conn is None or conn.options_synced >= conn.options_wanted:
             return True
         version = conn.options_wanted
-        token = token_for(conn, settings, secret_key)
+        token = token_for(s, unit_id, conn, settings, secret_key)
         names, others = level_options(s, unit_id)
     if token is None:
         _record(
@@ -135,7 +139,7 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str) -> Sy
     """Write every changed lead's latest score and level to its HubSpot contact, 100 per call."""
     with Session() as s:
         conn = s.get(HubSpotConnection, unit_id)
-        token = token_for(conn, settings, secret_key)
+        token = token_for(s, unit_id, conn, settings, secret_key)
         create_missing = bool(conn and conn.create_missing_contacts)
         levels = dict(
             s.execute(

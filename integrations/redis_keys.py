@@ -25,9 +25,9 @@ class KeyFamily:
 # Scoring.
 SCORE_SLOT = KeyFamily(
     "leadpulse:score:slot:{slot}",
-    "a scoring job for this lead partition is queued or running; "
-    "the running job refreshes it, a dead one lets it lapse so the sweep can enqueue again",
-    120,
+    "one scoring job per lead partition: a kick marks it queued (for ttl seconds, then a kick may enqueue again), "
+    "the job that runs turns it into its lease (integrations/leases.py), which lapses seconds after a dead holder",
+    20,
 )
 
 # Per-OU integration jobs (kind: hubspot or slack).
@@ -45,7 +45,9 @@ UNIT_WAIT = KeyFamily(
     "target: kicks hold off and the retry scheduled for the end of the wait runs it",
 )
 UNIT_RUN = KeyFamily(
-    "leadpulse:{kind}:run:{unit_id}", "one job per OU and kind at a time (outlives the job's timeout by 30 s)"
+    "leadpulse:{kind}:run:{unit_id}",
+    "one job per OU and kind at a time: the running job's lease (integrations/leases.py), lapsing seconds after a "
+    "dead holder",
 )
 HUBSPOT_OPTIONS_RETRY = KeyFamily(
     "leadpulse:hubspot:options:{unit_id}", "the sweep enqueued a stale options sync for the OU recently", 900
@@ -76,11 +78,31 @@ HUBSPOT_BUDGET = KeyFamily(
     86400,
 )
 
-# Slack adapter state.
-SLACK_POSTING = KeyFamily(
-    "leadpulse:slack:posting:{alert_id}",
-    "an alert's post may have reached Slack before its commit: look it up in the channel before posting again",
-    7 * 24 * 3600,
+# Request limits and sign-in lockouts (integrations/request_limits.py, integrations/login_lockout.py).
+RATE = KeyFamily(
+    "leadpulse:rate:{limit}:{caller}",
+    "when one caller's allowance under one limit is full again (GCRA arrival time, ms); lapses a period later",
+)
+LOGIN_FAILURES = KeyFamily(
+    "leadpulse:login:failures:{who}",
+    "failed sign-ins of an email (who: a hash of it) or of an email from one address (hash/address); "
+    "forgotten this long after the last one (at least 4 lockout caps)",
+    3600,
+)
+LOGIN_LOCK = KeyFamily(
+    "leadpulse:login:lock:{who}", "until when sign-ins of `who` are held (ms); lapses when the hold ends"
+)
+LOGIN_KNOWN = KeyFamily(
+    "leadpulse:login:known:{who}",
+    "a sign-in as the email succeeded from this address (hash/address): the email-wide hold spares it",
+    30 * 86400,
+)
+
+# The audit log's retention.
+AUDIT_PRUNE = KeyFamily(
+    "leadpulse:audit:prune",
+    "a sweep enqueued the audit log's pruning within the hour (lost: the next sweep prunes again sooner, harmlessly)",
+    3600,
 )
 
 # Counters every web process reports at /metrics.

@@ -30,6 +30,11 @@ class SlackError(Exception):
     def transient(self) -> bool:
         return self.rate_limited or self.connection or self.error in TRANSIENT_ERRORS or (self.status or 0) >= 500
 
+    @property
+    def may_have_landed(self) -> bool:
+        """No answer, or a gateway's 5xx: the call may have taken effect on Slack's side."""
+        return self.connection or (self.status or 0) >= 500
+
     def __str__(self) -> str:
         return self.error
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, select
 
-from integrations import redis_keys as keys
 from integrations.slack import SlackAdapter, SlackError
 from integrations.slack_store import resolve
 from integrations.timeouts import timed_out
@@ -19,7 +19,7 @@ from models.lead_identity import primary_email
 from models.leads import Lead
 from models.levels import EngagementLevel
 from models.score_drivers import recent_events, top_drivers
-from models.slack import FAILED, PENDING, SENT, SlackAlert, SlackConnection
+from models.slack import FAILED, PENDING, POSTING, SENT, UNSENT, SlackAlert, SlackConnection
 
 log = logging.getLogger("leadpulse.slack")
 
@@ -80,7 +80,9 @@ def _hubspot_link(session, lead: Lead) -> str | None:
 
 def lead_message(session, alert: SlackAlert) -> dict:
     """Block Kit with fallback text: who, score, level with its color, why, the last events, HubSpot link."""
-    lead = session.get(Lead, alert.lead_pk)
+    lead = session.get(Lead, alert.lead_pk) if alert.lead_pk is not None else None
+    if lead is None:
+        raise LookupError(f"alert {alert.id} announces a lead that is not there")
     email = session.execute(select(primary_email()).where(Lead.pk == lead.pk)).scalar()
     level = session.get(EngagementLevel, alert.level_id) if alert.level_id else None
     level_name, color = (escape(level.name), level.color) if level else ("a new level", "#64748b")
@@ -165,16 +167,18 @@ def examine_all(Session, unit_id: str) -> None:
                 return
 
 
-def deliver_alerts(Session, settings, secret_key: str, unit_id: str, redis=None) -> DeliveryOutcome:
-    """Examine new level changes, then post pending alerts oldest first until none is left or Slack says wait.
+def deliver_alerts(Session, settings, secret_key: str, unit_id: str, still_held=lambda: True) -> DeliveryOutcome:
+    """Examine new level changes, then post unsent alerts oldest first until none is left or Slack says wait.
 
-    Exactly once, even when a job dies between Slack accepting a post and our commit: a Redis marker is set before
-    each post and cleared after the commit; an alert found with its marker is first looked up in the channel's
-    history by the key its message carries as metadata, and marked sent if it is there.
+    Exactly once, even when a job dies between Slack accepting a post and our commit, and whatever Redis loses: each
+    post is preceded by its own committed "posting" mark (with the attempt's time), and an alert found posting is
+    first looked up in the channel's history by the key its message carries as metadata, and marked sent if it is
+    there. The row stays locked while it is looked up and posted, so no other job settles it meanwhile.
+    still_held: False once this job's lease on the OU is gone (another job may deliver now): hand over.
     """
     examine_all(Session, unit_id)
     with Session() as s:
-        target = resolve(s.get(SlackConnection, unit_id), settings, secret_key)
+        target = resolve(s, unit_id, s.get(SlackConnection, unit_id), settings, secret_key)
         cfg = alert_config(s, unit_id)
     if not target.ready:
         return DeliveryOutcome(stopped=NOT_CONFIGURED)
@@ -184,44 +188,37 @@ def deliver_alerts(Session, settings, secret_key: str, unit_id: str, redis=None)
     out, channel, latencies = DeliveryOutcome(), None, []
     deadline = time.monotonic() + MAX_RUN_SECONDS
     while True:
-        if (
-            time.monotonic() > deadline
-        ):  # hand over to a fresh job well inside its timeout (a kill mid-post could resend)
-            out.retry_in = 0.0
+        if time.monotonic() > deadline or not still_held():
+            out.retry_in = 0.0  # hand over to a fresh job well inside its timeout
             break
-        alert_id = posted = None
+        claim = _claim(Session, unit_id)
+        if claim is None:
+            break
+        alert_id, attempt_at, earlier = claim  # earlier: a previous attempt may have reached Slack
+        posted, posting = None, False
         try:
-            # The row stays locked while it is posted, so two workers never send the same alert.
             with Session() as s, s.begin():
                 alert = s.execute(
                     select(SlackAlert)
-                    .where(SlackAlert.unit_id == unit_id, SlackAlert.status == PENDING)
-                    .order_by(SlackAlert.id)
-                    .limit(1)
+                    .where(SlackAlert.id == alert_id, SlackAlert.status == POSTING, SlackAlert.posting_at == attempt_at)
                     .with_for_update(skip_locked=True)
                 ).scalar()
                 if alert is None:
-                    break
-                alert_id = alert.id
+                    continue  # another job claimed it after us (only after a lease lapsed): it settles it
                 message = message_for(s, alert)
-                marker = keys.SLACK_POSTING(alert_id=alert.id)
                 try:
                     channel = channel or adapter.channel_for(target.kind, target.target_id)
-                    found = None
-                    if redis is not None and redis.exists(
-                        marker
-                    ):  # an earlier try died around its post: did it go out?
-                        found = _look_for(adapter, channel, alert)
+                    found = _look_for(adapter, channel, alert) if earlier else None
                     if found:
                         posted = {"channel": channel, "ts": found}
                     else:
-                        if redis is not None:
-                            redis.set(marker, 1, ex=keys.SLACK_POSTING.ttl)
+                        earlier, posting = False, True  # not in the channel: post it
                         posted = adapter.post(channel, **message, key=alert.key)
                 except SlackError as exc:
                     if out.sent:
                         _note_connection(s, unit_id, None, sent=True)
-                    return _failed(s, alert, exc, out, latencies)
+                    maybe_out = earlier or (posting and exc.may_have_landed)
+                    return _failed(s, alert, exc, out, latencies, maybe_out=maybe_out)
                 now = utcnow()
                 alert.status, alert.sent_at, alert.channel, alert.ts = SENT, now, posted["channel"], posted["ts"]
                 alert.text_, alert.last_error, alert.attempts = message["text"], None, alert.attempts + 1
@@ -229,23 +226,40 @@ def deliver_alerts(Session, settings, secret_key: str, unit_id: str, redis=None)
                     latencies.append((now - alert.event_received_at).total_seconds())
                 out.sent += 1
         except Exception as exc:  # a bug or a database error around one alert (SlackErrors return above)
-            if alert_id is None or timed_out(exc):
-                raise  # not about one alert: the job fails, and RQ keeps the error
-            if posted is not None:  # Slack has it and we could not record that: retry, which finds it by its marker
+            if timed_out(exc):
+                raise  # the job's time is up: it ends, and the row stays posting for the next run to look up
+            if posted is not None:  # Slack has it and we could not record that: the retry finds it in the channel
                 log.exception("alert %s was posted but could not be marked sent; the retry looks it up first", alert_id)
                 error = SlackError(error=f"internal error after posting ({exc.__class__.__name__})", status=500)
             else:
                 log.exception("alert %s could not be prepared or posted; marked failed so later alerts go on", alert_id)
                 error = SlackError(error=f"internal error ({exc.__class__.__name__})")
             with Session() as s, s.begin():
-                return _failed(s, s.get(SlackAlert, alert_id, with_for_update=True), error, out, latencies)
-        if redis is not None:
-            redis.delete(marker)  # committed as sent: a later run never looks for it
+                alert = s.get(SlackAlert, alert_id, with_for_update=True)
+                return _failed(s, alert, error, out, latencies, maybe_out=earlier or posting)
     if out.sent:
         with Session() as s, s.begin():
             _note_connection(s, unit_id, None, sent=True)
     out.latencies = tuple(latencies)
     return out
+
+
+def _claim(Session, unit_id: str) -> tuple[int, datetime, bool] | None:
+    """The oldest unsent alert, marked posting in a transaction of its own, committed before anything is sent:
+    (id, the attempt's time, whether an earlier attempt may have reached Slack)."""
+    with Session() as s, s.begin():
+        alert = s.execute(
+            select(SlackAlert)
+            .where(SlackAlert.unit_id == unit_id, SlackAlert.status.in_(UNSENT))
+            .order_by(SlackAlert.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        ).scalar()
+        if alert is None:
+            return None
+        claim = (alert.id, utcnow(), alert.status == POSTING)
+        alert.status, alert.posting_at = POSTING, claim[1]
+    return claim
 
 
 def _look_for(adapter: SlackAdapter, channel: str, alert: SlackAlert) -> str | None:
@@ -259,8 +273,12 @@ def _look_for(adapter: SlackAdapter, channel: str, alert: SlackAlert) -> str | N
         return None
 
 
-def _failed(s, alert: SlackAlert, exc: SlackError, out: DeliveryOutcome, latencies: list) -> DeliveryOutcome:
+def _failed(
+    s, alert: SlackAlert, exc: SlackError, out: DeliveryOutcome, latencies: list, maybe_out: bool
+) -> DeliveryOutcome:
+    """Record a failed attempt; maybe_out: it may have reached Slack, so the row stays posting (looked up first)."""
     out.latencies = tuple(latencies)
+    alert.status = POSTING if maybe_out else PENDING
     if exc.rate_limited:
         out.retry_in = exc.retry_after or 1.0
         return out
@@ -286,6 +304,7 @@ def alert_counts(session, unit_id: str) -> dict:
         ).all()
     )
     out = {status: rows.get(status, 0) for status in ("pending", "sent", "failed", "suppressed", "summarized")}
+    out["pending"] += rows.get(POSTING, 0)  # not yet known to be sent
     last = (
         session.execute(
             select(SlackAlert.last_error)

@@ -11,6 +11,7 @@ from sqlalchemy.types import TypeDecorator
 
 from integrations.secretbox import decrypt, encrypt
 from models.db import get_engine
+from models.integration_defaults import default_serves
 from models.slack import TOKEN_COLUMNS, SlackConnection
 
 TOKEN_PURPOSE = "slack-token"
@@ -60,8 +61,8 @@ class SlackTarget:
         return bool(self.token and self.target_id)
 
 
-def resolve(conn: SlackConnection | None, settings, secret_key: str) -> SlackTarget:
-    """The OU's own install and target, else SLACK_BOT_TOKEN and SLACK_ALERT_CHANNEL."""
+def resolve(session, unit_id: str, conn: SlackConnection | None, settings, secret_key: str) -> SlackTarget:
+    """The OU's own install and target, else SLACK_BOT_TOKEN and SLACK_ALERT_CHANNEL where they serve the OU."""
     token, source = None, None
     if conn is not None and conn.team_id and conn.client_id:
         bot = EncryptedInstallationStore(conn.client_id, settings.database_url, secret_key).find_bot(
@@ -69,10 +70,11 @@ def resolve(conn: SlackConnection | None, settings, secret_key: str) -> SlackTar
         )
         if bot is not None and bot.bot_token:
             token, source = bot.bot_token, "install"
-    if token is None and settings.slack_bot_token:
+    defaults = (settings.slack_bot_token or settings.slack_alert_channel) and default_serves(session, settings, unit_id)
+    if token is None and defaults and settings.slack_bot_token:
         token, source = settings.slack_bot_token, "environment"
     if conn is not None and conn.target_id:
         return SlackTarget(token, source, conn.target_kind, conn.target_id)
-    if settings.slack_alert_channel:
+    if defaults and settings.slack_alert_channel:
         return SlackTarget(token, source, "channel", settings.slack_alert_channel)
     return SlackTarget(token, source, None, None)

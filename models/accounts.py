@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
+from models.client_ids import id_key, new_client_id
 from models.db import session_factory
 from models.tenancy import ApiCredential, InstanceSetting, Member, Membership, Organization, OrgUnit
 
@@ -85,15 +86,34 @@ def create_unit(session: Session, org_id: str, name: str) -> OrgUnit:
     return unit
 
 
-def create_credential(session: Session, org_id: str, unit_id: str, name: str, created_by: str | None = None):
-    """Returns (row, plaintext secret); the plaintext exists only in this response."""
-    secret = "lps_" + secrets.token_urlsafe(32)
+SCOPES = ("ingest", "read", "admin")  # what a credential may be given; webapp/access.py says what each allows
+WRITE_KEY = "write_key"  # the public, ingest-only credential kind a web page carries
+
+
+def create_credential(
+    session: Session,
+    org_id: str,
+    unit_id: str,
+    name: str,
+    created_by: str | None = None,
+    scopes: tuple[str, ...] = SCOPES,
+    expires_at=None,
+    allowed_origins: list[str] | None = None,
+):
+    """Returns (row, plaintext secret); the plaintext exists only in this response. With allowed_origins the
+    credential is a write key: ingest only, no secret (None is returned for it), honoured from those origins only."""
+    write_key = allowed_origins is not None
+    secret = None if write_key else "lps_" + secrets.token_urlsafe(32)
     cred = ApiCredential(
         org_id=org_id,
         unit_id=unit_id,
         name=name,
-        client_id="lp_" + secrets.token_hex(12),
-        secret_hash=hash_secret(secret),
+        client_id=new_client_id(id_key(session), write_key),
+        secret_hash=hash_secret(secret) if secret else "",  # no SHA-256 hex digest equals "": nothing matches it
+        kind=WRITE_KEY if write_key else "secret",
+        scopes="ingest" if write_key else " ".join(s for s in SCOPES if s in scopes),
+        allowed_origins=allowed_origins,
+        expires_at=expires_at,
         created_by=created_by,
     )
     session.add(cred)
@@ -112,6 +132,10 @@ EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 class AccountError(ValueError):
     """A member cannot be added as asked; the message says why (and never contains the password)."""
+
+
+class EmailTaken(AccountError):
+    """Another member has this email (emails are unique across the instance: they are the login)."""
 
 
 def password_problem(password: str | None, email: str) -> str | None:
@@ -135,7 +159,7 @@ def create_member(
     if len(email) > 320 or not EMAIL.fullmatch(email):
         raise AccountError(f"{email!r} is not an email address")
     if email_taken(session, email):
-        raise AccountError(f"a member with email {email} already exists")
+        raise EmailTaken(f"a member with email {email} already exists")
     problem = password_problem(password, email)
     if problem:
         raise AccountError(problem)
@@ -144,7 +168,7 @@ def create_member(
     try:
         session.flush()
     except IntegrityError:  # the same email added at the same moment: never show the statement (it holds the hash)
-        raise AccountError(f"a member with email {email} already exists") from None
+        raise EmailTaken(f"a member with email {email} already exists") from None
     session.add_all([Membership(member_id=member.id, unit_id=unit_id, role=role) for unit_id, role in units])
     session.flush()
     return member

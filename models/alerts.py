@@ -15,7 +15,7 @@ from models.events import Event
 from models.leads import Lead
 from models.levels import EngagementLevel, LeadLevelChange
 from models.locks import ALERT_LOCK_SPACE, lock_unit
-from models.slack import PENDING, SUMMARIZED, SUPPRESSED, AlertSettings, SlackAlert
+from models.slack import PENDING, SUMMARIZED, SUPPRESSED, UNSENT, AlertSettings, SlackAlert
 from models.unit_context import DEFAULT_ALERT_LEVEL
 
 DEFAULT_COOLDOWN_HOURS = 24
@@ -244,21 +244,21 @@ def summarize_stale(
 
 
 def has_alert_work(session: Session, unit_id: str) -> bool:
-    """Unexamined level changes or pending alerts: what a delivery job would act on."""
+    """Unexamined level changes or unsent alerts (pending, or posting when a job died): what delivery acts on."""
     unchecked = select(LeadLevelChange.id).where(
         LeadLevelChange.unit_id == unit_id, LeadLevelChange.alert_checked.is_(False)
     )
-    pending = select(SlackAlert.id).where(SlackAlert.unit_id == unit_id, SlackAlert.status == PENDING)
+    pending = select(SlackAlert.id).where(SlackAlert.unit_id == unit_id, SlackAlert.status.in_(UNSENT))
     return session.execute(select(unchecked.exists().label("a"), pending.exists().label("b"))).one() != (False, False)
 
 
 def units_with_alert_work(session: Session, served: set[str] | None) -> set[str]:
-    """For the sweep: OUs with unexamined changes, and OUs Slack serves (`served`; None = all) with pending alerts."""
+    """For the sweep: OUs with unexamined changes, and OUs Slack serves (`served`; None = all) with unsent alerts."""
     units = set(
         session.execute(
             select(LeadLevelChange.unit_id).where(LeadLevelChange.alert_checked.is_(False)).distinct()
         ).scalars()
     )
-    pending = select(SlackAlert.unit_id).where(SlackAlert.status == PENDING).distinct()
+    pending = select(SlackAlert.unit_id).where(SlackAlert.status.in_(UNSENT)).distinct()
     units |= {u for u in session.execute(pending).scalars() if served is None or u in served}
     return units

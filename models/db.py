@@ -20,8 +20,19 @@ def run_as_worker() -> None:
     _role = "worker"
 
 
-def make_engine(url: str, committer: bool = False) -> Engine:
-    """Create an engine; SQLite gets WAL and a busy timeout so web and worker can share the file."""
+# Side pools beside the requests' own: each has its few connections and its timeouts set at connect (no round trip per
+# transaction). The ingest committer's 2, so that requests exhausting the pool never stall the commit they wait on; the
+# audit log's 3, whose writes give up quickly rather than hold a request (webapp/services/audit_log.py): a lock wait
+# past 0.5 s, a statement past 2 s or a second waiting for a free connection drops the row, never the answer.
+SIDE_POOLS = {  # side: (application_name, pool_size, max_overflow, pool_timeout, connection options)
+    "committer": ("leadpulse-ingest", 1, 1, 10, "-c lock_timeout=10s -c statement_timeout=20s"),
+    "audit": ("leadpulse-audit", 1, 2, 1, "-c lock_timeout=500ms -c statement_timeout=2s"),
+}
+
+
+def make_engine(url: str, side: str | None = None) -> Engine:
+    """Create an engine (side: one of SIDE_POOLS); SQLite gets WAL and a busy timeout so web and worker can share the
+    file."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False, "isolation_level": None})
 
@@ -41,17 +52,15 @@ def make_engine(url: str, committer: bool = False) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("sqlite_immediate") else "BEGIN")
 
         return engine
-    if committer:  # the ingest committer: 2 connections whose lock and statement timeouts cost no round trip per batch
+    if side is not None:
+        name, size, overflow, wait, options = SIDE_POOLS[side]
         return create_engine(
             url,
-            pool_size=1,
-            max_overflow=1,
-            pool_timeout=10,
+            pool_size=size,
+            max_overflow=overflow,
+            pool_timeout=wait,
             pool_recycle=1800,
-            connect_args={
-                "options": "-c lock_timeout=10s -c statement_timeout=20s",
-                "application_name": "leadpulse-ingest",
-            },
+            connect_args={"options": options, "application_name": name},
         )
     # The web has no pre-ping (a round trip per request): a connection found dead after a database restart fails
     # that one request with a 503 and is discarded by the pool; workers ping (run_as_worker). At most 20 connections
@@ -68,12 +77,12 @@ def make_engine(url: str, committer: bool = False) -> Engine:
     )
 
 
-def get_engine(url: str, committer: bool = False) -> Engine:
-    """Return this process's engine for url; a fork never reuses its parent's connections."""
-    key = (os.getpid(), ("committer:" if committer else "") + url)
+def get_engine(url: str, side: str | None = None) -> Engine:
+    """Return this process's engine for url (or its side pool); a fork never reuses its parent's connections."""
+    key = (os.getpid(), (f"{side}:" if side else "") + url)
     engine = _engines.get(key)
     if engine is None:
-        engine = _engines[key] = make_engine(url, committer)
+        engine = _engines[key] = make_engine(url, side)
     return engine
 
 
@@ -81,7 +90,14 @@ def committer_sessions(url: str) -> sessionmaker[Session]:
     """The ingest committer's own connections: requests exhausting the pool never stall the commit they wait on."""
     if url.startswith("sqlite"):
         return session_factory(url, writer=True)  # one writer at a time anyway
-    return sessionmaker(bind=get_engine(url, committer=True), expire_on_commit=False)
+    return sessionmaker(bind=get_engine(url, side="committer"), expire_on_commit=False)
+
+
+def audit_sessions(url: str) -> sessionmaker[Session]:
+    """The audit log's own connections, quick to give up (SIDE_POOLS); on SQLite the one file's sessions."""
+    if url.startswith("sqlite"):
+        return session_factory(url)
+    return sessionmaker(bind=get_engine(url, side="audit"), expire_on_commit=False)
 
 
 def session_factory(url: str, writer: bool = False) -> sessionmaker[Session]:

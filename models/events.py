@@ -18,6 +18,14 @@ class Event(Base):
     __tablename__ = "events"
     __table_args__ = (
         Index("ix_events_pending", "id", postgresql_where=text("status = 0"), sqlite_where=text("status = 0")),
+        # Each OU's pending events in arrival order: scoring takes them round-robin across OUs (score_batch.py).
+        Index(
+            "ix_events_pending_unit",
+            "unit_id",
+            "id",
+            postgresql_where=text("status = 0"),
+            sqlite_where=text("status = 0"),
+        ),
         Index("ix_events_lead_time", "lead_pk", "occurred_at", "id"),
         Index(
             "ix_events_pending_lead",

@@ -8,9 +8,9 @@ from models.base import utcnow
 from models.dialect import insert_for
 from models.hubspot import HubSpotConnection, HubSpotContact, HubSpotPendingCreation
 from models.ingest import IncomingEvent, resolve_leads
+from models.integration_defaults import units_served_by_default
 from models.lead_identity import normalize_alias, primary_email
 from models.leads import Lead
-from models.tenancy import OrgUnit
 
 
 def pending_query(unit_id: str):
@@ -133,12 +133,13 @@ def pending_creations(session, unit_id: str, limit: int) -> list[HubSpotPendingC
     )
 
 
-def hubspot_served_units(session, env_token: bool, among: set[str] | None = None) -> list[str]:
-    """OUs whose leads sync to HubSpot (of `among` when given): those connected, or every OU when
-    HUBSPOT_ACCESS_TOKEN is set."""
-    if env_token:
-        return list(among) if among is not None else list(session.execute(select(OrgUnit.id)).scalars())
+def hubspot_served_units(session, settings, among: set[str] | None = None) -> list[str]:
+    """OUs whose leads sync to HubSpot (of `among` when given): those connected, and those HUBSPOT_ACCESS_TOKEN
+    serves when it is set."""
     query = select(HubSpotConnection.unit_id)
     if among is not None:
         query = query.where(HubSpotConnection.unit_id.in_(among))
-    return list(session.execute(query).scalars())
+    units = set(session.execute(query).scalars())
+    if settings.hubspot_access_token:
+        units |= units_served_by_default(session, settings, among)
+    return sorted(units)

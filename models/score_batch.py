@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, exists, select, true, update
+from sqlalchemy import delete, exists, func, literal, select, true, union_all, update
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
@@ -17,6 +17,7 @@ from models.level_rules import classify
 from models.levels import LeadLevelChange
 from models.locks import lock_unit
 from models.scoring import LeadScore
+from models.tenancy import OrgUnit
 from models.unit_context import load_contexts
 
 
@@ -40,10 +41,81 @@ def has_pending(session: Session, slot: int = 0, slots: int = 1) -> bool:
     return bool(session.execute(select(exists().where(Event.status == PENDING, _partition(slot, slots)))).scalar())
 
 
+# A literal, not a parameter: the planners use the partial indexes on "status = 0" only for that very constant
+# (SQLite always; PostgreSQL on a generic plan).
+IS_PENDING = Event.status == literal(PENDING, literal_execute=True)
+UNITS_PER_PASS = 100  # OUs served by one pass at most: those waiting longest (SQLite caps a UNION at 500 terms)
+READ_FACTOR = 4  # a pass reads at most this many times `limit` events, however its OUs and leads are spread
+
+
+def waiting_units(session: Session, slot: int, slots: int, most: int = UNITS_PER_PASS) -> list[str]:
+    """OUs with pending events in this slot, the one waiting longest first: one index probe per OU."""
+    oldest = (
+        select(Event.id)
+        .where(Event.unit_id == OrgUnit.id, IS_PENDING, _partition(slot, slots))
+        .order_by(Event.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    units = select(OrgUnit.id, oldest.label("oldest")).subquery()
+    return list(
+        session.execute(
+            select(units.c.id).where(units.c.oldest.isnot(None)).order_by(units.c.oldest).limit(most)
+        ).scalars()
+    )
+
+
+def _union(statements: list):
+    """The statements' rows as one subquery, each statement keeping its own ORDER BY and LIMIT."""
+    return union_all(*(select(stmt.subquery()) for stmt in statements)).subquery()
+
+
+def fair_candidates(session: Session, slot: int, slots: int, limit: int) -> dict[str, list[int]]:
+    """Up to `limit` pending events of this slot, taken round-robin across OUs (each OU's oldest first, a capped
+    index range per OU): however large one OU's backlog, another OU's events go in the next pass. Their leads by OU.
+    """
+    units = waiting_units(session, slot, slots)
+    cap = min(limit, -(-READ_FACTOR * limit // max(len(units), 1)))  # READ_FACTOR x limit rows read at most
+    per_unit = [
+        select(Event.unit_id, Event.lead_pk, Event.id)
+        .where(Event.unit_id == unit_id, IS_PENDING, _partition(slot, slots))
+        .order_by(Event.id)
+        .limit(cap)
+        for unit_id in units
+    ]
+    if len(per_unit) > 1:  # each OU's first event, then each one's second, ...
+        events = _union(per_unit)
+        turn = func.row_number().over(partition_by=events.c.unit_id, order_by=events.c.id).label("turn")
+        ranked = select(events.c.unit_id, events.c.lead_pk, events.c.id, turn).subquery()
+        per_unit = [select(ranked.c.unit_id, ranked.c.lead_pk).order_by(ranked.c.turn, ranked.c.id).limit(limit)]
+    by_unit: dict[str, list[int]] = defaultdict(list)
+    for statement in per_unit:
+        for row in session.execute(statement):
+            by_unit[row.unit_id].append(row.lead_pk)
+    return by_unit
+
+
+def pending_of(session: Session, chosen: dict[str, list[int]]) -> list:
+    """The chosen leads' pending events in scoring order, each OU's leads at most READ_FACTOR x its picked events
+    (a prefix per lead: the rest waits for the next pass), so one OU's crowded leads never crowd out another's."""
+    statements = [
+        select(Event.id, Event.lead_pk, Event.event_type, Event.occurred_at, Event.quiet)
+        .where(Event.lead_pk.in_(sorted(set(picked))), IS_PENDING)
+        .order_by(Event.lead_pk, Event.occurred_at, Event.id)
+        .limit(READ_FACTOR * len(picked))
+        for picked in chosen.values()
+        if picked
+    ]
+    if len(statements) > 1:
+        rows = _union(statements)
+        statements = [select(rows).order_by(rows.c.lead_pk, rows.c.occurred_at, rows.c.id)]
+    return session.execute(statements[0]).all() if statements else []
+
+
 def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int = 2000) -> BatchResult:
     """Score up to ~limit pending events of this slot's leads in the caller's transaction."""
-    cand = select(Event.lead_pk).where(Event.status == PENDING, _partition(slot, slots)).order_by(Event.id).limit(limit)
-    lead_pks = sorted(set(session.execute(cand).scalars()))
+    chosen = fair_candidates(session, slot, slots, limit)
+    lead_pks = sorted({pk for pks in chosen.values() for pk in pks})
     if not lead_pks:
         return BatchResult()
     # Shared OU locks (sorted), then the leads (pk order, like every other writer), then config and scores.
@@ -67,12 +139,9 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
             .with_for_update(key_share=True)
         )
     }
-    pending = session.execute(
-        select(Event.id, Event.lead_pk, Event.event_type, Event.occurred_at, Event.quiet)
-        .where(Event.lead_pk.in_(list(leads)), Event.status == PENDING)
-        .order_by(Event.lead_pk, Event.occurred_at, Event.id)
-        .limit(limit * 4)
-    ).all()
+    pending = pending_of(
+        session, {unit: [pk for pk in pks if pk in leads] for unit, pks in chosen.items()}
+    )  # not deleted
     if not pending:
         return BatchResult()
     by_lead: dict[int, list[EventSpec]] = defaultdict(list)

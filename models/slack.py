@@ -77,9 +77,19 @@ class AlertSettings(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
-# Alert rows: one per level entry (key "change:<id>") or digest; `status` moves pending -> sent | failed,
-# or is settled at once as suppressed (cooldown) or summarized (folded into a catch-up digest).
-PENDING, SENT, FAILED, SUPPRESSED, SUMMARIZED = "pending", "sent", "failed", "suppressed", "summarized"
+# Alert rows: one per level entry (key "change:<id>") or digest; `status` moves pending -> posting -> sent | failed,
+# or is settled at once as suppressed (cooldown) or summarized (folded into a catch-up digest). "posting" is
+# committed before chat.postMessage: a row found in it may have reached Slack, and is looked up in the channel
+# before it is posted again (integrations/slack_alerts.py).
+PENDING, POSTING, SENT, FAILED, SUPPRESSED, SUMMARIZED = (
+    "pending",
+    "posting",
+    "sent",
+    "failed",
+    "suppressed",
+    "summarized",
+)
+UNSENT = (PENDING, POSTING)  # what delivery still has to settle
 
 
 class SlackAlert(Base):
@@ -89,8 +99,8 @@ class SlackAlert(Base):
             "ix_slack_alerts_pending",
             "unit_id",
             "id",
-            postgresql_where=text("status = 'pending'"),
-            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status IN ('pending', 'posting')"),
+            sqlite_where=text("status IN ('pending', 'posting')"),
         ),
         Index("ix_slack_alerts_lead_time", "lead_pk", "created_at"),
     )
@@ -107,6 +117,7 @@ class SlackAlert(Base):
     last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
     event_received_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # for the latency metric
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    posting_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # the last post attempt began
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     channel: Mapped[str | None] = mapped_column(String(40), nullable=True)
     ts: Mapped[str | None] = mapped_column(String(40), nullable=True)

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, UTCDateTime, new_id, utcnow
+from models.base import Base, JSONType, UTCDateTime, new_id, utcnow
 
 
 class InstanceSetting(Base):
@@ -61,7 +61,11 @@ class Membership(Base):
 
 
 class ApiCredential(Base):
-    """A client_id/secret pair bound to one OU; only a SHA-256 of the secret is kept."""
+    """A client_id/secret pair bound to one OU with the scopes it may use; only a SHA-256 of the secret is kept.
+
+    A write key (kind "write_key") is the public, ingest-only kind a web page carries: it has no secret, and is
+    honoured only from the origins it lists.
+    """
 
     __tablename__ = "api_credentials"
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -70,7 +74,23 @@ class ApiCredential(Base):
     name: Mapped[str] = mapped_column(String(50))
     client_id: Mapped[str] = mapped_column(String(64), unique=True)
     secret_hash: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16), default="secret", server_default="secret")
+    # space-separated; rows from before scopes existed could do everything, so they keep every scope
+    scopes: Mapped[str] = mapped_column(String(64), server_default="ingest read admin")
+    allowed_origins: Mapped[list | None] = mapped_column(JSONType, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     request_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class MemberSession(Base):
+    """One login: the token names it (jti), so logging out or removing the member ends it before the token expires."""
+
+    __tablename__ = "member_sessions"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -37,7 +37,14 @@ os.environ["DATABASE_URL"] = TEST_DATABASE_URL
 os.environ["REDIS_URL"] = TEST_REDIS_URL
 os.environ["LEADPULSE_QUEUE"] = "leadpulse-test"
 os.environ.setdefault("LOG_LEVEL", "WARNING")
-os.environ.pop("LEADPULSE_BOOTSTRAP", None)
+for _name in (  # the integration defaults a test wants, it sets itself
+    "LEADPULSE_BOOTSTRAP",
+    "HUBSPOT_ACCESS_TOKEN",
+    "SLACK_BOT_TOKEN",
+    "SLACK_ALERT_CHANNEL",
+    "LEADPULSE_DEFAULT_INTEGRATION_UNITS",
+):
+    os.environ.pop(_name, None)
 
 from config import Settings  # noqa: E402
 from models.migrate import upgrade as db_upgrade  # noqa: E402

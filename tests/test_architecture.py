@@ -109,6 +109,7 @@ def test_every_job_is_declared_and_found_by_rq_at_its_name():
         "worker.jobs.sync_hubspot_contacts",
         "worker.jobs.deliver_slack_alerts",
         "worker.jobs.delete_lead",
+        "worker.jobs.prune_audit_log",
     }
     for spec in JOBS.values():
         assert import_attribute(spec.name) is spec  # what RQ resolves a queued job's function to

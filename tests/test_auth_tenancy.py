@@ -51,7 +51,9 @@ def test_login_me_and_wrong_password(client, tenant):
     bearer = login(client, tenant)
     me = client.get("/me", headers=bearer)
     assert me.status_code == 200 and me.json["email"] == tenant.email and me.json["active_ou"] is None
-    assert me.json["org_member_id"] and me.json["org_id"] == tenant.org_id and me.json["role"] == "admin"
+    assert me.json["org_member_id"] and me.json["org_id"] == tenant.org_id and me.json["role"] is None  # no OU yet
+    activate(client, bearer, tenant.unit_id)
+    assert client.get("/me", headers=bearer).json["role"] == "Owner"
     # An API credential is not a member
     assert client.get("/me", headers=basic(tenant.client_id, tenant.client_secret)).status_code == 403
 
@@ -71,6 +73,9 @@ def test_org_units_create_rename_and_membership(client, tenant, other_tenant):
     r = client.get("/org-units", headers=bearer)
     assert [u["unit_id"] for u in r.json["units"]] == [tenant.unit_id]
     assert r.json["organization"]["org_id"] == tenant.org_id
+    r = client.post("/org-units", json={"name": "EMEA Sales"}, headers=bearer)
+    assert r.status_code == 400 and r.json["error"]["code"] == "no_active_ou"  # Owner of which OU?
+    activate(client, bearer, tenant.unit_id)
     r = client.post("/org-units", json={"name": "EMEA Sales"}, headers=bearer)
     assert r.status_code == 201 and r.json["slug"] == "emea-sales"
     new_unit = r.json["unit_id"]
@@ -99,8 +104,8 @@ def test_forged_active_ou_cookie_selects_nothing(client, tenant, other_tenant):
 def test_secrets_shown_once_stored_hashed_and_revocable(client, tenant, app):
     bearer = login(client, tenant)
     activate(client, bearer, tenant.unit_id)
-    r = client.post("/secrets", json={"name": "website tracker"}, headers=bearer)
-    assert r.status_code == 201
+    r = client.post("/secrets", json={"name": "website tracker", "scopes": ["read"]}, headers=bearer)
+    assert r.status_code == 201 and r.json["scopes"] == ["read"]
     secret, client_id, secret_id = r.json["client_secret"], r.json["client_id"], r.json["secret_id"]
     listed = client.get("/secrets", headers=bearer).json
     assert {s["secret_id"] for s in listed} == {secret_id, listed[0]["secret_id"]}
@@ -184,6 +189,7 @@ def test_bootstrap_member_can_login_with_two_orgs(settings, client, clean):
 def test_org_unit_names_that_lengthen_when_lowercased_get_a_slug_that_fits(client, tenant):
     """'İ' lowercases to two characters: 150 of them made a 299-character slug that PostgreSQL refused (a 500)."""
     bearer = login(client, tenant)
+    activate(client, bearer, tenant.unit_id)
     slugs = []
     for name in ("İ" * 150, "x" * 200, "x" * 200):
         r = client.post("/org-units", json={"name": name}, headers=bearer)

@@ -96,10 +96,21 @@ def test_member_add_by_organization_name_in_named_units(clean, client, tenant, o
         r.returncode != 0 and "several organizations are named 'Globex'" in r.stderr and "viewer-pass-1" not in r.stderr
     )
     r = run_cli(
-        "member", "add", "--org", "Acme", "--email", "v@acme.io", "--password", "viewer-pass-1", "--unit", "Main"
+        "member",
+        "add",
+        "--org",
+        "Acme",
+        "--email",
+        "v@acme.io",
+        "--password",
+        "viewer-pass-1",
+        "--unit",
+        "Main",
+        "--role",
+        "Viewer",
     )
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["units"] == [{"unit_id": tenant.unit_id, "name": "Main", "role": "Owner"}]
+    assert json.loads(r.stdout)["units"] == [{"unit_id": tenant.unit_id, "name": "Main", "role": "Viewer"}]
     assert "viewer-pass-1" not in r.stdout + r.stderr
     token = client.post("/auth/login", json={"email": "v@acme.io", "password": "viewer-pass-1"}).json["token"]
     assert (
@@ -108,6 +119,10 @@ def test_member_add_by_organization_name_in_named_units(clean, client, tenant, o
         ).status_code
         == 404
     )  # only Acme's OU
+    viewer = {"Authorization": f"Bearer {token}"}
+    assert client.post("/org-units/active", json={"ouId": tenant.unit_id}, headers=viewer).status_code == 200
+    assert client.get("/leads", headers=viewer).status_code == 200
+    assert client.post("/webhooks/sources", json={"name": "Site"}, headers=viewer).status_code == 403  # reads only
 
 
 def test_member_add_refuses_clearly_and_writes_nothing(clean, tenant, app):
@@ -125,8 +140,8 @@ def test_member_add_refuses_clearly_and_writes_nothing(clean, tenant, app):
         (["--org", "Acme", "--email", "bertrand@x.io", "--password", "Bertrand@x.io"], "must not be the email"),
         (["--org", "Acme", "--email", "not-an-email", "--password", "good-password"], "not an email address"),
         (
-            ["--org", "Acme", "--email", "b@x.io", "--password", "good-password", "--role", "Viewer"],
-            "unrecognized arguments: --role",
+            ["--org", "Acme", "--email", "b@x.io", "--password", "good-password", "--role", "King"],
+            "invalid choice: 'King'",
         ),
         (
             ["--org", "Acme", "--email", "b@x.io", "--password", "good-password", "--unit", "Nowhere"],

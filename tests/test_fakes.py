@@ -463,6 +463,22 @@ def test_slack_server_errors_raise(slack):
     assert len(slack.messages) == 1
 
 
+def test_slack_slow_answer_posts_at_once_and_times_the_client_out(slack):
+    """A caller that gives up (or dies) while Slack is slow to answer never learns its message went out."""
+    cid = slack.add_channel("sales")
+    slack.slow_next(1, seconds=5, method="chat.postMessage")
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        web(slack, timeout=1).chat_postMessage(
+            channel="sales", text="x", metadata={"event_type": "t", "event_payload": {}}
+        )
+    assert time.monotonic() - started < 4
+    assert [m["text"] for m in slack.messages] == ["x"]  # there before the answer
+    history = web(slack).conversations_history(channel=cid, include_all_metadata=True)["messages"]
+    assert [(m["ts"], m["metadata"]["event_type"]) for m in history] == [(slack.messages[0]["ts"], "t")]
+    assert web(slack).chat_postMessage(channel="sales", text="y")["ok"]  # only the next request was slow
+
+
 def test_slack_oauth_v2_access_exchange(slack):
     code = slack.add_oauth_code(team_id="T0000BETA", team_name="Beta")
     anon = WebClient(base_url=slack.base_url)

@@ -7,6 +7,7 @@ from rq import Queue
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
+from config import ALL_UNITS
 from models.base import utcnow
 from models.hubspot import HubSpotContact
 from models.leads import Lead
@@ -282,7 +283,12 @@ def test_ous_sharing_a_portal_keep_each_others_level_options(
     with FakeHubSpot(tokens=[TOKEN]) as fake:
         monkeypatch.setenv("HUBSPOT_API_BASE", fake.url)
         monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", TOKEN)
-        app = create_app(dataclasses.replace(settings, hubspot_api_base=fake.url, hubspot_access_token=TOKEN))
+        monkeypatch.setenv("LEADPULSE_DEFAULT_INTEGRATION_UNITS", "*")  # a single-team install: both orgs are ours
+        app = create_app(
+            dataclasses.replace(
+                settings, hubspot_api_base=fake.url, hubspot_access_token=TOKEN, default_integration_units=ALL_UNITS
+            )
+        )
         a, b = Api(app.test_client(), tenant), Api(app.test_client(), other_tenant)
         create_levels(a)  # Cold, Warm, Hot, Very Hot
         gold = {"name": "Gold", "min_score": 50, "max_score": None, "color": "#ef4444", "order": 2}

@@ -26,13 +26,18 @@ def hooked(settings, clean, tenant):
         client = app.test_client()
         api = Api(client, tenant)
         assert api.put("/integrations/hubspot", json={"access_token": TOKEN}).status_code == 200
-        r = client.post(
-            "/webhooks/sources",
-            json={"name": "HubSpot", "kind": "hubspot", "client_secret": APP_SECRET},
-            headers=member_client(client, tenant),
-        )
-        assert r.status_code == 201 and "client_secret" not in r.json, r.json
-        yield fake, client, api, app, r.json
+        yield fake, client, api, app, add_source(client, tenant)
+
+
+def add_source(client, tenant) -> dict:
+    """A HubSpot webhook source of the tenant's OU, as its member creates it."""
+    r = client.post(
+        "/webhooks/sources",
+        json={"name": "HubSpot", "kind": "hubspot", "client_secret": APP_SECRET},
+        headers=member_client(client, tenant),
+    )
+    assert r.status_code == 201 and "client_secret" not in r.json, r.json
+    return r.json
 
 
 def deliver(client, url, events, secret=APP_SECRET, at_ms=None, headers=None):
@@ -296,13 +301,7 @@ def unconnected(settings, clean, tenant, monkeypatch):
         app = create_app(dataclasses.replace(settings, hubspot_api_base=fake.url, hubspot_access_token=None))
         app.testing = True
         client = app.test_client()
-        r = client.post(
-            "/webhooks/sources",
-            json={"name": "HubSpot", "kind": "hubspot", "client_secret": APP_SECRET},
-            headers=member_client(client, tenant),
-        )
-        assert r.status_code == 201, r.json
-        yield fake, client, Api(client, tenant), app, r.json
+        yield fake, client, Api(client, tenant), app, add_source(client, tenant)
 
 
 def links(app) -> dict[str, str]:
@@ -376,7 +375,13 @@ def test_the_environment_token_links_waiting_creations_when_the_sweep_runs(
         == 1
     )
     monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", TOKEN)  # a restart with the default token set
-    sweep_once(session_factory(settings.database_url), redis_conn, settings.queue_name, 2, env_hubspot_token=True)
+    sweep_once(
+        session_factory(settings.database_url),
+        redis_conn,
+        settings.queue_name,
+        2,
+        dataclasses.replace(settings, hubspot_access_token=TOKEN),
+    )
     run_worker()
     assert links(app) == {cy: "cy@x.io"}
 

@@ -25,7 +25,12 @@ def answer(resp) -> tuple:
     body = json.loads(resp.get_data()) if resp.get_data() else None
     if isinstance(body, dict) and "id" in body:
         body = {**body, "id": "<id>"}
-    headers = {k: v for k, v in resp.headers.items() if k not in ("Date", "Content-Length")}  # lengths differ by the id
+    # Lengths differ by the id; what is left of a rate limit by the request before.
+    headers = {
+        k: v
+        for k, v in resp.headers.items()
+        if k not in ("Date", "Content-Length", "RateLimit-Remaining", "RateLimit-Reset")
+    }
     return resp.status_code, body, headers
 
 

@@ -259,8 +259,11 @@ def test_a_request_that_times_out_is_never_written(app, tenant, settings):
 
     from tests.conftest import wait_until
 
+    # pg_locks is the whole server's: only a wait on this blocker says the batch is stuck (any other session's wait
+    # let "b" join the batch before it started, and the test then waited on itself for ever).
+    waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted AND pg_backend_pid() = ANY(pg_blocking_pids(pid))"
     wait_until(
-        lambda: blocker.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar() > 0,
+        lambda: blocker.execute(text(waiting)).scalar() > 0,
         message="the batch to wait on the uncommitted lead",
     )
     with pytest.raises(FutureTimeout):

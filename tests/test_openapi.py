@@ -38,11 +38,13 @@ def test_every_operation_documents_its_statuses_in_the_real_error_envelope(clien
         statuses = {int(s) for s in op["responses"] if s != "default"}
         assert 422 not in statuses, where
         assert any(s < 400 for s in statuses), where
+        assert 429 in statuses, where  # every request counts against its source address's limit
         for status, response in op["responses"].items():
             if status == "default" or int(status) >= 400:
                 assert error_schema_of(spec, response) == ERROR_REF, (where, status)
-        if op.get("security"):  # every guarded operation: who is calling, and the database that says so
-            assert {400, 401, 503} <= statuses, where
+        if op.get("security"):  # every guarded operation: who is calling, what it may do, the database that says so
+            assert {400, 401, 403, 503} <= statuses, where
+            assert op["x-permission"]["needs"] in ("read", "ingest", "configure", "own", "member", "caller"), where
         if "{" in path:
             assert 404 in statuses, where
         if method in ("post", "put", "patch"):
@@ -52,11 +54,24 @@ def test_every_operation_documents_its_statuses_in_the_real_error_envelope(clien
     by_op = {(m, p): {int(s) for s in op["responses"] if s != "default"} for m, p, op in ops}
     assert not spec["paths"]["/auth/login"]["post"].get("security")
     assert {401, 503} <= by_op["post", "/auth/login"] and 403 not in by_op["post", "/auth/login"]
-    assert 403 in by_op["get", "/secrets"] and 403 not in by_op["get", "/leads"]
+    assert 403 in by_op["get", "/secrets"] and 403 in by_op["get", "/leads"]
+    permission = {(m, p): op.get("x-permission", {}).get("needs") for m, p, op in ops}
+    assert permission["get", "/leads"] == "read" and permission["post", "/ingest"] == "ingest"
+    assert permission["put", "/integrations/hubspot"] == "configure" and permission["post", "/secrets"] == "own"
+    assert spec["paths"]["/secrets"]["post"]["x-permission"] == {
+        "needs": "own",
+        "roles": ["Owner"],
+        "scopes": [],
+        "write_keys": False,
+    }
+    assert spec["paths"]["/webhooks/sources"]["post"]["x-permission"]["scopes"] == []  # members only
+    assert spec["paths"]["/webhooks/sources"]["get"]["x-permission"]["scopes"] == ["read", "admin"]
+    assert spec["paths"]["/ingest/batch"]["post"]["x-permission"]["write_keys"] is True
     assert {201, 403, 409} <= by_op["post", "/admin/seed"] and 200 not in by_op["post", "/admin/seed"]
     assert {409} <= by_op["post", "/engagement-levels"] and 409 not in by_op["get", "/engagement-levels/{obj_id}"]
     assert {302, 400, 502} <= by_op["get", "/integrations/slack/callback"]
-    assert by_op["get", "/"] == {200}
+    assert by_op["get", "/"] == {200, 429}
+    assert "Retry-After" in spec["components"]["responses"]["TOO_MANY_REQUESTS"]["headers"]
 
 
 def test_the_check_fails_on_an_undeclared_status_or_an_error_outside_the_envelope(app, client, clean):
@@ -71,7 +86,7 @@ def test_the_check_fails_on_an_undeclared_status_or_an_error_outside_the_envelop
     undeclared = copy.deepcopy(spec)
     del undeclared["paths"]["/leads"]["get"]["responses"]["401"]
     assert seen.problems(undeclared) == [
-        "GET /leads answered 401 (/leads?limit=5) but the document declares only 200, 400, 503"
+        "GET /leads answered 401 (/leads?limit=5) but the document declares only 200, 400, 403, 429, 503"
     ]
     bare = copy.deepcopy(spec)
     bare["paths"]["/leads"]["get"]["responses"]["401"] = {"description": "Unauthorized"}
@@ -79,7 +94,9 @@ def test_the_check_fails_on_an_undeclared_status_or_an_error_outside_the_envelop
     seen.answers["get", "/leads"][500] = "/leads"  # the unexpected: the operation's "default" response
     assert seen.problems(spec) == []
     seen.answers["get", "/leads"][502] = "/leads"
-    assert seen.problems(spec) == ["GET /leads answered 502 (/leads) but the document declares only 200, 400, 401, 503"]
+    assert seen.problems(spec) == [
+        "GET /leads answered 502 (/leads) but the document declares only 200, 400, 401, 403, 429, 503"
+    ]
     del seen.answers["get", "/leads"][502]
     missing = copy.deepcopy(spec)
     del missing["paths"]["/"]
@@ -95,10 +112,18 @@ def test_the_check_fails_on_an_undeclared_status_or_an_error_outside_the_envelop
 class Assets(HTMLParser):
     def __init__(self):
         super().__init__()
-        self.urls = []
+        self.urls, self.inline_scripts, self._in_script = [], [], False
 
     def handle_starttag(self, tag, attrs):
         self.urls += [value for name, value in attrs if name in ("src", "href") and value]
+        self._in_script = tag == "script"
+
+    def handle_endtag(self, tag):
+        self._in_script = False
+
+    def handle_data(self, data):
+        if self._in_script and data.strip():
+            self.inline_scripts.append(data)
 
 
 def test_docs_load_swagger_ui_from_the_app_itself(client, clean):
@@ -108,14 +133,18 @@ def test_docs_load_swagger_ui_from_the_app_itself(client, clean):
     assert "http://" not in html and "https://" not in html and '"validatorUrl": null' in html
     parser = Assets()
     parser.feed(html)
-    assert len(parser.urls) == 3, parser.urls
+    assert parser.inline_scripts == []  # the page's CSP runs none: Swagger UI is started by a script file
+    assert len(parser.urls) == 4, parser.urls
     kinds = {"css": "text/css", "js": "text/javascript"}
     for url in parser.urls:
         assert url.startswith("/") and not url.startswith("//"), url
         asset = client.get(url)
         assert asset.status_code == 200, url
         assert asset.mimetype == kinds[url.rsplit(".", 1)[1]], (url, asset.mimetype)
-        assert len(asset.get_data()) > 10_000, url
+        if url.endswith("leadpulse-start.js"):
+            assert b"SwaggerUIBundle(config)" in asset.get_data()
+        else:
+            assert len(asset.get_data()) > 10_000, url
     assert client.get("/docs/assets/..%2F__init__.py").status_code == 404
     assert client.get("/docs/assets/nothing.js").status_code == 404
 

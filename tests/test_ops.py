@@ -94,3 +94,26 @@ def test_unknown_methods_add_no_series_to_metrics(client, clean):
     text = client.get("/metrics").get_data(as_text=True)
     assert "ZZ" not in text
     assert 'http_requests_total{code="405",method="other"}' in text
+
+
+def test_metrics_are_readable_from_this_host_or_with_the_metrics_token(settings, clean):
+    from dataclasses import replace
+    from itertools import product
+
+    from webapp import create_app
+
+    remote = {"REMOTE_ADDR": "203.0.113.9"}
+    plain = create_app(settings).test_client()
+    for local in ("127.0.0.1", "::1", "::ffff:127.0.0.1"):  # a local Prometheus or agent
+        assert plain.get("/metrics", environ_base={"REMOTE_ADDR": local}).status_code == 200
+    r = plain.get("/metrics", environ_base=remote)
+    assert r.status_code == 403 and "LEADPULSE_METRICS_TOKEN" in r.json["error"]["message"]
+    guarded = create_app(replace(settings, metrics_token="scrape-me")).test_client()
+    for headers, where in product(
+        ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic scrape-me"}),
+        (remote, {"REMOTE_ADDR": "127.0.0.1"}),  # behind a proxy on this host, everyone looks local
+    ):
+        r = guarded.get("/metrics", headers=headers, environ_base=where)
+        assert r.status_code == 401 and r.headers["WWW-Authenticate"] == "Bearer"
+    r = guarded.get("/metrics", headers={"Authorization": "Bearer scrape-me"}, environ_base=remote)
+    assert r.status_code == 200 and b"http_requests_total" in r.data

@@ -261,3 +261,10 @@ def test_environment_token_and_channel_serve_an_ou_without_install(settings, cle
         client.post("/integrations/slack/test", json={"kind": "channel", "id": sales}, headers=headers).status_code
         == 200
     )
+
+
+def test_the_state_cookie_is_httponly_lax_and_secure_on_the_callback_path_only(slack):
+    client, headers, _ = slack
+    cookie = client.post("/integrations/slack/install", headers=headers).headers["Set-Cookie"]
+    parts = {part.strip() for part in cookie.split(";")}
+    assert {"HttpOnly", "Secure", "SameSite=Lax", "Path=/integrations/slack/callback"} <= parts, cookie

@@ -123,6 +123,19 @@ def test_quickstart_on_sqlite(dev_server):
     )
     assert requests.get(base + "/leads").status_code == 401
     assert "events_ingested_total" in requests.get(base + "/metrics").text
+    # The audit log on SQLite: every configuration write and the member's login, no event.
+    audit = m.get(base + "/admin/audit-logs", params={"sort_order": "ASC"}, timeout=10).json()["items"]
+    assert {(i["method"], i["path"]) for i in audit} == {
+        ("POST", "/engagement-levels"),
+        ("POST", "/rulesets"),
+        ("POST", "/rules"),
+        ("POST", f"/rulesets/{rs}/publish"),
+        ("POST", "/auth/login"),
+        ("POST", "/org-units/active"),
+    }
+    assert (
+        len(audit) == 10 and audit[0]["client_id"] == creds["client_id"] and audit[-1]["user_email"] == "owner@acme.io"
+    )
 
 
 def test_demo_command_on_a_fresh_sqlite_file(tmp_path):

@@ -7,10 +7,11 @@ import logging
 from flask import Flask, current_app, request
 
 from config import Settings
-from webapp import auth, errors, request_log
+from webapp import auth, cors, errors, rate_limits, request_log
 from webapp.app_state import AppState, close_db
 from webapp.blueprint import Api
 from webapp.ingest_lane import IngestLane
+from worker.http_policy import security_headers
 
 JSON_TYPES = ("application/json",)
 
@@ -50,17 +51,35 @@ def create_app(settings: Settings | None = None) -> Flask:
     for blp in all_blueprints():
         api.register_blueprint(blp)
 
+    request_log.install(app)  # first: its timer starts before any other hook can refuse the request
+    app.before_request(rate_limits.limit_address)  # then a flood is refused before anything is looked up for it
     app.before_request(refuse_nul_in_path)
     app.before_request(require_json_body)
     app.before_request(auth.load_principal)
+    app.before_request(rate_limits.limit_caller)
+    app.after_request(cors.allow_write_key_origins)
+    app.after_request(rate_limits.add_headers)
+    app.teardown_appcontext(auth.record_use)  # registered first so it runs last: after close_db
     app.teardown_appcontext(close_db)
-    request_log.install(app)
+    app.after_request(with_security_headers(settings.development))
     app.wsgi_app = IngestLane(app, app.wsgi_app)
     try:  # now, not inside a request's write transaction (on SQLite that would wait on itself)
-        _ = app.extensions["leadpulse"].secret_key
+        _ = app.extensions["leadpulse"].secret_key, app.extensions["leadpulse"].client_id_key
     except Exception as exc:  # not migrated yet: loaded on first use instead
         logging.getLogger("leadpulse").debug("secret key not loaded at start: %s", exc)
     return app
+
+
+def with_security_headers(development: bool):
+    """Every answer of the app, errors included, carries the security headers; a page gets the page CSP."""
+    api, page = security_headers(development), security_headers(development, page=True)
+
+    def add(response):
+        for name, value in page if response.mimetype == "text/html" else api:
+            response.headers.setdefault(name, value)
+        return response
+
+    return add
 
 
 def refuse_nul_in_path():

@@ -6,11 +6,14 @@ import threading
 from functools import cached_property
 
 from flask import current_app, g, has_request_context, request
-from redis import Redis
+from redis import BlockingConnectionPool, Redis
 
 from config import Settings
+from integrations.login_lockout import LoginLockout
+from integrations.request_limits import RequestLimiter
 from models.accounts import load_or_create_secret
-from models.db import committer_sessions, session_factory
+from models.client_ids import id_key, legacy_ids_exist
+from models.db import audit_sessions, committer_sessions, session_factory
 from webapp.group_commit import GroupCommitter
 from webapp.stream_hub import StreamHub
 from worker.jobs import try_kick
@@ -26,8 +29,30 @@ class AppState:
         self._secret: str | None = settings.secret_key
 
     @cached_property
+    def AuditSession(self):
+        """Sessions on the audit log's own quick-to-give-up connections (webapp/services/audit_log.py)."""
+        return audit_sessions(self.settings.database_url)
+
+    @cached_property
     def redis(self):
         return Redis.from_url(self.settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+
+    @cached_property
+    def limiter(self):
+        """Request limits, on a Redis client of their own: short timeouts bound what an outage adds to a request, and
+        a bounded pool keeps a thousand concurrent requests of a gevent worker from opening a thousand connections."""
+        pool = BlockingConnectionPool.from_url(
+            self.settings.redis_url, max_connections=64, timeout=0.5, socket_timeout=0.5, socket_connect_timeout=0.5
+        )
+        return RequestLimiter(Redis(connection_pool=pool))
+
+    @cached_property
+    def lockout(self):
+        """Failed sign-ins and the holds they earn (same Redis, clock and outage pause as the request limits)."""
+        s = self.settings
+        return LoginLockout(
+            self.limiter, s.login_lockout_failures, s.login_lockout_email_failures, s.login_lockout_max_seconds
+        )
 
     @cached_property
     def stream_hub(self):
@@ -42,6 +67,18 @@ class AppState:
             after_commit=lambda: try_kick(self),
             announce=lambda news: announce_events(self.redis, news),
         )
+
+    @cached_property
+    def client_id_key(self) -> bytes:
+        """The key of the tags on the client ids this instance issues (models/client_ids.py)."""
+        with self.WriterSession() as s, s.begin():
+            return id_key(s)
+
+    @cached_property
+    def legacy_client_ids(self) -> bool:
+        """Whether untagged client ids from before tags may still be in use (checked once: none are made now)."""
+        with self.Session() as s:
+            return legacy_ids_exist(s)
 
     @property
     def secret_key(self) -> str:

@@ -1,24 +1,31 @@
-"""Who is calling: an API credential (Basic, bound to one OU) or a member (Bearer JWT + activeOu cookie)."""
+"""Who is calling: an API credential (Basic, bound to one OU) or a member (Bearer JWT + activeOu cookie), and
+whether the route lets them (webapp/access.py's table, checked here for every route)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 import jwt
 from flask import current_app, g, request
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 
-from models.accounts import secret_matches
-from models.tenancy import ApiCredential, Member, Membership
+from models.accounts import WRITE_KEY, secret_matches
+from models.base import utcnow
+from models.client_ids import issued_here, legacy_shape
+from models.members import role_in, session_member, start_session
+from models.tenancy import ApiCredential, Member
+from webapp import access
 from webapp.app_state import db, state
-from webapp.errors import ApiError
+from webapp.errors import ApiError, not_found
 
-TOKEN_TTL = timedelta(hours=12)
 ACTIVE_OU_COOKIE = "activeOu"
+LAST_USED_EVERY = timedelta(minutes=1)  # how stale a credential's last_used_at may get: one write a minute at most
+log = logging.getLogger("leadpulse.auth")
 
 
 @dataclass(frozen=True)
@@ -27,29 +34,51 @@ class Principal:
     unit_id: str | None
     member_id: str | None = None
     credential_id: str | None = None
+    role: str | None = None  # a member's role in unit_id
+    scopes: frozenset[str] | None = None  # a credential's
+    origins: tuple[str, ...] | None = None  # a write key's allowed origins
+    session_id: str | None = None  # a member's login
 
     @property
     def is_member(self) -> bool:
         return self.member_id is not None
+
+    @property
+    def is_write_key(self) -> bool:
+        return self.origins is not None
+
+    @property
+    def grants(self) -> frozenset[str]:
+        return access.grants(self.role, self.scopes)
 
 
 def unauthorized(message: str) -> ApiError:
     return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": 'Basic realm="leadpulse", Bearer'})
 
 
-def issue_token(member: Member) -> str:
-    now = datetime.now(UTC)
-    claims = {"sub": member.id, "org": member.org_id, "iat": now, "exp": now + TOKEN_TTL}
-    return jwt.encode(claims, state().secret_key, algorithm="HS256")
+def forbidden(message: str) -> ApiError:
+    return ApiError(403, "forbidden", message)
+
+
+def sign_in(member: Member) -> tuple[str, datetime]:
+    """A new login session and its token (committed): the token names the session, so it can be ended early."""
+    session = db()
+    login = start_session(session, member.id, timedelta(minutes=state().settings.token_minutes))
+    session.commit()
+    claims = {"sub": member.id, "org": member.org_id, "jti": login.id, "iat": login.created_at, "exp": login.expires_at}
+    return jwt.encode(claims, state().secret_key, algorithm="HS256"), login.expires_at
 
 
 def _from_basic(value: str) -> Principal:
     client_id, secret = _decode_basic(value)
     if client_id is None:
         raise unauthorized("malformed Basic credentials")
-    found = _principal_of(_credential(client_id) if plausible_id(client_id, 64) else None, secret)
+    cred = _credential(client_id) if may_exist(client_id) else None
+    found = _principal_of(cred, secret)
     if found is None:
         raise unauthorized("invalid client credentials")
+    if cred.last_used_at is None or cred.last_used_at < utcnow() - LAST_USED_EVERY:
+        g.credential_used = cred.id  # stamped at teardown (record_use); a wrong secret never counts as a use
     return found
 
 
@@ -63,6 +92,15 @@ def cached_basic_principal(header: str | None) -> Principal | None:
     return _principal_of(_cached_credential(client_id) if client_id and plausible_id(client_id, 64) else None, secret)
 
 
+def may_exist(client_id: str) -> bool:
+    """Whether a client id could be one of ours: an id we never issued costs no database query."""
+    if not plausible_id(client_id, 64):
+        return False
+    if issued_here(client_id, state().client_id_key):
+        return True
+    return legacy_shape(client_id) and state().legacy_client_ids
+
+
 def _decode_basic(value: str) -> tuple[str | None, str]:
     try:
         client_id, _, secret = base64.b64decode(value, validate=True).decode().partition(":")
@@ -72,9 +110,18 @@ def _decode_basic(value: str) -> tuple[str | None, str]:
 
 
 def _principal_of(cred, secret: str) -> Principal | None:
-    if cred is None or not secret_matches(secret, cred.secret_hash):
+    """The caller a credential row vouches for: a secret that matches (a write key has none), not expired."""
+    if cred is None or (cred.expires_at is not None and cred.expires_at <= utcnow()):
         return None
-    return Principal(org_id=cred.org_id, unit_id=cred.unit_id, credential_id=cred.id)
+    if not (secret == "" if cred.kind == WRITE_KEY else secret_matches(secret, cred.secret_hash)):
+        return None
+    return Principal(
+        org_id=cred.org_id,
+        unit_id=cred.unit_id,
+        credential_id=cred.id,
+        scopes=frozenset(cred.scopes.split()),
+        origins=tuple(cred.allowed_origins or ()) if cred.kind == WRITE_KEY else None,
+    )
 
 
 CREDENTIAL_TTL = 5.0  # seconds a process trusts a looked-up credential; bounds how long a revoked one lingers
@@ -92,20 +139,46 @@ def _credential(client_id: str):
     if cred is not None:
         return cred
     looked_up = time.monotonic()
-    cred = (
-        db()
-        .execute(
-            select(ApiCredential.id, ApiCredential.org_id, ApiCredential.unit_id, ApiCredential.secret_hash).where(
-                ApiCredential.client_id == client_id
-            )
-        )
-        .first()
-    )
+    cred = db().execute(select(*CREDENTIAL_COLUMNS).where(ApiCredential.client_id == client_id)).first()
     if len(_credentials) > 10_000:
         _credentials.clear()
     if cred is not None and _revoked.get(client_id, float("-inf")) < looked_up:  # not revoked while we looked
         _credentials[client_id] = (looked_up + CREDENTIAL_TTL, cred)
     return cred
+
+
+CREDENTIAL_COLUMNS = (
+    ApiCredential.id,
+    ApiCredential.org_id,
+    ApiCredential.unit_id,
+    ApiCredential.secret_hash,
+    ApiCredential.kind,
+    ApiCredential.scopes,
+    ApiCredential.allowed_origins,
+    ApiCredential.expires_at,
+    ApiCredential.last_used_at,
+)
+
+
+def record_use(_exc=None) -> None:
+    """teardown: stamp last_used_at in a transaction of its own, after the request's (a read-only request counts
+    too, and on SQLite the request's write lock is released by then)."""
+    credential_id = g.pop("credential_used", None)
+    if credential_id is None:
+        return
+    now = utcnow()
+    try:
+        with state().WriterSession() as session, session.begin():
+            session.execute(
+                update(ApiCredential)
+                .where(
+                    ApiCredential.id == credential_id,
+                    or_(ApiCredential.last_used_at.is_(None), ApiCredential.last_used_at < now - LAST_USED_EVERY),
+                )
+                .values(last_used_at=now)
+            )
+    except Exception as exc:  # a bookkeeping write never fails the request that was already answered
+        log.warning("could not record a credential's last use: %s", type(exc).__name__)
 
 
 _revoked: dict[str, float] = {}  # client_id -> when this process revoked it (kept a minute)
@@ -128,27 +201,26 @@ def plausible_id(value: str, max_len: int) -> bool:
 
 def _from_bearer(token: str) -> Principal:
     try:
-        claims = jwt.decode(token, state().secret_key, algorithms=["HS256"], options={"require": ["sub", "exp"]})
+        claims = jwt.decode(token, state().secret_key, algorithms=["HS256"], options={"require": ["sub", "exp", "jti"]})
     except jwt.ExpiredSignatureError:
-        raise unauthorized("token expired")
+        raise unauthorized("token expired: sign in again")
     except jwt.PyJWTError:
         raise unauthorized("invalid token")
-    member = db().execute(select(Member.id, Member.org_id).where(Member.id == claims["sub"])).first()
-    if member is None:
+    if not all(isinstance(claims[k], str) and plausible_id(claims[k], 36) for k in ("sub", "jti")):
         raise unauthorized("invalid token")
-    unit_id = request.cookies.get(ACTIVE_OU_COOKIE)
-    if unit_id and (not plausible_id(unit_id, 36) or not is_member_of(member.id, unit_id)):
+    member = session_member(db(), claims["jti"], claims["sub"], utcnow())
+    if member is None:
+        raise unauthorized("this session has ended: sign in again")
+    unit_id, role = request.cookies.get(ACTIVE_OU_COOKIE), None
+    if unit_id and plausible_id(unit_id, 36):
+        role = role_in(db(), member.id, unit_id)
+    if role is None:
         unit_id = None  # a cookie naming an OU the member cannot see selects nothing
-    return Principal(org_id=member.org_id, unit_id=unit_id, member_id=member.id)
+    return Principal(org_id=member.org_id, unit_id=unit_id, member_id=member.id, role=role, session_id=claims["jti"])
 
 
 def is_member_of(member_id: str, unit_id: str) -> bool:
-    return (
-        db()
-        .execute(select(Membership.unit_id).where(Membership.member_id == member_id, Membership.unit_id == unit_id))
-        .first()
-        is not None
-    )
+    return role_in(db(), member_id, unit_id) is not None
 
 
 def authenticate() -> Principal | None:
@@ -165,17 +237,66 @@ def authenticate() -> Principal | None:
 
 
 def load_principal() -> None:
-    """before_request: resolve the caller once; views then ask for what they need."""
+    """before_request: resolve the caller once and check the route lets them; views then ask for what they need."""
     g.principal = None
-    if request.url_rule is None or request.endpoint.startswith(("api-docs.", "static")):
-        return  # 404/405 and the OpenAPI docs need no credentials
+    if request.url_rule is None or request.endpoint.startswith(("api-docs.", "static")) or request.method == "OPTIONS":
+        return  # 404/405, the OpenAPI docs and CORS preflights (which say only what a route allows) need none
     view = current_app.view_functions.get(request.endpoint)
-    if getattr(view, "_public", False) or getattr(getattr(view, "view_class", None), "_public", False):
+    need = access.need_of(view, request.method)
+    if need is None:
         return
     principal = authenticate()
     if principal is None:
         raise unauthorized("authentication required")
-    g.principal = principal
+    method = request.method
+    g.principal = authorize(principal, need, access.browser_allowed(view, method), access.member_only(view, method))
+
+
+def authorize(p: Principal, need: str, browser_ok: bool = False, member_only: bool = False) -> Principal:
+    """The caller, in the OU the route acts on, if the table lets it do what the route needs; else 403 (or 404 for
+    an OU in the path that the caller is not in, as for any other OU's object)."""
+    if p.is_write_key:
+        if not browser_ok:
+            raise forbidden("a write key can only send events (POST /ingest, /events, /ingest/batch)")
+        origin = request.headers.get("Origin")
+        if origin not in p.origins:
+            raise forbidden(f"this write key is not allowed from origin {origin or '(none)'}: add it to the key")
+    if need == "caller":
+        return p
+    if need == "member" or member_only:
+        if not p.is_member:
+            raise forbidden("this operation needs a member login (Bearer token), not an API credential")
+    if need == "member":
+        return p
+    path_unit = (request.view_args or {}).get("unit_id")
+    if path_unit is not None:
+        p = _in_unit(p, path_unit)
+    elif p.unit_id is None:
+        raise ApiError(400, "no_active_ou", "no active organization unit: select one with POST /org-units/active")
+    if need not in p.grants:
+        raise forbidden(_refusal(p, need))
+    return p
+
+
+def _in_unit(p: Principal, unit_id: str) -> Principal:
+    """The caller acting on the OU a path names (its role there, for a member); an OU it is not in is a 404."""
+    if p.is_member:
+        role = role_in(db(), p.member_id, unit_id) if plausible_id(unit_id, 36) else None
+        if role is not None:
+            return replace(p, unit_id=unit_id, role=role)
+    elif unit_id == p.unit_id:
+        return p
+    raise not_found("organization unit")
+
+
+def _refusal(p: Principal, need: str) -> str:
+    if p.is_member:
+        roles = " or ".join(r for r, granted in access.ROLE_GRANTS.items() if need in granted)
+        return f"your role in this organization unit ({p.role}) cannot do this: it needs {roles}"
+    scopes = " or ".join(s for s, granted in access.SCOPE_GRANTS.items() if need in granted)
+    if not scopes:
+        return "API credentials cannot do this: it needs a member login (Bearer token) with the Owner role"
+    return f"this credential's scopes ({' '.join(sorted(p.scopes))}) cannot do this: it needs the {scopes} scope"
 
 
 def public(view):
@@ -194,10 +315,3 @@ def current_unit() -> str:
     if p.unit_id is None:
         raise ApiError(400, "no_active_ou", "no active organization unit: select one with POST /org-units/active")
     return p.unit_id
-
-
-def require_member() -> Principal:
-    p = g.principal
-    if not p.is_member:
-        raise ApiError(403, "forbidden", "this operation needs a member login (Bearer token), not an API credential")
-    return p

@@ -15,6 +15,8 @@ from marshmallow import Schema, fields
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 
+from webapp.access import NEEDS, ROLE_GRANTS, SCOPE_GRANTS, browser_allowed, member_only, need_of
+
 
 def _no_constants(name: str):
     raise ValueError(f"{name} is not valid JSON")
@@ -83,11 +85,13 @@ class ErrorSchema(Schema):
 ERROR_DESCRIPTIONS = {
     400: "Bad input: details names each field at fault (or the caller has no active organization unit)",
     401: "Missing or invalid credentials (or webhook signature)",
-    403: "Needs a member login (Bearer token), not an API credential",
+    403: "The caller's role or scopes do not allow this (see the operation's x-permission), or a write key used from "
+    "an origin it does not list",
     404: "No such object in the caller's organization unit",
     409: "Conflicts with the current state",
     413: "Body, metadata or file too large",
     415: "Body is not JSON (or not the file type the operation takes)",
+    429: "Over a rate limit, or sign-in held after failed attempts: retry after Retry-After seconds",
     502: "HubSpot or Slack failed",
     503: "Busy or unreachable (database, HubSpot, Slack): retry, after Retry-After when given",
 }
@@ -98,11 +102,11 @@ AUTH_SCHEMES = [{"basicAuth": []}, {"bearerAuth": []}]
 def operation_statuses(rule: str, method: str, doc: dict, declared, *, guarded: bool, any_body: bool) -> set[int]:
     """What an operation can answer: the app-wide rules (auth, JSON bodies, ids in the path) plus what it declares."""
     locations = {p["in"] for p in doc.get("arguments", {}).get("parameters", [])}
-    statuses = set(declared)
+    statuses = set(declared) | {429}  # every request counts against its address's limit (webapp/rate_limits.py)
     if locations or guarded:  # webargs' refusals; an OU-scoped call with no active OU
         statuses.add(400)
-    if guarded:  # the caller is looked up in the database before the view runs
-        statuses |= {401, 503}
+    if guarded:  # the caller is looked up in the database before the view runs, and may lack the permission
+        statuses |= {401, 403, 503}
     if "<" in rule:  # an id that is not the caller's, or a NUL in it
         statuses.add(404)
     if locations & BODY_LOCATIONS or any_body:
@@ -112,6 +116,17 @@ def operation_statuses(rule: str, method: str, doc: dict, declared, *, guarded: 
     if not doc.get("success_status_codes") and all(s >= 400 for s in statuses):
         statuses.add(200)
     return statuses
+
+
+def permission_doc(need: str, member_only: bool, browser: bool) -> dict:
+    """Who may call an operation, from the one table (webapp/access.py)."""
+    scopes = [s for s, granted in SCOPE_GRANTS.items() if need in granted or need == "caller"]
+    return {
+        "needs": need,
+        "roles": [r for r, granted in ROLE_GRANTS.items() if need in granted or need in ("member", "caller")],
+        "scopes": [] if member_only else scopes,
+        "write_keys": browser,
+    }
 
 
 class Blueprint(flask_smorest.Blueprint):
@@ -130,7 +145,10 @@ class Blueprint(flask_smorest.Blueprint):
             if method != "parameters":
                 declared = statuses.get(method, ()) if isinstance(statuses, dict) else statuses
                 views = (view_func, getattr(view_func, method, None))  # a MethodView and its method
-                doc["guarded"] = not any(getattr(v, "_public", False) for v in views)
+                doc["need"] = need_of(view_func, method.upper())
+                doc["member_only"] = member_only(view_func, method.upper())
+                doc["browser"] = browser_allowed(view_func, method.upper())
+                doc["guarded"] = doc["need"] is not None
                 doc["statuses"] = operation_statuses(
                     rule,
                     method,
@@ -140,10 +158,19 @@ class Blueprint(flask_smorest.Blueprint):
                     any_body=any(getattr(v, "_accepts_any_body", False) for v in views),
                 )
 
-    def route(self, rule, *, aliases=(), **options):
-        """aliases: more paths for the same view, each registered and documented like rule, as endpoint <name>_alias[_n]."""
+    def route(self, rule, *, aliases=(), need=None, browser=False, member_only=False, **options):
+        """aliases: more paths for the same view, each registered and documented like rule, as endpoint <name>_alias[_n].
+        need: the permission the route needs when not the method's default (webapp/access.py); browser: write keys,
+        the credentials a web page carries, may call it; member_only: API credentials may not, whatever their scopes."""
 
         def decorator(func):
+            if need is not None:
+                assert need in NEEDS, need
+                func._need = need
+            if browser:
+                func._browser = True
+            if member_only:
+                func._member_only = True
             endpoint = options.pop("endpoint", None) or func.__name__
             super(Blueprint, self).route(rule, endpoint=endpoint, **options)(func)
             for n, alias in enumerate(aliases):
@@ -164,6 +191,7 @@ class Blueprint(flask_smorest.Blueprint):
         doc["responses"] = dict(sorted(responses.items(), key=lambda item: str(item[0])))  # by status, "default" last
         if doc_info["guarded"]:
             doc["security"] = AUTH_SCHEMES
+            doc["x-permission"] = permission_doc(doc_info["need"], doc_info["member_only"], doc_info["browser"])
         return doc
 
     def arguments(self, schema, *args, **kwargs):
@@ -172,10 +200,33 @@ class Blueprint(flask_smorest.Blueprint):
 
 
 SWAGGER_UI_DIST = files("flask_swagger_ui") / "dist"
+SWAGGER_UI_START = files("webapp") / "swagger_ui_start.js"
+SWAGGER_UI_START_PATH = "leadpulse-start.js"
+
+# flask-smorest's page starts Swagger UI with an inline script, which the pages' Content-Security-Policy
+# (worker/http_policy.py) refuses; this one hands the spec URL and the settings over in data attributes to a script
+# file of our own.
+SWAGGER_UI_PAGE = """<!DOCTYPE html>
+<html>
+<head>
+<meta charset="utf-8">
+<title>{{ title }}</title>
+<link href="{{ swagger_ui_url }}swagger-ui.css" rel="stylesheet" type="text/css">
+</head>
+<body>
+<div id="swagger-ui-container" data-spec-url="{{ spec_url }}" data-config='{{ swagger_ui_config | tojson }}'></div>
+<script src="{{ swagger_ui_url }}swagger-ui-bundle.js"></script>
+<script src="{{ swagger_ui_url }}swagger-ui-standalone-preset.js"></script>
+<script src="{{ swagger_ui_url }}{{ start }}"></script>
+</body>
+</html>
+"""
 
 
 def swagger_ui_asset(filename: str):
     """Swagger UI's scripts and styles from the installed package: /docs works on a machine with no internet."""
+    if filename == SWAGGER_UI_START_PATH:
+        return flask.send_file(SWAGGER_UI_START, mimetype="text/javascript")
     return flask.send_from_directory(SWAGGER_UI_DIST, filename)
 
 
@@ -188,6 +239,10 @@ class Api(flask_smorest.Api):
             response = {"description": ERROR_DESCRIPTIONS.get(status, status.phrase)}
             if status >= 400:
                 response["schema"] = self.ERROR_SCHEMA
+            if status == HTTPStatus.TOO_MANY_REQUESTS:
+                response["headers"] = {
+                    "Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}
+                }
             prepare_response(response, self.spec, self.DEFAULT_RESPONSE_CONTENT_TYPE)
             self.spec.components.response(status.name, response, lazy=True)
         response = {"description": "Unexpected error (500 internal_error)", "schema": self.ERROR_SCHEMA}
@@ -200,3 +255,14 @@ class Api(flask_smorest.Api):
         url = self.config.get("OPENAPI_SWAGGER_UI_URL") or ""
         if url.startswith("/") and not url.startswith("//"):
             blueprint.add_url_rule(url + "<path:filename>", endpoint="swagger_ui_asset", view_func=swagger_ui_asset)
+
+    def _openapi_swagger_ui(self):
+        """/docs without an inline script (SWAGGER_UI_PAGE)."""
+        return flask.render_template_string(
+            SWAGGER_UI_PAGE,
+            title=self.spec.title,
+            spec_url=flask.url_for(f"{self._make_doc_blueprint_name()}.openapi_json"),
+            swagger_ui_url=self._swagger_ui_url,
+            swagger_ui_config=self.config.get("OPENAPI_SWAGGER_UI_CONFIG", {}),
+            start=SWAGGER_UI_START_PATH,
+        )

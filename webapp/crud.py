@@ -43,6 +43,14 @@ def paginate(stmt, args: dict, *, dump, key: str, default_limit: int = 50, cap: 
     return resp
 
 
+def offset_page(stmt, args: dict, *, dump, order_by, default_limit: int = 100):
+    """The reference's offset-paged lists: {items, limit, offset} (limit and offset from OffsetArgs); no total, so no
+    count of the whole filtered set on every page."""
+    limit, offset = args.get("limit", default_limit), args.get("offset", 0)
+    rows = db().execute(stmt.order_by(*order_by).offset(offset).limit(limit)).all()
+    return jsonify({"items": dump(rows), "limit": limit, "offset": offset})
+
+
 class Crud:
     """Create/update/delete of one OU-scoped model, with hooks for a resource's own rules."""
 
@@ -141,6 +149,7 @@ def register_crud(
     update_schema=None,
     list_args=None,
     statuses: dict | None = None,
+    member_only: tuple[str, ...] = (),
 ):
     """Routes for GET/POST collection and PUT/DELETE item, documented from the same schemas (statuses: a resource's
     own beyond Crud's, by method)."""
@@ -156,7 +165,6 @@ def register_crud(
             {list_key: fields.List(fields.Nested(schema))},
         )
 
-    @blp.route(collection, statuses=statuses)
     class Collection(MethodView):
         @blp.response(200, listed)
         def get(self):
@@ -168,7 +176,6 @@ def register_crud(
         def post(self, data):
             return crud.create(data)
 
-    @blp.route(item, statuses=statuses)
     class Item(MethodView):
         @blp.response(200, schema)
         def get(self, obj_id):
@@ -183,4 +190,10 @@ def register_crud(
         def delete(self, obj_id):
             crud.delete(obj_id)
 
+    for view_class in (Collection, Item):
+        for method in member_only:
+            if hasattr(view_class, method):
+                getattr(view_class, method)._member_only = True  # read by webapp/access.py, before registering
+    blp.route(collection, statuses=statuses)(Collection)
+    blp.route(item, statuses=statuses)(Item)
     return Collection, Item

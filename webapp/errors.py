@@ -9,19 +9,9 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-log = logging.getLogger("leadpulse.errors")
+from worker.http_policy import HTTP_CODES, ClientTimeout, error_payload
 
-HTTP_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    429: "rate_limited",
-}
+log = logging.getLogger("leadpulse.errors")
 
 
 class ApiError(Exception):
@@ -37,10 +27,6 @@ def bad_request(message: str, field: str | None = None, code: str = "validation_
 
 def not_found(what: str) -> ApiError:
     return ApiError(404, "not_found", f"{what} not found")
-
-
-def error_payload(code: str, message: str, details: dict | None = None) -> dict:
-    return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
 def error_body(status: int, code: str, message: str, details: dict | None = None, headers: dict | None = None):
@@ -84,7 +70,9 @@ def handle_http_exception(exc: HTTPException):
         return error_body(400, "validation_error", f"invalid input: {summary}", details)
     code = HTTP_CODES.get(exc.code, "error")
     message = data.get("message") or exc.description or exc.name
-    return error_body(exc.code or 500, code, message)
+    # What the framework's own answer would carry beyond its HTML (a 405's Allow, as RFC 9110 requires).
+    headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+    return error_body(exc.code or 500, code, message, headers=headers)
 
 
 def handle_api_error(exc: ApiError):
@@ -99,6 +87,8 @@ def as_api_error(exc: Exception) -> ApiError:
     """What any failure but an HTTPException answers: the one mapping for Flask's handler and POST /ingest's lane."""
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, ClientTimeout):  # a body read cut by the web server (worker/web_server.py); it then closes
+        return ApiError(408, "request_timeout", str(exc))
     if isinstance(exc, (OperationalError, PoolTimeout)):
         # Deadlock victim, serialization failure, lost connection or no pooled connection free in time: retryable.
         log.warning("database unavailable: %s", exc.orig.__class__.__name__ if getattr(exc, "orig", None) else exc)

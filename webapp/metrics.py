@@ -23,6 +23,11 @@ WEBHOOKS_REJECTED = Counter(
     "Inbound webhook deliveries refused, by source kind and reason.",
     ["source", "reason"],
 )
+RATE_LIMITED = Counter(
+    "rate_limited_total",
+    "Requests over a rate limit, by limit and mode (enforce: refused with 429; observe: let through).",
+    ["limit", "mode"],
+)
 HTTP_REQUESTS = Counter(
     "http_requests_total", "Total number of HTTP requests by status code and method.", ["code", "method"]
 )
@@ -85,7 +90,7 @@ def render(app_state) -> bytes:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)
     else:
-        for collector in (EVENTS_INGESTED, EVENTS_DUPLICATE, HTTP_REQUESTS, WEBHOOKS_REJECTED):
+        for collector in (EVENTS_INGESTED, EVENTS_DUPLICATE, HTTP_REQUESTS, WEBHOOKS_REJECTED, RATE_LIMITED):
             registry.register(collector)
     registry.register(BacklogCollector(app_state))
     return generate_latest(registry)

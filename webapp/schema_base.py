@@ -129,3 +129,8 @@ class UTCDateTime(fields.AwareDateTime):
 class PageArgs(StrictSchema):
     page = fields.Integer(validate=validate.Range(min=1, max=1_000_000))
     limit = fields.Integer(validate=validate.Range(min=1, max=500))
+
+
+class OffsetArgs(StrictSchema):
+    limit = fields.Integer(validate=validate.Range(min=1, max=500))
+    offset = fields.Integer(validate=validate.Range(min=0, max=1_000_000))

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 from redis import Redis
 from rq import Queue
@@ -23,7 +24,7 @@ from sqlalchemy.orm import configure_mappers
 
 import models  # noqa: F401  (every table mapped before configure_mappers)
 from config import Settings
-from models.accounts import AccountError, add_member, bootstrap_tenant
+from models.accounts import ROLES, AccountError, add_member, bootstrap_tenant
 from models.db import run_as_worker, session_factory
 from models.migrate import upgrade as db_upgrade
 from models.tenancy import Organization
@@ -34,13 +35,14 @@ from worker.registry import worker_queues
 from worker.sweep import start_sweeper
 
 log = logging.getLogger("leadpulse.cli")
+DEV_RESTART_AFTER = 10  # seconds a worker must have run for `leadpulse dev` to restart it after a crash
 
 
-def run_member_add(settings: Settings, org: str, email: str, password: str | None, units: list[str] | None) -> dict:
-    """Members are Owners: roles are stored but not yet enforced, so offering Viewer or Operator here would promise
-    a restriction nothing applies."""
+def run_member_add(
+    settings: Settings, org: str, email: str, password: str | None, units: list[str] | None, role: str = "Owner"
+) -> dict:
     with session_factory(settings.database_url, writer=True)() as s, s.begin():
-        return add_member(s, org, email, password, units, "Owner")
+        return add_member(s, org, email, password, units, role)
 
 
 def bootstrap_on_first_start(settings: Settings) -> None:
@@ -58,12 +60,13 @@ def bootstrap_on_first_start(settings: Settings) -> None:
 
 
 def worker_model(settings: Settings) -> list[str]:
-    """gevent on PostgreSQL; threads on the embedded SQLite, whose lock waits would block a whole gevent worker."""
+    """gevent on PostgreSQL; threads on the embedded SQLite, whose lock waits would block a whole gevent worker. Both
+    are gunicorn's with every read from a client bounded in time (worker/web_server.py)."""
     if settings.database_url.startswith("sqlite"):
-        return ["--worker-class", "gthread", "--threads", "8"]
+        return ["--worker-class", "worker.web_server.ThreadWorker", "--threads", "8"]
     # A request waiting on the database, Redis or the ingest commit costs a greenlet switch, not an OS thread
     # hand-off under the GIL (which capped single-event ingest at ~0.2 of a bare endpoint with gthread).
-    return ["--worker-class", "gevent", "--worker-connections", str(settings.web_connections)]
+    return ["--worker-class", "worker.web_server.GeventWorker", "--worker-connections", str(settings.web_connections)]
 
 
 def run_web(settings: Settings) -> None:
@@ -94,22 +97,21 @@ def run_worker(settings: Settings, burst: bool = False) -> None:
     run_as_worker()
     redis = Redis.from_url(settings.redis_url)
     queues = [Queue(name, connection=redis) for name in worker_queues(settings.queue_name)]
-    stop = start_sweeper(
+    sweeper = start_sweeper(
         session_factory(settings.database_url),
         redis,
         settings.queue_name,
         settings.scoring_parallelism,
         settings.sweep_interval_seconds,
-        env_hubspot_token=bool(settings.hubspot_access_token),
-        env_slack=bool(settings.slack_bot_token),
+        settings,
     )
     try:
         # Jobs run in this process, watched (worker/process.py): forking a work-horse per job cost ~0.1 s of CPU each.
-        WatchedWorker(queues, connection=redis, grace=settings.job_grace_seconds).work(
+        WatchedWorker(queues, connection=redis, grace=settings.job_grace_seconds, on_reconnect=sweeper.wake).work(
             with_scheduler=True, burst=burst, logging_level=settings.log_level
         )
     finally:
-        stop.set()
+        sweeper.stop()
 
 
 def run_dev(settings: Settings) -> None:
@@ -117,7 +119,10 @@ def run_dev(settings: Settings) -> None:
     db_upgrade(settings)
     bootstrap_on_first_start(settings)
     exe = [sys.executable, "-m", "worker.cli"]
-    procs = [subprocess.Popen(exe + ["worker"]), subprocess.Popen(exe + ["web"])]
+    # Plain http on localhost: no HSTS, no Secure cookies, unless LEADPULSE_ENV says otherwise.
+    env = {**os.environ, "LEADPULSE_ENV": os.environ.get("LEADPULSE_ENV") or "development"}
+    procs = [subprocess.Popen(exe + ["worker"], env=env), subprocess.Popen(exe + ["web"], env=env)]
+    started = time.monotonic()
     print(
         f"LeadPulse is running at http://{settings.host}:{settings.port}/ (docs at /docs). Ctrl-C stops it.", flush=True
     )
@@ -134,9 +139,12 @@ def run_dev(settings: Settings) -> None:
                 procs[0].wait(timeout=1)
             except subprocess.TimeoutExpired:
                 pass
-            if procs[0].poll() == WATCHDOG_EXIT:  # a job outlived its timeout: a fresh worker, as a supervisor would
-                print("LeadPulse worker restarted after a job outlived its timeout", flush=True)
-                procs[0] = subprocess.Popen(exe + ["worker"])
+            status = procs[0].poll()
+            if status not in (None, 0) and (status == WATCHDOG_EXIT or time.monotonic() - started > DEV_RESTART_AFTER):
+                # A job outlived its timeout, or the worker died of something unforeseen: a fresh one, as a
+                # supervisor would. One that fails at once (its configuration) ends dev, its error on screen.
+                print(f"LeadPulse worker restarted (it had exited with status {status})", flush=True)
+                procs[0], started = subprocess.Popen(exe + ["worker"], env=env), time.monotonic()
             if not all(p.poll() is None for p in procs):
                 break
     except KeyboardInterrupt:
@@ -159,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     boot.add_argument("--password")
     member = sub.add_parser("member", help="members (logins) of an existing organization")
     add = member.add_subparsers(dest="action", required=True).add_parser(
-        "add", help="add a member who can log in (POST /auth/login) to manage webhook sources and /secrets"
+        "add", help="add a member who can log in (POST /auth/login), with a role in the OUs"
     )
     add.add_argument("--org", required=True, help="the organization's id or exact name")
     add.add_argument("--email", required=True)
@@ -170,6 +178,9 @@ def main(argv: list[str] | None = None) -> None:
     given.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     add.add_argument(
         "--unit", action="append", help="an OU id or name (repeatable; default: every OU of the organization)"
+    )
+    add.add_argument(
+        "--role", choices=ROLES, default="Owner", help="Viewer reads; Operator also configures; Owner also manages"
     )
     sub.add_parser("web", help="serve the API with gunicorn on HOST:PORT")
     wk = sub.add_parser("worker", help="RQ worker with its scheduler and the pending-event sweep")
@@ -196,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             password = args.password
         try:
-            print(json.dumps(run_member_add(settings, args.org, args.email, password, args.unit)))
+            print(json.dumps(run_member_add(settings, args.org, args.email, password, args.unit, args.role)))
         except AccountError as exc:
             raise SystemExit(f"member add failed: {exc}") from None
     elif args.command == "web":

@@ -65,7 +65,7 @@ def run_demo(settings: Settings, unit_id: str | None = None) -> str:
     lines += _leads_table(Session, unit_id, seeded.leads, email_of)
     lines += [""] + _hubspot_lines(Session, settings, secret, unit_id)
     with Session() as s:
-        ready = resolve(s.get(SlackConnection, unit_id), settings, secret).ready
+        ready = resolve(s, unit_id, s.get(SlackConnection, unit_id), settings, secret).ready
     sent = deliver_alerts(Session, settings, secret, unit_id) if ready else None
     with Session() as s:
         alerts = s.execute(
@@ -108,7 +108,8 @@ def _hubspot_lines(Session, settings, secret: str, unit_id: str) -> list[str]:
     with Session() as s:
         conn = s.get(HubSpotConnection, unit_id)
         pending = pending_contacts(s, unit_id, 100)
-    if token_for(conn, settings, secret) is None:
+        token = token_for(s, unit_id, conn, settings, secret)
+    if token is None:
         out = [f"HubSpot: not configured; {len(pending)} contacts would get engagement_score/engagement_level:"]
         return out + [f"  {r.email}: {r.score}" for r in pending]
     result = sync_contacts(Session, settings, secret, Redis.from_url(settings.redis_url), unit_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 
 from rq import Retry, get_current_job
 from sqlalchemy.exc import OperationalError
@@ -15,10 +16,13 @@ from sqlalchemy.exc import OperationalError
 from config import Settings
 from integrations import redis_keys as keys
 from integrations.hubspot_sync import sync_contacts, sync_level_options
+from integrations.leases import Lease
 from integrations.slack_alerts import deliver_alerts, examine_all
 from integrations.timeouts import timed_out
 from models.accounts import load_or_create_secret
 from models.alerts import has_alert_work
+from models.audit_records import prune
+from models.base import utcnow
 from models.db import session_factory
 from models.hubspot_sync_state import hubspot_served_units, pending_contacts, pending_creations
 from models.lead_delete import mark_failed, run_deletion
@@ -34,16 +38,10 @@ SCORING_TIMEOUT = 300
 ALERTS_TIMEOUT = 300  # a delivery run hands over after 60 s
 HUBSPOT_SYNC_TIMEOUT = 600
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
+SLOT_QUEUED = "queued"  # a kick's mark on a scoring slot: a job is on its way (the job replaces it with its lease)
 
 
 # Scoring ------------------------------------------------------------------------------------------------------------
-
-
-def release_slot_on_failure(job, connection, exc_type, exc_value, tb):
-    """A failed scoring job frees its slot at once so the next ingest or sweep can retry."""
-    slot = job.args[0] if job.args else 0
-    connection.delete(keys.SCORE_SLOT(slot=slot))
-    log.error("scoring slot %s failed: %s", slot, exc_value)
 
 
 def _score_once(Session, slot: int, slots: int, limit: int):
@@ -62,25 +60,38 @@ def _score_once(Session, slot: int, slots: int, limit: int):
 @job(
     timeout=SCORING_TIMEOUT,
     description="score pending events, slot {0}/{1}",
-    on_failure=release_slot_on_failure,
     keys=(keys.SCORE_SLOT, keys.METRICS),
 )
 def score_slot(slot: int, slots: int) -> int:
-    """Score pending events of one lead partition until none are left; returns events scored."""
+    """Score pending events of one lead partition until none are left; returns events scored.
+
+    The slot's key is this job's lease while it runs (a kill lets it lapse in seconds, then a kick or the sweep
+    enqueues again); a job that finds the slot held does nothing, as the holder looks again before it lets go.
+    """
     settings = Settings.from_env()
     Session = session_factory(settings.database_url, writer=True)
     redis = get_current_job().connection
-    key = keys.SCORE_SLOT(slot=slot)
+    lease = Lease(redis, keys.SCORE_SLOT(slot=slot))
+    if not lease.acquire(placeholder=SLOT_QUEUED):
+        return 0
+    try:
+        total = _score_slot(Session, settings, redis, lease, slot, slots)
+    finally:
+        lease.release()
+    log.info("slot %d/%d scored %d events", slot, slots, total)
+    return total
+
+
+def _score_slot(Session, settings, redis, lease: Lease, slot: int, slots: int) -> int:
     deadline = time.monotonic() + MAX_RUN_SECONDS
     total = 0
-    while True:
+    while lease.held:  # a lease taken over (this process stalled past its TTL) leaves the slot to its new holder
         result = _score_once(Session, slot, slots, settings.score_batch_size)
         total += result.events
-        pipe = redis.pipeline(transaction=False)
-        pipe.expire(key, keys.SCORE_SLOT.ttl)
         if result.events:
+            pipe = redis.pipeline(transaction=False)
             count_batch(pipe, result)
-        pipe.execute()
+            pipe.execute()
         for unit_id in hubspot_units(Session, settings, result.changed_units):
             kick_hubspot_sync(redis, settings.queue_name, unit_id)
         for unit_id in result.level_units:
@@ -89,23 +100,22 @@ def score_slot(slot: int, slots: int) -> int:
             announce_scores(redis, result.updates)
         if result.events and queue_depth(redis, urgent_queue(settings.queue_name)):
             # An alert waits: give this worker to it (workers take the urgent queue first) and queue the slot again.
-            redis.delete(key)
+            lease.release()
             kick_scoring(redis, settings.queue_name, slots, only=[slot])
             break
         if result.events == 0:
             # Release, then look again: an event committed before the release is seen here,
-            # one committed after it finds the flag free and enqueues a new job.
-            redis.delete(key)
+            # one committed after it finds the slot free and enqueues a new job.
+            lease.release()
             with Session() as s:
                 if not has_pending(s, slot, slots):
                     break
-            if not redis.set(key, 1, nx=True, ex=keys.SCORE_SLOT.ttl):
+            if not lease.acquire(placeholder=SLOT_QUEUED):
                 break
         elif time.monotonic() > deadline:
-            redis.delete(key)
+            lease.release()
             kick_scoring(redis, settings.queue_name, slots, only=[slot])
             break
-    log.info("slot %d/%d scored %d events", slot, slots, total)
     return total
 
 
@@ -114,7 +124,7 @@ def kick_scoring(redis, queue_name: str, slots: int, only: list[int] | None = No
     wanted = list(range(slots)) if only is None else only
     pipe = redis.pipeline(transaction=False)
     for slot in wanted:
-        pipe.set(keys.SCORE_SLOT(slot=slot), 1, nx=True, ex=keys.SCORE_SLOT.ttl)
+        pipe.set(keys.SCORE_SLOT(slot=slot), SLOT_QUEUED, nx=True, ex=keys.SCORE_SLOT.ttl)
     acquired = [slot for slot, ok in zip(wanted, pipe.execute(), strict=True) if ok]
     for slot in acquired:
         score_slot.enqueue(redis, queue_name, slot, slots)
@@ -140,12 +150,10 @@ def count_batch(pipe, result) -> None:
 # Per-OU integration jobs: one at a time per OU and kind ------------------------------------------------------------
 
 
-def run_unit_job(
-    kind: str, unit_id: str, retry: bool, kick_key: str, timeout: int, work, more_work, enqueue, meanwhile=None
-):
+def run_unit_job(kind: str, unit_id: str, retry: bool, kick_key: str, work, more_work, enqueue, meanwhile=None):
     """One job per OU at a time (HubSpot sync, Slack delivery): a rate limit or a backoff reschedules it (retry=True)
-    and, until then, other runs only do `meanwhile` (no call out); work committed while it held the lock makes it
-    look again. None: it did not run."""
+    and, until then, other runs only do `meanwhile` (no call out); work committed while it held the lease makes it
+    look again. work(redis, lease) may stop early once lease.held turns False. None: it did not run."""
     redis = get_current_job().connection
     redis.delete(kick_key)  # changes committed from now on enqueue a new job
     wait = keys.UNIT_WAIT(kind=kind, unit_id=unit_id)
@@ -155,19 +163,24 @@ def run_unit_job(
         if meanwhile is not None:
             meanwhile()
         return None  # the retry scheduled for the end of the wait does the rest
-    lock = keys.UNIT_RUN(kind=kind, unit_id=unit_id)
-    if not redis.set(lock, 1, nx=True, ex=timeout + 30):  # outlives the job's timeout, not much longer
+    lease = Lease(redis, keys.UNIT_RUN(kind=kind, unit_id=unit_id))
+    if not lease.acquire():
         return None  # another worker is at it; it looks again before it stops
     try:
-        out = work(redis)
+        out = work(redis, lease)
     finally:
-        redis.delete(lock)
+        lease.release()
     if out.retry_in:
         redis.set(wait, 1, px=max(1, int(out.retry_in * 1000)))
         enqueue(redis, unit_id, out.retry_in)
     elif out.retry_in is not None or (out.stopped is None and more_work()):
         enqueue(redis, unit_id, 0)
     return out
+
+
+def unit_job_idle(redis, kind: str, unit_id: str) -> bool:
+    """No job of this kind holds the OU's lease or waits out a limit for it: a kick is what it takes."""
+    return not redis.exists(keys.UNIT_RUN(kind=kind, unit_id=unit_id), keys.UNIT_WAIT(kind=kind, unit_id=unit_id))
 
 
 def _enqueue_unit_job(spec, redis, queue_name: str, unit_id: str, delay: float = 0.0) -> None:
@@ -228,8 +241,7 @@ def sync_hubspot_contacts(unit_id: str, retry: bool = False) -> int:
         unit_id,
         retry,
         keys.HUBSPOT_KICK(unit_id=unit_id),
-        HUBSPOT_SYNC_TIMEOUT,
-        lambda redis: sync_contacts(Session, settings, load_or_create_secret(Session), redis, unit_id),
+        lambda redis, lease: sync_contacts(Session, settings, load_or_create_secret(Session), redis, unit_id),
         more_work,
         lambda redis, unit, delay: enqueue_hubspot_sync(redis, settings.queue_name, unit, delay=delay),
     )
@@ -265,7 +277,7 @@ def hubspot_units(Session, settings, units: set[str]) -> set[str]:
     if not units:
         return units
     with Session() as s:
-        return set(hubspot_served_units(s, bool(settings.hubspot_access_token), units))
+        return set(hubspot_served_units(s, settings, units))
 
 
 # Slack --------------------------------------------------------------------------------------------------------------
@@ -275,7 +287,7 @@ def hubspot_units(Session, settings, units: set[str]) -> set[str]:
     timeout=ALERTS_TIMEOUT,
     urgent=True,
     description="Slack alerts for OU {0}",
-    keys=(keys.SLACK_KICK, keys.UNIT_WAIT, keys.UNIT_RUN, keys.SLACK_POSTING, keys.SLACK_LATENCY),
+    keys=(keys.SLACK_KICK, keys.UNIT_WAIT, keys.UNIT_RUN, keys.SLACK_LATENCY),
 )
 def deliver_slack_alerts(unit_id: str, retry: bool = False) -> int:
     """Post the OU's pending alerts; reschedules itself on rate limits and outages instead of sleeping."""
@@ -291,8 +303,9 @@ def deliver_slack_alerts(unit_id: str, retry: bool = False) -> int:
         unit_id,
         retry,
         keys.SLACK_KICK(unit_id=unit_id),
-        ALERTS_TIMEOUT,
-        lambda redis: deliver_alerts(Session, settings, load_or_create_secret(Session), unit_id, redis),
+        lambda redis, lease: deliver_alerts(
+            Session, settings, load_or_create_secret(Session), unit_id, still_held=lambda: lease.held
+        ),
         more_work,
         lambda redis, unit, delay: enqueue_alerts(redis, settings.queue_name, unit, delay=delay),
         meanwhile=lambda: examine_all(Session, unit_id),
@@ -370,3 +383,42 @@ def delete_lead(deletion_id: int) -> bool:
 def enqueue_lead_deletion(redis, queue_name: str, deletion_id: int) -> bool:
     """One job per deletion, whoever asks (the request, the sweep): False when one is queued, running or retrying."""
     return delete_lead.enqueue(redis, queue_name, deletion_id) is not None
+
+
+# Audit log retention ------------------------------------------------------------------------------------------------
+
+AUDIT_PRUNE_BATCH = 5000  # rows per transaction: short locks, short transactions
+AUDIT_PRUNE_SECONDS = 240  # then stop; the next sweep's job (within the hour) goes on
+
+
+@job(
+    timeout=300,
+    description="prune the audit log",
+    unique_id="leadpulse-audit-prune",
+    keys=(keys.AUDIT_PRUNE,),
+)
+def prune_audit_log() -> int:
+    """Delete audit entries older than AUDIT_LOG_RETENTION_DAYS (0 keeps them all); returns how many went."""
+    settings = Settings.from_env()
+    if settings.audit_log_retention_days <= 0:
+        return 0
+    Session = session_factory(settings.database_url, writer=True)
+    before = utcnow() - timedelta(days=settings.audit_log_retention_days)
+    deadline = time.monotonic() + AUDIT_PRUNE_SECONDS
+    total = 0
+    while True:
+        with Session() as s, s.begin():
+            gone = prune(s, before, AUDIT_PRUNE_BATCH)
+        total += gone
+        if gone < AUDIT_PRUNE_BATCH or time.monotonic() > deadline:
+            break
+    if total:
+        log.info("pruned %d audit entries older than %s", total, before.isoformat())
+    return total
+
+
+def kick_audit_prune(redis, queue_name: str) -> bool:
+    """From the sweep: at most one pruning an hour, whichever worker sweeps first; True when one was enqueued."""
+    if not redis.set(keys.AUDIT_PRUNE(), 1, nx=True, ex=keys.AUDIT_PRUNE.ttl):
+        return False
+    return prune_audit_log.enqueue(redis, queue_name) is not None

@@ -32,13 +32,14 @@ class RecordedRequest:
     raw_body: bytes
     at: float
     status: int | None = None
+    client_port: int | None = None  # the caller's TCP port: which process sent it
 
 
 @dataclass
 class Fault:
     """A planned misbehaviour for the next `remaining` matching requests."""
 
-    kind: str  # "status" or "hang"
+    kind: str  # "status", "hang" (wait, then serve) or "slow" (serve, then wait before answering)
     remaining: int
     path: str | None = None
     status: int = 500
@@ -125,6 +126,12 @@ class FakeServer:
         with self.lock:
             self._faults.append(Fault("hang", n, path, seconds=seconds))
 
+    def slow_next(self, n: int = 1, seconds: float = 5.0, path: str | None = None) -> None:
+        """The next n requests take effect at once but are answered only after `seconds`: a caller that dies
+        meanwhile never learns that its call went through."""
+        with self.lock:
+            self._faults.append(Fault("slow", n, path, seconds=seconds))
+
     def clear_faults(self) -> None:
         with self.lock:
             self._faults.clear()
@@ -165,6 +172,7 @@ class FakeServer:
             body=parse_body(request),
             raw_body=request.get_data(cache=True),
             at=time.time(),
+            client_port=int(environ["REMOTE_PORT"]) if environ.get("REMOTE_PORT") else None,
         )
         with self.lock:
             self.requests.append(record)
@@ -172,10 +180,17 @@ class FakeServer:
         if fault is not None and fault.kind == "hang":
             self._stopping.wait(fault.seconds)
             fault = None
+        slow = fault if fault is not None and fault.kind == "slow" else None
+        fault = None if slow is not None else fault
         try:
-            response = self.fault_response(fault, request) if fault is not None else self.handle(request, record)
+            if fault is not None and fault.kind == "status":
+                response = self.fault_response(fault, request)
+            else:
+                response = self.handle(request, record)
         except Exception as exc:  # a bug in the fake must show up as a 500, not a dropped connection
             response = json_response({"error": f"fake server error: {exc!r}"}, 500)
+        if slow is not None:  # done, not yet answered: the record's status stays None until the answer goes
+            self._stopping.wait(slow.seconds)
         with self._changed:
             record.status = response.status_code
             self._changed.notify_all()

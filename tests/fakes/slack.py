@@ -201,6 +201,10 @@ class FakeSlack(FakeServer):
         """Like FakeServer.fail_next, with `method` as a shortcut for path=/api/<method>; 429 takes retry_after."""
         super().fail_next(n, status, path or (f"/api/{method}" if method else None), **options)
 
+    def slow_next(self, n: int = 1, seconds: float = 5.0, path: str | None = None, method: str | None = None) -> None:
+        """Like FakeServer.slow_next, with `method` as a shortcut for path=/api/<method>."""
+        super().slow_next(n, seconds, path or (f"/api/{method}" if method else None))
+
     # ----- transport concerns
     def fault_response(self, fault: Fault, request: Request) -> Response:
         if fault.status == 429:

@@ -3,6 +3,7 @@
 from webapp.resources import (
     admin,
     alert_settings,
+    audit_logs,
     auth_routes,
     events,
     hubspot_routes,
@@ -11,7 +12,9 @@ from webapp.resources import (
     lead,
     leads,
     levels,
+    members,
     org_units,
+    rate_limit_routes,
     root,
     rulesets,
     secrets_routes,
@@ -25,7 +28,9 @@ def all_blueprints():
     return [
         root.blp,
         auth_routes.blp,
+        rate_limit_routes.blp,
         org_units.blp,
+        members.blp,
         secrets_routes.blp,
         ingest.blp,
         events.blp,
@@ -38,6 +43,7 @@ def all_blueprints():
         alert_settings.blp,
         slack_routes.blp,
         admin.blp,
+        audit_logs.blp,
         webhooks.blp,
         stream.blp,
     ]

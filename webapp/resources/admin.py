@@ -6,7 +6,7 @@ from flask import jsonify
 
 from models.seed import SeedRefused, seed_unit, wipe_seed
 from webapp.app_state import db, state
-from webapp.auth import current_unit, require_member
+from webapp.auth import current_unit, principal
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
 from webapp.services.levels import try_enqueue_options
@@ -15,10 +15,10 @@ from worker.jobs import try_kick, try_kick_alerts
 blp = Blueprint("admin", __name__, description="Admin operations")
 
 
-@blp.route("/admin/seed", methods=["POST"], statuses=(201, 403, 409))
+@blp.route("/admin/seed", methods=["POST"], member_only=True, statuses=(201, 409))
 def seed():
     """Levels (if the OU has none), a published demo ruleset and a few days of events for six leads; safe to repeat."""
-    p = require_member()
+    p = principal()
     unit_id = current_unit()
     session = db()
     try:
@@ -40,10 +40,9 @@ def seed():
     return resp
 
 
-@blp.route("/admin/wipe-seed", methods=["POST"], statuses=(403,))
+@blp.route("/admin/wipe-seed", methods=["POST"], member_only=True)
 def wipe():
     """Remove what seeding created and nothing else; the OU's own leads are rescored without the demo ruleset."""
-    require_member()
     unit_id = current_unit()
     session = db()
     out = wipe_seed(session, unit_id)

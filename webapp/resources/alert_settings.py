@@ -10,9 +10,10 @@ from integrations.secretbox import encrypt
 from integrations.slack_store import CLIENT_SECRET_PURPOSE
 from models.alerts import alert_config
 from models.levels import EngagementLevel
+from models.members import owns_every_unit
 from models.slack import AlertSettings, SlackApp
 from webapp.app_state import db, state
-from webapp.auth import current_unit, principal, require_member
+from webapp.auth import current_unit, principal
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
 from webapp.schema_base import StrictSchema, rfc3339
@@ -100,18 +101,21 @@ def _slack_app_view(app: SlackApp | None) -> dict:
     }
 
 
-@blp.route("/settings/slack-app", methods=["GET"], statuses=(403,))
+@blp.route("/settings/slack-app", methods=["GET"], member_only=True)
 def get_slack_app():
-    require_member()
     return jsonify(_slack_app_view(db().get(SlackApp, principal().org_id)))
 
 
-@blp.route("/settings/slack-app", methods=["PUT"], statuses=(403,))
+@blp.route("/settings/slack-app", methods=["PUT"], need="own")
 @blp.arguments(SlackAppIn)
 def put_slack_app(data):
-    """Organization-wide; the secret is stored encrypted and never returned."""
-    p = require_member()
+    """Organization-wide, so only an Owner of every OU may set it; the secret is stored encrypted, never returned."""
+    p = principal()
     session = db()
+    if not owns_every_unit(session, p.org_id, p.member_id):
+        raise ApiError(
+            403, "forbidden", "the Slack app serves every organization unit: only an Owner of all of them may set it"
+        )
     app = session.get(SlackApp, p.org_id) or SlackApp(org_id=p.org_id)
     app.client_id = data["client_id"]
     app.client_secret_encrypted = encrypt(state().secret_key, CLIENT_SECRET_PURPOSE, data["client_secret"])

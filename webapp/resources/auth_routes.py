@@ -1,18 +1,20 @@
-"""Member login (JWT), profile, and cookie cleanup."""
+"""Member login (a JWT naming a session), logout, profile, and cookie cleanup."""
 
 from __future__ import annotations
 
 from flask import jsonify, make_response
 from marshmallow import fields, validate
-from sqlalchemy import select
 
-from models.accounts import password_matches
+from models.members import end_session
 from models.tenancy import Member
+from webapp import audit_trail
 from webapp.app_state import db
-from webapp.auth import ACTIVE_OU_COOKIE, issue_token, public, require_member, unauthorized
+from webapp.auth import ACTIVE_OU_COOKIE, principal, public, sign_in
 from webapp.blueprint import Blueprint
-from webapp.offload import off_loop
+from webapp.cookies import delete_cookie
+from webapp.rate_limits import request_address
 from webapp.schema_base import StrictSchema
+from webapp.services.login import verify_login
 
 blp = Blueprint("auth", __name__, description="Authentication")
 
@@ -27,7 +29,9 @@ class MeSchema(StrictSchema):
     first_name = fields.String()
     last_name = fields.String()
     email = fields.String()
-    role = fields.String()
+    role = fields.String(
+        attribute="unit_role", allow_none=True, metadata={"description": "role in the active organization unit"}
+    )
     verified = fields.Boolean()
     org_id = fields.String()
     active_ou = fields.String(allow_none=True)
@@ -37,25 +41,43 @@ class MeSchema(StrictSchema):
 @blp.arguments(LoginSchema)
 @public
 def login(data):
-    member = db().execute(select(Member).where(Member.email == data["email"].strip().lower())).scalar()
-    # argon2 takes ~0.1 s of CPU in C: under gevent it runs in a native thread so the worker's other requests go on.
-    if not off_loop(password_matches, data["password"], member.password_hash if member else None):
-        raise unauthorized("invalid email or password")
-    return jsonify({"token": issue_token(member), "token_type": "Bearer"})
+    """Failed attempts hold the email at the address they came from for a while (429 with Retry-After), and a
+    guess spread over many addresses holds it everywhere the member has not signed in from: docs/rate-limits.md."""
+    email = data["email"].strip().lower()
+    # Only the email tried, under no OU, known member or not, until it signs in: where the entry goes never depends
+    # on whether the email exists (docs/audit-log.md).
+    audit_trail.attribute(email=email)
+    member = verify_login(email, data["password"], request_address())
+    audit_trail.attribute(org_id=member.org_id, member_id=member.id, email=member.email)
+    token, expires_at = sign_in(member)
+    return jsonify(
+        {"token": token, "token_type": "Bearer", "expires_at": expires_at.isoformat().replace("+00:00", "Z")}
+    )
+
+
+@blp.route("/auth/logout", methods=["POST"], need="member", statuses=(204,))
+def logout():
+    """Ends this login: its token stops working at once, on every web process."""
+    session = db()
+    end_session(session, principal().session_id)
+    session.commit()
+    resp = make_response("", 204)
+    resp.delete_cookie(ACTIVE_OU_COOKIE)
+    return resp
 
 
 @blp.route("/auth/cleanup", methods=["POST"], statuses=(204,))
 @public
 def cleanup():
     resp = make_response("", 204)
-    resp.delete_cookie(ACTIVE_OU_COOKIE)
+    delete_cookie(resp, ACTIVE_OU_COOKIE)
     return resp
 
 
-@blp.route("/me", statuses=(403,))
+@blp.route("/me", need="member")
 @blp.response(200, MeSchema)
 def me():
-    p = require_member()
+    p = principal()
     member = db().get(Member, p.member_id)
-    member.active_ou = p.unit_id  # transient: dumped once by MeSchema (a dict dumped again lost org_member_id)
-    return member
+    fields_ = ("id", "first_name", "last_name", "email", "verified", "org_id")
+    return {**{f: getattr(member, f) for f in fields_}, "active_ou": p.unit_id, "unit_role": p.role}

@@ -14,6 +14,7 @@ from integrations.rate_limit import RateLimited
 from integrations.secretbox import encrypt
 from models.hubspot import HubSpotConnection, HubSpotContact, HubSpotPendingCreation
 from models.hubspot_sync_state import reset_sync, sync_counts
+from models.integration_defaults import default_serves
 from models.lead_identity import primary_email
 from models.leads import Lead
 from models.level_queries import level_options
@@ -44,7 +45,9 @@ class ConnectSchema(StrictSchema):
 def status(unit_id: str) -> dict:
     """What the OU sees: never the token, only where it comes from and how syncing goes."""
     conn = db().get(HubSpotConnection, unit_id)
-    source = "ou" if conn else ("environment" if state().settings.hubspot_access_token else None)
+    settings = state().settings
+    by_default = conn is None and settings.hubspot_access_token and default_serves(db(), settings, unit_id)
+    source = "ou" if conn else ("environment" if by_default else None)
     return {
         "connected": source is not None,
         "token_source": source,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import jsonify, request
 
+from webapp.audit_trail import unaudited
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
 from webapp.services.event_input import BatchInSchema, EventInSchema, IngestedSchema
@@ -19,16 +20,18 @@ def accepted(payload: dict):
     return resp
 
 
-@blp.route("/ingest", methods=["POST"], aliases=("/events",))
+@blp.route("/ingest", methods=["POST"], aliases=("/events",), need="ingest", browser=True)
 @blp.arguments(EventInSchema)
 @blp.response(202, IngestedSchema)
+@unaudited
 def ingest(data):
     return accepted(ingest_one(data, request.headers.get("Idempotency-Key")))
 
 
-@blp.route("/ingest/batch", methods=["POST"])
+@blp.route("/ingest/batch", methods=["POST"], need="ingest", browser=True)
 @blp.arguments(BatchInSchema)
 @blp.response(202, description="per-item results: accepted, duplicate or rejected (with the reason)")
+@unaudited
 def ingest_batch(data):
     """Up to 500 events in one transaction; each item succeeds or fails on its own, in order."""
     results = ingest_items(enumerate(data["events"]))

@@ -18,6 +18,7 @@ from webapp.crud import paginate
 from webapp.errors import ApiError, not_found
 from webapp.representations import SCORE_BOUND, LeadSchema, level_dump
 from webapp.schema_base import PageArgs, StrictSchema, rfc3339
+from webapp.services.lead_ids import LEAD_ID, LEAD_ID_RULE
 from webapp.services.leads import check_metadata
 from worker.jobs import try_kick
 
@@ -38,7 +39,7 @@ class LeadListArgs(PageArgs):
 
 
 class LeadCreateSchema(StrictSchema):
-    id = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    id = fields.String(required=True, validate=LEAD_ID, metadata={"description": LEAD_ID_RULE})
     metadata = fields.Dict(keys=fields.String(), load_default=dict)
     account_id = fields.String(allow_none=True, validate=validate.Length(max=200))
 
@@ -55,7 +56,9 @@ class BatchScoresSchema(StrictSchema):
 
 
 class MergeSchema(StrictSchema):
-    targetLeadId = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    # The survivor must be reachable; a source may be any lead, so one stored under an id no longer accepted can
+    # still be merged into a reachable one.
+    targetLeadId = fields.String(required=True, validate=LEAD_ID, metadata={"description": LEAD_ID_RULE})
     sourceLeadIds = fields.List(
         fields.String(validate=validate.Length(min=1, max=200)), required=True, validate=validate.Length(min=1, max=100)
     )
@@ -108,7 +111,7 @@ def list_leads(args):
     return paginate(stmt, args, dump=lead_dump, key="leads", default_limit=25, order_by=SORTS[args["sort"]])
 
 
-@blp.route("/leads", methods=["POST"], statuses=(409,))
+@blp.route("/leads", methods=["POST"], need="ingest", statuses=(409,))
 @blp.arguments(LeadCreateSchema)
 @blp.response(201, LeadSchema)
 def create_lead(data):
@@ -135,7 +138,7 @@ def search(args):
     return jsonify([{"lead_id": r.lead_id, "score": r.score, "level": level_dump(r.id, r.name, r.color)} for r in rows])
 
 
-@blp.route("/leads/scores", methods=["POST"], statuses=(404,))
+@blp.route("/leads/scores", methods=["POST"], need="read", statuses=(404,))
 @blp.arguments(BatchScoresSchema)
 def batch_scores(data):
     try:

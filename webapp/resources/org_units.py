@@ -9,8 +9,9 @@ from sqlalchemy import select
 from models.accounts import create_unit, unique_slug
 from models.tenancy import Membership, Organization, OrgUnit
 from webapp.app_state import db
-from webapp.auth import ACTIVE_OU_COOKIE, is_member_of, require_member
+from webapp.auth import ACTIVE_OU_COOKIE, is_member_of, principal
 from webapp.blueprint import Blueprint
+from webapp.cookies import set_cookie
 from webapp.errors import not_found
 from webapp.schema_base import StrictSchema, UTCDateTime
 
@@ -40,9 +41,9 @@ def _member_unit(member_id: str, unit_id: str) -> OrgUnit:
     return unit
 
 
-@blp.route("/org-units", methods=["GET"], statuses=(403,))
+@blp.route("/org-units", methods=["GET"], need="member")
 def list_units():
-    p = require_member()
+    p = principal()
     session = db()
     units = session.execute(
         select(OrgUnit)
@@ -54,11 +55,12 @@ def list_units():
     return jsonify({"units": UnitSchema(many=True).dump(units), "organization": {"org_id": org.id, "name": org.name}})
 
 
-@blp.route("/org-units", methods=["POST"], statuses=(403,))
+@blp.route("/org-units", methods=["POST"], need="own")
 @blp.arguments(UnitInSchema)
 @blp.response(201, UnitSchema)
 def create(data):
-    p = require_member()
+    """An Owner of the active OU may add OUs to the organization, and owns them."""
+    p = principal()
     session = db()
     unit = create_unit(session, p.org_id, data["name"].strip())
     session.add(Membership(member_id=p.member_id, unit_id=unit.id, role="Owner"))
@@ -66,25 +68,24 @@ def create(data):
     return unit
 
 
-@blp.route("/org-units/<unit_id>", methods=["PUT"], statuses=(403,))
+@blp.route("/org-units/<unit_id>", methods=["PUT"], need="own")
 @blp.arguments(UnitInSchema)
 @blp.response(200, UnitSchema)
 def rename(data, unit_id):
-    p = require_member()
     session = db()
-    unit = _member_unit(p.member_id, unit_id)
+    unit = _member_unit(principal().member_id, unit_id)
     unit.name = data["name"].strip()
     unit.slug = unique_slug(session, unit.org_id, unit.name, exclude_id=unit.id)
     session.commit()
     return unit
 
 
-@blp.route("/org-units/active", methods=["POST"], statuses=(403, 404))
+@blp.route("/org-units/active", methods=["POST"], need="member", statuses=(404,))
 @blp.arguments(ActiveSchema)
 def activate(data):
-    p = require_member()
+    p = principal()
     unit = _member_unit(p.member_id, data["ouId"])
     resp = jsonify({"active_ou": unit.id, "name": unit.name})
     resp.headers["X-OU-ID"] = unit.id
-    resp.set_cookie(ACTIVE_OU_COOKIE, unit.id, httponly=True, samesite="Lax", max_age=30 * 24 * 3600)
+    set_cookie(resp, ACTIVE_OU_COOKIE, unit.id, max_age=30 * 24 * 3600)
     return resp

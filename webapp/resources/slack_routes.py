@@ -23,10 +23,14 @@ from integrations.slack_store import (
     state_store,
 )
 from models.base import utcnow
+from models.members import role_in
 from models.slack import SlackApp, SlackConnection, SlackInstallRequest
+from webapp import audit_trail
+from webapp.access import ROLE_GRANTS
 from webapp.app_state import close_db, db, external_url, state
-from webapp.auth import current_unit, plausible_id, principal, public, require_member
+from webapp.auth import current_unit, plausible_id, principal, public
 from webapp.blueprint import Blueprint
+from webapp.cookies import delete_cookie, set_cookie
 from webapp.errors import ApiError
 from webapp.schema_base import StrictSchema, rfc3339
 from worker.jobs import try_kick_alerts
@@ -72,7 +76,7 @@ def _slack_app(org_id: str) -> tuple[str, str] | None:
 def status(unit_id: str) -> dict:
     """Where alerts go and how delivery is doing; "not configured" says alerts wait, nothing is lost."""
     conn = db().get(SlackConnection, unit_id)
-    target = resolve(conn, state().settings, state().secret_key)
+    target = resolve(db(), unit_id, conn, state().settings, state().secret_key)
     counts = alert_counts(db(), unit_id)
     if not target.ready:
         delivery = "not configured"
@@ -98,14 +102,13 @@ def status(unit_id: str) -> dict:
     }
 
 
-@blp.route("/integrations/slack", methods=["GET"], statuses=(403,))
+@blp.route("/integrations/slack", methods=["GET"], member_only=True, statuses=())
 def get_status():
-    require_member()
     return jsonify(status(current_unit()))
 
 
 def _authorize_url() -> str:
-    p = require_member()
+    p = principal()
     unit_id = current_unit()
     app = _slack_app(p.org_id)
     if app is None:
@@ -132,25 +135,25 @@ STATE_COOKIE = "leadpulse_slack_state"
 
 def _with_state_cookie(resp):
     """The state is also bound to this browser, so an authorize URL sent to someone else cannot install into our OU."""
-    resp.set_cookie(
-        STATE_COOKIE,
-        g.slack_state,
-        max_age=STATE_TTL_SECONDS,
-        httponly=True,
-        samesite="Lax",
-        secure=request.is_secure,
-        path=url_for("slack.callback"),
-    )
+    set_cookie(resp, STATE_COOKIE, g.slack_state, max_age=STATE_TTL_SECONDS, path=url_for("slack.callback"))
     return resp
 
 
-@blp.route("/integrations/slack/install", methods=["GET"], endpoint="install_redirect", statuses=(302, 403, 409))
+@blp.route(
+    "/integrations/slack/install",
+    methods=["GET"],
+    endpoint="install_redirect",
+    need="configure",  # a GET that starts an install: as POST does
+    member_only=True,
+    statuses=(302, 403, 409),
+)
+@audit_trail.audited  # starts an install as POST does
 def install_redirect():
     url = _authorize_url()
     return _with_state_cookie(redirect(url, code=302))
 
 
-@blp.route("/integrations/slack/install", methods=["POST"], statuses=(403, 409))
+@blp.route("/integrations/slack/install", methods=["POST"], member_only=True, statuses=(403, 409))
 def install():
     return _with_state_cookie(jsonify({"authorize_url": _authorize_url()}))
 
@@ -170,7 +173,7 @@ def _consume(state_value: str) -> SlackInstallRequest:
         row = s.execute(
             delete(SlackInstallRequest)
             .where(SlackInstallRequest.state == state_value)
-            .returning(SlackInstallRequest.unit_id, SlackInstallRequest.org_id)
+            .returning(SlackInstallRequest.unit_id, SlackInstallRequest.org_id, SlackInstallRequest.member_id)
         ).first()
     valid = state_store(state().settings.database_url).consume(state_value)
     if row is None or not valid:
@@ -185,9 +188,13 @@ def _consume(state_value: str) -> SlackInstallRequest:
 
 @blp.route("/integrations/slack/callback", methods=["GET"], statuses=(302, 400, 409, 502, 503))
 @public
+@audit_trail.audited
 def callback():
     """Slack redirects the browser here; nothing is stored unless the state and the code are good."""
     req = _consume(request.args.get("state", ""))
+    audit_trail.attribute(org_id=req.org_id, unit_id=req.unit_id, member_id=req.member_id)  # who started the install
+    if "configure" not in ROLE_GRANTS.get(role_in(db(), req.member_id, req.unit_id) or "", ()):
+        raise ApiError(403, "forbidden", "whoever started this install may no longer configure this organization unit")
     if request.args.get("error"):
         reason = re.sub(r"[^a-z_]", "", request.args["error"].lower())[:50] or "unknown"
         return _clear_state(redirect("/home?" + urlencode({"slack": "error", "reason": reason}), code=302))
@@ -239,13 +246,12 @@ def callback():
 
 
 def _clear_state(resp):
-    resp.delete_cookie(STATE_COOKIE, path=url_for("slack.callback"))
+    delete_cookie(resp, STATE_COOKIE, path=url_for("slack.callback"))
     return resp
 
 
-@blp.route("/integrations/slack", methods=["DELETE"], statuses=(204, 403, 404))
+@blp.route("/integrations/slack", methods=["DELETE"], member_only=True, statuses=(204, 403, 404))
 def disconnect():
-    require_member()
     session = db()
     conn = session.get(SlackConnection, current_unit())
     if conn is None or conn.team_id is None:
@@ -267,9 +273,9 @@ def disconnect():
 
 
 def _adapter() -> tuple[SlackAdapter, SlackConnection | None]:
-    require_member()
-    conn = db().get(SlackConnection, current_unit())
-    target = resolve(conn, state().settings, state().secret_key)
+    unit_id = current_unit()
+    conn = db().get(SlackConnection, unit_id)
+    target = resolve(db(), unit_id, conn, state().settings, state().secret_key)
     if target.token is None:
         raise ApiError(409, "not_connected", "connect Slack first: POST /integrations/slack/install")
     close_db()
@@ -297,7 +303,7 @@ def _slack_failed(exc: SlackError, field: str | None = None) -> ApiError:
     return ApiError(409 if exc.error in CONFIG_ERRORS else 502, "slack_refused", f"Slack refused the call: {exc}")
 
 
-@blp.route("/integrations/slack/channels", methods=["GET"], statuses=(403, 409, 502))
+@blp.route("/integrations/slack/channels", methods=["GET"], member_only=True, statuses=(403, 409, 502))
 @blp.arguments(ChannelArgs, location="query")
 def channels(args):
     types = [t.strip() for t in args["types"].split(",") if t.strip()]
@@ -313,7 +319,7 @@ def channels(args):
     return jsonify({"ok": True, "channels": items, "response_metadata": {"next_cursor": ""}})
 
 
-@blp.route("/integrations/slack/users", methods=["GET"], statuses=(403, 409, 502))
+@blp.route("/integrations/slack/users", methods=["GET"], member_only=True, statuses=(403, 409, 502))
 def users():
     adapter, _ = _adapter()
     try:
@@ -323,7 +329,7 @@ def users():
     return jsonify({"ok": True, "members": items, "response_metadata": {"next_cursor": ""}})
 
 
-@blp.route("/integrations/slack/target", methods=["PUT"], statuses=(403, 409, 502))
+@blp.route("/integrations/slack/target", methods=["PUT"], member_only=True, statuses=(403, 409, 502))
 @blp.arguments(TargetSchema)
 def put_target(data):
     """Stored only once Slack confirms the bot can post there."""
@@ -342,7 +348,7 @@ def put_target(data):
     return jsonify(status(unit_id))
 
 
-@blp.route("/integrations/slack/test", methods=["POST"], statuses=(403, 409, 502))
+@blp.route("/integrations/slack/test", methods=["POST"], member_only=True, statuses=(403, 409, 502))
 @blp.arguments(TestMessageSchema)
 def send_test(data):
     adapter, _ = _adapter()

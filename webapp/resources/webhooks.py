@@ -9,7 +9,8 @@ from marshmallow import fields, validate
 
 from models.webhooks import WebhookSource
 from webapp.app_state import signed_request_url
-from webapp.auth import public, require_member
+from webapp.audit_trail import unaudited
+from webapp.auth import public
 from webapp.blueprint import Blueprint, strict_json_loads
 from webapp.content_encoding import decoded_body
 from webapp.crud import Crud, register_crud
@@ -71,14 +72,9 @@ class SourceCrud(Crud):
         return source
 
     def validate(self, session, obj, creating):
-        require_member()
         self.refuse_duplicate(
             session, obj, "name", WebhookSource.unit_id == obj.unit_id, WebhookSource.name == obj.name
         )
-
-    def delete(self, obj_id):
-        require_member()
-        super().delete(obj_id)
 
 
 register_crud(
@@ -89,11 +85,13 @@ register_crud(
     "/webhooks/sources/<obj_id>",
     update_schema=WebhookSourceUpdateSchema(partial=True),
     statuses={"post": (403,), "put": (403,), "delete": (403,)},
+    member_only=("post", "put", "delete"),  # sources hold signing secrets: a person creates them
 )
 
 
 @blp.route("/webhooks/events/<source_id>", methods=["POST"], statuses=(202, 400, 401, 413, 503))
 @public
+@unaudited
 def receive(source_id: str):
     """Verify the signature over the raw body (5-minute tolerance both ways), then ingest with webhook-id as the key."""
     source = standard_source(source_id)  # an unknown source is refused before the body is read
@@ -106,6 +104,7 @@ def receive(source_id: str):
     f"/webhooks/segment/v1/<any({', '.join(SEGMENT_CALLS)}):call>", methods=["POST"], statuses=(400, 401, 413, 415, 503)
 )
 @public
+@unaudited
 def segment(call: str | None):
     """Segment's HTTP API, also at its /v1/<call> paths so its libraries need only host; key as Basic user or writeKey."""
     auth = request.authorization
@@ -122,6 +121,7 @@ def segment(call: str | None):
 
 @blp.route("/webhooks/hubspot", methods=["POST"], statuses=(400, 401, 404, 413, 503))
 @public
+@unaudited
 def hubspot():
     """HubSpot app webhooks (signature v3, 5-minute window): contact.creation links or creates the lead by email and
     stores the contact id; contact.propertyChange updates lead metadata, never for LeadPulse's own properties."""

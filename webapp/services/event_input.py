@@ -9,6 +9,7 @@ from marshmallow import ValidationError, fields, validate, validates_schema
 from models.base import utcnow
 from models.leads import ALIAS_KINDS
 from webapp.schema_base import StrictSchema, UTCDateTime, bad_text
+from webapp.services.lead_ids import LEAD_ID, LEAD_ID_RULE, lead_id_problem
 
 RESERVED_TYPES = {"DECAY"}
 EVENT_TYPE = validate.And(
@@ -34,7 +35,7 @@ class AliasSchema(StrictSchema):
 
 
 class EventInSchema(StrictSchema):
-    lead_id = fields.String(validate=validate.Length(min=1, max=200))
+    lead_id = fields.String(validate=LEAD_ID, metadata={"description": LEAD_ID_RULE})
     aliases = fields.List(fields.Nested(AliasSchema), validate=validate.Length(max=20))
     alias_kind = fields.String(validate=validate.OneOf(ALIAS_KINDS), metadata={"deprecated": True})
     alias = fields.String(validate=validate.Length(min=1, max=320), metadata={"deprecated": True})
@@ -86,6 +87,8 @@ class EventInSchema(StrictSchema):
                     return None
                 out[name] = [{"alias_kind": a["alias_kind"], "raw_value": a["raw_value"]} for a in value]
             elif type(value) is not str or not _PLAIN_LENGTH[name][0] <= len(value) <= _PLAIN_LENGTH[name][1]:
+                return None
+            elif name == "lead_id" and lead_id_problem(value):
                 return None
             else:
                 out[name] = value

@@ -21,6 +21,7 @@ from models.webhooks import WebhookSource
 from webapp.app_state import close_db, db, state
 from webapp.blueprint import strict_json_loads
 from webapp.errors import ApiError
+from webapp.rate_limits import limit_source
 from webapp.schema_base import bad_text
 from webapp.services.leads import set_metadata
 from webapp.services.webhooks import find_source, reject, source_secret
@@ -47,6 +48,7 @@ def receive_hubspot(source: WebhookSource, method: str, url: str, body: bytes, t
     except hs_hooks.SignatureError as exc:
         status = 400 if exc.reason == "missing_signature_headers" else 401
         raise reject(status, exc.reason, str(exc), source="hubspot")
+    limit_source(state(), source.id)  # only a delivery HubSpot signed counts against the source
     try:
         events = strict_json_loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -87,7 +89,7 @@ def apply_hubspot_events(source: WebhookSource, events: list[dict]) -> dict:
         )
     )
     emails: dict[str, str] = {}
-    conn_token = token_for(conn, state().settings, state().secret_key) if created else None
+    conn_token = token_for(db(), source.unit_id, conn, state().settings, state().secret_key) if created else None
     close_db()
     waiting = bool(created) and conn_token is None  # no token (or an unreadable one): nothing to read the emails with
     if conn_token is not None:

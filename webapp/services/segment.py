@@ -16,6 +16,7 @@ from models.webhooks import WebhookSource
 from webapp import metrics
 from webapp.app_state import close_db, db, state
 from webapp.errors import ApiError
+from webapp.rate_limits import limit_source
 from webapp.schema_base import bad_text
 from webapp.services.event_input import BATCH_MAX
 from webapp.services.ingest import parse_event, parse_items, rejection, store_items
@@ -46,6 +47,7 @@ def receive_segment(payload, call: str | None, basic_key: str | None, source: We
     if not isinstance(payload, dict):
         raise reject(400, "validation_error", "the body must be a JSON object", source="segment")
     source = source_of_body_key(payload.get("writeKey"), basic_key, source)
+    limit_source(state(), source.id)  # the write key is all a Segment source has: whoever holds it counts against it
     messages = segment_messages(payload, call)
     limit = state().settings.max_metadata_bytes
     identities: list[tuple[dict, list, dict]] = []

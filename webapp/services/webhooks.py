@@ -19,6 +19,7 @@ from webapp.app_state import db, state
 from webapp.auth import plausible_id
 from webapp.blueprint import strict_json_loads
 from webapp.errors import ApiError
+from webapp.rate_limits import limit_source
 from webapp.services.ingest import ingested_payload, parse_event, rejection, store
 
 SECRET_PURPOSE = "webhook-source-secret"
@@ -100,6 +101,7 @@ def receive_standard(source: WebhookSource, body: bytes, headers: dict[str, str]
             "signature refused: malformed signature header or body",
             {"webhook-signature": [exc.__class__.__name__]},
         )
+    limit_source(state(), source.id)  # only a delivery the source signed counts against it
     try:
         incoming = parse_event(
             strict_json_loads(body), state().settings.max_metadata_bytes, headers["webhook-id"], "webhook-id"
