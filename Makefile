@@ -71,7 +71,7 @@ run: install redis
 
 # The whole suite in two xdist workers, the fault scenarios (tests/faults) among it at FAULTS_SCALE=short: one worker
 # runs them one after another on private servers of their own (tests/conftest.py hands it the whole directory) while
-# the other runs the rest; they add about two minutes.
+# the other runs the rest; they take that worker about two and a half minutes (three on a heavily loaded machine).
 test: services lint
 	FAULTS_SCALE=short $(BIN)/python -m pytest -n 2
 
