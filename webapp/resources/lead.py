@@ -18,7 +18,7 @@ from webapp.app_state import db, state
 from webapp.auth import current_unit
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError, not_found
-from webapp.representations import SCORE_BOUND, LeadSchema, event_dump, get_lead, level_dump
+from webapp.representations import SCORE_BOUND, LeadSchema, decay_forecast, event_dump, get_lead, level_dump
 from webapp.schema_base import StrictSchema, UTCDateTime, rfc3339
 from webapp.services.leads import set_metadata
 from worker.jobs import enqueue_lead_deletion
@@ -62,6 +62,7 @@ def lead_detail(lead_id):
     body["level"] = _level_of(lead)
     body["aliases"] = alias_dump(aliases_of(db(), lead.pk))
     body["primary_email"] = primary_emails(db(), [lead.pk]).get(lead.pk)
+    body["decay_forecast"] = decay_forecast(lead)
     return jsonify({"lead": body, "account": None})
 
 
@@ -82,6 +83,7 @@ def lead_score(args, lead_id):
             "engagement_scores": scores,
             "profile_scores": {},
             "level": _level_of(lead),
+            "decay_forecast": decay_forecast(lead),
         }
     )
 
