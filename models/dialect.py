@@ -42,72 +42,42 @@ def insert_for(session: Session, table):
 # compute event times (models/decay_pass.py) do exact integer arithmetic and never round through floating point.
 
 
-class epoch_us(FunctionElement):
-    """A timestamp column as microseconds since 1970 (a BIGINT)."""
-
-    type = BigInteger()
-    inherit_cache = True
-
-
-@compiles(epoch_us, "postgresql")
-def _epoch_us_pg(element, compiler, **kw):
-    return f"CAST(EXTRACT(EPOCH FROM {compiler.process(element.clauses, **kw)}) * 1000000 AS BIGINT)"
+def _sql_function(name: str, type_, doc: str, postgresql: str, sqlite: str):
+    """A SQL function of one argument list ({x} in each backend's template) with its result type."""
+    element = type(name, (FunctionElement,), {"type": type_, "inherit_cache": True, "__doc__": doc})
+    for dialect, template in (("postgresql", postgresql), ("sqlite", sqlite)):
+        compiles(element, dialect)(
+            lambda fn, compiler, template=template, **kw: template.format(x=compiler.process(fn.clauses, **kw))
+        )
+    return element
 
 
-@compiles(epoch_us, "sqlite")
-def _epoch_us_sqlite(element, compiler, **kw):
-    ts = compiler.process(element.clauses, **kw)  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (models.base.UTCDateTime)
-    return f"(CAST(strftime('%s', {ts}) AS INTEGER) * 1000000 + CAST(substr({ts}, 21, 6) AS INTEGER))"
-
-
-class from_epoch_us(FunctionElement):
-    """Microseconds since 1970 as a timestamp, stored as the column type stores one."""
-
-    type = UTCDateTime()
-    inherit_cache = True
-
-
-@compiles(from_epoch_us, "postgresql")
-def _from_epoch_us_pg(element, compiler, **kw):
-    return f"(TIMESTAMPTZ 'epoch' + ({compiler.process(element.clauses, **kw)}) * INTERVAL '1 microsecond')"
-
-
-@compiles(from_epoch_us, "sqlite")
-def _from_epoch_us_sqlite(element, compiler, **kw):
-    us = compiler.process(element.clauses, **kw)
-    return f"(strftime('%Y-%m-%d %H:%M:%S', ({us}) / 1000000, 'unixepoch') || printf('.%06d', ({us}) % 1000000))"
-
-
-class rfc3339_text(FunctionElement):
-    """A timestamp column as RFC 3339 text in UTC with microseconds ('2025-08-15T12:00:00.000000Z')."""
-
-    type = String()
-    inherit_cache = True
-
-
-@compiles(rfc3339_text, "postgresql")
-def _rfc3339_pg(element, compiler, **kw):
-    ts = compiler.process(element.clauses, **kw)
-    return f"to_char({ts} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-
-
-@compiles(rfc3339_text, "sqlite")
-def _rfc3339_sqlite(element, compiler, **kw):
-    return f"(replace({compiler.process(element.clauses, **kw)}, ' ', 'T') || 'Z')"
-
-
-class json_object(FunctionElement):
-    """A JSON object from alternating keys and values."""
-
-    type = JSONType
-    inherit_cache = True
-
-
-@compiles(json_object, "postgresql")
-def _json_object_pg(element, compiler, **kw):
-    return f"jsonb_build_object({compiler.process(element.clauses, **kw)})"
-
-
-@compiles(json_object, "sqlite")
-def _json_object_sqlite(element, compiler, **kw):
-    return f"json_object({compiler.process(element.clauses, **kw)})"
+epoch_us = _sql_function(
+    "epoch_us",
+    BigInteger(),
+    "A timestamp column as microseconds since 1970 (a BIGINT).",
+    "CAST(EXTRACT(EPOCH FROM {x}) * 1000000 AS BIGINT)",
+    # SQLite stores 'YYYY-MM-DD HH:MM:SS.ffffff' (models.base.UTCDateTime)
+    "(CAST(strftime('%s', {x}) AS INTEGER) * 1000000 + CAST(substr({x}, 21, 6) AS INTEGER))",
+)
+from_epoch_us = _sql_function(
+    "from_epoch_us",
+    UTCDateTime(),
+    "Microseconds since 1970 as a timestamp, stored as the column type stores one.",
+    "(TIMESTAMPTZ 'epoch' + ({x}) * INTERVAL '1 microsecond')",
+    "(strftime('%Y-%m-%d %H:%M:%S', ({x}) / 1000000, 'unixepoch') || printf('.%06d', ({x}) % 1000000))",
+)
+rfc3339_text = _sql_function(
+    "rfc3339_text",
+    String(),
+    "A timestamp column as RFC 3339 text in UTC with microseconds ('2025-08-15T12:00:00.000000Z').",
+    "to_char({x} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+    "(replace({x}, ' ', 'T') || 'Z')",
+)
+json_object = _sql_function(
+    "json_object",
+    JSONType,
+    "A JSON object from alternating keys and values.",
+    "jsonb_build_object({x})",
+    "json_object({x})",
+)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from marshmallow import fields, post_load, validate
+from marshmallow import fields, validate
 from sqlalchemy import inspect
 
 from models.base import utcnow
@@ -10,15 +10,16 @@ from models.decay_pass import reschedule_unit
 from models.scoring import DECAY_UNITS, DecayRule
 from webapp.blueprint import Blueprint
 from webapp.crud import Crud, register_crud
-from webapp.schema_base import StrictSchema, UTCDateTime
+from webapp.schema_base import EchoSchema, UTCDateTime
 
 blp = Blueprint("decays", __name__, description="Score decay rules")
 
-READ_ONLY = ("decay_id", "applies_from", "created_at", "updated_at")
 PERIOD_FIELDS = ("inactive_for", "unit", "decrease")
 
 
-class DecaySchema(StrictSchema):
+class DecaySchema(EchoSchema):
+    read_only = ("id", "applies_from", "created_at", "updated_at")
+
     decay_id = fields.String(attribute="id", metadata={"description": "read-only; ignored when sent back"})
     inactive_for = fields.Integer(
         required=True,
@@ -38,13 +39,6 @@ class DecaySchema(StrictSchema):
     )
     created_at = UTCDateTime()
     updated_at = UTCDateTime()
-
-    @post_load
-    def drop_read_only(self, data, **_):
-        """Clients may send back what GET returned; server-owned fields are ignored, not an error."""
-        for key in ("id", *READ_ONLY):
-            data.pop(key, None)
-        return data
 
 
 class DecayUpdateSchema(DecaySchema):

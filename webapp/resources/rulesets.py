@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask import jsonify
-from marshmallow import ValidationError, fields, post_load, validate, validates_schema
+from marshmallow import ValidationError, fields, validate, validates_schema
 from sqlalchemy import func, inspect, update
 
 from models.locks import lock_unit
@@ -15,7 +15,7 @@ from webapp.auth import current_unit, principal
 from webapp.blueprint import Blueprint
 from webapp.crud import Crud, get_scoped, register_crud, scoped
 from webapp.errors import ApiError
-from webapp.schema_base import StrictSchema, UTCDateTime
+from webapp.schema_base import EchoSchema, StrictSchema, UTCDateTime
 from webapp.services.event_input import EVENT_TYPE
 from worker.jobs import try_kick_alerts
 
@@ -54,7 +54,9 @@ class RulesetUpdateSchema(RulesetSchema):
 RULE_READ_ONLY = ("rule_id", "org_id", "unit_id", "created_at", "updated_at", "created_by", "updated_by")
 
 
-class RuleSchema(StrictSchema):
+class RuleSchema(EchoSchema):
+    read_only = ("id", *RULE_READ_ONLY)
+
     rule_id = fields.String(attribute="id")
     ruleset_id = fields.String(validate=validate.Length(min=1, max=36))
     org_id = fields.String()
@@ -73,13 +75,6 @@ class RuleSchema(StrictSchema):
     @validates_schema
     def dates(self, data, **_):
         _window(data, "start_at", "end_at")
-
-    @post_load
-    def drop_read_only(self, data, **_):
-        """Clients may send back what GET returned; server-owned fields are ignored, not an error."""
-        for key in ("id", *RULE_READ_ONLY):
-            data.pop(key, None)
-        return data
 
 
 class RuleUpdateSchema(RuleSchema):
