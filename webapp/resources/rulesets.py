@@ -213,7 +213,7 @@ class RuleEditSchema(RuleUpdateSchema):
     given change), or a new rule (weight then required)."""
 
     class Meta(StrictSchema.Meta):
-        exclude = ("rule_id", "ruleset_id", "org_id", "unit_id", "icon", *RULE_READ_ONLY[3:])
+        exclude = (*RULE_READ_ONLY, "ruleset_id", "icon")
 
     weight = fields.Integer(strict=True, validate=WEIGHT_RANGE)
 
