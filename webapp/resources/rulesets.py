@@ -348,7 +348,7 @@ class BacktestOut(StrictSchema):
 # replays every stored event of the OU (seconds of a web process on a large OU), more than a read-only key should
 # be able to set off at will.
 @blp.route("/rulesets/<obj_id>/rescore-preview", methods=["POST"], need="configure")
-@blp.arguments(PreviewIn)
+@blp.arguments(PreviewIn, required=False)  # no body: the stored rules as they are
 @blp.response(200, PreviewOut)
 def rescore_preview(body, obj_id):
     """What publishing this ruleset would do, without doing it.
