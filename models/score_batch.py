@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from sqlalchemy import case, delete, exists, func, literal, null, select, true, union_all, update
+from sqlalchemy import delete, exists, func, literal, select, true, union_all, update
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.dialect import insert_for
-from models.engine import DECAY, EventSpec, event_spec, primary_score, score_events, void_decays
+from models.engine import EventSpec, primary_score, score_events, void_decays
+from models.event_queries import SCORING_COLUMNS, stored_spec
 from models.events import PENDING, SCORED, SUPPRESSED, Event, ScoreDelta
 from models.leads import Lead
 from models.level_rules import classify
@@ -95,25 +96,14 @@ def fair_candidates(session: Session, slot: int, slots: int, limit: int) -> dict
     return by_unit
 
 
-# What a DECAY carries in its metadata (its decrease, rule, inactivity start); other events' metadata is not read.
-SYSTEM_METADATA = case((Event.event_type == DECAY, Event.metadata_), else_=null()).label("system")
 VOID_REASON = "decay void: the lead was active after the inactivity it counts from"
-
-
-def scoring_rows(*where):
-    """Stored events as scoring reads them (event_spec takes each row)."""
-    return select(Event.id, Event.lead_pk, Event.event_type, Event.occurred_at, SYSTEM_METADATA).where(*where)
-
-
-def spec_of(row) -> EventSpec:
-    return event_spec(row.id, row.event_type, row.occurred_at, row.system)
 
 
 def pending_of(session: Session, chosen: dict[str, list[int]]) -> list:
     """The chosen leads' pending events in scoring order, each OU's leads at most READ_FACTOR x its picked events
     (a prefix per lead: the rest waits for the next pass), so one OU's crowded leads never crowd out another's."""
     statements = [
-        select(Event.id, Event.lead_pk, Event.event_type, Event.occurred_at, SYSTEM_METADATA, Event.quiet)
+        select(*SCORING_COLUMNS, Event.quiet)
         .where(Event.lead_pk.in_(sorted(set(picked))), IS_PENDING)
         .order_by(Event.lead_pk, Event.occurred_at, Event.id)
         .limit(READ_FACTOR * len(picked))
@@ -161,14 +151,14 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
     by_lead: dict[int, list[EventSpec]] = defaultdict(list)
     loud: set[int] = set()  # leads with an event that may alert (not imported with skip_triggers)
     for e in pending:
-        by_lead[e.lead_pk].append(spec_of(e))
+        by_lead[e.lead_pk].append(stored_spec(e))
         if not e.quiet:
             loud.add(e.lead_pk)
 
     replay = {pk for pk, evs in by_lead.items() if _arrives_late(leads[pk], evs[0])}
     if replay:
-        for e in session.execute(scoring_rows(Event.lead_pk.in_(replay), Event.status == SCORED)):
-            by_lead[e.lead_pk].append(spec_of(e))
+        for e in session.execute(select(*SCORING_COLUMNS).where(Event.lead_pk.in_(replay), Event.status == SCORED)):
+            by_lead[e.lead_pk].append(stored_spec(e))
     void = _void_decays(by_lead, leads, replay)
     current: dict[int, dict[str, int]] = defaultdict(dict)
     for r in session.execute(

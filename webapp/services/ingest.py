@@ -17,6 +17,7 @@ from webapp import metrics
 from webapp.app_state import close_db, state
 from webapp.auth import current_unit, principal
 from webapp.errors import ApiError, field_paths
+from webapp.rate_limits import lane_took_quota, limit_unit
 from webapp.services.event_input import EventInSchema
 
 ITEM_SCHEMA = EventInSchema()  # one instance: marshmallow schemas are reusable across requests
@@ -88,8 +89,10 @@ def rejection(exc: ValidationError | ApiError) -> dict:
     return {"code": exc.code, "message": exc.message, "details": exc.details or {"_schema": [exc.message]}}
 
 
-def commit_events(app_state, org_id: str, unit_id: str, incoming: list[IncomingEvent]):
+def commit_events(app_state, org_id: str, unit_id: str, incoming: list[IncomingEvent], quota_taken: bool = False):
     """Commit with concurrent requests (group commit), without a Flask request (the lane calls it); a 503 only for events not written."""
+    if not quota_taken:
+        limit_unit(app_state, unit_id, len(incoming))
     try:
         results = app_state.committer.submit(org_id, unit_id, incoming)
     except (FutureTimeout, IngestConflict, IntegrityError):  # IntegrityError: its lead was deleted meanwhile
@@ -112,7 +115,7 @@ def store(incoming: list[IncomingEvent], org_id: str | None = None, unit_id: str
     if unit_id is None:
         org_id, unit_id = principal().org_id, current_unit()
     close_db()  # release this request's connection (and SQLite's write lock) before the committer needs it
-    return commit_events(state(), org_id, unit_id, incoming)
+    return commit_events(state(), org_id, unit_id, incoming, quota_taken=lane_took_quota())
 
 
 def ingested_payload(incoming: IncomingEvent, result) -> dict:
