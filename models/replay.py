@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select, update
+from dataclasses import replace
+
+from sqlalchemy import and_, delete, select, update
 from sqlalchemy.orm import Session
 
+from models.engine import RulesetSpec
 from models.events import PENDING, SCORED, Event, ScoreDelta
 from models.leads import Lead
 from models.locks import lock_leads, lock_unit
 from models.reclassify import reclassify_unit
+from models.rescore import write_scores
 from models.scoring import LeadScore
 from models.unit_context import load_contexts
 
@@ -31,7 +35,9 @@ def replay_leads(session: Session, unit_id: str, lead_pks: set[int]) -> None:
 
     The caller holds the OU lock. A lead left without events goes back to zero and to the level zero falls in.
     """
-    applicable = [rs.id for rs in load_contexts(session, {unit_id})[unit_id].rulesets if rs.active]
+    ctx = load_contexts(session, {unit_id})[unit_id]
+    applicable = [rs.id for rs in ctx.rulesets if rs.active]
+    rebuild_paused(session, unit_id, lead_pks, [rs for rs in ctx.rulesets if not rs.active], ctx.allow_negative)
     session.execute(delete(ScoreDelta).where(ScoreDelta.lead_pk.in_(lead_pks), ScoreDelta.ruleset_id.in_(applicable)))
     session.execute(delete(LeadScore).where(LeadScore.lead_pk.in_(lead_pks), LeadScore.ruleset_id.in_(applicable)))
     session.execute(
@@ -50,3 +56,20 @@ def replay_leads(session: Session, unit_id: str, lead_pks: set[int]) -> None:
             .execution_options(synchronize_session=False)
         )
         reclassify_unit(session, unit_id)
+
+
+def rebuild_paused(
+    session: Session, unit_id: str, lead_pks: set[int], paused: list[RulesetSpec], allow_negative: bool
+) -> None:
+    """A paused ruleset keeps the events it scored, but never one deleted or moved away: its scores for these leads are
+    rebuilt from the events it still has deltas for, so its ledger still sums to its score (docs/explanations.md)."""
+    for spec in paused:
+        kept = session.execute(
+            select(Event.id, Event.lead_pk, Event.event_type, Event.occurred_at)
+            .join(ScoreDelta, and_(ScoreDelta.event_id == Event.id, ScoreDelta.ruleset_id == spec.id))
+            .where(ScoreDelta.lead_pk.in_(lead_pks))
+            .order_by(Event.lead_pk, Event.occurred_at, Event.id)
+        ).all()
+        session.execute(delete(ScoreDelta).where(ScoreDelta.lead_pk.in_(lead_pks), ScoreDelta.ruleset_id == spec.id))
+        session.execute(delete(LeadScore).where(LeadScore.lead_pk.in_(lead_pks), LeadScore.ruleset_id == spec.id))
+        write_scores(session, unit_id, replace(spec, active=True), kept, allow_negative)

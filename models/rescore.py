@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.dialect import insert_for
-from models.engine import EventSpec, score_events
+from models.engine import EventSpec, RulesetSpec, score_events
 from models.events import SCORED, Event, ScoreDelta
 from models.locks import lock_unit_leads
 from models.reclassify import refresh_primary_scores
@@ -46,11 +46,20 @@ def rescore_ruleset(session: Session, ruleset: Ruleset) -> int:
         .order_by(Event.lead_pk, Event.occurred_at, Event.id)
         .execution_options(yield_per=CHUNK)
     )
+    leads = write_scores(session, unit_id, spec, rows, bool(allow_negative))
+    if ruleset.is_primary:
+        refresh_primary_scores(session, unit_id)
+    return leads
+
+
+def write_scores(session: Session, unit_id: str, spec: RulesetSpec, rows, allow_negative: bool) -> int:
+    """Score one ruleset from events in (lead, time, id) order, writing its scores and deltas in chunks; returns leads
+    scored. The caller has cleared what it replaces."""
     now = utcnow()
     scores, deltas, leads = [], [], 0
     for lead_pk, group in groupby(rows, key=lambda r: r.lead_pk):
         after, lead_deltas = score_events(
-            (EventSpec(r.id, r.event_type, r.occurred_at) for r in group), [spec], {}, bool(allow_negative)
+            (EventSpec(r.id, r.event_type, r.occurred_at) for r in group), [spec], {}, allow_negative
         )
         if spec.id in after:
             leads += 1
@@ -71,8 +80,6 @@ def rescore_ruleset(session: Session, ruleset: Ruleset) -> int:
         if len(deltas) >= CHUNK:
             _flush(session, scores, deltas)
     _flush(session, scores, deltas)
-    if ruleset.is_primary:
-        refresh_primary_scores(session, unit_id)
     return leads
 
 

@@ -147,7 +147,7 @@ def lead_score(args, lead_id):
     )
 
 
-@blp.route("/lead/<lead_id>/score-explain", methods=["GET"], aliases=("/leads/<lead_id>/score-explain",))
+@blp.route("/lead/<lead_id>/score-explain", methods=["GET"])
 @blp.arguments(ExplainArgs, location="query")
 @blp.response(200, ExplanationSchema)
 def score_explain(args, lead_id):
