@@ -11,7 +11,7 @@ from models.explain import DECAY, Driver, driver_text, event_score, ledgers, why
 from models.leads import Lead
 from models.scoring import LeadScore
 from tests.conftest import Api, make_tenant
-from tests.helpers import ingest, published_ruleset
+from tests.helpers import ingest, published_ruleset, settle
 
 WEIGHTS = {"page_view": 5, "demo_request": 30, "unsubscribe": -20}
 
@@ -228,3 +228,20 @@ def test_another_ou_s_lead_and_event_are_404_and_bad_hours_400(api, client, sett
     for hours in ("0", "-3", "abc", "1.5", str(24 * 366 + 1), ""):
         r = api.get("/lead/ada/score-explain", query_string={"hours": hours})
         assert r.status_code == 400 and "hours" in r.json["error"]["details"], (hours, r.json)
+
+
+def test_a_paused_ruleset_forgets_a_deleted_event_and_still_adds_up(api, app, run_worker):
+    """Paused, a ruleset keeps what it scored, but not an event that is deleted: its score is rebuilt without it."""
+    rs = published_ruleset(api, {"view": 5, "unsub": -20})
+    ingest(api, "a", "view", timestamp=at(3))
+    unsub = ingest(api, "a", "unsub", timestamp=at(2))["id"]
+    ingest(api, "a", "view", timestamp=at(1))
+    settle(app, run_worker)
+    assert api.get("/lead/a/score-explain").json["score"] == 5  # 5, floored to 0, 5
+    assert api.put(f"/rulesets/{rs}", json={"active": False}).status_code == 200
+    ingest(api, "a", "view")  # paused: not scored
+    assert api.delete("/events/batch", json={"ids": [unsub]}).json["deleted"] == 1
+    settle(app, run_worker)
+    ledger = api.get("/lead/a/score-explain").json["ledger"][0]
+    assert ledger["score"] == 10 and parts_of(ledger) == {"view": (2, 10), "floor": (0, 0)}
+    assert api.get("/leads").json[0]["score"] == 10
