@@ -16,12 +16,12 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
+from models.engine import DECAY
 from models.events import STATUS_NAMES, Event, ScoreDelta
 from models.lead_ops import lead_score
 from models.leads import Lead
 from models.scoring import PUBLISHED, LeadScore, Ruleset
 
-DECAY = "DECAY"  # the event type a decay application is stored as; its delta's rule_id is the decay rule's id
 WHY_DAYS = 30  # the window of the "why" that Slack alerts and HubSpot carry
 WHY_DRIVERS = 3
 
@@ -88,6 +88,7 @@ class Explanation:
     surge_boost: list = field(default_factory=list)  # no surge multiplier exists yet: nothing is boosted
     surge_total: int = 0
     surge_event_count: int = 0
+    decay_forecast: dict | None = None  # shown as the lead detail shows it (webapp/representations.py)
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,8 @@ def _intended(rulesets: list[Ruleset]):
     A rule_id no snapshot knows (never expected: publishing rescores) counts as meant, so it shows no floor."""
     weights = {r["id"]: r["weight"] for rs in rulesets for r in rs.published_rules or []}
     by_rule = case(weights, value=ScoreDelta.rule_id, else_=ScoreDelta.delta) if weights else ScoreDelta.delta
-    return case((Event.event_type == DECAY, -Event.metadata_["decrease"].as_integer()), else_=by_rule)
+    decrease = func.coalesce(Event.metadata_["decrease"].as_integer(), 0)  # as models.engine.event_spec reads it
+    return case((Event.event_type == DECAY, -decrease), else_=by_rule)
 
 
 def _groups(

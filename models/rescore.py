@@ -9,10 +9,11 @@ from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.dialect import insert_for
-from models.engine import EventSpec, RulesetSpec, score_events
+from models.engine import DECAY, RulesetSpec, score_events
 from models.events import SCORED, Event, ScoreDelta
 from models.locks import lock_unit_leads
 from models.reclassify import refresh_primary_scores
+from models.score_batch import scoring_rows, spec_of
 from models.scoring import PUBLISHED, LeadScore, Rule, Ruleset
 from models.tenancy import OrgUnit
 from models.unit_context import ruleset_spec, snapshot_rules
@@ -41,8 +42,7 @@ def rescore_ruleset(session: Session, ruleset: Ruleset) -> int:
     spec = ruleset_spec(ruleset)
     allow_negative = session.execute(select(OrgUnit.allow_negative_scores).where(OrgUnit.id == unit_id)).scalar()
     rows = session.execute(
-        select(Event.id, Event.lead_pk, Event.event_type, Event.occurred_at)
-        .where(Event.unit_id == unit_id, Event.status == SCORED, Event.event_type.in_(list(spec.rules)))
+        scoring_rows(Event.unit_id == unit_id, Event.status == SCORED, Event.event_type.in_([*spec.rules, DECAY]))
         .order_by(Event.lead_pk, Event.occurred_at, Event.id)
         .execution_options(yield_per=CHUNK)
     )
@@ -58,9 +58,8 @@ def write_scores(session: Session, unit_id: str, spec: RulesetSpec, rows, allow_
     now = utcnow()
     scores, deltas, leads = [], [], 0
     for lead_pk, group in groupby(rows, key=lambda r: r.lead_pk):
-        after, lead_deltas = score_events(
-            (EventSpec(r.id, r.event_type, r.occurred_at) for r in group), [spec], {}, allow_negative
-        )
+        # A scored DECAY is one its lead's scored activity leaves standing (models/score_batch.py voids the others).
+        after, lead_deltas = score_events((spec_of(r) for r in group), [spec], {}, allow_negative)
         if spec.id in after:
             leads += 1
             scores.append(
@@ -81,6 +80,19 @@ def write_scores(session: Session, unit_id: str, spec: RulesetSpec, rows, allow_
             _flush(session, scores, deltas)
     _flush(session, scores, deltas)
     return leads
+
+
+def rescore_unit(session: Session, unit_id: str) -> int:
+    """Rebuild every published ruleset of the OU from stored events (the floor changed); returns leads scored."""
+    lock_unit_leads(session, unit_id)
+    rulesets = (
+        session.execute(
+            select(Ruleset).where(Ruleset.unit_id == unit_id, Ruleset.status == PUBLISHED).order_by(Ruleset.created_at)
+        )
+        .scalars()
+        .all()
+    )
+    return sum(rescore_ruleset(session, rs) for rs in rulesets)
 
 
 def _flush(session: Session, scores: list, deltas: list) -> None:

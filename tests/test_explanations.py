@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from models.base import utcnow
+from models.engine import DECAY
 from models.events import SCORED, Event, ScoreDelta
-from models.explain import DECAY, Driver, driver_text, event_score, ledgers, why
+from models.explain import Driver, driver_text, event_score, ledgers, why
 from models.leads import Lead
 from models.scoring import LeadScore
 from tests.conftest import Api, make_tenant

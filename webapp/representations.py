@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
+from models.decay_forecast import forecast_for_lead
 from models.events import PENDING, SCORED
 from models.leads import Lead
+from models.levels import EngagementLevel
 from webapp.app_state import db
 from webapp.crud import scoped
 from webapp.errors import not_found
@@ -41,6 +43,20 @@ def get_lead(lead_id: str) -> Lead:
 
 def level_dump(level_id, name, color) -> dict | None:
     return {"id": level_id, "name": name, "color": color} if level_id else None
+
+
+def decay_forecast(lead: Lead) -> dict | None:
+    """{at, score, level}: when decay takes the lead below its level unless it is active first; None if it never
+    does (models/decay_forecast.py)."""
+    forecast = forecast_for_lead(db(), lead)
+    if forecast is None:
+        return None
+    level = db().get(EngagementLevel, forecast.level.id) if forecast.level else None
+    return {
+        "at": rfc3339(forecast.at),
+        "score": forecast.score,
+        "level": level_dump(level.id, level.name, level.color) if level else None,
+    }
 
 
 def event_dump(rows) -> list[dict]:

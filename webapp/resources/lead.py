@@ -19,7 +19,7 @@ from webapp.app_state import db, state
 from webapp.auth import current_unit
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError, not_found
-from webapp.representations import SCORE_BOUND, LeadSchema, event_dump, get_lead, level_dump
+from webapp.representations import SCORE_BOUND, LeadSchema, decay_forecast, event_dump, get_lead, level_dump
 from webapp.schema_base import StrictSchema, UTCDateTime, rfc3339
 from webapp.services.leads import set_metadata
 from worker.jobs import enqueue_lead_deletion
@@ -90,6 +90,10 @@ class ExplanationSchema(StrictSchema):
     surge_event_count = fields.Integer()
     decay_applied = fields.Integer(metadata={"description": "points decay took in the window (0 or less)"})
     ledger = fields.List(fields.Nested(LedgerSchema), metadata={"description": "every ruleset, primary first"})
+    decay_forecast = fields.Dict(
+        allow_none=True,
+        metadata={"description": "{at, score, level} as in GET /lead/{id}: null unless decay moves it down"},
+    )
 
 
 class MetadataSchema(StrictSchema):
@@ -123,6 +127,7 @@ def lead_detail(lead_id):
     body["level"] = _level_of(lead)
     body["aliases"] = alias_dump(aliases_of(db(), lead.pk))
     body["primary_email"] = primary_emails(db(), [lead.pk]).get(lead.pk)
+    body["decay_forecast"] = decay_forecast(lead)
     return jsonify({"lead": body, "account": None})
 
 
@@ -143,6 +148,7 @@ def lead_score(args, lead_id):
             "engagement_scores": scores,
             "profile_scores": {},
             "level": _level_of(lead),
+            "decay_forecast": decay_forecast(lead),
         }
     )
 
@@ -152,7 +158,10 @@ def lead_score(args, lead_id):
 @blp.response(200, ExplanationSchema)
 def score_explain(args, lead_id):
     """Why the lead has its score: recent top drivers, the published weights, and a ledger per ruleset that sums to it."""
-    return explain_lead(db(), get_lead(lead_id), args["hours"])
+    lead = get_lead(lead_id)
+    explanation = explain_lead(db(), lead, args["hours"])
+    explanation.decay_forecast = decay_forecast(lead)
+    return explanation
 
 
 @blp.route("/lead/<lead_id>/aliases", methods=["GET"], aliases=("/leads/<lead_id>/aliases",))
