@@ -1,10 +1,11 @@
-"""Property: after any sequence of ingests (late ones included), merges, event deletions, publishes, unpublishes and
-pauses, every lead's ledger sums to its score in every ruleset, and that score is what the published rules make of its
-events (for a ruleset not paused since it was published).
+"""Property: after any sequence of ingests (late ones included), merges, event deletions, publishes, unpublishes,
+pauses, decay rules and decay passes, every lead's ledger sums to its score in every ruleset, and that score is what the
+published rules make of its stored events (for a ruleset not paused since it was published).
 
-Each example is a fresh OU driven through the API (the Flask test client) with scoring drained by the real worker, as
-the other tests do; the ledger is read with models.explain.ledgers, the function GET /lead/{id}/score-explain calls,
-and at the end of each example through that endpoint too. Decay steps are not generated yet (docs/explanations.md).
+Each example is a fresh OU driven through the API (the Flask test client) on a simulated clock, with decay passes run
+as the schedule runs them and scoring drained by the real worker, as the other tests do; the ledger is read with
+models.explain.ledgers, the function GET /lead/{id}/score-explain calls, and at the end of each example through that
+endpoint too.
 """
 
 from __future__ import annotations
@@ -12,25 +13,28 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, event, given
 from hypothesis import settings as examples
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from models.accounts import bootstrap
+from models.engine import DECAY
 from models.events import SCORED, Event
 from models.explain import ledgers
 from models.leads import Lead
-from models.scoring import PUBLISHED, Ruleset
+from models.scoring import PUBLISHED, DecayRule, Ruleset
 from tests.conftest import Api, Tenant
 from tests.helpers import settle
+from worker.jobs import decay_pass
 
 LEADS = ("a", "b", "c", "d")
 TYPES = ("view", "demo", "unsub", "other")  # "other" has no rule anywhere at first
 FIRST_WEIGHTS = {"primary": {"view": 5, "demo": 30, "unsub": -20}, "second": {"demo": 50, "unsub": -60}}
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)  # each example's clock starts here and only moves forward
 UNITS = itertools.count()
 
+# hours before the clock: an event older than what a lead already has arrives late
 ingest = st.tuples(st.just("ingest"), st.sampled_from(LEADS), st.sampled_from(TYPES), st.integers(0, 200))
 merge = st.tuples(st.just("merge"), st.sampled_from(LEADS), st.sampled_from(LEADS))
 delete = st.tuples(st.just("delete"), st.integers(0, 40))
@@ -39,8 +43,10 @@ publish = st.tuples(
 )
 unpublish = st.tuples(st.just("unpublish"), st.sampled_from(("primary", "second")))
 pause = st.tuples(st.just("pause"), st.sampled_from(("primary", "second")), st.booleans())
+decay_rule = st.tuples(st.just("decay_rule"), st.integers(1, 48), st.integers(1, 15))  # every n hours, minus d
+decay = st.tuples(st.just("decay"), st.integers(0, 96))  # the clock moves on n hours, then a decay pass runs
 STEPS = st.lists(
-    st.one_of(ingest, ingest, ingest, merge, delete, publish, unpublish, pause),
+    st.one_of(ingest, ingest, ingest, merge, delete, publish, unpublish, pause, decay_rule, decay, decay),
     min_size=2,
     max_size=12,
 )
@@ -51,16 +57,16 @@ class Run:
 
     def __init__(self, app, client, run_worker):
         self.app, self.run_worker = app, run_worker
+        self.clock = T0
         with app.extensions["leadpulse"].Session() as s, s.begin():  # no member: no password to hash per example
             made = bootstrap(s, f"Prop{next(UNITS)}", "Main")
         self.tenant = Tenant(made["org_id"], made["unit_id"], made["client_id"], made["client_secret"], "", "")
         self.api = Api(client, self.tenant)
         self.rulesets = {}
         self.active = {"primary": True, "second": True}
-        self.replayable = {
-            "primary"
-        }  # rulesets whose scores are what their rules make of every event (not paused since
-        # their last publish): the others keep what they scored while active
+        # The rulesets whose scores are what their rules make of every stored event (none is paused since its last
+        # publish): the others keep what they scored while active.
+        self.replayable = {"primary", "second"}
         for role, weights in FIRST_WEIGHTS.items():
             r = self.api.post("/rulesets", json={"name": role, "is_primary": role == "primary"})
             assert r.status_code == 201, r.json
@@ -83,8 +89,8 @@ class Run:
     def step(self, step: tuple) -> None:
         kind, *args = step
         if kind == "ingest":
-            lead, event_type, hour = args  # hours in any order: many arrive late
-            at = (T0 + timedelta(hours=hour)).isoformat()
+            lead, event_type, hours_ago = args
+            at = (self.clock - timedelta(hours=hours_ago)).isoformat()
             r = self.api.post("/ingest", json={"lead_id": lead, "event_type": event_type, "timestamp": at})
             assert r.status_code == 202, r.json
         elif kind == "merge":
@@ -114,6 +120,20 @@ class Run:
             self.active[role] = active
             if not active:
                 self.replayable.discard(role)
+        elif kind == "decay_rule":
+            every, decrease = args
+            r = self.api.post("/decays", json={"inactive_for": every, "unit": "hours", "decrease": decrease})
+            assert r.status_code == 201, r.json
+            with self.app.extensions["leadpulse"].Session() as s, s.begin():  # as if made before the first event
+                s.execute(
+                    update(DecayRule)
+                    .where(DecayRule.id == r.json["decay_id"])
+                    .values(applies_from=T0 - timedelta(days=30))
+                )
+        elif kind == "decay":
+            self.clock += timedelta(hours=args[0])
+            state = self.app.extensions["leadpulse"]
+            decay_pass(state.settings, state.redis, self.tenant.unit_id, now=self.clock)
 
     def check(self) -> None:
         """Every lead's ledger sums to its stored score in every ruleset, which is what the rules make of its events."""
@@ -142,13 +162,17 @@ class Run:
             for ledger in body["ledger"]:
                 assert sum(p["points"] for p in ledger["parts"]) == ledger["score"], (lead, ledger)
             assert body["ledger"][0]["score"] == lead["score"] == body["score"]
+            parts = [p for ledger in body["ledger"] for p in ledger["parts"] if p["count"]]
+            for kind in ("decay", "floor"):  # what the examples reached (hypothesis' statistics)
+                event(f"a lead with {kind} in its ledger", any(p["kind"] == kind for p in parts))
 
 
 def expected_scores(session, rulesets: list[Ruleset], lead_pks: list[int]) -> dict[int, dict[str, int]]:
     """The contract computed afresh, without the engine: each lead's scored events in (time, id) order under each
-    published ruleset's snapshot weights, floored at 0 (the caller skips paused rulesets; none here is windowed)."""
+    published ruleset's snapshot weights (a DECAY: minus its decrease, in every ruleset), floored at 0 (the caller skips
+    paused rulesets; none here is windowed)."""
     events = session.execute(
-        select(Event.id, Event.lead_pk, Event.event_type, Event.occurred_at)
+        select(Event.lead_pk, Event.event_type, Event.metadata_)
         .where(Event.lead_pk.in_(lead_pks), Event.status == SCORED)
         .order_by(Event.lead_pk, Event.occurred_at, Event.id)
     ).all()
@@ -158,8 +182,9 @@ def expected_scores(session, rulesets: list[Ruleset], lead_pks: list[int]) -> di
             continue
         weights = {r["event_type"]: r["weight"] for r in rs.published_rules}
         for e in events:
-            if e.event_type in weights:
-                out[e.lead_pk][rs.id] = max(0, out[e.lead_pk].get(rs.id, 0) + weights[e.event_type])
+            points = -e.metadata_["decrease"] if e.event_type == DECAY else weights.get(e.event_type)
+            if points is not None:
+                out[e.lead_pk][rs.id] = max(0, out[e.lead_pk].get(rs.id, 0) + points)
     return out
 
 
