@@ -141,7 +141,7 @@ class Run:
         with self.app.extensions["leadpulse"].Session() as s:
             leads = s.execute(select(Lead).where(Lead.unit_id == self.tenant.unit_id)).scalars().all()
             rulesets = s.execute(select(Ruleset).where(Ruleset.unit_id == self.tenant.unit_id)).scalars().all()
-            expected = expected_scores(s, rulesets, [lead.pk for lead in leads])
+            expected = expected_ledgers(s, rulesets, [lead.pk for lead in leads])
             by_lead = ledgers(s, self.tenant.unit_id, [lead.pk for lead in leads])
             for lead in leads:
                 got = {lg.ruleset_id: lg for lg in by_lead[lead.pk]}
@@ -150,7 +150,8 @@ class Run:
                     ledger = got[rs.id]
                     assert ledger.total == ledger.score, (lead.lead_id, rs.name, ledger)
                     if rs.id in replayable:
-                        assert ledger.score == expected[lead.pk].get(rs.id, 0), (lead.lead_id, rs.name, ledger)
+                        want = expected[lead.pk].get(rs.id, {"score": 0, "floor": 0})
+                        assert as_expected(ledger) == want, (lead.lead_id, rs.name, ledger)
                 primary = got[self.rulesets["primary"]]
                 assert primary.is_primary and primary.score == lead.score, (lead.lead_id, primary, lead.score)
 
@@ -167,24 +168,45 @@ class Run:
                 event(f"a lead with {kind} in its ledger", any(p["kind"] == kind for p in parts))
 
 
-def expected_scores(session, rulesets: list[Ruleset], lead_pks: list[int]) -> dict[int, dict[str, int]]:
+def expected_ledgers(session, rulesets: list[Ruleset], lead_pks: list[int]) -> dict[int, dict[str, dict]]:
     """The contract computed afresh, without the engine: each lead's scored events in (time, id) order under each
     published ruleset's snapshot weights (a DECAY: minus its decrease, in every ruleset), floored at 0 (the caller skips
-    paused rulesets; none here is windowed)."""
+    paused rulesets; none here is windowed); per lead and ruleset its score, (count, points) per rule or decay rule,
+    and what the floor added back."""
     events = session.execute(
         select(Event.lead_pk, Event.event_type, Event.metadata_)
         .where(Event.lead_pk.in_(lead_pks), Event.status == SCORED)
         .order_by(Event.lead_pk, Event.occurred_at, Event.id)
     ).all()
-    out: dict[int, dict[str, int]] = {pk: {} for pk in lead_pks}
+    out: dict[int, dict[str, dict]] = {pk: {} for pk in lead_pks}
     for rs in rulesets:
         if rs.status != PUBLISHED:
             continue
         weights = {r["event_type"]: r["weight"] for r in rs.published_rules}
         for e in events:
-            points = -e.metadata_["decrease"] if e.event_type == DECAY else weights.get(e.event_type)
-            if points is not None:
-                out[e.lead_pk][rs.id] = max(0, out[e.lead_pk].get(rs.id, 0) + points)
+            if e.event_type == DECAY:
+                key, points = ("decay", e.metadata_["decay_id"]), -e.metadata_["decrease"]
+            elif e.event_type in weights:
+                key, points = ("rule", e.event_type), weights[e.event_type]
+            else:
+                continue
+            ledger = out[e.lead_pk].setdefault(rs.id, {"score": 0, "floor": 0})
+            after = max(0, ledger["score"] + points)
+            ledger["floor"] += after - ledger["score"] - points
+            ledger["score"] = after
+            count, total = ledger.get(key, (0, 0))
+            ledger[key] = (count + 1, total + points)
+    return out
+
+
+def as_expected(ledger) -> dict:
+    """A ledger in expected_ledgers' terms."""
+    out = {"score": ledger.score, "floor": 0}
+    for p in ledger.parts:
+        if p.kind == "floor":
+            out["floor"] = p.points
+        else:
+            out[(p.kind, p.event_type if p.kind == "rule" else p.rule_id)] = (p.count, p.points)
     return out
 
 
