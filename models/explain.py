@@ -189,7 +189,12 @@ def top_drivers(
     session: Session, unit_id: str, lead_pks: list[int], since: datetime | None, ruleset_id: str | None = None
 ) -> dict[int, list[Driver]]:
     """Per lead, the rules that gave it points since `since` in one ruleset (the primary unless named)."""
-    rulesets = _rulesets(session, unit_id)
+    return _top_drivers(session, _rulesets(session, unit_id), lead_pks, since, ruleset_id)
+
+
+def _top_drivers(
+    session: Session, rulesets: list[Ruleset], lead_pks: list[int], since: datetime | None, ruleset_id: str | None
+) -> dict[int, list[Driver]]:
     chosen = ruleset_id or next((rs.id for rs in rulesets if rs.is_primary), None)
     if chosen is None:
         return {}
@@ -256,7 +261,7 @@ def explain_lead(session: Session, lead: Lead, hours: int, now: datetime | None 
     since = (now or utcnow()) - timedelta(hours=hours)
     ruleset_id, score, _ = lead_score(session, lead, None)
     rulesets = _rulesets(session, lead.unit_id)
-    drivers = top_drivers(session, lead.unit_id, [lead.pk], since, ruleset_id or None).get(lead.pk, [])
+    drivers = _top_drivers(session, rulesets, [lead.pk], since, ruleset_id or None).get(lead.pk, [])
     return Explanation(
         lead_id=lead.lead_id,
         ruleset_id=ruleset_id or None,
