@@ -3,16 +3,17 @@ floor hit and a late event, the drivers Slack and HubSpot are given, another OU'
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from models.base import utcnow
 from models.engine import DECAY
 from models.events import SCORED, Event, ScoreDelta
 from models.explain import Driver, driver_text, event_score, ledgers, why
 from models.leads import Lead
-from models.scoring import LeadScore
+from models.scoring import DecayRule, LeadScore
 from tests.conftest import Api, make_tenant
 from tests.helpers import ingest, published_ruleset, settle
+from worker.jobs import decay_pass
 
 WEIGHTS = {"page_view": 5, "demo_request": 30, "unsubscribe": -20}
 
@@ -246,3 +247,31 @@ def test_a_paused_ruleset_forgets_a_deleted_event_and_still_adds_up(api, app, ru
     ledger = api.get("/lead/a/score-explain").json["ledger"][0]
     assert ledger["score"] == 10 and parts_of(ledger) == {"view": (2, 10), "floor": (0, 0)}
     assert api.get("/leads").json[0]["score"] == 10
+
+
+def test_a_decay_pass_is_explained_in_the_ledger_and_per_event(api, app, run_worker):
+    """Real DECAY events from a decay pass at a simulated moment: a ledger part of their own, what the floor kept,
+    decay_applied in the window, and each one's before and after."""
+    published_ruleset(api, {"view": 5})
+    now = utcnow().replace(microsecond=0)
+    ingest(api, "a", "view", timestamp=(now - timedelta(days=3, hours=1)).isoformat())
+    settle(app, run_worker)
+    decay_id = api.post("/decays", json={"inactive_for": 1, "unit": "days", "decrease": 2}).json["decay_id"]
+    with app.extensions["leadpulse"].Session() as s, s.begin():  # as if the rule had been there before the event
+        s.execute(update(DecayRule).where(DecayRule.id == decay_id).values(applies_from=now - timedelta(days=5)))
+    state = app.extensions["leadpulse"]
+    assert decay_pass(state.settings, state.redis, None, now=now).events == 3  # three whole days without activity
+    settle(app, run_worker)
+    body = api.get("/lead/a/score-explain", query_string={"hours": 96}).json
+    assert body["score"] == 0 and body["decay_applied"] == -6  # 5 -> 3 -> 1 -> 0: the floor keeps 1 of the last 2
+    assert parts_of(body["ledger"][0]) == {"view": (1, 5), DECAY: (3, -6), "floor": (1, 1)}
+    assert [p["rule_id"] for p in body["ledger"][0]["parts"] if p["kind"] == "decay"] == [decay_id]
+    decays = api.get("/events", query_string={"event_type": DECAY}).json
+    scores = [
+        api.get(f"/event/{e['id']}/score").json["rulesets"][0] for e in sorted(decays, key=lambda e: e["timestamp"])
+    ]
+    assert [(s["score_before"], s["delta"], s["points"], s["floor_adjustment"], s["rule_id"]) for s in scores] == [
+        (5, -2, -2, 0, decay_id),
+        (3, -2, -2, 0, decay_id),
+        (1, -1, -2, 1, decay_id),
+    ]
