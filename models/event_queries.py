@@ -1,9 +1,9 @@
-"""How events are read: the columns the event lists show and their order, and what scoring and every replay of
-stored events take of them."""
+"""How events are read: the columns the event lists show and their order, a lead's last events, and what scoring
+and every replay of stored events take of them."""
 
 from __future__ import annotations
 
-from sqlalchemy import case, null
+from sqlalchemy import case, null, select
 
 from models.engine import DECAY, EventSpec, event_spec
 from models.events import Event
@@ -31,3 +31,16 @@ def stored_spec(row) -> EventSpec:
     """A stored event (a row with SCORING_COLUMNS) as the engine takes it: scoring, publishing, previews and
     backtests all build it here."""
     return event_spec(row.id, row.event_type, row.occurred_at, row.system)
+
+
+def recent_events(session, lead_pk: int, limit: int = 5) -> list[tuple[str, object]]:
+    """(event_type, occurred_at), newest first: the "last events" a Slack alert lists."""
+    return [
+        tuple(r)
+        for r in session.execute(
+            select(Event.event_type, Event.occurred_at)
+            .where(Event.lead_pk == lead_pk)
+            .order_by(*NEWEST_FIRST)
+            .limit(limit)
+        )
+    ]

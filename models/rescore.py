@@ -4,7 +4,7 @@ computation that a rescore preview counts instead of writing (models/rescore_pre
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import groupby
 
@@ -67,6 +67,11 @@ def rescored_leads(session: Session, unit_id: str, spec: RulesetSpec, allow_nega
         .order_by(Event.lead_pk, Event.occurred_at, Event.id)
         .execution_options(yield_per=CHUNK)
     )
+    yield from scored_leads(rows, spec, allow_negative)
+
+
+def scored_leads(rows, spec: RulesetSpec, allow_negative: bool) -> Iterator[LeadRescore]:
+    """Rows of SCORING_COLUMNS in (lead, time, id) order, scored lead by lead under spec alone."""
     for n, (lead_pk, group) in enumerate(groupby(rows, key=lambda r: r.lead_pk), 1):
         # A scored DECAY is one its lead's scored activity leaves standing (models/score_batch.py voids the others).
         after, deltas = score_events((stored_spec(r) for r in group), [spec], {}, allow_negative)
@@ -87,11 +92,22 @@ def rescore_ruleset(session: Session, ruleset: Ruleset) -> int:
     lock_unit_leads(session, unit_id)
     clear_ruleset_scores(session, ruleset)
     spec = ruleset_spec(ruleset)
+    leads = write_scores(
+        session, unit_id, spec, rescored_leads(session, unit_id, spec, allows_negative(session, unit_id))
+    )
+    if ruleset.is_primary:
+        refresh_primary_scores(session, unit_id)
+    return leads
+
+
+def write_scores(session: Session, unit_id: str, spec: RulesetSpec, leads: Iterable[LeadRescore]) -> int:
+    """Store what scoring each lead under spec gave, in chunks; returns leads with a score. The caller has cleared
+    what it replaces."""
     now = utcnow()
-    scores, deltas, leads = [], [], 0
-    for lead in rescored_leads(session, unit_id, spec, allows_negative(session, unit_id)):
+    scores, deltas, scored = [], [], 0
+    for lead in leads:
         if lead.score is not None:
-            leads += 1
+            scored += 1
             scores.append(
                 dict(lead_pk=lead.lead_pk, ruleset_id=spec.id, unit_id=unit_id, score=lead.score, updated_at=now)
             )
@@ -109,9 +125,7 @@ def rescore_ruleset(session: Session, ruleset: Ruleset) -> int:
         if len(deltas) >= CHUNK:
             _flush(session, scores, deltas)
     _flush(session, scores, deltas)
-    if ruleset.is_primary:
-        refresh_primary_scores(session, unit_id)
-    return leads
+    return scored
 
 
 def rescore_unit(session: Session, unit_id: str) -> int:

@@ -30,6 +30,7 @@ from tests.helpers import REFERENCE_LEVELS, create_levels, settle
 PATH_IDS = {
     "lead_id": "lead",
     "event_type": "event_type",
+    "event_id": "event",
     "source_id": "webhook_source",
     "secret_id": "credential",
     "unit_id": "unit",
