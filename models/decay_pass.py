@@ -60,6 +60,8 @@ DUE = Table(
 EVENTS = Event.__table__
 INSERTED = ("org_id", "unit_id", "lead_pk", "event_type", "occurred_at", "received_at", "metadata", "idempotency_key")
 
+KEY_PREFIX = "decay:"  # idempotency keys of DECAY events; a client's event_id may not start with it
+
 
 @dataclass
 class DecayRun:
@@ -220,7 +222,7 @@ def _store_periods(session: Session, now: datetime, now_us: int):
             for item in (_text(name), value)
         )
     )
-    key = _text("decay:") + p.rule_id + _text(":") + cast(p.pk, String) + _text(":") + cast(p.inactive_for, String)
+    key = _text(KEY_PREFIX) + p.rule_id + _text(":") + cast(p.pk, String) + _text(":") + cast(p.inactive_for, String)
     key = key + p.unit + _text(":") + cast(p.anchor_us, String) + _text(":") + cast(p.k, String)
     rows = select(
         p.org_id,

@@ -10,6 +10,7 @@ from marshmallow import ValidationError
 from sqlalchemy.exc import IntegrityError
 
 from models.base import utcnow
+from models.decay_pass import KEY_PREFIX as DECAY_KEY_PREFIX
 from models.ingest import IncomingEvent, IngestConflict, public_ids
 from models.lead_identity import normalize_alias
 from models.lead_metadata import metadata_within
@@ -46,6 +47,14 @@ def to_incoming(
             "validation_error",
             f"{key_header} must be 1-200 printable characters",
             {key_header: ["1-200 printable characters"]},
+        )
+    if (key or header_key or "").startswith(DECAY_KEY_PREFIX):  # else a client could hold a decay period's place
+        field = "event_id" if key else key_header
+        raise ApiError(
+            400,
+            "validation_error",
+            f"{field} must not start with '{DECAY_KEY_PREFIX}': decay events' keys do",
+            {field: [f"starts with '{DECAY_KEY_PREFIX}'"]},
         )
     aliases = [(a["alias_kind"], a["raw_value"]) for a in data.get("aliases", [])]
     if "alias" in data:
