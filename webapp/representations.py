@@ -58,3 +58,19 @@ def event_dump(rows) -> list[dict]:
         }
         for r in rows
     ]
+
+
+class WhoSchema(StrictSchema):
+    kind = fields.String(
+        allow_none=True,
+        metadata={"description": "member, credential or system (null: not known, before history kept it)"},
+    )
+    id = fields.String(allow_none=True, metadata={"description": "the member's or API credential's id"})
+    name = fields.String(
+        allow_none=True, metadata={"description": "the member's email or the credential's name, as it was then"}
+    )
+
+
+def who(entry) -> dict:
+    """Who made a history entry's change (models/base.py ActorColumns)."""
+    return {"kind": entry.actor_kind, "id": entry.actor, "name": entry.actor_name}
