@@ -39,6 +39,14 @@ def get_lead(lead_id: str) -> Lead:
     return lead
 
 
+class LevelRefSchema(StrictSchema):
+    """A lead's level as every lead answer shows it (level_dump)."""
+
+    id = fields.String()
+    name = fields.String()
+    color = fields.String()
+
+
 def level_dump(level_id, name, color) -> dict | None:
     return {"id": level_id, "name": name, "color": color} if level_id else None
 
