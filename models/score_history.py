@@ -13,9 +13,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
+from models.base import utcnow
 from models.events import PENDING, SCORED, SUPPRESSED, Event, ScoreDelta
+from models.lead_ops import SORTS, list_statement
 from models.leads import Lead
-from models.levels import EngagementLevel
 from models.scoring import Ruleset
 
 HISTORY_DAYS = 90  # how far back history, gains and analytics reach: what an index range keeps cheap
@@ -98,39 +99,17 @@ def score_gains(
         .limit(limit)
         .subquery()
     )
+    leads = list_statement(session, unit_id, {}, utcnow())  # as GET /leads shows them, with their level
     return session.execute(
-        select(
-            Lead.lead_id,
-            Lead.score,
-            gains.c.gain,
-            gains.c.changes,
-            Lead.level_id,
-            EngagementLevel.name.label("level_name"),
-            EngagementLevel.color.label("level_color"),
-        )
+        leads.add_columns(gains.c.gain, gains.c.changes)
         .join(gains, gains.c.lead_pk == Lead.pk)
-        .outerjoin(EngagementLevel, EngagementLevel.id == Lead.level_id)
         .order_by(gains.c.gain.desc(), Lead.lead_id)
     ).all()
 
 
 def top_leads(session: Session, unit_id: str, limit: int) -> list:
     """The OU's highest scores, read from the top of its (unit_id, score) index."""
-    return session.execute(
-        select(
-            Lead.lead_id,
-            Lead.score,
-            Lead.last_event_at,
-            Lead.last_event_type,
-            Lead.level_id,
-            EngagementLevel.name.label("level_name"),
-            EngagementLevel.color.label("level_color"),
-        )
-        .outerjoin(EngagementLevel, EngagementLevel.id == Lead.level_id)
-        .where(Lead.unit_id == unit_id, Lead.merged_into.is_(None))
-        .order_by(Lead.score.desc(), Lead.lead_id)
-        .limit(limit)
-    ).all()
+    return session.execute(list_statement(session, unit_id, {}, utcnow()).order_by(*SORTS["-score"]).limit(limit)).all()
 
 
 @dataclass

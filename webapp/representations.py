@@ -79,6 +79,16 @@ class WhoSchema(StrictSchema):
     )
 
 
-def who(entry) -> dict:
-    """Who made a history entry's change (models/base.py ActorColumns)."""
-    return {"kind": entry.actor_kind, "id": entry.actor, "name": entry.actor_name}
+class HistoryEntrySchema(StrictSchema):
+    """What every history entry (levels, rulesets) says: what was done, by whom, when (docs/history.md)."""
+
+    id = fields.String()
+    action = fields.String()
+    who = fields.Nested(WhoSchema)
+    created_at = UTCDateTime()
+
+
+def history_entry(entry, **details) -> dict:
+    """A history entry's common fields (models/base.py ActorColumns for who), and what its kind adds."""
+    who = {"kind": entry.actor_kind, "id": entry.actor, "name": entry.actor_name}
+    return {"id": entry.id, "action": entry.action, "who": who, "created_at": entry.created_at, **details}

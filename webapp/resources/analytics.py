@@ -89,7 +89,6 @@ class TopLeadSchema(StrictSchema):
     score = fields.Integer()
     level = fields.Nested(LevelRefSchema, allow_none=True)
     last_event_at = UTCDateTime(allow_none=True)
-    last_event_type = fields.String(allow_none=True)
 
 
 class TypeCountSchema(StrictSchema):

@@ -15,7 +15,7 @@ from webapp.auth import principal
 from webapp.blueprint import Blueprint
 from webapp.crud import Crud, paginate, register_crud, scoped
 from webapp.errors import ApiError
-from webapp.representations import WhoSchema, who
+from webapp.representations import HistoryEntrySchema, history_entry
 from webapp.schema_base import PageArgs, StrictSchema, UTCDateTime
 from webapp.services.levels import after_level_commit, level_table_changed, revert_levels
 
@@ -114,11 +114,8 @@ class LevelSnapshotSchema(StrictSchema):
     order = fields.Integer()
 
 
-class LevelHistoryEntrySchema(StrictSchema):
-    id = fields.String()
+class LevelHistoryEntrySchema(HistoryEntrySchema):
     action = fields.String(metadata={"description": "create, update, delete, revert, seed or wipe-seed"})
-    who = fields.Nested(WhoSchema)
-    created_at = UTCDateTime()
     levels = fields.List(fields.Nested(LevelSnapshotSchema), metadata={"description": "the whole table after it"})
     reverted_from = fields.String(
         allow_none=True, metadata={"description": "a revert: the entry whose table it restored"}
@@ -129,14 +126,7 @@ ENTRIES = LevelHistoryEntrySchema(many=True)
 
 
 def entry_fields(entry: LevelHistory) -> dict:
-    return {
-        "id": entry.id,
-        "action": entry.action,
-        "who": who(entry),
-        "created_at": entry.created_at,
-        "levels": entry.snapshot,
-        "reverted_from": entry.reverted_from,
-    }
+    return history_entry(entry, levels=entry.snapshot, reverted_from=entry.reverted_from)
 
 
 @blp.route("/engagement-levels/history", methods=["GET"])

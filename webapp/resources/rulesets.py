@@ -18,7 +18,7 @@ from webapp.auth import current_unit, principal
 from webapp.blueprint import Blueprint
 from webapp.crud import Crud, get_scoped, paginate, register_crud, scoped
 from webapp.errors import ApiError, not_found
-from webapp.representations import WhoSchema, who
+from webapp.representations import HistoryEntrySchema, history_entry
 from webapp.schema_base import PageArgs, StrictSchema, UTCDateTime
 from webapp.services.event_input import EVENT_TYPE
 from worker.jobs import try_kick_alerts
@@ -224,11 +224,8 @@ class RuleSnapshotSchema(StrictSchema):
     end_at = UTCDateTime(allow_none=True)
 
 
-class RulesetHistoryEntrySchema(StrictSchema):
-    id = fields.String()
+class RulesetHistoryEntrySchema(HistoryEntrySchema):
     action = fields.String(metadata={"description": "publish or unpublish"})
-    who = fields.Nested(WhoSchema)
-    created_at = UTCDateTime()
     ruleset_id = fields.String()
     ruleset_name = fields.String(metadata={"description": "as it was named then"})
     rules = fields.List(
@@ -245,17 +242,8 @@ def _when(value: str | None) -> datetime | None:
 
 
 def history_fields(entry: RulesetHistory) -> dict:
-    return {
-        "id": entry.id,
-        "action": entry.action,
-        "who": who(entry),
-        "created_at": entry.created_at,
-        "ruleset_id": entry.ruleset_id,
-        "ruleset_name": entry.ruleset_name,
-        "rules": [
-            {**rule, "start_at": _when(rule["start_at"]), "end_at": _when(rule["end_at"])} for rule in entry.snapshot
-        ],
-    }
+    rules = [{**rule, "start_at": _when(rule["start_at"]), "end_at": _when(rule["end_at"])} for rule in entry.snapshot]
+    return history_entry(entry, ruleset_id=entry.ruleset_id, ruleset_name=entry.ruleset_name, rules=rules)
 
 
 @blp.route("/rulesets/history", methods=["GET"], statuses=(404,))
