@@ -87,7 +87,8 @@ class LevelCrud(Crud):
         reclassify_unit(session, obj.unit_id, exclude_level_ids=(obj.id,))
 
     def after_change(self, session, obj, action):
-        reclassify_unit(session, obj.unit_id)
+        if action != "delete":  # before_delete moved the deleted level's leads already
+            reclassify_unit(session, obj.unit_id)
         level_table_changed(session, obj.unit_id, action)
 
     def after_commit(self, obj, action):

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
+from flask import request
 from marshmallow import ValidationError
 from sqlalchemy.exc import IntegrityError
 
@@ -17,6 +18,7 @@ from webapp import metrics
 from webapp.app_state import close_db, state
 from webapp.auth import current_unit, principal
 from webapp.errors import ApiError, field_paths
+from webapp.rate_limits import DECIDED, limit_unit
 from webapp.services.event_input import EventInSchema
 
 ITEM_SCHEMA = EventInSchema()  # one instance: marshmallow schemas are reusable across requests
@@ -88,8 +90,10 @@ def rejection(exc: ValidationError | ApiError) -> dict:
     return {"code": exc.code, "message": exc.message, "details": exc.details or {"_schema": [exc.message]}}
 
 
-def commit_events(app_state, org_id: str, unit_id: str, incoming: list[IncomingEvent]):
+def commit_events(app_state, org_id: str, unit_id: str, incoming: list[IncomingEvent], quota_taken: bool = False):
     """Commit with concurrent requests (group commit), without a Flask request (the lane calls it); a 503 only for events not written."""
+    if not quota_taken:
+        limit_unit(app_state, unit_id, len(incoming))
     try:
         results = app_state.committer.submit(org_id, unit_id, incoming)
     except (FutureTimeout, IngestConflict, IntegrityError):  # IntegrityError: its lead was deleted meanwhile
@@ -112,7 +116,8 @@ def store(incoming: list[IncomingEvent], org_id: str | None = None, unit_id: str
     if unit_id is None:
         org_id, unit_id = principal().org_id, current_unit()
     close_db()  # release this request's connection (and SQLite's write lock) before the committer needs it
-    return commit_events(state(), org_id, unit_id, incoming)
+    # POST /ingest's lane, handing a request on to Flask, has taken its one event from the OU's quota already
+    return commit_events(state(), org_id, unit_id, incoming, quota_taken=DECIDED in request.environ)
 
 
 def ingested_payload(incoming: IncomingEvent, result) -> dict:
