@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import Integer, String, and_, case, func, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
@@ -82,20 +82,39 @@ def lead_history(session: Session, lead_pk: int, ruleset_id: str, start: datetim
     return start_score, points
 
 
+def _events_in(unit_id: str, ruleset_id: str, start: datetime, end: datetime | None, *, activity: bool = False):
+    """The OU's events in [start, end) with the delta each gave the ruleset (null: none), read once (MATERIALIZED):
+    the range comes from the (unit_id, occurred_at) index and each delta by its primary key, so the work is the
+    range's events, never a scan of every OU's deltas (which the planner picks for a join here). activity: without
+    the system's DECAY events."""
+    delta = (
+        select(ScoreDelta.delta)
+        .where(ScoreDelta.event_id == Event.id, ScoreDelta.ruleset_id == ruleset_id)
+        .scalar_subquery()
+    )
+    window = [Event.unit_id == unit_id, Event.occurred_at >= start, *([Event.occurred_at < end] if end else [])]
+    if activity:
+        window.append(Event.event_type != DECAY)
+    return (
+        select(Event.lead_pk, Event.event_type, Event.status, delta.label("delta"))
+        .where(*window)
+        .cte("ranged")
+        .prefix_with("MATERIALIZED")
+    )
+
+
 def score_gains(
     session: Session, unit_id: str, ruleset_id: str, start: datetime, end: datetime | None, limit: int
 ) -> list:
-    """The leads whose score rose most over [start, end), with their current score and level: one pass over the OU's
-    events in the range through its (unit_id, occurred_at) index, each joined to its delta by primary key."""
-    window = [Event.unit_id == unit_id, Event.occurred_at >= start, *([Event.occurred_at < end] if end else [])]
-    gain = func.sum(ScoreDelta.delta)
+    """The leads whose score rose most over [start, end), with their current score and level."""
+    ranged = _events_in(unit_id, ruleset_id, start, end)
+    gain = func.sum(ranged.c.delta)
     gains = (
-        select(Event.lead_pk, gain.label("gain"), func.count().label("changes"))
-        .join(ScoreDelta, _deltas(ruleset_id))
-        .where(*window)
-        .group_by(Event.lead_pk)
+        select(ranged.c.lead_pk, gain.label("gain"), func.count(ranged.c.delta).label("changes"))
+        .where(ranged.c.delta.isnot(None))
+        .group_by(ranged.c.lead_pk)
         .having(gain > 0)
-        .order_by(gain.desc(), Event.lead_pk)
+        .order_by(gain.desc(), ranged.c.lead_pk)
         .limit(limit)
         .subquery()
     )
@@ -122,47 +141,40 @@ def event_activity(
     session: Session, unit_id: str, ruleset_id: str | None, start: datetime, end: datetime | None, top: int
 ) -> Activity:
     """What the OU's events in [start, end) were, DECAY left out (the system's, not the leads' activity): counts by
-    status, leads, and the points they gave the ruleset; by type, the `top` most frequent. Both read the range through
-    the (unit_id, occurred_at) index."""
-    window = [
-        Event.unit_id == unit_id,
-        Event.occurred_at >= start,
-        *([Event.occurred_at < end] if end else []),
-        Event.event_type != DECAY,
-    ]
-    points = func.coalesce(func.sum(ScoreDelta.delta), 0)
-    leads = func.count(Event.lead_pk.distinct())
+    status, leads, and the points they gave the ruleset; by type, the `top` most frequent. One statement, the range
+    read once (_events_in): the totals are its row without a type, the types the others."""
+    ranged = _events_in(unit_id, ruleset_id or "", start, end, activity=True)
+    points = func.coalesce(func.sum(ranged.c.delta), 0).label("points")
+    leads = func.count(ranged.c.lead_pk.distinct()).label("leads")
+    events = func.count().label("events")
 
     def by_status(status: int):
-        return func.coalesce(func.sum(case((Event.status == status, 1), else_=0)), 0)
+        return func.coalesce(func.sum(case((ranged.c.status == status, 1), else_=0)), 0)
 
-    totals = session.execute(
-        select(
-            func.count().label("events"),
-            leads.label("leads"),
-            func.count(Event.event_type.distinct()).label("event_types"),
-            by_status(SCORED).label("scored"),
-            by_status(SUPPRESSED).label("suppressed"),
-            by_status(PENDING).label("pending"),
-            points.label("points"),
-        )
-        .select_from(Event)
-        .outerjoin(ScoreDelta, _deltas(ruleset_id or ""))
-        .where(*window)
-    ).one()
-    count = func.count()
-    types = session.execute(
-        select(Event.event_type, count.label("events"), leads.label("leads"), points.label("points"))
-        .outerjoin(ScoreDelta, _deltas(ruleset_id or ""))
-        .where(*window)
-        .group_by(Event.event_type)
-        .order_by(count.desc(), Event.event_type)
+    totals = select(
+        literal(None, String).label("event_type"),
+        events,
+        leads,
+        func.count(ranged.c.event_type.distinct()).label("event_types"),
+        by_status(SCORED).label("scored"),
+        by_status(SUPPRESSED).label("suppressed"),
+        by_status(PENDING).label("pending"),
+        points,
+    )
+    nothing = literal(None, Integer)
+    types = (
+        select(ranged.c.event_type, events, leads, nothing, nothing, nothing, nothing, points)
+        .group_by(ranged.c.event_type)
+        .order_by(func.count().desc(), ranged.c.event_type)
         .limit(top)
-    ).all()
+    )
+    rows = session.execute(union_all(totals, types.subquery().select())).all()
+    first = next(r for r in rows if r.event_type is None)  # an event's type is never null
+    rest = sorted((r for r in rows if r.event_type is not None), key=lambda r: (-r.events, r.event_type))
     return Activity(
-        totals={key: int(value) for key, value in totals._mapping.items()},
+        totals={key: int(value) for key, value in first._mapping.items() if key != "event_type"},
         by_type=[
-            {"event_type": t.event_type, "events": t.events, "leads": t.leads, "points": int(t.points)} for t in types
+            {"event_type": t.event_type, "events": t.events, "leads": t.leads, "points": int(t.points)} for t in rest
         ],
     )
 
