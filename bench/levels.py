@@ -10,7 +10,9 @@ new level and every move is recorded):
 
 1. `PUT` Cold with its range unchanged: every lead of the OU is classified (1,000,000 moves);
 2. `PUT` Warm to a wider range: the leads between the old and the new bound move (~20%);
-3. `DELETE` Hot: its leads fall to no level (Unclassified).
+3. `DELETE` Hot: its leads fall to no level (Unclassified);
+4. `POST /engagement-levels/history/{entryID}/revert` to the table after step 1: Hot comes back under its own id,
+   Warm narrows again, and the leads of both ranges move back (~35%).
 
 After each step every lead's level is checked against its score, and the moves recorded against the count. The
 target is each step under 10 s.
@@ -110,7 +112,9 @@ def main(argv=None) -> int:
         ("classify every lead (PUT Cold, same range)", "PUT", "Cold", {"min_score": 0, "max_score": 24}),
         ("widen Warm to 15..49 (PUT)", "PUT", "Warm", {"min_score": 15, "max_score": 49}),
         ("delete Hot: its leads unclassified", "DELETE", "Hot", None),
+        ("revert to the table after step 1 (POST .../revert)", "REVERT", None, None),
     ]
+    first_table = None
     rows, failed = [], False
     before = moves_recorded(args.db, unit_id)
     for label, method, name, body in steps:
@@ -122,12 +126,18 @@ def main(argv=None) -> int:
                 levels = [(n, 0, lo - 1) if n == "Cold" else (n, a, b) for n, a, b in levels]
                 before = moves_recorded(args.db, unit_id)
             body = {"name": name, **body}
-        else:
+        elif method == "DELETE":
             levels = [lv for lv in levels if lv[0] != name]
+        else:
+            levels = list(TIERS)
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         t0 = time.perf_counter()
-        call(method, f"/engagement-levels/{ids[name]}", body, expect=(200, 204))
+        if method == "REVERT":
+            call("POST", f"/engagement-levels/history/{first_table}/revert")
+        else:
+            call(method, f"/engagement-levels/{ids[name]}", body, expect=(200, 204))
         seconds = time.perf_counter() - t0
+        first_table = first_table or call("GET", "/engagement-levels/history?limit=1")["history"][0]["id"]
         growth = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
         wrong, per_level = check(args.db, unit_id, levels)
         after = moves_recorded(args.db, unit_id)

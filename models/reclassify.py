@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlalchemy import func, insert, literal, or_, select, text, update
 from sqlalchemy.orm import Session
 
@@ -14,7 +16,7 @@ from models.scoring import LeadScore, Ruleset
 from models.unit_context import level_specs
 
 
-def _level_for_score(exclude_level_id: str | None = None):
+def _level_for_score(exclude_level_ids: Collection[str] = ()):
     """Correlated subquery: the level whose inclusive range holds leads.score."""
     lv = EngagementLevel
     return (
@@ -23,7 +25,7 @@ def _level_for_score(exclude_level_id: str | None = None):
             lv.unit_id == Lead.unit_id,
             lv.min_score <= Lead.score,
             or_(lv.max_score.is_(None), Lead.score <= lv.max_score),
-            lv.id != (exclude_level_id or ""),
+            lv.id.not_in(list(exclude_level_ids)),
         )
         .order_by(lv.min_score)
         .limit(1)
@@ -32,11 +34,11 @@ def _level_for_score(exclude_level_id: str | None = None):
 
 
 def reclassify_unit(
-    session: Session, unit_id: str, cause: str = "reconfiguration", exclude_level_id: str | None = None
+    session: Session, unit_id: str, cause: str = "reconfiguration", exclude_level_ids: Collection[str] = ()
 ) -> int:
     """Move every lead of the OU to the level its score now falls in; record each move. Returns moves.
 
-    exclude_level_id reclassifies as if that level were already gone (before deleting it).
+    exclude_level_ids reclassifies as if those levels were already gone (before deleting them).
     """
     now = utcnow()
     if session.get_bind().dialect.name == "postgresql":
@@ -44,9 +46,9 @@ def reclassify_unit(
         # (models/locks.lock_unit), so no scoring batch changes a score or level meanwhile; a lead changed by
         # anything else between the snapshot and its update is re-checked and left alone if its level moved.
         return session.execute(
-            RECLASSIFY_PG, {"u": unit_id, "cause": cause, "now": now, "x": exclude_level_id or ""}
+            RECLASSIFY_PG, {"u": unit_id, "cause": cause, "now": now, "x": list(exclude_level_ids)}
         ).scalar_one()
-    new_level = _level_for_score(exclude_level_id)  # SQLite: writers are serialized, two statements suffice
+    new_level = _level_for_score(exclude_level_ids)  # SQLite: writers are serialized, two statements suffice
     moved = Lead.unit_id == unit_id, Lead.merged_into.is_(None), Lead.level_id.is_distinct_from(new_level)
     session.execute(
         insert(LeadLevelChange).from_select(
@@ -73,7 +75,7 @@ def reclassify_unit(
 
 RECLASSIFY_PG = text("""
 WITH lv AS MATERIALIZED (
-    SELECT id, min_score, max_score FROM engagement_levels WHERE unit_id = :u AND id <> :x
+    SELECT id, min_score, max_score FROM engagement_levels WHERE unit_id = :u AND id <> ALL(:x)
 ), target AS (
     SELECT l.pk, l.score, l.level_id AS old_level, lv.id AS new_level
       FROM leads l LEFT JOIN lv ON lv.min_score <= l.score AND (lv.max_score IS NULL OR l.score <= lv.max_score)

@@ -16,6 +16,7 @@ from sqlalchemy import or_, select, update
 
 from models.accounts import WRITE_KEY, secret_matches
 from models.base import utcnow
+from models.change_history import CREDENTIAL, MEMBER, Actor
 from models.client_ids import issued_here, legacy_shape
 from models.members import role_in, session_member, start_session
 from models.tenancy import ApiCredential, Member
@@ -50,6 +51,11 @@ class Principal:
     @property
     def grants(self) -> frozenset[str]:
         return access.grants(self.role, self.scopes)
+
+    @property
+    def actor(self) -> Actor:
+        """Who a change's history entry names: the member, else the credential (docs/history.md)."""
+        return Actor(MEMBER, self.member_id) if self.is_member else Actor(CREDENTIAL, self.credential_id)
 
 
 def unauthorized(message: str) -> ApiError:

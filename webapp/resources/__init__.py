@@ -3,6 +3,7 @@
 from webapp.resources import (
     admin,
     alert_settings,
+    analytics,
     audit_logs,
     auth_routes,
     decays,
@@ -42,6 +43,7 @@ def all_blueprints():
         scoring_settings.blp,
         leads.blp,
         lead.blp,
+        analytics.blp,
         levels.blp,
         hubspot_routes.blp,
         alert_settings.blp,

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import jsonify
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 from sqlalchemy import func, inspect, update
 
 from models.base import utcnow
+from models.change_history import record_ruleset_change, ruleset_known
 from models.locks import lock_unit
 from models.reclassify import refresh_primary_scores
 from models.rescore import clear_ruleset_scores, publish_ruleset
-from models.scoring import DRAFT, Rule, Ruleset
+from models.scoring import DRAFT, Rule, Ruleset, RulesetHistory
 from webapp.app_state import db, state
 from webapp.auth import current_unit, principal
 from webapp.blueprint import Blueprint
-from webapp.crud import Crud, get_scoped, register_crud, scoped
-from webapp.errors import ApiError
-from webapp.schema_base import EchoSchema, StrictSchema, UTCDateTime
+from webapp.crud import Crud, get_scoped, paginate, register_crud, scoped
+from webapp.errors import ApiError, not_found
+from webapp.representations import HistoryEntrySchema, history_entry
+from webapp.schema_base import EchoSchema, PageArgs, StrictSchema, UTCDateTime
 from webapp.services import previews
 from webapp.services.event_input import EVENT_TYPE
 from worker.jobs import try_kick_alerts
@@ -181,6 +185,7 @@ def publish(obj_id):
     lock_unit(session, current_unit())
     rs = get_scoped(Ruleset, obj_id, "ruleset")
     leads = publish_ruleset(session, rs)
+    record_ruleset_change(session, rs, principal().actor, "publish")
     session.commit()
     try_kick_alerts(state(), rs.unit_id)
     return jsonify({"ruleset": RulesetSchema().dump(rs), "rescored_leads": leads})
@@ -198,6 +203,7 @@ def unpublish(obj_id):
         clear_ruleset_scores(session, rs)
         if rs.is_primary:
             refresh_primary_scores(session, rs.unit_id)
+        record_ruleset_change(session, rs, principal().actor, "unpublish")
     session.commit()
     try_kick_alerts(state(), rs.unit_id)
     return jsonify({"ruleset": RulesetSchema().dump(rs)})
@@ -375,3 +381,58 @@ def backtest(body, obj_id):
     docs/previews.md for the exact rules and limits.
     """
     return previews.backtest(obj_id, body)
+
+
+class RulesetHistoryArgs(PageArgs):
+    ruleset_id = fields.String(validate=validate.Length(min=1, max=36), metadata={"description": "one ruleset's"})
+
+
+class RuleSnapshotSchema(StrictSchema):
+    id = fields.String()
+    event_type = fields.String()
+    weight = fields.Integer()
+    active = fields.Boolean()
+    start_at = UTCDateTime(allow_none=True)
+    end_at = UTCDateTime(allow_none=True)
+
+
+class RulesetHistoryEntrySchema(HistoryEntrySchema):
+    action = fields.String(metadata={"description": "publish or unpublish"})
+    ruleset_id = fields.String()
+    ruleset_name = fields.String(metadata={"description": "as it was named then"})
+    rules = fields.List(
+        fields.Nested(RuleSnapshotSchema),
+        metadata={"description": "the rules it scored by from then (publish), or until then (unpublish)"},
+    )
+
+
+HISTORY_ENTRIES = RulesetHistoryEntrySchema(many=True)
+
+
+def _when(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def history_fields(entry: RulesetHistory) -> dict:
+    rules = [{**rule, "start_at": _when(rule["start_at"]), "end_at": _when(rule["end_at"])} for rule in entry.snapshot]
+    return history_entry(entry, ruleset_id=entry.ruleset_id, ruleset_name=entry.ruleset_name, rules=rules)
+
+
+@blp.route("/rulesets/history", methods=["GET"], statuses=(404,))
+@blp.arguments(RulesetHistoryArgs, location="query")
+def ruleset_history(args):
+    """Every publish and unpublish of the OU's rulesets (or of one, ruleset_id; deleted ones too), newest first: who,
+    when, and the rules; like GET /engagement-levels/history (docs/history.md). With page or limit: {history, total,
+    page, limit}; without: the newest 500 as an array."""
+    stmt = scoped(RulesetHistory)
+    if "ruleset_id" in args:
+        if not ruleset_known(db(), current_unit(), args["ruleset_id"]):
+            raise not_found("ruleset")
+        stmt = stmt.where(RulesetHistory.ruleset_id == args["ruleset_id"])
+    return paginate(
+        stmt,
+        args,
+        dump=lambda rows: HISTORY_ENTRIES.dump(history_fields(row[0]) for row in rows),
+        key="history",
+        order_by=(RulesetHistory.created_at.desc(), RulesetHistory.id.desc()),
+    )
