@@ -48,12 +48,12 @@ def can(need: str) -> bool:
     return p is not None and need in p.grants
 
 
-def render(template: str, status: int = 200, **context):
+def render(template: str, http_status: int = 200, **context):
     p = principal()
     context.setdefault("csrf_token", csrf.session_token(p.session_id) if p and p.session_id else "")
     unit = db().get(OrgUnit, p.unit_id) if p and p.unit_id else None
     context.setdefault("unit_name", unit.name if unit else None)
-    resp = make_response(render_template(f"console/{template}", me=p, can=can, **context), status)
+    resp = make_response(render_template(f"console/{template}", me=p, can=can, **context), http_status)
     resp.headers["Cache-Control"] = "no-store"  # a page shows an OU's data: never kept by a shared cache
     return resp
 
