@@ -34,6 +34,7 @@ PATH_IDS = {
     "secret_id": "credential",
     "unit_id": "unit",
     "member_id": "member",
+    "level_id": "level",
     "/rulesets/{obj_id}": "ruleset",
     "/rules/{obj_id}": "rule",
     "/engagement-levels/{obj_id}": "level",
