@@ -18,7 +18,8 @@ def sign_in(client, email: str, password: str, unit_id: str | None = None):
     page = client.get("/app/sign-in")
     assert page.status_code == 200
     r = client.post(
-        "/app/sign-in", data={"email": email, "password": password, "csrf_token": csrf_token(page.get_data(as_text=True))}
+        "/app/sign-in",
+        data={"email": email, "password": password, "csrf_token": csrf_token(page.get_data(as_text=True))},
     )
     assert r.status_code == 303, r.get_data(as_text=True)
     if unit_id:

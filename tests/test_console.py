@@ -267,7 +267,11 @@ def test_a_lead_s_page_shows_its_score_level_events_aliases_and_metadata(client,
     published_ruleset(api, {"demo_request": 60, "page_view": 5})
     first = {"lead_id": "crm-9", "event_type": "page_view", "metadata": {"url": "/pricing", "channel": "web"}}
     assert api.post("/ingest", json=first).status_code == 202
-    second = {"lead_id": "crm-9", "event_type": "demo_request", "aliases": [{"alias_kind": "email", "raw_value": "g@x.io"}]}
+    second = {
+        "lead_id": "crm-9",
+        "event_type": "demo_request",
+        "aliases": [{"alias_kind": "email", "raw_value": "g@x.io"}],
+    }
     assert api.post("/ingest", json=second).status_code == 202
     assert api.patch("/lead/crm-9/metadata", json={"metadata": {"company": "<b>Acme</b>"}}).status_code == 200
     settle(app, run_worker)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
+from tests.auth_helpers import member_client
 from tests.conftest import Api
 from tests.fakes._server import _QuietHandler
 from tests.helpers import REFERENCE_LEVELS, create_levels, ingest, published_ruleset, settle
@@ -89,7 +90,14 @@ def sign_in(page, client, tenant):
     page.context.add_cookies(
         [
             {"name": "lp_session", "value": token, "url": url, "httpOnly": True, "secure": True, "sameSite": "Lax"},
-            {"name": "activeOu", "value": tenant.unit_id, "url": url, "httpOnly": True, "secure": True, "sameSite": "Lax"},
+            {
+                "name": "activeOu",
+                "value": tenant.unit_id,
+                "url": url,
+                "httpOnly": True,
+                "secure": True,
+                "sameSite": "Lax",
+            },
         ]
     )
     page.goto("/app/leads")
@@ -201,11 +209,13 @@ def test_opening_a_lead_and_another_ous_lead_is_a_404_page(page, app, client, te
 
 
 def test_the_pages_work_from_the_keyboard_and_fit_a_phone(page, app, client, tenant, run_worker):
+    """Also what takes the screenshots of docs/console/ (LEADPULSE_CONSOLE_SCREENSHOTS=docs/console)."""
+    owner = member_client(client, tenant)
+    assert client.post("/admin/seed", headers=owner).status_code == 201  # levels, a ruleset, six leads' events
     api = Api(client, tenant)
-    create_levels(api)
-    published_ruleset(api, {"demo_request": 60})
-    for n in range(3):
-        ingest(api, f"lead-{n}", "demo_request", aliases=[{"alias_kind": "email", "raw_value": f"p{n}@example.com"}])
+    for n, kind in enumerate(("page_view", "email_open", "pricing_page_view", "email_click", "webinar_attended") * 3):
+        sent = {"event_type": kind, "aliases": [{"alias_kind": "email", "raw_value": f"visitor{n % 9}@example.com"}]}
+        assert api.post("/ingest", json=sent).status_code == 202
     settle(app, run_worker)
     sign_in(page, client, tenant)
     page.keyboard.press("Tab")
@@ -213,17 +223,26 @@ def test_the_pages_work_from_the_keyboard_and_fit_a_phone(page, app, client, ten
     page.keyboard.press("Enter")
     assert page.evaluate("document.activeElement.id") == "main"
     page.get_by_label("Email or lead id").focus()
-    page.keyboard.type("p1@")
+    page.keyboard.type("grace@")
     page.keyboard.press("Enter")
-    page.wait_for_url(re.compile(r"q=p1%40"))
-    assert page.locator("tbody tr").all_inner_texts()[0].startswith("p1@example.com")
-    for path in ("/app/leads", "/app/leads/lead-1", "/app/levels"):
+    page.wait_for_url(re.compile(r"q=grace%40"))
+    assert page.locator("tbody tr").all_inner_texts()[0].startswith("grace@example.com")
+    page.keyboard.press("Tab")  # from the search box on through the filters, in order
+    assert page.evaluate("document.activeElement.id") == "level"
+    for path in ("/app/leads", "/app/leads/seed-ada", "/app/levels"):
         for width, height in ((1280, 800), (390, 844)):
             page.set_viewport_size({"width": width, "height": height})
             page.goto(path)
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 0, f"{path} is wider than a {width} px screen by {overflow} px"
+            unlabelled = page.evaluate(
+                "Array.from(document.querySelectorAll('input:not([type=hidden]), select'))"
+                ".filter(e => !(e.labels && e.labels.length)).map(e => e.name)"
+            )
+            assert unlabelled == [], f"{path}: fields without a label {unlabelled}"
             if SCREENSHOTS:
-                name = path.strip("/").replace("/", "-").replace("app-leads-lead-1", "app-lead")
-                page.screenshot(path=f"{SCREENSHOTS}/{name}-{width}.png", full_page=True)
+                name = {"/app/leads": "leads", "/app/leads/seed-ada": "lead", "/app/levels": "levels"}[path]
+                page.screenshot(
+                    path=f"{SCREENSHOTS}/{name}-{'phone' if width < 800 else 'desktop'}.png", full_page=True
+                )
     no_console_errors(page)

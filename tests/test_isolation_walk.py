@@ -17,8 +17,8 @@ from sqlalchemy import select, text
 from werkzeug.routing import AnyConverter
 
 from tests.conftest import make_tenant, model_tables
-from tests.openapi_check import is_console_page
 from tests.fakes import FakeHubSpot, FakeSlack
+from tests.openapi_check import is_console_page
 from tests.tenant_world import SLACK_APP, World, build_world, id_kind, member_headers, unit_of_same_org
 from webapp import create_app
 from webapp.resources import stream as stream_resource

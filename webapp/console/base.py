@@ -83,7 +83,9 @@ def sign_in_url() -> str:
 class FormErrors(Exception):
     """A form's bad input, by field, for the page to show beside each field."""
 
-    def __init__(self, fields: dict[str, list[str]], message: str = "Please correct the fields marked below.", status=400):
+    def __init__(
+        self, fields: dict[str, list[str]], message: str = "Please correct the fields marked below.", status=400
+    ):
         super().__init__(message)
         self.fields, self.message, self.status = fields, message, status
 

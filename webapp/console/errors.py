@@ -38,7 +38,9 @@ def page_for(exc: ApiError):
             delete_cookie(resp, SESSION_COOKIE)
         return resp
     if exc.code == "no_active_ou":
-        return redirect_to(url_for("console.units", **({"next": request.full_path.rstrip("?")} if request.method == "GET" else {})))
+        return redirect_to(
+            url_for("console.units", **({"next": request.full_path.rstrip("?")} if request.method == "GET" else {}))
+        )
     message = NOT_FOUND if exc.status == 404 else exc.message
     extra = {}
     if exc.status >= 500:  # the database may be what failed: the page asks it nothing more

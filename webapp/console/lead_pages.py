@@ -65,10 +65,7 @@ def level_bar(levels) -> dict:
     """Each level's share of the OU's leads, in its color; the leads no level holds as Unclassified."""
     counts = level_counts(db(), current_unit())
     total = sum(counts.values())
-    segments = [
-        {"id": lv.id, "name": lv.name, "color": lv.color, "count": counts.get(lv.id, 0)}
-        for lv in levels
-    ]
+    segments = [{"id": lv.id, "name": lv.name, "color": lv.color, "count": counts.get(lv.id, 0)} for lv in levels]
     if counts.get(None):
         segments.append({"id": "none", "name": "Unclassified", "color": "#cbd5e1", "count": counts[None]})
     x = 0.0

@@ -54,7 +54,9 @@ def sign_in_post():
     email = (request.form.get("email") or "").strip()
     try:
         csrf.require_presession()
-        data = load(LoginSchema(), {k: v for k, v in (("email", email), ("password", request.form.get("password"))) if v})
+        data = load(
+            LoginSchema(), {k: v for k, v in (("email", email), ("password", request.form.get("password"))) if v}
+        )
         member, token, _ = log_in(data["email"], data["password"], request_address())
     except FormErrors as exc:
         return _sign_in_page(400, exc, email)
