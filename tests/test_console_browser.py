@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import os
 import re
-import threading
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
+from playwright.sync_api import sync_playwright
 
 from tests.auth_helpers import member_client
 from tests.conftest import Api
-from tests.fakes._server import _QuietHandler
-from tests.helpers import REFERENCE_LEVELS, create_levels, ingest, published_ruleset, settle
+from tests.helpers import REFERENCE_LEVELS, create_levels, ingest, published_ruleset, serving, settle
 from webapp.resources import stream as stream_resource
 
 CHROMIUM = os.environ.get("LEADPULSE_CHROMIUM", "/usr/bin/chromium")
@@ -37,34 +34,16 @@ SCREENSHOTS = os.environ.get("LEADPULSE_CONSOLE_SCREENSHOTS")  # a directory: th
 def browser():
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
 
 
-@contextmanager
-def served(app):
-    """The app over real HTTP on a free port, a thread per connection (an open event stream holds one). Not through
-    tests.helpers.serving: its recording buffers every answer, which a stream never finishes."""
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
 @pytest.fixture
 def site(app, monkeypatch):
     monkeypatch.setattr(stream_resource, "HEARTBEAT_SECONDS", 1)  # a stream notices its browser left within a second
-    with served(app) as url:
+    with serving(app, record=False) as url:  # the console's pages are not the API's operations; a stream is endless
         yield url
 
 
