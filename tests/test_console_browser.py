@@ -225,3 +225,24 @@ def test_the_pages_work_from_the_keyboard_and_fit_a_phone(page, app, client, ten
                     path=f"{SCREENSHOTS}/{name}-{'phone' if width < 800 else 'desktop'}.png", full_page=True
                 )
     no_console_errors(page)
+
+
+def test_creating_a_webhook_source_and_copying_its_secret(page, client, tenant):
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=page.site)
+    sign_in(page, client, tenant)
+    page.get_by_role("link", name="Sources & access").click()
+    page.wait_for_url(re.compile(r"/app/sources$"))
+    page.get_by_label("Name").fill("Site tracker")
+    page.get_by_role("button", name="Add source").click()
+    shown = page.locator("#new-secret")
+    shown.wait_for()
+    secret = shown.inner_text().strip()
+    assert secret.startswith("whsec_")
+    page.get_by_role("button", name="Copy signing secret").click()
+    page.get_by_role("button", name="Copied signing secret").wait_for()
+    assert page.evaluate("navigator.clipboard.readText()") == secret
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Leads").click()
+    page.get_by_role("link", name="Sources & access").click()
+    page.locator("tr", has_text="Site tracker").wait_for()
+    assert secret not in page.content()  # shown once
+    no_console_errors(page)

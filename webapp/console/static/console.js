@@ -113,10 +113,37 @@
     }
   }
 
-  document.addEventListener("DOMContentLoaded", sync);
+  // Copy buttons beside a secret or a snippet shown once: offered only where the browser lets a page copy.
+  function offerCopy() {
+    if (!navigator.clipboard) return;
+    document.querySelectorAll("button[data-copy][hidden]").forEach(function (button) {
+      button.hidden = false;
+    });
+  }
+
+  document.addEventListener("click", function (evt) {
+    var button = evt.target.closest && evt.target.closest("button[data-copy]");
+    if (!button) return;
+    var source = document.getElementById(button.getAttribute("data-copy"));
+    if (!source) return;
+    navigator.clipboard.writeText(source.textContent).then(function () {
+      button.setAttribute("data-copied", "true");
+      button.firstChild.textContent = "Copied";
+      window.setTimeout(function () {
+        button.firstChild.textContent = "Copy";
+      }, 2000);
+    });
+  });
+
+  function pageShown() {
+    sync();
+    offerCopy();
+  }
+
+  document.addEventListener("DOMContentLoaded", pageShown);
   document.addEventListener("htmx:afterSettle", function (evt) {
     // a swap of the whole page (navigation) changes what the page wants; a live refresh of #live does not
-    if (!evt.detail || !evt.detail.target || evt.detail.target.id !== "live") sync();
+    if (!evt.detail || !evt.detail.target || evt.detail.target.id !== "live") pageShown();
   });
   window.addEventListener("pagehide", close);
 })();
