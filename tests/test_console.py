@@ -3,13 +3,16 @@ shown inline (never a 500); tests/test_console_browser.py drives the same pages 
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import re
 
 from tests.auth_helpers import member_client
 from tests.conftest import Api
 from tests.console_helpers import csrf_token, form_post, sign_in
+from tests.fakes import FakeHubSpot
 from tests.helpers import create_levels, published_ruleset, settle
+from webapp import create_app
 
 PASSWORD = "a long enough password"
 
@@ -281,3 +284,22 @@ def test_a_lead_s_page_shows_its_score_level_events_aliases_and_metadata(client,
     assert ">+60<" in page and ">+5<" in page and "&lt;b&gt;Acme&lt;/b&gt;" in page  # escaped, never markup
     for slot in ("score-explain", "score-history", "decay-forecast"):
         assert f'data-slot="{slot}"' in page
+
+
+def test_the_integrations_page_shows_hubspot_and_slack_as_the_api_reports_them(settings, clean, tenant):
+    token = "pat-na1-console-0123456789"
+    with FakeHubSpot(tokens=[token]) as hubspot:
+        app = create_app(dataclasses.replace(settings, hubspot_api_base=hubspot.url))
+        client = app.test_client()
+        api = Api(client, tenant)
+        sign_in(client, tenant.email, tenant.password)
+        page = text(client.get("/app/integrations"))
+        assert "Not connected" in page and "Not configured" in page and "PUT /integrations/hubspot" in page
+        create_levels(api)
+        assert api.put("/integrations/hubspot", json={"access_token": token}).status_code == 200
+        assert api.post("/ingest", json={"lead_id": "crm-1", "event_type": "page_view"}).status_code == 202
+        page = text(client.get("/app/integrations"))
+        status = api.get("/integrations/hubspot").json
+        assert "Connected" in page and f"<dd>{status['portal_id']}</dd>" in page and token not in page
+        assert f'<div id="hubspot-pending"><dt>Waiting to sync</dt><dd>{status["pending"]}</dd>' in page
+        assert "this organization unit&#39;s own" in page

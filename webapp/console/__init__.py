@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from webapp.console import access_pages, errors, lead_pages, level_pages, session_pages  # noqa: F401  (each registers its pages)
+from webapp.console import (  # noqa: F401  (each registers its pages)
+    access_pages,
+    errors,
+    integration_pages,
+    lead_pages,
+    level_pages,
+    session_pages,
+)
 from webapp.console.base import bp
 
 

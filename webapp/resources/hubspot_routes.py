@@ -6,15 +6,14 @@ import logging
 
 from flask import jsonify
 from marshmallow import fields, validate
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from integrations.hubspot import HubSpotAdapter, HubSpotAuthError, HubSpotError
 from integrations.hubspot_sync import TOKEN_PURPOSE, ensure_options
 from integrations.rate_limit import RateLimited
 from integrations.secretbox import encrypt
-from models.hubspot import HubSpotConnection, HubSpotContact, HubSpotPendingCreation
+from models.hubspot import HubSpotConnection, HubSpotContact
 from models.hubspot_sync_state import reset_sync, sync_counts
-from models.integration_defaults import default_serves
 from models.lead_identity import primary_email
 from models.leads import Lead
 from models.level_queries import level_options
@@ -24,6 +23,7 @@ from webapp.blueprint import Blueprint
 from webapp.crud import paginate
 from webapp.errors import ApiError
 from webapp.schema_base import PageArgs, StrictSchema, rfc3339
+from webapp.services.integration_status import hubspot_status
 from worker.jobs import kick_hubspot_sync
 
 blp = Blueprint("hubspot", __name__, description="HubSpot integration")
@@ -42,34 +42,9 @@ class ConnectSchema(StrictSchema):
     create_missing_contacts = fields.Boolean(load_default=False)
 
 
-def status(unit_id: str) -> dict:
-    """What the OU sees: never the token, only where it comes from and how syncing goes."""
-    conn = db().get(HubSpotConnection, unit_id)
-    settings = state().settings
-    by_default = conn is None and settings.hubspot_access_token and default_serves(db(), settings, unit_id)
-    source = "ou" if conn else ("environment" if by_default else None)
-    return {
-        "connected": source is not None,
-        "token_source": source,
-        "portal_id": conn.portal_id if conn else None,
-        "properties_ready": bool(conn and conn.properties_ready),
-        "create_missing_contacts": bool(conn and conn.create_missing_contacts),
-        "connected_at": rfc3339(conn.connected_at) if conn else None,
-        "last_sync_at": rfc3339(conn.last_sync_at) if conn else None,
-        "last_error": conn.last_error if conn else None,
-        "level_options_current": bool(conn and conn.options_synced >= conn.options_wanted),
-        **dict(zip(("pending", "failed"), sync_counts(db(), unit_id))),
-        "pending_creations": db()
-        .execute(
-            select(func.count()).select_from(HubSpotPendingCreation).where(HubSpotPendingCreation.unit_id == unit_id)
-        )
-        .scalar(),
-    }
-
-
 @blp.route("/integrations/hubspot", methods=["GET"])
 def get_status():
-    return jsonify(status(current_unit()))
+    return jsonify(hubspot_status(current_unit()))
 
 
 @blp.route("/integrations/hubspot", methods=["PUT"], statuses=(502,))
@@ -108,7 +83,7 @@ def connect(data):
     session.add(conn)
     session.commit()
     try_kick_sync(unit_id)  # deliver what waited while HubSpot was not configured
-    return jsonify(status(unit_id))
+    return jsonify(hubspot_status(unit_id))
 
 
 def try_kick_sync(unit_id: str) -> None:
@@ -123,7 +98,7 @@ def try_kick_sync(unit_id: str) -> None:
 def resync():
     """Write every lead of the OU to HubSpot again (after a restore, or to clear old failures)."""
     unit_id = current_unit()
-    if not status(unit_id)["connected"]:
+    if not hubspot_status(unit_id)["connected"]:
         raise ApiError(409, "not_connected", "connect HubSpot first: PUT /integrations/hubspot")
     session = db()
     reset_sync(session, unit_id)
