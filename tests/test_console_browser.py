@@ -208,7 +208,9 @@ def test_the_pages_work_from_the_keyboard_and_fit_a_phone(page, app, client, ten
     assert page.locator("tbody tr").all_inner_texts()[0].startswith("grace@example.com")
     page.keyboard.press("Tab")  # from the search box on through the filters, in order
     assert page.evaluate("document.activeElement.id") == "level"
-    for path in ("/app/leads", "/app/leads/seed-ada", "/app/levels"):
+    pages = {"/app/leads": "leads", "/app/leads/seed-ada": "lead", "/app/levels": "levels"}
+    pages |= {"/app/sources": "sources", "/app/credentials": "credentials", "/app/integrations": "integrations"}
+    for path, name in pages.items():
         for width, height in ((1280, 800), (390, 844)):
             page.set_viewport_size({"width": width, "height": height})
             page.goto(path)
@@ -220,7 +222,6 @@ def test_the_pages_work_from_the_keyboard_and_fit_a_phone(page, app, client, ten
             )
             assert unlabelled == [], f"{path}: fields without a label {unlabelled}"
             if SCREENSHOTS:
-                name = {"/app/leads": "leads", "/app/leads/seed-ada": "lead", "/app/levels": "levels"}[path]
                 page.screenshot(
                     path=f"{SCREENSHOTS}/{name}-{'phone' if width < 800 else 'desktop'}.png", full_page=True
                 )

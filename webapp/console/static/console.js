@@ -10,6 +10,8 @@
   var inFlight = false;
   var again = false;
   var REFRESH_DELAY_MS = 250; // news comes in bursts (an event, then its score, then its level): one refresh for all
+  var REFRESH_GAP_MS = 1000; // and under a steady flood of events, one refresh a second at most
+  var lastRefresh = 0;
 
   function liveRegion() {
     return document.querySelector("[data-live-stream]");
@@ -38,6 +40,7 @@
       return;
     }
     inFlight = true;
+    lastRefresh = Date.now();
     var before = scoresOnScreen();
     var focused = document.activeElement;
     var focusHref = focused && liveRegion().contains(focused) ? focused.getAttribute("href") : null;
@@ -71,7 +74,9 @@
   }
 
   function schedule() {
-    if (pending === null) pending = window.setTimeout(refresh, REFRESH_DELAY_MS);
+    if (pending !== null) return;
+    var wait = Math.max(REFRESH_DELAY_MS, lastRefresh + REFRESH_GAP_MS - Date.now());
+    pending = window.setTimeout(refresh, wait);
   }
 
   function open(url) {
