@@ -9,12 +9,13 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, false, or_
+from sqlalchemy import and_, true, tuple_
 
 
 @dataclass(frozen=True)
 class Key:
-    """One sort column: its direction, the Python type of its values, and whether it holds NULLs (sorted last)."""
+    """One sort column: its direction, the Python type of its values, and whether it holds NULLs, which sort as its
+    lowest value (SQLite's order; PostgreSQL is told so): last going down, first going up."""
 
     column: object
     descending: bool
@@ -22,8 +23,9 @@ class Key:
     nullable: bool = False
 
     def order(self):
-        ordered = self.column.desc() if self.descending else self.column.asc()
-        return ordered.nulls_last() if self.nullable else ordered
+        if self.descending:
+            return self.column.desc().nulls_last() if self.nullable else self.column.desc()
+        return self.column.asc().nulls_first() if self.nullable else self.column.asc()
 
     def value_of(self, row):
         return getattr(row, self.column.key)
@@ -37,20 +39,24 @@ def order_by(keys: tuple[Key, ...]) -> list:
     return [key.order() for key in keys]
 
 
-def after(keys: tuple[Key, ...], values: list) -> object:
-    """Rows that sort after the row whose keys hold values: (k1 after v1) or (k1 = v1 and k2 after v2) or ..."""
-    terms, equal = [], []
-    for key, value in zip(keys, values):
-        col = key.column
-        if value is None:  # NULLs sort last: nothing comes after a NULL in this column but by the next keys
-            equal.append(col.is_(None))
-            continue
-        beyond = col < value if key.descending else col > value
-        if key.nullable:
-            beyond = or_(beyond, col.is_(None))
-        terms.append(and_(*equal, beyond))
-        equal.append(col == value)
-    return or_(*terms) if terms else false()
+def segments(keys: tuple[Key, ...], values: list) -> list:
+    """What sorts after the row whose keys hold values, as predicates to read one after another, each a range of the
+    index the keys are in: a row comparison, (k1, k2) < (v1, v2), which PostgreSQL and SQLite seek to (an OR of the
+    same terms makes PostgreSQL filter every row before the cursor). Keys run in one direction; only the first may
+    hold NULLs, which sort lowest: after every value going down, before them going up."""
+    first, columns = keys[0], [key.column for key in keys]
+    assert all(key.descending == first.descending for key in keys) and not any(key.nullable for key in keys[1:])
+
+    def beyond(cols, vals):
+        row, bound = (tuple_(*cols), tuple_(*vals)) if len(cols) > 1 else (cols[0], vals[0])
+        return row < bound if first.descending else row > bound
+
+    if values[0] is not None:
+        return [beyond(columns, values)] + ([columns[0].is_(None)] if first.nullable and first.descending else [])
+    if not first.nullable:
+        raise BadCursor("null")
+    among_nulls = and_(columns[0].is_(None), beyond(columns[1:], values[1:]))
+    return [among_nulls] if first.descending else [among_nulls, columns[0].isnot(None)]
 
 
 def cursor_of(keys: tuple[Key, ...], row) -> str:
@@ -90,9 +96,12 @@ def decode(keys: tuple[Key, ...], cursor: str) -> list:
 
 def page(session, stmt, keys: tuple[Key, ...], cursor: str | None, limit: int) -> tuple[list, str | None]:
     """(up to limit rows after the cursor, the cursor of the page after them or None when they are the last)."""
-    if cursor:
-        stmt = stmt.where(after(keys, decode(keys, cursor)))
-    rows = session.execute(stmt.order_by(*order_by(keys)).limit(limit + 1)).all()
+    parts = segments(keys, decode(keys, cursor)) if cursor else [true()]
+    rows = []
+    for part in parts:
+        rows += session.execute(stmt.where(part).order_by(*order_by(keys)).limit(limit + 1 - len(rows))).all()
+        if len(rows) > limit:
+            break
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, (cursor_of(keys, rows[-1]) if more else None)

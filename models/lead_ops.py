@@ -29,8 +29,8 @@ SORTS = {
     "-created_at": (Lead.created_at.desc(), Lead.lead_id),
     "lead_id": (Lead.lead_id,),
 }
-# The console's keyset orders (models/keyset.py): ties by lead id in the score's direction, so one index scan serves
-# both ways; leads with no activity yet come last by recent activity.
+# The console's keyset orders (models/keyset.py), each served by an index in either direction (models/leads.py): ties
+# by lead id in the sort's direction; a lead with no activity yet is the least recently active.
 KEYSET_SORTS = {
     "-score": (Key(Lead.score, True, int), Key(Lead.lead_id, True, str)),
     "score": (Key(Lead.score, False, int), Key(Lead.lead_id, False, str)),
