@@ -302,3 +302,21 @@ def test_the_integrations_page_shows_hubspot_and_slack_as_the_api_reports_them(s
         assert "Connected" in page and f"<dd>{status['portal_id']}</dd>" in page and token not in page
         assert f'<div id="hubspot-pending"><dt>Waiting to sync</dt><dd>{status["pending"]}</dd>' in page
         assert "this organization unit&#39;s own" in page
+
+
+def test_console_sign_ins_and_changes_are_in_the_audit_log(client, tenant):
+    page = text(client.get("/app/sign-in"))
+    bad = {"email": tenant.email, "password": "wrong password", "csrf_token": csrf_token(page)}
+    assert client.post("/app/sign-in", data=bad).status_code == 401
+    sign_in(client, tenant.email, tenant.password)
+    assert form_post(client, "/app/levels", "/app/levels/reference", {}).status_code == 303
+    owner = member_client(client, tenant)
+    entries = client.get("/admin/audit-logs", query_string={"search": "/app/"}, headers=owner).json["items"]
+    seen = {(e["method"], e["path"], e["status"], e["user_email"]) for e in entries}
+    assert ("POST", "/app/sign-in", 303, tenant.email) in seen and (
+        "POST",
+        "/app/levels/reference",
+        303,
+        tenant.email,
+    ) in seen
+    assert all("password" not in str(e) for e in entries)
