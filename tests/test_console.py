@@ -293,9 +293,19 @@ def test_the_integrations_page_shows_hubspot_and_slack_as_the_api_reports_them(s
         api = Api(client, tenant)
         sign_in(client, tenant.email, tenant.password)
         page = text(client.get("/app/integrations"))
-        assert "Not connected" in page and "Not configured" in page and "PUT /integrations/hubspot" in page
+        assert "Not connected" in page and "Not configured" in page and "Connect HubSpot" in page
         create_levels(api)
-        assert api.put("/integrations/hubspot", json={"access_token": token}).status_code == 200
+        for typed, status, message in (
+            ("", 400, "Missing data for required field"),
+            ("short", 400, "Length must be between 10 and 500"),
+            ("pat-na1-not-the-token-00", 400, "HubSpot rejected the access token"),
+        ):
+            r = form_post(client, "/app/integrations", "/app/integrations/hubspot", {"access_token": typed})
+            assert r.status_code == status and message in shown(r) and 'id="access_token-error"' in text(r), typed
+            assert typed not in text(r) or not typed
+        r = form_post(client, "/app/integrations", "/app/integrations/hubspot", {"access_token": token})
+        assert r.status_code == 303 and r.headers["Location"] == "/app/integrations?connected=hubspot"
+        assert "HubSpot is connected" in text(client.get(r.headers["Location"]))
         assert api.post("/ingest", json={"lead_id": "crm-1", "event_type": "page_view"}).status_code == 202
         page = text(client.get("/app/integrations"))
         status = api.get("/integrations/hubspot").json

@@ -41,7 +41,6 @@ class Principal:
     scopes: frozenset[str] | None = None  # a credential's
     origins: tuple[str, ...] | None = None  # a write key's allowed origins
     session_id: str | None = None  # a member's login
-    by_cookie: bool = False  # signed in by the console's session cookie, not an Authorization header
 
     @property
     def is_member(self) -> bool:
@@ -242,7 +241,7 @@ def authenticate(cookie_ok: bool = False) -> Principal | None:
         token = request.cookies.get(SESSION_COOKIE) if cookie_ok else None
         if not token:
             return None
-        p = replace(_from_bearer(token), by_cookie=True)
+        p = _from_bearer(token)
         csrf.require_for_session(p.session_id)
         return p
     if scheme == "basic" and value:
