@@ -29,20 +29,22 @@ SOURCES = SourceCrud()
 SAMPLE_EVENT = {"lead_id": "crm-42", "event_type": "page_view", "metadata": {"url": "/pricing"}}
 
 
-def _sources_page(status=200, *, errors=None, values=None, made=None, snippets=None, done=None):
-    sources = db().execute(scoped(WebhookSource).order_by(WebhookSource.created_at)).scalars().all()
-    return render(
+def _listing(template: str, model, status: int, **context):
+    """A page of the OU's sources or credentials, oldest first, with what a form or a creation adds to it."""
+    rows = db().execute(scoped(model).order_by(model.created_at)).scalars().all()
+    for name in ("values", "snippets"):
+        context[name] = context.get(name) or {}
+    return render(template, status, rows=rows, active="access", **context)
+
+
+def _sources_page(status=200, **context):
+    return _listing(
         "sources.html",
+        WebhookSource,
         status,
-        sources=sources,
         kinds=SOURCE_KINDS,
-        errors=errors,
-        values=values or {},
-        made=made,
-        snippets=snippets or {},
-        done=done,
         delivery_url=lambda s: external_url(WebhookSourceSchema().delivery_url(s)),
-        active="access",
+        **context,
     )
 
 
@@ -105,20 +107,8 @@ def source_snippets(source) -> dict[str, str]:
     }
 
 
-def _credentials_page(status=200, *, errors=None, values=None, made=None, snippets=None, done=None):
-    credentials = db().execute(scoped(ApiCredential).order_by(ApiCredential.created_at)).scalars().all()
-    return render(
-        "credentials.html",
-        status,
-        credentials=credentials,
-        scope_names=SCOPE_NAMES,
-        errors=errors,
-        values=values or {},
-        made=made,
-        snippets=snippets or {},
-        done=done,
-        active="access",
-    )
+def _credentials_page(status=200, **context):
+    return _listing("credentials.html", ApiCredential, status, scope_names=SCOPE_NAMES, **context)
 
 
 @page("/credentials", need="own")
