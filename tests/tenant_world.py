@@ -35,6 +35,7 @@ PATH_IDS = {
     "secret_id": "credential",
     "unit_id": "unit",
     "member_id": "member",
+    "level_id": "level",
     "/rulesets/{obj_id}": "ruleset",
     "/rules/{obj_id}": "rule",
     "/decays/{obj_id}": "decay",
