@@ -11,7 +11,7 @@ PG_PORT ?= 5432
 LOCK    := requirements.lock
 PIP_VERSION := 26.3
 
-.PHONY: run test fuzz test-faults test-newest lint install lock services redis postgres bench clean
+.PHONY: run test fuzz test-faults test-newest lint install lock services redis postgres chromium bench clean
 
 # Installs exactly what requirements.lock pins (hash-checked, for every platform), then LeadPulse itself with the
 # locked setuptools, resolving and fetching nothing else.
@@ -64,6 +64,18 @@ postgres: $(VENV)/.installed
 
 services: install redis postgres
 
+# The console's browser tests (tests/test_console_browser.py) drive Debian's chromium through Playwright, never a browser
+# Playwright would download: installed here when missing.
+CHROMIUM ?= /usr/bin/chromium
+chromium:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium for the console's browser tests"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } || \
+	      { echo "could not install chromium with apt-get (run as root, or install Debian's chromium package yourself)"; exit 1; }; \
+	  else echo "$(CHROMIUM) is missing and apt-get is not available: install Chromium (Debian's chromium package) for the console's browser tests"; exit 1; fi; \
+	fi
+
 run: install redis
 	@echo "LeadPulse on http://$(HOST):$(PORT)/ (SQLite file leadpulse.db unless DATABASE_URL is set)"
 	@echo "Get an API credential in another terminal:  $(BIN)/leadpulse bootstrap --org Acme --unit Main"
@@ -72,7 +84,7 @@ run: install redis
 # The whole suite in two xdist workers, the fault scenarios (tests/faults) among it at FAULTS_SCALE=short: one worker
 # runs them one after another on private servers of their own (tests/conftest.py hands it the whole directory) while
 # the other runs the rest; they take that worker about two and a half minutes (three on a heavily loaded machine).
-test: services lint
+test: services lint chromium
 	FAULTS_SCALE=short $(BIN)/python -m pytest -n 2
 
 # The fault suite alone, on private PostgreSQL and Redis servers of its own. FAULTS_SCALE=long (the default here): at

@@ -144,6 +144,7 @@ class Settings:
     score_batch_size: int = 2000
     scoring_parallelism: int = 2
     sweep_interval_seconds: int = 30
+    decay_seconds: int = 300  # how often a worker's sweep enqueues a decay pass (periods apply this much late at most)
     job_grace_seconds: int = 30
     max_metadata_bytes: int = 100 * 1024
     import_max_bytes: int = 10 * 1024 * 1024
@@ -160,6 +161,7 @@ class Settings:
     rate_limit_webhook: Rate = Rate(6000, 60)  # deliveries per webhook source (Segment write key, signed source)
     rate_limit_login: Rate = Rate(10, 60)  # sign-in attempts per source address
     rate_limit_visitor: Rate = Rate(600, 60)  # a write key's requests from one address (it is public, in web pages)
+    rate_limit_unit: Rate = Rate(120000, 60)  # events accepted per OU, from every caller and source together
     login_lockout_failures: int = 5  # failed sign-ins for one email from one address before it is held there
     login_lockout_email_failures: int = 50  # from all addresses, before new addresses are held for that email
     login_lockout_max_seconds: int = 900  # the longest a lockout lasts, however long an attack goes on
@@ -194,6 +196,7 @@ class Settings:
             score_batch_size=_int(env, "LEADPULSE_SCORE_BATCH", cls.score_batch_size),
             scoring_parallelism=_int(env, "LEADPULSE_SCORING_PARALLELISM", cls.scoring_parallelism),
             sweep_interval_seconds=_int(env, "LEADPULSE_SWEEP_SECONDS", cls.sweep_interval_seconds),
+            decay_seconds=_int(env, "LEADPULSE_DECAY_SECONDS", cls.decay_seconds),
             job_grace_seconds=_int(env, "LEADPULSE_JOB_GRACE_SECONDS", cls.job_grace_seconds),
             import_max_bytes=_int(env, "LEADPULSE_IMPORT_MAX_MB", 10) * 1024 * 1024,
             metrics_token=env.get("LEADPULSE_METRICS_TOKEN") or None,
@@ -208,6 +211,7 @@ class Settings:
             rate_limit_webhook=_rate(env, "LEADPULSE_RATE_LIMIT_WEBHOOK", cls.rate_limit_webhook),
             rate_limit_login=_rate(env, "LEADPULSE_RATE_LIMIT_LOGIN", cls.rate_limit_login),
             rate_limit_visitor=_rate(env, "LEADPULSE_RATE_LIMIT_VISITOR", cls.rate_limit_visitor),
+            rate_limit_unit=_rate(env, "LEADPULSE_RATE_LIMIT_UNIT", cls.rate_limit_unit),
             login_lockout_failures=_int(env, "LEADPULSE_LOGIN_LOCKOUT_FAILURES", cls.login_lockout_failures),
             login_lockout_email_failures=_int(
                 env, "LEADPULSE_LOGIN_LOCKOUT_EMAIL_FAILURES", cls.login_lockout_email_failures

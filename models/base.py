@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, DateTime, MetaData
+from sqlalchemy import JSON, DateTime, MetaData, String
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 NAMING = {
@@ -48,9 +48,27 @@ class UTCDateTime(TypeDecorator):
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 
+class ActorColumns:
+    """Who made a configuration change, as they were then (a member's email, a credential's name), so a history entry
+    still says who after the member or credential is gone (models/change_history.py writes them)."""
+
+    actor: Mapped[str | None] = mapped_column(String(200), nullable=True)  # the member's or credential's id
+    actor_kind: Mapped[str | None] = mapped_column(String(12), nullable=True)  # "member", "credential" or "system"
+    actor_name: Mapped[str | None] = mapped_column(String(320), nullable=True)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_micros(when: datetime) -> int:
+    """Microseconds since 1970, exactly (no float): decay periods are counted in them."""
+    delta = when - EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds

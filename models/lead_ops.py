@@ -13,6 +13,7 @@ from models.base import utcnow
 from models.dialect import insert_for
 from models.event_queries import EVENT_COLUMNS, NEWEST_FIRST
 from models.events import Event, ScoreDelta
+from models.keyset import Key
 from models.leads import Lead, LeadAlias
 from models.levels import EngagementLevel
 from models.reclassify import classify_new_lead
@@ -27,6 +28,14 @@ SORTS = {
     "created_at": (Lead.created_at.asc(), Lead.lead_id),
     "-created_at": (Lead.created_at.desc(), Lead.lead_id),
     "lead_id": (Lead.lead_id,),
+}
+# The console's keyset orders (models/keyset.py), each served by an index in either direction (models/leads.py): ties
+# by lead id in the sort's direction; a lead with no activity yet is the least recently active.
+KEYSET_SORTS = {
+    "-score": (Key(Lead.score, True, int), Key(Lead.lead_id, True, str)),
+    "score": (Key(Lead.score, False, int), Key(Lead.lead_id, False, str)),
+    "-last_event_at": (Key(Lead.last_event_at, True, datetime, nullable=True), Key(Lead.lead_id, True, str)),
+    "last_event_at": (Key(Lead.last_event_at, False, datetime, nullable=True), Key(Lead.lead_id, False, str)),
 }
 LIST_COLUMNS = (
     Lead.pk,
@@ -76,6 +85,8 @@ def list_statement(session: Session, unit_id: str, filters: dict, now: datetime)
             stmt = stmt.where(Lead.created_at < end)
     if "level" in filters:
         stmt = stmt.where(_level_filter(session, unit_id, filters["level"]))
+    if filters.get("q"):
+        stmt = stmt.where(_matching(unit_id, filters["q"]))
     return stmt
 
 
@@ -112,19 +123,20 @@ def _like_prefix(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def search(session: Session, unit_id: str, q: str, limit: int):
-    """Unmerged leads whose id, or any alias (stored lowercased), starts with q; highest score first."""
+def _matching(unit_id: str, q: str):
+    """Leads whose id, or any alias (stored lowercased), starts with q."""
     by_alias = select(LeadAlias.lead_pk).where(
         LeadAlias.unit_id == unit_id, LeadAlias.value.like(_like_prefix(q.lower()), escape="\\")
     )
+    return or_(Lead.lead_id.like(_like_prefix(q), escape="\\"), Lead.pk.in_(by_alias))
+
+
+def search(session: Session, unit_id: str, q: str, limit: int):
+    """Unmerged leads whose id, or any alias, starts with q; highest score first."""
     return session.execute(
         select(Lead.lead_id, Lead.score, EngagementLevel.id, EngagementLevel.name, EngagementLevel.color)
         .outerjoin(EngagementLevel, EngagementLevel.id == Lead.level_id)
-        .where(
-            Lead.unit_id == unit_id,
-            Lead.merged_into.is_(None),
-            or_(Lead.lead_id.like(_like_prefix(q), escape="\\"), Lead.pk.in_(by_alias)),
-        )
+        .where(Lead.unit_id == unit_id, Lead.merged_into.is_(None), _matching(unit_id, q))
         .order_by(Lead.score.desc(), Lead.lead_id)
         .limit(limit)
     ).all()

@@ -16,8 +16,11 @@ class Lead(Base):
     __tablename__ = "leads"
     __table_args__ = (
         UniqueConstraint("unit_id", "lead_id"),
-        Index("ix_leads_unit_score", "unit_id", "score"),
+        # The Leads page's keyset orders (models/lead_ops.py KEYSET_SORTS), scanned forwards or backwards: a page
+        # deep in a million leads is read from the index, not sorted (ix_leads_unit_activity below).
+        Index("ix_leads_unit_score", "unit_id", "score", "lead_id"),
         Index("ix_leads_unit_level", "unit_id", "level_id"),
+        Index("ix_leads_decay_due", "unit_id", "decay_next_at"),
     )
     pk: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
@@ -36,8 +39,18 @@ class Lead(Base):
     # (occurred_at, id) of the last event applied: a pending event sorting before it forces a replay.
     scored_through_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     scored_through_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # Decay's bookkeeping (models/decay_pass.py): the last activity it counted from, the moment through which it
+    # applied the periods since, and when the next one ends (None: look now; scoring clears it on new activity).
+    decay_anchor_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    decay_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    decay_next_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# By last activity, newest first, a lead with none last (NULL as the lowest value: SQLite's order, which its plain index
+# of the migration keeps; PostgreSQL is told).
+Index("ix_leads_unit_activity", Lead.unit_id, Lead.last_event_at.desc().nulls_last(), Lead.lead_id.desc())
 
 
 class LeadAlias(Base):

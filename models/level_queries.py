@@ -1,9 +1,10 @@
-"""Reads of an OU's level table that the level history and HubSpot's engagement_level options need."""
+"""Reads of an OU's level table that the level history, HubSpot's engagement_level options and the console need."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from models.leads import Lead
 from models.levels import EngagementLevel
 
 
@@ -39,3 +40,13 @@ def level_options(session, unit_id: str) -> tuple[list[str], set[str]]:
         session.execute(select(EngagementLevel.name).where(EngagementLevel.unit_id != unit_id).distinct()).scalars()
     )
     return names, others
+
+
+def level_counts(session, unit_id: str) -> dict[str | None, int]:
+    """How many of the OU's leads (merged ones left out) each level holds; None: those no level holds."""
+    rows = session.execute(
+        select(Lead.level_id, func.count())
+        .where(Lead.unit_id == unit_id, Lead.merged_into.is_(None))
+        .group_by(Lead.level_id)
+    ).all()
+    return {level_id: count for level_id, count in rows}

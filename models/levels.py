@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, JSONType, UTCDateTime, new_id, utcnow
+from models.base import ActorColumns, Base, JSONType, UTCDateTime, new_id, utcnow
 from models.events import BIGID
 
 DEFAULT_COLOR = "#64748b"
@@ -28,15 +28,16 @@ class EngagementLevel(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
-class LevelHistory(Base):
+class LevelHistory(ActorColumns, Base):
     """Every change to an OU's level table, with the whole table after it (for audit and revert)."""
 
     __tablename__ = "level_history"
+    __table_args__ = (Index("ix_level_history_unit_time", "unit_id", "created_at"),)  # newest first, per OU
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    unit_id: Mapped[str] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"), index=True)
-    actor: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    unit_id: Mapped[str] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"))
     action: Mapped[str] = mapped_column(String(20))
     snapshot: Mapped[list] = mapped_column(JSONType)
+    reverted_from: Mapped[str | None] = mapped_column(String(36), nullable=True)  # the entry a revert restored
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -26,6 +26,17 @@ def role_in(session: Session, member_id: str, unit_id: str) -> str | None:
     ).scalar()
 
 
+def member_units(session: Session, member_id: str) -> list[tuple[OrgUnit, str]]:
+    """(OU, role) for every OU the member has a role in, oldest first: what it may pick as its active OU."""
+    rows = session.execute(
+        select(OrgUnit, Membership.role)
+        .join(Membership, Membership.unit_id == OrgUnit.id)
+        .where(Membership.member_id == member_id)
+        .order_by(OrgUnit.created_at, OrgUnit.id)
+    ).all()
+    return [(unit, role) for unit, role in rows]
+
+
 def unit_members(session: Session, unit_id: str) -> list[tuple[Member, str]]:
     """(member, role) for everyone with a role in the OU, oldest first."""
     rows = session.execute(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlalchemy import func, insert, literal, or_, select, text, update
 from sqlalchemy.orm import Session
 
@@ -14,7 +16,7 @@ from models.scoring import LeadScore, Ruleset
 from models.unit_context import level_specs
 
 
-def _level_for_score(exclude_level_id: str | None = None):
+def _level_for_score(exclude_level_ids: Collection[str] = ()):
     """Correlated subquery: the level whose inclusive range holds leads.score."""
     lv = EngagementLevel
     return (
@@ -23,7 +25,7 @@ def _level_for_score(exclude_level_id: str | None = None):
             lv.unit_id == Lead.unit_id,
             lv.min_score <= Lead.score,
             or_(lv.max_score.is_(None), Lead.score <= lv.max_score),
-            lv.id != (exclude_level_id or ""),
+            lv.id.not_in(list(exclude_level_ids)),
         )
         .order_by(lv.min_score)
         .limit(1)
@@ -32,22 +34,21 @@ def _level_for_score(exclude_level_id: str | None = None):
 
 
 def reclassify_unit(
-    session: Session, unit_id: str, cause: str = "reconfiguration", exclude_level_id: str | None = None
+    session: Session, unit_id: str, cause: str = "reconfiguration", exclude_level_ids: Collection[str] = ()
 ) -> int:
     """Move every lead of the OU to the level its score now falls in; record each move. Returns moves.
 
-    exclude_level_id reclassifies as if that level were already gone (before deleting it).
+    exclude_level_ids reclassifies as if those levels were already gone (before deleting them).
     """
     now = utcnow()
     if session.get_bind().dialect.name == "postgresql":
-        # One statement, one snapshot: the rows it locks are exactly the rows it moves and records,
-        # even while ingest creates leads (they start unclassified and are classified when scored).
-        return len(
-            session.execute(
-                RECLASSIFY_PG, {"u": unit_id, "cause": cause, "now": now, "x": exclude_level_id or ""}
-            ).all()
-        )
-    new_level = _level_for_score(exclude_level_id)  # SQLite: writers are serialized, two statements suffice
+        # One statement, one snapshot. It locks only the leads it moves: the caller holds the OU's exclusive lock
+        # (models/locks.lock_unit), so no scoring batch changes a score or level meanwhile; a lead changed by
+        # anything else between the snapshot and its update is re-checked and left alone if its level moved.
+        return session.execute(
+            RECLASSIFY_PG, {"u": unit_id, "cause": cause, "now": now, "x": list(exclude_level_ids)}
+        ).scalar_one()
+    new_level = _level_for_score(exclude_level_ids)  # SQLite: writers are serialized, two statements suffice
     moved = Lead.unit_id == unit_id, Lead.merged_into.is_(None), Lead.level_id.is_distinct_from(new_level)
     session.execute(
         insert(LeadLevelChange).from_select(
@@ -73,22 +74,23 @@ def reclassify_unit(
 
 
 RECLASSIFY_PG = text("""
-WITH target AS (
-    SELECT l.pk, l.score, l.level_id AS old_level,
-           (SELECT lv.id FROM engagement_levels lv
-             WHERE lv.unit_id = l.unit_id AND lv.min_score <= l.score
-               AND (lv.max_score IS NULL OR l.score <= lv.max_score) AND lv.id <> :x
-             ORDER BY lv.min_score LIMIT 1) AS new_level
-      FROM leads l WHERE l.unit_id = :u AND l.merged_into IS NULL ORDER BY l.pk FOR NO KEY UPDATE
+WITH lv AS MATERIALIZED (
+    SELECT id, min_score, max_score FROM engagement_levels WHERE unit_id = :u AND id <> ALL(:x)
+), target AS (
+    SELECT l.pk, l.score, l.level_id AS old_level, lv.id AS new_level
+      FROM leads l LEFT JOIN lv ON lv.min_score <= l.score AND (lv.max_score IS NULL OR l.score <= lv.max_score)
+     WHERE l.unit_id = :u AND l.merged_into IS NULL AND l.level_id IS DISTINCT FROM lv.id
 ), moved AS (
     UPDATE leads SET level_id = t.new_level, level_changed_at = :now
       FROM target t
-     WHERE leads.pk = t.pk AND t.old_level IS DISTINCT FROM t.new_level
+     WHERE leads.pk = t.pk AND leads.level_id IS NOT DISTINCT FROM t.old_level
     RETURNING leads.pk, t.old_level, t.new_level, t.score
+), recorded AS (
+    INSERT INTO lead_level_changes (unit_id, lead_pk, from_level_id, to_level_id, score, cause, changed_at)
+    SELECT :u, pk, old_level, new_level, score, :cause, :now FROM moved
+    RETURNING 1
 )
-INSERT INTO lead_level_changes (unit_id, lead_pk, from_level_id, to_level_id, score, cause, changed_at)
-SELECT :u, pk, old_level, new_level, score, :cause, :now FROM moved
-RETURNING lead_pk
+SELECT count(*) FROM recorded
 """)
 
 

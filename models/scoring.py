@@ -7,9 +7,10 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, JSONType, UTCDateTime, new_id, utcnow
+from models.base import ActorColumns, Base, JSONType, UTCDateTime, new_id, utcnow
 
 DRAFT, PUBLISHED = "draft", "published"
+DECAY_UNITS = {"hours": 3600, "days": 86400, "weeks": 7 * 86400}  # a decay rule's unit, in seconds
 
 
 class Ruleset(Base):
@@ -67,3 +68,34 @@ class LeadScore(Base):
     unit_id: Mapped[str] = mapped_column(String(36))
     score: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DecayRule(Base):
+    """While a lead has had no event for inactive_for units, it loses decrease points once per such period."""
+
+    __tablename__ = "decay_rules"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    unit_id: Mapped[str] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"), index=True)
+    inactive_for: Mapped[int] = mapped_column(Integer)
+    unit: Mapped[str] = mapped_column(String(10))
+    decrease: Mapped[int] = mapped_column(Integer)
+    # Periods ending after this moment apply: the rule's creation, or its last edit (docs/scoring.md).
+    applies_from: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class RulesetHistory(ActorColumns, Base):
+    """Each publish and unpublish of a ruleset, with the rules it scored by; no foreign key to the ruleset, so its
+    history outlives it (as an audit log entry outlives its member)."""
+
+    __tablename__ = "ruleset_history"
+    __table_args__ = (Index("ix_ruleset_history_unit_time", "unit_id", "created_at"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    unit_id: Mapped[str] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"))
+    ruleset_id: Mapped[str] = mapped_column(String(36))
+    ruleset_name: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(20))  # "publish" or "unpublish"
+    snapshot: Mapped[list] = mapped_column(JSONType)  # the published rules (models/unit_context.snapshot_rules)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -9,17 +9,18 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
+from models.change_history import SYSTEM, Actor, record_level_change, record_ruleset_change
 from models.hubspot_sync_state import request_options_sync
 from models.ingest import IncomingEvent, ingest_many
 from models.leads import Lead
-from models.level_queries import level_snapshot
-from models.levels import EngagementLevel, LevelHistory
+from models.levels import EngagementLevel
 from models.locks import lock_unit
 from models.reclassify import refresh_primary_scores
 from models.rescore import publish_ruleset
 from models.scoring import PUBLISHED, Rule, Ruleset
 from models.seed_records import SeedRecord
 
+SAMPLE_DATA = Actor(SYSTEM, name="sample data")  # who seeding names when no caller is given
 SEED_LEVELS = [
     ("Cold", 0, 24, "#94a3b8"),
     ("Warm", 25, 49, "#fbbf24"),
@@ -75,7 +76,7 @@ def email_of(lead_id: str) -> str:
 
 
 def seed_unit(
-    session: Session, org_id: str, unit_id: str, actor: str | None = None, now: datetime | None = None
+    session: Session, org_id: str, unit_id: str, actor: Actor = SAMPLE_DATA, now: datetime | None = None
 ) -> SeedResult:
     """Idempotent: levels only where the OU has none, one demo ruleset, and events with fixed keys (a repeat is a duplicate)."""
     now = now or utcnow()
@@ -93,9 +94,7 @@ def seed_unit(
             session.flush()
             remember.append(("level", level.id))
             out.levels_created.append(name)
-        session.add(
-            LevelHistory(unit_id=unit_id, actor=actor, action="seed", snapshot=level_snapshot(session, unit_id))
-        )
+        record_level_change(session, unit_id, actor, "seed")
         request_options_sync(session, unit_id)
     seeded = select(SeedRecord.record_id).where(SeedRecord.unit_id == unit_id, SeedRecord.kind == "ruleset")
     ruleset = session.execute(select(Ruleset).where(Ruleset.id.in_(seeded))).scalar()
@@ -122,7 +121,7 @@ def seed_unit(
                     ruleset_id=ruleset.id,
                     event_type=event_type,
                     weight=weight,
-                    created_by=actor,
+                    created_by=actor.id,
                 )
             )
         remember.append(("ruleset", ruleset.id))
@@ -130,6 +129,7 @@ def seed_unit(
     if ruleset.status != PUBLISHED:
         session.flush()
         publish_ruleset(session, ruleset)
+        record_ruleset_change(session, ruleset, actor, "publish")
     events = []
     for lead_id, _, story in SEED_LEADS:
         for n, (days_ago, event_type) in enumerate(story):
@@ -158,7 +158,7 @@ def seed_unit(
     return out
 
 
-def wipe_seed(session: Session, unit_id: str) -> dict:
+def wipe_seed(session: Session, unit_id: str, actor: Actor = SAMPLE_DATA) -> dict:
     """Remove exactly what seeding created (leads with their events and scores, the demo ruleset, seeded levels)."""
     lock_unit(session, unit_id)
     records = session.execute(select(SeedRecord).where(SeedRecord.unit_id == unit_id)).scalars().all()
@@ -177,11 +177,7 @@ def wipe_seed(session: Session, unit_id: str) -> dict:
     own_leads = session.execute(select(Lead.pk).where(Lead.unit_id == unit_id).limit(1)).first()
     if ids["level"] and own_leads is None:  # levels the OU's own leads sit in stay: they may rely on them
         levels = session.execute(delete(EngagementLevel).where(EngagementLevel.id.in_(ids["level"]))).rowcount
-        session.add(
-            LevelHistory(
-                unit_id=unit_id, actor="wipe-seed", action="wipe-seed", snapshot=level_snapshot(session, unit_id)
-            )
-        )
+        record_level_change(session, unit_id, actor, "wipe-seed")
         request_options_sync(session, unit_id)
     else:
         ids["level"] = []

@@ -10,9 +10,15 @@ from werkzeug.test import run_wsgi_app
 from werkzeug.wrappers import Request, Response
 
 from webapp.blueprint import ErrorSchema
+from webapp.console.base import PREFIX as CONSOLE
 
 ERROR_REF = "#/components/schemas/Error"  # 500 internal_error, the unexpected, is the operations' "default"
 NOT_OPERATIONS = ("api-docs.", "static")  # the document and its UI are not operations of the API
+
+
+def is_console_page(path: str) -> bool:
+    """The console's pages (tests/test_console.py holds them to their own rules: HTML, errors as pages)."""
+    return path == CONSOLE or path.startswith(CONSOLE + "/")
 
 
 class Seen:
@@ -28,6 +34,8 @@ class Seen:
             return
         request, status = response.request, response.status_code
         method = "GET" if request.method == "HEAD" else request.method
+        if is_console_page(request.path):
+            return
         if status >= 400:
             self.check_error_body(f"{request.method} {request.path}", response)
         if method == "OPTIONS":  # Flask answers it for every rule by itself

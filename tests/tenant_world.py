@@ -30,13 +30,17 @@ from tests.helpers import REFERENCE_LEVELS, create_levels, settle
 PATH_IDS = {
     "lead_id": "lead",
     "event_type": "event_type",
+    "event_id": "event",
     "source_id": "webhook_source",
     "secret_id": "credential",
     "unit_id": "unit",
     "member_id": "member",
+    "level_id": "level",
     "/rulesets/{obj_id}": "ruleset",
     "/rules/{obj_id}": "rule",
+    "/decays/{obj_id}": "decay",
     "/engagement-levels/{obj_id}": "level",
+    "/engagement-levels/history/{entry_id}": "level_history",
     "/webhooks/sources/{obj_id}": "webhook_source",
 }
 SLACK_APP = ("7391846.2847163", "world-slack-client-secret-0123456789")  # an organization's Slack app: id, secret
@@ -104,12 +108,15 @@ def build_world(
 
     levels = create_levels(api, [{**level, "name": f"{level['name']} {m}"} for level in REFERENCE_LEVELS])
     ids["level"] = levels[f"Hot {m}"]
+    # the newest entry, whose table is the current one: reverting to it (the fuzz, the walk's own calls) changes nothing
+    ids["level_history"] = _ok(api.get("/engagement-levels/history"))[0]["id"]
     ids["event_type"] = f"demo_{m}"
     ids["ruleset"] = _ok(api.post("/rulesets", json={"name": f"Engagement {m}", "is_primary": True}), 201)["ruleset_id"]
     for event_type, weight in ((ids["event_type"], 60), (f"view_{m}", 5)):
         rule = {"ruleset_id": ids["ruleset"], "event_type": event_type, "weight": weight, "icon": m}
         ids["rule"] = _ok(api.post("/rules", json=rule), 201)["rule_id"]
     _ok(api.post(f"/rulesets/{ids['ruleset']}/publish"))
+    ids["decay"] = _ok(api.post("/decays", json={"inactive_for": 30, "unit": "days", "decrease": 5}), 201)["decay_id"]
     _ok(api.post("/rulesets", json={"name": f"Draft {m}"}), 201)
     _ok(api.put("/settings/ou/alerts", json={"alert_min_level": ids["level"], "cooldown_hours": 7}))
 
@@ -183,7 +190,7 @@ def build_world(
     for secret in (credential["client_id"], credential["client_secret"], tenant.client_id, tenant.client_secret):
         secrets[secret] = "unit"
     ids["unit"], ids["org"], world.units = tenant.unit_id, tenant.org_id, [tenant.unit_id]
-    for kind in ("level", "rule", "ruleset", "webhook_source", "credential", "unit"):
+    for kind in ("level", "level_history", "rule", "ruleset", "decay", "webhook_source", "credential", "unit"):
         secrets[ids[kind]] = "unit"
     ids["member"] = _ok(client.get("/me", headers=owner))["org_member_id"]
     secrets[ids["member"]] = "org"

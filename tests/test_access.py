@@ -106,7 +106,7 @@ def test_every_route_lets_exactly_the_roles_and_scopes_the_table_names(app, clie
             if caller.may(need, browser, member_only):
                 assert status != 403, f"{where} was refused: {payload!r}"
                 assert status != 401, where
-            else:
+            else:  # the API's JSON names the code; a console page (/app) names it in data-error-code="forbidden"
                 assert status == 403 and b'"forbidden"' in payload, f"{where} answered {status}"
             tried += 1
     assert tried > 100 * len(callers) // 2

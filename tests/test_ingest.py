@@ -184,6 +184,7 @@ def test_bad_input_names_the_field_and_writes_nothing(api, app):
         ({"lead_id": "x", "event_type": 42}, "event_type"),
         ({"lead_id": 7, "event_type": "a"}, "lead_id"),
         ({"lead_id": "x", "event_type": "DECAY"}, "event_type"),
+        ({"lead_id": "x", "event_type": "a", "event_id": "decay:r1:7:86400"}, "event_id"),
         ({"lead_id": "x", "event_type": "bad\ntype"}, "event_type"),
         ({"lead_id": "x", "event_type": "a" * 101}, "event_type"),
         ({"lead_id": "x", "event_type": "a", "timestamp": "last tuesday"}, "timestamp"),
@@ -208,6 +209,8 @@ def test_bad_input_names_the_field_and_writes_nothing(api, app):
         assert r.status_code == 400, (body, r.json)
         assert field in r.json["error"]["details"], (body, r.json)
         assert field.split(".")[0] in r.json["error"]["message"], (body, r.json)
+    r = api.post("/ingest", json={"lead_id": "x", "event_type": "a"}, headers={"Idempotency-Key": "decay:r1:7"})
+    assert r.status_code == 400 and "Idempotency-Key" in r.json["error"]["details"], r.json
     assert counts(app) == (0, 0, 0)
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
 from dataclasses import dataclass
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 from flask_smorest.spec.plugins import FlaskPlugin
@@ -17,6 +18,7 @@ from werkzeug.routing import AnyConverter
 
 from tests.conftest import make_tenant, model_tables
 from tests.fakes import FakeHubSpot, FakeSlack
+from tests.openapi_check import is_console_page
 from tests.tenant_world import SLACK_APP, World, build_world, id_kind, member_headers, unit_of_same_org
 from webapp import create_app
 from webapp.resources import stream as stream_resource
@@ -50,6 +52,8 @@ FIELD_IDS = {
 # Bodies the document does not describe field by field.
 BODIES = {
     ("POST", "/ingest/batch"): lambda ids: {"events": [{"lead_id": ids["lead"], "event_type": ids["event_type"]}]},
+    # an outcome is exactly one of its two fields, which the document cannot say
+    ("POST", "/rulesets/<obj_id>/backtest"): lambda ids: {"outcome": {"event_type": ids["event_type"]}},
 }
 # Kinds a client names itself (another OU may use the same name for its own); every other kind is an id we issued.
 CLIENT_NAMED = {"lead", "other_lead", "event_type", "email", "metadata_filter"}
@@ -75,6 +79,11 @@ NOT_OU_SCOPED = {
     "/webhooks/segment/v1/<any(batch, track, identify, page):call>": "Segment's deliveries at its own paths",
     "/webhooks/hubspot": "HubSpot's deliveries: the app's signature is the credential",
     "/webhooks/events/<source_id>": "signed deliveries: the source's signing secret is the credential, not an OU's",
+    "/app/": "the console's start: a redirect to the Leads page, or to the OU picker",
+    "/app/static/<path:filename>": "the console's scripts and styles",
+    "/app/sign-in": "a member proves who they are (the console's form)",
+    "/app/sign-out": "ends the caller's own session",
+    "/app/units": "the member's own OUs, and picking one of them",
 }
 # Routes that filter by a name in the path: another OU's name is a name this OU has nothing of (no 404).
 NAME_FILTERS = {"/event-types/<event_type>/properties": "the metadata keys this OU's events of that type have"}
@@ -285,6 +294,8 @@ class Walker:
         problems, status = [], resp.status_code
         error = resp.get_json(silent=True) if status >= 400 and resp.is_json else None
         code = error["error"]["code"] if isinstance(error, dict) and "error" in error else None
+        if is_console_page(call.path):
+            status, code = console_refusal(resp, seen)
         if status >= 500 or "(the caller's own news did not come" in seen:
             problems.append(f"{where}: {status} {seen[-300:]}")
         problems += [f"{where}: {status} shows {p}" for p in self.leaks(call, resp, seen)]
@@ -354,14 +365,38 @@ class Walker:
         Reads first, deletions last (a deletion's object is gone for the calls after it)."""
         problems = []
         own = member_headers(self.client, self.first.tenant)
-        for call in sorted(calls, key=lambda c: (c.method == "DELETE", c.method != "GET")):
+        deleted = set()  # objects a deletion already removed: the API and a console form may both delete one
+        for call in sorted(calls, key=lambda c: (deletes(c), c.method != "GET")):
             if not call.path_kinds or call.rule.rule in {**NAME_FILTERS, **NOT_OU_SCOPED}:
                 continue
+            named = frozenset((kind, self.first.ids[kind]) for kind in call.path_kinds)
+            if deletes(call) and named in deleted:
+                continue
             resp = self.send(call, own)
+            if deletes(call) and resp.status_code < 400:
+                deleted.add(named)
             if resp.status_code == 404 or resp.status_code >= 500:
                 problems.append(f"{call.method} {call.path}: {resp.status_code} {resp.get_data(as_text=True)[:200]}")
             resp.close()
         return problems
+
+
+def deletes(call: Call) -> bool:
+    """A DELETE, or a console form that deletes (HTML forms post: the console's deletions end in /delete)."""
+    return call.method == "DELETE" or call.rule.rule.endswith("/delete")
+
+
+CONSOLE_REDIRECTS = {"/app/units": (400, "no_active_ou"), "/app/sign-in": (401, "unauthorized")}
+
+
+def console_refusal(resp, body: str) -> tuple[int, str | None]:
+    """A console page's answer as the API would state it: a redirect to the OU picker (or to sign in) is that refusal,
+    and an error page names its code (data-error-code), so the walker's rules hold for pages as for JSON."""
+    if resp.status_code in (302, 303):
+        path = urlsplit(resp.headers.get("Location", "")).path
+        return CONSOLE_REDIRECTS.get(path, (resp.status_code, None))
+    found = re.search(r'data-error-code="([a-z_]+)"', body) if resp.status_code >= 400 else None
+    return resp.status_code, found[1] if found else None
 
 
 def field_kind(method: str, rule: str, name: str) -> str | None:

@@ -174,4 +174,5 @@ def test_each_alias_is_its_own_endpoint_with_the_view_and_operation_of_its_path(
         ("GET", "/leads/{lead_id}/aliases"): "/lead/{lead_id}/aliases",
         ("GET", "/leads/{lead_id}/deletion-status"): "/lead/{lead_id}/deletion-status",
         ("GET", "/leads/{lead_id}/activity"): "/lead/{lead_id}/activity",
+        ("GET", "/leads/{lead_id}/score-history"): "/lead/{lead_id}/score-history",
     }

@@ -4,6 +4,7 @@ Redis outage that stops no event. Tiny limits and a clock the tests move, so not
 
 import base64
 import dataclasses
+import io
 import json
 import socket
 import time
@@ -70,7 +71,7 @@ def test_a_credentials_allowance_is_shared_by_every_web_process(make_app, tenant
     assert [c.get("/leads", headers=tenant.auth).status_code for c in (a, b, a)] == [200, 200, 200]
     refused = b.get("/leads", headers=tenant.auth)
     assert refused.status_code == 429
-    assert refused.json["error"]["code"] == "rate_limited" and refused.json["error"]["details"] == {}
+    assert refused.json["error"]["code"] == "rate_limited" and refused.json["error"]["details"] == {"limit": ["api"]}
     assert refused.headers["Retry-After"] == "20"  # one request's share of the minute is back in 20 s
     assert refused.headers["RateLimit-Limit"] == "3" and refused.headers["RateLimit-Remaining"] == "0"
     assert refused.headers["RateLimit-Policy"] == "3;w=60"
@@ -236,8 +237,74 @@ def test_me_rate_limit_for_a_credential(make_app, tenant):
                 "remaining": 10,
                 "reset_seconds": 0.0,
             },
+            "unit": {
+                "key": f"unit:{tenant.unit_id}",
+                "limit": 120000,
+                "window_seconds": 60,
+                "rps": 2000.0,
+                "burst": 120000,
+                "remaining": 120000,
+                "reset_seconds": 0.0,
+            },
         },
     }
+
+
+def test_an_ous_event_quota_holds_every_caller_and_source_of_it_together(make_app, tenant, other_tenant, clock):
+    app = make_app(rate_limit_unit="5/minute")
+    c = app.test_client()
+    owner = member_client(c, tenant)
+    second = c.post("/secrets", json={"name": "tracker", "scopes": ["ingest"]}, headers=owner).json
+    tracker = basic(second["client_id"], second["client_secret"])
+    events = [{"lead_id": f"l{n}", "event_type": "x"} for n in range(3)]
+    assert c.post("/ingest/batch", json={"events": events}, headers=tenant.auth).status_code == 202
+    assert c.post("/ingest", json=events[0], headers=tracker).status_code == 202  # the lane: one of the five
+    refused = c.post("/ingest/batch", json={"events": events}, headers=tracker)  # 3 more than the 1 left: none in
+    assert refused.status_code == 429, refused.json
+    assert refused.json["error"]["details"] == {"limit": ["unit"]}
+    assert "this OU's event quota is 5 events per 60 s" in refused.json["error"]["message"]
+    assert refused.headers["Retry-After"] == "24"  # two events' share of the minute (12 s each) must come back
+    assert stored(app) == 4
+    assert c.post("/ingest/batch", json={"events": events}, headers=other_tenant.auth).status_code == 202  # its own
+    source = c.post("/webhooks/sources", json={"name": "Signed"}, headers=owner).json
+    data, headers = signed(source["secret"], {"lead_id": "w1", "event_type": "x"}, "w1")
+    assert c.post(source["url"], data=data, headers=headers).status_code == 202  # the fifth
+    data, headers = signed(source["secret"], {"lead_id": "w1", "event_type": "x"}, "w2")
+    assert c.post(source["url"], data=data, headers=headers).status_code == 429  # webhooks share the OU's quota
+    assert c.post("/ingest", json=events[0], headers=tenant.auth).status_code == 429  # so does the lane
+    standing = c.get("/me/rate-limit", headers=tenant.auth).json["limits"]["unit"]
+    assert (standing["remaining"], standing["limit"]) == (0, 5)
+    clock.advance(12)
+    assert c.post("/ingest", json=events[0], headers=tracker).status_code == 202
+    assert stored(app) == 3 + 1 + 3 + 1 + 1
+
+
+def test_an_import_that_spends_the_quota_says_from_which_line_to_send_again(make_app, tenant, clock):
+    from webapp.services.event_input import BATCH_MAX
+
+    app = make_app(rate_limit_unit=f"{BATCH_MAX + 10}/minute")
+    c = app.test_client()
+    rows = "".join(f"r{n},lead{n},x\n" for n in range(BATCH_MAX + 20))
+    csv = io.BytesIO(f"event_id,lead_id,event_type\n{rows}".encode())
+    r = c.post(
+        "/import", data={"file": (csv, "e.csv", "text/csv")}, content_type="multipart/form-data", headers=tenant.auth
+    )
+    assert r.status_code == 429, r.json
+    first_refused = BATCH_MAX + 2  # the header is line 1
+    assert r.json["error"]["details"] == {"limit": ["unit"], "imported": [str(BATCH_MAX)], "line": [str(first_refused)]}
+    assert f"from line {first_refused} on were not imported" in r.json["error"]["message"]
+    assert stored(app) == BATCH_MAX
+    clock.advance(60)
+    rest = "".join(f"r{n},lead{n},x\n" for n in range(BATCH_MAX, BATCH_MAX + 20))  # from the line it named
+    again = c.post(
+        "/import",
+        data={"file": (io.BytesIO(f"event_id,lead_id,event_type\n{rest}".encode()), "e.csv", "text/csv")},
+        content_type="multipart/form-data",
+        headers=tenant.auth,
+    )
+    assert again.status_code == 202, again.json
+    assert (again.json["accepted"], again.json["duplicate"]) == (20, 0)
+    assert stored(app) == BATCH_MAX + 20
 
 
 def sign_in(client, email: str, password: str, address: str):

@@ -7,7 +7,7 @@ import logging
 from flask import Flask, current_app, request
 
 from config import Settings
-from webapp import auth, cors, errors, rate_limits, request_log
+from webapp import auth, console, cors, errors, rate_limits, request_log
 from webapp.app_state import AppState, close_db
 from webapp.blueprint import Api
 from webapp.ingest_lane import IngestLane
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     for blp in all_blueprints():
         api.register_blueprint(blp)
+    console.install(app)  # pages at /app, not operations of the API: outside the OpenAPI document
 
     request_log.install(app)  # first: its timer starts before any other hook can refuse the request
     app.before_request(rate_limits.limit_address)  # then a flood is refused before anything is looked up for it

@@ -54,6 +54,12 @@ def member_only(view, method: str) -> bool:
     return bool(_declared(view, "_member_only", method))
 
 
+def session_cookie(view, method: str) -> bool:
+    """Whether a member's console session cookie may stand for the Authorization header (the console's pages and the
+    stream its pages listen to); a state-changing request so signed in also needs its CSRF token (webapp/csrf.py)."""
+    return bool(_declared(view, "_session_cookie", method))
+
+
 def browser_allowed(view, method: str) -> bool:
     """Whether a write key (the credential a web page carries) may call the route."""
     return bool(_declared(view, "_browser", method))

@@ -16,14 +16,18 @@ from sqlalchemy import or_, select, update
 
 from models.accounts import WRITE_KEY, secret_matches
 from models.base import utcnow
+from models.change_history import CREDENTIAL, MEMBER, Actor
 from models.client_ids import issued_here, legacy_shape
 from models.members import role_in, session_member, start_session
 from models.tenancy import ApiCredential, Member
-from webapp import access
+from webapp import access, csrf
 from webapp.app_state import db, state
+from webapp.cookies import set_cookie
 from webapp.errors import ApiError, not_found
 
 ACTIVE_OU_COOKIE = "activeOu"
+ACTIVE_OU_SECONDS = 30 * 24 * 3600
+SESSION_COOKIE = "lp_session"  # the console's login: the member's token, HttpOnly (webapp/cookies.py)
 LAST_USED_EVERY = timedelta(minutes=1)  # how stale a credential's last_used_at may get: one write a minute at most
 log = logging.getLogger("leadpulse.auth")
 
@@ -50,6 +54,11 @@ class Principal:
     @property
     def grants(self) -> frozenset[str]:
         return access.grants(self.role, self.scopes)
+
+    @property
+    def actor(self) -> Actor:
+        """Who a change's history entry names: the member, else the credential (docs/history.md)."""
+        return Actor(MEMBER, self.member_id) if self.is_member else Actor(CREDENTIAL, self.credential_id)
 
 
 def unauthorized(message: str) -> ApiError:
@@ -219,16 +228,28 @@ def _from_bearer(token: str) -> Principal:
     return Principal(org_id=member.org_id, unit_id=unit_id, member_id=member.id, role=role, session_id=claims["jti"])
 
 
+def select_unit(response, unit_id: str) -> None:
+    """The member's pick of an active OU (checked again on every request: a role lost since selects nothing)."""
+    set_cookie(response, ACTIVE_OU_COOKIE, unit_id, max_age=ACTIVE_OU_SECONDS)
+
+
 def is_member_of(member_id: str, unit_id: str) -> bool:
     return role_in(db(), member_id, unit_id) is not None
 
 
-def authenticate() -> Principal | None:
+def authenticate(cookie_ok: bool = False) -> Principal | None:
+    """The caller of the Authorization header; without one, on a route that takes it (cookie_ok), the member of the
+    console's session cookie, whose state-changing requests must also carry its CSRF token."""
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     scheme = scheme.lower()
     if not header:
-        return None
+        token = request.cookies.get(SESSION_COOKIE) if cookie_ok else None
+        if not token:
+            return None
+        p = _from_bearer(token)
+        csrf.require_for_session(p.session_id)
+        return p
     if scheme == "basic" and value:
         return _from_basic(value.strip())
     if scheme == "bearer" and value:
@@ -245,7 +266,7 @@ def load_principal() -> None:
     need = access.need_of(view, request.method)
     if need is None:
         return
-    principal = authenticate()
+    principal = authenticate(access.session_cookie(view, request.method))
     if principal is None:
         raise unauthorized("authentication required")
     method = request.method

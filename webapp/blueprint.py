@@ -158,10 +158,11 @@ class Blueprint(flask_smorest.Blueprint):
                     any_body=any(getattr(v, "_accepts_any_body", False) for v in views),
                 )
 
-    def route(self, rule, *, aliases=(), need=None, browser=False, member_only=False, **options):
+    def route(self, rule, *, aliases=(), need=None, browser=False, member_only=False, session_cookie=False, **options):
         """aliases: more paths for the same view, each registered and documented like rule, as endpoint <name>_alias[_n].
         need: the permission the route needs when not the method's default (webapp/access.py); browser: write keys,
-        the credentials a web page carries, may call it; member_only: API credentials may not, whatever their scopes."""
+        the credentials a web page carries, may call it; member_only: API credentials may not, whatever their scopes;
+        session_cookie: the console's session cookie signs a member in here too (webapp/access.py session_cookie)."""
 
         def decorator(func):
             if need is not None:
@@ -171,6 +172,8 @@ class Blueprint(flask_smorest.Blueprint):
                 func._browser = True
             if member_only:
                 func._member_only = True
+            if session_cookie:
+                func._session_cookie = True
             endpoint = options.pop("endpoint", None) or func.__name__
             super(Blueprint, self).route(rule, endpoint=endpoint, **options)(func)
             for n, alias in enumerate(aliases):

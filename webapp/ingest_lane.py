@@ -48,7 +48,8 @@ class IngestLane:
         except ApiError as err:
             request_log.record("POST", environ["PATH_INFO"], err.status, request_log.elapsed_ms(t0), principal)
             self.served += 1
-            return self._json(err.status, error_payload(err.code, err.message), err.headers)(environ, start_response)
+            payload = error_payload(err.code, err.message, err.details)
+            return self._json(err.status, payload, err.headers)(environ, start_response)
         body = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(body)  # for Flask, should the lane hand the request on
         answer = (
@@ -80,7 +81,7 @@ class IngestLane:
         except Exception:
             return None
         try:
-            result = commit_events(self.state, principal.org_id, principal.unit_id, [incoming])[0]
+            result = commit_events(self.state, principal.org_id, principal.unit_id, [incoming], quota_taken=True)[0]
             status, payload, headers = 202, ingested_payload(incoming, result), limit_headers
         except Exception as exc:  # answered as the Flask app's error handlers answer it
             err = as_api_error(exc)

@@ -24,7 +24,7 @@ from webapp.errors import ApiError
 
 log = logging.getLogger("leadpulse.limits")
 
-ADDRESS, INGEST, API, WEBHOOK, LOGIN, VISITOR = "address", "ingest", "api", "webhook", "login", "visitor"
+ADDRESS, INGEST, API, WEBHOOK, LOGIN, VISITOR, UNIT = "address", "ingest", "api", "webhook", "login", "visitor", "unit"
 INGEST_BLUEPRINTS = frozenset(("ingest", "imports"))  # their routes take the `ingest` allowance, the rest `api`
 DECIDED = "leadpulse.rate_limit"  # environ: the lane already took this request's limits (its decision, or None)
 ADDRESS_SEEN = "leadpulse.address"  # environ: the request's source address, worked out once
@@ -82,12 +82,18 @@ def address_limit(settings, address: str, name: str = ADDRESS) -> Limit:
     )
 
 
-def enforce(app_state, limits: list[Limit]) -> Decision | None:
+def unit_limit(settings, unit_id: str) -> Limit:
+    """An OU's event quota: every event it is sent, by any caller or source, so one tenant's flood (a huge import, a
+    runaway tracker) cannot fill the scoring queue that every tenant shares."""
+    return Limit(UNIT, f"unit:{unit_id}", settings.rate_limit_unit)
+
+
+def enforce(app_state, limits: list[Limit], cost: int = 1) -> Decision | None:
     """Take the limits; past one, the 429 (observe mode: logged, let through). None: unchecked (off, no Redis)."""
     mode = app_state.settings.rate_limit_mode
     if mode == "off":
         return None
-    decision = app_state.limiter.take(limits)
+    decision = app_state.limiter.take(limits, cost)
     if decision is None or decision.allowed:
         return decision
     metrics.RATE_LIMITED.labels(limit=decision.refused.name, mode=mode).inc()
@@ -99,10 +105,16 @@ def enforce(app_state, limits: list[Limit]) -> Decision | None:
 
 def too_many(decision: Decision) -> ApiError:
     wait, rate = seconds(decision.retry_after), decision.refused.rate
+    what = (
+        f"this OU's event quota is {rate.count} events"
+        if decision.refused.name == UNIT
+        else f"too many requests: the {decision.refused.name} limit is {rate.count}"
+    )
     return ApiError(
         429,
         "rate_limited",
-        f"too many requests: the {decision.refused.name} limit is {rate.count} per {rate.seconds} s; retry in {wait} s",
+        f"{what} per {rate.seconds} s; retry in {wait} s",
+        {"limit": [decision.refused.name]},
         headers={"Retry-After": str(wait), **headers(decision)},
     )
 
@@ -157,11 +169,18 @@ def add_headers(response):
 
 
 def lane_limits(app_state, environ, principal: Principal) -> Decision | None:
-    """POST /ingest's lane: the address's and the credential's allowances in one Redis call; raises the 429. Flask,
-    should the lane hand the request on, does not count it again."""
+    """POST /ingest's lane: the address's and the credential's allowances and the OU's quota for its one event in one
+    Redis call; raises the 429. Flask, should the lane hand the request on, does not count it again."""
     address = client_address(environ, app_state.settings.trusted_proxies)
     settings = app_state.settings
-    decision = enforce(app_state, [address_limit(settings, address), caller_limit(settings, principal, INGEST)])
+    decision = enforce(
+        app_state,
+        [
+            address_limit(settings, address),
+            caller_limit(settings, principal, INGEST),
+            unit_limit(settings, principal.unit_id),
+        ],
+    )
     environ[DECIDED] = decision
     return decision
 
@@ -169,6 +188,17 @@ def lane_limits(app_state, environ, principal: Principal) -> Decision | None:
 def limit_login(app_state, address: str) -> None:
     """A sign-in attempt from this address (any email): the strict `login` allowance, on top of `address`'s."""
     enforce(app_state, [address_limit(app_state.settings, address, LOGIN)])
+
+
+def lane_took_quota() -> bool:
+    """POST /ingest's lane, handing its request on to Flask, has taken its one event from the OU's quota already."""
+    return DECIDED in request.environ
+
+
+def limit_unit(app_state, unit_id: str, events: int) -> None:
+    """Events about to be stored for an OU take from its quota, all of them or none (the lane took its one already)."""
+    if events:
+        enforce(app_state, [unit_limit(app_state.settings, unit_id)], cost=events)
 
 
 def limit_source(app_state, source_id: str) -> None:
@@ -193,6 +223,8 @@ def describe(p: Principal) -> dict:
         address_limit(settings, address),
         address_limit(settings, address, LOGIN),
     ]
+    if p.unit_id:  # a member with no OU chosen sends events nowhere
+        limits.append(unit_limit(settings, p.unit_id))
     read = app_state.limiter.take(limits, cost=0) if mode != "off" else None
     standings = {s.limit.name: s for s in read.standings} if read else {}
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
+from models.decay_forecast import forecast_for_lead
 from models.events import PENDING, SCORED
 from models.leads import Lead
+from models.levels import EngagementLevel
 from webapp.app_state import db
 from webapp.crud import scoped
 from webapp.errors import not_found
@@ -39,8 +41,30 @@ def get_lead(lead_id: str) -> Lead:
     return lead
 
 
+class LevelRefSchema(StrictSchema):
+    """A lead's level as every lead answer shows it (level_dump)."""
+
+    id = fields.String()
+    name = fields.String()
+    color = fields.String()
+
+
 def level_dump(level_id, name, color) -> dict | None:
     return {"id": level_id, "name": name, "color": color} if level_id else None
+
+
+def decay_forecast(lead: Lead) -> dict | None:
+    """{at, score, level}: when decay takes the lead below its level unless it is active first; None if it never
+    does (models/decay_forecast.py)."""
+    forecast = forecast_for_lead(db(), lead)
+    if forecast is None:
+        return None
+    level = db().get(EngagementLevel, forecast.level.id) if forecast.level else None
+    return {
+        "at": rfc3339(forecast.at),
+        "score": forecast.score,
+        "level": level_dump(level.id, level.name, level.color) if level else None,
+    }
 
 
 def event_dump(rows) -> list[dict]:
@@ -58,3 +82,29 @@ def event_dump(rows) -> list[dict]:
         }
         for r in rows
     ]
+
+
+class WhoSchema(StrictSchema):
+    kind = fields.String(
+        allow_none=True,
+        metadata={"description": "member, credential or system (null: not known, before history kept it)"},
+    )
+    id = fields.String(allow_none=True, metadata={"description": "the member's or API credential's id"})
+    name = fields.String(
+        allow_none=True, metadata={"description": "the member's email or the credential's name, as it was then"}
+    )
+
+
+class HistoryEntrySchema(StrictSchema):
+    """What every history entry (levels, rulesets) says: what was done, by whom, when (docs/history.md)."""
+
+    id = fields.String()
+    action = fields.String()
+    who = fields.Nested(WhoSchema)
+    created_at = UTCDateTime()
+
+
+def history_entry(entry, **details) -> dict:
+    """A history entry's common fields (models/base.py ActorColumns for who), and what its kind adds."""
+    who = {"kind": entry.actor_kind, "id": entry.actor, "name": entry.actor_name}
+    return {"id": entry.id, "action": entry.action, "who": who, "created_at": entry.created_at, **details}

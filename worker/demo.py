@@ -12,6 +12,7 @@ from integrations.hubspot_sync import sync_contacts, token_for
 from integrations.slack_alerts import deliver_alerts, examine_all
 from integrations.slack_store import resolve
 from models.accounts import bootstrap_tenant, load_or_create_secret
+from models.change_history import SYSTEM, Actor
 from models.db import session_factory
 from models.hubspot import HubSpotConnection
 from models.hubspot_sync_state import pending_contacts
@@ -45,7 +46,7 @@ def run_demo(settings: Settings, unit_id: str | None = None) -> str:
     org_id, unit_id, credential = pick_unit(Session, settings, unit_id)
     try:
         with Session() as s, s.begin():
-            seeded = seed_unit(s, org_id, unit_id, actor="leadpulse demo")
+            seeded = seed_unit(s, org_id, unit_id, actor=Actor(SYSTEM, name="leadpulse demo"))
     except SeedRefused as exc:
         raise SystemExit(f"demo: {exc}") from None
     while True:  # score here with the workers' code, so the table is final without a running worker

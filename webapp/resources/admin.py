@@ -22,7 +22,7 @@ def seed():
     unit_id = current_unit()
     session = db()
     try:
-        out = seed_unit(session, p.org_id, unit_id, actor=p.member_id)
+        out = seed_unit(session, p.org_id, unit_id, actor=p.actor)
     except SeedRefused as exc:
         raise ApiError(409, "conflict", str(exc))
     session.commit()
@@ -45,7 +45,7 @@ def wipe():
     """Remove what seeding created and nothing else; the OU's own leads are rescored without the demo ruleset."""
     unit_id = current_unit()
     session = db()
-    out = wipe_seed(session, unit_id)
+    out = wipe_seed(session, unit_id, principal().actor)
     session.commit()
     try_enqueue_options(unit_id)
     try_kick_alerts(state(), unit_id)

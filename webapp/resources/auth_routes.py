@@ -5,16 +5,14 @@ from __future__ import annotations
 from flask import jsonify, make_response
 from marshmallow import fields, validate
 
-from models.members import end_session
 from models.tenancy import Member
-from webapp import audit_trail
 from webapp.app_state import db
-from webapp.auth import ACTIVE_OU_COOKIE, principal, public, sign_in
+from webapp.auth import ACTIVE_OU_COOKIE, principal, public
 from webapp.blueprint import Blueprint
 from webapp.cookies import delete_cookie
 from webapp.rate_limits import request_address
 from webapp.schema_base import StrictSchema
-from webapp.services.login import verify_login
+from webapp.services.login import log_in, log_out
 
 blp = Blueprint("auth", __name__, description="Authentication")
 
@@ -43,13 +41,7 @@ class MeSchema(StrictSchema):
 def login(data):
     """Failed attempts hold the email at the address they came from for a while (429 with Retry-After), and a
     guess spread over many addresses holds it everywhere the member has not signed in from: docs/rate-limits.md."""
-    email = data["email"].strip().lower()
-    # Only the email tried, under no OU, known member or not, until it signs in: where the entry goes never depends
-    # on whether the email exists (docs/audit-log.md).
-    audit_trail.attribute(email=email)
-    member = verify_login(email, data["password"], request_address())
-    audit_trail.attribute(org_id=member.org_id, member_id=member.id, email=member.email)
-    token, expires_at = sign_in(member)
+    _, token, expires_at = log_in(data["email"], data["password"], request_address())
     return jsonify(
         {"token": token, "token_type": "Bearer", "expires_at": expires_at.isoformat().replace("+00:00", "Z")}
     )
@@ -58,9 +50,7 @@ def login(data):
 @blp.route("/auth/logout", methods=["POST"], need="member", statuses=(204,))
 def logout():
     """Ends this login: its token stops working at once, on every web process."""
-    session = db()
-    end_session(session, principal().session_id)
-    session.commit()
+    log_out(principal().session_id)
     resp = make_response("", 204)
     resp.delete_cookie(ACTIVE_OU_COOKIE)
     return resp

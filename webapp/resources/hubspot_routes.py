@@ -2,32 +2,24 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import jsonify
 from marshmallow import fields, validate
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from integrations.hubspot import HubSpotAdapter, HubSpotAuthError, HubSpotError
-from integrations.hubspot_sync import TOKEN_PURPOSE, ensure_options
-from integrations.rate_limit import RateLimited
-from integrations.secretbox import encrypt
-from models.hubspot import HubSpotConnection, HubSpotContact, HubSpotPendingCreation
+from models.hubspot import HubSpotConnection, HubSpotContact
 from models.hubspot_sync_state import reset_sync, sync_counts
-from models.integration_defaults import default_serves
 from models.lead_identity import primary_email
 from models.leads import Lead
-from models.level_queries import level_options
-from webapp.app_state import close_db, db, state
+from webapp.app_state import db
 from webapp.auth import current_unit
 from webapp.blueprint import Blueprint
 from webapp.crud import paginate
 from webapp.errors import ApiError
 from webapp.schema_base import PageArgs, StrictSchema, rfc3339
-from worker.jobs import kick_hubspot_sync
+from webapp.services.hubspot_connect import connect_hubspot, try_kick_sync
+from webapp.services.integration_status import hubspot_status
 
 blp = Blueprint("hubspot", __name__, description="HubSpot integration")
-log = logging.getLogger("leadpulse.hubspot")
 
 
 class ConnectSchema(StrictSchema):
@@ -42,34 +34,9 @@ class ConnectSchema(StrictSchema):
     create_missing_contacts = fields.Boolean(load_default=False)
 
 
-def status(unit_id: str) -> dict:
-    """What the OU sees: never the token, only where it comes from and how syncing goes."""
-    conn = db().get(HubSpotConnection, unit_id)
-    settings = state().settings
-    by_default = conn is None and settings.hubspot_access_token and default_serves(db(), settings, unit_id)
-    source = "ou" if conn else ("environment" if by_default else None)
-    return {
-        "connected": source is not None,
-        "token_source": source,
-        "portal_id": conn.portal_id if conn else None,
-        "properties_ready": bool(conn and conn.properties_ready),
-        "create_missing_contacts": bool(conn and conn.create_missing_contacts),
-        "connected_at": rfc3339(conn.connected_at) if conn else None,
-        "last_sync_at": rfc3339(conn.last_sync_at) if conn else None,
-        "last_error": conn.last_error if conn else None,
-        "level_options_current": bool(conn and conn.options_synced >= conn.options_wanted),
-        **dict(zip(("pending", "failed"), sync_counts(db(), unit_id))),
-        "pending_creations": db()
-        .execute(
-            select(func.count()).select_from(HubSpotPendingCreation).where(HubSpotPendingCreation.unit_id == unit_id)
-        )
-        .scalar(),
-    }
-
-
 @blp.route("/integrations/hubspot", methods=["GET"])
 def get_status():
-    return jsonify(status(current_unit()))
+    return jsonify(hubspot_status(current_unit()))
 
 
 @blp.route("/integrations/hubspot", methods=["PUT"], statuses=(502,))
@@ -77,53 +44,15 @@ def get_status():
 def connect(data):
     """Nothing is stored unless HubSpot accepts the token and the properties are in place."""
     unit_id = current_unit()
-    names, others = level_options(db(), unit_id)
-    close_db()  # no transaction held open across HubSpot calls
-    adapter = HubSpotAdapter(data["access_token"], state().settings.hubspot_api_base)
-    try:
-        portal_id = adapter.portal_id()
-        ensure_options(state().redis, adapter, data["access_token"], names, others, portal_id)
-    except HubSpotAuthError as exc:
-        raise ApiError(
-            400,
-            "invalid_token",
-            f"HubSpot rejected the access token: {exc.message}",
-            {"access_token": ["rejected by HubSpot"]},
-        ) from exc
-    except HubSpotError as exc:
-        raise ApiError(502, "hubspot_unavailable", f"HubSpot failed ({exc.status}): {exc.message}") from exc
-    except RateLimited as exc:  # another OU of this portal is updating the options right now
-        raise ApiError(
-            503,
-            "busy",
-            "HubSpot's properties are being updated for another unit; retry shortly",
-            headers={"Retry-After": str(int(exc.wait) + 1)},
-        ) from exc
-    session = db()
-    conn = session.get(HubSpotConnection, unit_id) or HubSpotConnection(unit_id=unit_id)
-    conn.token_encrypted = encrypt(state().secret_key, TOKEN_PURPOSE, data["access_token"])
-    conn.portal_id, conn.properties_ready = portal_id, True
-    conn.create_missing_contacts, conn.last_error = data["create_missing_contacts"], None
-    conn.options_wanted = conn.options_synced = (conn.options_wanted or 0) + 1  # just pushed by ensure_properties
-    session.add(conn)
-    session.commit()
-    try_kick_sync(unit_id)  # deliver what waited while HubSpot was not configured
-    return jsonify(status(unit_id))
-
-
-def try_kick_sync(unit_id: str) -> None:
-    """Enqueue the OU's contact sync; if Redis is down, the sweep does it."""
-    try:
-        kick_hubspot_sync(state().redis, state().settings.queue_name, unit_id)
-    except Exception as exc:
-        log.warning("could not enqueue the HubSpot sync (%s); the sweep will", exc.__class__.__name__)
+    connect_hubspot(unit_id, data["access_token"], data["create_missing_contacts"])
+    return jsonify(hubspot_status(unit_id))
 
 
 @blp.route("/integrations/hubspot/sync", methods=["POST"], statuses=(202, 409))
 def resync():
     """Write every lead of the OU to HubSpot again (after a restore, or to clear old failures)."""
     unit_id = current_unit()
-    if not status(unit_id)["connected"]:
+    if not hubspot_status(unit_id)["connected"]:
         raise ApiError(409, "not_connected", "connect HubSpot first: PUT /integrations/hubspot")
     session = db()
     reset_sync(session, unit_id)

@@ -1,4 +1,4 @@
-"""One lead: its detail, score, aliases, metadata (PUT replaces, PATCH merges), activity, and its deletion."""
+"""One lead: its detail, score and why it has it, aliases, metadata (PUT replaces, PATCH merges), activity, deletion."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from marshmallow import fields, validate
 
 from models import lead_ops
 from models.base import utcnow
+from models.explain import explain_lead
 from models.lead_delete import latest_deletion, request_deletion
 from models.lead_identity import aliases_of, primary_emails
 from models.lead_metadata import merged_metadata
@@ -18,17 +19,81 @@ from webapp.app_state import db, state
 from webapp.auth import current_unit
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError, not_found
-from webapp.representations import SCORE_BOUND, LeadSchema, event_dump, get_lead, level_dump
+from webapp.representations import SCORE_BOUND, LeadSchema, decay_forecast, event_dump, get_lead, level_dump
 from webapp.schema_base import StrictSchema, UTCDateTime, rfc3339
 from webapp.services.leads import set_metadata
 from worker.jobs import enqueue_lead_deletion
 
 log = logging.getLogger("leadpulse.leads")
+MAX_EXPLAIN_HOURS = 24 * 366
 blp = Blueprint("lead", __name__, description="One lead: detail, score, aliases, metadata, activity, deletion")
 
 
 class ScoreQuery(StrictSchema):
     ruleset_id = fields.String(validate=validate.Length(min=1, max=36))
+
+
+class ExplainArgs(StrictSchema):
+    hours = fields.Integer(
+        load_default=24,
+        validate=validate.Range(min=1, max=MAX_EXPLAIN_HOURS),
+        metadata={"description": "the window of top_drivers and decay_applied, in hours back from now"},
+    )
+
+
+class DriverSchema(StrictSchema):
+    event_type = fields.String()
+    rule_id = fields.String(allow_none=True, metadata={"description": "the rule, or for DECAY the decay rule"})
+    points = fields.Integer(
+        metadata={"description": "the rule's published weight times count (decay: the points taken)"}
+    )
+    count = fields.Integer()
+
+
+class SnapshotRuleSchema(StrictSchema):
+    ruleset_id = fields.String()
+    rule_id = fields.String()
+    event_type = fields.String()
+    weight = fields.Integer()
+    active = fields.Boolean()
+    start_at = fields.String(allow_none=True)
+    end_at = fields.String(allow_none=True)
+
+
+class LedgerPartSchema(StrictSchema):
+    kind = fields.String(metadata={"description": "rule, decay, or floor (what the floor at 0 added back)"})
+    points = fields.Integer()
+    count = fields.Integer(metadata={"description": "deltas of this rule; for floor, the deltas the floor changed"})
+    rule_id = fields.String(allow_none=True)
+    event_type = fields.String(allow_none=True)
+    weight = fields.Integer(allow_none=True)
+
+
+class LedgerSchema(StrictSchema):
+    ruleset_id = fields.String()
+    name = fields.String()
+    is_primary = fields.Boolean()
+    status = fields.String()
+    score = fields.Integer(metadata={"description": "the ruleset's stored score: the parts' points sum to it"})
+    parts = fields.List(fields.Nested(LedgerPartSchema))
+
+
+class ExplanationSchema(StrictSchema):
+    lead_id = fields.String()
+    ruleset_id = fields.String(allow_none=True, metadata={"description": "the ruleset top_drivers are read from"})
+    score = fields.Integer()
+    range_hours = fields.Integer()
+    top_drivers = fields.List(fields.Nested(DriverSchema))
+    snapshot = fields.List(fields.Nested(SnapshotRuleSchema))
+    surge_boost = fields.List(fields.Dict())
+    surge_total = fields.Integer()
+    surge_event_count = fields.Integer()
+    decay_applied = fields.Integer(metadata={"description": "points decay took in the window (0 or less)"})
+    ledger = fields.List(fields.Nested(LedgerSchema), metadata={"description": "every ruleset, primary first"})
+    decay_forecast = fields.Dict(
+        allow_none=True,
+        metadata={"description": "{at, score, level} as in GET /lead/{id}: null unless decay moves it down"},
+    )
 
 
 class MetadataSchema(StrictSchema):
@@ -62,6 +127,7 @@ def lead_detail(lead_id):
     body["level"] = _level_of(lead)
     body["aliases"] = alias_dump(aliases_of(db(), lead.pk))
     body["primary_email"] = primary_emails(db(), [lead.pk]).get(lead.pk)
+    body["decay_forecast"] = decay_forecast(lead)
     return jsonify({"lead": body, "account": None})
 
 
@@ -82,8 +148,20 @@ def lead_score(args, lead_id):
             "engagement_scores": scores,
             "profile_scores": {},
             "level": _level_of(lead),
+            "decay_forecast": decay_forecast(lead),
         }
     )
+
+
+@blp.route("/lead/<lead_id>/score-explain", methods=["GET"])
+@blp.arguments(ExplainArgs, location="query")
+@blp.response(200, ExplanationSchema)
+def score_explain(args, lead_id):
+    """Why the lead has its score: recent top drivers, the published weights, and a ledger per ruleset that sums to it."""
+    lead = get_lead(lead_id)
+    explanation = explain_lead(db(), lead, args["hours"])
+    explanation.decay_forecast = decay_forecast(lead)
+    return explanation
 
 
 @blp.route("/lead/<lead_id>/aliases", methods=["GET"], aliases=("/leads/<lead_id>/aliases",))

@@ -7,19 +7,17 @@ import logging
 from marshmallow import ValidationError, fields, validate, validates_schema
 from sqlalchemy import func, select
 
-from models.hubspot_sync_state import request_options_sync
-from models.level_queries import level_snapshot
 from models.level_rules import COLOR_RE, LevelSpec, LevelTableError, validate_table
 from models.levels import DEFAULT_COLOR, EngagementLevel, LevelHistory
 from models.reclassify import reclassify_unit
-from webapp.app_state import db, state
+from webapp.app_state import db
 from webapp.auth import principal
 from webapp.blueprint import Blueprint
-from webapp.crud import Crud, register_crud, scoped
+from webapp.crud import Crud, paginate, register_crud, scoped
 from webapp.errors import ApiError
-from webapp.schema_base import StrictSchema, UTCDateTime
-from webapp.services.levels import try_enqueue_options
-from worker.jobs import try_kick_alerts
+from webapp.representations import HistoryEntrySchema, history_entry
+from webapp.schema_base import PageArgs, StrictSchema, UTCDateTime
+from webapp.services.levels import after_level_commit, level_table_changed, revert_levels
 
 blp = Blueprint("levels", __name__, description="Engagement levels")
 log = logging.getLogger("leadpulse.levels")
@@ -86,25 +84,15 @@ class LevelCrud(Crud):
         if count <= 1:
             raise ApiError(400, "last_level", "cannot delete the last engagement level; add another first")
         # Move its leads first, so each move is recorded (ON DELETE SET NULL would erase them silently).
-        reclassify_unit(session, obj.unit_id, exclude_level_id=obj.id)
+        reclassify_unit(session, obj.unit_id, exclude_level_ids=(obj.id,))
 
     def after_change(self, session, obj, action):
-        p = principal()
-        session.add(
-            LevelHistory(
-                unit_id=obj.unit_id,
-                actor=p.member_id or p.credential_id,
-                action=action,
-                snapshot=level_snapshot(session, obj.unit_id),
-            )
-        )
-        session.flush()
-        reclassify_unit(session, obj.unit_id)
-        request_options_sync(session, obj.unit_id)
+        if action != "delete":  # before_delete moved the deleted level's leads already
+            reclassify_unit(session, obj.unit_id)
+        level_table_changed(session, obj.unit_id, action)
 
     def after_commit(self, obj, action):
-        try_enqueue_options(obj.unit_id)
-        try_kick_alerts(state(), obj.unit_id)
+        after_level_commit(obj.unit_id)
 
 
 register_crud(
@@ -116,3 +104,50 @@ register_crud(
     list_key="levels",
     update_schema=LevelUpdateSchema(partial=True),
 )
+
+
+class LevelSnapshotSchema(StrictSchema):
+    id = fields.String()
+    name = fields.String()
+    min_score = fields.Integer()
+    max_score = fields.Integer(allow_none=True)
+    color = fields.String()
+    order = fields.Integer()
+
+
+class LevelHistoryEntrySchema(HistoryEntrySchema):
+    action = fields.String(metadata={"description": "create, update, delete, revert, seed or wipe-seed"})
+    levels = fields.List(fields.Nested(LevelSnapshotSchema), metadata={"description": "the whole table after it"})
+    reverted_from = fields.String(
+        allow_none=True, metadata={"description": "a revert: the entry whose table it restored"}
+    )
+
+
+ENTRIES = LevelHistoryEntrySchema(many=True)
+
+
+def entry_fields(entry: LevelHistory) -> dict:
+    return history_entry(entry, levels=entry.snapshot, reverted_from=entry.reverted_from)
+
+
+@blp.route("/engagement-levels/history", methods=["GET"])
+@blp.arguments(PageArgs, location="query")
+def level_history(args):
+    """Every change of the level table, newest first: who, when, what, and the whole table after it (docs/history.md).
+    With page or limit: {history, total, page, limit}; without: the newest 500 as an array."""
+    return paginate(
+        scoped(LevelHistory),
+        args,
+        dump=lambda rows: ENTRIES.dump(entry_fields(row[0]) for row in rows),
+        key="history",
+        order_by=(LevelHistory.created_at.desc(), LevelHistory.id.desc()),
+    )
+
+
+@blp.route("/engagement-levels/history/<entry_id>/revert", methods=["POST"])
+@blp.response(200, LevelHistoryEntrySchema)
+def revert_level_table(entry_id):
+    """Restore that entry's table: every lead is reclassified at once, HubSpot's engagement_level options follow, a
+    Slack digest (not one alert per lead) tells of the leads it moved into the alert level; answers the revert's own
+    history entry."""
+    return entry_fields(revert_levels(entry_id))

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from flask import jsonify
 from marshmallow import fields, validate
-from sqlalchemy import select
 
 from models.accounts import create_unit, unique_slug
+from models.members import member_units
 from models.tenancy import Membership, Organization, OrgUnit
 from webapp.app_state import db
-from webapp.auth import ACTIVE_OU_COOKIE, is_member_of, principal
+from webapp.auth import is_member_of, principal, select_unit
 from webapp.blueprint import Blueprint
-from webapp.cookies import set_cookie
 from webapp.errors import not_found
 from webapp.schema_base import StrictSchema, UTCDateTime
 
@@ -45,12 +44,7 @@ def _member_unit(member_id: str, unit_id: str) -> OrgUnit:
 def list_units():
     p = principal()
     session = db()
-    units = session.execute(
-        select(OrgUnit)
-        .join(Membership, Membership.unit_id == OrgUnit.id)
-        .where(Membership.member_id == p.member_id)
-        .order_by(OrgUnit.created_at)
-    ).scalars()
+    units = [unit for unit, _ in member_units(session, p.member_id)]
     org = session.get(Organization, p.org_id)
     return jsonify({"units": UnitSchema(many=True).dump(units), "organization": {"org_id": org.id, "name": org.name}})
 
@@ -87,5 +81,5 @@ def activate(data):
     unit = _member_unit(p.member_id, data["ouId"])
     resp = jsonify({"active_ou": unit.id, "name": unit.name})
     resp.headers["X-OU-ID"] = unit.id
-    set_cookie(resp, ACTIVE_OU_COOKIE, unit.id, max_age=30 * 24 * 3600)
+    select_unit(resp, unit.id)
     return resp

@@ -14,7 +14,7 @@ from sqlalchemy import delete, select
 
 from integrations.secretbox import decrypt
 from integrations.slack import SlackAdapter, SlackError, authorize_url_base
-from integrations.slack_alerts import CONFIG_ERRORS, alert_counts
+from integrations.slack_alerts import CONFIG_ERRORS
 from integrations.slack_store import (
     CLIENT_SECRET_PURPOSE,
     STATE_TTL_SECONDS,
@@ -32,7 +32,8 @@ from webapp.auth import current_unit, plausible_id, principal, public
 from webapp.blueprint import Blueprint
 from webapp.cookies import delete_cookie, set_cookie
 from webapp.errors import ApiError
-from webapp.schema_base import StrictSchema, rfc3339
+from webapp.schema_base import StrictSchema
+from webapp.services.integration_status import slack_status
 from worker.jobs import try_kick_alerts
 
 blp = Blueprint("slack", __name__, description="Slack integration")
@@ -74,32 +75,7 @@ def _slack_app(org_id: str) -> tuple[str, str] | None:
 
 
 def status(unit_id: str) -> dict:
-    """Where alerts go and how delivery is doing; "not configured" says alerts wait, nothing is lost."""
-    conn = db().get(SlackConnection, unit_id)
-    target = resolve(db(), unit_id, conn, state().settings, state().secret_key)
-    counts = alert_counts(db(), unit_id)
-    if not target.ready:
-        delivery = "not configured"
-    else:
-        delivery = "error" if conn is not None and conn.last_error else "ok"
-    can_install = db().get(SlackApp, principal().org_id) is not None
-    return {
-        "connected": target.token is not None,
-        "token_source": target.token_source,
-        "team_name": conn.team_name if conn else None,
-        "team_id": conn.team_id if conn else None,
-        "bot_user_id": conn.bot_user_id if conn else None,
-        "updated_at": rfc3339(conn.updated_at) if conn else None,
-        "default_target_kind": target.kind,
-        "default_target_id": target.target_id,
-        "authorize_url": external_url(url_for("slack.install_redirect")) if can_install else None,
-        "alerts": {
-            "delivery": delivery,
-            **counts,
-            "last_error": conn.last_error if conn else None,
-            "last_sent_at": rfc3339(conn.last_sent_at) if conn else None,
-        },
-    }
+    return slack_status(unit_id, external_url(url_for("slack.install_redirect")))
 
 
 @blp.route("/integrations/slack", methods=["GET"], member_only=True, statuses=())

@@ -23,7 +23,9 @@ class StreamArgs(StrictSchema):
     ouId = fields.String(validate=validate.Length(min=1, max=36))
 
 
-@blp.route("/stream", methods=["GET"], statuses=(404,))
+# The console's pages listen here with EventSource, which cannot send an Authorization header: their session cookie
+# signs them in (a GET changes nothing, so it needs no CSRF token).
+@blp.route("/stream", methods=["GET"], statuses=(404,), session_cookie=True)
 @blp.arguments(StreamArgs, location="query")
 def stream(args):
     """Only the caller's OU: another OU's id is a 404. A client costs a queue, not a Redis connection or a thread."""

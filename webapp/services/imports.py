@@ -69,7 +69,13 @@ def import_events(stream, quiet: bool, org_id: str, unit_id: str) -> dict:
     errors: list[dict] = []
     rows = numbered_rows()
     while chunk := list(islice(rows, BATCH_MAX)):
-        for result in ingest_items(chunk, org_id, unit_id, event):
+        try:
+            results = ingest_items(chunk, org_id, unit_id, event)
+        except ApiError as exc:
+            if exc.status != 429:
+                raise
+            raise quota_spent(exc, chunk[0][0], counts) from exc
+        for result in results:
             counts[result["status"]] += 1
             if result["status"] == "rejected" and len(errors) < MAX_ERRORS:
                 errors.append({"line": result["index"], "error": result["error"]["details"]})
@@ -82,3 +88,16 @@ def import_events(stream, quiet: bool, org_id: str, unit_id: str) -> dict:
             {"file": [str(exc)], "imported": [str(counts["accepted"] + counts["duplicate"])]},
         )
     return {**counts, "skip_triggers": quiet, "errors": errors, "errors_truncated": counts["rejected"] > len(errors)}
+
+
+def quota_spent(exc: ApiError, line: int, counts: dict) -> ApiError:
+    """The OU's event quota ran out mid-file: say where, so the rest can be sent from that line after Retry-After
+    (every row sent takes from the quota, duplicates too: a whole file again costs it whole)."""
+    imported = counts["accepted"] + counts["duplicate"]
+    return ApiError(
+        429,
+        exc.code,
+        f"{exc.message}: rows from line {line} on were not imported; rows before it were",
+        {**exc.details, "imported": [str(imported)], "line": [str(line)]},
+        headers=exc.headers,
+    )

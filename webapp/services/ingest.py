@@ -10,6 +10,7 @@ from marshmallow import ValidationError
 from sqlalchemy.exc import IntegrityError
 
 from models.base import utcnow
+from models.decay_pass import KEY_PREFIX as DECAY_KEY_PREFIX
 from models.ingest import IncomingEvent, IngestConflict, public_ids
 from models.lead_identity import normalize_alias
 from models.lead_metadata import metadata_within
@@ -17,6 +18,7 @@ from webapp import metrics
 from webapp.app_state import close_db, state
 from webapp.auth import current_unit, principal
 from webapp.errors import ApiError, field_paths
+from webapp.rate_limits import lane_took_quota, limit_unit
 from webapp.services.event_input import EventInSchema
 
 ITEM_SCHEMA = EventInSchema()  # one instance: marshmallow schemas are reusable across requests
@@ -45,6 +47,14 @@ def to_incoming(
             "validation_error",
             f"{key_header} must be 1-200 printable characters",
             {key_header: ["1-200 printable characters"]},
+        )
+    if (key or header_key or "").startswith(DECAY_KEY_PREFIX):  # else a client could hold a decay period's place
+        field = "event_id" if key else key_header
+        raise ApiError(
+            400,
+            "validation_error",
+            f"{field} must not start with '{DECAY_KEY_PREFIX}': decay events' keys do",
+            {field: [f"starts with '{DECAY_KEY_PREFIX}'"]},
         )
     aliases = [(a["alias_kind"], a["raw_value"]) for a in data.get("aliases", [])]
     if "alias" in data:
@@ -88,8 +98,10 @@ def rejection(exc: ValidationError | ApiError) -> dict:
     return {"code": exc.code, "message": exc.message, "details": exc.details or {"_schema": [exc.message]}}
 
 
-def commit_events(app_state, org_id: str, unit_id: str, incoming: list[IncomingEvent]):
+def commit_events(app_state, org_id: str, unit_id: str, incoming: list[IncomingEvent], quota_taken: bool = False):
     """Commit with concurrent requests (group commit), without a Flask request (the lane calls it); a 503 only for events not written."""
+    if not quota_taken:
+        limit_unit(app_state, unit_id, len(incoming))
     try:
         results = app_state.committer.submit(org_id, unit_id, incoming)
     except (FutureTimeout, IngestConflict, IntegrityError):  # IntegrityError: its lead was deleted meanwhile
@@ -112,7 +124,7 @@ def store(incoming: list[IncomingEvent], org_id: str | None = None, unit_id: str
     if unit_id is None:
         org_id, unit_id = principal().org_id, current_unit()
     close_db()  # release this request's connection (and SQLite's write lock) before the committer needs it
-    return commit_events(state(), org_id, unit_id, incoming)
+    return commit_events(state(), org_id, unit_id, incoming, quota_taken=lane_took_quota())
 
 
 def ingested_payload(incoming: IncomingEvent, result) -> dict:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 
 from integrations.request_limits import LimitsUnavailable, seconds
 from models.accounts import password_matches
+from models.members import end_session
 from models.tenancy import Member
+from webapp import audit_trail
 from webapp.app_state import db, state
-from webapp.auth import unauthorized
+from webapp.auth import sign_in, unauthorized
 from webapp.errors import ApiError
 from webapp.offload import off_loop
 from webapp.rate_limits import limit_login
@@ -45,3 +49,22 @@ def verify_login(email: str, password: str, address: str) -> Member:
         raise unauthorized("invalid email or password")
     app_state.lockout.succeeded(email, address)
     return member
+
+
+def log_in(email: str, password: str, address: str) -> tuple[Member, str, datetime]:
+    """(member, token, expiry) of a new login session, for the API's and the console's sign-in alike. Its audit entry
+    names only the email tried, under no OU, until it succeeds: where it goes never tells whether an email exists
+    (docs/audit-log.md)."""
+    email = email.strip().lower()
+    audit_trail.attribute(email=email)
+    member = verify_login(email, password, address)
+    audit_trail.attribute(org_id=member.org_id, member_id=member.id, email=member.email)
+    token, expires_at = sign_in(member)
+    return member, token, expires_at
+
+
+def log_out(session_id: str) -> None:
+    """Ends one login: its token (and the console cookie carrying it) stops working at once, on every web process."""
+    session = db()
+    end_session(session, session_id)
+    session.commit()

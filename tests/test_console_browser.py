@@ -1,0 +1,249 @@
+"""The console in a real headless Chromium (Debian's chromium, driven by Playwright; `make test` installs both): the app
+served over HTTP by a real server on PostgreSQL and Redis, one browser per test process, a new context per test."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from tests.auth_helpers import member_client
+from tests.conftest import Api
+from tests.helpers import REFERENCE_LEVELS, create_levels, ingest, published_ruleset, serving, settle
+from webapp.resources import stream as stream_resource
+
+CHROMIUM = os.environ.get("LEADPULSE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+WAIT_MS = 15_000  # the longest a page is waited for (live updates come within a second or two)
+SCREENSHOTS = os.environ.get("LEADPULSE_CONSOLE_SCREENSHOTS")  # a directory: the screenshot test writes its PNGs there
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium (apt-get install -y chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def site(app, monkeypatch):
+    monkeypatch.setattr(stream_resource, "HEARTBEAT_SECONDS", 1)  # a stream notices its browser left within a second
+    with serving(app, record=False) as url:  # the console's pages are not the API's operations; a stream is endless
+        yield url
+
+
+@pytest.fixture
+def page(browser, site):
+    """A fresh browser context (its own cookies) at 1280 px; script errors and CSP refusals are collected."""
+    context = browser.new_context(base_url=site, viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    problems = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    page.problems, page.site = problems, site
+    yield page
+    context.close()
+
+
+def sign_in(page, client, tenant):
+    """Signed in as the tenant's Owner without the form (test_signing_in_and_out drives that): the session a sign-in
+    makes, in the cookies the form would set; then the Leads page."""
+    token = client.post("/auth/login", json={"email": tenant.email, "password": tenant.password}).json["token"]
+    url = page.site
+    page.context.add_cookies(
+        [
+            {"name": "lp_session", "value": token, "url": url, "httpOnly": True, "secure": True, "sameSite": "Lax"},
+            {
+                "name": "activeOu",
+                "value": tenant.unit_id,
+                "url": url,
+                "httpOnly": True,
+                "secure": True,
+                "sameSite": "Lax",
+            },
+        ]
+    )
+    page.goto("/app/leads")
+
+
+def no_console_errors(page, allowed=()):
+    """No script error and no CSP refusal (an inline script or style would be one)."""
+    left = [p for p in page.problems if not any(a in p for a in allowed)]
+    assert left == [], left
+
+
+def test_signing_in_and_out(page, tenant):
+    page.goto("/app/leads")
+    assert re.search(r"/app/sign-in\?next=", page.url)  # no session: sent to sign in, never an error
+    page.get_by_label("Email").fill(tenant.email)
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    alert = page.get_by_role("alert")
+    assert "invalid email or password" in alert.inner_text()
+    assert page.get_by_label("Email").input_value() == tenant.email  # kept for the next try
+    page.get_by_label("Password").fill(tenant.password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r"/app/leads$"))  # where it was going, in its only OU
+    assert page.get_by_role("heading", name="Leads", exact=True).is_visible()
+    cookies = {c["name"]: c for c in page.context.cookies()}
+    assert cookies["lp_session"]["httpOnly"] and cookies["lp_session"]["sameSite"] == "Lax"
+    assert page.evaluate("document.cookie").find("lp_session") == -1  # no script can read the session
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(re.compile(r"/app/sign-in$"))
+    page.goto("/app/levels")
+    assert "/app/sign-in" in page.url
+    no_console_errors(page, allowed=("401",))
+
+
+def test_creating_the_reference_levels_and_an_overlap_refused_inline(page, client, tenant):
+    sign_in(page, client, tenant)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Levels").click()
+    page.wait_for_url(re.compile(r"/app/levels$"))
+    assert page.get_by_role("heading", name="No levels yet").is_visible()
+    page.get_by_role("button", name="Create levels").click()
+    rows = page.locator("table.levels tbody tr")
+    rows.first.wait_for()
+    assert [r.split("\t")[0].strip() for r in rows.all_inner_texts()] == [lv["name"] for lv in REFERENCE_LEVELS]
+    assert page.get_by_role("status").inner_text().startswith("Created Cold, Warm, Hot, Very Hot")
+    assert page.locator(".range-bar svg.bar rect").count() == 4
+
+    page.get_by_label("Name").fill("Lukewarm")
+    page.get_by_label("Min score").fill("10")
+    page.get_by_label("Max score").fill("30")
+    page.get_by_role("button", name="Add level").click()
+    alert = page.get_by_role("alert")
+    alert.wait_for()
+    assert "score ranges overlap: 'Cold' (0-24) and 'Lukewarm' (10-30)" in alert.inner_text()
+    min_score = page.get_by_label("Min score")
+    assert min_score.get_attribute("aria-invalid") == "true" and min_score.input_value() == "10"
+    assert "overlap" in page.locator("#min_score-error").inner_text()
+    assert rows.count() == 4  # nothing was added
+    no_console_errors(page, allowed=("409", "400"))
+
+
+def test_events_sent_through_the_api_update_the_leads_table_live(page, app, client, tenant, run_worker):
+    api = Api(client, tenant)
+    create_levels(api)
+    published_ruleset(api, {"demo_request": 60, "page_view": 5})
+    ingest(api, "crm-1", "page_view")
+    settle(app, run_worker)
+    sign_in(page, client, tenant)
+    page.locator(".live-status.on").wait_for()  # subscribed: nothing sent from now on is missed
+    page.evaluate("window.notReloaded = true")
+    assert page.locator("#lead-total").inner_text() == "1"
+
+    sent = {"event_type": "demo_request", "aliases": [{"alias_kind": "email", "raw_value": "Ada@Example.com"}]}
+    assert api.post("/ingest", json=sent).status_code == 202
+    row = page.locator("tr", has_text="ada@example.com")
+    row.wait_for()  # the new lead, on screen before it is scored
+    settle(app, run_worker)
+    page.locator("tr[data-score='60']", has_text="ada@example.com").wait_for()
+    assert "Hot" in row.locator(".chip").inner_text()
+    assert page.locator("#lead-total").inner_text() == "2"
+    assert page.locator(".legend li[data-level] .count").all_inner_texts() == ["1", "0", "1", "0"]
+    assert page.locator("tbody tr").first.get_attribute("data-lead-id") != "crm-1"  # hottest first
+    assert page.evaluate("window.notReloaded") is True  # updated in place, not by a reload
+    no_console_errors(page)
+
+
+def test_opening_a_lead_and_another_ous_lead_is_a_404_page(page, app, client, tenant, other_tenant, run_worker):
+    api = Api(client, tenant)
+    create_levels(api)
+    published_ruleset(api, {"demo_request": 60, "page_view": 5})
+    ingest(api, "crm-7", "page_view", metadata={"url": "/pricing"})
+    ingest(api, "crm-7", "demo_request", aliases=[{"alias_kind": "email", "raw_value": "grace@example.com"}])
+    ingest(Api(client, other_tenant), "theirs-1", "page_view")
+    settle(app, run_worker)
+    sign_in(page, client, tenant)
+    page.get_by_role("link", name="grace@example.com").click()
+    page.wait_for_url(re.compile(r"/app/leads/crm-7$"))
+    assert page.locator("[data-score]").inner_text() == "65"
+    events = page.locator("table.events tbody tr").all_inner_texts()
+    assert [e.split("\t")[1:3] for e in events] == [["demo_request", "+60"], ["page_view", "+5"]]
+    assert "grace@example.com" in page.locator("section", has_text="Aliases").inner_text()
+    for slot in ("score-explain", "score-history", "decay-forecast"):
+        assert page.locator(f"[data-slot='{slot}']").is_visible()
+
+    response = page.goto("/app/leads/theirs-1")
+    assert response.status == 404
+    assert page.get_by_role("heading", name="Not found").is_visible()
+    assert "theirs" not in page.locator("main").inner_text()
+    no_console_errors(page, allowed=("404",))
+
+
+def test_the_pages_work_from_the_keyboard_and_fit_a_phone(page, app, client, tenant, run_worker):
+    """Also what takes the screenshots of docs/console/ (LEADPULSE_CONSOLE_SCREENSHOTS=docs/console)."""
+    owner = member_client(client, tenant)
+    assert client.post("/admin/seed", headers=owner).status_code == 201  # levels, a ruleset, six leads' events
+    api = Api(client, tenant)
+    for n, kind in enumerate(("page_view", "email_open", "pricing_page_view", "email_click", "webinar_attended") * 3):
+        sent = {"event_type": kind, "aliases": [{"alias_kind": "email", "raw_value": f"visitor{n % 9}@example.com"}]}
+        assert api.post("/ingest", json=sent).status_code == 202
+    settle(app, run_worker)
+    sign_in(page, client, tenant)
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to main content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    page.get_by_label("Email or lead id").focus()
+    page.keyboard.type("grace@")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"q=grace%40"))
+    assert page.locator("tbody tr").all_inner_texts()[0].startswith("grace@example.com")
+    page.keyboard.press("Tab")  # from the search box on through the filters, in order
+    assert page.evaluate("document.activeElement.id") == "level"
+    pages = {"/app/leads": "leads", "/app/leads/seed-ada": "lead", "/app/levels": "levels"}
+    pages |= {"/app/sources": "sources", "/app/credentials": "credentials", "/app/integrations": "integrations"}
+    for path, name in pages.items():
+        for width, height in ((1280, 800), (390, 844)):
+            page.set_viewport_size({"width": width, "height": height})
+            page.goto(path)
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"{path} is wider than a {width} px screen by {overflow} px"
+            unlabelled = page.evaluate(
+                "Array.from(document.querySelectorAll('input:not([type=hidden]), select'))"
+                ".filter(e => !(e.labels && e.labels.length)).map(e => e.name)"
+            )
+            assert unlabelled == [], f"{path}: fields without a label {unlabelled}"
+            if SCREENSHOTS:
+                page.screenshot(
+                    path=f"{SCREENSHOTS}/{name}-{'phone' if width < 800 else 'desktop'}.png", full_page=True
+                )
+    no_console_errors(page)
+
+
+def test_creating_a_webhook_source_and_copying_its_secret(page, client, tenant):
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=page.site)
+    sign_in(page, client, tenant)
+    page.get_by_role("link", name="Sources & access").click()
+    page.wait_for_url(re.compile(r"/app/sources$"))
+    page.get_by_label("Name").fill("Site tracker")
+    page.get_by_role("button", name="Add source").click()
+    shown = page.locator("#new-secret")
+    shown.wait_for()
+    secret = shown.inner_text().strip()
+    assert secret.startswith("whsec_")
+    page.get_by_role("button", name="Copy signing secret").click()
+    page.get_by_role("button", name="Copied signing secret").wait_for()
+    assert page.evaluate("navigator.clipboard.readText()") == secret
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Leads").click()
+    page.get_by_role("link", name="Sources & access").click()
+    page.locator("tr", has_text="Site tracker").wait_for()
+    assert secret not in page.content()  # shown once
+    no_console_errors(page)
