@@ -72,8 +72,9 @@ def test_every_operation_answers_what_the_document_says_whatever_it_is_sent(app,
     schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
     operations = [r.ok() for r in schema.get_all_operations()]
     deletions = [op for op in operations if op.method.upper() == "DELETE"][::-1]  # a rule before its ruleset
+    last = [*deletions, *(op for op in operations if op.label == "POST /auth/logout")]  # it ends the member's login
     failures = []
-    for operation in [op for op in operations if op not in deletions] + deletions:
+    for operation in [op for op in operations if op not in last] + last:
         if ONLY not in operation.label:
             continue
         raw = operation.definition.raw
