@@ -74,6 +74,50 @@ def test_every_operation_documents_its_statuses_in_the_real_error_envelope(clien
     assert "Retry-After" in spec["components"]["responses"]["TOO_MANY_REQUESTS"]["headers"]
 
 
+def answered_schemas(spec) -> set[str]:
+    """The component schemas success responses reach, through nesting too."""
+    found: set[str] = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/components/schemas/") and (name := ref.rsplit("/", 1)[1]) not in found:
+                found.add(name)
+                walk(spec["components"]["schemas"][name])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for _, _, op in operations(spec):
+        walk([response for status, response in op["responses"].items() if status.startswith("2")])
+    return found
+
+
+def test_every_success_documents_its_body(client, clean):
+    """A 2xx with a body names its content type and schema, so the fuzz (tests/test_fuzz_openapi.py) checks every
+    body an operation answers, including those of routes added later; a 204 has no body to describe."""
+    spec = client.get("/openapi.json").json
+    bare, with_body = [], []
+    for method, path, op in operations(spec):
+        for status, response in op["responses"].items():
+            content = response.get("content") or {}
+            if status == "204":
+                if content:
+                    with_body.append(f"{method.upper()} {path} 204")
+            elif status.startswith("2") and (not content or not all(m.get("schema") for m in content.values())):
+                bare.append(f"{method.upper()} {path} {status}")
+    assert not bare, "success responses without a schema (document them, e.g. @blp.alt_response):\n" + "\n".join(bare)
+    assert not with_body, with_body
+    schemas = spec["components"]["schemas"]
+    open_shapes = [name for name in answered_schemas(spec) if schemas[name].get("additionalProperties") is not False]
+    assert not open_shapes, f"our own shapes list every key (a StrictSchema): {open_shapes}"
+    assert set(spec["paths"]["/events/export"]["get"]["responses"]["200"]["content"]) == {"text/csv"}
+    assert set(spec["paths"]["/"]["get"]["responses"]["200"]["content"]) == {"application/json", "text/html"}
+    assert set(spec["paths"]["/stream"]["get"]["responses"]["200"]["content"]) == {"text/event-stream"}
+
+
 def test_the_check_fails_on_an_undeclared_status_or_an_error_outside_the_envelope(app, client, clean):
     spec = client.get("/openapi.json").json
     seen = Seen()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from models.events import PENDING, SCORED
+from models.events import PENDING, SCORED, STATUS_NAMES
 from models.leads import Lead
 from webapp.app_state import db
 from webapp.crud import scoped
@@ -39,8 +39,30 @@ def get_lead(lead_id: str) -> Lead:
     return lead
 
 
+class LevelRefSchema(StrictSchema):
+    """A lead's level as level_dump shows it."""
+
+    id = fields.String()
+    name = fields.String()
+    color = fields.String()
+
+
 def level_dump(level_id, name, color) -> dict | None:
     return {"id": level_id, "name": name, "color": color} if level_id else None
+
+
+class EventSchema(StrictSchema):
+    """An event as event_dump shows it."""
+
+    id = fields.String(metadata={"description": "LeadPulse's id of the stored event"})
+    lead_id = fields.String()
+    event_type = fields.String()
+    timestamp = UTCDateTime()
+    received_at = UTCDateTime()
+    metadata = fields.Dict(metadata={"description": "as sent"})
+    channel = fields.String(allow_none=True, metadata={"description": "metadata.channel as text; null when unset"})
+    status = fields.String(validate=validate.OneOf(list(STATUS_NAMES.values())))
+    suppressed_reason = fields.String(metadata={"description": "only for a suppressed event"})
 
 
 def event_dump(rows) -> list[dict]:
