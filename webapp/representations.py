@@ -3,6 +3,8 @@ so no blueprint imports another."""
 
 from __future__ import annotations
 
+import json
+
 from marshmallow import fields, validate
 
 from models.events import PENDING, SCORED, STATUS_NAMES
@@ -65,6 +67,13 @@ class EventSchema(StrictSchema):
     suppressed_reason = fields.String(metadata={"description": "only for a suppressed event"})
 
 
+def channel_text(metadata: dict | None) -> str | None:
+    """metadata.channel as text, as the database reads it for GET /channels and the channel filters: a number or an
+    object a client sent there is shown as its JSON, never handed on as another type."""
+    value = (metadata or {}).get("channel")
+    return value if value is None or isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
 def event_dump(rows) -> list[dict]:
     return [
         {
@@ -74,7 +83,7 @@ def event_dump(rows) -> list[dict]:
             "timestamp": rfc3339(r.occurred_at),
             "received_at": rfc3339(r.received_at),
             "metadata": r.metadata_ or {},
-            "channel": (r.metadata_ or {}).get("channel"),
+            "channel": channel_text(r.metadata_),
             "status": STATUS.get(r.status, "suppressed"),
             **({"suppressed_reason": r.suppressed_reason} if r.suppressed_reason else {}),
         }
