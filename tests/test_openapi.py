@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from html.parser import HTMLParser
 
 from flask_smorest.spec.plugins import FlaskPlugin
@@ -113,6 +114,9 @@ def test_every_success_documents_its_body(client, clean):
     schemas = spec["components"]["schemas"]
     open_shapes = [name for name in answered_schemas(spec) if schemas[name].get("additionalProperties") is not False]
     assert not open_shapes, f"our own shapes list every key (a StrictSchema): {open_shapes}"
+    level = schemas["LeadDetail"]["properties"]["level"]  # a nested schema or null: that schema, not any object
+    assert level == {"allOf": [{"$ref": "#/components/schemas/LevelRef"}], "nullable": True}
+    assert '{"type": "object", "nullable": true}' not in json.dumps(spec)
     assert set(spec["paths"]["/events/export"]["get"]["responses"]["200"]["content"]) == {"text/csv"}
     assert set(spec["paths"]["/"]["get"]["responses"]["200"]["content"]) == {"application/json", "text/html"}
     assert set(spec["paths"]["/stream"]["get"]["responses"]["200"]["content"]) == {"text/event-stream"}

@@ -49,6 +49,22 @@ class LevelRefSchema(StrictSchema):
     color = fields.String()
 
 
+class LeadMatchSchema(StrictSchema):
+    """A lead as search finds it: the start of the shapes GET /score and lists show."""
+
+    lead_id = fields.String()
+    score = fields.Integer()
+    level = fields.Nested(LevelRefSchema, allow_none=True)
+
+
+class LeadScoreSchema(LeadMatchSchema):
+    ruleset_id = fields.String(metadata={"description": "the ruleset the score is by; empty when the OU has none"})
+    engagement_scores = fields.Dict(
+        keys=fields.String(), values=fields.Integer(), metadata={"description": "ruleset id -> score"}
+    )
+    profile_scores = fields.Dict(metadata={"description": "always empty: no profile scoring"})
+
+
 def level_dump(level_id, name, color) -> dict | None:
     return {"id": level_id, "name": name, "color": color} if level_id else None
 

@@ -22,6 +22,7 @@ from webapp.representations import (
     SCORE_BOUND,
     EventSchema,
     LeadSchema,
+    LeadScoreSchema,
     LevelRefSchema,
     event_dump,
     get_lead,
@@ -73,17 +74,6 @@ class LeadDetailAnswerSchema(StrictSchema):
 
 class LeadAnswerSchema(StrictSchema):
     lead = fields.Nested(LeadSchema)
-
-
-class LeadScoreSchema(StrictSchema):
-    lead_id = fields.String()
-    score = fields.Integer()
-    ruleset_id = fields.String(metadata={"description": "the ruleset the score is of; empty when the OU has none"})
-    engagement_scores = fields.Dict(
-        keys=fields.String(), values=fields.Integer(), metadata={"description": "ruleset id -> score"}
-    )
-    profile_scores = fields.Dict(metadata={"description": "always empty: no profile scoring"})
-    level = fields.Nested(LevelRefSchema, allow_none=True)
 
 
 class DeletionSchema(StrictSchema):

@@ -16,7 +16,7 @@ from webapp.auth import current_unit, principal
 from webapp.blueprint import Blueprint
 from webapp.crud import page_doc, paginate
 from webapp.errors import ApiError, not_found
-from webapp.representations import SCORE_BOUND, LeadSchema, LevelRefSchema, level_dump
+from webapp.representations import SCORE_BOUND, LeadMatchSchema, LeadSchema, LeadScoreSchema, level_dump
 from webapp.schema_base import PageArgs, StrictSchema, UTCDateTime, rfc3339
 from webapp.services.lead_ids import LEAD_ID, LEAD_ID_RULE
 from webapp.services.leads import check_metadata
@@ -67,37 +67,21 @@ class MergeSchema(StrictSchema):
     )
 
 
-SCORES = fields.Dict(keys=fields.String(), values=fields.Integer(), metadata={"description": "ruleset id -> score"})
-LEVEL = fields.Nested(LevelRefSchema, allow_none=True)
-
-
-class LeadRowSchema(StrictSchema):
-    """A lead as lead_dump shows it in lists."""
+class LeadRowSchema(LeadScoreSchema):
+    """A lead as lead_dump shows it in lists: its score is by the primary ruleset."""
 
     org_id = fields.String()
-    lead_id = fields.String()
     primary_email = fields.String(allow_none=True)
-    score = fields.Integer(metadata={"description": "by the primary ruleset"})
-    ruleset_id = fields.String(metadata={"description": "the primary ruleset's id; empty when there is none"})
     last_event_at = UTCDateTime(allow_none=True)
     created_at = UTCDateTime()
     updated_at = UTCDateTime()
     owner_name = fields.String(allow_none=True)
-    engagement_scores = SCORES
-    profile_scores = fields.Dict(metadata={"description": "always empty: no profile scoring"})
     ruleset_names = fields.Dict(keys=fields.String(), values=fields.String(), metadata={"description": "id -> name"})
     engagement_primary_ruleset_name = fields.String()
     profile_primary_ruleset_name = fields.String()
-    level = LEVEL
 
 
 LEADS = page_doc(LeadRowSchema, "leads")
-
-
-class LeadMatchSchema(StrictSchema):
-    lead_id = fields.String()
-    score = fields.Integer()
-    level = LEVEL
 
 
 class BatchScoreSchema(StrictSchema):
