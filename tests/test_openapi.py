@@ -157,6 +157,29 @@ def test_the_check_fails_on_an_undeclared_status_or_an_error_outside_the_envelop
     assert problem.startswith("GET /no-such-page answered 404") and "error" in problem
 
 
+def test_the_check_fails_on_a_success_unlike_its_document(app, client, clean):
+    """Every test's successes are held to their schemas too, not only the fuzz's: a body or a content type the
+    document does not give is a problem."""
+    spec = client.get("/openapi.json").json
+
+    def seen_by(document: dict, *responses) -> list[str]:
+        seen = Seen()
+        seen.spec = document
+        for response in responses:
+            seen.record(app, response)
+        return seen.problems()
+
+    status, page = client.get("/"), client.get("/", headers={"Accept": "text/html"})
+    assert seen_by(spec, status, page) == []
+    integer = copy.deepcopy(spec)
+    integer["components"]["schemas"]["Health"]["properties"]["status"] = {"type": "integer"}
+    [problem] = seen_by(integer, status)
+    assert problem.startswith("GET / answered 200 unlike its document") and '"ok" is not of type "integer"' in problem
+    json_only = copy.deepcopy(spec)
+    del json_only["paths"]["/"]["get"]["responses"]["200"]["content"]["text/html"]
+    assert seen_by(json_only, page) == ["GET / answered 200 in text/html: not in ['application/json']"]
+
+
 class Assets(HTMLParser):
     def __init__(self):
         super().__init__()
