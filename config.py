@@ -144,6 +144,7 @@ class Settings:
     score_batch_size: int = 2000
     scoring_parallelism: int = 2
     sweep_interval_seconds: int = 30
+    decay_seconds: int = 300  # how often a worker's sweep enqueues a decay pass (periods apply this much late at most)
     job_grace_seconds: int = 30
     max_metadata_bytes: int = 100 * 1024
     import_max_bytes: int = 10 * 1024 * 1024
@@ -195,6 +196,7 @@ class Settings:
             score_batch_size=_int(env, "LEADPULSE_SCORE_BATCH", cls.score_batch_size),
             scoring_parallelism=_int(env, "LEADPULSE_SCORING_PARALLELISM", cls.scoring_parallelism),
             sweep_interval_seconds=_int(env, "LEADPULSE_SWEEP_SECONDS", cls.sweep_interval_seconds),
+            decay_seconds=_int(env, "LEADPULSE_DECAY_SECONDS", cls.decay_seconds),
             job_grace_seconds=_int(env, "LEADPULSE_JOB_GRACE_SECONDS", cls.job_grace_seconds),
             import_max_bytes=_int(env, "LEADPULSE_IMPORT_MAX_MB", 10) * 1024 * 1024,
             metrics_token=env.get("LEADPULSE_METRICS_TOKEN") or None,

@@ -360,7 +360,7 @@ def api(env: dict, cred: dict):
         r = client.open(path, method=method, json=body, headers=auth)
         if r.status_code not in expect:
             raise SystemExit(f"{method} {path} -> {r.status_code} {r.get_data(as_text=True)}")
-        return r.get_json()
+        return r.get_json(silent=True)
 
     return call
 

@@ -15,12 +15,12 @@ from integrations.secretbox import decrypt
 from integrations.timeouts import timed_out
 from models.base import utcnow
 from models.dialect import insert_for
+from models.explain import why
 from models.hubspot import HubSpotConnection, HubSpotContact, HubSpotPendingCreation
 from models.hubspot_sync_state import link_contacts, pending_contacts, pending_creations
 from models.integration_defaults import default_serves
 from models.level_queries import level_options
 from models.levels import EngagementLevel
-from models.score_drivers import top_drivers
 from models.tenancy import OrgUnit
 
 log = logging.getLogger("leadpulse.hubspot")
@@ -158,7 +158,7 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str) -> Sy
         with Session() as s:
             creations = pending_creations(s, unit_id, BATCH)
             rows = [] if creations else pending_contacts(s, unit_id, BATCH)
-            drivers = top_drivers(s, unit_id, [r.pk for r in rows])
+            drivers = why(s, unit_id, [r.pk for r in rows])
         if not rows and not creations:
             _connection_ok(Session, unit_id, conn is not None)
             return out

@@ -105,6 +105,13 @@ AUDIT_PRUNE = KeyFamily(
     3600,
 )
 
+# Decay.
+DECAY_KICK = KeyFamily(
+    "leadpulse:decay:kick",
+    "a sweep enqueued a decay pass within LEADPULSE_DECAY_SECONDS (its ttl, set by the kick; lost: the next sweep "
+    "enqueues one sooner, and a pass finds only what is due)",
+)
+
 # Counters every web process reports at /metrics.
 METRICS = KeyFamily("leadpulse:metrics", "hash of scoring counters the workers add to")
 SLACK_LATENCY = KeyFamily("leadpulse:metrics:event_to_slack", "event_to_slack_latency_seconds as a histogram hash")

@@ -14,11 +14,12 @@ from integrations.slack_store import resolve
 from integrations.timeouts import timed_out
 from models.alerts import EXAMINE_LIMIT, alert_config, examine_changes, summarize_stale
 from models.base import utcnow
+from models.event_queries import recent_events
+from models.explain import WHY_DAYS, why
 from models.hubspot import HubSpotConnection, HubSpotContact
 from models.lead_identity import primary_email
 from models.leads import Lead
 from models.levels import EngagementLevel
-from models.score_drivers import recent_events, top_drivers
 from models.slack import FAILED, PENDING, POSTING, SENT, UNSENT, SlackAlert, SlackConnection
 
 log = logging.getLogger("leadpulse.slack")
@@ -87,7 +88,9 @@ def lead_message(session, alert: SlackAlert) -> dict:
     level = session.get(EngagementLevel, alert.level_id) if alert.level_id else None
     level_name, color = (escape(level.name), level.color) if level else ("a new level", "#64748b")
     who = _who(lead, email)
-    why = escape(top_drivers(session, lead.unit_id, [lead.pk]).get(lead.pk) or "no scored events in the last 30 days")
+    reason = escape(
+        why(session, lead.unit_id, [lead.pk]).get(lead.pk) or f"no scored events in the last {WHY_DAYS} days"
+    )
     recent = recent_events(session, lead.pk)
     text = f"{who} entered {level_name} with a score of {alert.score}"
     blocks = [
@@ -100,7 +103,7 @@ def lead_message(session, alert: SlackAlert) -> dict:
                 {"type": "mrkdwn", "text": f"*Level*\n{level_name}"},
             ],
         },
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"*Why*\n{why}"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*Why*\n{reason}"}},
     ]
     if recent:
         lines = "\n".join(

@@ -106,3 +106,12 @@ def session_factory(url: str, writer: bool = False) -> sessionmaker[Session]:
     if writer:
         engine = engine.execution_options(sqlite_immediate=True)
     return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def read_only_snapshot(session: Session) -> Session:
+    """Make a fresh session's transaction one snapshot that cannot write: a long read (a rescore preview, a backtest)
+    then counts leads and events as of one moment, and a write by mistake fails instead of landing. PostgreSQL only
+    (SQLite's read transaction is one snapshot already)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True})
+    return session

@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+DECAY = "DECAY"  # the event type of one decay application (docs/scoring.md); LeadPulse makes these, clients cannot
+
 
 @dataclass(frozen=True)
 class RuleSpec:
@@ -29,9 +31,13 @@ class RulesetSpec:
     end_date: datetime | None = None
     rules: dict[str, RuleSpec] = field(default_factory=dict)  # event_type -> rule
 
+    def scores_at(self, when: datetime) -> bool:
+        """Published, active, and its date window holds the moment."""
+        return self.published and self.active and _within(when, self.start_date, self.end_date)
+
     def rule_for(self, event_type: str, when: datetime) -> RuleSpec | None:
         """The one rule that scores this event here, if the ruleset and rule windows hold it."""
-        if not (self.published and self.active and _within(when, self.start_date, self.end_date)):
+        if not self.scores_at(when):
             return None
         rule = self.rules.get(event_type)
         return rule if rule is not None and rule.applies_at(when) else None
@@ -42,17 +48,55 @@ class EventSpec:
     id: int
     event_type: str
     occurred_at: datetime
+    # A system event (DECAY) scores these points in every ruleset scoring at its time, not by a rule of its type.
+    points: int | None = None
+    rule_id: str | None = None  # what a system event's deltas name (the decay rule)
+    since: datetime | None = None  # a DECAY's inactivity start: the lead's last activity before it must be then
 
     @property
     def order_key(self) -> tuple[datetime, int]:
         return (self.occurred_at, self.id)
+
+    @property
+    def is_activity(self) -> bool:
+        """Every event but a DECAY is activity: it restarts the inactivity clock."""
+        return self.event_type != DECAY
+
+
+def event_spec(event_id: int, event_type: str, occurred_at: datetime, system: dict | None = None) -> EventSpec:
+    """The engine's view of a stored event; a DECAY's decrease, rule and inactivity start are in its metadata."""
+    if event_type != DECAY:
+        return EventSpec(event_id, event_type, occurred_at)
+    system = system or {}
+    since = system.get("since")
+    return EventSpec(
+        event_id,
+        event_type,
+        occurred_at,
+        points=-int(system.get("decrease") or 0),
+        rule_id=system.get("decay_id"),
+        since=datetime.fromisoformat(since) if isinstance(since, str) else None,
+    )
+
+
+def void_decays(events: Iterable[EventSpec], last_activity: datetime | None = None) -> set[int]:
+    """Ids of the DECAY events whose inactivity did not hold: the lead's last activity before one (last_activity
+    before these events, then theirs) is not the moment it counts from. A late, deleted or merged event makes them so;
+    they are kept, never scored."""
+    void = set()
+    for ev in sorted(events, key=lambda e: e.order_key):
+        if ev.is_activity:
+            last_activity = ev.occurred_at if last_activity is None else max(last_activity, ev.occurred_at)
+        elif ev.since is None or last_activity != ev.since:
+            void.add(ev.id)
+    return void
 
 
 @dataclass(frozen=True)
 class Delta:
     event_id: int
     ruleset_id: str
-    rule_id: str
+    rule_id: str | None
     delta: int
     score_after: int
 
@@ -79,13 +123,19 @@ def score_events(
     deltas: list[Delta] = []
     for ev in sorted(events, key=lambda e: e.order_key):
         for rs in rulesets:
-            rule = rs.rule_for(ev.event_type, ev.occurred_at)
-            if rule is None:
-                continue
+            if ev.points is not None:  # a system event: its own points wherever the ruleset scores at its time
+                if not rs.scores_at(ev.occurred_at):
+                    continue
+                weight, rule_id = ev.points, ev.rule_id
+            else:
+                rule = rs.rule_for(ev.event_type, ev.occurred_at)
+                if rule is None:
+                    continue
+                weight, rule_id = rule.weight, rule.id
             before = new_scores.get(rs.id, 0)
-            after = apply_weight(before, rule.weight, allow_negative)
+            after = apply_weight(before, weight, allow_negative)
             new_scores[rs.id] = after
-            deltas.append(Delta(ev.id, rs.id, rule.id, after - before, after))
+            deltas.append(Delta(ev.id, rs.id, rule_id, after - before, after))
     return new_scores, deltas
 
 

@@ -9,6 +9,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, utcnow
 
+# A HubSpot property change of a linked contact is kept as an event of this type (never scored) for backtests'
+# outcomes (models/backtest.py); a lifecycle stage is the change of this property.
+PROPERTY_CHANGE = "contact.propertyChange"
+LIFECYCLE_STAGE = "lifecyclestage"
+
 
 class HubSpotConnection(Base):
     __tablename__ = "hubspot_connections"

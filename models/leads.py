@@ -18,6 +18,7 @@ class Lead(Base):
         UniqueConstraint("unit_id", "lead_id"),
         Index("ix_leads_unit_score", "unit_id", "score"),
         Index("ix_leads_unit_level", "unit_id", "level_id"),
+        Index("ix_leads_decay_due", "unit_id", "decay_next_at"),
     )
     pk: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
@@ -36,6 +37,11 @@ class Lead(Base):
     # (occurred_at, id) of the last event applied: a pending event sorting before it forces a replay.
     scored_through_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     scored_through_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # Decay's bookkeeping (models/decay_pass.py): the last activity it counted from, the moment through which it
+    # applied the periods since, and when the next one ends (None: look now; scoring clears it on new activity).
+    decay_anchor_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    decay_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    decay_next_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

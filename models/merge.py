@@ -8,6 +8,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
+from models.engine import DECAY
 from models.events import Event, ScoreDelta
 from models.leads import Lead, LeadAlias, LeadDeletion
 from models.levels import LeadLevelChange
@@ -98,8 +99,10 @@ def merge_leads(session: Session, unit_id: str, target_id: str, source_ids: list
         source.merged_into, source.score, source.level_id, source.level_changed_at = target_id, 0, None, now
         source.scored_through_at = source.scored_through_id = None
         source.updated_at = now
-    last = session.execute(select(func.max(Event.occurred_at)).where(Event.lead_pk == target.pk)).scalar()
-    target.last_event_at, target.updated_at = last, now
+    last = session.execute(
+        select(func.max(Event.occurred_at)).where(Event.lead_pk == target.pk, Event.event_type != DECAY)
+    ).scalar()
+    target.last_event_at, target.updated_at = last, now  # what the answer shows; scoring sets it again
     session.flush()
     # The moved events' deltas and the sources' scores are the sources' no more: the target's replay rebuilds them.
     session.execute(delete(ScoreDelta).where(ScoreDelta.lead_pk.in_(source_pks)))

@@ -40,13 +40,12 @@ def reclassify_unit(
     """
     now = utcnow()
     if session.get_bind().dialect.name == "postgresql":
-        # One statement, one snapshot: the rows it locks are exactly the rows it moves and records,
-        # even while ingest creates leads (they start unclassified and are classified when scored).
-        return len(
-            session.execute(
-                RECLASSIFY_PG, {"u": unit_id, "cause": cause, "now": now, "x": exclude_level_id or ""}
-            ).all()
-        )
+        # One statement, one snapshot. It locks only the leads it moves: the caller holds the OU's exclusive lock
+        # (models/locks.lock_unit), so no scoring batch changes a score or level meanwhile; a lead changed by
+        # anything else between the snapshot and its update is re-checked and left alone if its level moved.
+        return session.execute(
+            RECLASSIFY_PG, {"u": unit_id, "cause": cause, "now": now, "x": exclude_level_id or ""}
+        ).scalar_one()
     new_level = _level_for_score(exclude_level_id)  # SQLite: writers are serialized, two statements suffice
     moved = Lead.unit_id == unit_id, Lead.merged_into.is_(None), Lead.level_id.is_distinct_from(new_level)
     session.execute(
@@ -73,22 +72,23 @@ def reclassify_unit(
 
 
 RECLASSIFY_PG = text("""
-WITH target AS (
-    SELECT l.pk, l.score, l.level_id AS old_level,
-           (SELECT lv.id FROM engagement_levels lv
-             WHERE lv.unit_id = l.unit_id AND lv.min_score <= l.score
-               AND (lv.max_score IS NULL OR l.score <= lv.max_score) AND lv.id <> :x
-             ORDER BY lv.min_score LIMIT 1) AS new_level
-      FROM leads l WHERE l.unit_id = :u AND l.merged_into IS NULL ORDER BY l.pk FOR NO KEY UPDATE
+WITH lv AS MATERIALIZED (
+    SELECT id, min_score, max_score FROM engagement_levels WHERE unit_id = :u AND id <> :x
+), target AS (
+    SELECT l.pk, l.score, l.level_id AS old_level, lv.id AS new_level
+      FROM leads l LEFT JOIN lv ON lv.min_score <= l.score AND (lv.max_score IS NULL OR l.score <= lv.max_score)
+     WHERE l.unit_id = :u AND l.merged_into IS NULL AND l.level_id IS DISTINCT FROM lv.id
 ), moved AS (
     UPDATE leads SET level_id = t.new_level, level_changed_at = :now
       FROM target t
-     WHERE leads.pk = t.pk AND t.old_level IS DISTINCT FROM t.new_level
+     WHERE leads.pk = t.pk AND leads.level_id IS NOT DISTINCT FROM t.old_level
     RETURNING leads.pk, t.old_level, t.new_level, t.score
+), recorded AS (
+    INSERT INTO lead_level_changes (unit_id, lead_pk, from_level_id, to_level_id, score, cause, changed_at)
+    SELECT :u, pk, old_level, new_level, score, :cause, :now FROM moved
+    RETURNING 1
 )
-INSERT INTO lead_level_changes (unit_id, lead_pk, from_level_id, to_level_id, score, cause, changed_at)
-SELECT :u, pk, old_level, new_level, score, :cause, :now FROM moved
-RETURNING lead_pk
+SELECT count(*) FROM recorded
 """)
 
 

@@ -10,8 +10,9 @@ from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.dialect import insert_for
-from models.engine import EventSpec, primary_score, score_events
-from models.events import PENDING, SCORED, Event, ScoreDelta
+from models.engine import EventSpec, primary_score, score_events, void_decays
+from models.event_queries import SCORING_COLUMNS, stored_spec
+from models.events import PENDING, SCORED, SUPPRESSED, Event, ScoreDelta
 from models.leads import Lead
 from models.level_rules import classify
 from models.levels import LeadLevelChange
@@ -95,11 +96,14 @@ def fair_candidates(session: Session, slot: int, slots: int, limit: int) -> dict
     return by_unit
 
 
+VOID_REASON = "decay void: the lead was active after the inactivity it counts from"
+
+
 def pending_of(session: Session, chosen: dict[str, list[int]]) -> list:
     """The chosen leads' pending events in scoring order, each OU's leads at most READ_FACTOR x its picked events
     (a prefix per lead: the rest waits for the next pass), so one OU's crowded leads never crowd out another's."""
     statements = [
-        select(Event.id, Event.lead_pk, Event.event_type, Event.occurred_at, Event.quiet)
+        select(*SCORING_COLUMNS, Event.quiet)
         .where(Event.lead_pk.in_(sorted(set(picked))), IS_PENDING)
         .order_by(Event.lead_pk, Event.occurred_at, Event.id)
         .limit(READ_FACTOR * len(picked))
@@ -147,18 +151,15 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
     by_lead: dict[int, list[EventSpec]] = defaultdict(list)
     loud: set[int] = set()  # leads with an event that may alert (not imported with skip_triggers)
     for e in pending:
-        by_lead[e.lead_pk].append(EventSpec(e.id, e.event_type, e.occurred_at))
+        by_lead[e.lead_pk].append(stored_spec(e))
         if not e.quiet:
             loud.add(e.lead_pk)
 
     replay = {pk for pk, evs in by_lead.items() if _arrives_late(leads[pk], evs[0])}
     if replay:
-        for e in session.execute(
-            select(Event.id, Event.lead_pk, Event.event_type, Event.occurred_at).where(
-                Event.lead_pk.in_(replay), Event.status == SCORED
-            )
-        ):
-            by_lead[e.lead_pk].append(EventSpec(e.id, e.event_type, e.occurred_at))
+        for e in session.execute(select(*SCORING_COLUMNS).where(Event.lead_pk.in_(replay), Event.status == SCORED)):
+            by_lead[e.lead_pk].append(stored_spec(e))
+    void = _void_decays(by_lead, leads, replay)
     current: dict[int, dict[str, int]] = defaultdict(dict)
     for r in session.execute(
         select(LeadScore.lead_pk, LeadScore.ruleset_id, LeadScore.score).where(LeadScore.lead_pk.in_(list(by_lead)))
@@ -179,7 +180,7 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
         lead = leads[pk]
         ctx = contexts[lead.unit_id]
         before = current.get(pk, {})
-        after, deltas = score_events(evs, ctx.rulesets, before, ctx.allow_negative)
+        after, deltas = score_events([e for e in evs if e.id not in void], ctx.rulesets, before, ctx.allow_negative)
         score_rows += [
             dict(lead_pk=pk, ruleset_id=rs, unit_id=lead.unit_id, score=s, updated_at=now)
             for rs, s in after.items()
@@ -208,8 +209,12 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
             scored_through_at=newest.occurred_at,
             scored_through_id=newest.id,
         )
-        if lead.last_event_at is None or newest.occurred_at >= lead.last_event_at:
-            row.update(last_event_at=newest.occurred_at, last_event_type=newest.event_type)
+        active = max((e for e in evs if e.is_activity), key=lambda e: e.order_key, default=None)
+        if active is not None and (
+            pk in replay or lead.last_event_at is None or active.occurred_at >= lead.last_event_at
+        ):
+            # a DECAY is no activity; new activity restarts the inactivity clock (models/decay_pass.py looks again)
+            row.update(last_event_at=active.occurred_at, last_event_type=active.event_type, decay_next_at=None)
         if new_score != lead.score or level_id != lead.level_id:
             changed_units.add(lead.unit_id)
             updates.append((lead.unit_id, lead.lead_id, new_score, level_id, lead.level_id))
@@ -232,7 +237,15 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
         lead_rows.append(row)
 
     event_ids = [e.id for e in pending]
-    session.execute(update(Event).where(Event.id.in_(event_ids)).values(status=SCORED, scored_at=now))
+    scored = [i for i in event_ids if i not in void]
+    if scored:
+        session.execute(update(Event).where(Event.id.in_(scored)).values(status=SCORED, scored_at=now))
+    if void:
+        session.execute(
+            update(Event)
+            .where(Event.id.in_(sorted(void)))
+            .values(status=SUPPRESSED, suppressed_reason=VOID_REASON, scored_at=None)
+        )
     if replay and applicable:
         session.execute(delete(ScoreDelta).where(ScoreDelta.lead_pk.in_(replay), ScoreDelta.ruleset_id.in_(applicable)))
         session.execute(delete(LeadScore).where(LeadScore.lead_pk.in_(replay), LeadScore.ruleset_id.in_(applicable)))
@@ -251,6 +264,17 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
     return BatchResult(
         len(event_ids), len(lead_rows), len(change_rows), len(replay), changed_units, level_units, updates
     )
+
+
+def _void_decays(by_lead: dict[int, list[EventSpec]], leads: dict, replay: set[int]) -> set[int]:
+    """The DECAY events among these that the leads' activity voids: a replayed lead's from its whole history, another's
+    from its last scored activity on (last_event_at, which only scoring sets)."""
+    return {
+        i
+        for pk, evs in by_lead.items()
+        if any(not e.is_activity for e in evs)
+        for i in void_decays(evs, None if pk in replay else leads[pk].last_event_at)
+    }
 
 
 def _update_leads(session: Session, rows: list[dict]) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from models.base import Base, JSONType, UTCDateTime, new_id, utcnow
 
 DRAFT, PUBLISHED = "draft", "published"
+DECAY_UNITS = {"hours": 3600, "days": 86400, "weeks": 7 * 86400}  # a decay rule's unit, in seconds
 
 
 class Ruleset(Base):
@@ -67,3 +68,19 @@ class LeadScore(Base):
     unit_id: Mapped[str] = mapped_column(String(36))
     score: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DecayRule(Base):
+    """While a lead has had no event for inactive_for units, it loses decrease points once per such period."""
+
+    __tablename__ = "decay_rules"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    unit_id: Mapped[str] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"), index=True)
+    inactive_for: Mapped[int] = mapped_column(Integer)
+    unit: Mapped[str] = mapped_column(String(10))
+    decrease: Mapped[int] = mapped_column(Integer)
+    # Periods ending after this moment apply: the rule's creation, or its last edit (docs/scoring.md).
+    applies_from: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

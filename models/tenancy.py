@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, JSONType, UTCDateTime, new_id, utcnow
@@ -33,6 +33,9 @@ class OrgUnit(Base):
     name: Mapped[str] = mapped_column(String(200))
     slug: Mapped[str] = mapped_column(String(200))
     allow_negative_scores: Mapped[bool] = mapped_column(Boolean, default=False)
+    abm_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # How long a lead's visit lasts without events (the reference's session idle timeout), in minutes.
+    session_timeout_minutes: Mapped[int] = mapped_column(Integer, default=30, server_default="30")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -53,15 +53,16 @@ def snapshot_rules(rules) -> list[dict]:
     ]
 
 
-def ruleset_spec(rs: Ruleset) -> RulesetSpec:
-    """The ruleset as it scores: its own flags now, its rules as last published."""
+def ruleset_spec(rs: Ruleset, rules: list[dict] | None = None) -> RulesetSpec:
+    """The ruleset as it scores: its own flags now, its rules as last published; given rules (snapshot_rules' shape),
+    as it would score once they were published (a preview or a backtest)."""
 
     def when(value):
         return datetime.fromisoformat(value) if value else None
 
     return RulesetSpec(
         id=rs.id,
-        published=rs.status == PUBLISHED,
+        published=rs.status == PUBLISHED or rules is not None,
         active=rs.active,
         start_date=rs.start_date,
         end_date=rs.end_date,
@@ -69,7 +70,7 @@ def ruleset_spec(rs: Ruleset) -> RulesetSpec:
             r["event_type"]: RuleSpec(
                 r["id"], r["event_type"], r["weight"], r["active"], when(r["start_at"]), when(r["end_at"])
             )
-            for r in rs.published_rules or []
+            for r in (rs.published_rules or [] if rules is None else rules)
         },
     )
 

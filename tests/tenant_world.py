@@ -30,12 +30,14 @@ from tests.helpers import REFERENCE_LEVELS, create_levels, settle
 PATH_IDS = {
     "lead_id": "lead",
     "event_type": "event_type",
+    "event_id": "event",
     "source_id": "webhook_source",
     "secret_id": "credential",
     "unit_id": "unit",
     "member_id": "member",
     "/rulesets/{obj_id}": "ruleset",
     "/rules/{obj_id}": "rule",
+    "/decays/{obj_id}": "decay",
     "/engagement-levels/{obj_id}": "level",
     "/webhooks/sources/{obj_id}": "webhook_source",
 }
@@ -110,6 +112,7 @@ def build_world(
         rule = {"ruleset_id": ids["ruleset"], "event_type": event_type, "weight": weight, "icon": m}
         ids["rule"] = _ok(api.post("/rules", json=rule), 201)["rule_id"]
     _ok(api.post(f"/rulesets/{ids['ruleset']}/publish"))
+    ids["decay"] = _ok(api.post("/decays", json={"inactive_for": 30, "unit": "days", "decrease": 5}), 201)["decay_id"]
     _ok(api.post("/rulesets", json={"name": f"Draft {m}"}), 201)
     _ok(api.put("/settings/ou/alerts", json={"alert_min_level": ids["level"], "cooldown_hours": 7}))
 
@@ -183,7 +186,7 @@ def build_world(
     for secret in (credential["client_id"], credential["client_secret"], tenant.client_id, tenant.client_secret):
         secrets[secret] = "unit"
     ids["unit"], ids["org"], world.units = tenant.unit_id, tenant.org_id, [tenant.unit_id]
-    for kind in ("level", "rule", "ruleset", "webhook_source", "credential", "unit"):
+    for kind in ("level", "rule", "ruleset", "decay", "webhook_source", "credential", "unit"):
         secrets[ids[kind]] = "unit"
     ids["member"] = _ok(client.get("/me", headers=owner))["org_member_id"]
     secrets[ids["member"]] = "org"

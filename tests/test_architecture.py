@@ -110,6 +110,7 @@ def test_every_job_is_declared_and_found_by_rq_at_its_name():
         "worker.jobs.deliver_slack_alerts",
         "worker.jobs.delete_lead",
         "worker.jobs.prune_audit_log",
+        "worker.jobs.apply_decay",
     }
     for spec in JOBS.values():
         assert import_attribute(spec.name) is spec  # what RQ resolves a queued job's function to

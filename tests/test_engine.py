@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from models.engine import EventSpec, RulesetSpec, RuleSpec, primary_score, score_events
+from models.engine import DECAY, EventSpec, RulesetSpec, RuleSpec, event_spec, primary_score, score_events, void_decays
 from models.level_rules import LevelSpec, LevelTableError, classify, validate_table
 
 T0 = datetime(2025, 8, 15, 12, 0, tzinfo=UTC)
@@ -124,3 +124,36 @@ def test_validate_table_rules():
         validate_table([LevelSpec("a", "Bad", 10, 5)])
     assert exc.value.field == "max_score"
     validate_table([LevelSpec("a", "A", 0, 10), LevelSpec("b", "B", 11, None)])
+
+
+def decay_ev(i, days, since_days=0, decrease=5, rule="dc"):
+    return EventSpec(i, DECAY, T0 + timedelta(days=days), -decrease, rule, T0 + timedelta(days=since_days))
+
+
+def test_a_decay_takes_its_points_in_every_ruleset_scoring_at_its_time_after_the_floor():
+    rs = [ruleset("a", open=5), ruleset("b", end=T0 + timedelta(days=1), open=5), ruleset("c", published=False)]
+    scores, deltas = score_events([ev(1, "open"), decay_ev(2, 1), decay_ev(3, 2)], rs, {})
+    assert scores == {"a": 0, "b": 0}  # c is a draft; b's window ends before the second decay
+    assert [(d.event_id, d.ruleset_id, d.rule_id, d.delta) for d in deltas] == [
+        (1, "a", "r-open", 5),
+        (1, "b", "r-open", 5),
+        (2, "a", "dc", -5),
+        (2, "b", "dc", -5),
+        (3, "a", "dc", 0),  # the floor: the change after it
+    ]
+
+
+def test_a_decay_is_void_unless_the_last_activity_before_it_is_the_one_it_counts_from():
+    events = [
+        ev(1, "open"),
+        decay_ev(2, 1),
+        ev(3, "open", minutes=36 * 60),
+        decay_ev(4, 2),
+        decay_ev(5, 3, since_days=1.5),
+    ]
+    assert void_decays(events) == {4}  # 4 counts from 0, but there was activity at 1.5 days
+    assert void_decays(events[3:], last_activity=T0) == {5}  # incremental: the last activity scored before
+    assert void_decays([decay_ev(2, 1)], last_activity=None) == {2}  # no activity at all
+    spec = event_spec(9, DECAY, T0, {"decrease": 7, "decay_id": "dc", "since": "2025-08-15T12:00:00.000000Z"})
+    assert (spec.points, spec.rule_id, spec.since, spec.is_activity) == (-7, "dc", T0, False)
+    assert event_spec(9, "open", T0, None) == EventSpec(9, "open", T0)

@@ -50,6 +50,8 @@ FIELD_IDS = {
 # Bodies the document does not describe field by field.
 BODIES = {
     ("POST", "/ingest/batch"): lambda ids: {"events": [{"lead_id": ids["lead"], "event_type": ids["event_type"]}]},
+    # an outcome is exactly one of its two fields, which the document cannot say
+    ("POST", "/rulesets/<obj_id>/backtest"): lambda ids: {"outcome": {"event_type": ids["event_type"]}},
 }
 # Kinds a client names itself (another OU may use the same name for its own); every other kind is an id we issued.
 CLIENT_NAMED = {"lead", "other_lead", "event_type", "email", "metadata_filter"}

@@ -145,6 +145,7 @@ def test_score_endpoints(api, run_worker):
             "engagement_scores": {rs: 35, other: 1},
             "profile_scores": {},
             "level": {"id": levels["Warm"], "name": "Warm", "color": "#fbbf24"},
+            "decay_forecast": None,  # the OU has no decay rule
         }
     assert api.get(f"/score/d?ruleset_id={other}").json["score"] == 1
     assert api.get("/score/d?ruleset_id=nope").status_code == 404

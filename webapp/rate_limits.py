@@ -190,6 +190,11 @@ def limit_login(app_state, address: str) -> None:
     enforce(app_state, [address_limit(app_state.settings, address, LOGIN)])
 
 
+def lane_took_quota() -> bool:
+    """POST /ingest's lane, handing its request on to Flask, has taken its one event from the OU's quota already."""
+    return DECIDED in request.environ
+
+
 def limit_unit(app_state, unit_id: str, events: int) -> None:
     """Events about to be stored for an OU take from its quota, all of them or none (the lane took its one already)."""
     if events:

@@ -7,8 +7,10 @@ import json
 
 from marshmallow import fields, validate
 
+from models.decay_forecast import forecast_for_lead
 from models.events import PENDING, SCORED, STATUS_NAMES
 from models.leads import Lead
+from models.levels import EngagementLevel
 from webapp.app_state import db
 from webapp.crud import scoped
 from webapp.errors import not_found
@@ -57,7 +59,9 @@ class LeadMatchSchema(StrictSchema):
     level = fields.Nested(LevelRefSchema, allow_none=True)
 
 
-class LeadScoreSchema(LeadMatchSchema):
+class LeadScoresSchema(LeadMatchSchema):
+    """A lead's scores by ruleset: what GET /score and the lists both show."""
+
     ruleset_id = fields.String(metadata={"description": "the ruleset the score is by; empty when the OU has none"})
     engagement_scores = fields.Dict(
         keys=fields.String(), values=fields.Integer(), metadata={"description": "ruleset id -> score"}
@@ -88,6 +92,28 @@ def channel_text(metadata: dict | None) -> str | None:
     object a client sent there is shown as its JSON, never handed on as another type."""
     value = (metadata or {}).get("channel")
     return value if value is None or isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+class DecayForecastSchema(StrictSchema):
+    """What decay_forecast gives."""
+
+    at = fields.String(metadata={"format": "date-time"})  # given as text already: dumped as is where a schema dumps it
+    score = fields.Integer(metadata={"description": "the score decay leaves the lead with then"})
+    level = fields.Nested(LevelRefSchema, allow_none=True, metadata={"description": "its level then"})
+
+
+def decay_forecast(lead: Lead) -> dict | None:
+    """{at, score, level}: when decay takes the lead below its level unless it is active first; None if it never
+    does (models/decay_forecast.py)."""
+    forecast = forecast_for_lead(db(), lead)
+    if forecast is None:
+        return None
+    level = db().get(EngagementLevel, forecast.level.id) if forecast.level else None
+    return {
+        "at": rfc3339(forecast.at),
+        "score": forecast.score,
+        "level": level_dump(level.id, level.name, level.color) if level else None,
+    }
 
 
 def event_dump(rows) -> list[dict]:

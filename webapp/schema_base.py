@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import UTC
 
 import marshmallow as ma
-from marshmallow import ValidationError, fields, pre_load, validate
+from marshmallow import ValidationError, fields, post_load, pre_load, validate
 
 MAX_DEPTH = 32
 
@@ -98,6 +98,19 @@ class StrictSchema(ma.Schema):
         found = bad_text(checked) if isinstance(checked, (Mapping, list)) else {}
         if found:
             raise ValidationError({path: [problem] for path, problem in found.items()})
+        return data
+
+
+class EchoSchema(StrictSchema):
+    """A resource's body that clients may send back as GET returned it: the server-owned fields named in `read_only`
+    are ignored on input, not an error."""
+
+    read_only: tuple[str, ...] = ()
+
+    @post_load
+    def drop_read_only(self, data, **_):
+        for key in self.read_only:
+            data.pop(key, None)
         return data
 
 

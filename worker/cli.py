@@ -1,4 +1,4 @@
-"""The `leadpulse` command: db upgrade, bootstrap, member add, web, worker, dev, demo.
+"""The `leadpulse` command: db upgrade, bootstrap, member add, web, worker, dev, demo, decay run.
 
 It lives with the worker because most of it runs the worker; it starts the web app only as gunicorn's subprocess
 ("webapp.wsgi:app"), so `leadpulse worker` never imports Flask.
@@ -27,8 +27,8 @@ from config import Settings
 from models.accounts import ROLES, AccountError, add_member, bootstrap_tenant
 from models.db import run_as_worker, session_factory
 from models.migrate import upgrade as db_upgrade
-from models.tenancy import Organization
-from worker import jobs  # noqa: F401  (the jobs and all they call, loaded before the first job waits on it)
+from models.tenancy import Organization, OrgUnit
+from worker import jobs  # the jobs and all they call, loaded before the first job waits on it
 from worker.demo import run_demo
 from worker.process import WATCHDOG_EXIT, WatchedWorker
 from worker.registry import worker_queues
@@ -43,6 +43,21 @@ def run_member_add(
 ) -> dict:
     with session_factory(settings.database_url, writer=True)() as s, s.begin():
         return add_member(s, org, email, password, units, role)
+
+
+def run_decay_now(settings: Settings, unit_id: str | None) -> dict:
+    """`leadpulse decay run`: the scheduled pass, now (of one OU, or all); what it stored, per OU, as JSON."""
+    if unit_id is not None:
+        with session_factory(settings.database_url)() as s:
+            if s.get(OrgUnit, unit_id) is None:
+                raise SystemExit(f"decay run failed: no organization unit {unit_id!r}")
+    try:
+        redis = Redis.from_url(settings.redis_url)
+        redis.ping()
+    except Exception as exc:  # scoring waits for the next worker's sweep then
+        log.warning("Redis unreachable (%s): the DECAY events are scored when a worker next sweeps", exc)
+        redis = None
+    return jobs.decay_pass(settings, redis, unit_id).as_dict()
 
 
 def bootstrap_on_first_start(settings: Settings) -> None:
@@ -188,6 +203,9 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("dev", help="migrate, then run web and worker together")
     demo = sub.add_parser("demo", help="seed sample levels, rules and events into an OU and show the outcome")
     demo.add_argument("--unit-id", help="the OU to seed (default: the only one, or a new Demo/Main)")
+    decay = sub.add_parser("decay", help="score decay").add_subparsers(dest="action", required=True)
+    decay_run = decay.add_parser("run", help="apply every decay period that has ended now (the schedule does the same)")
+    decay_run.add_argument("--unit-id", help="only this OU (default: every OU)")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -220,6 +238,8 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "demo":
         db_upgrade(settings)
         print(run_demo(settings, args.unit_id))
+    elif args.command == "decay":
+        print(json.dumps(run_decay_now(settings, args.unit_id)))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from models.alerts import has_alert_work
 from models.audit_records import prune
 from models.base import utcnow
 from models.db import session_factory
+from models.decay_pass import DecayRun, run_decay
 from models.hubspot_sync_state import hubspot_served_units, pending_contacts, pending_creations
 from models.lead_delete import mark_failed, run_deletion
 from models.score_batch import has_pending, score_pending
@@ -422,3 +423,42 @@ def kick_audit_prune(redis, queue_name: str) -> bool:
     if not redis.set(keys.AUDIT_PRUNE(), 1, nx=True, ex=keys.AUDIT_PRUNE.ttl):
         return False
     return prune_audit_log.enqueue(redis, queue_name) is not None
+
+
+# Decay ----------------------------------------------------------------------------------------------------------------
+
+DECAY_TIMEOUT = 1800
+
+
+def decay_pass(settings: Settings, redis=None, unit_id: str | None = None, now=None) -> DecayRun:
+    """One decay pass (models/decay_pass.py) as of now, then wake scoring for the DECAY events it stored (if Redis is
+    there)."""
+    run = run_decay(session_factory(settings.database_url, writer=True), now=now, unit_id=unit_id)
+    if run.events and redis is not None:
+        kick_scoring(redis, settings.queue_name, settings.scoring_parallelism)
+    return run
+
+
+@job(
+    timeout=DECAY_TIMEOUT,
+    description="decay pass",
+    retry=Retry(max=3, interval=[10, 60, 300]),
+    unique_id="leadpulse-decay",
+    keys=(keys.DECAY_KICK,),
+)
+def apply_decay() -> int:
+    """Store every decay period that ended and is not stored yet, across all OUs; returns DECAY events stored.
+
+    Safe to run twice, late or concurrently: each period has one idempotency key (models/decay_pass.py).
+    """
+    run = decay_pass(Settings.from_env(), get_current_job().connection)
+    if run.events:
+        log.info("decay pass: %d DECAY events for %d leads in %d OUs", run.events, run.leads, len(run.units))
+    return run.events
+
+
+def kick_decay(redis, queue_name: str, every: int) -> bool:
+    """From the sweep: one decay pass per `every` seconds, whichever worker sweeps first; True when one was enqueued."""
+    if not redis.set(keys.DECAY_KICK(), 1, nx=True, ex=max(1, every)):
+        return False
+    return apply_decay.enqueue(redis, queue_name) is not None

@@ -24,6 +24,7 @@ from worker.jobs import (
     enqueue_lead_deletion,
     kick_alerts,
     kick_audit_prune,
+    kick_decay,
     kick_hubspot_sync,
     kick_scoring,
     unit_job_idle,
@@ -57,8 +58,8 @@ def rekick(Session, redis, queue_name: str, slots: int, settings: Settings | Non
 
 
 def sweep_once(Session, redis, queue_name: str, slots: int, settings: Settings | None = None) -> list[int]:
-    """Kick scoring slots with pending events, stale HubSpot options, HubSpot syncs, Slack alerts, lead deletions and
-    the audit log's hourly pruning.
+    """Kick scoring slots with pending events, stale HubSpot options, HubSpot syncs, Slack alerts, lead deletions,
+    the audit log's hourly pruning and the decay pass (every LEADPULSE_DECAY_SECONDS).
 
     `settings` brings the environment's integration defaults (none without it)."""
     settings = settings or Settings()
@@ -83,6 +84,7 @@ def sweep_once(Session, redis, queue_name: str, slots: int, settings: Settings |
     for deletion_id in deletions:  # a deletion whose job Redis lost; one still queued or running is left alone
         enqueue_lead_deletion(redis, queue_name, deletion_id)
     kick_audit_prune(redis, queue_name)
+    kick_decay(redis, queue_name, settings.decay_seconds)
     return rekick(Session, redis, queue_name, slots, settings)
 
 

@@ -1,4 +1,5 @@
-"""Reading events: lists with filters, a lead's events, a streamed CSV export, channels, types and their keys."""
+"""Reading events: lists with filters, a lead's events, what one did to the scores, a streamed CSV export, channels,
+types and their keys."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sqlalchemy import and_, or_, select, text
 from models.base import utcnow
 from models.event_queries import EVENT_COLUMNS, NEWEST_FIRST
 from models.events import Event
+from models.explain import event_score
 from models.leads import Lead
 from models.replay import delete_events
 from models.time_ranges import RANGES, range_start
@@ -21,15 +23,16 @@ from webapp.app_state import db, state
 from webapp.auth import current_unit
 from webapp.blueprint import Blueprint
 from webapp.crud import page_doc, paginate
-from webapp.errors import ApiError
+from webapp.errors import ApiError, not_found
 from webapp.representations import EventSchema, event_dump, get_lead
-from webapp.schema_base import PageArgs, StrictSchema
+from webapp.schema_base import PageArgs, StrictSchema, UTCDateTime
 from worker.jobs import try_kick
 
 blp = Blueprint("events", __name__, description="Reading events")
 EXPORT_CHUNK = 1000
 EVENTS = page_doc(EventSchema, "events")  # newest first
 STRINGS = {"type": "array", "items": {"type": "string"}}
+EVENT_ID = re.compile(r"[0-9]{1,18}")  # what an event id can be; anything else names no event
 
 
 class EventFilterArgs(StrictSchema):
@@ -86,6 +89,37 @@ def lead_events(args, lead_id):
     lead = get_lead(lead_id)
     stmt = select(*EVENT_COLUMNS).join(Lead, Lead.pk == Event.lead_pk).where(Event.lead_pk == lead.pk)
     return paginate(stmt, args, dump=event_dump, key="events", order_by=NEWEST_FIRST)
+
+
+class EventRulesetScoreSchema(StrictSchema):
+    ruleset_id = fields.String()
+    name = fields.String()
+    is_primary = fields.Boolean()
+    rule_id = fields.String(allow_none=True, metadata={"description": "the rule, or for a DECAY event the decay rule"})
+    points = fields.Integer(metadata={"description": "what the rule's published weight gives (decay: minus decrease)"})
+    floor_adjustment = fields.Integer(metadata={"description": "delta - points: what the floor at 0 changed"})
+    delta = fields.Integer()
+    score_before = fields.Integer()
+    score_after = fields.Integer()
+
+
+class EventScoreSchema(StrictSchema):
+    event_id = fields.String()
+    lead_id = fields.String()
+    event_type = fields.String()
+    occurred_at = UTCDateTime()
+    status = fields.String(metadata={"description": "pending, scored or suppressed: only a scored event has deltas"})
+    rulesets = fields.List(fields.Nested(EventRulesetScoreSchema), metadata={"description": "primary first"})
+
+
+@blp.route("/event/<event_id>/score", methods=["GET"])
+@blp.response(200, EventScoreSchema)
+def score_of_event(event_id):
+    """What one event (a DECAY too) did to each ruleset's score: its delta and the totals before and after."""
+    found = event_score(db(), current_unit(), int(event_id)) if EVENT_ID.fullmatch(event_id) else None
+    if found is None:
+        raise not_found("event")
+    return found
 
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -196,7 +230,7 @@ class DeletedEventsSchema(StrictSchema):
 @blp.alt_response(200, schema=DeletedEventsSchema, success=True)
 def delete_batch(data):
     """Deletes the OU's events by id; their leads are rescored from what remains (asynchronously, by the workers)."""
-    wanted = {i: int(i) for i in dict.fromkeys(data["ids"]) if re.fullmatch(r"[0-9]{1,18}", i)}
+    wanted = {i: int(i) for i in dict.fromkeys(data["ids"]) if EVENT_ID.fullmatch(i)}
     session = db()
     deleted, leads = delete_events(session, current_unit(), list(wanted.values()))
     session.commit()

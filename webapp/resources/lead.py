@@ -1,4 +1,4 @@
-"""One lead: its detail, score, aliases, metadata (PUT replaces, PATCH merges), activity, and its deletion."""
+"""One lead: its detail, score and why it has it, aliases, metadata (PUT replaces, PATCH merges), activity, deletion."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from marshmallow import fields, validate
 
 from models import lead_ops
 from models.base import utcnow
+from models.explain import explain_lead
 from models.lead_delete import latest_deletion, request_deletion
 from models.lead_identity import aliases_of, primary_emails
 from models.lead_metadata import merged_metadata
@@ -20,10 +21,12 @@ from webapp.blueprint import Blueprint
 from webapp.errors import ApiError, not_found
 from webapp.representations import (
     SCORE_BOUND,
+    DecayForecastSchema,
     EventSchema,
     LeadSchema,
-    LeadScoreSchema,
+    LeadScoresSchema,
     LevelRefSchema,
+    decay_forecast,
     event_dump,
     get_lead,
     level_dump,
@@ -33,11 +36,76 @@ from webapp.services.leads import set_metadata
 from worker.jobs import enqueue_lead_deletion
 
 log = logging.getLogger("leadpulse.leads")
+MAX_EXPLAIN_HOURS = 24 * 366
 blp = Blueprint("lead", __name__, description="One lead: detail, score, aliases, metadata, activity, deletion")
 
 
 class ScoreQuery(StrictSchema):
     ruleset_id = fields.String(validate=validate.Length(min=1, max=36))
+
+
+class ExplainArgs(StrictSchema):
+    hours = fields.Integer(
+        load_default=24,
+        validate=validate.Range(min=1, max=MAX_EXPLAIN_HOURS),
+        metadata={"description": "the window of top_drivers and decay_applied, in hours back from now"},
+    )
+
+
+class DriverSchema(StrictSchema):
+    event_type = fields.String()
+    rule_id = fields.String(allow_none=True, metadata={"description": "the rule, or for DECAY the decay rule"})
+    points = fields.Integer(
+        metadata={"description": "the rule's published weight times count (decay: the points taken)"}
+    )
+    count = fields.Integer()
+
+
+class SnapshotRuleSchema(StrictSchema):
+    ruleset_id = fields.String()
+    rule_id = fields.String()
+    event_type = fields.String()
+    weight = fields.Integer()
+    active = fields.Boolean()
+    start_at = fields.String(allow_none=True)
+    end_at = fields.String(allow_none=True)
+
+
+class LedgerPartSchema(StrictSchema):
+    kind = fields.String(metadata={"description": "rule, decay, or floor (what the floor at 0 added back)"})
+    points = fields.Integer()
+    count = fields.Integer(metadata={"description": "deltas of this rule; for floor, the deltas the floor changed"})
+    rule_id = fields.String(allow_none=True)
+    event_type = fields.String(allow_none=True)
+    weight = fields.Integer(allow_none=True)
+
+
+class LedgerSchema(StrictSchema):
+    ruleset_id = fields.String()
+    name = fields.String()
+    is_primary = fields.Boolean()
+    status = fields.String()
+    score = fields.Integer(metadata={"description": "the ruleset's stored score: the parts' points sum to it"})
+    parts = fields.List(fields.Nested(LedgerPartSchema))
+
+
+class ExplanationSchema(StrictSchema):
+    lead_id = fields.String()
+    ruleset_id = fields.String(allow_none=True, metadata={"description": "the ruleset top_drivers are read from"})
+    score = fields.Integer()
+    range_hours = fields.Integer()
+    top_drivers = fields.List(fields.Nested(DriverSchema))
+    snapshot = fields.List(fields.Nested(SnapshotRuleSchema))
+    surge_boost = fields.List(fields.Dict())
+    surge_total = fields.Integer()
+    surge_event_count = fields.Integer()
+    decay_applied = fields.Integer(metadata={"description": "points decay took in the window (0 or less)"})
+    ledger = fields.List(fields.Nested(LedgerSchema), metadata={"description": "every ruleset, primary first"})
+    decay_forecast = fields.Nested(
+        DecayForecastSchema,
+        allow_none=True,
+        metadata={"description": "as in GET /lead/{id}: null unless decay moves it down"},
+    )
 
 
 class MetadataSchema(StrictSchema):
@@ -61,10 +129,14 @@ class LeadAliasSchema(StrictSchema):
     created_at = UTCDateTime()
 
 
+FORECAST = "when decay takes the lead below its level unless it is active first; null if it never does"
+
+
 class LeadDetailSchema(LeadSchema):
     level = fields.Nested(LevelRefSchema, allow_none=True)
     aliases = fields.List(fields.Nested(LeadAliasSchema))
     primary_email = fields.String(allow_none=True)
+    decay_forecast = fields.Nested(DecayForecastSchema, allow_none=True, metadata={"description": FORECAST})
 
 
 class LeadDetailAnswerSchema(StrictSchema):
@@ -74,6 +146,10 @@ class LeadDetailAnswerSchema(StrictSchema):
 
 class LeadAnswerSchema(StrictSchema):
     lead = fields.Nested(LeadSchema)
+
+
+class ScoreAnswerSchema(LeadScoresSchema):
+    decay_forecast = fields.Nested(DecayForecastSchema, allow_none=True, metadata={"description": FORECAST})
 
 
 class DeletionSchema(StrictSchema):
@@ -123,12 +199,13 @@ def lead_detail(lead_id):
     body["level"] = _level_of(lead)
     body["aliases"] = alias_dump(aliases_of(db(), lead.pk))
     body["primary_email"] = primary_emails(db(), [lead.pk]).get(lead.pk)
+    body["decay_forecast"] = decay_forecast(lead)
     return jsonify({"lead": body, "account": None})
 
 
 @blp.route("/score/<lead_id>", methods=["GET"], aliases=("/leads/<lead_id>/score",))
 @blp.arguments(ScoreQuery, location="query")
-@blp.alt_response(200, schema=LeadScoreSchema, success=True)
+@blp.alt_response(200, schema=ScoreAnswerSchema, success=True)
 def lead_score(args, lead_id):
     """Primary score by default; a named ruleset's on request; the highest when there is no primary."""
     lead = get_lead(lead_id)
@@ -144,8 +221,20 @@ def lead_score(args, lead_id):
             "engagement_scores": scores,
             "profile_scores": {},
             "level": _level_of(lead),
+            "decay_forecast": decay_forecast(lead),
         }
     )
+
+
+@blp.route("/lead/<lead_id>/score-explain", methods=["GET"])
+@blp.arguments(ExplainArgs, location="query")
+@blp.response(200, ExplanationSchema)
+def score_explain(args, lead_id):
+    """Why the lead has its score: recent top drivers, the published weights, and a ledger per ruleset that sums to it."""
+    lead = get_lead(lead_id)
+    explanation = explain_lead(db(), lead, args["hours"])
+    explanation.decay_forecast = decay_forecast(lead)
+    return explanation
 
 
 @blp.route("/lead/<lead_id>/aliases", methods=["GET"], aliases=("/leads/<lead_id>/aliases",))

@@ -16,7 +16,7 @@ from webapp.auth import current_unit, principal
 from webapp.blueprint import Blueprint
 from webapp.crud import page_doc, paginate
 from webapp.errors import ApiError, not_found
-from webapp.representations import SCORE_BOUND, LeadMatchSchema, LeadSchema, LeadScoreSchema, level_dump
+from webapp.representations import SCORE_BOUND, LeadMatchSchema, LeadSchema, LeadScoresSchema, level_dump
 from webapp.schema_base import PageArgs, StrictSchema, UTCDateTime, rfc3339
 from webapp.services.lead_ids import LEAD_ID, LEAD_ID_RULE
 from webapp.services.leads import check_metadata
@@ -67,7 +67,7 @@ class MergeSchema(StrictSchema):
     )
 
 
-class LeadRowSchema(LeadScoreSchema):
+class LeadRowSchema(LeadScoresSchema):
     """A lead as lead_dump shows it in lists: its score is by the primary ruleset."""
 
     org_id = fields.String()

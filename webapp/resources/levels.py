@@ -99,7 +99,8 @@ class LevelCrud(Crud):
             )
         )
         session.flush()
-        reclassify_unit(session, obj.unit_id)
+        if action != "delete":  # before_delete moved the deleted level's leads already
+            reclassify_unit(session, obj.unit_id)
         request_options_sync(session, obj.unit_id)
 
     def after_commit(self, obj, action):

@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import time
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 
@@ -14,7 +15,15 @@ from integrations.hubspot import HubSpotAdapter, HubSpotAuthError, HubSpotError
 from integrations.hubspot_sync import token_for
 from models.base import utcnow
 from models.dialect import insert_for
-from models.hubspot import HubSpotConnection, HubSpotContact, HubSpotPendingCreation, HubSpotWebhookEvent
+from models.events import SUPPRESSED, Event
+from models.hubspot import (
+    LIFECYCLE_STAGE,
+    PROPERTY_CHANGE,
+    HubSpotConnection,
+    HubSpotContact,
+    HubSpotPendingCreation,
+    HubSpotWebhookEvent,
+)
 from models.hubspot_sync_state import link_contacts
 from models.leads import Lead
 from models.webhooks import WebhookSource
@@ -23,6 +32,7 @@ from webapp.blueprint import strict_json_loads
 from webapp.errors import ApiError
 from webapp.rate_limits import limit_source
 from webapp.schema_base import bad_text
+from webapp.services.event_input import FUTURE_ALLOWANCE
 from webapp.services.leads import set_metadata
 from webapp.services.webhooks import find_source, reject, source_secret
 
@@ -202,4 +212,36 @@ def _apply_changes(s, source: WebhookSource, events: list[dict]) -> int:
             )
             continue
         applied += 1
+        if name == LIFECYCLE_STAGE:
+            s.add(_lifecycle_event(source, lead, event))
     return applied
+
+
+def _lifecycle_event(source: WebhookSource, lead: Lead, event: dict) -> Event:
+    """A lifecycle stage change kept as an event at HubSpot's time, for backtests' outcomes (docs/previews.md): stored
+    suppressed, so it never scores and no rule can make it, and it is not the lead's activity."""
+    now = utcnow()
+    at = event.get("occurredAt")
+    occurred = now
+    if isinstance(at, int) and not isinstance(at, bool) and 0 <= at <= (now + FUTURE_ALLOWANCE).timestamp() * 1000:
+        occurred = datetime.fromtimestamp(at / 1000, UTC)
+    value = event.get("propertyValue")
+    return Event(
+        org_id=source.org_id,
+        unit_id=source.unit_id,
+        lead_pk=lead.pk,
+        event_type=PROPERTY_CHANGE,
+        occurred_at=occurred,
+        received_at=now,
+        metadata_={
+            "channel": "crm",
+            "source": "hubspot",
+            "propertyName": LIFECYCLE_STAGE,
+            "propertyValue": value if isinstance(value, str) or value is None else json.dumps(value),
+            "objectId": str(event.get("objectId")),
+            "eventId": str(event.get("eventId")),
+        },
+        status=SUPPRESSED,
+        suppressed_reason="a HubSpot lifecycle stage change: kept for backtests, never scored",
+        quiet=True,
+    )

@@ -6,7 +6,6 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
-from flask import request
 from marshmallow import ValidationError
 from sqlalchemy.exc import IntegrityError
 
@@ -18,7 +17,7 @@ from webapp import metrics
 from webapp.app_state import close_db, state
 from webapp.auth import current_unit, principal
 from webapp.errors import ApiError, field_paths
-from webapp.rate_limits import DECIDED, limit_unit
+from webapp.rate_limits import lane_took_quota, limit_unit
 from webapp.services.event_input import EventInSchema
 
 ITEM_SCHEMA = EventInSchema()  # one instance: marshmallow schemas are reusable across requests
@@ -116,8 +115,7 @@ def store(incoming: list[IncomingEvent], org_id: str | None = None, unit_id: str
     if unit_id is None:
         org_id, unit_id = principal().org_id, current_unit()
     close_db()  # release this request's connection (and SQLite's write lock) before the committer needs it
-    # POST /ingest's lane, handing a request on to Flask, has taken its one event from the OU's quota already
-    return commit_events(state(), org_id, unit_id, incoming, quota_taken=DECIDED in request.environ)
+    return commit_events(state(), org_id, unit_id, incoming, quota_taken=lane_took_quota())
 
 
 def ingested_payload(incoming: IncomingEvent, result) -> dict:

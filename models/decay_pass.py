@@ -1,0 +1,287 @@
+"""Applying decay: set-based over every inactive lead of every OU, each elapsed period once, however it runs.
+
+A pass stores one DECAY event per (decay rule, lead, period) that ended by `now` since the lead's last activity, as
+pending events that scoring then applies like any other (docs/scoring.md, "Decay"). Each carries an idempotency key
+made of its rule, lead, period length, last activity and period number, so the unique index on (unit_id,
+idempotency_key) keeps a second pass, a concurrent one, or one after days of downtime from storing it twice.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    MetaData,
+    String,
+    Table,
+    and_,
+    case,
+    cast,
+    func,
+    insert,
+    literal,
+    literal_column,
+    null,
+    or_,
+    select,
+    text,
+    true,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from models.base import UTCDateTime, to_micros, utcnow
+from models.dialect import epoch_us, from_epoch_us, insert_for, json_object, rfc3339_text
+from models.engine import DECAY
+from models.events import PENDING, Event
+from models.leads import Lead
+from models.locks import lock_unit
+from models.scoring import DECAY_UNITS, DecayRule
+
+CHUNK = 20000  # leads per transaction: their rows stay locked (scoring waits on them) only that long
+
+# The leads a chunk works on, as read (and row-locked) once: the events stored and the bookkeeping written after them
+# both follow this one reading, whatever commits in between.
+DUE = Table(
+    "decay_due_tmp",
+    MetaData(),
+    Column("pk", BigInteger, primary_key=True),
+    Column("org_id", String(36)),
+    Column("unit_id", String(36)),
+    Column("anchor", UTCDateTime),  # the lead's last activity
+    Column("anchor_us", BigInteger),
+    Column("checked_us", BigInteger),  # periods up to here were applied for this anchor (None: none yet)
+    prefixes=["TEMPORARY"],
+)
+EVENTS = Event.__table__
+INSERTED = ("org_id", "unit_id", "lead_pk", "event_type", "occurred_at", "received_at", "metadata", "idempotency_key")
+
+
+@dataclass
+class DecayRun:
+    """What one pass stored: DECAY events and the leads they belong to, per OU."""
+
+    at: datetime
+    units: dict[str, dict[str, int]] = field(default_factory=dict)  # unit_id -> {"leads": n, "events": n}
+
+    @property
+    def events(self) -> int:
+        return sum(u["events"] for u in self.units.values())
+
+    @property
+    def leads(self) -> int:
+        return sum(u["leads"] for u in self.units.values())
+
+    def add(self, applied: list[tuple[str, int]]) -> None:
+        leads: dict[str, set[int]] = defaultdict(set)
+        for unit_id, lead_pk in applied:
+            leads[unit_id].add(lead_pk)
+            self.units.setdefault(unit_id, {"leads": 0, "events": 0})["events"] += 1
+        for unit_id, pks in leads.items():
+            self.units[unit_id]["leads"] += len(pks)  # a lead is in one chunk only
+
+    def as_dict(self) -> dict:
+        return {
+            "at": self.at.isoformat().replace("+00:00", "Z"),
+            "leads": self.leads,
+            "events": self.events,
+            "units": [{"unit_id": u, **counts} for u, counts in sorted(self.units.items())],
+        }
+
+
+def run_decay(Session, now: datetime | None = None, unit_id: str | None = None, chunk: int = CHUNK) -> DecayRun:
+    """Store every decay period that ended by now and is not stored yet (of one OU, or all), a chunk of leads per
+    transaction; the schedule (worker/jobs.py apply_decay) and `leadpulse decay run` both run this."""
+    run = DecayRun(now or utcnow())
+    after = 0
+    while True:
+        with Session() as s, s.begin():
+            last, applied = decay_chunk(s, run.at, unit_id, after, chunk)
+        run.add(applied)
+        if last is None:
+            return run
+        after = last
+
+
+def _greater(a, b):
+    return case((a > b, a), else_=b)
+
+
+def period_us(rule=DecayRule):
+    """A decay rule's period in microseconds."""
+    per_unit = case(
+        *(
+            (rule.unit == name, literal_column(str(seconds * 1_000_000), BigInteger))
+            for name, seconds in DECAY_UNITS.items()
+        )
+    )
+    return per_unit * rule.inactive_for
+
+
+def _text(value: str):
+    """A constant string inside SQL (jsonb_build_object takes no untyped parameter)."""
+    return literal_column("'" + value.replace("'", "''") + "'", String)
+
+
+def decay_chunk(
+    session: Session, now: datetime, unit_id: str | None, after: int, limit: int
+) -> tuple[int | None, list[tuple[str, int]]]:
+    """Up to `limit` due leads with pk above `after`: store their DECAY events, then when their next period ends.
+    Returns (the chunk's highest pk, or None when no lead was due; (unit_id, lead_pk) per event stored)."""
+    rule_units = select(DecayRule.unit_id).distinct()
+    if unit_id is not None:
+        rule_units = rule_units.where(DecayRule.unit_id == unit_id)
+    units = sorted(session.execute(rule_units).scalars())
+    if not units:
+        return None, []
+    for unit in units:  # shared, as scoring takes them: a rule edit (exclusive) never lands mid-chunk
+        lock_unit(session, unit, shared=True)
+    now_us = to_micros(now)
+    DUE.create(session.connection())
+    same_anchor = Lead.decay_anchor_at == Lead.last_event_at
+    due = (
+        select(
+            Lead.pk,
+            Lead.org_id,
+            Lead.unit_id,
+            Lead.last_event_at,
+            epoch_us(Lead.last_event_at),
+            case((same_anchor, epoch_us(Lead.decay_checked_at)), else_=null()),
+        )
+        .where(
+            Lead.unit_id.in_(units),
+            Lead.merged_into.is_(None),
+            Lead.last_event_at.isnot(None),
+            or_(Lead.decay_next_at.is_(None), Lead.decay_next_at <= now),
+            Lead.pk > after,
+        )
+        .order_by(Lead.pk)
+        .limit(limit)
+        .with_for_update(key_share=True)  # in pk order, as scoring locks leads
+    )
+    session.execute(insert(DUE).from_select([c.name for c in DUE.c], due))
+    if session.get_bind().dialect.name == "postgresql":  # its size, so the joins below go by index, not by scans
+        session.execute(text(f"ANALYZE {DUE.name}"))
+    last = session.execute(select(func.max(DUE.c.pk))).scalar()
+    applied = session.execute(_store_periods(session, now, now_us)).all() if last is not None else []
+    if last is not None:
+        session.execute(_schedule_next(now, now_us))
+    DUE.drop(session.connection())
+    return last, [tuple(row) for row in applied]
+
+
+def _due_rules():
+    """Each due lead with each decay rule of its OU: the rule's period and the moment it applies from, in us."""
+    r = DecayRule
+    return (
+        select(
+            *DUE.c,
+            r.id.label("rule_id"),
+            r.inactive_for,
+            r.unit,
+            r.decrease,
+            period_us(r).label("p_us"),
+            epoch_us(r.applies_from).label("from_us"),
+        )
+        .join_from(DUE, r, r.unit_id == DUE.c.unit_id)
+        .subquery("due_rules")
+    )
+
+
+def _store_periods(session: Session, now: datetime, now_us: int):
+    """INSERT ... SELECT of every (rule, due lead, period k) ending after what was applied (and after the rule's
+    applies_from) and by now; k counts periods from the lead's last activity."""
+    d = _due_rules()
+    lower_us = _greater(d.c.from_us, func.coalesce(d.c.checked_us, 0))
+    k_lo = case((lower_us < d.c.anchor_us, 1), else_=(lower_us - d.c.anchor_us) // d.c.p_us + 1)
+    k_hi = case((now_us < d.c.anchor_us, 0), else_=(now_us - d.c.anchor_us) // d.c.p_us)
+    columns = ("pk", "org_id", "unit_id", "anchor", "anchor_us", "rule_id", "inactive_for", "unit", "decrease", "p_us")
+    base = select(*(d.c[c] for c in columns), k_lo.label("k"), k_hi.label("k_hi")).where(k_lo <= k_hi)
+    periods = base.cte("decay_periods", recursive=True)
+    p = periods.c
+    periods = periods.union_all(select(*(p[c] for c in columns), p.k + 1, p.k_hi).where(p.k < p.k_hi))
+    p = periods.c
+    metadata = json_object(
+        *(
+            item
+            for name, value in (
+                ("channel", _text("system")),
+                ("decay_id", p.rule_id),
+                ("period", p.k),
+                ("decrease", p.decrease),
+                ("inactive_for", p.inactive_for),
+                ("unit", p.unit),
+                ("since", rfc3339_text(p.anchor)),
+            )
+            for item in (_text(name), value)
+        )
+    )
+    key = _text("decay:") + p.rule_id + _text(":") + cast(p.pk, String) + _text(":") + cast(p.inactive_for, String)
+    key = key + p.unit + _text(":") + cast(p.anchor_us, String) + _text(":") + cast(p.k, String)
+    rows = select(
+        p.org_id,
+        p.unit_id,
+        p.pk,
+        _text(DECAY),
+        from_epoch_us(p.anchor_us + p.k * p.p_us),
+        literal(now, UTCDateTime()),
+        metadata,
+        key,
+        literal_column(str(PENDING)),
+        true(),  # quiet: a fall never alerts, and its level changes need no examining
+    ).where(true())  # SQLite: an INSERT ... SELECT with ON CONFLICT needs a WHERE to parse
+    return (
+        insert_for(session, EVENTS)
+        .from_select([*(EVENTS.c[c] for c in INSERTED), EVENTS.c.status, EVENTS.c.quiet], rows)
+        .on_conflict_do_nothing(
+            index_elements=["unit_id", "idempotency_key"], index_where=EVENTS.c.idempotency_key.isnot(None)
+        )
+        .returning(EVENTS.c.unit_id, EVENTS.c.lead_pk)
+    )
+
+
+def _schedule_next(now: datetime, now_us: int):
+    """Each due lead: counted from its anchor, applied through now, its next period's end over the OU's rules.
+
+    Only while its last activity is still the one read (a lead scored meanwhile keeps decay_next_at cleared, so the
+    next pass takes it up); a concurrent pass that got further keeps its later mark.
+    """
+    d = _due_rules()
+    ref_us = _greater(literal(now_us, BigInteger), d.c.from_us)
+    done = case((ref_us < d.c.anchor_us, 0), else_=(ref_us - d.c.anchor_us) // d.c.p_us)
+    upcoming = (
+        select(d.c.pk, d.c.anchor, func.min(d.c.anchor_us + d.c.p_us * (done + 1)).label("next_us"))
+        .group_by(d.c.pk, d.c.anchor)
+        .subquery("next_due")
+    )
+    now_value = literal(now, UTCDateTime())
+    return (
+        update(Lead)
+        .where(Lead.pk == upcoming.c.pk, Lead.last_event_at == upcoming.c.anchor)
+        .values(
+            decay_anchor_at=upcoming.c.anchor,
+            decay_checked_at=case(
+                (
+                    and_(Lead.decay_anchor_at == upcoming.c.anchor, Lead.decay_checked_at > now_value),
+                    Lead.decay_checked_at,
+                ),
+                else_=now_value,
+            ),
+            decay_next_at=from_epoch_us(upcoming.c.next_us),
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def reschedule_unit(session: Session, unit_id: str) -> None:
+    """After a decay rule of the OU is added or changed: every lead's next period is looked for again."""
+    session.execute(
+        update(Lead)
+        .where(Lead.unit_id == unit_id, Lead.decay_next_at.isnot(None))
+        .values(decay_next_at=None)
+        .execution_options(synchronize_session=False)
+    )
