@@ -178,7 +178,16 @@ def ruleset_rules(obj_id):
     return db().execute(scoped(Rule).where(Rule.ruleset_id == obj_id).order_by(Rule.created_at)).scalars().all()
 
 
+class UnpublishedSchema(StrictSchema):
+    ruleset = fields.Nested(RulesetSchema)
+
+
+class PublishedSchema(UnpublishedSchema):
+    rescored_leads = fields.Integer()
+
+
 @blp.route("/rulesets/<obj_id>/publish", methods=["POST"])
+@blp.alt_response(200, schema=PublishedSchema, success=True)
 def publish(obj_id):
     """Draft -> published (or republish after rule edits): the current rules now score, every lead is rescored."""
     session = db()
@@ -192,6 +201,7 @@ def publish(obj_id):
 
 
 @blp.route("/rulesets/<obj_id>/unpublish", methods=["POST"])
+@blp.alt_response(200, schema=UnpublishedSchema, success=True)
 def unpublish(obj_id):
     """Back to draft: the ruleset stops scoring and its scores are withdrawn (republishing rebuilds them)."""
     session = db()
