@@ -13,7 +13,7 @@ from models.reclassify import reclassify_unit
 from webapp.app_state import db
 from webapp.auth import principal
 from webapp.blueprint import Blueprint
-from webapp.crud import Crud, paginate, register_crud, scoped
+from webapp.crud import Crud, page_doc, paginate, register_crud, scoped
 from webapp.errors import ApiError
 from webapp.representations import HistoryEntrySchema, history_entry
 from webapp.schema_base import PageArgs, StrictSchema, UTCDateTime
@@ -124,6 +124,7 @@ class LevelHistoryEntrySchema(HistoryEntrySchema):
 
 
 ENTRIES = LevelHistoryEntrySchema(many=True)
+ENTRIES_PAGE = page_doc(LevelHistoryEntrySchema, "history")  # newest first
 
 
 def entry_fields(entry: LevelHistory) -> dict:
@@ -132,6 +133,7 @@ def entry_fields(entry: LevelHistory) -> dict:
 
 @blp.route("/engagement-levels/history", methods=["GET"])
 @blp.arguments(PageArgs, location="query")
+@blp.alt_response(200, schema=ENTRIES_PAGE, success=True)
 def level_history(args):
     """Every change of the level table, newest first: who, when, what, and the whole table after it (docs/history.md).
     With page or limit: {history, total, page, limit}; without: the newest 500 as an array."""

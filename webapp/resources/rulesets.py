@@ -17,7 +17,7 @@ from models.scoring import DRAFT, Rule, Ruleset, RulesetHistory
 from webapp.app_state import db, state
 from webapp.auth import current_unit, principal
 from webapp.blueprint import Blueprint
-from webapp.crud import Crud, get_scoped, paginate, register_crud, scoped
+from webapp.crud import Crud, get_scoped, page_doc, paginate, register_crud, scoped
 from webapp.errors import ApiError, not_found
 from webapp.representations import HistoryEntrySchema, history_entry
 from webapp.schema_base import EchoSchema, PageArgs, StrictSchema, UTCDateTime
@@ -417,6 +417,7 @@ class RulesetHistoryEntrySchema(HistoryEntrySchema):
 
 
 HISTORY_ENTRIES = RulesetHistoryEntrySchema(many=True)
+HISTORY_PAGE = page_doc(RulesetHistoryEntrySchema, "history")  # newest first
 
 
 def _when(value: str | None) -> datetime | None:
@@ -430,6 +431,7 @@ def history_fields(entry: RulesetHistory) -> dict:
 
 @blp.route("/rulesets/history", methods=["GET"], statuses=(404,))
 @blp.arguments(RulesetHistoryArgs, location="query")
+@blp.alt_response(200, schema=HISTORY_PAGE, success=True)
 def ruleset_history(args):
     """Every publish and unpublish of the OU's rulesets (or of one, ruleset_id; deleted ones too), newest first: who,
     when, and the rules; like GET /engagement-levels/history (docs/history.md). With page or limit: {history, total,
