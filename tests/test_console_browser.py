@@ -177,8 +177,16 @@ def test_opening_a_lead_and_another_ous_lead_is_a_404_page(page, app, client, te
     events = page.locator("table.events tbody tr").all_inner_texts()
     assert [e.split("\t")[1:3] for e in events] == [["demo_request", "+60"], ["page_view", "+5"]]
     assert "grace@example.com" in page.locator("section", has_text="Aliases").inner_text()
-    for slot in ("score-explain", "score-history", "decay-forecast"):
+    for slot in ("score-explain", "score-history", "decay-forecast", "integrations"):
         assert page.locator(f"[data-slot='{slot}']").is_visible()
+    why = page.get_by_role("region", name="Why this score")
+    ledger = why.get_by_role("table", name=re.compile("^Engagement"))
+    assert [r.split("\t") for r in ledger.locator("tbody tr").all_inner_texts()] == [
+        ["demo_request", "1", "+60", "+60"],
+        ["page_view", "1", "+5", "+5"],
+    ]
+    assert ledger.locator("tfoot").inner_text().split() == ["Score", "65"]
+    assert page.get_by_role("img", name=re.compile("Score over the last 90 days: 0 then, 65 now")).is_visible()
 
     response = page.goto("/app/leads/theirs-1")
     assert response.status == 404

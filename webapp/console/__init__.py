@@ -21,6 +21,12 @@ def when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if value else "—"
 
 
+def day(value: datetime, now: datetime | None = None) -> str:
+    """A date as a sentence says it: "3 March", with the year only when it is not this one."""
+    value, now = value.astimezone(UTC), (now or datetime.now(UTC))
+    return f"{value.day} {value:%B}" + (f" {value.year}" if value.year != now.year else "")
+
+
 def ago(value: datetime | None, now: datetime | None = None) -> str:
     """How long ago, roughly: what a glance at the Leads table needs."""
     if value is None:
@@ -36,4 +42,5 @@ def install(app) -> None:
     app.register_blueprint(bp)
     app.add_template_filter(when, "when")
     app.add_template_filter(ago, "ago")
+    app.add_template_filter(day, "day")
     errors.install(app)
