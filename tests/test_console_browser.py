@@ -134,6 +134,18 @@ def test_creating_the_reference_levels_and_an_overlap_refused_inline(page, clien
     assert min_score.get_attribute("aria-invalid") == "true" and min_score.input_value() == "10"
     assert "overlap" in page.locator("#min_score-error").inner_text()
     assert rows.count() == 4  # nothing was added
+
+    # The history: back to the table before Very Hot was added, after a confirm step.
+    history = page.get_by_role("region", name="History")
+    assert (
+        history.locator("tbody tr").count() == 4 and "current table" in history.locator("tbody tr").first.inner_text()
+    )
+    history.get_by_role("link", name=re.compile("^Revert")).first.click()
+    page.get_by_role("heading", name="Revert the level table?").wait_for()
+    assert rows.count() == 0 and page.locator("svg.bar rect").count() == 3 + 4  # the restored table and the current
+    page.get_by_role("button", name="Revert to this table").click()
+    page.get_by_role("status").filter(has_text="Reverted").wait_for()
+    assert [r.split("\t")[0].strip() for r in rows.all_inner_texts()] == ["Cold", "Warm", "Hot"]
     no_console_errors(page, allowed=("409", "400"))
 
 
