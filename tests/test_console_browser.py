@@ -149,6 +149,45 @@ def test_creating_the_reference_levels_and_an_overlap_refused_inline(page, clien
     no_console_errors(page, allowed=("409", "400"))
 
 
+def test_creating_a_ruleset_and_publishing_it_after_reading_its_preview(page, app, client, tenant, run_worker):
+    api = Api(client, tenant)
+    create_levels(api)
+    for lead, kinds in (("crm-1", ["page_view", "demo_request"]), ("crm-2", ["page_view"])):
+        for kind in kinds:
+            ingest(api, lead, kind)
+    settle(app, run_worker)
+    sign_in(page, client, tenant)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Scoring").click()
+    page.get_by_role("heading", name="No rulesets yet").wait_for()
+    page.get_by_label("Name").fill("Engagement")
+    page.get_by_label("Primary").check()
+    page.get_by_role("button", name="Create ruleset").click()
+    page.get_by_role("heading", name="Engagement", exact=True).wait_for()
+    rows = page.locator("table.rules tbody tr")
+    for event_type, weight in (("page_view", "5"), ("demo_request", "60"), ("page_view", "9")):
+        page.get_by_label("Event type", exact=True).fill(event_type)
+        page.get_by_label("Points").fill(weight)
+        page.get_by_role("button", name="Add rule").click()
+        if weight != "9":
+            rows.filter(has_text=event_type).wait_for()  # the page with the new rule is in
+    alert = page.get_by_role("alert")  # the third: a second rule for page_view
+    alert.wait_for()
+    assert "already has a rule for event type 'page_view'" in alert.inner_text()
+    assert page.get_by_label("Event type", exact=True).get_attribute("aria-invalid") == "true"
+    assert rows.count() == 2
+
+    page.get_by_role("link", name="Review and publish").click()
+    page.get_by_role("heading", name="Publish Engagement?").wait_for()
+    moves = {r.split("\t")[0]: r.split("\t")[1:] for r in page.locator("table.moves tbody tr").all_inner_texts()}
+    assert moves["Hot"] == ["0", "1", "+1", "0"] and moves["Cold"] == ["2", "1", "0", "−1"]  # score 0 is Cold
+    assert page.locator("table.movers tbody tr").first.inner_text().startswith("crm-1")
+    assert api.get("/leads/crm-1").json["lead"]["score"] == 0  # nothing published yet
+    page.get_by_role("button", name="Publish and rescore").click()
+    page.get_by_role("status").filter(has_text="Published: 2 leads rescored.").wait_for()
+    assert api.get("/leads/crm-1").json["lead"]["score"] == 65
+    no_console_errors(page, allowed=("409",))
+
+
 def test_events_sent_through_the_api_update_the_leads_table_live(page, app, client, tenant, run_worker):
     api = Api(client, tenant)
     create_levels(api)
@@ -215,7 +254,9 @@ def test_the_pages_work_from_the_keyboard_and_fit_a_phone(page, app, client, ten
     for n, kind in enumerate(("page_view", "email_open", "pricing_page_view", "email_click", "webinar_attended") * 3):
         sent = {"event_type": kind, "aliases": [{"alias_kind": "email", "raw_value": f"visitor{n % 9}@example.com"}]}
         assert api.post("/ingest", json=sent).status_code == 202
+    assert api.post("/decays", json={"inactive_for": 14, "unit": "days", "decrease": 15}).status_code == 201
     settle(app, run_worker)
+    ruleset = api.get("/rulesets").json[0]["ruleset_id"]
     sign_in(page, client, tenant)
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Skip to main content"
@@ -230,6 +271,8 @@ def test_the_pages_work_from_the_keyboard_and_fit_a_phone(page, app, client, ten
     assert page.evaluate("document.activeElement.id") == "level"
     pages = {"/app/leads": "leads", "/app/leads/seed-ada": "lead", "/app/levels": "levels"}
     pages |= {"/app/sources": "sources", "/app/credentials": "credentials", "/app/integrations": "integrations"}
+    pages |= {"/app/scoring": "scoring", f"/app/scoring/rulesets/{ruleset}": "ruleset"}
+    pages |= {f"/app/scoring/rulesets/{ruleset}/publish": "publish", "/app/scoring/decays": "decays"}
     for path, name in pages.items():
         for width, height in ((1280, 800), (390, 844)):
             page.set_viewport_size({"width": width, "height": height})

@@ -12,10 +12,9 @@ from flask import request
 from models.levels import EngagementLevel, LevelHistory
 from models.seed import SEED_LEVELS
 from webapp.app_state import db
-from webapp.console.base import FormErrors, form_errors, form_values, load, page, render, see_other
+from webapp.console.base import FormErrors, attempt, form_values, load, page, render, see_other
 from webapp.console.lead_pages import levels_of_unit
 from webapp.crud import get_scoped, scoped
-from webapp.errors import ApiError
 from webapp.resources.levels import LevelSchema, LevelUpdateSchema
 from webapp.services.levels import LevelCrud, revert_levels
 
@@ -176,22 +175,18 @@ def confirm_revert(entry_id):
 @page("/levels/history/<entry_id>/revert", methods=("POST",))
 def revert_level_table(entry_id):
     get_scoped(LevelHistory, entry_id, "level history entry")  # another OU's entry: the 404 page
-    try:
-        revert_levels(entry_id)
-    except ApiError as exc:
-        return _page(exc.status, errors=form_errors(exc))
+    _, errors = attempt(lambda: revert_levels(entry_id))
+    if errors:
+        return _page(errors.status, errors=errors)
     return see_other("levels", reverted="1")
 
 
 @page("/levels", methods=("POST",))
 def create_level():
     values = form_values(FIELDS, INTS, nullable=("max_score",))
-    try:
-        level = CRUD.create(load(LevelSchema(), values))
-    except FormErrors as exc:
-        return _page(exc.status, errors=exc, values=values)
-    except ApiError as exc:
-        return _page(exc.status, errors=form_errors(exc), values=values)
+    level, errors = attempt(lambda: CRUD.create(load(LevelSchema(), values)))
+    if errors:
+        return _page(errors.status, errors=errors, values=values)
     return see_other("levels", created=level.name)
 
 
@@ -218,12 +213,9 @@ def update_level(level_id):
     level = get_scoped(EngagementLevel, level_id, "engagement level")
     values = form_values(FIELDS, INTS, nullable=("max_score",))
     values.setdefault("max_score", None)  # a blank top: the open range, as the form shows it
-    try:
-        CRUD.update(level.id, load(LevelUpdateSchema(partial=True), values))
-    except FormErrors as exc:
-        return _page(exc.status, errors=exc, values=values, editing=level)
-    except ApiError as exc:
-        return _page(exc.status, errors=form_errors(exc), values=values, editing=level)
+    _, errors = attempt(lambda: CRUD.update(level.id, load(LevelUpdateSchema(partial=True), values)))
+    if errors:
+        return _page(errors.status, errors=errors, values=values, editing=level)
     return see_other("levels", updated=level.name)
 
 
@@ -231,8 +223,7 @@ def update_level(level_id):
 def delete_level(level_id):
     level = get_scoped(EngagementLevel, level_id, "engagement level")
     name = level.name
-    try:
-        CRUD.delete(level.id)
-    except ApiError as exc:
-        return _page(exc.status, errors=form_errors(exc))
+    _, errors = attempt(lambda: CRUD.delete(level.id))
+    if errors:
+        return _page(errors.status, errors=errors)
     return see_other("levels", deleted=name)
