@@ -109,7 +109,7 @@ def test_a_lead_s_page_says_why_charts_its_history_forecasts_decay_and_shows_hub
         assert re.search(rf"Drops to .*Warm.* on <time [^>]*>{at.day} {at:%B}", shown, re.S)
 
         # HubSpot: the contact linked and in sync; Slack: the Hot entry's alert, sent.
-        assert f"/contact/{contact_id}" in page and 'data-sync-state="synced"' in page
+        assert f'/record/0-1/{contact_id}"' in page and 'data-sync-state="synced"' in page
         assert hubspot.contact_by_email("ada@example.com")["properties"]["engagement_score"] == "70"
         assert len(slack.messages) == 1
         alerts = re.search(r'<table class="compact alerts">.*?</table>', shown, re.S)[0]

@@ -77,7 +77,7 @@ def slack_status(unit_id: str, install_url: str) -> dict:
     }
 
 
-CONTACT_URL = "https://app.hubspot.com/contacts/{portal}/contact/{contact}"
+CONTACT_URL = "https://app.hubspot.com/contacts/{portal}/record/0-1/{contact}"  # 0-1: HubSpot's contact object
 LEAD_ALERTS = 10  # the newest alerts a lead's page lists
 
 
