@@ -135,8 +135,12 @@ def limiter_for(redis, settings, token: str) -> RollingLimiter:
     return RollingLimiter(redis, key, settings.hubspot_rate_limit_per_10s, 10.0)
 
 
-def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str) -> SyncOutcome:
-    """Write every changed lead's latest score and level to its HubSpot contact, 100 per call."""
+def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str, still_held=lambda: True) -> SyncOutcome:
+    """Write every changed lead's latest score and level to its HubSpot contact, 100 per call.
+
+    still_held: asked before each batch's calls; False once this job's lease on the OU is gone (another job syncs
+    now): hand over rather than write beside it.
+    """
     with Session() as s:
         conn = s.get(HubSpotConnection, unit_id)
         token = token_for(s, unit_id, conn, settings, secret_key)
@@ -161,6 +165,10 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str) -> Sy
             drivers = why(s, unit_id, [r.pk for r in rows])
         if not rows and not creations:
             _connection_ok(Session, unit_id, conn is not None)
+            return out
+        if not still_held():
+            log.warning("OU %s: the HubSpot sync lost its lease to another job; handing over", unit_id)
+            out.retry_in = 0.0
             return out
         try:
             if creations:  # contacts announced while no token served the OU: linked first, so their leads sync by id

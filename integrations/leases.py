@@ -63,11 +63,13 @@ class Lease:
             _keeper.add(self)
         return self.held
 
-    def renew(self) -> None:
-        """Called by the keeper thread; a lease another holder took is lost, and the job sees `held` turn False."""
+    def renew(self) -> bool:
+        """Extend the lease now; False once another holder took it. The keeper thread calls it every RENEW_EVERY s; a
+        job calls it before each call out, so a stall past the TTL (the keeper stalled too) is noticed before it acts.
+        With Redis away it answers as before (the job notices the outage itself)."""
         with self._lock:
             if not self.held:
-                return
+                return False
             try:
                 if not self.redis.eval(_RENEW, 1, self.key, self.token, self.ttl_ms):
                     log.warning("lease %s was taken over (this holder stalled past its TTL?)", self.key)
@@ -76,6 +78,7 @@ class Lease:
                 log.warning("could not renew lease %s: %s", self.key, exc.__class__.__name__)
         if not self.held:
             _keeper.remove(self)
+        return self.held
 
     def release(self) -> None:
         """Free the key if still ours. Best effort: with Redis away the lease lapses by itself within its TTL."""

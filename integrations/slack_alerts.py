@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from integrations.slack import SlackAdapter, SlackError
 from integrations.slack_store import resolve
@@ -229,8 +230,11 @@ def deliver_alerts(Session, settings, secret_key: str, unit_id: str, still_held=
                     latencies.append((now - alert.event_received_at).total_seconds())
                 out.sent += 1
         except Exception as exc:  # a bug or a database error around one alert (SlackErrors return above)
-            if timed_out(exc):
-                raise  # the job's time is up: it ends, and the row stays posting for the next run to look up
+            if timed_out(exc) or isinstance(exc, OperationalError):
+                # The job's time is up, or the database went away (a restart, a failover): nothing is wrong with this
+                # alert. The job ends; the row stays posting, and the next run (the sweep kicks one) looks it up in
+                # the channel before anything is posted again.
+                raise
             if posted is not None:  # Slack has it and we could not record that: the retry finds it in the channel
                 log.exception("alert %s was posted but could not be marked sent; the retry looks it up first", alert_id)
                 error = SlackError(error=f"internal error after posting ({exc.__class__.__name__})", status=500)

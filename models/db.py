@@ -12,6 +12,12 @@ _engines: dict[tuple[int, str], Engine] = {}
 _role = "web"  # what this process's PostgreSQL connections say they are (application_name); see run_as_worker
 
 
+def application_name(role: str) -> str:
+    """`leadpulse-<role>:<pid>` in pg_stat_activity: an operator (or the fault suite) tells which process holds a
+    connection, a lock or a transaction, without mapping client ports to processes."""
+    return f"{role}:{os.getpid()}"
+
+
 def run_as_worker() -> None:
     """For `leadpulse worker`, before its first engine: pooled connections are pinged before use (one round trip a
     checkout, against jobs that run for many) so that a job after a PostgreSQL restart gets a fresh connection instead
@@ -60,7 +66,7 @@ def make_engine(url: str, side: str | None = None) -> Engine:
             max_overflow=overflow,
             pool_timeout=wait,
             pool_recycle=1800,
-            connect_args={"options": options, "application_name": name},
+            connect_args={"options": options, "application_name": application_name(name)},
         )
     # The web has no pre-ping (a round trip per request): a connection found dead after a database restart fails
     # that one request with a 503 and is discarded by the pool; workers ping (run_as_worker). At most 20 connections
@@ -73,7 +79,7 @@ def make_engine(url: str, side: str | None = None) -> Engine:
         pool_timeout=10,
         pool_recycle=1800,
         pool_pre_ping=_role == "worker",
-        connect_args={"application_name": f"leadpulse-{_role}"},
+        connect_args={"application_name": application_name(f"leadpulse-{_role}")},
     )
 
 

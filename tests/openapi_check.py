@@ -1,8 +1,10 @@
 """Every response the suite gets from the app, held to the OpenAPI document: its status declared for its operation,
-and an error's body in the envelope the document gives it."""
+an error's body in the envelope the document gives it, a success in a documented content type and, when JSON, with
+the body its schema describes (as the fuzz, tests/test_fuzz_openapi.py, checks it)."""
 
 from __future__ import annotations
 
+import schemathesis
 from flask.testing import FlaskClient
 from flask_smorest.spec.plugins import FlaskPlugin
 from werkzeug.exceptions import HTTPException
@@ -22,12 +24,13 @@ def is_console_page(path: str) -> bool:
 
 
 class Seen:
-    """(method, url rule) -> status -> one path that answered it; error bodies outside the envelope."""
+    """(method, url rule) -> status -> one path that answered it; bodies outside what the document gives them."""
 
     def __init__(self):
         self.answers: dict[tuple[str, str], dict[int, str]] = {}
         self.bad_bodies: list[str] = []
         self.spec: dict | None = None
+        self.document = None  # the spec as schemathesis reads it, for the bodies of successes
 
     def record(self, app, response) -> None:
         if "leadpulse" not in app.extensions:  # a fake service's app, not ours
@@ -49,6 +52,8 @@ class Seen:
         if self.spec is None:
             self.spec = app.extensions["flask-smorest"]["apis"][""]["ext_obj"].spec.to_dict()
         self.answers.setdefault((method.lower(), rule.rule), {}).setdefault(status, request.full_path.rstrip("?"))
+        if 200 <= status < 300 and status != 204 and request.method != "HEAD":
+            self.check_success_body(f"{request.method} {request.path}", method.lower(), rule.rule, response)
 
     def check_error_body(self, where: str, response) -> None:
         body = response.get_json(silent=True) if response.is_json else None
@@ -57,6 +62,28 @@ class Seen:
             self.bad_bodies.append(
                 f"{where} answered {response.status_code} with {response.get_data()[:200]!r}: {problems}"
             )
+
+    def check_success_body(self, where: str, method: str, rule: str, response) -> None:
+        """Its content type one the operation documents for the status; a JSON body valid under its schema (other
+        bodies, streamed, are the fuzz's to read)."""
+        path = FlaskPlugin.flaskpath2openapi(rule)
+        declared = self.spec["paths"].get(path, {}).get(method, {}).get("responses", {}).get(str(response.status_code))
+        if declared is None or len(self.bad_bodies) >= 50:  # an undeclared status: problems() says so
+            return
+        content = declared.get("content", {})
+        if response.mimetype not in content:
+            self.bad_bodies.append(
+                f"{where} answered {response.status_code} in {response.mimetype}: not in {list(content)}"
+            )
+            return
+        if not response.is_json:  # JSON is read whole; a CSV export or an event stream may never end
+            return
+        if self.document is None:
+            self.document = schemathesis.openapi.from_dict(self.spec)
+        try:
+            self.document[path][method].validate_response(schemathesis.Response.from_wsgi(response))
+        except Exception as exc:  # schemathesis names what differs
+            self.bad_bodies.append(f"{where} answered {response.status_code} unlike its document: {str(exc)[:1500]}")
 
     def problems(self, spec: dict | None = None) -> list[str]:
         """What the document does not say about what was seen (spec: the document, by default the app's own)."""

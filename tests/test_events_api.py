@@ -204,3 +204,23 @@ def test_the_export_never_hands_a_spreadsheet_a_formula(api):
     assert set(by_lead) == {"'" + c for c in cells} | {"plain"}
     assert all(by_lead["'" + c]["channel"] == "'" + c for c in cells)
     assert by_lead["plain"]["channel"] == "web" and by_lead["plain"]["metadata"].startswith("{")
+
+
+def test_a_channel_that_is_not_text_is_shown_and_exported_as_text(api):
+    """metadata.channel is the client's to fill: a number or an object there reads as its JSON everywhere, as GET
+    /channels lists it, and never breaks the export."""
+    ingest(api, "ada", "page_view", metadata={"channel": 5}, timestamp="2026-11-20T10:00:00Z")
+    ingest(api, "bob", "page_view", metadata={"channel": {"a": [1, "é"]}}, timestamp="2026-11-21T10:00:00Z")
+    ingest(api, "cy", "page_view", metadata={"channel": None}, timestamp="2026-11-22T10:00:00Z")
+    listed = api.get("/events")
+    assert [(e["lead_id"], e["channel"]) for e in listed.json] == [
+        ("cy", None),
+        ("bob", '{"a": [1, "é"]}'),
+        ("ada", "5"),
+    ]
+    assert sorted(api.get("/channels").json) == ["5", '{"a": [1, "é"]}']
+    assert api.get("/lead/ada/activity", query_string={"range": "all"}).json["events"][0]["channel"] == "5"
+    export = api.get("/events/export")
+    assert export.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(export.get_data(as_text=True), newline="")))
+    assert {r["lead_id"]: r["channel"] for r in rows} == {"ada": "5", "bob": '{"a": [1, "é"]}', "cy": ""}

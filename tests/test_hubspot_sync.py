@@ -338,3 +338,45 @@ def test_an_option_removed_in_hubspot_is_restored_and_the_batch_goes_through(hs,
     assert [r.status for r in fake.requests_to(UPDATE)] == [400, 200, 400]
     assert "Hot" not in [o["value"] for o in fake.properties["engagement_level"]["options"]]
     assert "INVALID_OPTION" in api.get("/integrations/hubspot").json["last_error"]
+
+
+def test_a_sync_that_lost_its_lease_makes_no_further_batch_call(
+    settings, clean, tenant, monkeypatch, run_worker, redis_conn
+):
+    """A sync that stalled past its lease's TTL finds the OU's lease taken by another job: it stops before its next
+    batch call instead of writing beside that job, and nothing is lost (the holder, or a later run, syncs the rest)."""
+    from integrations import redis_keys as keys
+    from worker.jobs import enqueue_hubspot_sync
+
+    lease = keys.UNIT_RUN(kind="hubspot", unit_id=tenant.unit_id)
+
+    class TakenOverDuringTheFirstUpdate(FakeHubSpot):
+        def handle(self, request, record):
+            if request.path == UPDATE and len(self.requests_to(UPDATE)) == 1:
+                redis_conn.set(lease, "another-worker:1")  # this job's keeper stalled; another took the OU over
+            return super().handle(request, record)
+
+    with TakenOverDuringTheFirstUpdate(tokens=[TOKEN]) as fake:
+        monkeypatch.setenv("HUBSPOT_API_BASE", fake.url)
+        app = create_app(dataclasses.replace(settings, hubspot_api_base=fake.url))
+        api = Api(app.test_client(), tenant)
+        create_levels(api)
+        published_ruleset(api, {"page_view": 5})
+        emails = [f"l{i:03d}@x.io" for i in range(150)]  # two batches of 100 at most
+        for e in emails:
+            fake.add_contact(e)
+        events = [{"aliases": [{"alias_kind": "email", "raw_value": e}], "event_type": "page_view"} for e in emails]
+        assert api.post("/ingest/batch", json={"events": events}).status_code == 202
+        settle(app, run_worker)  # scored while HubSpot is not connected: all 150 wait for the first sync
+        assert api.put("/integrations/hubspot", json={"access_token": TOKEN}).status_code == 200
+        run_worker()
+        [first] = fake.requests_to(UPDATE)  # the second batch was never sent
+        assert len(first.body["inputs"]) == 100
+        assert redis_conn.get(lease) == b"another-worker:1"  # not released for its new holder either
+        assert sum(props(fake, e).get("engagement_score") == "5" for e in emails) == 100
+
+        redis_conn.delete(lease)  # the other holder is done (or died); the next run syncs what is left
+        enqueue_hubspot_sync(redis_conn, settings.queue_name, tenant.unit_id)
+        run_worker()
+        assert all(props(fake, e).get("engagement_score") == "5" for e in emails)
+        assert [len(r.body["inputs"]) for r in fake.requests_to(UPDATE)] == [100, 50]

@@ -38,10 +38,10 @@ def test_a_lease_redis_lost_is_taken_back_and_one_taken_over_is_let_go(redis_con
     lease = Lease(redis_conn, KEY)
     assert lease.acquire()
     redis_conn.flushdb()  # Redis restarted empty while the holder works: the next renewal takes the key back
-    lease.renew()
+    assert lease.renew()
     assert lease.held and redis_conn.get(KEY).decode() == lease.token
     redis_conn.set(KEY, "another-holder")  # the holder stalled past its TTL and another took over
-    lease.renew()
-    assert not lease.held
+    assert not lease.renew()  # what a job asks before it calls out
+    assert not lease.held and not lease.renew()
     lease.release()
     assert redis_conn.get(KEY) == b"another-holder"  # never deletes a key that is not its own

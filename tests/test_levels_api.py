@@ -153,3 +153,45 @@ def test_delete_reclassifies_and_records_the_move(api, app, run_worker):
         (ids["Warm"], None, "reconfiguration"),
         (None, ids["Cold"], "reconfiguration"),
     ]
+
+
+def test_a_level_change_is_answered_as_committed_when_the_database_drops_connections_right_after(api, settings):
+    """The database restarts just after a level change commits, and the web's pooled connections die with it: the change
+    is answered 201 as committed, not 503 (a client's retry would then meet its own level as a 409 duplicate); the
+    HubSpot options it marked stale wait for the sweep."""
+    from sqlalchemy import create_engine, event, text
+    from sqlalchemy.orm import Session
+    from sqlalchemy.pool import NullPool
+
+    from models.db import SIDE_POOLS, get_engine
+    from models.levels import EngagementLevel
+
+    outside = create_engine(settings.database_url, poolclass=NullPool)
+    dropped = []
+
+    def restart(session):
+        if not dropped:  # once, right after the level's commit
+            with outside.connect() as conn:
+                dropped.append(
+                    conn.execute(
+                        text(
+                            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                        )
+                    ).scalar()
+                )
+
+    create_levels(api, REFERENCE_LEVELS[:1])
+    event.listen(Session, "after_commit", restart)
+    try:
+        r = api.post("/engagement-levels", json=REFERENCE_LEVELS[1])
+    finally:
+        event.remove(Session, "after_commit", restart)
+        for side in (None, *SIDE_POOLS):  # the next test starts on live connections
+            get_engine(settings.database_url, side).dispose()
+    assert dropped and dropped[0] >= 1
+    assert r.status_code == 201, r.json
+    with outside.connect() as conn:
+        names = conn.execute(select(EngagementLevel.name).where(EngagementLevel.unit_id == api.tenant.unit_id)).all()
+        assert sorted(n for (n,) in names) == sorted(lv["name"] for lv in REFERENCE_LEVELS[:2])
+    outside.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from html.parser import HTMLParser
 
 from flask_smorest.spec.plugins import FlaskPlugin
@@ -74,6 +75,53 @@ def test_every_operation_documents_its_statuses_in_the_real_error_envelope(clien
     assert "Retry-After" in spec["components"]["responses"]["TOO_MANY_REQUESTS"]["headers"]
 
 
+def answered_schemas(spec) -> set[str]:
+    """The component schemas success responses reach, through nesting too."""
+    found: set[str] = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/components/schemas/") and (name := ref.rsplit("/", 1)[1]) not in found:
+                found.add(name)
+                walk(spec["components"]["schemas"][name])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for _, _, op in operations(spec):
+        walk([response for status, response in op["responses"].items() if status.startswith("2")])
+    return found
+
+
+def test_every_success_documents_its_body(client, clean):
+    """A 2xx with a body names its content type and schema, so the fuzz (tests/test_fuzz_openapi.py) checks every
+    body an operation answers, including those of routes added later; a 204 has no body to describe."""
+    spec = client.get("/openapi.json").json
+    bare, with_body = [], []
+    for method, path, op in operations(spec):
+        for status, response in op["responses"].items():
+            content = response.get("content") or {}
+            if status == "204":
+                if content:
+                    with_body.append(f"{method.upper()} {path} 204")
+            elif status.startswith("2") and (not content or not all(m.get("schema") for m in content.values())):
+                bare.append(f"{method.upper()} {path} {status}")
+    assert not bare, "success responses without a schema (document them, e.g. @blp.alt_response):\n" + "\n".join(bare)
+    assert not with_body, with_body
+    schemas = spec["components"]["schemas"]
+    open_shapes = [name for name in answered_schemas(spec) if schemas[name].get("additionalProperties") is not False]
+    assert not open_shapes, f"our own shapes list every key (a StrictSchema): {open_shapes}"
+    level = schemas["LeadDetail"]["properties"]["level"]  # a nested schema or null: that schema, not any object
+    assert level == {"allOf": [{"$ref": "#/components/schemas/LevelRef"}], "nullable": True}
+    assert '{"type": "object", "nullable": true}' not in json.dumps(spec)
+    assert set(spec["paths"]["/events/export"]["get"]["responses"]["200"]["content"]) == {"text/csv"}
+    assert set(spec["paths"]["/"]["get"]["responses"]["200"]["content"]) == {"application/json", "text/html"}
+    assert set(spec["paths"]["/stream"]["get"]["responses"]["200"]["content"]) == {"text/event-stream"}
+
+
 def test_the_check_fails_on_an_undeclared_status_or_an_error_outside_the_envelope(app, client, clean):
     spec = client.get("/openapi.json").json
     seen = Seen()
@@ -107,6 +155,29 @@ def test_the_check_fails_on_an_undeclared_status_or_an_error_outside_the_envelop
     seen.record(app, foreign)
     [problem] = seen.problems(spec)
     assert problem.startswith("GET /no-such-page answered 404") and "error" in problem
+
+
+def test_the_check_fails_on_a_success_unlike_its_document(app, client, clean):
+    """Every test's successes are held to their schemas too, not only the fuzz's: a body or a content type the
+    document does not give is a problem."""
+    spec = client.get("/openapi.json").json
+
+    def seen_by(document: dict, *responses) -> list[str]:
+        seen = Seen()
+        seen.spec = document
+        for response in responses:
+            seen.record(app, response)
+        return seen.problems()
+
+    status, page = client.get("/"), client.get("/", headers={"Accept": "text/html"})
+    assert seen_by(spec, status, page) == []
+    integer = copy.deepcopy(spec)
+    integer["components"]["schemas"]["Health"]["properties"]["status"] = {"type": "integer"}
+    [problem] = seen_by(integer, status)
+    assert problem.startswith("GET / answered 200 unlike its document") and '"ok" is not of type "integer"' in problem
+    json_only = copy.deepcopy(spec)
+    del json_only["paths"]["/"]["get"]["responses"]["200"]["content"]["text/html"]
+    assert seen_by(json_only, page) == ["GET / answered 200 in text/html: not in ['application/json']"]
 
 
 class Assets(HTMLParser):

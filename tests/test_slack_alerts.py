@@ -430,3 +430,37 @@ def test_a_post_that_cannot_be_recorded_is_retried_and_found_not_resent(
             conn.execute(text("DROP TRIGGER test_fail_once ON slack_alerts"))
             conn.execute(text("DROP FUNCTION test_fail_once()"))
             conn.execute(text("DROP SEQUENCE test_fail_once"))
+
+
+def test_a_database_lost_while_slack_refuses_a_post_leaves_the_alert_to_the_next_run(
+    alerting, fake_slack, run_worker, settings, redis_conn, monkeypatch
+):
+    """Slack answers a post 503 while the database drops the delivering job's connection (a restart, a failover): the
+    alert is not given up as failed; it stays posting, and the next run looks it up in the channel and posts it once."""
+    from models.db import get_engine
+    from tests.fakes._server import Fault
+
+    api, _, _, _, app = alerting
+    serve = fake_slack.handle
+
+    def handle(request, record):
+        if request.path != POST or len(fake_slack.requests_to(POST)) > 1:
+            return serve(request, record)
+        with get_engine(settings.database_url).connect() as conn:  # the job's transaction waits for this answer
+            dropped = conn.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND state = 'idle in transaction' AND pid <> pg_backend_pid()"
+                )
+            ).scalar()
+        assert dropped == 1
+        return fake_slack.fault_response(Fault("status", 1, status=503), request)
+
+    monkeypatch.setattr(fake_slack, "handle", handle)
+    send(api, "kim", "demo_request", "demo_request")
+    settle(app, run_worker)
+    [alert] = alerts(app)
+    assert (alert.status, alert.attempts) == ("posting", 0) and not fake_slack.messages
+    sweep(app, settings, redis_conn, run_worker)
+    [alert] = alerts(app)
+    assert alert.status == "sent" and len(fake_slack.messages) == 1 and len(fake_slack.requests_to(POST)) == 2

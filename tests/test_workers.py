@@ -206,7 +206,7 @@ def test_a_worker_reconnects_after_the_database_drops_its_connections(
         killed = s.execute(
             text(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE application_name = 'leadpulse-worker' AND datname = current_database()"
+                "WHERE application_name LIKE 'leadpulse-worker:%' AND datname = current_database()"
             )
         ).scalar()
     assert killed >= 1

@@ -233,8 +233,25 @@ def swagger_ui_asset(filename: str):
     return flask.send_from_directory(SWAGGER_UI_DIST, filename)
 
 
+ANY_OBJECT_OR_NULL = {"type": "object", "nullable": True}
+
+
+def nullable_nested(self, field, ret, **_) -> dict:
+    """A nested schema or null, as OpenAPI 3.0 says it (allOf the schema, nullable): apispec's anyOf with a bare
+    nullable object would let any object through where the nested schema's shape is due."""
+    branches = ret.get("anyOf")
+    if isinstance(field, fields.Nested) and branches and ANY_OBJECT_OR_NULL in branches:
+        del ret["anyOf"]
+        ret.update(allOf=[b for b in branches if b != ANY_OBJECT_OR_NULL], nullable=True)
+    return {}
+
+
 class Api(flask_smorest.Api):
     ERROR_SCHEMA = ErrorSchema
+
+    def _init_spec(self, **kwargs):
+        super()._init_spec(**kwargs)
+        self.ma_plugin.converter.add_attribute_function(nullable_nested)
 
     def _register_responses(self):
         """One response per status, each with ErrorSchema and what the status means here."""

@@ -43,6 +43,22 @@ def paginate(stmt, args: dict, *, dump, key: str, default_limit: int = 50, cap: 
     return resp
 
 
+def page_doc(item, key: str) -> dict:
+    """How paginate's answer is documented: the bare array, or with page or limit the envelope naming the total (a
+    schema to declare once per list, at module level: each call names a new component)."""
+    envelope = type(
+        f"{item.__name__.removesuffix('Schema')}Page",
+        (StrictSchema,),
+        {
+            key: fields.List(fields.Nested(item)),
+            "total": fields.Integer(),
+            "page": fields.Integer(),
+            "limit": fields.Integer(),
+        },
+    )
+    return {"oneOf": [{"type": "array", "items": item}, envelope]}
+
+
 def offset_page(stmt, args: dict, *, dump, order_by, default_limit: int = 100):
     """The reference's offset-paged lists: {items, limit, offset} (limit and offset from OffsetArgs); no total, so no
     count of the whole filtered set on every page."""

@@ -3,10 +3,12 @@ so no blueprint imports another."""
 
 from __future__ import annotations
 
+import json
+
 from marshmallow import fields, validate
 
 from models.decay_forecast import Forecast, forecast_for_lead
-from models.events import PENDING, SCORED
+from models.events import PENDING, SCORED, STATUS_NAMES
 from models.leads import Lead
 from models.levels import EngagementLevel
 from webapp.app_state import db
@@ -49,8 +51,55 @@ class LevelRefSchema(StrictSchema):
     color = fields.String()
 
 
+class LeadMatchSchema(StrictSchema):
+    """A lead as search finds it: the start of the shapes GET /score and lists show."""
+
+    lead_id = fields.String()
+    score = fields.Integer()
+    level = fields.Nested(LevelRefSchema, allow_none=True)
+
+
+class LeadScoresSchema(LeadMatchSchema):
+    """A lead's scores by ruleset: what GET /score and the lists both show."""
+
+    ruleset_id = fields.String(metadata={"description": "the ruleset the score is by; empty when the OU has none"})
+    engagement_scores = fields.Dict(
+        keys=fields.String(), values=fields.Integer(), metadata={"description": "ruleset id -> score"}
+    )
+    profile_scores = fields.Dict(metadata={"description": "always empty: no profile scoring"})
+
+
 def level_dump(level_id, name, color) -> dict | None:
     return {"id": level_id, "name": name, "color": color} if level_id else None
+
+
+class EventSchema(StrictSchema):
+    """An event as event_dump shows it."""
+
+    id = fields.String(metadata={"description": "LeadPulse's id of the stored event"})
+    lead_id = fields.String()
+    event_type = fields.String()
+    timestamp = UTCDateTime()
+    received_at = UTCDateTime()
+    metadata = fields.Dict(metadata={"description": "as sent"})
+    channel = fields.String(allow_none=True, metadata={"description": "metadata.channel as text; null when unset"})
+    status = fields.String(validate=validate.OneOf(list(STATUS_NAMES.values())))
+    suppressed_reason = fields.String(metadata={"description": "only for a suppressed event"})
+
+
+def channel_text(metadata: dict | None) -> str | None:
+    """metadata.channel as text, as the database reads it for GET /channels and the channel filters: a number or an
+    object a client sent there is shown as its JSON, never handed on as another type."""
+    value = (metadata or {}).get("channel")
+    return value if value is None or isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+class DecayForecastSchema(StrictSchema):
+    """What decay_forecast gives."""
+
+    at = fields.String(metadata={"format": "date-time"})  # given as text already: dumped as is where a schema dumps it
+    score = fields.Integer(metadata={"description": "the score decay leaves the lead with then"})
+    level = fields.Nested(LevelRefSchema, allow_none=True, metadata={"description": "its level then"})
 
 
 def lead_forecast(lead: Lead) -> tuple[Forecast, EngagementLevel | None] | None:
@@ -84,7 +133,7 @@ def event_dump(rows) -> list[dict]:
             "timestamp": rfc3339(r.occurred_at),
             "received_at": rfc3339(r.received_at),
             "metadata": r.metadata_ or {},
-            "channel": (r.metadata_ or {}).get("channel"),
+            "channel": channel_text(r.metadata_),
             "status": STATUS.get(r.status, "suppressed"),
             **({"suppressed_reason": r.suppressed_reason} if r.suppressed_reason else {}),
         }

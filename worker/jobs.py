@@ -154,7 +154,8 @@ def count_batch(pipe, result) -> None:
 def run_unit_job(kind: str, unit_id: str, retry: bool, kick_key: str, work, more_work, enqueue, meanwhile=None):
     """One job per OU at a time (HubSpot sync, Slack delivery): a rate limit or a backoff reschedules it (retry=True)
     and, until then, other runs only do `meanwhile` (no call out); work committed while it held the lease makes it
-    look again. work(redis, lease) may stop early once lease.held turns False. None: it did not run."""
+    look again. work(redis, lease) asks lease.renew() before each call out and stops once it answers False (another
+    job took the lease over). None: it did not run."""
     redis = get_current_job().connection
     redis.delete(kick_key)  # changes committed from now on enqueue a new job
     wait = keys.UNIT_WAIT(kind=kind, unit_id=unit_id)
@@ -242,7 +243,9 @@ def sync_hubspot_contacts(unit_id: str, retry: bool = False) -> int:
         unit_id,
         retry,
         keys.HUBSPOT_KICK(unit_id=unit_id),
-        lambda redis, lease: sync_contacts(Session, settings, load_or_create_secret(Session), redis, unit_id),
+        lambda redis, lease: sync_contacts(
+            Session, settings, load_or_create_secret(Session), redis, unit_id, still_held=lease.renew
+        ),
         more_work,
         lambda redis, unit, delay: enqueue_hubspot_sync(redis, settings.queue_name, unit, delay=delay),
     )
@@ -305,7 +308,7 @@ def deliver_slack_alerts(unit_id: str, retry: bool = False) -> int:
         retry,
         keys.SLACK_KICK(unit_id=unit_id),
         lambda redis, lease: deliver_alerts(
-            Session, settings, load_or_create_secret(Session), unit_id, still_held=lambda: lease.held
+            Session, settings, load_or_create_secret(Session), unit_id, still_held=lease.renew
         ),
         more_work,
         lambda redis, unit, delay: enqueue_alerts(redis, settings.queue_name, unit, delay=delay),

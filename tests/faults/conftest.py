@@ -4,11 +4,14 @@ and the scale it runs at (FAULTS_SCALE=short, the default, or long)."""
 
 from __future__ import annotations
 
+import faulthandler
 import itertools
 import os
 import random
+import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +21,7 @@ from models.db import get_engine
 from models.migrate import upgrade as db_upgrade
 from tests.conftest import basic
 from tests.fakes import FakeHubSpot, FakeSlack
-from tests.faults.load import WEIGHTS, EventLoad, HttpApi, plan
+from tests.faults.load import WEIGHTS, EventLoad, HttpApi, Plan
 from tests.faults.oracle import Outcome, Store, settle, verify
 from tests.faults.processes import Deployment
 from tests.faults.recovery import LIMITS, Recovery, scoring_resumed, slack_resumed
@@ -40,6 +43,7 @@ class Scale:
     chaos: tuple[str, ...]  # its faults (shuffled), see test_every_fault_at_random_points
     watch_beyond_limit: float  # a recovery clock gives up this long after its limit (long: the real figure)
     settle: float  # seconds the workers get to owe nothing once the load is in
+    deadline: float  # seconds a scenario may take in all, whatever it waits for (see scenario_deadline)
 
 
 EVERY_FAULT = (
@@ -59,13 +63,14 @@ SCALES = {
         "short",
         events=1500,
         leads=150,
-        rate=500,
+        rate=200,
         workers=2,
         worker_kills=2,
         chaos_events=1500,
         chaos=("worker", "redis-flush", "web-worker"),
         watch_beyond_limit=5,
         settle=60,
+        deadline=600,
     ),
     "long": Scale(
         "long",
@@ -78,6 +83,7 @@ SCALES = {
         chaos=("worker",) * 12 + EVERY_FAULT,
         watch_beyond_limit=400,
         settle=900,
+        deadline=2 * 3600,
     ),
 }
 SCALE_NAME = os.environ.get("FAULTS_SCALE", "short")
@@ -225,12 +231,13 @@ class Stack:
         return self.services.settings.scoring_parallelism
 
     def load(self, prefix: str, events: int | None = None, rate: float | None = None, threads: int = 8) -> EventLoad:
-        """A client sending this scenario's events; every lead is also a HubSpot contact, so syncs have work."""
-        count = events or SCALE.events
-        sent = plan(count, max(10, count * SCALE.leads // SCALE.events), self.rng, prefix)
-        for email in sorted({e.email for e in sent}):
+        """A client sending this scenario's events until finish() (at least `events`); every lead is also a HubSpot
+        contact, so syncs have work."""
+        minimum = events or SCALE.events
+        plan = Plan(max(10, minimum * SCALE.leads // SCALE.events), random.Random(self.rng.getrandbits(64)), prefix)
+        for email in plan.emails:
             self.hubspot.add_contact(email)
-        load = EventLoad(self.services.settings.port, self.headers, sent, rate or SCALE.rate, threads)
+        load = EventLoad(self.services.settings.port, self.headers, plan, minimum, rate or SCALE.rate, threads)
         self.loads.append(load)
         return load.start()
 
@@ -251,7 +258,8 @@ class Stack:
         return recovery
 
     def finish(self, load: EventLoad) -> None:
-        """The load is in, the workers owe nothing, exactly-once held, no worker died by itself; then the clocks."""
+        """The client stops sending (its faults are in) and has every event answered, the workers owe nothing,
+        exactly-once held, no worker died by itself; then the clocks."""
         load.join(timeout=SCALE.settle)
         outcome = Outcome(load.events, dict(load.accepted))
         took = settle(self.store, self.slack, self.hubspot, outcome, SCALE.settle)
@@ -275,6 +283,23 @@ def services_pool(tmp_path_factory):
     pool = ServicesPool(tmp_path_factory)
     yield pool
     pool.discard()
+
+
+@pytest.fixture(autouse=True)
+def scenario_deadline(request):
+    """The net under every wait's own deadline: a scenario still running after SCALE.deadline seconds writes every
+    thread's stack to /tmp/leadpulse-faults-stacks-<pid>.txt and ends its test process (pytest reports it lost, or
+    exits non-zero), and the reaper kills what it started. The file is removed when the scenario ends in time."""
+    path = Path(tempfile.gettempdir()) / f"leadpulse-faults-stacks-{os.getpid()}.txt"
+    with open(path, "w") as out:
+        out.write(f"{request.node.nodeid} ran past its deadline of {SCALE.deadline:.0f} s; every thread's stack:\n")
+        out.flush()
+        faulthandler.dump_traceback_later(SCALE.deadline, exit=True, file=out)
+        try:
+            yield
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+    path.unlink(missing_ok=True)
 
 
 _tenants = itertools.count(1)

@@ -4,6 +4,7 @@ time recovery from (the death, or the server back up)."""
 from __future__ import annotations
 
 import inspect
+import signal
 import time
 from datetime import datetime
 
@@ -17,17 +18,44 @@ SLACK_CLIENT_TIMEOUT = inspect.signature(SlackAdapter).parameters["timeout"].def
 
 
 def kill_worker_mid_scoring(stack, timeout: float = 60) -> datetime:
-    """kill -9 a worker (and every process it started) in the middle of a scoring batch, as PostgreSQL sees it: the
-    batch is seen again just before the kill, so the worker is still in it when it dies."""
+    """kill -9 a worker (and every process it started) in the middle of a scoring batch. A worker PostgreSQL shows in a
+    batch is frozen (SIGSTOP) first: once its statement in flight is done it can send nothing more, its commit least of
+    all, so a batch still open then dies with it. A batch that committed meanwhile lets the worker go on (SIGCONT)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for port in sorted(stack.store.scoring_ports()):
-            victim = stack.deployment.worker_on_port(port)
-            if victim is not None and port in stack.store.scoring_ports():
-                stack.deployment.kill_worker(victim)
-                return now()
-        time.sleep(0.005)  # polling PostgreSQL for a batch to begin
-    raise AssertionError(f"no worker was seen in the middle of a scoring batch within {timeout} s")
+    with stack.store.batch_watch() as batches:
+        while time.monotonic() < deadline:
+            for batch in batches():
+                victim = stack.deployment.worker(batch.worker_pid)
+                if victim is None:  # a worker killed before, its server process not gone yet
+                    continue
+                victim.signal_group(signal.SIGSTOP)
+                try:
+                    if _still_open(batches, batch):
+                        stack.deployment.kill_worker(victim)
+                        return now()
+                finally:
+                    victim.signal_group(signal.SIGCONT)  # nothing once killed
+            time.sleep(0.005)  # polling PostgreSQL for a batch to begin
+    raise AssertionError(
+        f"no worker was caught in the middle of a scoring batch within {timeout} s "
+        f"(live workers: {[p.pid for p in stack.deployment.workers if p.alive()]}, "
+        f"the client accepted {stack.loads[-1].accepted_count() if stack.loads else 0} events)"
+    )
+
+
+def _still_open(batches, batch, settle: float = 2.0) -> bool:
+    """With its worker frozen: the batch's transaction is still open and waits for the worker, not running a statement
+    (which may be its COMMIT), and not about to (the worker's last bytes had time to reach the server)."""
+    time.sleep(0.02)
+    until = time.monotonic() + settle
+    while time.monotonic() < until:
+        seen = next((b for b in batches() if b.backend_pid == batch.backend_pid), None)
+        if seen is None or seen.xact_start != batch.xact_start:
+            return False  # committed before the freeze
+        if seen.state == "idle in transaction":
+            return True
+        time.sleep(0.002)  # a statement in flight: it ends by itself, and nothing follows it
+    return False
 
 
 def kill_random_worker(stack) -> datetime:
@@ -85,12 +113,13 @@ def flush_redis(stack) -> datetime:
 def restart_redis(stack) -> datetime:
     """kill -9 while a worker is mid-job, stay down a few seconds (a restart, a failover), start again empty (no
     persistence): every client's connection breaks, and calls made meanwhile fail."""
-    wait_until(
-        lambda: any(stack.deployment.worker_on_port(port) for port in stack.store.scoring_ports()),
-        timeout=60,
-        interval=0.005,
-        message="a worker in the middle of a scoring batch",
-    )
+    with stack.store.batch_watch() as batches:
+        wait_until(
+            lambda: any(stack.deployment.worker(batch.worker_pid) for batch in batches()),
+            timeout=60,
+            interval=0.005,
+            message="a worker in the middle of a scoring batch",
+        )
     stack.redis.kill()
     time.sleep(REDIS_OUTAGE_SECONDS)  # the fault's length, not a wait for anything
     stack.redis.start()

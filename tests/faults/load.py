@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import http.client
+import itertools
 import json
 import random
 import threading
@@ -24,6 +25,7 @@ HOT = 50  # the reference levels' Hot min_score (tests.helpers.REFERENCE_LEVELS)
 BATCH = 100
 SINGLES = 4
 GIVE_UP_SECONDS = 180  # one request retried this long without a 202: the service never came back
+REQUEST_TIMEOUT = 30  # seconds the client waits for each answer
 
 
 @dataclass(frozen=True)
@@ -40,13 +42,22 @@ class Sent:
         }
 
 
-def plan(events: int, leads: int, rng: random.Random, prefix: str) -> list[Sent]:
-    """`events` events over `leads` leads, a few leads much busier than most (so a share of them reaches Hot)."""
-    emails = [f"lead-{i:05d}@{prefix}.faults.test" for i in range(leads)]
-    busy = [rng.paretovariate(1.2) for _ in emails]
-    chosen = rng.choices(emails, weights=busy, k=events)
-    types = rng.choices(list(TYPE_ODDS), weights=list(TYPE_ODDS.values()), k=events)
-    return [Sent(f"{prefix}-{n}", email, t) for n, (email, t) in enumerate(zip(chosen, types))]
+class Plan:
+    """Events over a fixed set of leads, a few leads much busier than most (so a share of them reaches Hot), made as the
+    client needs them, for as long as it sends: the same seed makes the same events."""
+
+    def __init__(self, leads: int, rng: random.Random, prefix: str) -> None:
+        self.emails = [f"lead-{i:05d}@{prefix}.faults.test" for i in range(leads)]
+        self.prefix, self.rng, self.made = prefix, rng, 0
+        self._busy = list(itertools.accumulate(rng.paretovariate(1.2) for _ in self.emails))
+        self._types = list(itertools.accumulate(TYPE_ODDS.values()))
+
+    def take(self, count: int) -> list[Sent]:
+        emails = self.rng.choices(self.emails, cum_weights=self._busy, k=count)
+        types = self.rng.choices(list(TYPE_ODDS), cum_weights=self._types, k=count)
+        sent = [Sent(f"{self.prefix}-{self.made + n}", e, t) for n, (e, t) in enumerate(zip(emails, types))]
+        self.made += count
+        return sent
 
 
 def expected_scores(events) -> dict[str, int]:
@@ -70,8 +81,9 @@ class HttpApi:
 
     def call(self, method: str, path: str, body=None, timeout: float = 30) -> Reply:
         """One request; a 503 (a web process finding its pooled connection dead after a database restart) is
-        retried after its Retry-After, as a client would."""
-        for _ in range(20):
+        retried after its Retry-After, as a client would, for up to a minute."""
+        deadline = time.monotonic() + 60
+        while True:
             conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
             try:
                 conn.request(
@@ -85,10 +97,9 @@ class HttpApi:
                 retry_after = float(resp.getheader("Retry-After") or 1)
             finally:
                 conn.close()
-            if resp.status != 503:
+            if resp.status != 503 or time.monotonic() > deadline:
                 return Reply(resp.status, json.loads(raw) if raw else None)
             time.sleep(min(retry_after, 2.0))  # the server asked to be called again later
-        return Reply(resp.status, json.loads(raw) if raw else None)
 
     def post(self, path: str, json=None) -> Reply:
         return self.call("POST", path, json)
@@ -111,20 +122,23 @@ class ClientStats:
 
 
 class EventLoad:
-    """Sends a planned list of events from a few threads at a steady rate, most in batches (POST /ingest/batch), every
-    SINGLES-th batch's one by one (POST /ingest, the ingest lane), retrying each request until it gets its 202."""
+    """Sends events from a few threads at a steady rate, most in batches (POST /ingest/batch), every SINGLES-th batch's
+    one by one (POST /ingest, the ingest lane), retrying each request until it gets its 202.
 
-    def __init__(self, port: int, headers: dict, events: list[Sent], rate: float, threads: int = 8) -> None:
-        self.port, self.headers, self.events, self.rate, self.threads = port, headers, events, rate, threads
+    It sends until the scenario calls finish() and at least `minimum` events are out: a fault aimed at work in progress
+    (a worker mid-batch, Redis mid-job) always finds some, however long the recoveries before it took."""
+
+    def __init__(self, port: int, headers: dict, plan: Plan, minimum: int, rate: float, threads: int = 8) -> None:
+        self.port, self.headers, self.plan, self.minimum = port, headers, plan, minimum
+        self.rate, self.threads = rate, threads
+        self.events: list[Sent] = []  # every event handed to a sending thread (each is sent until answered)
         self.accepted: dict[str, Sent] = {}
         self.stats = ClientStats()
         self.errors: list[str] = []
         self._lock = threading.Lock()
-        self._chunks = collections.deque(
-            (i, events[i : i + BATCH]) for i in range(0, len(events), BATCH)
-        )  # (position, events)
         self._workers: list[threading.Thread] = []
-        self._stop = threading.Event()
+        self._finishing = threading.Event()  # no new batch once `minimum` are out
+        self._stop = threading.Event()  # give up at once, answered or not (a failed scenario's teardown)
         self._started = 0.0
         self._finished: float | None = None
 
@@ -137,6 +151,10 @@ class EventLoad:
             self._workers.append(t)
         return self
 
+    def finish(self) -> None:
+        """Send no new batch once `minimum` events are out; what is out is still sent until answered."""
+        self._finishing.set()
+
     def done(self) -> bool:
         if self._finished is None and not any(t.is_alive() for t in self._workers):
             self._finished = time.monotonic()
@@ -148,22 +166,26 @@ class EventLoad:
         return (self._finished or time.monotonic()) - self._started
 
     def join(self, timeout: float) -> None:
+        self.finish()
         wait_until(self.done, timeout=timeout, interval=0.1, message="the client to have every event answered")
         assert not self.errors, "the client hit errors it cannot retry:\n" + "\n".join(self.errors[:10])
         missing = len(self.events) - len(self.accepted)
         assert missing == 0, f"{missing} events never got a 202"
 
     def stop(self) -> None:
+        """Give up: each thread ends within a request's timeout (a thread still alive after that is a daemon)."""
         self._stop.set()
+        deadline = time.monotonic() + REQUEST_TIMEOUT + 5
         for t in self._workers:
-            t.join(timeout=GIVE_UP_SECONDS)
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def accepted_count(self) -> int:
         with self._lock:
             return len(self.accepted)
 
     def wait_accepted(self, fraction: float, timeout: float = 120) -> None:
-        target = int(len(self.events) * fraction)
+        """Until `fraction` of the minimum is accepted."""
+        target = int(self.minimum * fraction)
         wait_until(
             lambda: self.accepted_count() >= target or self.done(),
             timeout=timeout,
@@ -172,15 +194,24 @@ class EventLoad:
         )
         assert not self.errors, "the client hit errors it cannot retry:\n" + "\n".join(self.errors[:10])
 
+    def _next_chunk(self) -> tuple[int, list[Sent]] | None:
+        with self._lock:
+            position = len(self.events)
+            if self._finishing.is_set() and position >= self.minimum:
+                return None
+            chunk = self.plan.take(min(BATCH, self.minimum - position) if position < self.minimum else BATCH)
+            self.events += chunk
+            return position, chunk
+
     # sending
     def _run(self) -> None:
         conn: list[http.client.HTTPConnection | None] = [None]
         try:
             while not self._stop.is_set():
-                with self._lock:
-                    if not self._chunks:
-                        return
-                    position, chunk = self._chunks.popleft()
+                taken = self._next_chunk()
+                if taken is None:
+                    return
+                position, chunk = taken
                 due = self._started + position / self.rate
                 if self._stop.wait(max(0.0, due - time.monotonic())):  # pacing the client's own rate
                     return
@@ -203,7 +234,7 @@ class EventLoad:
             wait = None
             try:
                 if conn[0] is None:
-                    conn[0] = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                    conn[0] = http.client.HTTPConnection("127.0.0.1", self.port, timeout=REQUEST_TIMEOUT)
                 conn[0].request(
                     "POST", path, body=payload, headers={"Content-Type": "application/json", **self.headers}
                 )

@@ -4,7 +4,9 @@ event stored once and scored once, every score the sum of its events' weights, o
 from __future__ import annotations
 
 import collections
+import contextlib
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -105,21 +107,35 @@ class Store:
         pending, unexamined, unsent = rows[0]
         return {"pending events": pending, "unexamined Hot entries": unexamined, "unsent alerts": unsent}
 
-    def scoring_ports(self) -> set[int]:
-        """Client ports of the connections in the middle of a scoring batch: a transaction holding the shared OU lock
-        a batch takes first (models/locks.py), or writing events, score_deltas or lead_scores (a batch marks its
-        events scored with their deltas and scores). Ingest and configuration match too; the caller keeps the ports
-        a worker owns."""
-        rows = self.reachable_rows(
-            text(
-                "SELECT DISTINCT a.client_port FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid "
-                "LEFT JOIN pg_class c ON c.oid = l.relation WHERE a.client_port IS NOT NULL AND l.granted "
-                "AND a.xact_start IS NOT NULL AND ((l.locktype = 'advisory' AND l.classid = :space "
-                "AND l.mode = 'ShareLock') OR (l.mode = 'RowExclusiveLock' "
-                "AND c.relname IN ('events', 'score_deltas', 'lead_scores')))"
-            ).bindparams(space=UNIT_LOCK_SPACE)
-        )
-        return {port for (port,) in rows or ()}
+    @contextlib.contextmanager
+    def batch_watch(self) -> Iterator[Callable[[], list[Batch]]]:
+        """Worker connections in the middle of a scoring batch, polled over one connection (a new one per poll would
+        cost the server a fork each): a transaction holding the shared OU lock a batch takes first and keeps until it
+        commits (models/locks.py). A worker's connections name its process (`leadpulse-worker:<pid>`, models/db.py)."""
+        stmt = text(
+            "SELECT DISTINCT a.application_name, a.pid, a.xact_start, a.state FROM pg_stat_activity a "
+            "JOIN pg_locks l ON l.pid = a.pid WHERE a.application_name LIKE :workers AND l.granted "
+            "AND l.locktype = 'advisory' AND l.classid = :space AND l.mode = 'ShareLock'"
+        ).bindparams(workers="leadpulse-worker:%", space=UNIT_LOCK_SPACE)
+        # Autocommit: pg_stat_activity is read once per transaction and kept for the rest of it.
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+
+            def batches() -> list[Batch]:
+                return [
+                    Batch(int(n.rsplit(":", 1)[1]), pid, start, state) for n, pid, start, state in conn.execute(stmt)
+                ]
+
+            yield batches
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A scoring batch in progress, as PostgreSQL sees it."""
+
+    worker_pid: int  # the `leadpulse worker` process
+    backend_pid: int  # its connection's server process
+    xact_start: datetime  # the batch's transaction: the same value means the same batch
+    state: str  # "active" (running a statement) or "idle in transaction" (waiting for the worker)
 
 
 def message_keys(slack: FakeSlack) -> list[str | None]:

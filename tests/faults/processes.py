@@ -222,6 +222,10 @@ class Deployment:
         finally:
             redis.close()
 
+    def worker(self, pid: int) -> Process | None:
+        """The live worker with this pid (a worker's database connections name it, models/db.py)."""
+        return next((p for p in self.workers if p.pid == pid and p.alive()), None)
+
     def worker_on_port(self, port: int) -> Process | None:
         """The live worker that owns the TCP connection from local `port` (the port PostgreSQL or Slack saw)."""
         inodes = sockets_on_port(port)

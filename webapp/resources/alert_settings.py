@@ -16,7 +16,7 @@ from webapp.app_state import db, state
 from webapp.auth import current_unit, principal
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
-from webapp.schema_base import StrictSchema, rfc3339
+from webapp.schema_base import StrictSchema, UTCDateTime, rfc3339
 
 blp = Blueprint("alert_settings", __name__, description="Alert and Slack app settings")
 
@@ -36,6 +36,27 @@ class SlackAppIn(StrictSchema):
         required=True, validate=validate.Regexp(r"^[0-9]+\.[0-9]+$", error="is not a Slack client id")
     )
     client_secret = fields.String(required=True, validate=validate.Length(min=16, max=200), load_only=True)
+
+
+class AlertLevelSchema(StrictSchema):
+    id = fields.String()
+    name = fields.String()
+
+
+class AlertSettingsSchema(StrictSchema):
+    alert_min_level = fields.Nested(
+        AlertLevelSchema, allow_none=True, metadata={"description": "null: none set and no level named Hot (no alerts)"}
+    )
+    alert_min_level_is_default = fields.Boolean(metadata={"description": "the level named Hot, none being set"})
+    cooldown_hours = fields.Integer()
+    digest_on_reclassification = fields.Boolean()
+
+
+class SlackAppSchema(StrictSchema):
+    configured = fields.Boolean()
+    client_id = fields.String(allow_none=True)
+    client_secret_set = fields.Boolean(metadata={"description": "the secret itself is never returned"})
+    updated_at = UTCDateTime(allow_none=True)
 
 
 def _level(unit_id: str, ref: str):
@@ -62,12 +83,14 @@ def effective_alert_settings(unit_id: str) -> dict:
 
 
 @blp.route("/settings/ou/alerts", methods=["GET"])
+@blp.alt_response(200, schema=AlertSettingsSchema, success=True)
 def get_alerts():
     return jsonify(effective_alert_settings(current_unit()))
 
 
 @blp.route("/settings/ou/alerts", methods=["PUT"])
 @blp.arguments(AlertSettingsIn)
+@blp.alt_response(200, schema=AlertSettingsSchema, success=True)
 def put_alerts(data):
     unit_id = current_unit()
     session = db()
@@ -102,12 +125,14 @@ def _slack_app_view(app: SlackApp | None) -> dict:
 
 
 @blp.route("/settings/slack-app", methods=["GET"], member_only=True)
+@blp.alt_response(200, schema=SlackAppSchema, success=True)
 def get_slack_app():
     return jsonify(_slack_app_view(db().get(SlackApp, principal().org_id)))
 
 
 @blp.route("/settings/slack-app", methods=["PUT"], need="own")
 @blp.arguments(SlackAppIn)
+@blp.alt_response(200, schema=SlackAppSchema, success=True)
 def put_slack_app(data):
     """Organization-wide, so only an Owner of every OU may set it; the secret is stored encrypted, never returned."""
     p = principal()

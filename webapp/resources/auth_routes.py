@@ -11,7 +11,7 @@ from webapp.auth import ACTIVE_OU_COOKIE, principal, public
 from webapp.blueprint import Blueprint
 from webapp.cookies import delete_cookie
 from webapp.rate_limits import request_address
-from webapp.schema_base import StrictSchema
+from webapp.schema_base import StrictSchema, UTCDateTime
 from webapp.services.login import log_in, log_out
 
 blp = Blueprint("auth", __name__, description="Authentication")
@@ -20,6 +20,12 @@ blp = Blueprint("auth", __name__, description="Authentication")
 class LoginSchema(StrictSchema):
     email = fields.Email(required=True)
     password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+
+
+class TokenSchema(StrictSchema):
+    token = fields.String(metadata={"description": "a JWT naming this login's session"})
+    token_type = fields.String(validate=validate.OneOf(["Bearer"]))
+    expires_at = UTCDateTime()
 
 
 class MeSchema(StrictSchema):
@@ -37,6 +43,7 @@ class MeSchema(StrictSchema):
 
 @blp.route("/auth/login", methods=["POST"], statuses=(401, 503))
 @blp.arguments(LoginSchema)
+@blp.alt_response(200, schema=TokenSchema, success=True)
 @public
 def login(data):
     """Failed attempts hold the email at the address they came from for a while (429 with Retry-After), and a

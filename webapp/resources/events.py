@@ -22,14 +22,16 @@ from models.time_ranges import RANGES, range_start
 from webapp.app_state import db, state
 from webapp.auth import current_unit
 from webapp.blueprint import Blueprint
-from webapp.crud import paginate
+from webapp.crud import page_doc, paginate
 from webapp.errors import ApiError, not_found
-from webapp.representations import event_dump, get_lead
+from webapp.representations import EventSchema, event_dump, get_lead
 from webapp.schema_base import PageArgs, StrictSchema, UTCDateTime
 from worker.jobs import try_kick
 
 blp = Blueprint("events", __name__, description="Reading events")
 EXPORT_CHUNK = 1000
+EVENTS = page_doc(EventSchema, "events")  # newest first
+STRINGS = {"type": "array", "items": {"type": "string"}}
 EVENT_ID = re.compile(r"[0-9]{1,18}")  # what an event id can be; anything else names no event
 
 
@@ -75,12 +77,14 @@ def filtered(args: dict):
 
 @blp.route("/events", methods=["GET"])
 @blp.arguments(EventListArgs, location="query")
+@blp.alt_response(200, schema=EVENTS, success=True)
 def list_events(args):
     return paginate(filtered(args), args, dump=event_dump, key="events", order_by=NEWEST_FIRST)
 
 
 @blp.route("/events/<lead_id>", methods=["GET"])
 @blp.arguments(PageArgs, location="query")
+@blp.alt_response(200, schema=EVENTS, success=True)
 def lead_events(args, lead_id):
     lead = get_lead(lead_id)
     stmt = select(*EVENT_COLUMNS).join(Lead, Lead.pk == Event.lead_pk).where(Event.lead_pk == lead.pk)
@@ -128,6 +132,13 @@ def csv_text(value: str) -> str:
 
 @blp.route("/events/export", methods=["GET"])
 @blp.arguments(EventFilterArgs, location="query")
+@blp.alt_response(
+    200,
+    schema={"type": "string"},
+    content_type="text/csv",
+    description="a header row, then one row per event, oldest first",
+    success=True,
+)
 def export(args):
     """CSV streamed in chunks from a server-side cursor: memory stays flat however many events the OU has."""
     stmt = filtered(args).order_by(Event.id)
@@ -166,6 +177,7 @@ def export(args):
 
 
 @blp.route("/channels", methods=["GET"])
+@blp.alt_response(200, schema=STRINGS, description="the channels the OU's events name, sorted", success=True)
 def channels():
     channel = Event.metadata_["channel"].as_string()
     values = (
@@ -175,11 +187,18 @@ def channels():
 
 
 @blp.route("/event-types", methods=["GET"])
+@blp.alt_response(200, schema=STRINGS, description="the OU's event types, sorted", success=True)
 def event_types():
     return sorted(db().execute(select(Event.event_type).where(Event.unit_id == current_unit()).distinct()).scalars())
 
 
+class EventTypePropertiesSchema(StrictSchema):
+    event_type = fields.String()
+    properties = fields.List(fields.String(), metadata={"description": "metadata keys, sorted"})
+
+
 @blp.route("/event-types/<event_type>/properties", methods=["GET"])
+@blp.alt_response(200, schema=EventTypePropertiesSchema, success=True)
 def event_type_properties(event_type):
     """Distinct metadata keys of one event type in the OU, computed by the database."""
     if db().get_bind().dialect.name == "postgresql":
@@ -200,8 +219,15 @@ class DeleteEventsSchema(StrictSchema):
     )
 
 
+class DeletedEventsSchema(StrictSchema):
+    deleted = fields.Integer()
+    not_found = fields.List(fields.String(), metadata={"description": "ids given that name no event of the OU"})
+    leads_rescored = fields.Integer()
+
+
 @blp.route("/events/batch", methods=["DELETE"])
 @blp.arguments(DeleteEventsSchema)
+@blp.alt_response(200, schema=DeletedEventsSchema, success=True)
 def delete_batch(data):
     """Deletes the OU's events by id; their leads are rescored from what remains (asynchronously, by the workers)."""
     wanted = {i: int(i) for i in dict.fromkeys(data["ids"]) if EVENT_ID.fullmatch(i)}

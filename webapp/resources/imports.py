@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from flask import request
+from marshmallow import fields
 
 from webapp.app_state import state
 from webapp.auth import current_unit, principal
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
+from webapp.schema_base import StrictSchema
 from webapp.services.imports import import_events
 
 blp = Blueprint("imports", __name__, description="CSV import")
@@ -38,8 +40,25 @@ UPLOAD = {  # the multipart form the view reads itself (a CSV is no JSON body fo
 }
 
 
+class RowErrorSchema(StrictSchema):
+    line = fields.Integer(metadata={"description": "the line of the file the row ends on (the header is line 1)"})
+    error = fields.Dict(
+        keys=fields.String(), values=fields.List(fields.String()), metadata={"description": "field -> problems"}
+    )
+
+
+class ImportedSchema(StrictSchema):
+    accepted = fields.Integer()
+    duplicate = fields.Integer()
+    rejected = fields.Integer()
+    skip_triggers = fields.Boolean()
+    errors = fields.List(fields.Nested(RowErrorSchema), metadata={"description": "the first 1000 rejected rows"})
+    errors_truncated = fields.Boolean(metadata={"description": "more rows were rejected than errors lists"})
+
+
 @blp.route("/import", methods=["POST"], statuses=(202,))
 @blp.doc(requestBody=UPLOAD)
+@blp.alt_response(202, schema=ImportedSchema, success=True)
 @_accepts_any_body
 def import_csv():
     """Good rows go in, bad rows are reported by line; a row's event_id makes a re-import safe."""

@@ -7,7 +7,7 @@ from flask import jsonify, request
 from webapp.audit_trail import unaudited
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
-from webapp.services.event_input import BatchInSchema, EventInSchema, IngestedSchema
+from webapp.services.event_input import BatchInSchema, BatchResultSchema, EventInSchema, IngestedSchema
 from webapp.services.ingest import ingest_items, ingest_one
 
 blp = Blueprint("ingest", __name__, description="Event ingestion")
@@ -30,7 +30,7 @@ def ingest(data):
 
 @blp.route("/ingest/batch", methods=["POST"], need="ingest", browser=True)
 @blp.arguments(BatchInSchema)
-@blp.response(202, description="per-item results: accepted, duplicate or rejected (with the reason)")
+@blp.response(202, BatchResultSchema, description="per-item results: accepted, duplicate or rejected (with the reason)")
 @unaudited
 def ingest_batch(data):
     """Up to 500 events in one transaction; each item succeeds or fails on its own, in order."""

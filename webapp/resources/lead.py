@@ -19,7 +19,18 @@ from webapp.app_state import db, state
 from webapp.auth import current_unit
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError, not_found
-from webapp.representations import SCORE_BOUND, LeadSchema, decay_forecast, event_dump, get_lead, level_dump
+from webapp.representations import (
+    SCORE_BOUND,
+    DecayForecastSchema,
+    EventSchema,
+    LeadSchema,
+    LeadScoresSchema,
+    LevelRefSchema,
+    decay_forecast,
+    event_dump,
+    get_lead,
+    level_dump,
+)
 from webapp.schema_base import StrictSchema, UTCDateTime, rfc3339
 from webapp.services.leads import set_metadata
 from worker.jobs import enqueue_lead_deletion
@@ -90,9 +101,10 @@ class ExplanationSchema(StrictSchema):
     surge_event_count = fields.Integer()
     decay_applied = fields.Integer(metadata={"description": "points decay took in the window (0 or less)"})
     ledger = fields.List(fields.Nested(LedgerSchema), metadata={"description": "every ruleset, primary first"})
-    decay_forecast = fields.Dict(
+    decay_forecast = fields.Nested(
+        DecayForecastSchema,
         allow_none=True,
-        metadata={"description": "{at, score, level} as in GET /lead/{id}: null unless decay moves it down"},
+        metadata={"description": "as in GET /lead/{id}: null unless decay moves it down"},
     )
 
 
@@ -111,6 +123,65 @@ class ActivityArgs(StrictSchema):
     hasDelta = fields.String(validate=validate.OneOf(["1", "true", "0", "false"]))
 
 
+class LeadAliasSchema(StrictSchema):
+    alias_kind = fields.String()
+    value = fields.String(metadata={"description": "normalized (emails lowercased)"})
+    created_at = UTCDateTime()
+
+
+FORECAST = "when decay takes the lead below its level unless it is active first; null if it never does"
+
+
+class LeadDetailSchema(LeadSchema):
+    level = fields.Nested(LevelRefSchema, allow_none=True)
+    aliases = fields.List(fields.Nested(LeadAliasSchema))
+    primary_email = fields.String(allow_none=True)
+    decay_forecast = fields.Nested(DecayForecastSchema, allow_none=True, metadata={"description": FORECAST})
+
+
+class LeadDetailAnswerSchema(StrictSchema):
+    lead = fields.Nested(LeadDetailSchema)
+    account = fields.Dict(allow_none=True, metadata={"description": "always null: LeadPulse keeps no accounts"})
+
+
+class LeadAnswerSchema(StrictSchema):
+    lead = fields.Nested(LeadSchema)
+
+
+class ScoreAnswerSchema(LeadScoresSchema):
+    decay_forecast = fields.Nested(DecayForecastSchema, allow_none=True, metadata={"description": FORECAST})
+
+
+class DeletionSchema(StrictSchema):
+    lead_id = fields.String()
+    status = fields.String(
+        validate=validate.OneOf(["active", "pending", "completed", "failed"]),
+        metadata={"description": "active: no deletion was asked for"},
+    )
+    requested_at = UTCDateTime(metadata={"description": "not when active"})
+    completed_at = UTCDateTime(allow_none=True, metadata={"description": "not when active"})
+    error = fields.String(metadata={"description": "why it failed"})
+
+
+class ActivityEventSchema(EventSchema):
+    score_delta = fields.Integer(allow_none=True, metadata={"description": "what it added to the primary score"})
+
+
+class TimelineItemSchema(StrictSchema):
+    type = fields.String(validate=validate.OneOf(["event"]))
+    timestamp = UTCDateTime()
+    id = fields.String()
+    title = fields.String(metadata={"description": "the event type"})
+    score_delta = fields.Integer(allow_none=True)
+
+
+class ActivitySchema(StrictSchema):
+    lead_id = fields.String()
+    events = fields.List(fields.Nested(ActivityEventSchema), metadata={"description": "newest first"})
+    orders = fields.List(fields.Dict(), validate=validate.Length(max=0), metadata={"description": "always empty"})
+    timeline = fields.List(fields.Nested(TimelineItemSchema))
+
+
 def alias_dump(aliases) -> list[dict]:
     return [{"alias_kind": a.kind, "value": a.value, "created_at": rfc3339(a.created_at)} for a in aliases]
 
@@ -121,6 +192,7 @@ def _level_of(lead: Lead) -> dict | None:
 
 
 @blp.route("/lead/<lead_id>", methods=["GET"], aliases=("/leads/<lead_id>",))
+@blp.alt_response(200, schema=LeadDetailAnswerSchema, success=True)
 def lead_detail(lead_id):
     lead = get_lead(lead_id)
     body = LeadSchema().dump(lead)
@@ -133,6 +205,7 @@ def lead_detail(lead_id):
 
 @blp.route("/score/<lead_id>", methods=["GET"], aliases=("/leads/<lead_id>/score",))
 @blp.arguments(ScoreQuery, location="query")
+@blp.alt_response(200, schema=ScoreAnswerSchema, success=True)
 def lead_score(args, lead_id):
     """Primary score by default; a named ruleset's on request; the highest when there is no primary."""
     lead = get_lead(lead_id)
@@ -165,6 +238,7 @@ def score_explain(args, lead_id):
 
 
 @blp.route("/lead/<lead_id>/aliases", methods=["GET"], aliases=("/leads/<lead_id>/aliases",))
+@blp.alt_response(200, schema=LeadAliasSchema(many=True), success=True)
 def aliases(lead_id):
     return jsonify(alias_dump(aliases_of(db(), get_lead(lead_id).pk)))
 
@@ -184,12 +258,14 @@ def _locked(lead_id: str) -> Lead:
 
 @blp.route("/lead/<lead_id>", methods=["PUT"], aliases=("/leads/<lead_id>",))
 @blp.arguments(MetadataSchema)
+@blp.alt_response(200, schema=LeadAnswerSchema, success=True)
 def replace_metadata(data, lead_id):
     return _save_metadata(_locked(lead_id), data["metadata"])
 
 
 @blp.route("/lead/<lead_id>/metadata", methods=["PATCH"], aliases=("/leads/<lead_id>/metadata",))
 @blp.arguments(MetadataSchema)
+@blp.alt_response(200, schema=LeadAnswerSchema, success=True)
 def merge_metadata(data, lead_id):
     """Keys given are set; a key given as null is removed; others stay."""
     lead = _locked(lead_id)
@@ -197,6 +273,7 @@ def merge_metadata(data, lead_id):
 
 
 @blp.route("/lead/<lead_id>", methods=["DELETE"], aliases=("/leads/<lead_id>",))
+@blp.alt_response(200, schema=DeletionSchema, success=True)
 def delete_lead(lead_id):
     """Asynchronous: the lead, its events and scores go in a job; GET /lead/{id}/deletion-status follows it."""
     lead = get_lead(lead_id)
@@ -211,6 +288,7 @@ def delete_lead(lead_id):
 
 
 @blp.route("/lead/<lead_id>/deletion-status", methods=["GET"], aliases=("/leads/<lead_id>/deletion-status",))
+@blp.alt_response(200, schema=DeletionSchema, success=True)
 def deletion_status(lead_id):
     deletion = latest_deletion(db(), current_unit(), lead_id)
     if deletion is None:
@@ -231,6 +309,7 @@ def _deletion_view(d: LeadDeletion) -> dict:
 
 @blp.route("/lead/<lead_id>/activity", methods=["GET"], aliases=("/leads/<lead_id>/activity",))
 @blp.arguments(ActivityArgs, location="query")
+@blp.alt_response(200, schema=ActivitySchema, success=True)
 def activity(args, lead_id):
     """The lead's events with what each added to the primary score, newest first, and the same as a timeline."""
     lead = get_lead(lead_id)

@@ -14,10 +14,10 @@ from models.time_ranges import RANGES
 from webapp.app_state import db, state
 from webapp.auth import current_unit, principal
 from webapp.blueprint import Blueprint
-from webapp.crud import paginate
+from webapp.crud import page_doc, paginate
 from webapp.errors import ApiError, not_found
-from webapp.representations import SCORE_BOUND, LeadSchema, level_dump
-from webapp.schema_base import PageArgs, StrictSchema, rfc3339
+from webapp.representations import SCORE_BOUND, LeadMatchSchema, LeadSchema, LeadScoresSchema, level_dump
+from webapp.schema_base import PageArgs, StrictSchema, UTCDateTime, rfc3339
 from webapp.services.lead_ids import LEAD_ID, LEAD_ID_RULE
 from webapp.services.leads import check_metadata
 from worker.jobs import try_kick
@@ -67,6 +67,44 @@ class MergeSchema(StrictSchema):
     )
 
 
+class LeadRowSchema(LeadScoresSchema):
+    """A lead as lead_dump shows it in lists: its score is by the primary ruleset."""
+
+    org_id = fields.String()
+    primary_email = fields.String(allow_none=True)
+    last_event_at = UTCDateTime(allow_none=True)
+    created_at = UTCDateTime()
+    updated_at = UTCDateTime()
+    owner_name = fields.String(allow_none=True)
+    ruleset_names = fields.Dict(keys=fields.String(), values=fields.String(), metadata={"description": "id -> name"})
+    engagement_primary_ruleset_name = fields.String()
+    profile_primary_ruleset_name = fields.String()
+
+
+LEADS = page_doc(LeadRowSchema, "leads")
+
+
+class BatchScoreSchema(StrictSchema):
+    lead_id = fields.String()
+    score = fields.Integer(metadata={"description": "0 for a lead not found"})
+    ruleset_id = fields.String(metadata={"description": "empty when the OU has no primary ruleset"})
+    found = fields.Boolean()
+
+
+class RescoreSchema(StrictSchema):
+    status = fields.String(validate=validate.OneOf(["queued"]))
+    leads = fields.Integer()
+
+
+class MergedSchema(StrictSchema):
+    target = fields.Nested(LeadSchema)
+    mergedSources = fields.List(fields.String())
+    movedEvents = fields.Integer()
+    movedAliases = fields.Integer()
+    truncatedEvents = fields.Integer()
+    rescore = fields.Nested(RescoreSchema)
+
+
 def lead_dump(rows) -> list[dict]:
     """The reference's lead shape plus level, with per-ruleset scores fetched in one query."""
     if not rows:
@@ -103,6 +141,7 @@ def lead_dump(rows) -> list[dict]:
 
 @blp.route("/leads", methods=["GET"])
 @blp.arguments(LeadListArgs, location="query")
+@blp.alt_response(200, schema=LEADS, success=True)
 def list_leads(args):
     try:
         stmt = lead_ops.list_statement(db(), current_unit(), args, utcnow())
@@ -129,6 +168,7 @@ def create_lead(data):
 
 @blp.route("/leads/search", methods=["GET"])
 @blp.arguments(SearchArgs, location="query")
+@blp.alt_response(200, schema=LeadMatchSchema(many=True), description="at most 10, highest score first", success=True)
 def search(args):
     """Up to 10 leads whose id, or any alias, starts with q (case-insensitive for aliases, which are stored lowercased)."""
     q = args["q"].strip()
@@ -140,6 +180,9 @@ def search(args):
 
 @blp.route("/leads/scores", methods=["POST"], need="read", statuses=(404,))
 @blp.arguments(BatchScoresSchema)
+@blp.alt_response(
+    200, schema=BatchScoreSchema(many=True), description="one per distinct lead id, in order", success=True
+)
 def batch_scores(data):
     try:
         ruleset_id, found = lead_ops.batch_scores(db(), current_unit(), data["lead_ids"], data["ruleset"])
@@ -152,6 +195,7 @@ def batch_scores(data):
 
 @blp.route("/leads/merge", methods=["POST"], statuses=(404, 409))
 @blp.arguments(MergeSchema)
+@blp.alt_response(200, schema=MergedSchema, success=True)
 def merge(data):
     """Events and aliases move to the target, the sources are marked merged, the target is rescored (by the workers)."""
     policy = data["truncate"].get("policy", "none")

@@ -7,7 +7,7 @@ from marshmallow import ValidationError, fields, validate, validates_schema
 from models.level_rules import COLOR_RE
 from models.levels import DEFAULT_COLOR, LevelHistory
 from webapp.blueprint import Blueprint
-from webapp.crud import paginate, register_crud, scoped
+from webapp.crud import page_doc, paginate, register_crud, scoped
 from webapp.representations import HistoryEntrySchema, history_entry
 from webapp.schema_base import PageArgs, StrictSchema, UTCDateTime
 from webapp.services.levels import LevelCrud, revert_levels
@@ -66,6 +66,7 @@ class LevelHistoryEntrySchema(HistoryEntrySchema):
 
 
 ENTRIES = LevelHistoryEntrySchema(many=True)
+ENTRIES_PAGE = page_doc(LevelHistoryEntrySchema, "history")  # newest first
 
 
 def entry_fields(entry: LevelHistory) -> dict:
@@ -74,6 +75,7 @@ def entry_fields(entry: LevelHistory) -> dict:
 
 @blp.route("/engagement-levels/history", methods=["GET"])
 @blp.arguments(PageArgs, location="query")
+@blp.alt_response(200, schema=ENTRIES_PAGE, success=True)
 def level_history(args):
     """Every change of the level table, newest first: who, when, what, and the whole table after it (docs/history.md).
     With page or limit: {history, total, page, limit}; without: the newest 500 as an array."""

@@ -28,8 +28,23 @@ class UnitSchema(StrictSchema):
     created_at = UTCDateTime()
 
 
+class OrganizationSchema(StrictSchema):
+    org_id = fields.String()
+    name = fields.String()
+
+
+class UnitListSchema(StrictSchema):
+    units = fields.List(fields.Nested(UnitSchema), metadata={"description": "the caller's, oldest first"})
+    organization = fields.Nested(OrganizationSchema)
+
+
 class ActiveSchema(StrictSchema):
     ouId = fields.String(required=True, validate=validate.Length(min=1, max=36))
+
+
+class ActiveUnitSchema(StrictSchema):
+    active_ou = fields.String()
+    name = fields.String()
 
 
 def _member_unit(member_id: str, unit_id: str) -> OrgUnit:
@@ -41,6 +56,7 @@ def _member_unit(member_id: str, unit_id: str) -> OrgUnit:
 
 
 @blp.route("/org-units", methods=["GET"], need="member")
+@blp.alt_response(200, schema=UnitListSchema, success=True)
 def list_units():
     p = principal()
     session = db()
@@ -76,6 +92,7 @@ def rename(data, unit_id):
 
 @blp.route("/org-units/active", methods=["POST"], need="member", statuses=(404,))
 @blp.arguments(ActiveSchema)
+@blp.alt_response(200, schema=ActiveUnitSchema, success=True)
 def activate(data):
     p = principal()
     unit = _member_unit(p.member_id, data["ouId"])

@@ -6,12 +6,14 @@ import hmac
 import ipaddress
 
 from flask import Response, jsonify, request
+from marshmallow import fields
 
 from webapp import metrics
 from webapp.app_state import state
 from webapp.auth import public
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
+from webapp.schema_base import StrictSchema
 
 blp = Blueprint("root", __name__, description="Health and metrics")
 
@@ -20,11 +22,34 @@ HOME_HTML = """<!doctype html><html><head><title>LeadPulse</title></head>
 spec: <a href="/openapi.json">/openapi.json</a>, metrics: <a href="/metrics">/metrics</a>.</p></body></html>"""
 
 
+TEXT = {"type": "string"}
+
+
+class HealthSchema(StrictSchema):
+    status = fields.String(metadata={"description": "ok"})
+
+
+class HomeSchema(HealthSchema):
+    page = fields.String(metadata={"description": "home"})
+
+
 def _wants_html() -> bool:
     return "text/html" in request.headers.get("Accept", "")
 
 
+def _html_or(schema):
+    """Documents both answers of a page: this JSON, or the HTML page to a browser (Accept: text/html)."""
+    said = "the status as JSON; the HTML page to Accept: text/html"
+
+    def decorator(view):
+        view = blp.alt_response(200, schema=TEXT, content_type="text/html", description=said)(view)
+        return blp.alt_response(200, schema=schema, description=said, success=True)(view)
+
+    return decorator
+
+
 @blp.route("/")
+@_html_or(HealthSchema)
 @public
 def index():
     if _wants_html():
@@ -33,6 +58,7 @@ def index():
 
 
 @blp.route("/home")
+@_html_or(HomeSchema)
 @public
 def home():
     if _wants_html():
@@ -49,6 +75,7 @@ def _loopback(address: str | None) -> bool:
 
 
 @blp.route("/metrics", statuses=(401, 403))
+@blp.alt_response(200, schema=TEXT, content_type="text/plain", description="Prometheus text format", success=True)
 @public
 def prometheus_metrics():
     """Counters carry no tenant data but do show an instance's volume and health: with LEADPULSE_METRICS_TOKEN set,

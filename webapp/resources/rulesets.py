@@ -13,7 +13,7 @@ from models.scoring import Rule, Ruleset, RulesetHistory
 from webapp.app_state import db
 from webapp.auth import current_unit
 from webapp.blueprint import Blueprint
-from webapp.crud import get_scoped, paginate, register_crud, scoped
+from webapp.crud import get_scoped, page_doc, paginate, register_crud, scoped
 from webapp.errors import not_found
 from webapp.representations import HistoryEntrySchema, history_entry
 from webapp.schema_base import EchoSchema, PageArgs, StrictSchema, UTCDateTime
@@ -110,7 +110,16 @@ def ruleset_rules(obj_id):
     return db().execute(scoped(Rule).where(Rule.ruleset_id == obj_id).order_by(Rule.created_at)).scalars().all()
 
 
+class UnpublishedSchema(StrictSchema):
+    ruleset = fields.Nested(RulesetSchema)
+
+
+class PublishedSchema(UnpublishedSchema):
+    rescored_leads = fields.Integer()
+
+
 @blp.route("/rulesets/<obj_id>/publish", methods=["POST"])
+@blp.alt_response(200, schema=PublishedSchema, success=True)
 def publish(obj_id):
     """Draft -> published (or republish after rule edits): the current rules now score, every lead is rescored."""
     rs, leads = rulesets.publish(obj_id)
@@ -118,6 +127,7 @@ def publish(obj_id):
 
 
 @blp.route("/rulesets/<obj_id>/unpublish", methods=["POST"])
+@blp.alt_response(200, schema=UnpublishedSchema, success=True)
 def unpublish(obj_id):
     """Back to draft: the ruleset stops scoring and its scores are withdrawn (republishing rebuilds them)."""
     return jsonify({"ruleset": RulesetSchema().dump(rulesets.unpublish(obj_id))})
@@ -321,6 +331,7 @@ class RulesetHistoryEntrySchema(HistoryEntrySchema):
 
 
 HISTORY_ENTRIES = RulesetHistoryEntrySchema(many=True)
+HISTORY_PAGE = page_doc(RulesetHistoryEntrySchema, "history")  # newest first
 
 
 def _when(value: str | None) -> datetime | None:
@@ -334,6 +345,7 @@ def history_fields(entry: RulesetHistory) -> dict:
 
 @blp.route("/rulesets/history", methods=["GET"], statuses=(404,))
 @blp.arguments(RulesetHistoryArgs, location="query")
+@blp.alt_response(200, schema=HISTORY_PAGE, success=True)
 def ruleset_history(args):
     """Every publish and unpublish of the OU's rulesets (or of one, ruleset_id; deleted ones too), newest first: who,
     when, and the rules; like GET /engagement-levels/history (docs/history.md). With page or limit: {history, total,

@@ -32,7 +32,7 @@ from webapp.auth import current_unit, plausible_id, principal, public
 from webapp.blueprint import Blueprint
 from webapp.cookies import delete_cookie, set_cookie
 from webapp.errors import ApiError
-from webapp.schema_base import StrictSchema
+from webapp.schema_base import StrictSchema, UTCDateTime
 from webapp.services.integration_status import slack_status
 from worker.jobs import try_kick_alerts
 
@@ -74,11 +74,40 @@ def _slack_app(org_id: str) -> tuple[str, str] | None:
     return (app.client_id, secret) if secret else None
 
 
+class SlackDeliverySchema(StrictSchema):
+    delivery = fields.String(
+        validate=validate.OneOf(["ok", "error", "not configured"]),
+        metadata={"description": "not configured: alerts wait for a token and a target, none is lost"},
+    )
+    pending = fields.Integer()
+    sent = fields.Integer()
+    failed = fields.Integer()
+    suppressed = fields.Integer()
+    summarized = fields.Integer()
+    last_failure = fields.String(allow_none=True, metadata={"description": "the latest failed alert's error"})
+    last_error = fields.String(allow_none=True)
+    last_sent_at = UTCDateTime(allow_none=True)
+
+
+class SlackStatusSchema(StrictSchema):
+    connected = fields.Boolean()
+    token_source = fields.String(allow_none=True, validate=validate.OneOf(["install", "environment"]))
+    team_name = fields.String(allow_none=True)
+    team_id = fields.String(allow_none=True)
+    bot_user_id = fields.String(allow_none=True)
+    updated_at = UTCDateTime(allow_none=True)
+    default_target_kind = fields.String(allow_none=True, validate=validate.OneOf(["channel", "user"]))
+    default_target_id = fields.String(allow_none=True)
+    authorize_url = fields.String(allow_none=True, metadata={"description": "null until the Slack app is set"})
+    alerts = fields.Nested(SlackDeliverySchema)
+
+
 def status(unit_id: str) -> dict:
     return slack_status(unit_id, external_url(url_for("slack.install_redirect")))
 
 
 @blp.route("/integrations/slack", methods=["GET"], member_only=True, statuses=())
+@blp.alt_response(200, schema=SlackStatusSchema, success=True)
 def get_status():
     return jsonify(status(current_unit()))
 
@@ -129,7 +158,12 @@ def install_redirect():
     return _with_state_cookie(redirect(url, code=302))
 
 
+class AuthorizeUrlSchema(StrictSchema):
+    authorize_url = fields.String(metadata={"description": "Slack's consent page, for this browser only"})
+
+
 @blp.route("/integrations/slack/install", methods=["POST"], member_only=True, statuses=(403, 409))
+@blp.alt_response(200, schema=AuthorizeUrlSchema, success=True)
 def install():
     return _with_state_cookie(jsonify({"authorize_url": _authorize_url()}))
 
@@ -279,7 +313,25 @@ def _slack_failed(exc: SlackError, field: str | None = None) -> ApiError:
     return ApiError(409 if exc.error in CONFIG_ERRORS else 502, "slack_refused", f"Slack refused the call: {exc}")
 
 
+class CursorSchema(StrictSchema):
+    next_cursor = fields.String(metadata={"description": "always empty: every page is read"})
+
+
+class SlackListSchema(StrictSchema):
+    ok = fields.Boolean()
+    response_metadata = fields.Nested(CursorSchema)
+
+
+class SlackChannelsSchema(SlackListSchema):
+    channels = fields.List(fields.Dict(), metadata={"description": "as Slack's conversations.list gives them"})
+
+
+class SlackUsersSchema(SlackListSchema):
+    members = fields.List(fields.Dict(), metadata={"description": "as Slack's users.list gives them"})
+
+
 @blp.route("/integrations/slack/channels", methods=["GET"], member_only=True, statuses=(403, 409, 502))
+@blp.alt_response(200, schema=SlackChannelsSchema, success=True)
 @blp.arguments(ChannelArgs, location="query")
 def channels(args):
     types = [t.strip() for t in args["types"].split(",") if t.strip()]
@@ -296,6 +348,7 @@ def channels(args):
 
 
 @blp.route("/integrations/slack/users", methods=["GET"], member_only=True, statuses=(403, 409, 502))
+@blp.alt_response(200, schema=SlackUsersSchema, success=True)
 def users():
     adapter, _ = _adapter()
     try:
@@ -307,6 +360,7 @@ def users():
 
 @blp.route("/integrations/slack/target", methods=["PUT"], member_only=True, statuses=(403, 409, 502))
 @blp.arguments(TargetSchema)
+@blp.alt_response(200, schema=SlackStatusSchema, success=True)
 def put_target(data):
     """Stored only once Slack confirms the bot can post there."""
     adapter, _ = _adapter()
@@ -324,7 +378,14 @@ def put_target(data):
     return jsonify(status(unit_id))
 
 
+class TestSentSchema(StrictSchema):
+    message = fields.String()
+    channel = fields.String(metadata={"description": "where Slack posted it"})
+    ts = fields.String(metadata={"description": "the message's Slack timestamp"})
+
+
 @blp.route("/integrations/slack/test", methods=["POST"], member_only=True, statuses=(403, 409, 502))
+@blp.alt_response(200, schema=TestSentSchema, success=True)
 @blp.arguments(TestMessageSchema)
 def send_test(data):
     adapter, _ = _adapter()

@@ -23,10 +23,23 @@ class StreamArgs(StrictSchema):
     ouId = fields.String(validate=validate.Length(min=1, max=36))
 
 
+class StreamEventSchema(StrictSchema):
+    """One Server-Sent Event as the stream's reader sees it (comment lines, the keepalives, carry no event)."""
+
+    event = fields.String(validate=validate.OneOf(["ready", "new_event", "score_update", "level_change"]))
+    data = fields.String(
+        metadata={
+            "description": "a JSON object. ready: {ou_id}; new_event: {event_id, id, lead_id, event_type}; "
+            "score_update: {lead_id, score, level_id}; level_change: {lead_id, from_level_id, to_level_id, score}"
+        }
+    )
+
+
 # The console's pages listen here with EventSource, which cannot send an Authorization header: their session cookie
 # signs them in (a GET changes nothing, so it needs no CSRF token).
 @blp.route("/stream", methods=["GET"], statuses=(404,), session_cookie=True)
 @blp.arguments(StreamArgs, location="query")
+@blp.alt_response(200, schema=StreamEventSchema, content_type="text/event-stream", success=True)
 def stream(args):
     """Only the caller's OU: another OU's id is a 404. A client costs a queue, not a Redis connection or a thread."""
     unit_id = current_unit()

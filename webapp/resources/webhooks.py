@@ -16,6 +16,7 @@ from webapp.content_encoding import decoded_body
 from webapp.crud import Crud, register_crud
 from webapp.errors import ApiError
 from webapp.schema_base import StrictSchema, UTCDateTime
+from webapp.services.event_input import IngestedSchema, ItemResultSchema
 from webapp.services.hubspot_webhooks import hubspot_source, receive_hubspot
 from webapp.services.segment import SEGMENT_CALLS, receive_segment, segment_source
 from webapp.services.webhooks import STANDARD_HEADERS, receive_standard, reject, source_secrets, standard_source
@@ -89,7 +90,28 @@ register_crud(
 )
 
 
+class SegmentResultSchema(ItemResultSchema):
+    status = fields.String(
+        validate=validate.OneOf(["accepted", "duplicate", "rejected", "identified", "ignored"]),
+        metadata={"description": "identified: an identify's traits went to its lead's metadata"},
+    )
+    reason = fields.String(metadata={"description": "why it was ignored (a call LeadPulse does not take)"})
+
+
+class SegmentAnswerSchema(StrictSchema):
+    success = fields.Boolean()
+    results = fields.List(fields.Nested(SegmentResultSchema), metadata={"description": "one per message, in order"})
+
+
+class HubSpotDeliverySchema(StrictSchema):
+    applied = fields.Integer()
+    pending = fields.Integer(metadata={"description": "contact creations kept until a token can read them"})
+    duplicate = fields.Integer(metadata={"description": "eventIds seen before"})
+    ignored = fields.Integer()
+
+
 @blp.route("/webhooks/events/<source_id>", methods=["POST"], statuses=(202, 400, 401, 413, 503))
+@blp.alt_response(202, schema=IngestedSchema, success=True)
 @public
 @unaudited
 def receive(source_id: str):
@@ -103,6 +125,7 @@ def receive(source_id: str):
 @blp.route(
     f"/webhooks/segment/v1/<any({', '.join(SEGMENT_CALLS)}):call>", methods=["POST"], statuses=(400, 401, 413, 415, 503)
 )
+@blp.alt_response(200, schema=SegmentAnswerSchema, success=True)
 @public
 @unaudited
 def segment(call: str | None):
@@ -120,6 +143,7 @@ def segment(call: str | None):
 
 
 @blp.route("/webhooks/hubspot", methods=["POST"], statuses=(400, 401, 404, 413, 503))
+@blp.alt_response(200, schema=HubSpotDeliverySchema, success=True)
 @public
 @unaudited
 def hubspot():

@@ -8,6 +8,7 @@ from marshmallow import ValidationError, fields, validate, validates_schema
 
 from models.base import utcnow
 from models.leads import ALIAS_KINDS
+from webapp.blueprint import ErrorBodySchema
 from webapp.schema_base import StrictSchema, UTCDateTime, bad_text
 from webapp.services.lead_ids import LEAD_ID, LEAD_ID_RULE, lead_id_problem
 
@@ -161,3 +162,21 @@ class IngestedSchema(StrictSchema):
     lead_id = fields.String()
     duplicate = fields.Boolean()
     metadata = fields.Dict()
+
+
+class ItemResultSchema(StrictSchema):
+    """One item of a batch (or a CSV chunk, or a Segment call), in order."""
+
+    index = fields.Integer(metadata={"description": "its place in what was sent, from 0"})
+    status = fields.String(validate=validate.OneOf(["accepted", "duplicate", "rejected"]))
+    event_id = fields.String(allow_none=True, metadata={"description": "as for POST /ingest; not when rejected"})
+    id = fields.String(metadata={"description": "as for POST /ingest; not when rejected"})
+    lead_id = fields.String(metadata={"description": "not when rejected"})
+    error = fields.Nested(ErrorBodySchema, metadata={"description": "why it was rejected, as an error's body says"})
+
+
+class BatchResultSchema(StrictSchema):
+    accepted = fields.Integer()
+    duplicate = fields.Integer()
+    rejected = fields.Integer()
+    results = fields.List(fields.Nested(ItemResultSchema))

@@ -24,11 +24,13 @@ log = logging.getLogger("leadpulse.levels")
 
 
 def try_enqueue_options(unit_id: str) -> None:
-    """After a committed level change; if Redis is down the sweep finds the stale options later."""
-    if db().get(HubSpotConnection, unit_id) is None:
-        return
+    """After a committed level change: the options job, if HubSpot serves the OU. Its read and its enqueue may fail
+    (a pooled connection dead since a database restart, Redis away) without failing the request: the change is
+    committed, with the options marked stale in its transaction, and the sweep finds them later."""
     app_state = state()
     try:
+        if db().get(HubSpotConnection, unit_id) is None:
+            return
         enqueue_hubspot_options(app_state.redis, app_state.settings.queue_name, unit_id)
     except Exception as exc:
         log.warning("could not enqueue the HubSpot options sync (%s); the sweep will", exc.__class__.__name__)
