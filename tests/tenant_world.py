@@ -36,11 +36,15 @@ PATH_IDS = {
     "unit_id": "unit",
     "member_id": "member",
     "level_id": "level",
+    "ruleset_id": "ruleset",
+    "rule_id": "rule",
+    "decay_id": "decay",
     "/rulesets/{obj_id}": "ruleset",
     "/rules/{obj_id}": "rule",
     "/decays/{obj_id}": "decay",
     "/engagement-levels/{obj_id}": "level",
     "/engagement-levels/history/{entry_id}": "level_history",
+    "/app/levels/history/{entry_id}": "level_history",
     "/webhooks/sources/{obj_id}": "webhook_source",
 }
 SLACK_APP = ("7391846.2847163", "world-slack-client-secret-0123456789")  # an organization's Slack app: id, secret

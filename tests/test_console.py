@@ -330,3 +330,46 @@ def test_console_sign_ins_and_changes_are_in_the_audit_log(client, tenant):
         tenant.email,
     ) in seen
     assert all("password" not in str(e) for e in entries)
+
+
+def test_the_level_history_shows_who_changed_what_and_reverts_after_a_confirm_step(client, api, tenant):
+    sign_in(client, tenant.email, tenant.password)
+    assert form_post(client, "/app/levels", "/app/levels/reference", {}).status_code == 303
+    hot = next(lv for lv in api.get("/engagement-levels").json["levels"] if lv["name"] == "Hot")
+    body = {"name": "Hot", "min_score": "50", "max_score": "69", "color": "#f97316"}
+    assert form_post(client, "/app/levels", f"/app/levels/{hot['id']}", body).status_code == 303
+    assert api.post("/engagement-levels", json={"name": "Frozen", "min_score": -10, "max_score": -1}).status_code == 201
+
+    page = shown(client.get("/app/levels"))
+    entries = api.get("/engagement-levels/history").json
+    assert re.findall(r'<tr data-entry-id="([^"]+)">', page) == [e["id"] for e in entries]  # newest first
+    rows = re.findall(r'<tr data-entry-id="[^"]+">(.*?)</tr>', page, re.S)
+    assert "API key" in rows[0] and "Added a level" in rows[0] and "added Frozen -10–-1" in rows[0]
+    assert tenant.email in rows[1] and "Edited a level" in rows[1] and "Hot 50–74 → 50–69" in rows[1]
+    assert "current table" in rows[0] and "Revert" not in rows[0] and ">Revert<" in rows[1]
+
+    # The confirm step shows both tables and changes nothing; the post restores the edit's table.
+    edited = entries[1]["id"]
+    confirm = client.get(f"/app/levels/history/{edited}/revert")
+    assert confirm.status_code == 200 and "Revert the level table?" in text(confirm)
+    assert "Frozen" in text(confirm) and len(api.get("/engagement-levels").json["levels"]) == 5
+    r = form_post(client, f"/app/levels/history/{edited}/revert", f"/app/levels/history/{edited}/revert", {})
+    assert r.status_code == 303 and r.headers["Location"] == "/app/levels?reverted=1"
+    assert levels_of(api) == ["Cold", "Warm", "Hot", "Very Hot"]
+    page = shown(client.get(r.headers["Location"]))
+    assert "Reverted: the earlier table is back" in page and "removed Frozen -10–-1" in page
+    assert api.get("/engagement-levels/history").json[0]["reverted_from"] == edited
+
+    # A Viewer reads the history but sees no revert control, and is refused the confirm page and the post.
+    add_member(client, tenant, "Viewer", "vera@example.com")
+    viewer = app_client(client)
+    sign_in(viewer, "vera@example.com", PASSWORD)
+    page = text(viewer.get("/app/levels"))
+    assert "Edited a level" in page and "/revert" not in page
+    assert viewer.get(f"/app/levels/history/{edited}/revert").status_code == 403
+    r = viewer.post(f"/app/levels/history/{edited}/revert", data={"csrf_token": csrf_token(page)})
+    assert r.status_code == 403 and 'data-error-code="forbidden"' in text(r)
+    for bad in ("no-such-entry", hot["id"]):  # an id of something else is no entry either
+        assert client.get(f"/app/levels/history/{bad}/revert").status_code == 404
+    assert client.get("/app/levels", query_string={"history_page": "x"}).status_code == 200
+    assert client.get("/app/levels", query_string={"history_page": "99999999999999999999"}).status_code == 200

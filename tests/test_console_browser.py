@@ -134,7 +134,58 @@ def test_creating_the_reference_levels_and_an_overlap_refused_inline(page, clien
     assert min_score.get_attribute("aria-invalid") == "true" and min_score.input_value() == "10"
     assert "overlap" in page.locator("#min_score-error").inner_text()
     assert rows.count() == 4  # nothing was added
+
+    # The history: back to the table before Very Hot was added, after a confirm step.
+    history = page.get_by_role("region", name="History")
+    assert (
+        history.locator("tbody tr").count() == 4 and "current table" in history.locator("tbody tr").first.inner_text()
+    )
+    history.get_by_role("link", name=re.compile("^Revert")).first.click()
+    page.get_by_role("heading", name="Revert the level table?").wait_for()
+    assert rows.count() == 0 and page.locator("svg.bar rect").count() == 3 + 4  # the restored table and the current
+    page.get_by_role("button", name="Revert to this table").click()
+    page.get_by_role("status").filter(has_text="Reverted").wait_for()
+    assert [r.split("\t")[0].strip() for r in rows.all_inner_texts()] == ["Cold", "Warm", "Hot"]
     no_console_errors(page, allowed=("409", "400"))
+
+
+def test_creating_a_ruleset_and_publishing_it_after_reading_its_preview(page, app, client, tenant, run_worker):
+    api = Api(client, tenant)
+    create_levels(api)
+    for lead, kinds in (("crm-1", ["page_view", "demo_request"]), ("crm-2", ["page_view"])):
+        for kind in kinds:
+            ingest(api, lead, kind)
+    settle(app, run_worker)
+    sign_in(page, client, tenant)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Scoring").click()
+    page.get_by_role("heading", name="No rulesets yet").wait_for()
+    page.get_by_label("Name").fill("Engagement")
+    page.get_by_label("Primary").check()
+    page.get_by_role("button", name="Create ruleset").click()
+    page.get_by_role("heading", name="Engagement", exact=True).wait_for()
+    rows = page.locator("table.rules tbody tr")
+    for event_type, weight in (("page_view", "5"), ("demo_request", "60"), ("page_view", "9")):
+        page.get_by_label("Event type", exact=True).fill(event_type)
+        page.get_by_label("Points").fill(weight)
+        page.get_by_role("button", name="Add rule").click()
+        if weight != "9":
+            rows.filter(has_text=event_type).wait_for()  # the page with the new rule is in
+    alert = page.get_by_role("alert")  # the third: a second rule for page_view
+    alert.wait_for()
+    assert "already has a rule for event type 'page_view'" in alert.inner_text()
+    assert page.get_by_label("Event type", exact=True).get_attribute("aria-invalid") == "true"
+    assert rows.count() == 2
+
+    page.get_by_role("link", name="Review and publish").click()
+    page.get_by_role("heading", name="Publish Engagement?").wait_for()
+    moves = {r.split("\t")[0]: r.split("\t")[1:] for r in page.locator("table.moves tbody tr").all_inner_texts()}
+    assert moves["Hot"] == ["0", "1", "+1", "0"] and moves["Cold"] == ["2", "1", "0", "−1"]  # score 0 is Cold
+    assert page.locator("table.movers tbody tr").first.inner_text().startswith("crm-1")
+    assert api.get("/leads/crm-1").json["lead"]["score"] == 0  # nothing published yet
+    page.get_by_role("button", name="Publish and rescore").click()
+    page.get_by_role("status").filter(has_text="Published: 2 leads rescored.").wait_for()
+    assert api.get("/leads/crm-1").json["lead"]["score"] == 65
+    no_console_errors(page, allowed=("409",))
 
 
 def test_events_sent_through_the_api_update_the_leads_table_live(page, app, client, tenant, run_worker):
@@ -177,8 +228,16 @@ def test_opening_a_lead_and_another_ous_lead_is_a_404_page(page, app, client, te
     events = page.locator("table.events tbody tr").all_inner_texts()
     assert [e.split("\t")[1:3] for e in events] == [["demo_request", "+60"], ["page_view", "+5"]]
     assert "grace@example.com" in page.locator("section", has_text="Aliases").inner_text()
-    for slot in ("score-explain", "score-history", "decay-forecast"):
+    for slot in ("score-explain", "score-history", "decay-forecast", "integrations"):
         assert page.locator(f"[data-slot='{slot}']").is_visible()
+    why = page.get_by_role("region", name="Why this score")
+    ledger = why.get_by_role("table", name=re.compile("^Engagement"))
+    assert [r.split("\t") for r in ledger.locator("tbody tr").all_inner_texts()] == [
+        ["demo_request", "1", "+60", "+60"],
+        ["page_view", "1", "+5", "+5"],
+    ]
+    assert ledger.locator("tfoot").inner_text().split() == ["Score", "65"]
+    assert page.get_by_role("img", name=re.compile("Score over the last 90 days: 0 then, 65 now")).is_visible()
 
     response = page.goto("/app/leads/theirs-1")
     assert response.status == 404
@@ -195,7 +254,9 @@ def test_the_pages_work_from_the_keyboard_and_fit_a_phone(page, app, client, ten
     for n, kind in enumerate(("page_view", "email_open", "pricing_page_view", "email_click", "webinar_attended") * 3):
         sent = {"event_type": kind, "aliases": [{"alias_kind": "email", "raw_value": f"visitor{n % 9}@example.com"}]}
         assert api.post("/ingest", json=sent).status_code == 202
+    assert api.post("/decays", json={"inactive_for": 14, "unit": "days", "decrease": 15}).status_code == 201
     settle(app, run_worker)
+    ruleset = api.get("/rulesets").json[0]["ruleset_id"]
     sign_in(page, client, tenant)
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Skip to main content"
@@ -210,6 +271,8 @@ def test_the_pages_work_from_the_keyboard_and_fit_a_phone(page, app, client, ten
     assert page.evaluate("document.activeElement.id") == "level"
     pages = {"/app/leads": "leads", "/app/leads/seed-ada": "lead", "/app/levels": "levels"}
     pages |= {"/app/sources": "sources", "/app/credentials": "credentials", "/app/integrations": "integrations"}
+    pages |= {"/app/scoring": "scoring", f"/app/scoring/rulesets/{ruleset}": "ruleset"}
+    pages |= {f"/app/scoring/rulesets/{ruleset}/publish": "publish", "/app/scoring/decays": "decays"}
     for path, name in pages.items():
         for width, height in ((1280, 800), (390, 844)):
             page.set_viewport_size({"width": width, "height": height})

@@ -7,7 +7,7 @@ import json
 
 from marshmallow import fields, validate
 
-from models.decay_forecast import forecast_for_lead
+from models.decay_forecast import Forecast, forecast_for_lead
 from models.events import PENDING, SCORED, STATUS_NAMES
 from models.leads import Lead
 from models.levels import EngagementLevel
@@ -102,13 +102,21 @@ class DecayForecastSchema(StrictSchema):
     level = fields.Nested(LevelRefSchema, allow_none=True, metadata={"description": "its level then"})
 
 
-def decay_forecast(lead: Lead) -> dict | None:
-    """{at, score, level}: when decay takes the lead below its level unless it is active first; None if it never
-    does (models/decay_forecast.py)."""
+def lead_forecast(lead: Lead) -> tuple[Forecast, EngagementLevel | None] | None:
+    """When decay takes the lead below its level unless it is active first, and the level it lands in; None if it
+    never does (models/decay_forecast.py). The API's decay_forecast and the console's lead page both read this."""
     forecast = forecast_for_lead(db(), lead)
     if forecast is None:
         return None
-    level = db().get(EngagementLevel, forecast.level.id) if forecast.level else None
+    return forecast, db().get(EngagementLevel, forecast.level.id) if forecast.level else None
+
+
+def decay_forecast(lead: Lead) -> dict | None:
+    """{at, score, level} as the lead answers show lead_forecast."""
+    found = lead_forecast(lead)
+    if found is None:
+        return None
+    forecast, level = found
     return {
         "at": rfc3339(forecast.at),
         "score": forecast.score,

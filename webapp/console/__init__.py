@@ -11,6 +11,7 @@ from webapp.console import (  # noqa: F401  (each registers its pages)
     integration_pages,
     lead_pages,
     level_pages,
+    scoring_pages,
     session_pages,
 )
 from webapp.console.base import bp
@@ -19,6 +20,12 @@ from webapp.console.base import bp
 def when(value: datetime | None) -> str:
     """A time as a person reads it in a table: UTC, to the minute."""
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if value else "—"
+
+
+def day(value: datetime, now: datetime | None = None) -> str:
+    """A date as a sentence says it: "3 March", with the year only when it is not this one."""
+    value, now = value.astimezone(UTC), (now or datetime.now(UTC))
+    return f"{value.day} {value:%B}" + (f" {value.year}" if value.year != now.year else "")
 
 
 def ago(value: datetime | None, now: datetime | None = None) -> str:
@@ -36,4 +43,5 @@ def install(app) -> None:
     app.register_blueprint(bp)
     app.add_template_filter(when, "when")
     app.add_template_filter(ago, "ago")
+    app.add_template_filter(day, "day")
     errors.install(app)

@@ -114,16 +114,45 @@ def form_values(names, ints=(), nullable=(), source=None) -> dict:
     return out
 
 
+def flags(names, source=None) -> dict:
+    """Checkboxes as the API's booleans: each posts a hidden "false" before it, so a box left unticked says false and
+    a post without the field (a script's, an old page's) changes nothing."""
+    source = request.form if source is None else source
+    return {name: source.getlist(name)[-1] for name in names if source.getlist(name)}
+
+
+def _flat(messages: dict, parent: str = "") -> dict[str, list[str]]:
+    """A nested schema's complaints by dotted path ("outcome.event_type"), as a form names its fields; a list's items
+    are the list's field (a form has one control for them all)."""
+    out: dict[str, list[str]] = {}
+    for key, value in messages.items():
+        name = parent if isinstance(key, int) and parent else f"{parent}.{key}" if parent else str(key)
+        found = _flat(value, name) if isinstance(value, dict) else {name: value if isinstance(value, list) else [value]}
+        for field, said in found.items():
+            out.setdefault(field, []).extend(str(m) for m in said)
+    return out
+
+
 def load(schema, data: dict) -> dict:
     """data through the API's own schema; its complaints become FormErrors."""
     try:
         return schema.load(data)
     except ValidationError as exc:
-        messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
-        raise FormErrors({k: v if isinstance(v, list) else [str(v)] for k, v in messages.items()})
+        raise FormErrors(_flat(exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}))
 
 
 def form_errors(exc: ApiError) -> FormErrors:
     """What a service refused, as the form shows it: the API's message beside the field it names."""
     fields = {k: [str(m) for m in v] for k, v in (exc.details or {}).items()} or {"_schema": [exc.message]}
     return FormErrors(fields, exc.message, exc.status)
+
+
+def attempt(action):
+    """(what action returns, None), or (None, the form's errors) when the API's schema or service refused it: the one
+    place a refusal becomes what a form shows beside its fields."""
+    try:
+        return action(), None
+    except FormErrors as exc:
+        return None, exc
+    except ApiError as exc:
+        return None, form_errors(exc)

@@ -8,18 +8,29 @@ from marshmallow import EXCLUDE, ValidationError, fields, validate, validates_sc
 
 from models import keyset, lead_ops
 from models.base import utcnow
+from models.explain import WHY_DAYS, explain_lead
 from models.lead_identity import aliases_of, primary_emails
 from models.level_queries import level_counts
 from models.levels import EngagementLevel
+from models.score_history import HISTORY_DAYS, lead_history, primary_ruleset, window_start
 from webapp.app_state import db
 from webapp.auth import current_unit
 from webapp.console.base import FormErrors, form_values, load, page, render
+from webapp.console.charts import score_chart
 from webapp.crud import scoped
-from webapp.representations import SCORE_BOUND, get_lead
+from webapp.representations import SCORE_BOUND, get_lead, lead_forecast
 from webapp.schema_base import StrictSchema
+from webapp.services.integration_status import lead_alerts, lead_hubspot
 
 PAGE_SIZE = 50
 EVENTS_SHOWN = 50
+SYNC_STATES = {
+    "synced": "In sync: HubSpot has this score and level",
+    "waiting": "Waiting: the next sync writes this score and level",
+    "failed": "Refused by HubSpot: a later change of the lead tries again",
+    "unmatched": "Not synced: no email or contact id to find the contact by",
+}
+HISTORY_ROWS = 20  # the latest changes listed under the chart
 SORT_NAMES = {"-score": "score, highest first", "score": "score, lowest first"}
 SORT_NAMES |= {"-last_event_at": "last activity, newest first", "last_event_at": "last activity, oldest first"}
 LAST_ACTIVE = {"any": "Any time", "7d": "In the last 7 days", "30d": "In the last 30 days"}
@@ -112,12 +123,28 @@ def leads():
     )
 
 
+def score_history(found, levels):
+    """The lead's primary score over HISTORY_DAYS as GET /lead/{id}/score-history reads it, drawn as a chart."""
+    session = db()
+    now = utcnow()
+    start = window_start(now, HISTORY_DAYS)
+    ruleset_id = primary_ruleset(session, found.unit_id)
+    start_score, points = lead_history(session, found.pk, ruleset_id, start) if ruleset_id else (0, [])
+    return {
+        "chart": score_chart(start, now, start_score, points, levels),
+        "changes": points[-HISTORY_ROWS:][::-1],
+        "ruleset_id": ruleset_id,
+    }
+
+
 @page("/leads/<lead_id>")
 def lead(lead_id):
-    """One lead: score and level, recent events with their points, aliases and metadata."""
+    """One lead: score and level, why (explain_lead, as GET /lead/{id}/score-explain), its score history, the decay
+    forecast, recent events with their points, aliases and metadata, its HubSpot contact and Slack alerts."""
     found = get_lead(lead_id)  # another OU's lead is a 404, as in the API
     session = db()
     level = lead_ops.level_of(session, found)
+    levels = levels_of_unit()
     events = lead_ops.activity(
         session, found, None, None, end_inclusive=False, channel=None, has_delta=None, min_delta=None
     )[:EVENTS_SHOWN]
@@ -129,5 +156,14 @@ def lead(lead_id):
         aliases=aliases_of(session, found.pk),
         events=events,
         events_shown=EVENTS_SHOWN,
+        why=explain_lead(session, found, WHY_DAYS * 24),
+        why_days=WHY_DAYS,
+        history=score_history(found, levels),
+        levels_by_id={lv.id: lv for lv in levels},
+        history_days=HISTORY_DAYS,
+        forecast=lead_forecast(found),
+        hubspot=lead_hubspot(found),
+        alerts=lead_alerts(found),
+        sync_states=SYNC_STATES,
         active="leads",
     )

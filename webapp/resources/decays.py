@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 from marshmallow import fields, validate
-from sqlalchemy import inspect
 
-from models.base import utcnow
-from models.decay_pass import reschedule_unit
-from models.scoring import DECAY_UNITS, DecayRule
+from models.scoring import DECAY_UNITS
 from webapp.blueprint import Blueprint
-from webapp.crud import Crud, register_crud
+from webapp.crud import register_crud
 from webapp.schema_base import EchoSchema, UTCDateTime
+from webapp.services.decays import DecayCrud
 
 blp = Blueprint("decays", __name__, description="Score decay rules")
-
-PERIOD_FIELDS = ("inactive_for", "unit", "decrease")
 
 
 class DecaySchema(EchoSchema):
@@ -43,22 +39,6 @@ class DecaySchema(EchoSchema):
 
 class DecayUpdateSchema(DecaySchema):
     """PUT: any of the fields, the others kept."""
-
-
-class DecayCrud(Crud):
-    model = DecayRule
-    label = "decay rule"
-
-    def validate(self, session, obj, creating):
-        state = inspect(obj)
-        obj._period_changed = creating or any(state.attrs[name].history.has_changes() for name in PERIOD_FIELDS)
-        if obj._period_changed:
-            obj.applies_from = utcnow()  # an edit applies to periods ending after it, never again to past ones
-
-    def after_change(self, session, obj, action):
-        # A deleted rule only makes some lead's next period end later: none is late for it.
-        if getattr(obj, "_period_changed", False):
-            reschedule_unit(session, obj.unit_id)
 
 
 register_crud(

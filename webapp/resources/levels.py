@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import logging
-
 from marshmallow import ValidationError, fields, validate, validates_schema
-from sqlalchemy import func, select
 
-from models.level_rules import COLOR_RE, LevelSpec, LevelTableError, validate_table
-from models.levels import DEFAULT_COLOR, EngagementLevel, LevelHistory
-from models.reclassify import reclassify_unit
-from webapp.app_state import db
-from webapp.auth import principal
+from models.level_rules import COLOR_RE
+from models.levels import DEFAULT_COLOR, LevelHistory
 from webapp.blueprint import Blueprint
-from webapp.crud import Crud, page_doc, paginate, register_crud, scoped
-from webapp.errors import ApiError
+from webapp.crud import page_doc, paginate, register_crud, scoped
 from webapp.representations import HistoryEntrySchema, history_entry
 from webapp.schema_base import PageArgs, StrictSchema, UTCDateTime
-from webapp.services.levels import after_level_commit, level_table_changed, revert_levels
+from webapp.services.levels import LevelCrud, revert_levels
 
 blp = Blueprint("levels", __name__, description="Engagement levels")
-log = logging.getLogger("leadpulse.levels")
 
 COLOR = validate.Regexp(COLOR_RE, error="Invalid color format: use a hex code like #ef4444")
 
@@ -43,56 +35,6 @@ class LevelSchema(StrictSchema):
 
 class LevelUpdateSchema(LevelSchema):
     color = fields.String(validate=COLOR)
-
-
-class LevelCrud(Crud):
-    model = EngagementLevel
-    label = "engagement level"
-
-    def list_query(self):
-        return scoped(EngagementLevel).order_by(EngagementLevel.order, EngagementLevel.min_score)
-
-    def conflict_message(self, obj):
-        return f"a level named '{obj.name}' already exists"
-
-    def create(self, data):
-        if "order" not in data:
-            top = (
-                db()
-                .execute(select(func.max(EngagementLevel.order)).where(EngagementLevel.unit_id == principal().unit_id))
-                .scalar()
-            )
-            data["order"] = (top or 0) + 1
-        return super().create(data)
-
-    def validate(self, session, obj, creating):
-        others = session.execute(
-            select(EngagementLevel).where(EngagementLevel.unit_id == obj.unit_id, EngagementLevel.id != (obj.id or ""))
-        ).scalars()
-        table = [LevelSpec(lv.id, lv.name, lv.min_score, lv.max_score) for lv in others]
-        table.append(LevelSpec(obj.id or "", obj.name, obj.min_score, obj.max_score))
-        try:
-            validate_table(table)
-        except LevelTableError as exc:
-            status = 409 if exc.code == "duplicate_name" else 400
-            raise ApiError(status, exc.code, exc.message, {exc.field: [exc.message]})
-
-    def before_delete(self, session, obj):
-        count = session.execute(
-            select(func.count()).select_from(EngagementLevel).where(EngagementLevel.unit_id == obj.unit_id)
-        ).scalar()
-        if count <= 1:
-            raise ApiError(400, "last_level", "cannot delete the last engagement level; add another first")
-        # Move its leads first, so each move is recorded (ON DELETE SET NULL would erase them silently).
-        reclassify_unit(session, obj.unit_id, exclude_level_ids=(obj.id,))
-
-    def after_change(self, session, obj, action):
-        if action != "delete":  # before_delete moved the deleted level's leads already
-            reclassify_unit(session, obj.unit_id)
-        level_table_changed(session, obj.unit_id, action)
-
-    def after_commit(self, obj, action):
-        after_level_commit(obj.unit_id)
 
 
 register_crud(

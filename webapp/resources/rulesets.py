@@ -6,24 +6,20 @@ from datetime import datetime
 
 from flask import jsonify
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
-from sqlalchemy import func, inspect, update
 
 from models.base import utcnow
-from models.change_history import record_ruleset_change, ruleset_known
-from models.locks import lock_unit
-from models.reclassify import refresh_primary_scores
-from models.rescore import clear_ruleset_scores, publish_ruleset
-from models.scoring import DRAFT, Rule, Ruleset, RulesetHistory
-from webapp.app_state import db, state
-from webapp.auth import current_unit, principal
+from models.change_history import ruleset_known
+from models.scoring import Rule, Ruleset, RulesetHistory
+from webapp.app_state import db
+from webapp.auth import current_unit
 from webapp.blueprint import Blueprint
-from webapp.crud import Crud, get_scoped, page_doc, paginate, register_crud, scoped
-from webapp.errors import ApiError, not_found
+from webapp.crud import get_scoped, page_doc, paginate, register_crud, scoped
+from webapp.errors import not_found
 from webapp.representations import HistoryEntrySchema, history_entry
 from webapp.schema_base import EchoSchema, PageArgs, StrictSchema, UTCDateTime
-from webapp.services import previews
+from webapp.services import previews, rulesets
 from webapp.services.event_input import EVENT_TYPE
-from worker.jobs import try_kick_alerts
+from webapp.services.rulesets import RuleCrud, RulesetCrud
 
 blp = Blueprint("rulesets", __name__, description="Scoring rulesets and rules")
 
@@ -88,70 +84,6 @@ class RuleUpdateSchema(RuleSchema):
     active = fields.Boolean()
 
 
-class RulesetCrud(Crud):
-    model = Ruleset
-    label = "ruleset"
-
-    def conflict_message(self, obj):
-        return f"a ruleset named '{obj.name}' already exists"
-
-    def validate(self, session, obj, creating):
-        self.check_window(obj, "start_date", "end_date")
-        self.refuse_duplicate(
-            session, obj, "name", Ruleset.unit_id == obj.unit_id, func.lower(Ruleset.name) == obj.name.lower()
-        )
-        obj._primary_changed = creating and obj.is_primary or inspect(obj).attrs.is_primary.history.has_changes()
-        if obj.is_primary:
-            session.execute(
-                update(Ruleset)
-                .where(Ruleset.unit_id == obj.unit_id, Ruleset.id != (obj.id or ""), Ruleset.is_primary.is_(True))
-                .values(is_primary=False)
-                .execution_options(synchronize_session=False)
-            )
-        if creating:
-            obj.status = DRAFT
-
-    def after_change(self, session, obj, action):
-        if getattr(obj, "_primary_changed", False) or (action == "delete" and obj.is_primary):
-            refresh_primary_scores(session, obj.unit_id)
-
-    def after_commit(self, obj, action):
-        try_kick_alerts(state(), obj.unit_id)
-
-
-class RuleCrud(Crud):
-    model = Rule
-    label = "rule"
-
-    def conflict_message(self, obj):
-        return f"ruleset already has a rule for event type '{obj.event_type}'"
-
-    def create(self, data):
-        if not data.get("ruleset_id"):
-            primary = db().execute(scoped(Ruleset).where(Ruleset.is_primary.is_(True))).scalar()
-            if primary is None:
-                raise ApiError(
-                    400,
-                    "validation_error",
-                    "ruleset_id is required when the OU has no primary ruleset",
-                    {"ruleset_id": ["required"]},
-                )
-            data["ruleset_id"] = primary.id
-        data["created_by"] = data["updated_by"] = principal().member_id
-        return super().create(data)
-
-    def update(self, obj_id, data):
-        data["updated_by"] = principal().member_id
-        return super().update(obj_id, data)
-
-    def validate(self, session, obj, creating):
-        get_scoped(Ruleset, obj.ruleset_id, "ruleset")
-        self.check_window(obj, "start_at", "end_at")
-        self.refuse_duplicate(
-            session, obj, "event_type", Rule.ruleset_id == obj.ruleset_id, Rule.event_type == obj.event_type
-        )
-
-
 register_crud(
     blp,
     RulesetCrud(),
@@ -190,13 +122,7 @@ class PublishedSchema(UnpublishedSchema):
 @blp.alt_response(200, schema=PublishedSchema, success=True)
 def publish(obj_id):
     """Draft -> published (or republish after rule edits): the current rules now score, every lead is rescored."""
-    session = db()
-    lock_unit(session, current_unit())
-    rs = get_scoped(Ruleset, obj_id, "ruleset")
-    leads = publish_ruleset(session, rs)
-    record_ruleset_change(session, rs, principal().actor, "publish")
-    session.commit()
-    try_kick_alerts(state(), rs.unit_id)
+    rs, leads = rulesets.publish(obj_id)
     return jsonify({"ruleset": RulesetSchema().dump(rs), "rescored_leads": leads})
 
 
@@ -204,19 +130,7 @@ def publish(obj_id):
 @blp.alt_response(200, schema=UnpublishedSchema, success=True)
 def unpublish(obj_id):
     """Back to draft: the ruleset stops scoring and its scores are withdrawn (republishing rebuilds them)."""
-    session = db()
-    lock_unit(session, current_unit())
-    rs = get_scoped(Ruleset, obj_id, "ruleset")
-    if rs.status != DRAFT:
-        rs.status = DRAFT
-        session.flush()
-        clear_ruleset_scores(session, rs)
-        if rs.is_primary:
-            refresh_primary_scores(session, rs.unit_id)
-        record_ruleset_change(session, rs, principal().actor, "unpublish")
-    session.commit()
-    try_kick_alerts(state(), rs.unit_id)
-    return jsonify({"ruleset": RulesetSchema().dump(rs)})
+    return jsonify({"ruleset": RulesetSchema().dump(rulesets.unpublish(obj_id))})
 
 
 class RuleEditSchema(RuleUpdateSchema):

@@ -1,17 +1,22 @@
-"""What follows a change of an OU's levels, wherever it was made (the level API, its revert, the sample data)."""
+"""The level table's rules and what follows a change of it, wherever it was made (the level API, the console, a revert,
+the sample data)."""
 
 from __future__ import annotations
 
 import logging
 
+from sqlalchemy import func, select
+
 from models.change_history import record_level_change, restore_level_table
 from models.hubspot import HubSpotConnection
 from models.hubspot_sync_state import request_options_sync
-from models.levels import LevelHistory
+from models.level_rules import LevelSpec, LevelTableError, validate_table
+from models.levels import EngagementLevel, LevelHistory
 from models.locks import lock_unit
+from models.reclassify import reclassify_unit
 from webapp.app_state import db, state
 from webapp.auth import current_unit, principal
-from webapp.crud import get_scoped
+from webapp.crud import Crud, get_scoped, scoped
 from webapp.errors import ApiError
 from worker.jobs import enqueue_hubspot_options, try_kick_alerts
 
@@ -59,3 +64,55 @@ def revert_levels(entry_id: str) -> LevelHistory:
     session.commit()
     after_level_commit(unit_id)
     return revert
+
+
+class LevelCrud(Crud):
+    """The level table's rules (ranges never overlap, names unique, one level at least), for the API and the console."""
+
+    model = EngagementLevel
+    label = "engagement level"
+
+    def list_query(self):
+        return scoped(EngagementLevel).order_by(EngagementLevel.order, EngagementLevel.min_score)
+
+    def conflict_message(self, obj):
+        return f"a level named '{obj.name}' already exists"
+
+    def create(self, data):
+        if "order" not in data:
+            top = (
+                db()
+                .execute(select(func.max(EngagementLevel.order)).where(EngagementLevel.unit_id == principal().unit_id))
+                .scalar()
+            )
+            data["order"] = (top or 0) + 1
+        return super().create(data)
+
+    def validate(self, session, obj, creating):
+        others = session.execute(
+            select(EngagementLevel).where(EngagementLevel.unit_id == obj.unit_id, EngagementLevel.id != (obj.id or ""))
+        ).scalars()
+        table = [LevelSpec(lv.id, lv.name, lv.min_score, lv.max_score) for lv in others]
+        table.append(LevelSpec(obj.id or "", obj.name, obj.min_score, obj.max_score))
+        try:
+            validate_table(table)
+        except LevelTableError as exc:
+            status = 409 if exc.code == "duplicate_name" else 400
+            raise ApiError(status, exc.code, exc.message, {exc.field: [exc.message]})
+
+    def before_delete(self, session, obj):
+        count = session.execute(
+            select(func.count()).select_from(EngagementLevel).where(EngagementLevel.unit_id == obj.unit_id)
+        ).scalar()
+        if count <= 1:
+            raise ApiError(400, "last_level", "cannot delete the last engagement level; add another first")
+        # Move its leads first, so each move is recorded (ON DELETE SET NULL would erase them silently).
+        reclassify_unit(session, obj.unit_id, exclude_level_ids=(obj.id,))
+
+    def after_change(self, session, obj, action):
+        if action != "delete":  # before_delete moved the deleted level's leads already
+            reclassify_unit(session, obj.unit_id)
+        level_table_changed(session, obj.unit_id, action)
+
+    def after_commit(self, obj, action):
+        after_level_commit(obj.unit_id)
