@@ -32,6 +32,14 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def run_flags(p, default_db: str) -> None:
+    """The flags every benchmark takes: its database, keeping it, a JSON copy of the results, and failing on a miss."""
+    p.add_argument("--db", default=default_db)
+    p.add_argument("--keep-db", action="store_true", help="leave the benchmark database for inspection")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed (default: only on errors)")
+
+
 def database_url(name: str) -> str:
     return f"{PG_BASE}/{name}"
 

@@ -64,10 +64,7 @@ def parse_args(argv=None):
     p.add_argument("--workers", type=int, default=2, help="`leadpulse worker` processes scoring the DECAY events")
     p.add_argument("--no-score", action="store_true", help="skip scoring the DECAY events")
     p.add_argument("--timeout", type=float, default=1800.0, help="give up scoring after this many seconds")
-    p.add_argument("--db", default=DEFAULT_DB)
-    p.add_argument("--keep-db", action="store_true")
-    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed (default: only on errors)")
+    common.run_flags(p, DEFAULT_DB)
     return p.parse_args(argv)
 
 
@@ -231,7 +228,7 @@ def decay_run(env: dict, db: str) -> tuple[dict, dict]:
 
 
 def events_mb(conn) -> float:
-    return conn.execute("SELECT pg_total_relation_size('events') / 1048576.0").fetchone()[0]
+    return float(conn.execute("SELECT pg_total_relation_size('events') / 1048576.0").fetchone()[0])
 
 
 WANT = "floor(extract(epoch FROM %(at)s::timestamptz - l.last_event_at) / %(period)s)::int"
