@@ -107,6 +107,7 @@ bench: services
 	$(BIN)/python bench/sync.py
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/import_csv.py
+	$(BIN)/python bench/decay.py
 
 clean:
 	rm -rf $(VENV) .venv-newest *.egg-info .pytest_cache

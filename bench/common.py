@@ -32,6 +32,14 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def run_flags(p, default_db: str) -> None:
+    """The flags every benchmark takes: its database, keeping it, a JSON copy of the results, and failing on a miss."""
+    p.add_argument("--db", default=default_db)
+    p.add_argument("--keep-db", action="store_true", help="leave the benchmark database for inspection")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed (default: only on errors)")
+
+
 def database_url(name: str) -> str:
     return f"{PG_BASE}/{name}"
 
@@ -91,6 +99,9 @@ def app_env(db_name: str, redis_db: int, queue: str, **extra) -> dict:
         LEADPULSE_QUEUE=queue,
         LOG_LEVEL="WARNING",
         PYTHONUNBUFFERED="1",
+        # The `leadpulse` script imports the package its editable install names (perhaps another checkout): the code
+        # measured is this checkout's.
+        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
     )
     # One credential from one address sends thousands a second: the limits are checked (their cost is measured)
     # but set far above what a benchmark sends.

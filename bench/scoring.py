@@ -58,10 +58,7 @@ def parse_args(argv=None):
     p.add_argument("--target-mb", type=float, default=300.0)
     p.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds of scoring")
     p.add_argument("--seed", type=int, default=20240601)
-    p.add_argument("--db", default=DEFAULT_DB)
-    p.add_argument("--keep-db", action="store_true")
-    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed (default: only on errors)")
+    common.run_flags(p, DEFAULT_DB)
     return p.parse_args(argv)
 
 
