@@ -108,6 +108,9 @@ bench: services
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/import_csv.py
 	$(BIN)/python bench/decay.py
+	$(BIN)/python bench/levels.py
+	$(BIN)/python bench/backtest.py
+	$(BIN)/python bench/history.py
 
 clean:
 	rm -rf $(VENV) .venv-newest *.egg-info .pytest_cache
