@@ -305,7 +305,9 @@ def test_unsaved_rule_edits_are_previewed_and_backtested_as_the_api_s_bodies_car
     ]
     movers = re.findall(r'<a href="/app/leads/([^"]+)">', page.split("Largest movers")[1])
     assert movers == [m["lead_id"] for m in expected["top_movers"]] and movers[0] == "b"  # -60
-    assert "left out" in page and 'value="webinar"' in page and 'value="10"' in page  # the form keeps what was typed
+    assert "<code>page_view</code>: +5 → +10 points" in page and "<code>demo_request</code>: left out" in page
+    assert "<code>webinar</code>: +25 points (new)" in page
+    assert 'value="webinar"' in page and 'value="10"' in page  # the form keeps what was typed
     assert api.get(f"/rulesets/{rs}/rules").json == saved  # nothing was saved
     assert api.get("/leads/a").json["lead"]["score"] == 30
 
@@ -322,6 +324,8 @@ def test_unsaved_rule_edits_are_previewed_and_backtested_as_the_api_s_bodies_car
     # No change at all: the saved rules, said so.
     r = form_post(client, here, run, {**try_form(list(rules.values())), "run": "preview"})
     assert r.status_code == 200 and "No changes: these are the saved rules." in shown(r)
+    r = form_post(client, here, run, {**try_form(list(rules.values())), "type-new0": "page_view", "run": "preview"})
+    assert r.status_code == 200 and "<code>page_view</code>: unchanged" in shown(r)  # named, but no points given
 
 
 def test_bad_unsaved_edits_are_shown_beside_their_row_with_the_api_s_message(client, api, tenant):

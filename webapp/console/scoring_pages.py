@@ -279,6 +279,10 @@ class Trial:
     preview: dict | None = None
     report: dict | None = None
 
+    def saved(self, event_type: str) -> int | None:
+        """The saved rule's points for the event type; None for a new rule."""
+        return next((r["saved"] for r in self.rows if r["saved"] is not None and r["event_type"] == event_type), None)
+
 
 def _number(value: str):
     """A typed number as the API's JSON carries it; anything else stays text, for the schema to refuse by name."""
