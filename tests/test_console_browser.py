@@ -88,6 +88,17 @@ def no_console_errors(page, allowed=()):
     assert left == [], left
 
 
+def fits_and_labelled(page, path: str, width: int) -> None:
+    """The page shown needs no horizontal scrolling at this width, and every field has a label."""
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"{path} is wider than a {width} px screen by {overflow} px"
+    unlabelled = page.evaluate(
+        "Array.from(document.querySelectorAll('input:not([type=hidden]), select'))"
+        ".filter(e => !(e.labels && e.labels.length)).map(e => e.name)"
+    )
+    assert unlabelled == [], f"{path}: fields without a label {unlabelled}"
+
+
 def test_signing_in_and_out(page, tenant):
     page.goto("/app/leads")
     assert re.search(r"/app/sign-in\?next=", page.url)  # no session: sent to sign in, never an error
@@ -277,13 +288,7 @@ def test_the_pages_work_from_the_keyboard_and_fit_a_phone(page, app, client, ten
         for width, height in ((1280, 800), (390, 844)):
             page.set_viewport_size({"width": width, "height": height})
             page.goto(path)
-            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-            assert overflow <= 0, f"{path} is wider than a {width} px screen by {overflow} px"
-            unlabelled = page.evaluate(
-                "Array.from(document.querySelectorAll('input:not([type=hidden]), select'))"
-                ".filter(e => !(e.labels && e.labels.length)).map(e => e.name)"
-            )
-            assert unlabelled == [], f"{path}: fields without a label {unlabelled}"
+            fits_and_labelled(page, path, width)
             if SCREENSHOTS:
                 page.screenshot(
                     path=f"{SCREENSHOTS}/{name}-{'phone' if width < 800 else 'desktop'}.png", full_page=True
@@ -454,13 +459,7 @@ def test_the_members_page_and_trying_changes_work_from_the_keyboard_and_fit_a_ph
                 trial.locator("input[type=number]").first.fill("40")
                 trial.get_by_role("button", name="Preview these changes").click()
                 page.get_by_role("region", name="What publishing with these changes would do").wait_for()
-            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-            assert overflow <= 0, f"{path} is wider than a {width} px screen by {overflow} px"
-            unlabelled = page.evaluate(
-                "Array.from(document.querySelectorAll('input:not([type=hidden]), select'))"
-                ".filter(e => !(e.labels && e.labels.length)).map(e => e.name)"
-            )
-            assert unlabelled == [], f"{path}: fields without a label {unlabelled}"
+            fits_and_labelled(page, path, width)
             if SCREENSHOTS:
                 shot = f"{SCREENSHOTS}/{name}-{'phone' if width < 800 else 'desktop'}.png"
                 if name == "ruleset-try":  # the try-changes card and its answer, not the whole ruleset page again
