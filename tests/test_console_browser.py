@@ -177,7 +177,7 @@ def test_creating_a_ruleset_and_publishing_it_after_reading_its_preview(page, ap
     rows = page.locator("table.rules tbody tr")
     for event_type, weight in (("page_view", "5"), ("demo_request", "60"), ("page_view", "9")):
         page.get_by_label("Event type", exact=True).fill(event_type)
-        page.get_by_label("Points").fill(weight)
+        page.get_by_label("Points", exact=True).fill(weight)
         page.get_by_role("button", name="Add rule").click()
         if weight != "9":
             rows.filter(has_text=event_type).wait_for()  # the page with the new rule is in
