@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
@@ -86,7 +86,7 @@ def list_statement(session: Session, unit_id: str, filters: dict, now: datetime)
     if "level" in filters:
         stmt = stmt.where(_level_filter(session, unit_id, filters["level"]))
     if filters.get("q"):
-        stmt = stmt.where(_matching(unit_id, filters["q"]))
+        stmt = stmt.where(_matching(session, unit_id, filters["q"]))
     return stmt
 
 
@@ -123,12 +123,35 @@ def _like_prefix(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def _matching(unit_id: str, q: str):
-    """Leads whose id, or any alias (stored lowercased), starts with q."""
+def _prefix_end(prefix: str) -> str | None:
+    """The least string above every string that starts with prefix, in code point order (UTF-8's byte order); None
+    when there is none."""
+    chars = list(prefix)
+    while chars:
+        code = ord(chars.pop()) + 1
+        code = 0xE000 if code == 0xD800 else code  # no text holds a surrogate
+        if code <= 0x10FFFF:
+            return "".join(chars) + chr(code)
+    return None
+
+
+def _starts_with(session: Session, column, prefix: str):
+    """column starts with prefix (LIKE, literally). On PostgreSQL also as the byte-order range an index with
+    text_pattern_ops is read by: under a language collation a prefix LIKE is served by no index (docs/console.md)."""
+    like = column.like(_like_prefix(prefix), escape="\\")
+    if session.get_bind().dialect.name != "postgresql":
+        return like
+    end = _prefix_end(prefix)
+    return and_(column.op("~>=~")(prefix), *([column.op("~<~")(end)] if end is not None else []), like)
+
+
+def _matching(session: Session, unit_id: str, q: str):
+    """Leads whose id, or any alias (stored lowercased), starts with q: the two index ranges, each read alone."""
+    by_id = select(Lead.pk).where(Lead.unit_id == unit_id, _starts_with(session, Lead.lead_id, q))
     by_alias = select(LeadAlias.lead_pk).where(
-        LeadAlias.unit_id == unit_id, LeadAlias.value.like(_like_prefix(q.lower()), escape="\\")
+        LeadAlias.unit_id == unit_id, _starts_with(session, LeadAlias.value, q.lower())
     )
-    return or_(Lead.lead_id.like(_like_prefix(q), escape="\\"), Lead.pk.in_(by_alias))
+    return Lead.pk.in_(union_all(by_id, by_alias))
 
 
 def search(session: Session, unit_id: str, q: str, limit: int):
@@ -136,7 +159,7 @@ def search(session: Session, unit_id: str, q: str, limit: int):
     return session.execute(
         select(Lead.lead_id, Lead.score, EngagementLevel.id, EngagementLevel.name, EngagementLevel.color)
         .outerjoin(EngagementLevel, EngagementLevel.id == Lead.level_id)
-        .where(Lead.unit_id == unit_id, Lead.merged_into.is_(None), _matching(unit_id, q))
+        .where(Lead.unit_id == unit_id, Lead.merged_into.is_(None), _matching(session, unit_id, q))
         .order_by(Lead.score.desc(), Lead.lead_id)
         .limit(limit)
     ).all()
@@ -228,8 +251,9 @@ def activity(
     channel: str | None,
     has_delta: bool | None,
     min_delta: int | None,
+    limit: int = ACTIVITY_LIMIT,
 ):
-    """The lead's newest events (EVENT_COLUMNS and the delta each gave the primary score) in [start, end)."""
+    """The lead's newest `limit` events (EVENT_COLUMNS and the delta each gave the primary score) in [start, end)."""
     primary = session.execute(
         select(Ruleset.id).where(Ruleset.unit_id == lead.unit_id, Ruleset.is_primary.is_(True))
     ).scalar()
@@ -255,4 +279,4 @@ def activity(
         stmt = stmt.where(delta.is_(None))
     if min_delta is not None:
         stmt = stmt.where(delta >= min_delta)
-    return session.execute(stmt.order_by(*NEWEST_FIRST).limit(ACTIVITY_LIMIT)).all()
+    return session.execute(stmt.order_by(*NEWEST_FIRST).limit(limit)).all()

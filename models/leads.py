@@ -12,6 +12,12 @@ from models.base import Base, JSONType, UTCDateTime, utcnow
 ALIAS_KINDS = ("email", "phone", "external_id", "cookie", "social")
 
 
+def prefix_index(name: str, column: str) -> Index:
+    """The search by id or alias prefix (models/lead_ops.py _starts_with) on PostgreSQL: the OU's values in byte order
+    (text_pattern_ops), which a prefix is a range of whatever the database's collation. SQLite has no such index."""
+    return Index(name, "unit_id", column, postgresql_ops={column: "text_pattern_ops"}).ddl_if(dialect="postgresql")
+
+
 class Lead(Base):
     __tablename__ = "leads"
     __table_args__ = (
@@ -21,6 +27,7 @@ class Lead(Base):
         Index("ix_leads_unit_score", "unit_id", "score", "lead_id"),
         Index("ix_leads_unit_level", "unit_id", "level_id"),
         Index("ix_leads_decay_due", "unit_id", "decay_next_at"),
+        prefix_index("ix_leads_unit_id_prefix", "lead_id"),
     )
     pk: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
@@ -55,7 +62,10 @@ Index("ix_leads_unit_activity", Lead.unit_id, Lead.last_event_at.desc().nulls_la
 
 class LeadAlias(Base):
     __tablename__ = "lead_aliases"
-    __table_args__ = (UniqueConstraint("unit_id", "kind", "value"),)
+    __table_args__ = (
+        UniqueConstraint("unit_id", "kind", "value"),
+        prefix_index("ix_lead_aliases_unit_prefix", "value"),
+    )
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     unit_id: Mapped[str] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"))
     lead_pk: Mapped[int] = mapped_column(ForeignKey("leads.pk", ondelete="CASCADE"), index=True)
