@@ -31,7 +31,7 @@ import common
 from common import log
 
 DEFAULT_DB = "leadpulse_bench_console"
-REDIS_DB = 10
+REDIS_DB = 8
 QUEUE = "leadpulse-bench-console"
 MEMBER = ("bench@example.com", "bench-console-password-1")
 TIERS = [("Cold", 0, 24), ("Warm", 25, 49), ("Hot", 50, 74), ("Very Hot", 75, None)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, union_all
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
@@ -93,15 +93,21 @@ def list_statement(session: Session, unit_id: str, filters: dict, now: datetime)
 def _level_filter(session: Session, unit_id: str, value: str):
     if value.lower() in ("none", "unclassified"):
         return Lead.level_id.is_(None)
-    level_id = session.execute(
-        select(EngagementLevel.id).where(
+    level = session.execute(
+        select(EngagementLevel.id, EngagementLevel.min_score, EngagementLevel.max_score).where(
             EngagementLevel.unit_id == unit_id,
             or_(EngagementLevel.id == value, func.lower(EngagementLevel.name) == value.lower()),
         )
-    ).scalar()
-    if level_id is None:
+    ).first()
+    if level is None:
         raise UnknownLevel(value)
-    return Lead.level_id == level_id
+    # A level's leads score within its range (classification puts them there): saying so lets the (unit, score) index
+    # start at the level's top, where the level's own index would have every lead of a large level sorted first.
+    in_range = [
+        Lead.score >= level.min_score,
+        *([Lead.score <= level.max_score] if level.max_score is not None else []),
+    ]
+    return and_(Lead.level_id == level.id, *in_range)
 
 
 def rulesets(session: Session, unit_id: str):
@@ -145,13 +151,30 @@ def _starts_with(session: Session, column, prefix: str):
     return and_(column.op("~>=~")(prefix), *([column.op("~<~")(end)] if end is not None else []), like)
 
 
+MATCHES_LISTED = 5000  # up to this many leads match a search: read by key; more: dense enough to find in page order
+
+
 def _matching(session: Session, unit_id: str, q: str):
-    """Leads whose id, or any alias (stored lowercased), starts with q: the two index ranges, each read alone."""
-    by_id = select(Lead.pk).where(Lead.unit_id == unit_id, _starts_with(session, Lead.lead_id, q))
-    by_alias = select(LeadAlias.lead_pk).where(
-        LeadAlias.unit_id == unit_id, _starts_with(session, LeadAlias.value, q.lower())
+    """Leads whose id, or any alias (stored lowercased), starts with q. Each side's matches are first read from its
+    prefix index: up to MATCHES_LISTED they are leads the page reads by key (none: no read at all); past that they are
+    dense enough that reading the page's own order and checking each lead finds a page within a few thousand."""
+    by_id = _starts_with(session, Lead.lead_id, q)
+    by_alias = _starts_with(session, LeadAlias.value, q.lower())
+
+    def listed(stmt) -> list[int] | None:
+        found = session.execute(stmt.limit(MATCHES_LISTED + 1)).scalars().all()
+        return found if len(found) <= MATCHES_LISTED else None
+
+    ids = listed(select(Lead.pk).where(Lead.unit_id == unit_id, by_id))
+    aliases = listed(select(LeadAlias.lead_pk).where(LeadAlias.unit_id == unit_id, by_alias))
+    if ids is not None and aliases is not None:
+        return Lead.pk.in_(set(ids) | set(aliases))
+    # A scalar subquery, not EXISTS: PostgreSQL would hash every matching alias first instead of asking per lead.
+    alias_of_lead = select(LeadAlias.id).where(LeadAlias.lead_pk == Lead.pk, by_alias).limit(1).scalar_subquery()
+    return or_(
+        by_id if ids is None else Lead.pk.in_(ids),
+        alias_of_lead.isnot(None) if aliases is None else Lead.pk.in_(aliases),
     )
-    return Lead.pk.in_(union_all(by_id, by_alias))
 
 
 def search(session: Session, unit_id: str, q: str, limit: int):

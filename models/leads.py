@@ -12,10 +12,12 @@ from models.base import Base, JSONType, UTCDateTime, utcnow
 ALIAS_KINDS = ("email", "phone", "external_id", "cookie", "social")
 
 
-def prefix_index(name: str, column: str) -> Index:
+def prefix_index(name: str, column: str, lead: str) -> Index:
     """The search by id or alias prefix (models/lead_ops.py _starts_with) on PostgreSQL: the OU's values in byte order
-    (text_pattern_ops), which a prefix is a range of whatever the database's collation. SQLite has no such index."""
-    return Index(name, "unit_id", column, postgresql_ops={column: "text_pattern_ops"}).ddl_if(dialect="postgresql")
+    (text_pattern_ops), which a prefix is a range of whatever the database's collation, with the lead they name (read
+    from the index alone). SQLite has no such index."""
+    ops = {column: "text_pattern_ops"}
+    return Index(name, "unit_id", column, postgresql_ops=ops, postgresql_include=[lead]).ddl_if(dialect="postgresql")
 
 
 class Lead(Base):
@@ -27,7 +29,7 @@ class Lead(Base):
         Index("ix_leads_unit_score", "unit_id", "score", "lead_id"),
         Index("ix_leads_unit_level", "unit_id", "level_id"),
         Index("ix_leads_decay_due", "unit_id", "decay_next_at"),
-        prefix_index("ix_leads_unit_id_prefix", "lead_id"),
+        prefix_index("ix_leads_unit_id_prefix", "lead_id", "pk"),
     )
     pk: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
@@ -64,7 +66,7 @@ class LeadAlias(Base):
     __tablename__ = "lead_aliases"
     __table_args__ = (
         UniqueConstraint("unit_id", "kind", "value"),
-        prefix_index("ix_lead_aliases_unit_prefix", "value"),
+        prefix_index("ix_lead_aliases_unit_prefix", "value", "lead_pk"),
     )
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     unit_id: Mapped[str] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"))

@@ -13,19 +13,24 @@ branch_labels = None
 depends_on = None
 
 # Under a language collation (en_US.UTF-8, C.UTF-8) PostgreSQL reads no index for a prefix LIKE; an index in byte order
-# serves the range the prefix is (models/lead_ops.py _starts_with). SQLite's search stays a LIKE without one.
-INDEXES = (("ix_leads_unit_id_prefix", "leads", "lead_id"), ("ix_lead_aliases_unit_prefix", "lead_aliases", "value"))
+# serves the range the prefix is (models/lead_ops.py _starts_with), with the lead each value names, so the matches are
+# read from the index alone. SQLite's search stays a LIKE without one.
+INDEXES = (
+    ("ix_leads_unit_id_prefix", "leads", "lead_id", "pk"),
+    ("ix_lead_aliases_unit_prefix", "lead_aliases", "value", "lead_pk"),
+)
 
 
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    for name, table, column in INDEXES:
-        op.create_index(name, table, ["unit_id", column], postgresql_ops={column: "text_pattern_ops"})
+    for name, table, column, lead in INDEXES:
+        ops = {column: "text_pattern_ops"}
+        op.create_index(name, table, ["unit_id", column], postgresql_ops=ops, postgresql_include=[lead])
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    for name, table, _ in INDEXES:
+    for name, table, *_ in INDEXES:
         op.drop_index(name, table_name=table)
