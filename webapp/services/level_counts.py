@@ -1,5 +1,5 @@
 """The levels bar's figures: exact for an OU of ordinary size; for a large one, counted at most once per
-LARGE_OU_SECONDS and shared by every page and live refresh of the OU meanwhile (docs/console.md, "What is fast")."""
+LARGE_OU_SECONDS and shared by every page and live refresh of the OU meanwhile (docs/console.md, "Pagination")."""
 
 from __future__ import annotations
 
