@@ -12,14 +12,6 @@ from models.base import Base, JSONType, UTCDateTime, utcnow
 ALIAS_KINDS = ("email", "phone", "external_id", "cookie", "social")
 
 
-def prefix_index(name: str, column: str, lead: str) -> Index:
-    """The search by id or alias prefix (models/lead_ops.py _starts_with) on PostgreSQL: the OU's values in byte order
-    (text_pattern_ops), which a prefix is a range of whatever the database's collation, with the lead they name (read
-    from the index alone). SQLite has no such index."""
-    ops = {column: "text_pattern_ops"}
-    return Index(name, "unit_id", column, postgresql_ops=ops, postgresql_include=[lead]).ddl_if(dialect="postgresql")
-
-
 class Lead(Base):
     __tablename__ = "leads"
     __table_args__ = (
@@ -29,7 +21,16 @@ class Lead(Base):
         Index("ix_leads_unit_score", "unit_id", "score", "lead_id"),
         Index("ix_leads_unit_level", "unit_id", "level_id"),
         Index("ix_leads_decay_due", "unit_id", "decay_next_at"),
-        prefix_index("ix_leads_unit_id_prefix", "lead_id", "pk"),
+        # The search by id or alias prefix (models/lead_ops.py _starts_with) on PostgreSQL: the OU's values in byte
+        # order (text_pattern_ops), of which a prefix is a range whatever the database's collation, with the lead
+        # each names (read from the index alone). SQLite has no such index.
+        Index(
+            "ix_leads_unit_id_prefix",
+            "unit_id",
+            "lead_id",
+            postgresql_ops={"lead_id": "text_pattern_ops"},
+            postgresql_include=["pk"],
+        ).ddl_if(dialect="postgresql"),
     )
     pk: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
@@ -66,7 +67,13 @@ class LeadAlias(Base):
     __tablename__ = "lead_aliases"
     __table_args__ = (
         UniqueConstraint("unit_id", "kind", "value"),
-        prefix_index("ix_lead_aliases_unit_prefix", "value", "lead_pk"),
+        Index(  # as ix_leads_unit_id_prefix above
+            "ix_lead_aliases_unit_prefix",
+            "unit_id",
+            "value",
+            postgresql_ops={"value": "text_pattern_ops"},
+            postgresql_include=["lead_pk"],
+        ).ddl_if(dialect="postgresql"),
     )
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     unit_id: Mapped[str] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"))
