@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, JSONType, UTCDateTime, utcnow
+from models.base import Base, JSONType, UTCDateTime, prefix_index, utcnow
 
 ALIAS_KINDS = ("email", "phone", "external_id", "cookie", "social")
 
@@ -21,16 +21,7 @@ class Lead(Base):
         Index("ix_leads_unit_score", "unit_id", "score", "lead_id"),
         Index("ix_leads_unit_level", "unit_id", "level_id"),
         Index("ix_leads_decay_due", "unit_id", "decay_next_at"),
-        # The search by id or alias prefix (models/lead_ops.py _starts_with) on PostgreSQL: the OU's values in byte
-        # order (text_pattern_ops), of which a prefix is a range whatever the database's collation, with the lead
-        # each names (read from the index alone). SQLite has no such index.
-        Index(
-            "ix_leads_unit_id_prefix",
-            "unit_id",
-            "lead_id",
-            postgresql_ops={"lead_id": "text_pattern_ops"},
-            postgresql_include=["pk"],
-        ).ddl_if(dialect="postgresql"),
+        prefix_index("ix_leads_unit_id_prefix", "lead_id", "pk"),  # the search by id prefix (models/base.py)
     )
     pk: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
@@ -67,13 +58,7 @@ class LeadAlias(Base):
     __tablename__ = "lead_aliases"
     __table_args__ = (
         UniqueConstraint("unit_id", "kind", "value"),
-        Index(  # as ix_leads_unit_id_prefix above
-            "ix_lead_aliases_unit_prefix",
-            "unit_id",
-            "value",
-            postgresql_ops={"value": "text_pattern_ops"},
-            postgresql_include=["lead_pk"],
-        ).ddl_if(dialect="postgresql"),
+        prefix_index("ix_lead_aliases_unit_prefix", "value", "lead_pk"),
     )
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     unit_id: Mapped[str] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"))
