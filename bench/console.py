@@ -8,7 +8,7 @@ is loaded set-based, as if scored: leads with scores spread over the four levels
 and their level; an email alias for most of them and a CRM id for some; events in arrival order over 180 days (ids
 rise with time), each lead drawn with a skew so that a fifth of the leads have none, most have a few to a few hundred
 and a handful thousands (the most active about 11,000), each event with its score delta, and each lead's last
-activity from its events. Loading 10,000,000 events takes several minutes and ~6 GB: `--reuse` keeps the database
+activity from its events. Loading 10,000,000 events takes ~20 minutes and 7 GB: `--reuse` keeps the database
 and, when it already holds the data set asked for, only migrates it (so a new index is built) and measures again.
 
 Each request is a GET through the real app in this process (Flask test client, signed in through the sign-in form
