@@ -111,6 +111,7 @@ bench: services
 	$(BIN)/python bench/levels.py
 	$(BIN)/python bench/backtest.py
 	$(BIN)/python bench/history.py
+	$(BIN)/python bench/console.py
 
 clean:
 	rm -rf $(VENV) .venv-newest *.egg-info .pytest_cache

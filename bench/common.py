@@ -111,11 +111,18 @@ def app_env(db_name: str, redis_db: int, queue: str, **extra) -> dict:
     return env
 
 
-def migrate_and_bootstrap(env: dict, org: str = "Bench", unit: str = "Main") -> dict:
-    """`leadpulse db upgrade` then `leadpulse bootstrap`, exactly as an installer runs them."""
+def migrate(env: dict) -> None:
+    """`leadpulse db upgrade`, as an installer (or an upgrade of a kept benchmark database) runs it."""
     subprocess.run([LEADPULSE, "db", "upgrade"], env=env, cwd=ROOT, check=True, capture_output=True)
+
+
+def migrate_and_bootstrap(env: dict, org: str = "Bench", unit: str = "Main", member: tuple[str, str] = ()) -> dict:
+    """`leadpulse db upgrade` then `leadpulse bootstrap`, exactly as an installer runs them; member: (email,
+    password) of an Owner who signs in to the console."""
+    migrate(env)
+    login = ["--email", member[0], "--password", member[1]] if member else []
     out = subprocess.run(
-        [LEADPULSE, "bootstrap", "--org", org, "--unit", unit],
+        [LEADPULSE, "bootstrap", "--org", org, "--unit", unit, *login],
         env=env,
         cwd=ROOT,
         check=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, DateTime, MetaData, String
+from sqlalchemy import JSON, DateTime, Index, MetaData, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -55,6 +55,13 @@ class ActorColumns:
     actor: Mapped[str | None] = mapped_column(String(200), nullable=True)  # the member's or credential's id
     actor_kind: Mapped[str | None] = mapped_column(String(12), nullable=True)  # "member", "credential" or "system"
     actor_name: Mapped[str | None] = mapped_column(String(320), nullable=True)
+
+
+def prefix_index(name: str, column: str, lead: str) -> Index:
+    """PostgreSQL only: (unit_id, column) in byte order (text_pattern_ops), of which a prefix is a range whatever the
+    database's collation, with the lead each row names, for the search by prefix (models/lead_ops.py _starts_with)."""
+    ops = {column: "text_pattern_ops"}
+    return Index(name, "unit_id", column, postgresql_ops=ops, postgresql_include=[lead]).ddl_if(dialect="postgresql")
 
 
 def utcnow() -> datetime:

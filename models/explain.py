@@ -169,8 +169,8 @@ def _groups(
         .where(ScoreDelta.lead_pk.in_(lead_pks), ScoreDelta.ruleset_id.in_(ruleset_ids))
         .group_by(ScoreDelta.lead_pk, ScoreDelta.ruleset_id, Event.event_type, ScoreDelta.rule_id)
     )
-    if since is not None:
-        stmt = stmt.where(Event.occurred_at >= since)
+    if since is not None:  # the window's events by the (lead, time) index, not every delta of a busy lead
+        stmt = stmt.where(Event.lead_pk.in_(lead_pks), Event.occurred_at >= since)
     return [
         _Group(
             r.lead_pk, r.ruleset_id, r.event_type, r.rule_id, r.count, int(r.points or 0), int(r.delta or 0), r.floored

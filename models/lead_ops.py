@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
@@ -86,22 +86,28 @@ def list_statement(session: Session, unit_id: str, filters: dict, now: datetime)
     if "level" in filters:
         stmt = stmt.where(_level_filter(session, unit_id, filters["level"]))
     if filters.get("q"):
-        stmt = stmt.where(_matching(unit_id, filters["q"]))
+        stmt = stmt.where(_matching(session, unit_id, filters["q"]))
     return stmt
 
 
 def _level_filter(session: Session, unit_id: str, value: str):
     if value.lower() in ("none", "unclassified"):
         return Lead.level_id.is_(None)
-    level_id = session.execute(
-        select(EngagementLevel.id).where(
+    level = session.execute(
+        select(EngagementLevel.id, EngagementLevel.min_score, EngagementLevel.max_score).where(
             EngagementLevel.unit_id == unit_id,
             or_(EngagementLevel.id == value, func.lower(EngagementLevel.name) == value.lower()),
         )
-    ).scalar()
-    if level_id is None:
+    ).first()
+    if level is None:
         raise UnknownLevel(value)
-    return Lead.level_id == level_id
+    # A level's leads score within its range (classification puts them there): saying so lets the (unit, score) index
+    # start at the level's top, where the level's own index would have every lead of a large level sorted first.
+    in_range = [
+        Lead.score >= level.min_score,
+        *([Lead.score <= level.max_score] if level.max_score is not None else []),
+    ]
+    return and_(Lead.level_id == level.id, *in_range)
 
 
 def rulesets(session: Session, unit_id: str):
@@ -123,12 +129,52 @@ def _like_prefix(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def _matching(unit_id: str, q: str):
-    """Leads whose id, or any alias (stored lowercased), starts with q."""
-    by_alias = select(LeadAlias.lead_pk).where(
-        LeadAlias.unit_id == unit_id, LeadAlias.value.like(_like_prefix(q.lower()), escape="\\")
+def _prefix_end(prefix: str) -> str | None:
+    """The least string above every string that starts with prefix, in code point order (UTF-8's byte order); None
+    when there is none."""
+    chars = list(prefix)
+    while chars:
+        code = ord(chars.pop()) + 1
+        code = 0xE000 if code == 0xD800 else code  # no text holds a surrogate
+        if code <= 0x10FFFF:
+            return "".join(chars) + chr(code)
+    return None
+
+
+def _starts_with(session: Session, column, prefix: str):
+    """column starts with prefix (LIKE, literally). On PostgreSQL also as the byte-order range an index with
+    text_pattern_ops is read by: under a language collation a prefix LIKE is served by no index (docs/console.md)."""
+    like = column.like(_like_prefix(prefix), escape="\\")
+    if session.get_bind().dialect.name != "postgresql":
+        return like
+    end = _prefix_end(prefix)
+    return and_(column.op("~>=~")(prefix), *([column.op("~<~")(end)] if end is not None else []), like)
+
+
+MATCHES_LISTED = 5000  # up to this many leads match a search: read by key; more: dense enough to find in page order
+
+
+def _matching(session: Session, unit_id: str, q: str):
+    """Leads whose id, or any alias (stored lowercased), starts with q. Each side's matches are first read from its
+    prefix index: up to MATCHES_LISTED they are leads the page reads by key (none: no read at all); past that they are
+    dense enough that reading the page's own order and checking each lead finds a page within a few thousand."""
+    by_id = _starts_with(session, Lead.lead_id, q)
+    by_alias = _starts_with(session, LeadAlias.value, q.lower())
+
+    def listed(stmt) -> list[int] | None:
+        found = session.execute(stmt.limit(MATCHES_LISTED + 1)).scalars().all()
+        return found if len(found) <= MATCHES_LISTED else None
+
+    ids = listed(select(Lead.pk).where(Lead.unit_id == unit_id, by_id))
+    aliases = listed(select(LeadAlias.lead_pk).where(LeadAlias.unit_id == unit_id, by_alias))
+    if ids is not None and aliases is not None:
+        return Lead.pk.in_(set(ids) | set(aliases))
+    # A scalar subquery, not EXISTS: PostgreSQL would hash every matching alias first instead of asking per lead.
+    alias_of_lead = select(LeadAlias.id).where(LeadAlias.lead_pk == Lead.pk, by_alias).limit(1).scalar_subquery()
+    return or_(
+        by_id if ids is None else Lead.pk.in_(ids),
+        alias_of_lead.isnot(None) if aliases is None else Lead.pk.in_(aliases),
     )
-    return or_(Lead.lead_id.like(_like_prefix(q), escape="\\"), Lead.pk.in_(by_alias))
 
 
 def search(session: Session, unit_id: str, q: str, limit: int):
@@ -136,7 +182,7 @@ def search(session: Session, unit_id: str, q: str, limit: int):
     return session.execute(
         select(Lead.lead_id, Lead.score, EngagementLevel.id, EngagementLevel.name, EngagementLevel.color)
         .outerjoin(EngagementLevel, EngagementLevel.id == Lead.level_id)
-        .where(Lead.unit_id == unit_id, Lead.merged_into.is_(None), _matching(unit_id, q))
+        .where(Lead.unit_id == unit_id, Lead.merged_into.is_(None), _matching(session, unit_id, q))
         .order_by(Lead.score.desc(), Lead.lead_id)
         .limit(limit)
     ).all()
@@ -228,8 +274,9 @@ def activity(
     channel: str | None,
     has_delta: bool | None,
     min_delta: int | None,
+    limit: int = ACTIVITY_LIMIT,
 ):
-    """The lead's newest events (EVENT_COLUMNS and the delta each gave the primary score) in [start, end)."""
+    """The lead's newest `limit` events (EVENT_COLUMNS and the delta each gave the primary score) in [start, end)."""
     primary = session.execute(
         select(Ruleset.id).where(Ruleset.unit_id == lead.unit_id, Ruleset.is_primary.is_(True))
     ).scalar()
@@ -255,4 +302,4 @@ def activity(
         stmt = stmt.where(delta.is_(None))
     if min_delta is not None:
         stmt = stmt.where(delta >= min_delta)
-    return session.execute(stmt.order_by(*NEWEST_FIRST).limit(ACTIVITY_LIMIT)).all()
+    return session.execute(stmt.order_by(*NEWEST_FIRST).limit(limit)).all()

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, JSONType, UTCDateTime, utcnow
+from models.base import Base, JSONType, UTCDateTime, prefix_index, utcnow
 
 ALIAS_KINDS = ("email", "phone", "external_id", "cookie", "social")
 
@@ -21,6 +21,7 @@ class Lead(Base):
         Index("ix_leads_unit_score", "unit_id", "score", "lead_id"),
         Index("ix_leads_unit_level", "unit_id", "level_id"),
         Index("ix_leads_decay_due", "unit_id", "decay_next_at"),
+        prefix_index("ix_leads_unit_id_prefix", "lead_id", "pk"),  # the search by id prefix (models/base.py)
     )
     pk: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
@@ -55,7 +56,10 @@ Index("ix_leads_unit_activity", Lead.unit_id, Lead.last_event_at.desc().nulls_la
 
 class LeadAlias(Base):
     __tablename__ = "lead_aliases"
-    __table_args__ = (UniqueConstraint("unit_id", "kind", "value"),)
+    __table_args__ = (
+        UniqueConstraint("unit_id", "kind", "value"),
+        prefix_index("ix_lead_aliases_unit_prefix", "value", "lead_pk"),
+    )
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     unit_id: Mapped[str] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"))
     lead_pk: Mapped[int] = mapped_column(ForeignKey("leads.pk", ondelete="CASCADE"), index=True)

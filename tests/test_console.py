@@ -11,7 +11,7 @@ from tests.auth_helpers import member_client
 from tests.conftest import Api
 from tests.console_helpers import csrf_token, form_post, sign_in
 from tests.fakes import FakeHubSpot
-from tests.helpers import create_levels, published_ruleset, settle
+from tests.helpers import create_levels, ingest, published_ruleset, settle
 from webapp import create_app
 
 PASSWORD = "a long enough password"
@@ -244,6 +244,33 @@ def test_the_leads_page_filters_and_pages_by_keyset(client, app, api, tenant, ru
     counts = re.findall(r'<li data-level="[^"]+">.*?<span class="count">(\d+)</span>', page, re.S)
     assert [int(c) for c in counts] == [92, 0, 30, 0]  # Cold, Warm, Hot, Very Hot
     assert 'id="lead-total">122<' in page
+
+
+def test_a_large_ous_level_counts_are_kept_briefly_and_a_level_edit_shows_at_once(app, api, tenant):
+    """The levels bar of an OU of LARGE_OU_LEADS or more is counted once per LARGE_OU_SECONDS (here large_from=1 makes
+    a small OU large); an edit of the level table is a new count at once."""
+    from sqlalchemy import select
+
+    from models.level_queries import level_counts
+    from models.levels import EngagementLevel
+    from webapp.app_state import db
+    from webapp.services.level_counts import recent_level_counts
+
+    ids = create_levels(api)
+    ingest(api, "ada", "page_view")  # a new lead, in no level until scored
+
+    def counts():
+        """(what the bar shows, what the OU holds)."""
+        with app.app_context():
+            levels = db().execute(select(EngagementLevel).where(EngagementLevel.unit_id == tenant.unit_id)).scalars()
+            return recent_level_counts(tenant.unit_id, list(levels), large_from=1), level_counts(db(), tenant.unit_id)
+
+    assert counts() == ({None: 1}, {None: 1})
+    ingest(api, "bob", "page_view")
+    assert counts() == ({None: 1}, {None: 2})  # the count kept, not the OU's leads read again
+    cold = {"name": "Cold", "min_score": 0, "max_score": 20}  # every lead classified: both Cold
+    assert api.put(f"/engagement-levels/{ids['Cold']}", json=cold).status_code == 200
+    assert counts() == ({ids["Cold"]: 2}, {ids["Cold"]: 2})  # another level table: counted at once
 
 
 def test_the_leads_filters_show_bad_input_inline(client, tenant, api):

@@ -10,7 +10,6 @@ from models import keyset, lead_ops
 from models.base import utcnow
 from models.explain import WHY_DAYS, explain_lead
 from models.lead_identity import aliases_of, primary_emails
-from models.level_queries import level_counts
 from models.levels import EngagementLevel
 from models.score_history import HISTORY_DAYS, lead_history, primary_ruleset, window_start
 from webapp.app_state import db
@@ -21,6 +20,7 @@ from webapp.crud import scoped
 from webapp.representations import SCORE_BOUND, get_lead, lead_forecast
 from webapp.schema_base import StrictSchema
 from webapp.services.integration_status import lead_alerts, lead_hubspot
+from webapp.services.level_counts import recent_level_counts
 
 PAGE_SIZE = 50
 EVENTS_SHOWN = 50
@@ -74,7 +74,7 @@ def levels_of_unit():
 
 def level_bar(levels) -> dict:
     """Each level's share of the OU's leads, in its color; the leads no level holds as Unclassified."""
-    counts = level_counts(db(), current_unit())
+    counts = recent_level_counts(current_unit(), levels)
     total = sum(counts.values())
     segments = [{"id": lv.id, "name": lv.name, "color": lv.color, "count": counts.get(lv.id, 0)} for lv in levels]
     if counts.get(None):
@@ -146,8 +146,16 @@ def lead(lead_id):
     level = lead_ops.level_of(session, found)
     levels = levels_of_unit()
     events = lead_ops.activity(
-        session, found, None, None, end_inclusive=False, channel=None, has_delta=None, min_delta=None
-    )[:EVENTS_SHOWN]
+        session,
+        found,
+        None,
+        None,
+        end_inclusive=False,
+        channel=None,
+        has_delta=None,
+        min_delta=None,
+        limit=EVENTS_SHOWN,
+    )
     return render(
         "lead.html",
         lead=found,
