@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from flask import jsonify
 from marshmallow import fields, validate
-from sqlalchemy import func, or_, select
 
 from integrations.secretbox import encrypt
 from integrations.slack_store import CLIENT_SECRET_PURPOSE
-from models.alerts import alert_config
-from models.levels import EngagementLevel
 from models.members import owns_every_unit
-from models.slack import AlertSettings, SlackApp
+from models.slack import SlackApp
 from webapp.app_state import db, state
 from webapp.auth import current_unit, principal
 from webapp.blueprint import Blueprint
 from webapp.errors import ApiError
 from webapp.schema_base import StrictSchema, UTCDateTime, rfc3339
+from webapp.services.alert_settings import effective_alert_settings, update_alert_settings
 
 blp = Blueprint("alert_settings", __name__, description="Alert and Slack app settings")
 
@@ -59,29 +57,6 @@ class SlackAppSchema(StrictSchema):
     updated_at = UTCDateTime(allow_none=True)
 
 
-def _level(unit_id: str, ref: str):
-    return (
-        db()
-        .execute(
-            select(EngagementLevel).where(
-                EngagementLevel.unit_id == unit_id,
-                or_(EngagementLevel.id == ref, func.lower(EngagementLevel.name) == ref.lower()),
-            )
-        )
-        .scalar()
-    )
-
-
-def effective_alert_settings(unit_id: str) -> dict:
-    cfg = alert_config(db(), unit_id)
-    return {
-        "alert_min_level": {"id": cfg.level.id, "name": cfg.level.name} if cfg.level else None,
-        "alert_min_level_is_default": cfg.is_default,
-        "cooldown_hours": cfg.cooldown_hours,
-        "digest_on_reclassification": cfg.digest,
-    }
-
-
 @blp.route("/settings/ou/alerts", methods=["GET"])
 @blp.alt_response(200, schema=AlertSettingsSchema, success=True)
 def get_alerts():
@@ -92,27 +67,7 @@ def get_alerts():
 @blp.arguments(AlertSettingsIn)
 @blp.alt_response(200, schema=AlertSettingsSchema, success=True)
 def put_alerts(data):
-    unit_id = current_unit()
-    session = db()
-    row = session.get(AlertSettings, unit_id) or AlertSettings(unit_id=unit_id)
-    if "alert_min_level" in data:
-        ref = data["alert_min_level"]
-        level = _level(unit_id, ref) if ref else None
-        if ref and level is None:
-            raise ApiError(
-                400,
-                "validation_error",
-                f"alert_min_level: no level '{ref}' in this organization unit",
-                {"alert_min_level": ["no such level"]},
-            )
-        row.alert_min_level_id = level.id if level else None
-    if "cooldown_hours" in data:
-        row.cooldown_hours = data["cooldown_hours"]
-    if "digest_on_reclassification" in data:
-        row.digest_on_reclassification = data["digest_on_reclassification"]
-    session.add(row)
-    session.commit()
-    return jsonify(effective_alert_settings(unit_id))
+    return jsonify(update_alert_settings(current_unit(), data))
 
 
 def _slack_app_view(app: SlackApp | None) -> dict:
