@@ -237,7 +237,11 @@ def test_slack_target_test_message_and_disconnect(client, app, tenant, fakes):
     assert r.status_code == 303 and "Test message sent" in text(client.get(r.headers["Location"]))
     assert slack.messages[-1]["channel"] == leads and slack.messages[-1]["text"] == "Hello from the console"
     r = post(client, "/app/integrations/slack/test", {"target": f"user:{grace}", "back": "target"}, page=target_page)
-    assert r.status_code == 303 and r.headers["Location"] == "/app/integrations/slack/target?tested=1"
+    assert (
+        r.status_code == 303 and r.headers["Location"] == f"/app/integrations/slack/target?tested=1&target=user:{grace}"
+    )
+    kept = shown(client.get(r.headers["Location"]))
+    assert f'value="user:{grace}" selected>' in kept and "Test message sent" in kept
     assert slack.messages[-1]["channel"] == "D" + grace[1:] and "LeadPulse test message" in slack.messages[-1]["text"]
     r = post(client, "/app/integrations/slack/test", {"target": f"channel:{leads}", "text": "x" * 3001})
     assert r.status_code == 400 and "Length must be between 1 and 3000" in shown(r) and 'id="text-error"' in text(r)
@@ -262,7 +266,7 @@ def test_alert_settings_through_the_api_s_schema(client, app, api, tenant, other
     theirs = create_levels(Api(client, other_tenant))
     sign_in(client, tenant.email, tenant.password)
     page = shown(client.get(PAGE))
-    assert "The default: the level named Hot" in page and "Very Hot or higher" in page
+    assert "The default (Hot)" in page and "Very Hot or higher" in page
     action = "/app/integrations/alerts"
     good = {"alert_min_level": ids["Very Hot"], "cooldown_hours": "48", "digest_on_reclassification": "false"}
     for change, field, message in (

@@ -241,7 +241,7 @@ def _target_page(status=200, *, errors=None, chosen=None, tested=False):
 def slack_target():
     """Slack's own channels and people (every page of conversations.list and users.list, as the API reads them), with
     a search narrowing them by name."""
-    return _target_page(tested=request.args.get("tested") == "1")
+    return _target_page(tested=request.args.get("tested") == "1", chosen=request.args.get("target"))
 
 
 @page("/integrations/slack/target", methods=("POST",))
@@ -273,7 +273,8 @@ def send_slack_test():
             return _target_page(errors.status, errors=errors, chosen=request.form.get("target"))
         return _page(errors.status, errors=errors, form="test", values=values)
     if from_target:
-        return redirect_to(url_for("console.slack_target", tested="1", q=request.args.get("q") or None))
+        back = {"q": request.form.get("q") or None, "target": request.form.get("target") or None}
+        return redirect_to(url_for("console.slack_target", tested="1", **back))
     return see_other("integrations", done="test")
 
 
