@@ -88,6 +88,27 @@ def no_console_errors(page, allowed=()):
     assert left == [], left
 
 
+def fit_and_label(page, pages: dict) -> None:
+    """Each page at 1280 px and at 390 px: no horizontal scrolling, a label on every field; with
+    LEADPULSE_CONSOLE_SCREENSHOTS, a screenshot of each page given a name."""
+    for path, name in pages.items():
+        for width, height in ((1280, 800), (390, 844)):
+            page.set_viewport_size({"width": width, "height": height})
+            page.goto(path)
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"{path} is wider than a {width} px screen by {overflow} px"
+            unlabelled = page.evaluate(
+                "Array.from(document.querySelectorAll('input:not([type=hidden]), select'))"
+                ".filter(e => !(e.labels && e.labels.length)).map(e => e.name)"
+            )
+            assert unlabelled == [], f"{path}: fields without a label {unlabelled}"
+            if SCREENSHOTS and name:
+                page.screenshot(
+                    path=f"{SCREENSHOTS}/{name}-{'phone' if width < 800 else 'desktop'}.png", full_page=True
+                )
+    page.set_viewport_size({"width": 1280, "height": 800})
+
+
 def test_signing_in_and_out(page, tenant):
     page.goto("/app/leads")
     assert re.search(r"/app/sign-in\?next=", page.url)  # no session: sent to sign in, never an error
@@ -273,21 +294,7 @@ def test_the_pages_work_from_the_keyboard_and_fit_a_phone(page, app, client, ten
     pages |= {"/app/sources": "sources", "/app/credentials": "credentials", "/app/integrations": "integrations"}
     pages |= {"/app/scoring": "scoring", f"/app/scoring/rulesets/{ruleset}": "ruleset"}
     pages |= {f"/app/scoring/rulesets/{ruleset}/publish": "publish", "/app/scoring/decays": "decays"}
-    for path, name in pages.items():
-        for width, height in ((1280, 800), (390, 844)):
-            page.set_viewport_size({"width": width, "height": height})
-            page.goto(path)
-            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-            assert overflow <= 0, f"{path} is wider than a {width} px screen by {overflow} px"
-            unlabelled = page.evaluate(
-                "Array.from(document.querySelectorAll('input:not([type=hidden]), select'))"
-                ".filter(e => !(e.labels && e.labels.length)).map(e => e.name)"
-            )
-            assert unlabelled == [], f"{path}: fields without a label {unlabelled}"
-            if SCREENSHOTS:
-                page.screenshot(
-                    path=f"{SCREENSHOTS}/{name}-{'phone' if width < 800 else 'desktop'}.png", full_page=True
-                )
+    fit_and_label(page, pages)
     no_console_errors(page)
 
 
@@ -407,22 +414,7 @@ def test_connecting_hubspot_and_slack_from_the_integrations_page_at_desktop_and_
         "/app/integrations/hubspot/failures": None,
         "/app/integrations/slack/disconnect": None,
     }
-    for path, name in pages.items():
-        for width, height in ((1280, 800), (390, 844)):
-            page.set_viewport_size({"width": width, "height": height})
-            page.goto(path)
-            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-            assert overflow <= 0, f"{path} is wider than a {width} px screen by {overflow} px"
-            unlabelled = page.evaluate(
-                "Array.from(document.querySelectorAll('input:not([type=hidden]), select'))"
-                ".filter(e => !(e.labels && e.labels.length)).map(e => e.name)"
-            )
-            assert unlabelled == [], f"{path}: fields without a label {unlabelled}"
-            if SCREENSHOTS and name:
-                page.screenshot(
-                    path=f"{SCREENSHOTS}/{name}-{'phone' if width < 800 else 'desktop'}.png", full_page=True
-                )
-    page.set_viewport_size({"width": 1280, "height": 800})
+    fit_and_label(page, pages)
     page.goto("/app/integrations")
     page.get_by_role("link", name="Disconnect Slack").click()
     page.get_by_role("heading", name="Disconnect Slack?").wait_for()
