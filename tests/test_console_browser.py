@@ -357,11 +357,6 @@ def test_connecting_hubspot_and_slack_from_the_integrations_page_at_desktop_and_
     client = app.test_client()
     api = Api(client, tenant)
     create_levels(api)
-    owner = member_client(client, tenant)
-    r = client.put(
-        "/settings/slack-app", json={"client_id": SLACK_APP[0], "client_secret": SLACK_APP[1]}, headers=owner
-    )
-    assert r.status_code == 200
     leads = slack.add_channel("leads")
     slack.add_channel("general")
     grace = slack.add_user("grace", real_name="Grace Hopper")
@@ -379,6 +374,10 @@ def test_connecting_hubspot_and_slack_from_the_integrations_page_at_desktop_and_
     page.get_by_role("status").filter(has_text="HubSpot is connected").wait_for()
     assert "Connected" in hubspot_card.locator("h2").inner_text()
 
+    page.get_by_label("Client ID").fill(SLACK_APP[0])
+    page.get_by_label("Client secret").fill(SLACK_APP[1])
+    page.get_by_role("button", name="Set the Slack app").click()
+    page.get_by_role("status").filter(has_text="Slack app is set").wait_for()
     page.get_by_role("link", name="Add to Slack").click()  # to the fake Slack's consent page, which approves at once
     page.wait_for_url(re.compile(r"/app/integrations\?slack=connected$"))
     assert "Slack is installed" in page.get_by_role("status").inner_text()

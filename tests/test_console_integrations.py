@@ -150,7 +150,20 @@ def test_slack_installs_through_oauth_and_comes_back_to_the_console(client, app,
     sign_in(client, tenant.email, tenant.password)
     r = client.get("/app/integrations/slack/install")
     assert r.status_code == 409 and "Slack app first" in text(r)  # the organization has no Slack app yet
-    set_slack_app(client, tenant)
+    action = "/app/integrations/slack/app"
+    good = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
+    for change, field, message in (
+        ({"client_id": ""}, "client_id", "Missing data for required field"),
+        ({"client_id": "not-a-client-id"}, "client_id", "is not a Slack client id"),
+        ({"client_secret": "short"}, "client_secret", "Length must be between 16 and 200"),
+    ):
+        r = post(client, action, {**good, **change})
+        assert r.status_code == 400 and message in shown(r) and f'id="{field}-error"' in text(r), change
+        assert CLIENT_SECRET not in text(r)  # a secret typed is never echoed back
+    r = post(client, action, good)
+    assert r.status_code == 303 and "Slack app is set" in text(client.get(r.headers["Location"]))
+    assert client.get("/settings/slack-app", headers=member_client(client, tenant)).json["client_id"] == CLIENT_ID
+    assert CLIENT_SECRET not in text(client.get(PAGE))
     page = text(client.get(PAGE))
     assert "Add to Slack" in page and 'href="/app/integrations/slack/install" hx-boost="false"' in page
     path, q = install_from_console(client, slack)
@@ -307,7 +320,16 @@ def test_a_viewer_sees_no_controls_and_is_refused_and_posts_need_csrf(client, ap
     sign_in(viewer, "vera@example.com", "a long enough password")
     page = text(viewer.get(PAGE))
     assert "Connected" in page and "Failed contacts" in page  # reading is allowed
-    for control in ("Add to Slack", "Resync", "Disconnect", "Connect HubSpot", "Save alert settings", "<select"):
+    controls = (
+        "Add to Slack",
+        "Resync",
+        "Disconnect",
+        "Connect HubSpot",
+        "Save alert settings",
+        "<select",
+        "Client ID",
+    )
+    for control in controls:
         assert control not in page, control
     assert viewer.get("/app/integrations/hubspot/failures").status_code == 200
     token = csrf_token(page)  # the sign-out form's
@@ -319,9 +341,10 @@ def test_a_viewer_sees_no_controls_and_is_refused_and_posts_need_csrf(client, ap
         "/app/integrations/slack/test",
         "/app/integrations/slack/disconnect",
         "/app/integrations/alerts",
+        "/app/integrations/slack/app",
     ):
         r = viewer.post(path, data={"csrf_token": token, "target": "channel:C1", "access_token": TOKEN})
-        assert r.status_code == 403 and "Operator or Owner" in text(r), path
+        assert r.status_code == 403 and "Owner" in text(r), path
     for path in (
         "/app/integrations/slack/install",
         "/app/integrations/slack/target",
@@ -331,6 +354,16 @@ def test_a_viewer_sees_no_controls_and_is_refused_and_posts_need_csrf(client, ap
         r = viewer.get(path)
         assert r.status_code == 403 and 'data-error-code="forbidden"' in text(r), path
     assert api.get("/integrations/hubspot").json["connected"] is True
+
+    # An Operator changes the OU's integrations but not the organization's Slack app (an Owner of every unit's).
+    body |= {"first_name": "Otto", "email": "otto@example.com", "role": "Operator"}
+    assert client.post("/org-members", json=body, headers=owner).status_code == 201
+    operator = app.test_client()
+    sign_in(operator, "otto@example.com", "a long enough password")
+    page = text(operator.get(PAGE))
+    assert "Add to Slack" in page and "Resync every lead" in page and "Client ID" not in page
+    r = operator.post("/app/integrations/slack/app", data={"csrf_token": csrf_token(page), "client_id": "9.9"})
+    assert r.status_code == 403 and 'data-error-code="forbidden"' in text(r)
 
     sign_in(client, tenant.email, tenant.password)
     for path in ("/app/integrations/hubspot/sync", "/app/integrations/alerts", "/app/integrations/hubspot/disconnect"):

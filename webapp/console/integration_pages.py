@@ -18,6 +18,7 @@ from webapp.console.base import (
     form_values,
     load,
     page,
+    principal,
     redirect_to,
     render,
     see_other,
@@ -25,7 +26,7 @@ from webapp.console.base import (
 from webapp.console.lead_pages import levels_of_unit
 from webapp.crud import page_of
 from webapp.errors import ApiError
-from webapp.resources.alert_settings import AlertSettingsIn
+from webapp.resources.alert_settings import AlertSettingsIn, SlackAppIn
 from webapp.resources.hubspot_routes import ConnectSchema
 from webapp.resources.slack_routes import TargetSchema, TestMessageSchema, browser_install
 from webapp.schema_base import PageArgs
@@ -39,7 +40,15 @@ from webapp.services.hubspot_connect import (
     resync_hubspot,
 )
 from webapp.services.integration_status import hubspot_status, slack_status
-from webapp.services.slack_connect import disconnect_slack, list_channels, list_users, send_test, set_target
+from webapp.services.slack_connect import (
+    disconnect_slack,
+    list_channels,
+    list_users,
+    send_test,
+    set_slack_app,
+    set_target,
+    slack_app_view,
+)
 
 TOKEN_SOURCES = {
     "ou": "this organization unit's own",
@@ -55,6 +64,7 @@ DONE = {
     "target": "Alerts now go where you picked.",
     "alerts": "Alert settings saved.",
     "test": "Test message sent: look for it in Slack.",
+    "slack-app": "The organization's Slack app is set: each unit installs it with Add to Slack.",
 }
 # Why an install started here came back without one: the callback names our error code or Slack's own (a word only)
 SLACK_REASONS = {
@@ -88,6 +98,7 @@ def _page(status=200, *, errors=None, form=None, values=None):
         hubspot=hubspot_status(unit_id),
         slack=slack_status(unit_id, external_url(url_for("slack.install_redirect"))),
         alerts=effective_alert_settings(unit_id),
+        slack_app=slack_app_view(principal().org_id),
         levels=levels_of_unit(),
         token_sources=TOKEN_SOURCES,
         errors=errors,
@@ -183,6 +194,18 @@ def install_slack_page():
         return browser_install(from_console=True)
     except ApiError as exc:
         return _refused(exc, lambda errors: _page(errors.status, errors=errors, form="slack"))
+
+
+@page("/integrations/slack/app", methods=("POST",), need="own")
+def set_slack_app_page():
+    """As PUT /settings/slack-app: the organization's app, set by an Owner of every unit; the secret never shown."""
+    values = form_values(("client_id", "client_secret"))
+    p = principal()
+    _, errors = attempt(lambda: set_slack_app(p.org_id, p.member_id, **load(SlackAppIn(), values)))
+    if errors:
+        values.pop("client_secret", None)
+        return _page(errors.status, errors=errors, form="slack-app", values=values)
+    return see_other("integrations", done="slack-app")
 
 
 def _target_values() -> dict:

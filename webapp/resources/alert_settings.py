@@ -5,16 +5,11 @@ from __future__ import annotations
 from flask import jsonify
 from marshmallow import fields, validate
 
-from integrations.secretbox import encrypt
-from integrations.slack_store import CLIENT_SECRET_PURPOSE
-from models.members import owns_every_unit
-from models.slack import SlackApp
-from webapp.app_state import db, state
 from webapp.auth import current_unit, principal
 from webapp.blueprint import Blueprint
-from webapp.errors import ApiError
-from webapp.schema_base import StrictSchema, UTCDateTime, rfc3339
+from webapp.schema_base import StrictSchema, UTCDateTime
 from webapp.services.alert_settings import effective_alert_settings, update_alert_settings
+from webapp.services.slack_connect import set_slack_app, slack_app_view
 
 blp = Blueprint("alert_settings", __name__, description="Alert and Slack app settings")
 
@@ -70,19 +65,10 @@ def put_alerts(data):
     return jsonify(update_alert_settings(current_unit(), data))
 
 
-def _slack_app_view(app: SlackApp | None) -> dict:
-    return {
-        "configured": app is not None,
-        "client_id": app.client_id if app else None,
-        "client_secret_set": app is not None,
-        "updated_at": rfc3339(app.updated_at) if app else None,
-    }
-
-
 @blp.route("/settings/slack-app", methods=["GET"], member_only=True)
 @blp.alt_response(200, schema=SlackAppSchema, success=True)
 def get_slack_app():
-    return jsonify(_slack_app_view(db().get(SlackApp, principal().org_id)))
+    return jsonify(slack_app_view(principal().org_id))
 
 
 @blp.route("/settings/slack-app", methods=["PUT"], need="own")
@@ -91,14 +77,4 @@ def get_slack_app():
 def put_slack_app(data):
     """Organization-wide, so only an Owner of every OU may set it; the secret is stored encrypted, never returned."""
     p = principal()
-    session = db()
-    if not owns_every_unit(session, p.org_id, p.member_id):
-        raise ApiError(
-            403, "forbidden", "the Slack app serves every organization unit: only an Owner of all of them may set it"
-        )
-    app = session.get(SlackApp, p.org_id) or SlackApp(org_id=p.org_id)
-    app.client_id = data["client_id"]
-    app.client_secret_encrypted = encrypt(state().secret_key, CLIENT_SECRET_PURPOSE, data["client_secret"])
-    session.add(app)
-    session.commit()
-    return jsonify(_slack_app_view(app))
+    return jsonify(set_slack_app(p.org_id, p.member_id, data["client_id"], data["client_secret"]))

@@ -9,17 +9,18 @@ from slack_sdk.oauth import AuthorizeUrlGenerator
 from slack_sdk.oauth.installation_store import Installation
 from sqlalchemy import delete, select
 
-from integrations.secretbox import decrypt
+from integrations.secretbox import decrypt, encrypt
 from integrations.slack import SlackAdapter, SlackError, authorize_url_base
 from integrations.slack_alerts import CONFIG_ERRORS
 from integrations.slack_store import CLIENT_SECRET_PURPOSE, EncryptedInstallationStore, resolve, state_store
 from models.base import utcnow
-from models.members import role_in
+from models.members import owns_every_unit, role_in
 from models.slack import SlackApp, SlackConnection, SlackInstallRequest
 from webapp.access import ROLE_GRANTS
 from webapp.app_state import close_db, db, state
 from webapp.auth import plausible_id
 from webapp.errors import ApiError
+from webapp.schema_base import rfc3339
 from worker.jobs import try_kick_alerts
 
 # history: to check whether a post that may have gone out before a crash did (integrations/slack_alerts.py)
@@ -46,6 +47,32 @@ def slack_app(org_id: str) -> tuple[str, str] | None:
         return None
     secret = decrypt(state().secret_key, CLIENT_SECRET_PURPOSE, app.client_secret_encrypted)
     return (app.client_id, secret) if secret else None
+
+
+def slack_app_view(org_id: str) -> dict:
+    """The organization's Slack app as GET /settings/slack-app shows it: never the secret."""
+    app = db().get(SlackApp, org_id)
+    return {
+        "configured": app is not None,
+        "client_id": app.client_id if app else None,
+        "client_secret_set": app is not None,
+        "updated_at": rfc3339(app.updated_at) if app else None,
+    }
+
+
+def set_slack_app(org_id: str, member_id: str, client_id: str, client_secret: str) -> dict:
+    """Organization-wide, so only an Owner of every OU may set it; the secret is stored encrypted, never returned."""
+    session = db()
+    if not owns_every_unit(session, org_id, member_id):
+        raise ApiError(
+            403, "forbidden", "the Slack app serves every organization unit: only an Owner of all of them may set it"
+        )
+    app = session.get(SlackApp, org_id) or SlackApp(org_id=org_id)
+    app.client_id = client_id
+    app.client_secret_encrypted = encrypt(state().secret_key, CLIENT_SECRET_PURPOSE, client_secret)
+    session.add(app)
+    session.commit()
+    return slack_app_view(org_id)
 
 
 def begin_install(org_id: str, unit_id: str, member_id: str, redirect_uri: str) -> tuple[str, str]:
