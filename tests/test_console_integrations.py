@@ -174,6 +174,10 @@ def test_slack_installs_through_oauth_and_comes_back_to_the_console(client, app,
     assert "Slack is installed" in page and "Installed Team" in page and "Pick where alerts go" in page
     status = slack_status(client, tenant)
     assert status["connected"] and status["team_id"] == "T0000INST"
+    owner = member_client(client, tenant)
+    entries = client.get("/admin/audit-logs", query_string={"search": "slack"}, headers=owner).json["items"]
+    seen = {(e["method"], e["path"], e["status"]) for e in entries}
+    assert {("GET", "/app/integrations/slack/install", 302), ("GET", "/integrations/slack/callback", 302)} <= seen
 
     # Refused and expired states, Slack's refusals: back on the page, saying why; nothing more stored.
     reused = client.get(path, query_string={"code": q["code"][0], "state": q["state"][0]})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import request, url_for
 
+from webapp import audit_trail
 from webapp.app_state import external_url
 from webapp.auth import current_unit
 from webapp.console.base import (
@@ -187,6 +188,7 @@ def disconnect_hubspot_page():
 
 
 @page("/integrations/slack/install", need="configure")
+@audit_trail.audited  # a GET that starts an install, as GET /integrations/slack/install is
 def install_slack_page():
     """A link, not a form: the page's CSP lets a form post only to this site, and this goes on to Slack. The callback
     brings the browser back here (webapp/resources/slack_routes.py)."""
