@@ -76,7 +76,7 @@ def install_from_console(client, slack):
     return back.path, parse_qs(back.query)
 
 
-def test_hubspot_failures_resync_and_disconnect(client, app, api, tenant, fakes, run_worker):
+def test_hubspot_failures_resync_and_disconnect(client, app, api, tenant, other_tenant, fakes, run_worker):
     hubspot, _ = fakes
     create_levels(api)
     published_ruleset(api, {"demo_request": 30, "page_view": 5})
@@ -108,6 +108,14 @@ def test_hubspot_failures_resync_and_disconnect(client, app, api, tenant, fakes,
     for f in failures:
         assert f["email"] in shown(listed) and html.escape(f["error"]) in text(listed)
     assert ">35<" in text(listed)  # the score that failed to sync
+    theirs = app.test_client()  # another OU's member: none of these failures, and their leads are a 404 page
+    sign_in(theirs, other_tenant.email, other_tenant.password)
+    assert "No contact failed" in text(theirs.get("/app/integrations/hubspot/failures"))
+    lead_id = failures[0]["lead_id"]
+    assert (
+        theirs.get(f"/app/leads/{lead_id}").status_code == 404
+        and client.get(f"/app/leads/{lead_id}").status_code == 200
+    )
     first = shown(client.get("/app/integrations/hubspot/failures?page=1&limit=1"))
     second = shown(client.get("/app/integrations/hubspot/failures?page=2&limit=1"))
     assert 'rel="next"' in first and 'rel="prev"' in second and 'rel="next"' not in second
