@@ -10,15 +10,19 @@ from dataclasses import dataclass, field
 ALL_UNITS = ("*",)  # LEADPULSE_DEFAULT_INTEGRATION_UNITS=*: the defaults serve every OU (a single-team install)
 
 
-def _int(env: dict, name: str, default: int) -> int:
-    """Read an integer variable, failing loudly on garbage rather than running misconfigured."""
+def _parsed(env: dict, name: str, default, parse, expected: str):
+    """Read one variable with `parse`, failing loudly on garbage rather than running misconfigured."""
     raw = env.get(name)
     if raw in (None, ""):
         return default
     try:
-        return int(raw)
+        return parse(raw)
     except ValueError:
-        raise SystemExit(f"configuration error: {name} must be an integer, got {raw!r}")
+        raise SystemExit(f"configuration error: {name} must be {expected}, got {raw!r}") from None
+
+
+def _int(env: dict, name: str, default: int) -> int:
+    return _parsed(env, name, default, int, "an integer")
 
 
 def _count(env: dict, name: str, default: int) -> int:
@@ -29,18 +33,16 @@ def _count(env: dict, name: str, default: int) -> int:
     return value
 
 
+def _positive_seconds(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value < 86400:
+        raise ValueError(raw)
+    return value
+
+
 def _seconds(env: dict, name: str, default: float) -> float:
     """A positive duration in seconds (fractions allowed); zero or garbage fails loudly: no read may go unbounded."""
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < 86400:
-        raise SystemExit(f"configuration error: {name} must be a number of seconds above 0, got {raw!r}")
-    return value
+    return _parsed(env, name, default, _positive_seconds, "a number of seconds above 0")
 
 
 def _default_units(env: dict, name: str) -> tuple[str, ...] | None:
@@ -98,13 +100,7 @@ def parse_rate(text: str) -> Rate:
 
 
 def _rate(env: dict, name: str, default: Rate) -> Rate:
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        return parse_rate(raw)
-    except ValueError as exc:
-        raise SystemExit(f"configuration error: {name}: {exc}")
+    return _parsed(env, name, default, parse_rate, "a rate like 600/minute")
 
 
 RATE_LIMIT_MODES = ("enforce", "observe", "off")

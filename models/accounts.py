@@ -131,11 +131,20 @@ EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 class AccountError(ValueError):
-    """A member cannot be added as asked; the message says why (and never contains the password)."""
+    """A member cannot be added as asked; the message says why (and never contains the password), field what it is
+    about when one field is (the API's 400 and the console's form name it)."""
+
+    field: str | None = None
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field or self.field
 
 
 class EmailTaken(AccountError):
     """Another member has this email (emails are unique across the instance: they are the login)."""
+
+    field = "email"
 
 
 def password_problem(password: str | None, email: str) -> str | None:
@@ -157,12 +166,12 @@ def create_member(
     """A member of the organization with a role in each (unit_id, role); checks the email and password first."""
     email = email.strip().lower()
     if len(email) > 320 or not EMAIL.fullmatch(email):
-        raise AccountError(f"{email!r} is not an email address")
+        raise AccountError(f"{email!r} is not an email address", "email")
     if email_taken(session, email):
         raise EmailTaken(f"a member with email {email} already exists")
     problem = password_problem(password, email)
     if problem:
-        raise AccountError(problem)
+        raise AccountError(problem, "password")
     member = Member(org_id=org_id, email=email, password_hash=hash_password(password), role="admin")
     session.add(member)
     try:

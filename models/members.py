@@ -19,6 +19,8 @@ class NotFound(LookupError):
 class LastOwner(AccountError):
     """The change would leave an OU without an Owner, and nobody could manage it any more."""
 
+    field = "role"
+
 
 def role_in(session: Session, member_id: str, unit_id: str) -> str | None:
     return session.execute(
@@ -78,7 +80,7 @@ def update_member(session: Session, unit_id: str, member_id: str, data: dict, ot
     if "email" in data:
         email = data["email"].strip().lower()
         if len(email) > 320 or not EMAIL.fullmatch(email):
-            raise AccountError(f"{email!r} is not an email address")
+            raise AccountError(f"{email!r} is not an email address", "email")
         if email != member.email and email_taken(session, email):
             raise EmailTaken(f"a member with email {email} already exists")
         member.email = email
@@ -101,7 +103,7 @@ def lock_units(session: Session, unit_ids) -> None:
 
 def set_role(session: Session, unit_id: str, member_id: str, role: str) -> None:
     if role not in ROLES:
-        raise AccountError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
+        raise AccountError(f"unknown role {role!r}: one of {', '.join(ROLES)}", "role")
     lock_units(session, [unit_id])
     _, membership = unit_member(session, unit_id, member_id)
     if membership.role == "Owner" and role != "Owner":
@@ -113,7 +115,7 @@ def set_role(session: Session, unit_id: str, member_id: str, role: str) -> None:
 def assign(session: Session, org_id: str, unit_id: str, member_id: str, role: str) -> Membership:
     """Give an organization member a role in the OU; again with the same member only changes the role."""
     if role not in ROLES:
-        raise AccountError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
+        raise AccountError(f"unknown role {role!r}: one of {', '.join(ROLES)}", "role")
     member = session.get(Member, member_id)
     if member is None or member.org_id != org_id:
         raise NotFound(member_id)
@@ -162,6 +164,18 @@ def units_not_owned_by(session: Session, member_id: str, owner_id: str) -> int:
         .select_from(Membership)
         .where(Membership.member_id == member_id, Membership.unit_id.not_in(owned))
     ).scalar_one()
+
+
+def members_to_add(session: Session, unit_id: str, owner_id: str) -> list[Member]:
+    """Members of the OUs owner_id owns who have no role in unit_id, by email: whom an Owner may add to it by id."""
+    owned = select(Membership.unit_id).where(Membership.member_id == owner_id, Membership.role == "Owner")
+    theirs = select(Membership.member_id).where(Membership.unit_id.in_(owned))
+    here = select(Membership.member_id).where(Membership.unit_id == unit_id)
+    return list(
+        session.execute(select(Member).where(Member.id.in_(theirs), Member.id.not_in(here)).order_by(Member.email))
+        .scalars()
+        .all()
+    )
 
 
 def owns_every_unit(session: Session, org_id: str, member_id: str) -> bool:

@@ -88,25 +88,15 @@ def no_console_errors(page, allowed=()):
     assert left == [], left
 
 
-def fit_and_label(page, pages: dict) -> None:
-    """Each page at 1280 px and at 390 px: no horizontal scrolling, a label on every field; with
-    LEADPULSE_CONSOLE_SCREENSHOTS, a screenshot of each page given a name."""
-    for path, name in pages.items():
-        for width, height in ((1280, 800), (390, 844)):
-            page.set_viewport_size({"width": width, "height": height})
-            page.goto(path)
-            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-            assert overflow <= 0, f"{path} is wider than a {width} px screen by {overflow} px"
-            unlabelled = page.evaluate(
-                "Array.from(document.querySelectorAll('input:not([type=hidden]), select'))"
-                ".filter(e => !(e.labels && e.labels.length)).map(e => e.name)"
-            )
-            assert unlabelled == [], f"{path}: fields without a label {unlabelled}"
-            if SCREENSHOTS and name:
-                page.screenshot(
-                    path=f"{SCREENSHOTS}/{name}-{'phone' if width < 800 else 'desktop'}.png", full_page=True
-                )
-    page.set_viewport_size({"width": 1280, "height": 800})
+def fits_and_labelled(page, path: str, width: int) -> None:
+    """The page shown needs no horizontal scrolling at this width, and every field has a label."""
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"{path} is wider than a {width} px screen by {overflow} px"
+    unlabelled = page.evaluate(
+        "Array.from(document.querySelectorAll('input:not([type=hidden]), select'))"
+        ".filter(e => !(e.labels && e.labels.length)).map(e => e.name)"
+    )
+    assert unlabelled == [], f"{path}: fields without a label {unlabelled}"
 
 
 def test_signing_in_and_out(page, tenant):
@@ -187,7 +177,7 @@ def test_creating_a_ruleset_and_publishing_it_after_reading_its_preview(page, ap
     rows = page.locator("table.rules tbody tr")
     for event_type, weight in (("page_view", "5"), ("demo_request", "60"), ("page_view", "9")):
         page.get_by_label("Event type", exact=True).fill(event_type)
-        page.get_by_label("Points").fill(weight)
+        page.get_by_label("Points", exact=True).fill(weight)
         page.get_by_role("button", name="Add rule").click()
         if weight != "9":
             rows.filter(has_text=event_type).wait_for()  # the page with the new rule is in
@@ -294,7 +284,15 @@ def test_the_pages_work_from_the_keyboard_and_fit_a_phone(page, app, client, ten
     pages |= {"/app/sources": "sources", "/app/credentials": "credentials", "/app/integrations": "integrations"}
     pages |= {"/app/scoring": "scoring", f"/app/scoring/rulesets/{ruleset}": "ruleset"}
     pages |= {f"/app/scoring/rulesets/{ruleset}/publish": "publish", "/app/scoring/decays": "decays"}
-    fit_and_label(page, pages)
+    for path, name in pages.items():
+        for width, height in ((1280, 800), (390, 844)):
+            page.set_viewport_size({"width": width, "height": height})
+            page.goto(path)
+            fits_and_labelled(page, path, width)
+            if SCREENSHOTS:
+                page.screenshot(
+                    path=f"{SCREENSHOTS}/{name}-{'phone' if width < 800 else 'desktop'}.png", full_page=True
+                )
     no_console_errors(page)
 
 
@@ -316,6 +314,158 @@ def test_creating_a_webhook_source_and_copying_its_secret(page, client, tenant):
     page.get_by_role("link", name="Sources & access").click()
     page.locator("tr", has_text="Site tracker").wait_for()
     assert secret not in page.content()  # shown once
+    no_console_errors(page)
+
+
+# Members and roles (webapp/console/member_pages.py), and trying unsaved rule edits (scoring_pages.try_changes).
+
+
+def signed_in_context(browser, site, email: str, password: str):
+    """Another person's browser: a context of its own, signed in through the form."""
+    context = browser.new_context(base_url=site, viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(WAIT_MS)
+    other = context.new_page()
+    other.problems = []
+    other.on("pageerror", lambda exc: other.problems.append(str(exc)))
+    other.goto("/app/sign-in")
+    other.get_by_label("Email").fill(email)
+    other.get_by_label("Password").fill(password)
+    other.get_by_role("button", name="Sign in").click()
+    other.wait_for_url(re.compile(r"/app/leads$"))
+    return other
+
+
+def test_an_owner_adds_a_viewer_who_then_sees_no_edit_controls(page, browser, client, tenant):
+    published_ruleset(Api(client, tenant), {"page_view": 5})
+    sign_in(page, client, tenant)
+    page.get_by_role("link", name="Sources & access").click()
+    page.get_by_role("navigation", name="Sources and access").get_by_role("link", name="Members").click()
+    page.wait_for_url(re.compile(r"/app/members$"))
+    form = page.get_by_role("region", name="Add a new member")
+    form.get_by_label("First name").fill("Vera")
+    form.get_by_label("Email").fill("vera@example.com")
+    form.get_by_label("Password").fill("short")
+    form.get_by_label("Role").select_option("Viewer")
+    form.get_by_role("button", name="Add member").click()
+    page.locator("#password-error").wait_for()  # the API's password rule, beside the field
+    assert "at least 8" in page.locator("#password-error").inner_text()
+    assert form.get_by_label("Password").input_value() == ""  # a refused password never comes back
+    assert form.get_by_label("Email").input_value() == "vera@example.com"
+    form.get_by_label("Password").fill("a long enough password")
+    form.get_by_role("button", name="Add member").click()
+    page.get_by_role("status").filter(has_text="Added vera@example.com").wait_for()
+    vera_row = page.locator("tr", has_text="vera@example.com")
+    assert vera_row.get_by_label("Role of vera@example.com").input_value() == "Viewer"
+
+    # The last Owner cannot step down: the API's message beside the row's role.
+    mine = page.get_by_label(f"Role of {tenant.email}")
+    mine.select_option("Operator")
+    page.get_by_role("button", name=f"Change role of {tenant.email}").click()
+    page.get_by_role("alert").filter(has_text="at least one Owner").wait_for()
+    assert page.get_by_label(f"Role of {tenant.email}").get_attribute("aria-invalid") == "true"
+
+    vera = signed_in_context(browser, page.site, "vera@example.com", "a long enough password")
+    try:
+        vera.get_by_role("link", name="Sources & access").click()
+        vera.wait_for_url(re.compile(r"/app/sources$"))
+        assert vera.get_by_role("link", name="Members").count() == 0
+        assert vera.get_by_role("button", name="Add source").count() == 0
+        for path in ("/app/levels", "/app/scoring"):
+            vera.goto(path)
+            assert vera.locator("main form[method=post]").count() == 0, path  # no edit controls at all
+        vera.get_by_role("link", name="Engagement").click()
+        vera.get_by_role("heading", name="Engagement", exact=True).wait_for()
+        assert vera.get_by_role("button", name="Preview these changes").count() == 0
+        response = vera.goto("/app/members")
+        assert response.status == 403 and vera.get_by_role("heading", name="Not allowed").is_visible()
+        assert vera.problems == []
+    finally:
+        vera.context.close()
+    no_console_errors(page, allowed=("400", "409"))
+
+
+def test_previewing_an_unsaved_weight_change_shows_the_moves(page, app, client, tenant, run_worker):
+    api = Api(client, tenant)
+    create_levels(api)
+    rs = published_ruleset(api, {"page_view": 5, "demo_request": 60})
+    for lead, kinds in (("crm-1", ["page_view"] * 5), ("crm-2", ["page_view", "deal_won"]), ("crm-3", ["page_view"])):
+        for kind in kinds:
+            ingest(api, lead, kind)
+    settle(app, run_worker)
+    saved = api.get(f"/rulesets/{rs}/rules").json
+    sign_in(page, client, tenant)
+    page.goto(f"/app/scoring/rulesets/{rs}")
+    trial = page.get_by_role("region", name="Try changes before saving them")
+    trial.get_by_label("Points for page_view").fill("12")  # 5 page views: 25 (Warm) -> 60 (Hot)
+    trial.get_by_role("button", name="Preview these changes").click()
+    result = page.get_by_role("region", name="What publishing with these changes would do")
+    result.wait_for()
+    body = {"rules": [{"event_type": "page_view", "weight": 12}]}
+    expected = api.post(f"/rulesets/{rs}/rescore-preview", json=body).json
+    moves = {r.split("\t")[0]: r.split("\t")[1:] for r in result.locator("table.moves tbody tr").all_inner_texts()}
+    assert moves == {
+        m["level"]: [str(m["before"]), str(m["after"]), f"+{m['moved_in']}" if m["moved_in"] else "0"]
+        + [f"−{m['moved_out']}" if m["moved_out"] else "0"]
+        for m in expected["levels"]
+    }
+    assert moves["Hot"][2] == "+1" and moves["Warm"][3] == "−1"  # crm-1 would move up
+    assert result.locator("table.movers tbody tr").first.inner_text().startswith("crm-1")
+    assert trial.get_by_label("Points for page_view").input_value() == "12"  # still what was typed
+    assert api.get(f"/rulesets/{rs}/rules").json == saved and api.get("/leads/crm-1").json["lead"]["score"] == 25
+
+    # The same edit, backtested; a bad one is refused beside its row.
+    trial.get_by_label("Event type or stage").fill("deal_won")
+    trial.get_by_role("button", name="Backtest these changes").click()
+    page.get_by_role("region", name="Backtest with these changes").wait_for()
+    assert page.get_by_role("table", name=re.compile("^This ruleset with the changes")).is_visible()
+    trial.get_by_label("New rule 1: event type").fill("webinar")
+    trial.get_by_role("button", name="Preview these changes").click()
+    page.locator("#weight-new0-error").wait_for()
+    assert (
+        "is required for an event type the ruleset has no rule for" in page.locator("#weight-new0-error").inner_text()
+    )
+    assert api.get(f"/rulesets/{rs}/rules").json == saved
+    no_console_errors(page, allowed=("400",))
+
+
+def test_the_members_page_and_trying_changes_work_from_the_keyboard_and_fit_a_phone(
+    page, app, client, tenant, run_worker
+):
+    """Also the screenshots of the Members page and of a trial (LEADPULSE_CONSOLE_SCREENSHOTS=docs/console)."""
+    owner = member_client(client, tenant)
+    assert client.post("/admin/seed", headers=owner).status_code == 201
+    for first, role in (("Olga", "Operator"), ("Vera", "Viewer"), ("Oscar", "Owner")):
+        body = {"first_name": first, "last_name": "Example", "email": f"{first.lower()}@example.com", "role": role}
+        r = client.post("/org-members", json={**body, "password": "a long enough password"}, headers=owner)
+        assert r.status_code == 201, r.json
+    settle(app, run_worker)
+    ruleset = Api(client, tenant).get("/rulesets").json[0]["ruleset_id"]
+    sign_in(page, client, tenant)
+    page.goto("/app/members")
+    page.get_by_label("Role of vera@example.com").focus()  # the row's controls, in order, from the keyboard
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Change role of vera@example.com"
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("ArrowDown")  # Viewer, then Operator
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    page.get_by_role("status").filter(has_text="vera@example.com is now Operator").wait_for()
+    for path, name in (("/app/members", "members"), (f"/app/scoring/rulesets/{ruleset}", "ruleset-try")):
+        for width, height in ((1280, 800), (390, 844)):
+            page.set_viewport_size({"width": width, "height": height})
+            page.goto(path)
+            if name == "ruleset-try":
+                trial = page.get_by_role("region", name="Try changes before saving them")
+                trial.locator("input[type=number]").first.fill("40")
+                trial.get_by_role("button", name="Preview these changes").click()
+                page.get_by_role("region", name="What publishing with these changes would do").wait_for()
+            fits_and_labelled(page, path, width)
+            if SCREENSHOTS:
+                shot = f"{SCREENSHOTS}/{name}-{'phone' if width < 800 else 'desktop'}.png"
+                if name == "ruleset-try":  # the try-changes card and its answer, not the whole ruleset page again
+                    page.get_by_role("region", name="Try changes before saving them").screenshot(path=shot)
+                else:
+                    page.screenshot(path=shot, full_page=True)
     no_console_errors(page)
 
 
@@ -413,7 +563,15 @@ def test_connecting_hubspot_and_slack_from_the_integrations_page_at_desktop_and_
         "/app/integrations/hubspot/failures": None,
         "/app/integrations/slack/disconnect": None,
     }
-    fit_and_label(page, pages)
+    for path, name in pages.items():
+        for width, height in ((1280, 800), (390, 844)):
+            page.set_viewport_size({"width": width, "height": height})
+            page.goto(path)
+            fits_and_labelled(page, path, width)
+            if SCREENSHOTS and name:
+                page.screenshot(
+                    path=f"{SCREENSHOTS}/{name}-{'phone' if width < 800 else 'desktop'}.png", full_page=True
+                )
     page.goto("/app/integrations")
     page.get_by_role("link", name="Disconnect Slack").click()
     page.get_by_role("heading", name="Disconnect Slack?").wait_for()

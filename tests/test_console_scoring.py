@@ -252,3 +252,126 @@ def test_a_viewer_sees_scoring_without_edit_controls_and_is_refused(client, app,
     ):
         r = client.get(path)
         assert r.status_code == 404 and 'data-error-code="not_found"' in text(r), path
+
+
+def try_form(rules: list[dict], **typed) -> dict:
+    """The try-changes form as the page fills it (each saved rule's points), with typed changes laid over it."""
+    return {**{f"weight-{r['rule_id']}": str(r["weight"]) for r in rules}, **typed}
+
+
+def test_unsaved_rule_edits_are_previewed_and_backtested_as_the_api_s_bodies_carry_them(
+    client, app, api, tenant, run_worker
+):
+    create_levels(api)
+    rs = published_ruleset(api, {"page_view": 5, "demo_request": 60})
+    for lead, kinds in (("a", ["page_view"] * 6), ("b", ["demo_request", "deal_won"]), ("c", ["page_view"])):
+        for kind in kinds:
+            assert api.post("/ingest", json={"lead_id": lead, "event_type": kind}).status_code == 202
+    settle(app, run_worker)
+    sign_in(client, tenant.email, tenant.password)
+    here, run = f"/app/scoring/rulesets/{rs}", f"/app/scoring/rulesets/{rs}/try"
+    rules = {r["event_type"]: r for r in api.get(f"/rulesets/{rs}/rules").json}
+    saved = api.get(f"/rulesets/{rs}/rules").json
+    page = text(client.get(here))
+    assert "Try changes before saving them" in page and f'id="weight-{rules["page_view"]["rule_id"]}"' in page
+
+    # page_view 5 -> 10, demo_request left out, a new rule: the same body the API takes.
+    typed = try_form(
+        list(rules.values()),
+        **{
+            f"weight-{rules['page_view']['rule_id']}": "10",
+            f"out-{rules['demo_request']['rule_id']}": "true",
+            "type-new0": "webinar",
+            "weight-new0": "25",
+        },
+    )
+    body = {
+        "rules": [
+            {"event_type": "page_view", "weight": 10},
+            {"event_type": "demo_request", "active": False},
+            {"event_type": "webinar", "weight": 25},
+        ]
+    }
+    expected = api.post(f"/rulesets/{rs}/rescore-preview", json=body).json
+    r = form_post(client, here, run, {**typed, "run": "preview"})
+    page = shown(r)
+    assert r.status_code == 200 and "What publishing with these changes would do" in page
+    assert f"<dd data-score-changes>{expected['score_changes']}</dd>" in page and expected["score_changes"] == 3
+    assert f"<dd data-level-changes>{expected['level_changes']}</dd>" in page and expected["level_changes"] >= 2
+    moves = re.findall(r'<tr data-level="([^"]+)"><td>[^<]+</td>((?:<td class="num">[^<]+</td>){4})</tr>', page)
+    assert moves == [
+        (m["level"], "".join(f'<td class="num">{v}</td>' for v in (m["before"], m["after"], *signed(m))))
+        for m in expected["levels"]
+    ]
+    movers = re.findall(r'<a href="/app/leads/([^"]+)">', page.split("Largest movers")[1])
+    assert movers == [m["lead_id"] for m in expected["top_movers"]] and movers[0] == "b"  # -60
+    assert "<code>page_view</code>: +5 → +10 points" in page and "<code>demo_request</code>: left out" in page
+    assert "<code>webinar</code>: +25 points (new)" in page
+    assert 'value="webinar"' in page and 'value="10"' in page  # the form keeps what was typed
+    assert api.get(f"/rulesets/{rs}/rules").json == saved  # nothing was saved
+    assert api.get("/leads/a").json["lead"]["score"] == 30
+
+    # The backtest of the same edits is the API's.
+    expected = api.post(f"/rulesets/{rs}/backtest", json={**body, "outcome": {"event_type": "deal_won"}}).json
+    r = form_post(client, here, run, {**typed, "run": "backtest", "outcome_kind": "event_type", "outcome": "deal_won"})
+    page = shown(r)
+    assert r.status_code == 200 and "Backtest with these changes" in page and "This ruleset with the changes" in page
+    rows = re.findall(r"<tr><td>([^<]+)</td><td class=\"num\">(\d+)</td><td class=\"num\">(\d+)</td>", page)
+    draft = [(v["level"], str(v["leads"]), str(v["reached_outcome"])) for v in expected["versions"]["draft"]["levels"]]
+    assert rows[: len(draft)] == draft
+    assert api.get(f"/rulesets/{rs}/rules").json == saved
+
+    # No change at all: the saved rules, said so.
+    r = form_post(client, here, run, {**try_form(list(rules.values())), "run": "preview"})
+    assert r.status_code == 200 and "No changes: these are the saved rules." in shown(r)
+    r = form_post(client, here, run, {**try_form(list(rules.values())), "type-new0": "page_view", "run": "preview"})
+    assert r.status_code == 200 and "<code>page_view</code>: unchanged" in shown(r)  # named, but no points given
+
+
+def test_bad_unsaved_edits_are_shown_beside_their_row_with_the_api_s_message(client, api, tenant):
+    rs = published_ruleset(api, {"page_view": 5})
+    [rule] = api.get(f"/rulesets/{rs}/rules").json
+    sign_in(client, tenant.email, tenant.password)
+    here, run = f"/app/scoring/rulesets/{rs}", f"/app/scoring/rulesets/{rs}/try"
+    weight = f"weight-{rule['rule_id']}"
+    for typed, field, message in (
+        ({weight: "lots"}, weight, "Not a valid integer"),
+        ({weight: ""}, weight, "Not a valid integer"),
+        ({weight: "100001"}, weight, "less than or equal to 100000"),
+        ({"type-new1": "webinar"}, "weight-new1", "is required for an event type the ruleset has no rule for"),
+        ({"weight-new0": "3"}, "type-new0", "event_type"),
+        ({"type-new0": "bad type!", "weight-new0": "3"}, "type-new0", "must be letters, digits"),
+        ({weight: "6", "type-new2": "page_view", "weight-new2": "7"}, "type-new2", "'page_view' is edited twice"),
+        ({"type-new0": "webinar", "weight-new0": "2.5"}, "weight-new0", "Not a valid integer"),
+    ):
+        r = form_post(client, here, run, {**try_form([rule], **typed), "run": "preview"})
+        inline(r, 400, field, message)
+        assert 'aria-invalid="true"' in shown(r)
+    for typed, field, message in (
+        ({"outcome_kind": "event_type", "outcome": ""}, "outcome", "event_type"),
+        ({"outcome_kind": "nothing", "outcome": "x"}, "outcome_kind", "Choose what counts as the outcome"),
+        ({"outcome_kind": "event_type", "outcome": "deal_won", "until": "yesterday"}, "until", "Not a valid"),
+        ({"outcome_kind": "event_type", "outcome": "deal_won", weight: "x"}, weight, "Not a valid integer"),
+    ):
+        inline(form_post(client, here, run, {**try_form([rule]), **typed, "run": "backtest"}), 400, field, message)
+    assert api.get(f"/rulesets/{rs}/rules").json == [rule]
+
+
+def test_trying_changes_is_refused_to_a_viewer_needs_csrf_and_another_ou_s_ruleset_is_a_404(
+    client, api, tenant, other_tenant
+):
+    rs = published_ruleset(api, {"page_view": 5})
+    add_member(client, tenant, "Viewer", "vera@example.com")
+    viewer = app_client(client)
+    sign_in(viewer, "vera@example.com", PASSWORD)
+    page = text(viewer.get(f"/app/scoring/rulesets/{rs}"))
+    assert "Try changes" not in page and "Preview these changes" not in page
+    r = viewer.post(f"/app/scoring/rulesets/{rs}/try", data={"csrf_token": csrf_token(page), "run": "preview"})
+    assert r.status_code == 403 and 'data-error-code="forbidden"' in text(r)
+    sign_in(client, tenant.email, tenant.password)
+    r = client.post(f"/app/scoring/rulesets/{rs}/try", data={"run": "preview"})
+    assert r.status_code == 403 and 'data-error-code="csrf_failed"' in text(r)
+    theirs = published_ruleset(Api(client, other_tenant), {"page_view": 5})
+    here = f"/app/scoring/rulesets/{rs}"
+    r = form_post(client, here, f"/app/scoring/rulesets/{theirs}/try", {"run": "preview", "weight-x": "1"})
+    assert r.status_code == 404 and 'data-error-code="not_found"' in text(r)

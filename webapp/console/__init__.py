@@ -11,6 +11,7 @@ from webapp.console import (  # noqa: F401  (each registers its pages)
     integration_pages,
     lead_pages,
     level_pages,
+    member_pages,
     scoring_pages,
     session_pages,
 )

@@ -15,8 +15,9 @@ from webapp.console.base import FormErrors, form_errors, form_values, load, page
 from webapp.crud import get_scoped, scoped
 from webapp.errors import ApiError
 from webapp.resources.secrets_routes import SecretInSchema
-from webapp.resources.webhooks import SourceCrud, WebhookSourceSchema
+from webapp.resources.webhooks import WebhookSourceSchema
 from webapp.services.credentials import make_credential, revoke_credential
+from webapp.services.webhooks import SourceCrud
 
 SOURCE_FIELDS = ("name", "kind", "description", "client_secret")
 SOURCE_KINDS = {

@@ -5,8 +5,10 @@ confirm, and a backtest replays the ruleset against an outcome (webapp/services/
 from __future__ import annotations
 
 import operator
+from dataclasses import dataclass, field
 
 from flask import request
+from marshmallow import ValidationError
 from sqlalchemy import func, select
 
 from models.rescore import current_rules
@@ -15,8 +17,16 @@ from webapp.app_state import db
 from webapp.auth import current_unit
 from webapp.console.base import FormErrors, attempt, flags, form_values, load, page, render, see_other
 from webapp.crud import get_scoped, scoped
+from webapp.errors import field_paths
 from webapp.resources.decays import DecaySchema, DecayUpdateSchema
-from webapp.resources.rulesets import BacktestIn, RuleSchema, RulesetSchema, RulesetUpdateSchema, RuleUpdateSchema
+from webapp.resources.rulesets import (
+    BacktestIn,
+    PreviewIn,
+    RuleSchema,
+    RulesetSchema,
+    RulesetUpdateSchema,
+    RuleUpdateSchema,
+)
 from webapp.services import previews, rulesets
 from webapp.services.decays import DecayCrud
 from webapp.services.rulesets import RuleCrud, RulesetCrud
@@ -26,6 +36,7 @@ RULESET_FIELDS = ("name", "start_date", "end_date")
 RULESET_FLAGS = ("is_primary", "active")
 RULE_FIELDS = ("event_type", "weight", "icon", "start_at", "end_at")
 DECAY_FIELDS = ("inactive_for", "unit", "decrease")
+BACKTEST_FIELDS = ("outcome_kind", "outcome", "since", "until")
 OUTCOME_KINDS = {"event_type": "An event of this type", "lifecycle_stage": "A HubSpot lifecycle stage reached"}
 HISTORY_SHOWN = 10
 MINUTE = "%Y-%m-%dT%H:%M"  # what a datetime-local field shows (read back as UTC)
@@ -80,9 +91,16 @@ def create_ruleset():
     return see_other("ruleset", ruleset_id=made.id, created="1")
 
 
-def _ruleset_page(rs: Ruleset, status=200, *, errors=None, posted=None, values=None, editing=None, report=None):
-    """The ruleset's page; posted names the form that was sent (settings, rule, backtest): it shows what was typed."""
-    rules = db().execute(scoped(Rule).where(Rule.ruleset_id == rs.id).order_by(Rule.created_at)).scalars().all()
+def _rules_of(rs: Ruleset) -> list[Rule]:
+    return db().execute(scoped(Rule).where(Rule.ruleset_id == rs.id).order_by(Rule.created_at)).scalars().all()
+
+
+def _ruleset_page(
+    rs: Ruleset, status=200, *, errors=None, posted=None, values=None, editing=None, report=None, trial=None
+):
+    """The ruleset's page; posted names the form that was sent (settings, rule, backtest, try): it shows what was
+    typed, and trial what the try-changes form holds and answered."""
+    rules = _rules_of(rs)
     history = (
         db()
         .execute(
@@ -101,7 +119,12 @@ def _ruleset_page(rs: Ruleset, status=200, *, errors=None, posted=None, values=N
         "start_date": _minutes(rs.start_date),
         "end_date": _minutes(rs.end_date),
     }
-    forms = {"settings": settings, "rule": {"active": True}, "backtest": {"outcome_kind": "event_type"}}
+    forms = {
+        "settings": settings,
+        "rule": {"active": True},
+        "backtest": {"outcome_kind": "event_type"},
+        "try": {"outcome_kind": "event_type"},
+    }
     if editing is not None:
         forms["rule"] = {
             "event_type": editing.event_type,
@@ -127,6 +150,7 @@ def _ruleset_page(rs: Ruleset, status=200, *, errors=None, posted=None, values=N
         posted=posted,
         editing=editing,
         report=report,
+        trial=trial or Trial(_trial_rows(rules, {})),
         outcome_kinds=OUTCOME_KINDS,
         done=done,
         active="scoring",
@@ -224,22 +248,142 @@ def unpublish_ruleset(ruleset_id):
 def backtest(ruleset_id):
     """A backtest of the ruleset's current rules (and of the primary) against an outcome: a report, nothing written."""
     rs = get_scoped(Ruleset, ruleset_id, "ruleset")
-    values = form_values(("outcome_kind", "outcome", "since", "until"), nullable=("since", "until"))
-    kind = values.get("outcome_kind")
-    if kind not in OUTCOME_KINDS:
-        errors = FormErrors({"outcome_kind": ["Choose what counts as the outcome."]})
-        return _ruleset_page(rs, 400, errors=errors, posted="backtest", values=values)
-    body = {"outcome": {kind: values.get("outcome", "")}, "since": values.get("since"), "until": values.get("until")}
-    report, errors = attempt(lambda: previews.backtest(rs.id, load(BacktestIn(), body)))
+    values = form_values(BACKTEST_FIELDS, nullable=("since", "until"))
+    report, errors = attempt(lambda: previews.backtest(rs.id, load(BacktestIn(), _backtest_body(values))))
     if errors:
         errors.fields = {_backtest_field(k): v for k, v in errors.fields.items()}
         return _ruleset_page(rs, errors.status, errors=errors, posted="backtest", values=values)
     return _ruleset_page(rs, report=report, posted="backtest", values=values)
 
 
+def _backtest_body(values: dict, edits: list[dict] | None = None) -> dict:
+    """The backtest form as POST /rulesets/{id}/backtest's body (with a trial's rule edits); an outcome kind the form
+    does not offer is refused beside its control."""
+    kind = values.get("outcome_kind")
+    if kind not in OUTCOME_KINDS:
+        raise FormErrors({"outcome_kind": ["Choose what counts as the outcome."]})
+    body = {"outcome": {kind: values.get("outcome", "")}, "since": values.get("since"), "until": values.get("until")}
+    return body if edits is None else {**body, "rules": edits}
+
+
+NEW_RULES = 3  # blank rows for new rules in the try-changes form
+
+
+@dataclass
+class Trial:
+    """The try-changes form: its rows as typed, the edits they make (POST /rulesets/{id}/rescore-preview's and
+    backtest's `rules`), and what the preview or backtest answered."""
+
+    rows: list[dict]
+    edits: list[dict] = field(default_factory=list)
+    preview: dict | None = None
+    report: dict | None = None
+
+    def saved(self, event_type: str) -> int | None:
+        """The saved rule's points for the event type; None for a new rule."""
+        return next((r["saved"] for r in self.rows if r["saved"] is not None and r["event_type"] == event_type), None)
+
+
+def _number(value: str):
+    """A typed number as the API's JSON carries it; anything else stays text, for the schema to refuse by name."""
+    try:
+        return int(value)
+    except ValueError:
+        return value
+
+
+def _trial_rows(rules: list[Rule], form) -> list[dict]:
+    """One row per saved rule (keyed by its id: a rule added meanwhile cannot shift the rows), then the new ones."""
+    rows = []
+    for rule in rules:
+        typed = form.get(f"weight-{rule.id}")
+        rows.append(
+            {
+                "key": rule.id,
+                "event_type": rule.event_type,
+                "weight": str(rule.weight) if typed is None else typed.strip(),
+                "saved": rule.weight,
+                "active": rule.active,
+                "out": form.get(f"out-{rule.id}") == "true",
+            }
+        )
+    for n in range(NEW_RULES):
+        key = f"new{n}"
+        typed = (form.get(f"type-{key}") or "").strip(), (form.get(f"weight-{key}") or "").strip()
+        rows.append({"key": key, "n": n + 1, "event_type": typed[0], "weight": typed[1], "saved": None})
+    return rows
+
+
+def _trial_edits(rows: list[dict]) -> tuple[list[dict], list[str]]:
+    """The rows as the API's rule edits (only what differs from the saved rules), and the row each edit came from."""
+    edits, origin = [], []
+    for row in rows:
+        if row["saved"] is not None:
+            if row.get("out"):
+                edit = {"event_type": row["event_type"], "active": False}  # left out: the API's way to drop a rule
+            elif row["weight"] != str(row["saved"]):
+                edit = {"event_type": row["event_type"], "weight": _number(row["weight"])}
+            else:
+                continue
+        elif row["event_type"] or row["weight"]:
+            edit = {"event_type": row["event_type"]} | ({"weight": _number(row["weight"])} if row["weight"] else {})
+        else:
+            continue
+        edits.append(edit)
+        origin.append(row["key"])
+    return edits, origin
+
+
+def _trial_load(schema, body: dict) -> dict:
+    """body through the API's schema, its complaints named as the API names them (rules.1.weight): each goes beside
+    the row it is about."""
+    try:
+        return schema.load(body)
+    except ValidationError as exc:
+        raise FormErrors(field_paths(exc.messages)) from None
+
+
+def _row_errors(errors: FormErrors, origin: list[str]) -> FormErrors:
+    """rules.N.field (the API's name) as the control of the row edit N came from: its type box for the event type,
+    its points box for anything else; the backtest's own fields as the backtest form names them."""
+    fields = {}
+    for name, said in errors.fields.items():
+        parts = name.split(".")
+        if parts[0] == "rules" and len(parts) == 3 and parts[1].isdigit() and int(parts[1]) < len(origin):
+            control = "type" if parts[2] == "event_type" else "weight"
+            name = f"{control}-{origin[int(parts[1])]}"
+        fields.setdefault(_backtest_field(name), []).extend(said)
+    return FormErrors(fields, errors.message, errors.status)
+
+
+@page("/scoring/rulesets/<ruleset_id>/try", methods=("POST",))
+def try_changes(ruleset_id):
+    """Rule edits tried without saving them: the rescore preview or the backtest of the ruleset with the edits, exactly
+    as the API's bodies carry them (webapp/services/previews.py, docs/previews.md); nothing is written."""
+    rs = get_scoped(Ruleset, ruleset_id, "ruleset")
+    trial = Trial(_trial_rows(_rules_of(rs), request.form))
+    trial.edits, origin = _trial_edits(trial.rows)
+    values = form_values(BACKTEST_FIELDS, nullable=("since", "until"))
+    backtesting = request.form.get("run") == "backtest"
+
+    def answer():
+        if backtesting:
+            return previews.backtest(rs.id, _trial_load(BacktestIn(), _backtest_body(values, trial.edits)))
+        return previews.rescore_preview(rs.id, _trial_load(PreviewIn(), {"rules": trial.edits}))
+
+    answered, errors = attempt(answer)
+    if backtesting:
+        trial.report = answered
+    else:
+        trial.preview = answered
+    if errors:
+        errors = _row_errors(errors, origin)
+    return _ruleset_page(rs, errors.status if errors else 200, errors=errors, posted="try", values=values, trial=trial)
+
+
 def _backtest_field(name: str) -> str:
     """The API names the outcome's fields inside it (outcome.event_type); the form has one box for either."""
-    return "outcome" if name.startswith("outcome") else name
+    return "outcome" if name == "outcome" or name.startswith("outcome.") else name
 
 
 def _decays_page(status=200, *, errors=None, values=None, editing=None, done=None):

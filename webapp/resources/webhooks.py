@@ -7,19 +7,18 @@ import json
 from flask import jsonify, request
 from marshmallow import fields, validate
 
-from models.webhooks import WebhookSource
 from webapp.app_state import signed_request_url
 from webapp.audit_trail import unaudited
 from webapp.auth import public
 from webapp.blueprint import Blueprint, strict_json_loads
 from webapp.content_encoding import decoded_body
-from webapp.crud import Crud, register_crud
+from webapp.crud import register_crud
 from webapp.errors import ApiError
 from webapp.schema_base import StrictSchema, UTCDateTime
 from webapp.services.event_input import IngestedSchema, ItemResultSchema
 from webapp.services.hubspot_webhooks import hubspot_source, receive_hubspot
 from webapp.services.segment import SEGMENT_CALLS, receive_segment, segment_source
-from webapp.services.webhooks import STANDARD_HEADERS, receive_standard, reject, source_secrets, standard_source
+from webapp.services.webhooks import STANDARD_HEADERS, SourceCrud, receive_standard, reject, standard_source
 
 blp = Blueprint("webhooks", __name__, description="Signed inbound webhooks")
 
@@ -59,23 +58,6 @@ class WebhookSourceUpdateSchema(WebhookSourceSchema):
 
     class Meta:
         exclude = ("kind", "client_secret")
-
-
-class SourceCrud(Crud):
-    model = WebhookSource
-    label = "webhook source"
-
-    def create(self, data):
-        stored, shown = source_secrets(data["kind"], data.pop("client_secret", None))
-        source = super().create({**data, **stored})
-        for name, value in shown.items():  # transient: exists only in this response, never stored in the clear
-            setattr(source, name, value)
-        return source
-
-    def validate(self, session, obj, creating):
-        self.refuse_duplicate(
-            session, obj, "name", WebhookSource.unit_id == obj.unit_id, WebhookSource.name == obj.name
-        )
 
 
 register_crud(

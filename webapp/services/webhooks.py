@@ -18,6 +18,7 @@ from webapp import metrics
 from webapp.app_state import db, state
 from webapp.auth import plausible_id
 from webapp.blueprint import strict_json_loads
+from webapp.crud import Crud
 from webapp.errors import ApiError
 from webapp.rate_limits import limit_source
 from webapp.services.ingest import ingested_payload, parse_event, rejection, store
@@ -112,3 +113,20 @@ def receive_standard(source: WebhookSource, body: bytes, headers: dict[str, str]
         error = rejection(exc)
         raise reject(getattr(exc, "status", 400), error["code"], error["message"], error["details"])
     return ingested_payload(incoming, store([incoming], source.org_id, source.unit_id)[0])
+
+
+class SourceCrud(Crud):
+    model = WebhookSource
+    label = "webhook source"
+
+    def create(self, data):
+        stored, shown = source_secrets(data["kind"], data.pop("client_secret", None))
+        source = super().create({**data, **stored})
+        for name, value in shown.items():  # transient: exists only in this response, never stored in the clear
+            setattr(source, name, value)
+        return source
+
+    def validate(self, session, obj, creating):
+        self.refuse_duplicate(
+            session, obj, "name", WebhookSource.unit_id == obj.unit_id, WebhookSource.name == obj.name
+        )
