@@ -311,6 +311,7 @@ def test_creating_a_webhook_source_and_copying_its_secret(page, client, tenant):
     page.get_by_role("button", name="Copied signing secret").wait_for()
     assert page.evaluate("navigator.clipboard.readText()") == secret
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Leads").click()
+    page.wait_for_url(re.compile(r"/app/leads$"))  # left the page that showed it (else the click below races it)
     page.get_by_role("link", name="Sources & access").click()
     page.locator("tr", has_text="Site tracker").wait_for()
     assert secret not in page.content()  # shown once
