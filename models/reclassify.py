@@ -36,7 +36,8 @@ def _level_for_score(exclude_level_ids: Collection[str] = ()):
 def reclassify_unit(
     session: Session, unit_id: str, cause: str = "reconfiguration", exclude_level_ids: Collection[str] = ()
 ) -> int:
-    """Move every lead of the OU to the level its score now falls in; record each move. Returns moves.
+    """Move every lead of the OU to the level its score now falls in; record the moves, one row per (from level, to
+    level) with their score range and count. Returns moves.
 
     exclude_level_ids reclassifies as if those levels were already gone (before deleting them).
     """
@@ -50,18 +51,20 @@ def reclassify_unit(
         ).scalar_one()
     new_level = _level_for_score(exclude_level_ids)  # SQLite: writers are serialized, two statements suffice
     moved = Lead.unit_id == unit_id, Lead.merged_into.is_(None), Lead.level_id.is_distinct_from(new_level)
+    moves = select(Lead.level_id.label("old"), new_level.label("new"), Lead.score).where(*moved).subquery()
     session.execute(
         insert(LeadLevelChange).from_select(
-            ["unit_id", "lead_pk", "from_level_id", "to_level_id", "score", "cause", "changed_at"],
+            ["unit_id", "from_level_id", "to_level_id", "score", "max_score", "leads", "cause", "changed_at"],
             select(
                 literal(unit_id),
-                Lead.pk,
-                Lead.level_id,
-                new_level,
-                Lead.score,
+                moves.c.old,
+                moves.c.new,
+                func.min(moves.c.score),
+                func.max(moves.c.score),
+                func.count(),
                 literal(cause),
                 literal(now, UTCDateTime),
-            ).where(*moved),
+            ).group_by(moves.c.old, moves.c.new),
         )
     )
     result = session.execute(
@@ -73,6 +76,8 @@ def reclassify_unit(
     return result.rowcount
 
 
+# Each moved lead is rewritten in place (a HOT update: level_id is in no index and references nothing, and the pages
+# keep room, models/leads.py); its move is counted into its (from, to) row, not written as a row of its own.
 RECLASSIFY_PG = text("""
 WITH lv AS MATERIALIZED (
     SELECT id, min_score, max_score FROM engagement_levels WHERE unit_id = :u AND id <> ALL(:x)
@@ -84,13 +89,15 @@ WITH lv AS MATERIALIZED (
     UPDATE leads SET level_id = t.new_level, level_changed_at = :now
       FROM target t
      WHERE leads.pk = t.pk AND leads.level_id IS NOT DISTINCT FROM t.old_level
-    RETURNING leads.pk, t.old_level, t.new_level, t.score
+    RETURNING t.old_level, t.new_level, t.score
 ), recorded AS (
-    INSERT INTO lead_level_changes (unit_id, lead_pk, from_level_id, to_level_id, score, cause, changed_at)
-    SELECT :u, pk, old_level, new_level, score, :cause, :now FROM moved
-    RETURNING 1
+    INSERT INTO lead_level_changes
+           (unit_id, lead_pk, from_level_id, to_level_id, score, max_score, leads, cause, changed_at)
+    SELECT :u, NULL, old_level, new_level, min(score), max(score), count(*), :cause, :now
+      FROM moved GROUP BY old_level, new_level
+    RETURNING leads
 )
-SELECT count(*) FROM recorded
+SELECT coalesce(sum(leads), 0)::int FROM recorded
 """)
 
 
