@@ -20,7 +20,6 @@ class Lead(Base):
         # deep in a million leads is read from the index, not sorted (ix_leads_unit_activity below).
         Index("ix_leads_unit_score", "unit_id", "score", "lead_id"),
         Index("ix_leads_unit_level", "unit_id", "level_id"),
-        Index("ix_leads_decay_due", "unit_id", "decay_next_at"),
     )
     pk: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
@@ -39,11 +38,6 @@ class Lead(Base):
     # (occurred_at, id) of the last event applied: a pending event sorting before it forces a replay.
     scored_through_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     scored_through_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    # Decay's bookkeeping (models/decay_pass.py): the last activity it counted from, the moment through which it
-    # applied the periods since, and when the next one ends (None: look now; scoring clears it on new activity).
-    decay_anchor_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    decay_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    decay_next_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -51,6 +45,26 @@ class Lead(Base):
 # By last activity, newest first, a lead with none last (NULL as the lowest value: SQLite's order, which its plain index
 # of the migration keeps; PostgreSQL is told).
 Index("ix_leads_unit_activity", Lead.unit_id, Lead.last_event_at.desc().nulls_last(), Lead.lead_id.desc())
+
+
+class LeadDecay(Base):
+    """A lead's decay bookkeeping (models/decay_pass.py), in a narrow row of its own: a pass rewrites it for every lead
+    it looks at, and in the wide leads row that rewrite could not be HOT (the due time is indexed) and wrote all of the
+    lead's indexes again."""
+
+    __tablename__ = "lead_decay"
+    __table_args__ = (Index("ix_lead_decay_due", "unit_id", "next_at"),)
+    lead_pk: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("leads.pk", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    )
+    unit_id: Mapped[str] = mapped_column(String(36))  # the lead's, for the due index; the lead ties it to its OU
+    anchor_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # the last activity counted from
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # periods up to here were applied
+    # When the next period ends; None: look now (scoring clears it when the lead's last activity changes).
+    next_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class LeadAlias(Base):

@@ -282,6 +282,26 @@ def test_new_activity_restarts_the_clock_and_a_late_or_deleted_event_is_accounte
     assert lead_row(app, "bo").score == 45
 
 
+def test_a_merged_lead_s_decay_periods_are_not_stored_again_for_the_lead_it_joined(app, api, run_worker, scored):
+    """The source's DECAY events move with its events; the target then counts from the same last activity, whose
+    periods are stored already (each period once, whichever lead it was first stored for)."""
+    scored()
+    hot_lead(api, "src")  # last active at A
+    hot_lead(api, "dst", at=A - timedelta(hours=12))
+    settle(app, run_worker)
+    assert decay(app, run_worker, A + 2 * DAY).events == 4  # two periods each
+    r = api.post("/leads/merge", json={"targetLeadId": "dst", "sourceLeadIds": ["src"]})
+    assert r.status_code == 200, r.json
+    settle(app, run_worker)
+    # dst's own periods counted from before src's activity: void; src's, counted from A, hold for dst.
+    assert [e.metadata_["period"] for e in decays_of(app, "dst")] == [1, 2]
+    assert lead_row(app, "dst").score == 120 - 2 * 5
+    assert decay(app, run_worker, A + 2 * DAY + timedelta(hours=1)).events == 0
+    assert decay(app, run_worker, A + 3 * DAY).events == 1
+    assert [e.metadata_["period"] for e in decays_of(app, "dst")] == [1, 2, 3]
+    assert lead_row(app, "dst").score == 120 - 3 * 5
+
+
 def test_decay_stops_at_the_floor_unless_negative_scores_are_allowed(app, api, run_worker, scored):
     decay_id = scored()
     ingest(api, "low", "page_view", timestamp=stamp(A))  # 5 points
