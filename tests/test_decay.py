@@ -302,6 +302,37 @@ def test_a_merged_lead_s_decay_periods_are_not_stored_again_for_the_lead_it_join
     assert lead_row(app, "dst").score == 120 - 3 * 5
 
 
+@pytest.mark.sqlite
+def test_on_sqlite_too_each_period_is_stored_once_and_found_when_counting_from_another_activity(tmp_path, settings):
+    """The embedded default runs the same pass: its JSON look-up of stored periods and its per-OU counts included."""
+    import dataclasses
+
+    from models.leads import LeadDecay
+    from models.migrate import upgrade
+
+    lite = dataclasses.replace(settings, database_url=f"sqlite:///{tmp_path}/lp.db")
+    upgrade(lite)
+    tenant = make_tenant(lite, org="Lite")
+    Sessions = session_factory(lite.database_url, writer=True)
+    with Sessions() as s, s.begin():
+        s.add(DecayRule(org_id=tenant.org_id, unit_id=tenant.unit_id, inactive_for=1, unit="days", decrease=5))
+        s.flush()
+        s.execute(update(DecayRule).values(applies_from=A - DAY))
+        lead = Lead(org_id=tenant.org_id, unit_id=tenant.unit_id, lead_id="ada", last_event_at=A)
+        s.add(lead)
+        s.flush()
+        s.add(LeadDecay(lead_pk=lead.pk, unit_id=tenant.unit_id))  # as scoring adds it at the first activity
+    first = run_decay(Sessions, now=A + 2 * DAY)
+    assert first.as_dict()["units"] == [{"unit_id": tenant.unit_id, "leads": 1, "events": 2}]
+    assert run_decay(Sessions, now=A + 2 * DAY).events == 0
+    with Sessions() as s, s.begin():  # bookkeeping that counts from another activity: the stored periods are found
+        s.execute(update(LeadDecay).values(anchor_at=A - DAY, checked_at=None, next_at=None))
+    assert run_decay(Sessions, now=A + 3 * DAY).events == 1
+    with Sessions() as s:
+        periods = s.execute(select(Event.metadata_).where(Event.event_type == DECAY).order_by(Event.occurred_at))
+        assert [m["period"] for m in periods.scalars()] == [1, 2, 3]
+
+
 def test_decay_stops_at_the_floor_unless_negative_scores_are_allowed(app, api, run_worker, scored):
     decay_id = scored()
     ingest(api, "low", "page_view", timestamp=stamp(A))  # 5 points
