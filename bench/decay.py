@@ -304,7 +304,7 @@ def score_with_workers(args, env: dict) -> dict:
     redis = Redis.from_url(f"{common.REDIS_BASE}/{REDIS_DB}")
     redis.set(DECAY_KICK(), "bench-hold", ex=3600)  # no worker's sweep starts a pass during the measure
     for slot in range(args.workers):
-        redis.set(SCORE_SLOT(slot=slot), "bench-hold", ex=SCORE_SLOT.ttl)
+        redis.set(SCORE_SLOT(slot=slot), "bench-hold", ex=300)  # until deleted below
     logdir = Path(tempfile.mkdtemp(prefix="leadpulse-bench-decay-"))
     procs = [common.start([common.LEADPULSE, "worker"], env, logdir / f"worker{i}.log") for i in range(args.workers)]
     try:
