@@ -12,7 +12,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from models.engine import EventSpec, RulesetSpec, score_events
-from models.event_queries import SCORING_COLUMNS, stored_spec
+from models.event_queries import SCORING_COLUMNS, stored_spec, stream_in_lead_order
 from models.events import SCORED, Event
 from models.hubspot import LIFECYCLE_STAGE, PROPERTY_CHANGE
 from models.level_rules import LevelSpec, classify
@@ -78,7 +78,8 @@ def run_backtest(
     replay each lead under every version: one lead's events in memory at a time."""
     result = Backtest(replay.since, replay.until, replay.ctx.levels, {k: VersionResult(v) for k, v in versions.items()})
     is_outcome = outcome.condition()
-    rows = session.execute(
+    rows = stream_in_lead_order(
+        session,
         select(
             *SCORING_COLUMNS,
             Event.quiet,
@@ -86,8 +87,7 @@ def run_backtest(
             is_outcome.label("outcome"),
         )
         .where(Event.unit_id == unit_id, or_(Event.status == SCORED, is_outcome), Event.occurred_at <= replay.until)
-        .order_by(Event.lead_pk, Event.occurred_at, Event.id)
-        .execution_options(yield_per=CHUNK)
+        .order_by(Event.lead_pk, Event.occurred_at, Event.id),
     )
     for n, (_, group) in enumerate(groupby(rows, key=lambda r: r.lead_pk), 1):
         events = list(group)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
+from typing import NamedTuple
 
 DECAY = "DECAY"  # the event type of one decay application (docs/scoring.md); LeadPulse makes these, clients cannot
 
@@ -43,8 +45,10 @@ class RulesetSpec:
         return rule if rule is not None and rule.applies_at(when) else None
 
 
-@dataclass(frozen=True)
-class EventSpec:
+class EventSpec(NamedTuple):
+    """One event as the engine takes it; a tuple because a replay makes one per stored event, and a tuple costs a
+    fraction of a frozen dataclass to make (docs/previews.md, "What it costs")."""
+
     id: int
     event_type: str
     occurred_at: datetime
@@ -61,6 +65,10 @@ class EventSpec:
     def is_activity(self) -> bool:
         """Every event but a DECAY is activity: it restarts the inactivity clock."""
         return self.event_type != DECAY
+
+
+# The order events are applied in, as a sort key made in C (order_key's (occurred_at, id)).
+IN_ORDER = attrgetter("occurred_at", "id")
 
 
 def event_spec(event_id: int, event_type: str, occurred_at: datetime, system: dict | None = None) -> EventSpec:
@@ -84,7 +92,7 @@ def void_decays(events: Iterable[EventSpec], last_activity: datetime | None = No
     before these events, then theirs) is not the moment it counts from. A late, deleted or merged event makes them so;
     they are kept, never scored."""
     void = set()
-    for ev in sorted(events, key=lambda e: e.order_key):
+    for ev in sorted(events, key=IN_ORDER):
         if ev.is_activity:
             last_activity = ev.occurred_at if last_activity is None else max(last_activity, ev.occurred_at)
         elif ev.since is None or last_activity != ev.since:
@@ -92,8 +100,9 @@ def void_decays(events: Iterable[EventSpec], last_activity: datetime | None = No
     return void
 
 
-@dataclass(frozen=True)
-class Delta:
+class Delta(NamedTuple):
+    """What one event did to one ruleset's score (a tuple, as EventSpec: a replay makes one per scored event)."""
+
     event_id: int
     ruleset_id: str
     rule_id: str | None
@@ -121,7 +130,7 @@ def score_events(
     rulesets = list(rulesets)
     new_scores = dict(scores)
     deltas: list[Delta] = []
-    for ev in sorted(events, key=lambda e: e.order_key):
+    for ev in sorted(events, key=IN_ORDER):
         for rs in rulesets:
             if ev.points is not None:  # a system event: its own points wherever the ruleset scores at its time
                 if not rs.scores_at(ev.occurred_at):
