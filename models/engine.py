@@ -131,18 +131,21 @@ def score_events(
     new_scores = dict(scores)
     deltas: list[Delta] = []
     for ev in sorted(events, key=IN_ORDER):
+        when = ev.occurred_at
         for rs in rulesets:
+            if not rs.scores_at(when):
+                continue
             if ev.points is not None:  # a system event: its own points wherever the ruleset scores at its time
-                if not rs.scores_at(ev.occurred_at):
-                    continue
                 weight, rule_id = ev.points, ev.rule_id
-            else:
-                rule = rs.rule_for(ev.event_type, ev.occurred_at)
-                if rule is None:
+            else:  # rule_for, without calling it: this loop runs once per event and ruleset of every replay
+                rule = rs.rules.get(ev.event_type)
+                if rule is None or not rule.applies_at(when):
                     continue
                 weight, rule_id = rule.weight, rule.id
             before = new_scores.get(rs.id, 0)
-            after = apply_weight(before, weight, allow_negative)
+            after = before + weight
+            if after < 0 and not allow_negative:  # apply_weight's floor, inline for the same reason
+                after = 0
             new_scores[rs.id] = after
             deltas.append(Delta(ev.id, rs.id, rule_id, after - before, after))
     return new_scores, deltas
