@@ -37,17 +37,10 @@ class RulesetSpec:
         """Published, active, and its date window holds the moment."""
         return self.published and self.active and _within(when, self.start_date, self.end_date)
 
-    def rule_for(self, event_type: str, when: datetime) -> RuleSpec | None:
-        """The one rule that scores this event here, if the ruleset and rule windows hold it."""
-        if not self.scores_at(when):
-            return None
-        rule = self.rules.get(event_type)
-        return rule if rule is not None and rule.applies_at(when) else None
-
 
 class EventSpec(NamedTuple):
     """One event as the engine takes it; a tuple because a replay makes one per stored event, and a tuple costs a
-    fraction of a frozen dataclass to make (docs/previews.md, "What it costs")."""
+    fraction of a frozen dataclass to make (docs/previews.md, "Limits")."""
 
     id: int
     event_type: str
@@ -114,19 +107,14 @@ def _within(when: datetime, start: datetime | None, end: datetime | None) -> boo
     return (start is None or when >= start) and (end is None or when <= end)
 
 
-def apply_weight(score: int, weight: int, allow_negative: bool) -> int:
-    """Scores floor at 0 unless the OU allows negative scores."""
-    total = score + weight
-    return total if allow_negative or total >= 0 else 0
-
-
 def score_events(
     events: Iterable[EventSpec],
     rulesets: Iterable[RulesetSpec],
     scores: dict[str, int],
     allow_negative: bool = False,
 ) -> tuple[dict[str, int], list[Delta]]:
-    """Apply one lead's events in (occurred_at, id) order; the floor makes order part of the result."""
+    """Apply one lead's events in (occurred_at, id) order; the floor makes order part of the result. Written as one
+    loop without helper calls: it runs once per event and ruleset of every replay (docs/previews.md, "Limits")."""
     rulesets = list(rulesets)
     new_scores = dict(scores)
     deltas: list[Delta] = []
@@ -137,14 +125,14 @@ def score_events(
                 continue
             if ev.points is not None:  # a system event: its own points wherever the ruleset scores at its time
                 weight, rule_id = ev.points, ev.rule_id
-            else:  # rule_for, without calling it: this loop runs once per event and ruleset of every replay
+            else:  # the ruleset's rule for the type, if its own window holds the moment
                 rule = rs.rules.get(ev.event_type)
                 if rule is None or not rule.applies_at(when):
                     continue
                 weight, rule_id = rule.weight, rule.id
             before = new_scores.get(rs.id, 0)
             after = before + weight
-            if after < 0 and not allow_negative:  # apply_weight's floor, inline for the same reason
+            if after < 0 and not allow_negative:  # scores floor at 0 unless the OU allows negative scores
                 after = 0
             new_scores[rs.id] = after
             deltas.append(Delta(ev.id, rs.id, rule_id, after - before, after))
