@@ -11,7 +11,7 @@ import os
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -74,6 +74,8 @@ def test_every_operation_answers_what_the_document_says_whatever_it_is_sent(app,
     operations = [r.ok() for r in schema.get_all_operations()]
     deletions = [op for op in operations if op.method.upper() == "DELETE"][::-1]  # a rule before its ruleset
     last = [*deletions, *(op for op in operations if op.label == LOGOUT)]  # it ends the member's login
+    # a path id equal to another operation's fixed segment (GET /events/{lead_id} with "export") is that operation
+    fixed = {(op.method.upper(), op.path) for op in operations if not op.path_parameters}
     failures = []
     for operation in [op for op in operations if op not in last] + last:
         if ONLY not in operation.label:
@@ -86,13 +88,13 @@ def test_every_operation_answers_what_the_document_says_whatever_it_is_sent(app,
         if "requestBody" in raw or any(p["in"] == "query" for p in raw.get("parameters", [])) or names:
             runs.append((GenerationMode.NEGATIVE, {}))
         for mode, path_parameters in runs:
-            failure = fuzz(operation, mode, auth, path_parameters)
+            failure = fuzz(operation, mode, auth, path_parameters, fixed)
             if failure:
                 failures.append(f"{operation.label} ({mode.value}): {failure}")
     assert not failures, "\n\n".join(failures)
 
 
-def fuzz(operation, mode, auth: tuple[dict, dict], path_parameters: dict) -> str | None:
+def fuzz(operation, mode, auth: tuple[dict, dict], path_parameters: dict, fixed: set) -> str | None:
     guarded = bool(operation.definition.raw.get("security"))
 
     @settings(
@@ -106,6 +108,7 @@ def fuzz(operation, mode, auth: tuple[dict, dict], path_parameters: dict) -> str
     )
     @given(case=operation.as_strategy(generation_mode=mode, path_parameters=path_parameters or None))
     def run(case):
+        assume((case.method.upper(), case.formatted_path) not in fixed)
         headers, cookies = auth
         response = case.call(headers={**(case.headers or {}), **headers}, cookies=cookies, timeout=STREAM_SECONDS)
         # a lost login leaves nothing but 401s to check: fail on it, not pass
