@@ -126,6 +126,9 @@ def seed(db: str, cred: dict, ids: dict, n: int, deep_every: int) -> datetime:
                FROM leads WHERE unit_id = %(unit)s""",
             p,
         )
+        conn.execute(  # the decay bookkeeping row scoring adds at a lead's first activity: look now
+            "INSERT INTO lead_decay (lead_pk, unit_id) SELECT pk, unit_id FROM leads WHERE unit_id = %(unit)s", p
+        )
         conn.execute(
             """INSERT INTO score_deltas (event_id, ruleset_id, lead_pk, rule_id, delta, score_after)
                SELECT i, %(ruleset)s, i, %(rule)s, %(weight)s, %(weight)s FROM generate_series(1, %(n)s) AS i""",
@@ -144,7 +147,7 @@ def seed(db: str, cred: dict, ids: dict, n: int, deep_every: int) -> datetime:
             {"t0": t0, "id": ids["decay"]},
         )
     with psycopg.connect(common.libpq_dsn(db), autocommit=True) as conn:
-        for table in ("leads", "events", "score_deltas", "lead_scores", "decay_rules"):
+        for table in ("leads", "lead_decay", "events", "score_deltas", "lead_scores", "decay_rules"):
             conn.execute(f"VACUUM ANALYZE {table}")
     return t0
 
@@ -247,7 +250,8 @@ def check_stored(conn, at: datetime, decay_id: str) -> dict:
                                     + (e.metadata->>'period')::int * %(period)s * interval '1 second') AS ok
                 FROM events e JOIN leads l ON l.pk = e.lead_pk
                 WHERE e.event_type = 'DECAY' GROUP BY e.lead_pk),
-            w AS (SELECT l.pk, l.last_event_at, l.decay_next_at, {WANT} AS want FROM leads l)
+            w AS (SELECT l.pk, l.last_event_at, b.next_at AS decay_next_at, {WANT} AS want
+                  FROM leads l LEFT JOIN lead_decay b ON b.lead_pk = l.pk)
             SELECT count(*) FILTER (WHERE coalesce(d.n, 0) <> w.want
                                        OR (w.want > 0 AND (d.lo <> 1 OR d.hi <> w.want OR NOT d.ok))),
                    sum(w.want), count(*) FILTER (WHERE w.want > 0),
@@ -300,7 +304,7 @@ def score_with_workers(args, env: dict) -> dict:
     redis = Redis.from_url(f"{common.REDIS_BASE}/{REDIS_DB}")
     redis.set(DECAY_KICK(), "bench-hold", ex=3600)  # no worker's sweep starts a pass during the measure
     for slot in range(args.workers):
-        redis.set(SCORE_SLOT(slot=slot), "bench-hold", ex=SCORE_SLOT.ttl)
+        redis.set(SCORE_SLOT(slot=slot), "bench-hold", ex=300)  # until deleted below
     logdir = Path(tempfile.mkdtemp(prefix="leadpulse-bench-decay-"))
     procs = [common.start([common.LEADPULSE, "worker"], env, logdir / f"worker{i}.log") for i in range(args.workers)]
     try:

@@ -14,8 +14,8 @@ new level and every move is recorded):
 4. `POST /engagement-levels/history/{entryID}/revert` to the table after step 1: Hot comes back under its own id,
    Warm narrows again, and the leads of both ranges move back (~35%).
 
-After each step every lead's level is checked against its score, and the moves recorded against the count. The
-target is each step under 10 s.
+After each step every lead's level is checked against its score, and the moves recorded (each row of a
+reclassification counts the leads it moved between two levels) against the count. The target is each step under 10 s.
 """
 
 from __future__ import annotations
@@ -85,10 +85,13 @@ def check(db: str, unit_id: str, levels: list[tuple[str, int, int | None]]) -> t
 
 
 def moves_recorded(db: str, unit_id: str) -> int:
+    """Leads moved, as recorded (a reclassification's row counts the leads it moved from one level to another)."""
     import psycopg
 
     with psycopg.connect(common.libpq_dsn(db)) as conn:
-        return conn.execute("SELECT count(*) FROM lead_level_changes WHERE unit_id = %s", (unit_id,)).fetchone()[0]
+        return conn.execute(
+            "SELECT coalesce(sum(leads), 0) FROM lead_level_changes WHERE unit_id = %s", (unit_id,)
+        ).fetchone()[0]
 
 
 def main(argv=None) -> int:

@@ -194,7 +194,7 @@ def main(argv=None) -> int:
     redis = Redis.from_url(f"{common.REDIS_BASE}/{REDIS_DB}")
     # Hold the slot flags so the workers' start-up sweep cannot start scoring before both are registered.
     for slot in range(slots):
-        redis.set(SCORE_SLOT(slot=slot), "bench-hold", ex=SCORE_SLOT.ttl)
+        redis.set(SCORE_SLOT(slot=slot), "bench-hold", ex=300)  # until deleted below
 
     logdir = Path(tempfile.mkdtemp(prefix="leadpulse-bench-scoring-"))
     procs = [common.start([common.LEADPULSE, "worker"], env, logdir / f"worker{i}.log") for i in range(args.workers)]

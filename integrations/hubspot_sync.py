@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select, update
 
 from integrations import redis_keys as keys
 from integrations.hubspot import BATCH, ENSURE_PROPERTIES_CALLS, HubSpotAdapter, HubSpotAuthError, HubSpotError
+from integrations.leases import Lease
 from integrations.rate_limit import RateLimited, RollingLimiter
 from integrations.secretbox import decrypt
 from integrations.timeouts import timed_out
@@ -25,6 +27,9 @@ from models.tenancy import OrgUnit
 
 log = logging.getLogger("leadpulse.hubspot")
 TOKEN_PURPOSE = "hubspot-token"
+# Seconds a caller waits for another OU's options update before it is told to retry: a job waiting holds its worker,
+# and a worker's next job may be a scoring slot a dead worker left (docs/guarantees.md).
+OPTIONS_WAIT = 2.0
 
 
 def token_for(session, unit_id: str, conn: HubSpotConnection | None, settings, secret_key: str) -> str | None:
@@ -52,33 +57,39 @@ def ensure_options(
     limiter: RollingLimiter | None = None,
 ) -> None:
     """Properties and level options, one OU at a time per portal (per token when the portal is unknown): the options
-    are read, merged and written back, and two OUs doing it at once could drop each other's new names. Busy for
-    30 s: RateLimited (retry later). Without Redis, unlocked (a sync meeting a missing option restores them)."""
-    lock = None
+    are read, merged and written back, and two OUs doing it at once could drop each other's new names. The lock is a
+    lease, so a holder killed mid-update frees it within seconds. Busy for OPTIONS_WAIT s: RateLimited (retry later).
+    Without Redis, unlocked (a sync meeting a missing option restores them)."""
+    lease = None
     if redis is not None:
         account = f"portal:{portal_id}" if portal_id else "token:" + token_key(token)
+        lease = Lease(redis, keys.HUBSPOT_OPTIONS_LOCK(account=account))
         try:
-            lock = redis.lock(
-                keys.HUBSPOT_OPTIONS_LOCK(account=account), timeout=keys.HUBSPOT_OPTIONS_LOCK.ttl, blocking_timeout=30
-            )
-            acquired = lock.acquire()
+            acquired = _take(lease, OPTIONS_WAIT)
         except Exception as exc:  # Redis down: the options still get written
             if timed_out(exc):
                 raise
             log.warning("HubSpot options lock unavailable (%s); updating without it", exc.__class__.__name__)
-            lock, acquired = None, True
+            lease, acquired = None, True
         if not acquired:
-            raise RateLimited(5.0)
+            raise RateLimited(OPTIONS_WAIT)
     try:
         if limiter is not None:  # the calls' slots, taken now that they go out at once
             limiter.acquire(ENSURE_PROPERTIES_CALLS)
         adapter.ensure_properties(names, others)
     finally:
-        if lock is not None:
-            try:
-                lock.release()
-            except Exception:  # expired meanwhile: nothing to release
-                pass
+        if lease is not None:
+            lease.release()
+
+
+def _take(lease: Lease, wait: float) -> bool:
+    """The lease, if its holder lets it go (or dies) within `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while not lease.acquire():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)  # polling: a release announces nothing
+    return True
 
 
 def sync_level_options(Session, settings, secret_key: str, unit_id: str, redis=None) -> bool:

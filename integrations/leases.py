@@ -25,10 +25,10 @@ log = logging.getLogger("leadpulse.leases")
 LEASE_TTL = 8.0  # seconds a lease outlives its holder's last renewal: a dead holder is known within this
 RENEW_EVERY = LEASE_TTL / 4  # a holder's thread may stall three renewals before the lease lapses
 
-# Take the key when it is free or holds `placeholder` (a kick's "queued" mark); 1 when taken.
+# Take the key when it is free or holds a value starting with `placeholder` (a kick's "queued:<job>" mark); 1 when taken.
 _TAKE = """
 local v = redis.call('get', KEYS[1])
-if v == false or (ARGV[3] ~= '' and v == ARGV[3]) then
+if v == false or (ARGV[3] ~= '' and string.sub(v, 1, #ARGV[3]) == ARGV[3]) then
   redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
   return 1
 end
@@ -57,7 +57,8 @@ class Lease:
         self._lock = threading.Lock()  # a renewal never races a release (it would take the freed key back)
 
     def acquire(self, placeholder: str = "") -> bool:
-        """Take the key if it is free (or holds the placeholder); renewed from now on until release."""
+        """Take the key if it is free (or holds a value starting with the placeholder); renewed from now on until
+        release."""
         self.held = bool(self.redis.eval(_TAKE, 1, self.key, self.token, self.ttl_ms, placeholder))
         if self.held:
             _keeper.add(self)

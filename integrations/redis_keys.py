@@ -25,9 +25,10 @@ class KeyFamily:
 # Scoring.
 SCORE_SLOT = KeyFamily(
     "leadpulse:score:slot:{slot}",
-    "one scoring job per lead partition: a kick marks it queued (for ttl seconds, then a kick may enqueue again), "
-    "the job that runs turns it into its lease (integrations/leases.py), which lapses seconds after a dead holder",
-    20,
+    "one scoring job per lead partition: a kick marks it queued for its job (worker/registry.py mark_queued: kicks "
+    "renew the mark while the job waits in the queue), the job that runs turns it into its lease "
+    "(integrations/leases.py); either lapses within ttl seconds of a dead worker or kicker",
+    8,
 )
 
 # Per-OU integration jobs (kind: hubspot or slack).
@@ -37,7 +38,10 @@ HUBSPOT_KICK = KeyFamily(
     2,
 )
 SLACK_KICK = KeyFamily(
-    "leadpulse:slack:kick:{unit_id}", "alert delivery is queued for the OU; the job clears it as it starts", 30
+    "leadpulse:slack:kick:{unit_id}",
+    "alert delivery is queued for the OU (a mark as SCORE_SLOT's, renewed by kicks while its job waits in the "
+    "queue); the job clears it as it starts",
+    8,
 )
 UNIT_WAIT = KeyFamily(
     "leadpulse:{kind}:wait:{unit_id}",
@@ -56,10 +60,9 @@ HUBSPOT_OPTIONS_RETRY = KeyFamily(
 # HubSpot adapter state.
 HUBSPOT_OPTIONS_LOCK = KeyFamily(
     "leadpulse:hubspot:options-lock:{account}",
-    "engagement_level options are read, "
-    "merged and written by one OU at a time per portal (longer than the up-to-7 calls of "
-    "ensure_properties at their 10 s timeout)",
-    120,
+    "engagement_level options are read, merged and written by one OU at a time per portal: the updater's lease "
+    "(integrations/leases.py), renewed through the up-to-7 calls of ensure_properties, lapsing seconds after a dead "
+    "holder",
 )
 HUBSPOT_RATE = KeyFamily(
     "leadpulse:hubspot:rl:{account}",

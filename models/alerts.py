@@ -6,7 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
@@ -153,8 +153,9 @@ def _digests(
 ) -> list[dict]:
     """One message per reconfiguration (its changes share one timestamp), not one per lead.
 
-    A reconfiguration moving more leads than one examination takes is examined in rounds; each round adds
-    to the pending digest of that reconfiguration, and delivery only starts once every round is done.
+    A reconfiguration records its moves per (from level, to level), each with the leads' score range and count; a
+    row examined in an earlier round adds to the pending digest of that reconfiguration, and delivery only starts
+    once every round is done.
     """
     by_time: dict[datetime, list[LeadLevelChange]] = defaultdict(list)
     for c in entries:
@@ -162,13 +163,14 @@ def _digests(
     rows = []
     for changed_at, group in sorted(by_time.items()):
         key = f"digest:{unit_id}:{changed_at.isoformat()}"
-        sample = _lead_ids(session, [c.lead_pk for c in sorted(group, key=lambda c: -c.score)[:DIGEST_SAMPLE]])
+        sample = _top_entered(session, unit_id, group)
+        count = sum(c.leads for c in group)
         existing = session.execute(
             select(SlackAlert).where(SlackAlert.key == key, SlackAlert.status == PENDING)
         ).scalar()
         if existing is not None:
             payload = dict(existing.payload)
-            payload["count"] += len(group)
+            payload["count"] += count
             payload["leads"] = (payload["leads"] + sample)[:DIGEST_SAMPLE]
             existing.payload = payload
             continue
@@ -185,10 +187,29 @@ def _digests(
                 created_at=changed_at,
                 last_error=None,
                 event_received_at=None,
-                payload={"reason": "reconfiguration", "count": len(group), "level": cfg.level.name, "leads": sample},
+                payload={"reason": "reconfiguration", "count": count, "level": cfg.level.name, "leads": sample},
             )
         )
     return rows
+
+
+def _top_entered(session: Session, unit_id: str, group: list[LeadLevelChange]) -> list[str]:
+    """The highest-scoring leads among those the moves brought in: the leads of each move's level whose score lies in
+    its range (a row naming one lead: that lead), best first, through the (unit, score) index."""
+    which = [
+        Lead.pk == c.lead_pk
+        if c.lead_pk is not None
+        else and_(Lead.level_id == c.to_level_id, Lead.score.between(c.score, c.max_score))
+        for c in group
+    ]
+    return list(
+        session.execute(
+            select(Lead.lead_id)
+            .where(Lead.unit_id == unit_id, Lead.merged_into.is_(None), or_(*which))
+            .order_by(Lead.score.desc(), Lead.lead_id.desc())
+            .limit(DIGEST_SAMPLE)
+        ).scalars()
+    )
 
 
 def _lead_ids(session: Session, pks: list[int]) -> list[str]:

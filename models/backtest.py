@@ -7,12 +7,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import groupby
+from operator import attrgetter
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from models.engine import EventSpec, RulesetSpec, score_events
-from models.event_queries import SCORING_COLUMNS, stored_spec
+from models.event_queries import SCORING_COLUMNS, stored_spec, stream_in_lead_order
 from models.events import SCORED, Event
 from models.hubspot import LIFECYCLE_STAGE, PROPERTY_CHANGE
 from models.level_rules import LevelSpec, classify
@@ -78,7 +79,8 @@ def run_backtest(
     replay each lead under every version: one lead's events in memory at a time."""
     result = Backtest(replay.since, replay.until, replay.ctx.levels, {k: VersionResult(v) for k, v in versions.items()})
     is_outcome = outcome.condition()
-    rows = session.execute(
+    rows = stream_in_lead_order(
+        session,
         select(
             *SCORING_COLUMNS,
             Event.quiet,
@@ -86,19 +88,20 @@ def run_backtest(
             is_outcome.label("outcome"),
         )
         .where(Event.unit_id == unit_id, or_(Event.status == SCORED, is_outcome), Event.occurred_at <= replay.until)
-        .order_by(Event.lead_pk, Event.occurred_at, Event.id)
-        .execution_options(yield_per=CHUNK)
+        .order_by(Event.lead_pk, Event.occurred_at, Event.id),
     )
-    for n, (_, group) in enumerate(groupby(rows, key=lambda r: r.lead_pk), 1):
+    level_of = _LevelOf(replay.ctx.levels)
+    for n, (_, group) in enumerate(groupby(rows, key=attrgetter("lead_pk")), 1):
         events = list(group)
-        outcomes = [(e.occurred_at, e.id) for e in events if e.outcome and _in_period(e.occurred_at, replay)]
+        periods = [_in_period(e.occurred_at, replay) for e in events]
+        outcomes = [(e.occurred_at, e.id) for e, in_period in zip(events, periods) if e.outcome and in_period]
         last_outcome = max(outcomes, default=None)
         result.leads += 1
         result.reached += last_outcome is not None
         result.events += len(events)
         scoring = [stored_spec(e) for e in events if e.scores]
         for version in result.versions.values():
-            _replay_lead(version, events, scoring, last_outcome, replay)
+            _replay_lead(version, events, periods, scoring, last_outcome, replay, level_of)
         if n % CHUNK == 0:
             cooperate()
     return result
@@ -108,24 +111,46 @@ def _in_period(when: datetime, replay: Replay) -> bool:
     return replay.since is None or when >= replay.since
 
 
-def _replay_lead(version: VersionResult, events: list, scoring: list[EventSpec], last_outcome, replay: Replay) -> None:
+class _LevelOf(dict):
+    """Score -> level id (None: Unclassified) under one level table, each score classified once: a replay asks for
+    nearly every event of every version, and the scores a table sees are few."""
+
+    def __init__(self, levels: list[LevelSpec]):
+        super().__init__()
+        self.levels = levels
+
+    def __missing__(self, score: int) -> str | None:
+        level = classify(score, self.levels)
+        self[score] = level.id if level else None
+        return self[score]
+
+
+def _replay_lead(
+    version: VersionResult,
+    events: list,
+    periods: list[bool],
+    scoring: list[EventSpec],
+    last_outcome,
+    replay: Replay,
+    level_of: _LevelOf,
+) -> None:
     """One lead under one version, event by event (as if each were scored on arrival): the levels it was in during
-    the period, each with the moment it first was (the period's start for the level it held then), and its alerts."""
+    the period, each with the moment it first was (the period's start for the level it held then), and its alerts.
+    periods: whether each event is in the period."""
     ctx = replay.ctx
     _, deltas = score_events(scoring, [version.spec], {}, ctx.allow_negative)
     score_after = {d.event_id: d.score_after for d in deltas}
     score, level, seen, started = 0, None, False, False
     first_in: dict[str | None, tuple] = {}
     last_alert: datetime | None = None
-    for e in events:
-        in_period = _in_period(e.occurred_at, replay)
+    for e, in_period in zip(events, periods):
         if in_period and not started:
             started = True
             if seen:  # the level the lead held when the period began counts as entered then
                 first_in.setdefault(level, (replay.since, 0))
         if e.id in score_after or not seen:
             score = score_after.get(e.id, score)
-            new = _level_id(score, ctx.levels)
+            new = level_of[score]
         else:
             new = level
         if seen and new == level:
@@ -144,8 +169,3 @@ def _replay_lead(version: VersionResult, events: list, scoring: list[EventSpec],
     for level_id, since in first_in.items():
         version.entered[level_id] += 1
         version.reached[level_id] += last_outcome is not None and last_outcome > since
-
-
-def _level_id(score: int, levels: list[LevelSpec]) -> str | None:
-    level = classify(score, levels)
-    return level.id if level else None

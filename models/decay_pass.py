@@ -1,9 +1,11 @@
 """Applying decay: set-based over every inactive lead of every OU, each elapsed period once, however it runs.
 
 A pass stores one DECAY event per (decay rule, lead, period) that ended by `now` since the lead's last activity, as
-pending events that scoring then applies like any other (docs/scoring.md, "Decay"). Each carries an idempotency key
-made of its rule, lead, period length, last activity and period number, so the unique index on (unit_id,
-idempotency_key) keeps a second pass, a concurrent one, or one after days of downtime from storing it twice.
+pending events that scoring then applies like any other (docs/scoring.md, "Decay"). Each is stored once because the
+lead's row is locked while its periods are stored and its bookkeeping advanced in the same transaction: a second pass,
+a concurrent one, or one after days of downtime starts after what the first recorded, and a lead whose bookkeeping
+counts from another activity than its last (first seen, its last event deleted, a lead merged into it) is checked
+against its stored DECAY events period by period. No idempotency key: that unique index cost a third of each insert.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from sqlalchemy import (
     Table,
     and_,
     case,
-    cast,
+    distinct,
     func,
     insert,
     literal,
@@ -28,6 +30,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    text,
     true,
     update,
 )
@@ -37,7 +40,7 @@ from models.base import UTCDateTime, to_micros, utcnow
 from models.dialect import epoch_us, from_epoch_us, insert_for, json_object, rfc3339_text
 from models.engine import DECAY
 from models.events import PENDING, Event
-from models.leads import Lead
+from models.leads import Lead, LeadDecay
 from models.locks import lock_unit
 from models.scoring import DECAY_UNITS, DecayRule
 
@@ -57,9 +60,10 @@ DUE = Table(
     prefixes=["TEMPORARY"],
 )
 EVENTS = Event.__table__
-INSERTED = ("org_id", "unit_id", "lead_pk", "event_type", "occurred_at", "received_at", "metadata", "idempotency_key")
+INSERTED = ("org_id", "unit_id", "lead_pk", "event_type", "occurred_at", "received_at", "metadata")
+STORED = EVENTS.alias("stored")  # the lead's DECAY events already there, read by the statement that adds more
 
-KEY_PREFIX = "decay:"  # idempotency keys of DECAY events; a client's event_id may not start with it
+KEY_PREFIX = "decay:"  # DECAY events stored before 0021 carry such idempotency keys; a client's event_id may not
 
 
 @dataclass
@@ -77,13 +81,11 @@ class DecayRun:
     def leads(self) -> int:
         return sum(u["leads"] for u in self.units.values())
 
-    def add(self, applied: list[tuple[str, int]]) -> None:
-        leads: dict[str, set[int]] = defaultdict(set)
-        for unit_id, lead_pk in applied:
-            leads[unit_id].add(lead_pk)
-            self.units.setdefault(unit_id, {"leads": 0, "events": 0})["events"] += 1
-        for unit_id, pks in leads.items():
-            self.units[unit_id]["leads"] += len(pks)  # a lead is in one chunk only
+    def add(self, counts: list[tuple[str, int, int]]) -> None:
+        for unit_id, leads, events in counts:  # a lead is in one chunk only
+            totals = self.units.setdefault(unit_id, {"leads": 0, "events": 0})
+            totals["leads"] += leads
+            totals["events"] += events
 
     def as_dict(self) -> dict:
         return {
@@ -101,8 +103,8 @@ def run_decay(Session, now: datetime | None = None, unit_id: str | None = None, 
     after = 0
     while True:
         with Session() as s, s.begin():
-            last, applied = decay_chunk(s, run.at, unit_id, after, chunk)
-        run.add(applied)
+            last, counts = decay_chunk(s, run.at, unit_id, after, chunk)
+        run.add(counts)
         if last is None:
             return run
         after = last
@@ -132,7 +134,7 @@ def decay_chunk(
     session: Session, now: datetime, unit_id: str | None, after: int, limit: int
 ) -> tuple[int | None, list[tuple[str, int]]]:
     """Up to `limit` due leads with pk above `after`: store their DECAY events, then when their next period ends.
-    Returns (the chunk's highest pk, or None when no lead was due; (unit_id, lead_pk) per event stored)."""
+    Returns (the chunk's highest pk, or None when no lead was due; (unit_id, leads, events) stored per OU)."""
     rule_units = select(DecayRule.unit_id).distinct()
     if unit_id is not None:
         rule_units = rule_units.where(DecayRule.unit_id == unit_id)
@@ -141,9 +143,15 @@ def decay_chunk(
         return None, []
     for unit in units:  # shared, as scoring takes them: a rule edit (exclusive) never lands mid-chunk
         lock_unit(session, unit, shared=True)
+    if session.get_bind().dialect.name == "postgresql":
+        # The chunk's events and the bookkeeping that records them commit as one: a commit lost in a crash loses both,
+        # and the next pass stores those periods again from the bookkeeping as it was. Whatever builds on them (the
+        # scoring of its events) commits synchronously after it, and that flush carries this commit's record too.
+        session.execute(text("SET LOCAL synchronous_commit = off"))
     now_us = to_micros(now)
     DUE.create(session.connection())
-    same_anchor = Lead.decay_anchor_at == Lead.last_event_at
+    book = LeadDecay
+    same_anchor = book.anchor_at == Lead.last_event_at
     due = (
         select(
             Lead.pk,
@@ -151,28 +159,46 @@ def decay_chunk(
             Lead.unit_id,
             Lead.last_event_at,
             epoch_us(Lead.last_event_at),
-            case((same_anchor, epoch_us(Lead.decay_checked_at)), else_=null()),
+            case((same_anchor, epoch_us(book.checked_at)), else_=null()),
         )
+        .join_from(Lead, book, book.lead_pk == Lead.pk)
         .where(
-            Lead.unit_id.in_(units),
+            book.unit_id.in_(units),
+            or_(book.next_at.is_(None), book.next_at <= now),
+            book.lead_pk > after,
             Lead.merged_into.is_(None),
             Lead.last_event_at.isnot(None),
-            or_(Lead.decay_next_at.is_(None), Lead.decay_next_at <= now),
-            Lead.pk > after,
         )
-        .order_by(Lead.pk)
+        .order_by(book.lead_pk)
         .limit(limit)
-        .with_for_update(key_share=True)  # in pk order, as scoring locks leads
+        # In pk order, the lead first as scoring locks leads (it writes the bookkeeping only after). Both rows: a
+        # second pass that waited for them then reads the bookkeeping the first one wrote, not the one it saw before.
+        .with_for_update(key_share=True, of=[Lead, book])
     )
     # Not analyzed: the planner sizes a fresh table by its pages, and the joins below reach the leads by the chunk's pk
     # range whatever it estimates, so an ANALYZE (a statement and catalog writes per chunk) bought no better plan.
     session.execute(insert(DUE).from_select([c.name for c in DUE.c], due))
     last = session.execute(select(func.max(DUE.c.pk))).scalar()
-    applied = session.execute(_store_periods(session, now, now_us)).all() if last is not None else []
+    counts = _stored_counts(session, _store_periods(now, now_us)) if last is not None else []
     if last is not None:
         session.execute(_schedule_next(now, now_us, after, last))
     DUE.drop(session.connection())
-    return last, [tuple(row) for row in applied]
+    return last, counts
+
+
+def _stored_counts(session: Session, stored) -> list[tuple[str, int, int]]:
+    """Run the INSERT; (unit_id, leads, events) it stored per OU. PostgreSQL counts them itself: a row per event sent
+    back and gathered in Python cost the pass ~2 us per event; SQLite has no INSERT inside a WITH."""
+    if session.get_bind().dialect.name == "postgresql":
+        rows = stored.cte("stored")
+        counts = select(rows.c.unit_id, func.count(distinct(rows.c.lead_pk)), func.count()).group_by(rows.c.unit_id)
+        return [tuple(row) for row in session.execute(counts)]
+    leads: dict[str, set[int]] = defaultdict(set)
+    events: dict[str, int] = defaultdict(int)
+    for unit_id, lead_pk in session.execute(stored):
+        leads[unit_id].add(lead_pk)
+        events[unit_id] += 1
+    return [(unit_id, len(pks), events[unit_id]) for unit_id, pks in leads.items()]
 
 
 def _due_rules():
@@ -193,14 +219,23 @@ def _due_rules():
     )
 
 
-def _store_periods(session: Session, now: datetime, now_us: int):
+def _store_periods(now: datetime, now_us: int):
     """INSERT ... SELECT of every (rule, due lead, period k) ending after what was applied (and after the rule's
-    applies_from) and by now; k counts periods from the lead's last activity."""
+    applies_from) and by now; k counts periods from the lead's last activity.
+
+    A lead whose bookkeeping counts from its last activity has every period up to `checked` stored and none after
+    (both are written in one transaction, under the lead's row lock). Any other (no bookkeeping yet, or it counted from
+    another activity: the last event was deleted, a lead was merged in) may already hold some of these periods, so
+    each is looked up among its events by (lead_pk, occurred_at), the index scoring reads a lead's events by.
+    """
     d = _due_rules()
     lower_us = _greater(d.c.from_us, func.coalesce(d.c.checked_us, 0))
     k_lo = case((lower_us < d.c.anchor_us, 1), else_=(lower_us - d.c.anchor_us) // d.c.p_us + 1)
     k_hi = case((now_us < d.c.anchor_us, 0), else_=(now_us - d.c.anchor_us) // d.c.p_us)
-    columns = ("pk", "org_id", "unit_id", "anchor", "anchor_us", "rule_id", "inactive_for", "unit", "decrease", "p_us")
+    columns = (
+        *("pk", "org_id", "unit_id", "anchor", "anchor_us", "checked_us"),
+        *("rule_id", "inactive_for", "unit", "decrease", "p_us"),
+    )
     base = select(*(d.c[c] for c in columns), k_lo.label("k"), k_hi.label("k_hi")).where(k_lo <= k_hi)
     periods = base.cte("decay_periods", recursive=True)
     p = periods.c
@@ -221,26 +256,36 @@ def _store_periods(session: Session, now: datetime, now_us: int):
             for item in (_text(name), value)
         )
     )
-    key = _text(KEY_PREFIX) + p.rule_id + _text(":") + cast(p.pk, String) + _text(":") + cast(p.inactive_for, String)
-    key = key + p.unit + _text(":") + cast(p.anchor_us, String) + _text(":") + cast(p.k, String)
+    at = from_epoch_us(p.anchor_us + p.k * p.p_us)
+    e = STORED.c
+    stored = (
+        select(literal_column("1"))
+        .where(
+            e.lead_pk == p.pk,
+            e.occurred_at == at,
+            e.event_type == DECAY,
+            # the rule, the period's number and length: with the time, the activity it counts from
+            e.metadata["decay_id"].as_string() == p.rule_id,
+            e.metadata["period"].as_integer() == p.k,
+            e.metadata["inactive_for"].as_integer() == p.inactive_for,
+            e.metadata["unit"].as_string() == p.unit,
+        )
+        .exists()
+    )
     rows = select(
         p.org_id,
         p.unit_id,
         p.pk,
         _text(DECAY),
-        from_epoch_us(p.anchor_us + p.k * p.p_us),
+        at,
         literal(now, UTCDateTime()),
         metadata,
-        key,
         literal_column(str(PENDING)),
         true(),  # quiet: a fall never alerts, and its level changes need no examining
-    ).where(true())  # SQLite: an INSERT ... SELECT with ON CONFLICT needs a WHERE to parse
+    ).where(or_(p.checked_us.isnot(None), ~stored))
     return (
-        insert_for(session, EVENTS)
+        insert(EVENTS)
         .from_select([*(EVENTS.c[c] for c in INSERTED), EVENTS.c.status, EVENTS.c.quiet], rows)
-        .on_conflict_do_nothing(
-            index_elements=["unit_id", "idempotency_key"], index_where=EVENTS.c.idempotency_key.isnot(None)
-        )
         .returning(EVENTS.c.unit_id, EVENTS.c.lead_pk)
     )
 
@@ -248,9 +293,9 @@ def _store_periods(session: Session, now: datetime, now_us: int):
 def _schedule_next(now: datetime, now_us: int, after: int, last: int):
     """Each due lead: counted from its anchor, applied through now, its next period's end over the OU's rules.
 
-    Only while its last activity is still the one read (a lead scored meanwhile keeps decay_next_at cleared, so the
-    next pass takes it up); a concurrent pass that got further keeps its later mark. The chunk's pk range lets the
-    planner reach the leads by their primary key: joined on pk alone, it read the whole table once per chunk.
+    The leads stay locked from their reading to the commit, so their last activity is still the one read. A concurrent
+    pass that got further keeps its later mark. The chunk's pk range lets the planner reach the rows by their primary
+    key: joined on pk alone, it read the whole table once per chunk.
     """
     d = _due_rules()
     ref_us = _greater(literal(now_us, BigInteger), d.c.from_us)
@@ -261,19 +306,17 @@ def _schedule_next(now: datetime, now_us: int, after: int, last: int):
         .subquery("next_due")
     )
     now_value = literal(now, UTCDateTime())
+    book = LeadDecay
     return (
-        update(Lead)
-        .where(Lead.pk == upcoming.c.pk, Lead.pk > after, Lead.pk <= last, Lead.last_event_at == upcoming.c.anchor)
+        update(book)
+        .where(book.lead_pk == upcoming.c.pk, book.lead_pk > after, book.lead_pk <= last)
         .values(
-            decay_anchor_at=upcoming.c.anchor,
-            decay_checked_at=case(
-                (
-                    and_(Lead.decay_anchor_at == upcoming.c.anchor, Lead.decay_checked_at > now_value),
-                    Lead.decay_checked_at,
-                ),
+            anchor_at=upcoming.c.anchor,
+            checked_at=case(
+                (and_(book.anchor_at == upcoming.c.anchor, book.checked_at > now_value), book.checked_at),
                 else_=now_value,
             ),
-            decay_next_at=from_epoch_us(upcoming.c.next_us),
+            next_at=from_epoch_us(upcoming.c.next_us),
         )
         .execution_options(synchronize_session=False)
     )
@@ -282,8 +325,30 @@ def _schedule_next(now: datetime, now_us: int, after: int, last: int):
 def reschedule_unit(session: Session, unit_id: str) -> None:
     """After a decay rule of the OU is added or changed: every lead's next period is looked for again."""
     session.execute(
-        update(Lead)
-        .where(Lead.unit_id == unit_id, Lead.decay_next_at.isnot(None))
-        .values(decay_next_at=None)
+        update(LeadDecay)
+        .where(LeadDecay.unit_id == unit_id, LeadDecay.next_at.isnot(None))
+        .values(next_at=None)
         .execution_options(synchronize_session=False)
     )
+
+
+def look_again(session: Session, leads: dict[int, tuple[str, bool]]) -> None:
+    """Scoring changed these leads' last activity ({pk: (unit_id, first)}; first: the lead had none, or was replayed):
+    the next pass counts their periods again, from it. Called with the leads locked, as the pass locks them."""
+    first = [{"lead_pk": pk, "unit_id": unit} for pk, (unit, new) in sorted(leads.items()) if new]
+    others = sorted(pk for pk, (_, new) in leads.items() if not new)
+    if first:
+        stmt = insert_for(session, LeadDecay.__table__)
+        session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["lead_pk"], set_={"next_at": None}, where=LeadDecay.next_at.isnot(None)
+            ),
+            first,
+        )
+    if others:  # a row each has since its first activity; one already looking costs no write
+        session.execute(
+            update(LeadDecay)
+            .where(LeadDecay.lead_pk.in_(others), LeadDecay.next_at.isnot(None))
+            .values(next_at=None)
+            .execution_options(synchronize_session=False)
+        )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
+from typing import NamedTuple
 
 DECAY = "DECAY"  # the event type of one decay application (docs/scoring.md); LeadPulse makes these, clients cannot
 
@@ -35,16 +37,11 @@ class RulesetSpec:
         """Published, active, and its date window holds the moment."""
         return self.published and self.active and _within(when, self.start_date, self.end_date)
 
-    def rule_for(self, event_type: str, when: datetime) -> RuleSpec | None:
-        """The one rule that scores this event here, if the ruleset and rule windows hold it."""
-        if not self.scores_at(when):
-            return None
-        rule = self.rules.get(event_type)
-        return rule if rule is not None and rule.applies_at(when) else None
 
+class EventSpec(NamedTuple):
+    """One event as the engine takes it; a tuple because a replay makes one per stored event, and a tuple costs a
+    fraction of a frozen dataclass to make (docs/previews.md, "Limits")."""
 
-@dataclass(frozen=True)
-class EventSpec:
     id: int
     event_type: str
     occurred_at: datetime
@@ -61,6 +58,10 @@ class EventSpec:
     def is_activity(self) -> bool:
         """Every event but a DECAY is activity: it restarts the inactivity clock."""
         return self.event_type != DECAY
+
+
+# The order events are applied in, as a sort key made in C (order_key's (occurred_at, id)).
+IN_ORDER = attrgetter("occurred_at", "id")
 
 
 def event_spec(event_id: int, event_type: str, occurred_at: datetime, system: dict | None = None) -> EventSpec:
@@ -84,7 +85,7 @@ def void_decays(events: Iterable[EventSpec], last_activity: datetime | None = No
     before these events, then theirs) is not the moment it counts from. A late, deleted or merged event makes them so;
     they are kept, never scored."""
     void = set()
-    for ev in sorted(events, key=lambda e: e.order_key):
+    for ev in sorted(events, key=IN_ORDER):
         if ev.is_activity:
             last_activity = ev.occurred_at if last_activity is None else max(last_activity, ev.occurred_at)
         elif ev.since is None or last_activity != ev.since:
@@ -92,8 +93,9 @@ def void_decays(events: Iterable[EventSpec], last_activity: datetime | None = No
     return void
 
 
-@dataclass(frozen=True)
-class Delta:
+class Delta(NamedTuple):
+    """What one event did to one ruleset's score (a tuple, as EventSpec: a replay makes one per scored event)."""
+
     event_id: int
     ruleset_id: str
     rule_id: str | None
@@ -105,35 +107,33 @@ def _within(when: datetime, start: datetime | None, end: datetime | None) -> boo
     return (start is None or when >= start) and (end is None or when <= end)
 
 
-def apply_weight(score: int, weight: int, allow_negative: bool) -> int:
-    """Scores floor at 0 unless the OU allows negative scores."""
-    total = score + weight
-    return total if allow_negative or total >= 0 else 0
-
-
 def score_events(
     events: Iterable[EventSpec],
     rulesets: Iterable[RulesetSpec],
     scores: dict[str, int],
     allow_negative: bool = False,
 ) -> tuple[dict[str, int], list[Delta]]:
-    """Apply one lead's events in (occurred_at, id) order; the floor makes order part of the result."""
+    """Apply one lead's events in (occurred_at, id) order; the floor makes order part of the result. Written as one
+    loop without helper calls: it runs once per event and ruleset of every replay (docs/previews.md, "Limits")."""
     rulesets = list(rulesets)
     new_scores = dict(scores)
     deltas: list[Delta] = []
-    for ev in sorted(events, key=lambda e: e.order_key):
+    for ev in sorted(events, key=IN_ORDER):
+        when = ev.occurred_at
         for rs in rulesets:
+            if not rs.scores_at(when):
+                continue
             if ev.points is not None:  # a system event: its own points wherever the ruleset scores at its time
-                if not rs.scores_at(ev.occurred_at):
-                    continue
                 weight, rule_id = ev.points, ev.rule_id
-            else:
-                rule = rs.rule_for(ev.event_type, ev.occurred_at)
-                if rule is None:
+            else:  # the ruleset's rule for the type, if its own window holds the moment
+                rule = rs.rules.get(ev.event_type)
+                if rule is None or not rule.applies_at(when):
                     continue
                 weight, rule_id = rule.weight, rule.id
             before = new_scores.get(rs.id, 0)
-            after = apply_weight(before, weight, allow_negative)
+            after = before + weight
+            if after < 0 and not allow_negative:  # scores floor at 0 unless the OU allows negative scores
+                after = 0
             new_scores[rs.id] = after
             deltas.append(Delta(ev.id, rs.id, rule_id, after - before, after))
     return new_scores, deltas

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, false, or_, select
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
@@ -15,10 +15,13 @@ from models.event_queries import EVENT_COLUMNS, NEWEST_FIRST
 from models.events import Event, ScoreDelta
 from models.keyset import Key
 from models.leads import Lead, LeadAlias
+from models.level_queries import in_range
+from models.level_rules import unclassified_ranges
 from models.levels import EngagementLevel
 from models.reclassify import classify_new_lead
 from models.scoring import LeadScore, Ruleset
 from models.time_ranges import range_start
+from models.unit_context import level_specs
 
 SORTS = {
     "score": (Lead.score.asc(), Lead.lead_id),
@@ -91,23 +94,15 @@ def list_statement(session: Session, unit_id: str, filters: dict, now: datetime)
 
 
 def _level_filter(session: Session, unit_id: str, value: str):
+    """The leads a level holds, as the score range it is (a level is exactly its range once the leads are classified,
+    models/reclassify.py), read through the (unit, score) index; Unclassified: the scores no range holds."""
+    levels = level_specs(session, unit_id)
     if value.lower() in ("none", "unclassified"):
-        return Lead.level_id.is_(None)
-    level = session.execute(
-        select(EngagementLevel.id, EngagementLevel.min_score, EngagementLevel.max_score).where(
-            EngagementLevel.unit_id == unit_id,
-            or_(EngagementLevel.id == value, func.lower(EngagementLevel.name) == value.lower()),
-        )
-    ).first()
+        return or_(false(), *(in_range(Lead.score, lo, hi) for lo, hi in unclassified_ranges(levels)))
+    level = next((lv for lv in levels if lv.id == value or lv.name.lower() == value.lower()), None)
     if level is None:
         raise UnknownLevel(value)
-    # A level's leads score within its range (classification puts them there): saying so lets the (unit, score) index
-    # start at the level's top, where the level's own index would have every lead of a large level sorted first.
-    in_range = [
-        Lead.score >= level.min_score,
-        *([Lead.score <= level.max_score] if level.max_score is not None else []),
-    ]
-    return and_(Lead.level_id == level.id, *in_range)
+    return in_range(Lead.score, level.min_score, level.max_score)
 
 
 def rulesets(session: Session, unit_id: str):

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from models.base import Base, JSONType, UTCDateTime, prefix_index, utcnow
 
 ALIAS_KINDS = ("email", "phone", "external_id", "cookie", "social")
+FILLFACTOR = 45  # percent of a page new rows fill: room for one more version of each (PostgreSQL; migration 0022)
 
 
 class Lead(Base):
@@ -19,9 +20,10 @@ class Lead(Base):
         # The Leads page's keyset orders (models/lead_ops.py KEYSET_SORTS), scanned forwards or backwards: a page
         # deep in a million leads is read from the index, not sorted (ix_leads_unit_activity below).
         Index("ix_leads_unit_score", "unit_id", "score", "lead_id"),
-        Index("ix_leads_unit_level", "unit_id", "level_id"),
-        Index("ix_leads_decay_due", "unit_id", "decay_next_at"),
         prefix_index("ix_leads_unit_id_prefix", "lead_id", "pk"),  # the search by id prefix (models/base.py)
+        # level_id is in no index and has no foreign key, and every page keeps room for a second version of its
+        # rows: a level edit that moves every lead rewrites each one in place (a HOT update), docs/levels.md.
+        {"postgresql_with": {"fillfactor": FILLFACTOR}},
     )
     pk: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
@@ -33,18 +35,15 @@ class Lead(Base):
     owner_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     merged_into: Mapped[str | None] = mapped_column(String(200), nullable=True)
     score: Mapped[int] = mapped_column(BigInteger, default=0)
-    level_id: Mapped[str | None] = mapped_column(ForeignKey("engagement_levels.id", ondelete="SET NULL"), nullable=True)
+    # The level whose range holds the score (None: Unclassified). Not a foreign key: every deletion of a level moves
+    # its leads out first (models/reclassify.py), which is what ON DELETE SET NULL did, without a check per move.
+    level_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     level_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_event_type: Mapped[str | None] = mapped_column(String(100), nullable=True)
     # (occurred_at, id) of the last event applied: a pending event sorting before it forces a replay.
     scored_through_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     scored_through_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    # Decay's bookkeeping (models/decay_pass.py): the last activity it counted from, the moment through which it
-    # applied the periods since, and when the next one ends (None: look now; scoring clears it on new activity).
-    decay_anchor_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    decay_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    decay_next_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -52,6 +51,26 @@ class Lead(Base):
 # By last activity, newest first, a lead with none last (NULL as the lowest value: SQLite's order, which its plain index
 # of the migration keeps; PostgreSQL is told).
 Index("ix_leads_unit_activity", Lead.unit_id, Lead.last_event_at.desc().nulls_last(), Lead.lead_id.desc())
+
+
+class LeadDecay(Base):
+    """A lead's decay bookkeeping (models/decay_pass.py), in a narrow row of its own: a pass rewrites it for every lead
+    it looks at, and in the wide leads row that rewrite could not be HOT (the due time is indexed) and wrote all of the
+    lead's indexes again."""
+
+    __tablename__ = "lead_decay"
+    __table_args__ = (Index("ix_lead_decay_due", "unit_id", "next_at"),)
+    lead_pk: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("leads.pk", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    )
+    unit_id: Mapped[str] = mapped_column(String(36))  # the lead's, for the due index; the lead ties it to its OU
+    anchor_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # the last activity counted from
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # periods up to here were applied
+    # When the next period ends; None: look now (scoring clears it when the lead's last activity changes).
+    next_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class LeadAlias(Base):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select, true
 
 from models.leads import Lead
 from models.levels import EngagementLevel
+from models.unit_context import level_specs
 
 
 def level_snapshot(session, unit_id: str) -> list[dict]:
@@ -42,11 +43,22 @@ def level_options(session, unit_id: str) -> tuple[list[str], set[str]]:
     return names, others
 
 
+def in_range(score, low: int | None, high: int | None):
+    """low <= score <= high, an unbounded side (None) left out."""
+    return and_(true(), *([score >= low] if low is not None else []), *([score <= high] if high is not None else []))
+
+
 def level_counts(session, unit_id: str) -> dict[str | None, int]:
-    """How many of the OU's leads (merged ones left out) each level holds; None: those no level holds."""
-    rows = session.execute(
-        select(Lead.level_id, func.count())
+    """How many of the OU's leads (merged ones left out) each level holds; None: those no level holds. Counted by the
+    levels' score ranges in one pass, as the level filter of GET /leads reads them (models/lead_ops.py)."""
+    levels = level_specs(session, unit_id)
+    row = session.execute(
+        select(*(func.count().filter(in_range(Lead.score, lv.min_score, lv.max_score)) for lv in levels), func.count())
+        .select_from(Lead)
         .where(Lead.unit_id == unit_id, Lead.merged_into.is_(None))
-        .group_by(Lead.level_id)
-    ).all()
-    return {level_id: count for level_id, count in rows}
+    ).one()
+    *held, total = row
+    counts: dict[str | None, int] = {lv.id: n for lv, n in zip(levels, held) if n}
+    if total > sum(held):
+        counts[None] = total - sum(held)
+    return counts

@@ -65,3 +65,16 @@ def classify(score: int, levels: Sequence[LevelSpec]) -> LevelSpec | None:
         if lv.min_score <= score and (lv.max_score is None or score <= lv.max_score):
             return lv
     return None
+
+
+def unclassified_ranges(levels: Iterable[LevelSpec]) -> list[tuple[int | None, int | None]]:
+    """The inclusive score ranges no level holds, low to high (None: unbounded): where Unclassified leads score."""
+    gaps: list[tuple[int | None, int | None]] = []
+    start: int | None = None  # the lowest score not yet covered (None: from the lowest there is)
+    for lv in sorted(levels, key=lambda lv: lv.min_score):
+        if start is None or lv.min_score > start:
+            gaps.append((start, lv.min_score - 1))
+        if lv.max_score is None:
+            return gaps
+        start = lv.max_score + 1
+    return [*gaps, (start, None)]

@@ -42,7 +42,8 @@ class LevelHistory(ActorColumns, Base):
 
 
 class LeadLevelChange(Base):
-    """One lead moving between levels: the outbox the HubSpot and Slack integrations read."""
+    """Leads moving between levels, the outbox the Slack alerts read: one row per lead a score change moved, one per
+    (from level, to level) for a reclassification (lead_pk None; its leads' scores from score to max_score)."""
 
     __tablename__ = "lead_level_changes"
     __table_args__ = (
@@ -57,10 +58,12 @@ class LeadLevelChange(Base):
     )
     id: Mapped[int] = mapped_column(BIGID, primary_key=True, autoincrement=True)
     unit_id: Mapped[str] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"))
-    lead_pk: Mapped[int] = mapped_column(ForeignKey("leads.pk", ondelete="CASCADE"), index=True)
+    lead_pk: Mapped[int | None] = mapped_column(ForeignKey("leads.pk", ondelete="CASCADE"), index=True, nullable=True)
     from_level_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     to_level_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
-    score: Mapped[int] = mapped_column(BigInteger)
+    score: Mapped[int] = mapped_column(BigInteger)  # the lead's; a reclassification's: the lowest of its leads'
+    max_score: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # a reclassification's highest
+    leads: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))  # how many leads moved
     cause: Mapped[str] = mapped_column(String(20))  # "score" or "reconfiguration"
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     alert_checked: Mapped[bool] = mapped_column(

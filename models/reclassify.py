@@ -4,94 +4,69 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from sqlalchemy import func, insert, literal, or_, select, text, update
+from sqlalchemy import case, func, insert, literal, null, select, update
 from sqlalchemy.orm import Session
 
 from models.base import UTCDateTime, utcnow
 from models.leads import Lead
+from models.level_queries import in_range
 from models.level_rules import classify
-from models.levels import EngagementLevel, LeadLevelChange
+from models.levels import LeadLevelChange
 from models.locks import lock_unit_leads
 from models.scoring import LeadScore, Ruleset
 from models.unit_context import level_specs
 
 
-def _level_for_score(exclude_level_ids: Collection[str] = ()):
-    """Correlated subquery: the level whose inclusive range holds leads.score."""
-    lv = EngagementLevel
-    return (
-        select(lv.id)
-        .where(
-            lv.unit_id == Lead.unit_id,
-            lv.min_score <= Lead.score,
-            or_(lv.max_score.is_(None), Lead.score <= lv.max_score),
-            lv.id.not_in(list(exclude_level_ids)),
-        )
-        .order_by(lv.min_score)
-        .limit(1)
-        .scalar_subquery()
-    )
+def level_of_score(levels):
+    """The level whose inclusive range holds leads.score, as one CASE over the OU's few levels (None: Unclassified):
+    evaluated in the row, no lookup per lead."""
+    if not levels:
+        return null()
+    return case(*((in_range(Lead.score, lv.min_score, lv.max_score), literal(lv.id)) for lv in levels), else_=null())
 
 
 def reclassify_unit(
     session: Session, unit_id: str, cause: str = "reconfiguration", exclude_level_ids: Collection[str] = ()
 ) -> int:
-    """Move every lead of the OU to the level its score now falls in; record each move. Returns moves.
+    """Move every lead of the OU to the level its score now falls in; record the moves, one row per (from level, to
+    level) with their score range and count (docs/levels.md). Returns moves.
 
     exclude_level_ids reclassifies as if those levels were already gone (before deleting them).
     """
     now = utcnow()
-    if session.get_bind().dialect.name == "postgresql":
-        # One statement, one snapshot. It locks only the leads it moves: the caller holds the OU's exclusive lock
-        # (models/locks.lock_unit), so no scoring batch changes a score or level meanwhile; a lead changed by
-        # anything else between the snapshot and its update is re-checked and left alone if its level moved.
-        return session.execute(
-            RECLASSIFY_PG, {"u": unit_id, "cause": cause, "now": now, "x": list(exclude_level_ids)}
-        ).scalar_one()
-    new_level = _level_for_score(exclude_level_ids)  # SQLite: writers are serialized, two statements suffice
-    moved = Lead.unit_id == unit_id, Lead.merged_into.is_(None), Lead.level_id.is_distinct_from(new_level)
-    session.execute(
-        insert(LeadLevelChange).from_select(
-            ["unit_id", "lead_pk", "from_level_id", "to_level_id", "score", "cause", "changed_at"],
-            select(
-                literal(unit_id),
-                Lead.pk,
-                Lead.level_id,
-                new_level,
-                Lead.score,
-                literal(cause),
-                literal(now, UTCDateTime),
-            ).where(*moved),
-        )
+    levels = [lv for lv in level_specs(session, unit_id) if lv.id not in set(exclude_level_ids)]
+    new_level = level_of_score(levels)
+    wrong = Lead.unit_id == unit_id, Lead.merged_into.is_(None), Lead.level_id.is_distinct_from(new_level)
+    moves = select(Lead.level_id.label("old"), new_level.label("new"), Lead.score).where(*wrong).subquery()
+    record = insert(LeadLevelChange).from_select(
+        ["unit_id", "from_level_id", "to_level_id", "score", "max_score", "leads", "cause", "changed_at"],
+        select(
+            literal(unit_id),
+            moves.c.old,
+            moves.c.new,
+            func.min(moves.c.score),
+            func.max(moves.c.score),
+            func.count(),
+            literal(cause),
+            literal(now, UTCDateTime),
+        ).group_by(moves.c.old, moves.c.new),
+        include_defaults=False,  # the columns' server defaults (not yet alert-checked) stand
     )
-    result = session.execute(
+    move = (
         update(Lead)
-        .where(*moved)
+        .where(*wrong)
         .values(level_id=new_level, level_changed_at=now)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount
-
-
-RECLASSIFY_PG = text("""
-WITH lv AS MATERIALIZED (
-    SELECT id, min_score, max_score FROM engagement_levels WHERE unit_id = :u AND id <> ALL(:x)
-), target AS (
-    SELECT l.pk, l.score, l.level_id AS old_level, lv.id AS new_level
-      FROM leads l LEFT JOIN lv ON lv.min_score <= l.score AND (lv.max_score IS NULL OR l.score <= lv.max_score)
-     WHERE l.unit_id = :u AND l.merged_into IS NULL AND l.level_id IS DISTINCT FROM lv.id
-), moved AS (
-    UPDATE leads SET level_id = t.new_level, level_changed_at = :now
-      FROM target t
-     WHERE leads.pk = t.pk AND leads.level_id IS NOT DISTINCT FROM t.old_level
-    RETURNING leads.pk, t.old_level, t.new_level, t.score
-), recorded AS (
-    INSERT INTO lead_level_changes (unit_id, lead_pk, from_level_id, to_level_id, score, cause, changed_at)
-    SELECT :u, pk, old_level, new_level, score, :cause, :now FROM moved
-    RETURNING 1
-)
-SELECT count(*) FROM recorded
-""")
+    if session.get_bind().dialect.name != "postgresql":  # SQLite: writers are serialized, two statements suffice
+        session.execute(record)
+        return session.execute(move).rowcount
+    # One statement, one snapshot: the moves are counted from the rows as they were, and each lead is rewritten in
+    # place (a HOT update, models/leads.py) by one pass over the OU's leads, no join. It locks only the leads it moves:
+    # the caller holds the OU's exclusive lock (models/locks.lock_unit), so no scoring batch changes a score or level
+    # meanwhile; a lead changed by anything else before its update is re-checked, and left alone if now in its level.
+    moved = move.returning(Lead.pk).cte("moved")
+    return session.execute(select(func.count()).select_from(moved).add_cte(record.cte("recorded"))).scalar_one()
 
 
 def classify_new_lead(session: Session, lead: Lead) -> None:

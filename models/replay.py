@@ -54,7 +54,7 @@ def replay_leads(session: Session, unit_id: str, lead_pks: set[int]) -> None:
     session.execute(
         update(Lead)
         .where(Lead.pk.in_(lead_pks))
-        .values(scored_through_at=None, scored_through_id=None, last_event_at=None, decay_next_at=None)
+        .values(scored_through_at=None, scored_through_id=None, last_event_at=None)
         .execution_options(synchronize_session=False)
     )
     with_events = set(session.execute(select(Event.lead_pk).where(Event.lead_pk.in_(lead_pks)).distinct()).scalars())

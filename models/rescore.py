@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from models.base import utcnow
 from models.dialect import insert_for
 from models.engine import DECAY, Delta, RulesetSpec, score_events
-from models.event_queries import SCORING_COLUMNS, stored_spec
+from models.event_queries import SCORING_COLUMNS, stored_spec, stream_in_lead_order
 from models.events import SCORED, Event, ScoreDelta
 from models.locks import lock_unit_leads
 from models.reclassify import refresh_primary_scores
@@ -61,11 +61,11 @@ def rescored_leads(session: Session, unit_id: str, spec: RulesetSpec, allow_nega
     The one computation behind publishing (which writes what it yields) and a rescore preview (which only counts
     it): the preview's numbers are publishing's because there is no second implementation to drift.
     """
-    rows = session.execute(
+    rows = stream_in_lead_order(
+        session,
         select(*SCORING_COLUMNS)
         .where(Event.unit_id == unit_id, Event.status == SCORED, Event.event_type.in_([*spec.rules, DECAY]))
-        .order_by(Event.lead_pk, Event.occurred_at, Event.id)
-        .execution_options(yield_per=CHUNK)
+        .order_by(Event.lead_pk, Event.occurred_at, Event.id),
     )
     yield from scored_leads(rows, spec, allow_negative)
 

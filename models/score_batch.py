@@ -9,6 +9,7 @@ from sqlalchemy import delete, exists, func, literal, select, true, union_all, u
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
+from models.decay_pass import look_again
 from models.dialect import insert_for
 from models.engine import EventSpec, primary_score, score_events, void_decays
 from models.event_queries import SCORING_COLUMNS, stored_spec
@@ -173,6 +174,7 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
         current[pk] = {rs: s for rs, s in current[pk].items() if rs not in applicable}
     now = utcnow()
     score_rows, delta_rows, lead_rows, change_rows = [], [], [], []
+    restarted: dict[int, tuple[str, bool]] = {}
     changed_units: set[str] = set()
     level_units: set[str] = set()
     updates: list[tuple] = []
@@ -214,7 +216,8 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
             pk in replay or lead.last_event_at is None or active.occurred_at >= lead.last_event_at
         ):
             # a DECAY is no activity; new activity restarts the inactivity clock (models/decay_pass.py looks again)
-            row.update(last_event_at=active.occurred_at, last_event_type=active.event_type, decay_next_at=None)
+            row.update(last_event_at=active.occurred_at, last_event_type=active.event_type)
+            restarted[pk] = (lead.unit_id, pk in replay or lead.last_event_at is None)
         if new_score != lead.score or level_id != lead.level_id:
             changed_units.add(lead.unit_id)
             updates.append((lead.unit_id, lead.lead_id, new_score, level_id, lead.level_id))
@@ -259,6 +262,7 @@ def score_pending(session: Session, *, slot: int = 0, slots: int = 1, limit: int
         )
         session.execute(stmt, score_rows)
     _update_leads(session, lead_rows)
+    look_again(session, restarted)
     if change_rows:
         session.execute(insert_for(session, LeadLevelChange), change_rows)
     return BatchResult(

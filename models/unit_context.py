@@ -76,10 +76,13 @@ def ruleset_spec(rs: Ruleset, rules: list[dict] | None = None) -> RulesetSpec:
 
 
 def level_specs(session: Session, unit_id: str) -> list[LevelSpec]:
+    """The OU's levels by score as the database has them now (columns, not the session's possibly stale objects: a
+    revert rewrites the table with bulk updates before it reclassifies)."""
+    lv = EngagementLevel
     rows = session.execute(
-        select(EngagementLevel).where(EngagementLevel.unit_id == unit_id).order_by(EngagementLevel.min_score)
-    ).scalars()
-    return [LevelSpec(lv.id, lv.name, lv.min_score, lv.max_score) for lv in rows]
+        select(lv.id, lv.name, lv.min_score, lv.max_score).where(lv.unit_id == unit_id).order_by(lv.min_score)
+    )
+    return [LevelSpec(*row) for row in rows]
 
 
 def load_contexts(session: Session, unit_ids: set[str]) -> dict[str, UnitContext]:

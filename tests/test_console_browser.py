@@ -311,6 +311,7 @@ def test_creating_a_webhook_source_and_copying_its_secret(page, client, tenant):
     page.get_by_role("button", name="Copied signing secret").wait_for()
     assert page.evaluate("navigator.clipboard.readText()") == secret
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Leads").click()
+    page.wait_for_url(re.compile(r"/app/leads$"))  # left the page that showed it (else the click below races it)
     page.get_by_role("link", name="Sources & access").click()
     page.locator("tr", has_text="Site tracker").wait_for()
     assert secret not in page.content()  # shown once
@@ -467,3 +468,115 @@ def test_the_members_page_and_trying_changes_work_from_the_keyboard_and_fit_a_ph
                 else:
                     page.screenshot(path=shot, full_page=True)
     no_console_errors(page)
+
+
+# ----- Integrations: HubSpot and Slack connected from the page (the fakes over real HTTP)
+
+SLACK_APP = ("1111.2222", "test-client-secret-0123456789")
+HUBSPOT_TOKEN = "pat-na1-browser-0123456789"
+
+
+@pytest.fixture
+def integrations_site(settings, clean, browser, monkeypatch):
+    """(page, app, fake HubSpot, fake Slack): the app on both fakes, served over HTTP, and a fresh context at 1280 px."""
+    import dataclasses
+
+    from tests.fakes import FakeHubSpot, FakeSlack
+    from webapp import create_app
+
+    monkeypatch.setattr(stream_resource, "HEARTBEAT_SECONDS", 1)
+    with (
+        FakeHubSpot(tokens=[HUBSPOT_TOKEN]) as hubspot,
+        FakeSlack(client_id=SLACK_APP[0], client_secret=SLACK_APP[1], team_name="Acme") as slack,
+    ):
+        app = create_app(dataclasses.replace(settings, hubspot_api_base=hubspot.url, slack_api_base=slack.base_url))
+        with serving(app, record=False) as url:
+            context = browser.new_context(base_url=url, viewport={"width": 1280, "height": 800})
+            context.set_default_timeout(WAIT_MS)
+            page = context.new_page()
+            page.problems, page.site = [], url
+            page.on("console", lambda m: page.problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda exc: page.problems.append(str(exc)))
+            yield page, app, hubspot, slack
+            context.close()
+
+
+def test_connecting_hubspot_and_slack_from_the_integrations_page_at_desktop_and_phone(integrations_site, tenant):
+    """Also what takes the Integrations screenshots of docs/console/, connected (after the keyboard test's, so these
+    are the ones kept)."""
+    page, app, hubspot, slack = integrations_site
+    client = app.test_client()
+    api = Api(client, tenant)
+    create_levels(api)
+    leads = slack.add_channel("leads")
+    slack.add_channel("general")
+    grace = slack.add_user("grace", real_name="Grace Hopper")
+    sign_in(page, client, tenant)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Integrations").click()
+    page.wait_for_url(re.compile(r"/app/integrations$"))
+
+    hubspot_card = page.locator("[data-integration=hubspot]")
+    page.get_by_label("Private-app access token").fill("pat-na1-not-the-token-00")
+    page.get_by_role("button", name="Connect HubSpot").click()
+    assert "rejected by HubSpot" in page.locator("#access_token-error").inner_text()
+    assert "HubSpot rejected the access token" in page.get_by_role("alert").inner_text()
+    page.get_by_label("Private-app access token").fill(HUBSPOT_TOKEN)
+    page.get_by_role("button", name="Connect HubSpot").click()
+    page.get_by_role("status").filter(has_text="HubSpot is connected").wait_for()
+    assert "Connected" in hubspot_card.locator("h2").inner_text()
+
+    page.get_by_label("Client ID").fill(SLACK_APP[0])
+    page.get_by_label("Client secret").fill(SLACK_APP[1])
+    page.get_by_role("button", name="Set the Slack app").click()
+    page.get_by_role("status").filter(has_text="Slack app is set").wait_for()
+    page.get_by_role("link", name="Add to Slack").click()  # to the fake Slack's consent page, which approves at once
+    page.wait_for_url(re.compile(r"/app/integrations\?slack=connected$"))
+    assert "Slack is installed" in page.get_by_role("status").inner_text()
+    assert "Installed Team" in page.locator("[data-integration=slack]").inner_text()
+
+    page.get_by_role("link", name="Pick where alerts go").click()
+    page.get_by_role("heading", name="Where Slack alerts go").wait_for()
+    page.get_by_label("Find a channel or person").fill("grace")
+    page.get_by_role("button", name="Find").click()
+    page.get_by_text("0 channels and 1 people").wait_for()
+    page.get_by_label("Channel or person", exact=True).select_option(f"user:{grace}")
+    page.get_by_role("button", name="Send a test message").click()  # to the person picked, before saving anything
+    page.get_by_role("status").filter(has_text="Test message sent").wait_for()
+    assert slack.messages[-1]["channel"] == "D" + grace[1:]
+    page.get_by_role("link", name="Show all").click()
+    page.get_by_text("2 channels and 2 people").wait_for()
+    page.get_by_label("Channel or person", exact=True).select_option(label="#leads")
+    page.get_by_role("button", name="Send alerts here").click()
+    page.get_by_role("status").filter(has_text="Alerts now go where you picked.").wait_for()
+    assert page.locator("#slack-target dd").inner_text() == f"channel {leads}"
+
+    page.get_by_label("Message").fill("Hello from the console")
+    page.get_by_role("button", name="Send a test message").click()
+    page.get_by_role("status").filter(has_text="Test message sent").wait_for()
+    assert slack.messages[-1]["channel"] == leads and slack.messages[-1]["text"] == "Hello from the console"
+    slack.fail_channel(leads, "is_archived")
+    page.get_by_role("button", name="Send a test message").click()
+    assert "Slack refused the target: is_archived" in page.get_by_role("alert").inner_text()
+
+    pages = {
+        "/app/integrations": "integrations",
+        "/app/integrations/slack/target": "slack-target",
+        "/app/integrations/hubspot/failures": None,
+        "/app/integrations/slack/disconnect": None,
+    }
+    for path, name in pages.items():
+        for width, height in ((1280, 800), (390, 844)):
+            page.set_viewport_size({"width": width, "height": height})
+            page.goto(path)
+            fits_and_labelled(page, path, width)
+            if SCREENSHOTS and name:
+                page.screenshot(
+                    path=f"{SCREENSHOTS}/{name}-{'phone' if width < 800 else 'desktop'}.png", full_page=True
+                )
+    page.goto("/app/integrations")
+    page.get_by_role("link", name="Disconnect Slack").click()
+    page.get_by_role("heading", name="Disconnect Slack?").wait_for()
+    page.get_by_role("button", name="Disconnect Slack").click()
+    page.get_by_role("status").filter(has_text="Slack is disconnected").wait_for()
+    assert page.get_by_role("link", name="Add to Slack").is_visible()
+    no_console_errors(page, allowed=("400",))

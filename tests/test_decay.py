@@ -282,6 +282,57 @@ def test_new_activity_restarts_the_clock_and_a_late_or_deleted_event_is_accounte
     assert lead_row(app, "bo").score == 45
 
 
+def test_a_merged_lead_s_decay_periods_are_not_stored_again_for_the_lead_it_joined(app, api, run_worker, scored):
+    """The source's DECAY events move with its events; the target then counts from the same last activity, whose
+    periods are stored already (each period once, whichever lead it was first stored for)."""
+    scored()
+    hot_lead(api, "src")  # last active at A
+    hot_lead(api, "dst", at=A - timedelta(hours=12))
+    settle(app, run_worker)
+    assert decay(app, run_worker, A + 2 * DAY).events == 4  # two periods each
+    r = api.post("/leads/merge", json={"targetLeadId": "dst", "sourceLeadIds": ["src"]})
+    assert r.status_code == 200, r.json
+    settle(app, run_worker)
+    # dst's own periods counted from before src's activity: void; src's, counted from A, hold for dst.
+    assert [e.metadata_["period"] for e in decays_of(app, "dst")] == [1, 2]
+    assert lead_row(app, "dst").score == 120 - 2 * 5
+    assert decay(app, run_worker, A + 2 * DAY + timedelta(hours=1)).events == 0
+    assert decay(app, run_worker, A + 3 * DAY).events == 1
+    assert [e.metadata_["period"] for e in decays_of(app, "dst")] == [1, 2, 3]
+    assert lead_row(app, "dst").score == 120 - 3 * 5
+
+
+@pytest.mark.sqlite
+def test_on_sqlite_too_each_period_is_stored_once_and_found_when_counting_from_another_activity(tmp_path, settings):
+    """The embedded default runs the same pass: its JSON look-up of stored periods and its per-OU counts included."""
+    import dataclasses
+
+    from models.leads import LeadDecay
+    from models.migrate import upgrade
+
+    lite = dataclasses.replace(settings, database_url=f"sqlite:///{tmp_path}/lp.db")
+    upgrade(lite)
+    tenant = make_tenant(lite, org="Lite")
+    Sessions = session_factory(lite.database_url, writer=True)
+    with Sessions() as s, s.begin():
+        s.add(DecayRule(org_id=tenant.org_id, unit_id=tenant.unit_id, inactive_for=1, unit="days", decrease=5))
+        s.flush()
+        s.execute(update(DecayRule).values(applies_from=A - DAY))
+        lead = Lead(org_id=tenant.org_id, unit_id=tenant.unit_id, lead_id="ada", last_event_at=A)
+        s.add(lead)
+        s.flush()
+        s.add(LeadDecay(lead_pk=lead.pk, unit_id=tenant.unit_id))  # as scoring adds it at the first activity
+    first = run_decay(Sessions, now=A + 2 * DAY)
+    assert first.as_dict()["units"] == [{"unit_id": tenant.unit_id, "leads": 1, "events": 2}]
+    assert run_decay(Sessions, now=A + 2 * DAY).events == 0
+    with Sessions() as s, s.begin():  # bookkeeping that counts from another activity: the stored periods are found
+        s.execute(update(LeadDecay).values(anchor_at=A - DAY, checked_at=None, next_at=None))
+    assert run_decay(Sessions, now=A + 3 * DAY).events == 1
+    with Sessions() as s:
+        periods = s.execute(select(Event.metadata_).where(Event.event_type == DECAY).order_by(Event.occurred_at))
+        assert [m["period"] for m in periods.scalars()] == [1, 2, 3]
+
+
 def test_decay_stops_at_the_floor_unless_negative_scores_are_allowed(app, api, run_worker, scored):
     decay_id = scored()
     ingest(api, "low", "page_view", timestamp=stamp(A))  # 5 points

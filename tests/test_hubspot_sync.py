@@ -1,6 +1,7 @@
 """Scores and levels reach HubSpot contacts: batched, coalesced, missing contacts reported, 429s rescheduled."""
 
 import dataclasses
+import time
 
 import pytest
 from rq import Queue
@@ -8,10 +9,15 @@ from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
 from config import ALL_UNITS
+from integrations.hubspot import HubSpotAdapter
+from integrations.hubspot_sync import OPTIONS_WAIT, ensure_options, token_key
+from integrations.leases import LEASE_TTL
+from integrations.rate_limit import RateLimited
+from integrations.redis_keys import HUBSPOT_OPTIONS_LOCK
 from models.base import utcnow
 from models.hubspot import HubSpotContact
 from models.leads import Lead
-from tests.conftest import Api
+from tests.conftest import Api, wait_until
 from tests.fakes import FakeHubSpot
 from tests.helpers import create_levels, published_ruleset, run_scheduled, settle
 from webapp import create_app
@@ -380,3 +386,23 @@ def test_a_sync_that_lost_its_lease_makes_no_further_batch_call(
         run_worker()
         assert all(props(fake, e).get("engagement_score") == "5" for e in emails)
         assert [len(r.body["inputs"]) for r in fake.requests_to(UPDATE)] == [100, 50]
+
+
+def test_an_options_lock_left_by_a_killed_updater_holds_a_sync_seconds_not_minutes(clean, redis_conn):
+    """The options lock is a lease: one a worker killed mid-update left lapses within its TTL, and meanwhile a caller
+    waits OPTIONS_WAIT s at most (a job waiting holds its worker, which a dead worker's scoring slot may need)."""
+    with FakeHubSpot(tokens=[TOKEN]) as fake:
+        adapter = HubSpotAdapter(TOKEN, fake.url)
+        key = HUBSPOT_OPTIONS_LOCK(account="token:" + token_key(TOKEN))
+        redis_conn.set(key, "host:1:killed-mid-update", px=int(LEASE_TTL * 1000))  # as its last renewal left it
+        killed = time.monotonic()
+        with pytest.raises(RateLimited):
+            ensure_options(redis_conn, adapter, TOKEN, ["Cold", "Hot"], set())
+        assert time.monotonic() - killed < OPTIONS_WAIT + 1
+        assert "engagement_level" not in fake.properties
+        wait_until(
+            lambda: not redis_conn.exists(key), timeout=LEASE_TTL + 1, interval=0.1, message="the lease to lapse"
+        )
+        ensure_options(redis_conn, adapter, TOKEN, ["Cold", "Hot"], set())
+        assert [o["value"] for o in fake.properties["engagement_level"]["options"]] == ["Cold", "Hot"]
+        assert not redis_conn.exists(key)  # released

@@ -26,11 +26,12 @@ def test_a_lease_is_renewed_while_held_and_freed_on_release(redis_conn, clean):
 
 
 def test_a_kicks_placeholder_is_taken_over_and_a_foreign_lease_is_not(redis_conn, clean):
-    redis_conn.set(KEY, "queued")
+    redis_conn.set(KEY, "queued:job-1")  # a kick's mark names its job; any job of the key may take it over
     assert not Lease(redis_conn, KEY).acquire()  # no placeholder named: the key is taken
+    assert not Lease(redis_conn, KEY).acquire(placeholder="queued:job-1x")
     lease = Lease(redis_conn, KEY)
-    assert lease.acquire(placeholder="queued") and redis_conn.get(KEY).decode() == lease.token
-    assert not Lease(redis_conn, KEY).acquire(placeholder="queued")
+    assert lease.acquire(placeholder="queued:") and redis_conn.get(KEY).decode() == lease.token
+    assert not Lease(redis_conn, KEY).acquire(placeholder="queued:")
     lease.release()
 
 

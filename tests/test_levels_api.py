@@ -1,6 +1,6 @@
 """Engagement levels as the reference: the worked example end to end, validation, reclassification."""
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from models.levels import LeadLevelChange, LevelHistory
 from tests.helpers import REFERENCE_LEVELS, create_levels, ingest, leads_by_id, published_ruleset
@@ -65,6 +65,32 @@ def test_level_changes_are_recorded_with_time_and_cause(api, app, run_worker, te
     assert all(c.changed_at is not None for c in changes)
     assert [(h.action, len(h.snapshot)) for h in history] == [("create", n) for n in (1, 2, 3, 4)] + [("update", 4)] * 2
     assert {lv["name"]: lv["max_score"] for lv in history[-1].snapshot}["Hot"] == 59
+
+
+def test_a_reclassification_records_its_moves_per_pair_of_levels_with_their_score_range(api, app, run_worker):
+    """One row per (from level, to level) with the lowest and highest score and the count, not one row per lead."""
+    ids = create_levels(api)
+    published_ruleset(api, {"page_view": 5, "demo_request": 30})
+    for lead, events in {"a": ["demo_request"], "b": ["demo_request", "page_view"], "c": ["demo_request"] * 2}.items():
+        for event_type in events:
+            ingest(api, lead, event_type)
+    run_worker()  # a 30 and b 35 Warm, c 60 Hot
+    with app.extensions["leadpulse"].Session() as s:
+        scored = s.execute(select(func.max(LeadLevelChange.id))).scalar()
+    assert api.put(f"/engagement-levels/{ids['Warm']}", json={"max_score": 29}).status_code == 200
+    assert api.put(f"/engagement-levels/{ids['Hot']}", json={"min_score": 30}).status_code == 200
+    with app.extensions["leadpulse"].Session() as s:
+        rows = s.execute(select(LeadLevelChange).where(LeadLevelChange.id > scored).order_by(LeadLevelChange.id))
+        moves = [
+            (c.lead_pk, c.from_level_id, c.to_level_id, c.score, c.max_score, c.leads, c.cause) for c in rows.scalars()
+        ]
+    assert moves == [
+        (None, ids["Warm"], None, 30, 35, 2, "reconfiguration"),  # Warm now ends at 29
+        (None, None, ids["Hot"], 30, 35, 2, "reconfiguration"),  # Hot now starts at 30
+    ]
+    assert level_names(api) == {"a": "Hot", "b": "Hot", "c": "Hot"}
+    assert leads_by_id(api, level="hot").keys() == {"a", "b", "c"}
+    assert leads_by_id(api, level="warm") == {}
 
 
 def test_list_shape_order_and_defaults(api):

@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, text
 
+from models.event_queries import stream_in_lead_order
+from models.events import Event
 from models.levels import LeadLevelChange
 from models.scoring import LeadScore
 from tests.conftest import Api, make_tenant, model_tables
@@ -172,6 +174,27 @@ def test_a_ruleset_that_is_not_the_primary_previews_its_own_score_or_as_the_prim
     assert kept == {"a": 50, "b": 20}
     assert api.put(f"/rulesets/{trial}", json={"is_primary": True}).status_code == 200
     check_preview_came_true(as_primary, before, lead_states(api))
+
+
+def test_a_whole_ou_stream_is_in_lead_order_and_leaves_the_rest_of_its_transaction_planned_as_before(
+    app, api, run_worker
+):
+    """models/event_queries.stream_in_lead_order: planned without index scans, and the setting back as it was once
+    the cursor is declared (a publish goes on writing in the same transaction)."""
+    published_ruleset(api, {"demo": 30})
+    for n in range(7):  # interleaved leads, each with events arriving out of time order
+        story(api, f"l{n % 3}", ("demo", 5 - n), ("view", n / 3))
+    run_worker()
+    ordered = select(Event.lead_pk, Event.occurred_at, Event.id).order_by(Event.lead_pk, Event.occurred_at, Event.id)
+    setting = text("SELECT current_setting('enable_indexscan')")
+    with app.extensions["leadpulse"].Session() as s, s.begin():
+        expected = s.execute(ordered).all()
+        rows = stream_in_lead_order(s, ordered)
+        assert s.execute(setting).scalar() == "on"
+        assert [tuple(r) for r in rows] == [tuple(r) for r in expected] and len(expected) == 14
+        s.execute(text("SET LOCAL enable_indexscan = off"))
+        stream_in_lead_order(s, ordered).close()
+        assert s.execute(setting).scalar() == "off"  # as it was before, not the default
 
 
 def test_replace_rules_and_windows_in_edits(api, run_worker):

@@ -142,15 +142,18 @@ def test_a_level_edit_sends_one_digest_not_one_per_lead(alerting, fake_slack, ru
     for lead in ("d1", "d2", "d3"):
         send(api, lead, "demo_request", "page_view", "page_view")  # 40: Warm
     send(api, "d4", "page_view")  # 5: Cold
+    send(api, "d5", "demo_request", "demo_request")  # 60: Hot already, its own alert
     settle(app, run_worker)
+    fake_slack.messages.clear()
     levels = {lv["name"]: lv["id"] for lv in api.get("/engagement-levels").json["levels"]}
     assert api.put(f"/engagement-levels/{levels['Warm']}", json={"max_score": 34}).status_code == 200
     assert api.put(f"/engagement-levels/{levels['Hot']}", json={"min_score": 35}).status_code == 200
     run_worker()
     [digest] = fake_slack.messages
     assert digest["text"] == "3 leads entered Hot after the level change"
-    assert all(f"`{lead}`" in digest["blocks"][1]["elements"][0]["text"] for lead in ("d1", "d2", "d3"))
-    assert [a.kind for a in alerts(app)] == ["digest"]
+    sample = digest["blocks"][1]["elements"][0]["text"]
+    assert all(f"`{lead}`" in sample for lead in ("d1", "d2", "d3")) and "`d5`" not in sample  # those that moved
+    assert [a.kind for a in alerts(app)] == ["lead", "digest"]
     # with digests off, a reclassification stays quiet
     assert (
         member.put("/settings/ou/alerts", json={"digest_on_reclassification": False}, headers=headers).status_code

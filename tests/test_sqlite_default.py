@@ -112,6 +112,16 @@ def test_quickstart_on_sqlite(dev_server):
     assert rules == {"demo_request": (2, 60), "page_view": (1, 5)} and sum(p["points"] for p in ledger["parts"]) == 65
     history = s.get(f"{base}/lead/{lead['lead_id']}/score-history").json()
     assert history["start_score"] == 0 and history["points"][-1]["score"] == 65
+    # A level edit moves the lead on SQLite too, and the level filter reads the new ranges.
+    levels = {lv["name"]: lv["id"] for lv in s.get(base + "/engagement-levels").json()["levels"]}
+    assert s.put(f"{base}/engagement-levels/{levels['Very Hot']}", json={"min_score": 65}).status_code == 400
+    assert s.put(f"{base}/engagement-levels/{levels['Hot']}", json={"max_score": 64}).status_code == 200
+    assert s.get(base + "/leads").json()[0]["level"] is None
+    assert len(s.get(base + "/leads", params={"level": "unclassified"}).json()) == 1
+    assert s.put(f"{base}/engagement-levels/{levels['Very Hot']}", json={"min_score": 65}).status_code == 200
+    assert s.get(base + "/leads").json()[0]["level"]["name"] == "Very Hot"
+    assert [r["score"] for r in s.get(base + "/leads", params={"level": "very hot"}).json()] == [65]
+    assert s.get(base + "/leads", params={"level": "hot"}).json() == []
     # A member (Bearer + activeOu cookie) reads the database on every request, then ingests.
     m = requests.Session()
     login = m.post(base + "/auth/login", json={"email": "owner@acme.io", "password": "pw-12345678"})
@@ -136,11 +146,13 @@ def test_quickstart_on_sqlite(dev_server):
         ("POST", "/rulesets"),
         ("POST", "/rules"),
         ("POST", f"/rulesets/{rs}/publish"),
+        ("PUT", f"/engagement-levels/{levels['Hot']}"),
+        ("PUT", f"/engagement-levels/{levels['Very Hot']}"),
         ("POST", "/auth/login"),
         ("POST", "/org-units/active"),
     }
     assert (
-        len(audit) == 10 and audit[0]["client_id"] == creds["client_id"] and audit[-1]["user_email"] == "owner@acme.io"
+        len(audit) == 13 and audit[0]["client_id"] == creds["client_id"] and audit[-1]["user_email"] == "owner@acme.io"
     )
 
 

@@ -13,6 +13,7 @@ from collections import Counter
 import pytest
 from redis import Redis
 from rq import Worker
+from rq.scheduler import RQScheduler
 from sqlalchemy import select
 
 from integrations.redis_keys import SCORE_SLOT, UNIT_RUN
@@ -21,6 +22,7 @@ from models.slack import SlackAlert
 from tests.conftest import wait_until
 from tests.fakes import FakeSlack
 from tests.helpers import create_levels, ingest, leads_by_id, published_ruleset
+from worker.registry import worker_queues
 
 SCORING_RESUMES_WITHIN = 15  # seconds from a scoring worker's death
 ALERTS_RESUME_WITHIN = 30  # seconds from the death of a worker posting an alert
@@ -49,17 +51,43 @@ def holder_pid(redis, key: str) -> int | None:
 
 
 def kill_worker(proc: subprocess.Popen) -> float:
-    """kill -9 a `leadpulse worker` and the scheduler it forked (an orphan otherwise); returns when it happened."""
-    children = [int(pid) for pid in open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()]
+    """kill -9 a `leadpulse worker` and the scheduler it forked, as a kill of its process group does; returns when it
+    happened."""
+    forked = children(proc.pid)
     proc.send_signal(signal.SIGKILL)
     killed_at = time.monotonic()
     proc.wait()
-    for pid in children:
+    for pid in forked:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
     return killed_at
+
+
+def children(pid: int) -> list[int]:
+    return [int(child) for child in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+
+
+def gone(pid: int) -> bool:
+    """Ended (a zombie not yet reaped by its new parent counts as ended)."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_a_worker_killed_alone_takes_its_scheduler_with_it(settings, redis_conn, clean, worker_processes):
+    """kill -9 of the worker's pid only (the OOM killer's, an operator's): the scheduler it forked notices it is
+    orphaned, releases the scheduler locks and ends, instead of living on with them."""
+    [proc] = worker_processes(1)
+    locks = [RQScheduler.get_locking_key(name) for name in worker_queues(settings.queue_name)]
+    wait_until(lambda: children(proc.pid) and redis_conn.exists(*locks) == 2, message="the worker's scheduler")
+    [scheduler] = children(proc.pid)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    wait_until(lambda: gone(scheduler), timeout=15, message="the orphaned scheduler to end")
+    assert not redis_conn.exists(*locks)  # released: the next worker's scheduler starts at once
 
 
 def test_a_killed_scorers_slot_is_taken_over_within_seconds(api, app, redis_conn, worker_processes):

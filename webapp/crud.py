@@ -30,17 +30,25 @@ def get_scoped(model, obj_id, label: str):
 
 def paginate(stmt, args: dict, *, dump, key: str, default_limit: int = 50, cap: int = 500, order_by=()):
     """The API's list semantics: with page/limit an envelope with total; without, the bare array (capped)."""
-    session = db()
-    total = session.execute(select(func.count()).select_from(stmt.order_by(None).subquery())).scalar()
-    stmt = stmt.order_by(*order_by) if order_by else stmt
     if "page" in args or "limit" in args:
         page, limit = args.get("page", 1), args.get("limit", default_limit)
-        rows = session.execute(stmt.offset((page - 1) * limit).limit(limit)).all()
+        rows, total = page_of(stmt, page, limit, order_by)
         return jsonify({key: dump(rows), "total": total, "page": page, "limit": limit})
-    rows = session.execute(stmt.limit(cap)).all()
+    total = _count(stmt)
+    rows = db().execute(stmt.order_by(*order_by).limit(cap) if order_by else stmt.limit(cap)).all()
     resp = jsonify(dump(rows))
     resp.headers["X-Total-Count"] = str(total)
     return resp
+
+
+def _count(stmt) -> int:
+    return db().execute(select(func.count()).select_from(stmt.order_by(None).subquery())).scalar()
+
+
+def page_of(stmt, page: int, limit: int, order_by=()) -> tuple[list, int]:
+    """One page of the list (page from 1) and the total: the API's page/limit, which the console's tables use too."""
+    stmt = stmt.order_by(*order_by) if order_by else stmt
+    return db().execute(stmt.offset((page - 1) * limit).limit(limit)).all(), _count(stmt)
 
 
 def page_doc(item, key: str) -> dict:

@@ -28,7 +28,7 @@ from models.decay_pass import DecayRun, run_decay
 from models.hubspot_sync_state import hubspot_served_units, pending_contacts, pending_creations
 from models.lead_delete import mark_failed, run_deletion
 from models.score_batch import has_pending, score_pending
-from worker.registry import job, queue_depth, urgent_queue
+from worker.registry import QUEUED, job, mark_queued, queue_depth, urgent_queue
 from worker.stream import announce_scores
 
 log = logging.getLogger("leadpulse.jobs")
@@ -39,7 +39,6 @@ SCORING_TIMEOUT = 300
 ALERTS_TIMEOUT = 300  # a delivery run hands over after 60 s
 HUBSPOT_SYNC_TIMEOUT = 600
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
-SLOT_QUEUED = "queued"  # a kick's mark on a scoring slot: a job is on its way (the job replaces it with its lease)
 
 
 # Scoring ------------------------------------------------------------------------------------------------------------
@@ -73,7 +72,7 @@ def score_slot(slot: int, slots: int) -> int:
     Session = session_factory(settings.database_url, writer=True)
     redis = get_current_job().connection
     lease = Lease(redis, keys.SCORE_SLOT(slot=slot))
-    if not lease.acquire(placeholder=SLOT_QUEUED):
+    if not lease.acquire(placeholder=QUEUED):  # a kick's mark, this job's or a later one's: the job takes it over
         return 0
     try:
         total = _score_slot(Session, settings, redis, lease, slot, slots)
@@ -111,7 +110,7 @@ def _score_slot(Session, settings, redis, lease: Lease, slot: int, slots: int) -
             with Session() as s:
                 if not has_pending(s, slot, slots):
                     break
-            if not lease.acquire(placeholder=SLOT_QUEUED):
+            if not lease.acquire(placeholder=QUEUED):
                 break
         elif time.monotonic() > deadline:
             lease.release()
@@ -123,13 +122,14 @@ def _score_slot(Session, settings, redis, lease: Lease, slot: int, slots: int) -
 def kick_scoring(redis, queue_name: str, slots: int, only: list[int] | None = None) -> list[int]:
     """Enqueue a scoring job for each slot that has none running or queued; returns the slots kicked."""
     wanted = list(range(slots)) if only is None else only
-    pipe = redis.pipeline(transaction=False)
-    for slot in wanted:
-        pipe.set(keys.SCORE_SLOT(slot=slot), SLOT_QUEUED, nx=True, ex=keys.SCORE_SLOT.ttl)
-    acquired = [slot for slot, ok in zip(wanted, pipe.execute(), strict=True) if ok]
-    for slot in acquired:
-        score_slot.enqueue(redis, queue_name, slot, slots)
-    return acquired
+    marks = [keys.SCORE_SLOT(slot=slot) for slot in wanted]
+    job_ids = mark_queued(redis, score_slot.queue(redis, queue_name), marks, keys.SCORE_SLOT.ttl)
+    kicked = []
+    for slot, job_id in zip(wanted, job_ids, strict=True):
+        if job_id is not None:
+            score_slot.enqueue(redis, queue_name, slot, slots, job_id=job_id)
+            kicked.append(slot)
+    return kicked
 
 
 def try_kick(app_state) -> None:
@@ -327,9 +327,11 @@ def enqueue_alerts(redis, queue_name: str, unit_id: str, delay: float = 0.0) -> 
 
 def kick_alerts(redis, queue_name: str, unit_id: str) -> bool:
     """Enqueue alert delivery for the OU unless one is queued; the job clears the key as it starts, so no delay."""
-    if not redis.set(keys.SLACK_KICK(unit_id=unit_id), 1, nx=True, ex=keys.SLACK_KICK.ttl):
+    queue = deliver_slack_alerts.queue(redis, queue_name)
+    [job_id] = mark_queued(redis, queue, [keys.SLACK_KICK(unit_id=unit_id)], keys.SLACK_KICK.ttl)
+    if job_id is None:
         return False
-    enqueue_alerts(redis, queue_name, unit_id)
+    deliver_slack_alerts.enqueue(redis, queue_name, unit_id, job_id=job_id)
     return True
 
 

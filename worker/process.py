@@ -13,13 +13,31 @@ from collections.abc import Callable
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import SimpleWorker
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import InvalidJobOperation
 from rq.job import JobStatus
+from rq.scheduler import RQScheduler
 
 log = logging.getLogger("leadpulse.worker")
 WATCHDOG_EXIT = 70  # the process's exit status when a job outlived its timeout: the supervisor restarts it
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)  # BusyLoadingError (a restart loading its data) is one too
 RECONNECT_WAIT = (0.25, 5.0)  # first and longest pause between tries while Redis is away
+
+
+class ParentBoundScheduler(RQScheduler):
+    """RQ's scheduler process, ended with its worker: RQ's own runs on after a kill -9 of the worker alone (the OOM
+    killer's, an operator's), an orphan per kill that keeps the scheduler locks, so no new worker's scheduler starts."""
+
+    def work(self):
+        self._worker_pid = os.getppid()  # in the forked scheduler process: the worker
+        super().work()
+
+    def heartbeat(self):
+        worker = getattr(self, "_worker_pid", None)
+        if worker is not None and os.getppid() != worker:  # re-parented: the worker died
+            self.log.warning("Scheduler %s: its worker (pid %s) is gone; stopping", self.name, worker)
+            self.request_stop()  # the loop's next turn releases the locks and ends the process
+        super().heartbeat()
 
 
 class WatchedWorker(SimpleWorker):
@@ -38,6 +56,36 @@ class WatchedWorker(SimpleWorker):
         self._ended = threading.Event()
         self._redis_lost = False
         self._lost_jobs: list = []  # (job, queue) whose bookkeeping the outage cut short
+
+    def _start_scheduler(
+        self,
+        burst=False,
+        logging_level="INFO",
+        date_format=DEFAULT_LOGGING_DATE_FORMAT,
+        log_format=DEFAULT_LOGGING_FORMAT,
+    ):
+        """RQ's _start_scheduler with ParentBoundScheduler: take the scheduler locks if free, then run the scheduler
+        in a forked process (burst: enqueue what is due, once, here)."""
+        self.scheduler = ParentBoundScheduler(
+            self.queues,
+            connection=self.connection,
+            logging_level=logging_level if logging_level is not None else self.log.level,
+            date_format=date_format,
+            log_format=log_format,
+            serializer=self.serializer,
+        )
+        self.scheduler.acquire_locks()
+        if not self.scheduler.acquired_locks:
+            return
+        if not burst:
+            self.scheduler.start()
+            return
+        try:
+            self.scheduler.register_birth()
+            self.scheduler.enqueue_scheduled_jobs()
+        finally:
+            self.scheduler.release_locks()
+            self.scheduler.register_death()
 
     def execute_job(self, job, queue):
         if not self._watching:

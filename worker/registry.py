@@ -5,6 +5,7 @@ Every job is declared once, with @job, in worker/jobs.py; docs/architecture.md l
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -28,6 +29,44 @@ def urgent_queue(queue_name: str) -> str:
 def worker_queues(queue_name: str) -> list[str]:
     """The queues a worker serves, the urgent one first."""
     return [urgent_queue(queue_name), queue_name]
+
+
+QUEUED = "queued:"  # a kick's mark: "queued:<job id>", the job that waits for the key's work
+
+# KEYS[1]: the queue's list; KEYS[2..]: the marks. ARGV[1]: their TTL (ms); ARGV[2..]: a fresh job id for each mark.
+# A free key is marked for the fresh job (1: enqueue it). A key marked for a job still in the list is renewed (0); any
+# other value is left to lapse (0): a lease's holder renews its own, and a mark whose job left the list unrenewed was
+# taken by a worker that died before it took the key over, or was never enqueued (its kicker died in between).
+_MARK = """
+local marked = {}
+for i = 2, #KEYS do
+  local v = redis.call('get', KEYS[i])
+  if not v then
+    redis.call('set', KEYS[i], 'queued:' .. ARGV[i], 'PX', ARGV[1])
+    marked[i - 1] = 1
+  else
+    if string.sub(v, 1, 7) == 'queued:' and redis.call('lpos', KEYS[1], string.sub(v, 8)) then
+      redis.call('pexpire', KEYS[i], ARGV[1])
+    end
+    marked[i - 1] = 0
+  end
+end
+return marked
+"""
+
+
+def mark_queued(redis, queue: Queue, marks: list[str], ttl: float) -> list[str | None]:
+    """Mark each key free of a job for one about to be enqueued on `queue`; returns the job id to enqueue it under,
+    or None where a job holds the key or still waits for it in the queue (its mark renewed: it lives while it waits).
+
+    A mark outlives neither its job's place in the queue nor its kicker by more than `ttl`: a worker killed between
+    taking the job and taking the key over, or a kicker killed before its enqueue, holds the work up `ttl` seconds at
+    most, as a dead lease's holder does (docs/guarantees.md)."""
+    if not marks:
+        return []
+    ids = [uuid.uuid4().hex for _ in marks]
+    marked = redis.eval(_MARK, 1 + len(marks), queue.key, *marks, int(ttl * 1000), *ids)
+    return [job_id if ok else None for job_id, ok in zip(ids, marked, strict=True)]
 
 
 def queue_depth(redis, queue_name: str) -> int:
@@ -60,8 +99,9 @@ class JobSpec:
     def queue(self, redis, queue_name: str) -> Queue:
         return Queue(urgent_queue(queue_name) if self.urgent else queue_name, connection=redis)
 
-    def enqueue(self, redis, queue_name: str, *args, delay: float = 0.0) -> Job | None:
-        """Enqueue with the declared options (after delay seconds if given); None when a live job has the unique id."""
+    def enqueue(self, redis, queue_name: str, *args, delay: float = 0.0, job_id: str | None = None) -> Job | None:
+        """Enqueue with the declared options (after delay seconds if given, under job_id if given: the id a mark
+        names, see mark_queued); None when a live job has the unique id."""
         options = dict(
             job_timeout=self.timeout,
             result_ttl=self.result_ttl,
@@ -74,6 +114,8 @@ class JobSpec:
             options["job_id"] = self.unique_id.format(*args)
             if _live(redis, options["job_id"]):
                 return None
+        elif job_id is not None:
+            options["job_id"] = job_id
         queue = self.queue(redis, queue_name)
         if delay > 0:
             return queue.enqueue_in(timedelta(seconds=delay), self.func, *args, **options)

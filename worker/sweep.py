@@ -32,8 +32,10 @@ from worker.jobs import (
 
 DELETION_RETRY_SECONDS = 60  # a deletion still pending after this long has lost its job
 # How often the cheap part (scoring slots, alert delivery) looks: work a killed worker held is taken up again this
-# long after its lease lapsed (integrations/leases.py), so scoring resumes within ~12 s of a death, alerts alike.
+# long after its lease or mark lapsed (integrations/leases.py, worker/registry.py), alerts within ~11 s of a death.
+# A scoring slot's key about to lapse sooner is looked at as it lapses (slot_lapse): scoring within ~8 s.
 RECHECK_SECONDS = 3
+LAPSE_MARGIN = 0.05  # seconds after a key's lapse that the sweep looks (Redis expires a key on access, at the ms)
 
 log = logging.getLogger("leadpulse.sweep")
 
@@ -55,6 +57,17 @@ def rekick(Session, redis, queue_name: str, slots: int, settings: Settings | Non
         if unit_job_idle(redis, "slack", unit_id):
             kick_alerts(redis, queue_name, unit_id)
     return kick_scoring(redis, queue_name, slots, only=waiting) if waiting else []
+
+
+def slot_lapse(redis, slots: int) -> float:
+    """Seconds until the first scoring slot's key (a lease or a kick's mark) lapses, RECHECK_SECONDS if none does
+    sooner. A live holder renews its key long before (its TTL stays above RECHECK_SECONDS); a dead one's runs out,
+    and the sweep kicks the slot the moment it does instead of up to RECHECK_SECONDS later."""
+    pipe = redis.pipeline(transaction=False)
+    for slot in range(slots):
+        pipe.pttl(keys.SCORE_SLOT(slot=slot))
+    lapses = [ms / 1000 for ms in pipe.execute() if ms >= 0]
+    return max(LAPSE_MARGIN, min([RECHECK_SECONDS, *(t + LAPSE_MARGIN for t in lapses)]))
 
 
 def sweep_once(Session, redis, queue_name: str, slots: int, settings: Settings | None = None) -> list[int]:
@@ -120,6 +133,7 @@ def start_sweeper(
         while not sweeper.stopped.is_set():
             full = sweeper.woken.is_set() or time.monotonic() >= next_full
             sweeper.woken.clear()
+            pause = RECHECK_SECONDS
             try:
                 if full:
                     kicked = sweep_once(Session, redis, queue_name, slots, settings)
@@ -128,9 +142,10 @@ def start_sweeper(
                     kicked = rekick(Session, redis, queue_name, slots, settings)
                 if kicked:
                     log.info("sweep re-kicked scoring slots %s", kicked)
+                pause = slot_lapse(redis, slots)
             except Exception as exc:  # Redis or the database away: the next round tries again (a full one)
                 log.warning("sweep failed: %s", exc)
-            sweeper.woken.wait(min(interval, RECHECK_SECONDS))
+            sweeper.woken.wait(min(interval, pause))
 
     threading.Thread(target=loop, name="leadpulse-sweep", daemon=True).start()
     return sweeper

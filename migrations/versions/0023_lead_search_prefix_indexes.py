@@ -1,14 +1,14 @@
 """leads, lead_aliases: the search by id or alias prefix read from an index (text_pattern_ops, PostgreSQL only)
 
 Revision ID: 0023
-Revises: 0020
+Revises: 0022
 Create Date: 2026-12-05 16:00:00
 """
 
 from alembic import op
 
 revision = "0023"
-down_revision = "0020"
+down_revision = "0022"
 branch_labels = None
 depends_on = None
 

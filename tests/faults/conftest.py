@@ -21,10 +21,11 @@ from models.db import get_engine
 from models.migrate import upgrade as db_upgrade
 from tests.conftest import basic
 from tests.fakes import FakeHubSpot, FakeSlack
+from tests.faults import evidence
 from tests.faults.load import WEIGHTS, EventLoad, HttpApi, Plan
 from tests.faults.oracle import Outcome, Store, settle, verify
 from tests.faults.processes import Deployment
-from tests.faults.recovery import LIMITS, Recovery, scoring_resumed, slack_resumed
+from tests.faults.recovery import LIMITS, Overdue, Recovery, scoring_resumed, slack_resumed
 from tests.faults.servers import HarnessError, PostgresCluster, RedisServer
 from tests.helpers import create_levels, free_port, published_ruleset
 
@@ -245,16 +246,21 @@ class Stack:
         """Time the recovery from a fault at `since`. A stall beyond what is watched fails at once (nothing after it
         would mean much); a slow recovery fails at the end of the scenario, after every other check."""
         watch = LIMITS[kind] + SCALE.watch_beyond_limit
+        overdue = Overdue(since, LIMITS[kind], lambda: evidence.report(self, since))
         if kind == "scoring":
-            seconds = scoring_resumed(self.store, self.slots, since, load.done if load else lambda: True, watch)
+            seconds = scoring_resumed(
+                self.store, self.slots, since, load.done if load else lambda: True, watch, overdue
+            )
         else:
-            seconds = slack_resumed(self.store, since, watch)
-        recovery = Recovery(fault, kind, seconds, watch)
+            seconds = slack_resumed(self.store, since, watch, overdue)
+        recovery = Recovery(fault, kind, seconds, watch, overdue.evidence)
         self.recoveries.append(recovery)
         self.record_property("recovery", (fault, kind, seconds, recovery.limit))
         if seconds is None:
             dead = [f"{p.name} (exit {p.exit_code()})" for p in self.deployment.dead_workers()]
-            raise AssertionError(f"{recovery}: stalled; workers that died by themselves: {dead or 'none'}")
+            raise AssertionError(
+                f"{recovery}: stalled; workers that died by themselves: {dead or 'none'}\n{recovery.evidence}"
+            )
         return recovery
 
     def finish(self, load: EventLoad) -> None:
@@ -274,8 +280,8 @@ class Stack:
         assert not load.stats.statuses[500], "the web answered 500 (a fault must be a 503 or no answer, never a 500)"
         dead = self.deployment.dead_workers()
         assert not dead, "workers died without being killed:\n" + "\n".join(f"{p.name}:\n{p.log_tail()}" for p in dead)
-        slow = [str(r) for r in self.recoveries if not r.ok]
-        assert not slow, "recovery too slow:\n" + "\n".join(slow)
+        slow = [r for r in self.recoveries if not r.ok]
+        assert not slow, "recovery too slow:\n" + "\n".join(map(str, slow)) + "".join(f"\n{r.evidence}" for r in slow)
 
 
 @pytest.fixture(scope="session")

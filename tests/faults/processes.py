@@ -95,11 +95,13 @@ class Process:
                 found.append(int(stat.parent.name))
         return sorted(found)
 
-    def log_tail(self, lines: int = 60) -> str:
+    def log_tail(self, lines: int | None = 60) -> str:
+        """The last `lines` lines of its output (None: all of it)."""
         try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+            text = self.log.read_text(errors="replace").splitlines()
         except OSError:
             return ""
+        return "\n".join(text[-lines:] if lines else text)
 
 
 def sockets_on_port(port: int) -> set[str]:

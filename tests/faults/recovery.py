@@ -23,6 +23,7 @@ class Recovery:
     kind: str  # "scoring" or "slack"
     seconds: float | None  # None: not within the time watched
     watched: float
+    evidence: str = ""  # the workers' logs and the Redis and PostgreSQL state when the limit passed unmet
 
     @property
     def limit(self) -> float:
@@ -37,12 +38,29 @@ class Recovery:
         return f"{self.kind} after {self.fault}: {took} (limit {self.limit:.0f} s)"
 
 
+class Overdue:
+    """Calls `report` once, when the limit has passed since the fault without a recovery: the state of the moment,
+    for the failure message (read later, the stall is over and its cause gone)."""
+
+    def __init__(self, since: datetime, limit: float, report: Callable[[], str] | None) -> None:
+        self.since, self.limit, self.report = since, limit, report
+        self.evidence = ""
+
+    def check(self) -> None:
+        if self.report is not None and not self.evidence and (now() - self.since).total_seconds() > self.limit:
+            try:
+                self.evidence = self.report()
+            except Exception as exc:  # a fault in progress (a server down) must not hide the figure
+                self.evidence = f"(the state could not be read: {exc.__class__.__name__}: {exc})"
+
+
 def scoring_resumed(
-    store: Store, slots: int, since: datetime, load_done: Callable[[], bool], watch: float
+    store: Store, slots: int, since: datetime, load_done: Callable[[], bool], watch: float, overdue: Overdue
 ) -> float | None:
     """Seconds from `since` until every slot that owes events has scored one; None if not within `watch` seconds."""
     deadline = time.monotonic() + watch
     while time.monotonic() < deadline:
+        overdue.check()
         state = store.slots(slots, since)
         if state is not None:
             waits, waiting = [], False
@@ -58,10 +76,11 @@ def scoring_resumed(
     return None
 
 
-def slack_resumed(store: Store, since: datetime, watch: float) -> float | None:
+def slack_resumed(store: Store, since: datetime, watch: float, overdue: Overdue) -> float | None:
     """Seconds from `since` until an alert is marked sent (or none is owed); None if not within `watch` seconds."""
     deadline = time.monotonic() + watch
     while time.monotonic() < deadline:
+        overdue.check()
         sent = store.first_alert_sent_after(since)
         if sent is not None:
             return (sent - since).total_seconds()

@@ -4,19 +4,12 @@ from __future__ import annotations
 
 from flask import jsonify
 from marshmallow import fields, validate
-from sqlalchemy import func, or_, select
 
-from integrations.secretbox import encrypt
-from integrations.slack_store import CLIENT_SECRET_PURPOSE
-from models.alerts import alert_config
-from models.levels import EngagementLevel
-from models.members import owns_every_unit
-from models.slack import AlertSettings, SlackApp
-from webapp.app_state import db, state
 from webapp.auth import current_unit, principal
 from webapp.blueprint import Blueprint
-from webapp.errors import ApiError
-from webapp.schema_base import StrictSchema, UTCDateTime, rfc3339
+from webapp.schema_base import StrictSchema, UTCDateTime
+from webapp.services.alert_settings import effective_alert_settings, update_alert_settings
+from webapp.services.slack_connect import set_slack_app, slack_app_view
 
 blp = Blueprint("alert_settings", __name__, description="Alert and Slack app settings")
 
@@ -59,29 +52,6 @@ class SlackAppSchema(StrictSchema):
     updated_at = UTCDateTime(allow_none=True)
 
 
-def _level(unit_id: str, ref: str):
-    return (
-        db()
-        .execute(
-            select(EngagementLevel).where(
-                EngagementLevel.unit_id == unit_id,
-                or_(EngagementLevel.id == ref, func.lower(EngagementLevel.name) == ref.lower()),
-            )
-        )
-        .scalar()
-    )
-
-
-def effective_alert_settings(unit_id: str) -> dict:
-    cfg = alert_config(db(), unit_id)
-    return {
-        "alert_min_level": {"id": cfg.level.id, "name": cfg.level.name} if cfg.level else None,
-        "alert_min_level_is_default": cfg.is_default,
-        "cooldown_hours": cfg.cooldown_hours,
-        "digest_on_reclassification": cfg.digest,
-    }
-
-
 @blp.route("/settings/ou/alerts", methods=["GET"])
 @blp.alt_response(200, schema=AlertSettingsSchema, success=True)
 def get_alerts():
@@ -92,42 +62,13 @@ def get_alerts():
 @blp.arguments(AlertSettingsIn)
 @blp.alt_response(200, schema=AlertSettingsSchema, success=True)
 def put_alerts(data):
-    unit_id = current_unit()
-    session = db()
-    row = session.get(AlertSettings, unit_id) or AlertSettings(unit_id=unit_id)
-    if "alert_min_level" in data:
-        ref = data["alert_min_level"]
-        level = _level(unit_id, ref) if ref else None
-        if ref and level is None:
-            raise ApiError(
-                400,
-                "validation_error",
-                f"alert_min_level: no level '{ref}' in this organization unit",
-                {"alert_min_level": ["no such level"]},
-            )
-        row.alert_min_level_id = level.id if level else None
-    if "cooldown_hours" in data:
-        row.cooldown_hours = data["cooldown_hours"]
-    if "digest_on_reclassification" in data:
-        row.digest_on_reclassification = data["digest_on_reclassification"]
-    session.add(row)
-    session.commit()
-    return jsonify(effective_alert_settings(unit_id))
-
-
-def _slack_app_view(app: SlackApp | None) -> dict:
-    return {
-        "configured": app is not None,
-        "client_id": app.client_id if app else None,
-        "client_secret_set": app is not None,
-        "updated_at": rfc3339(app.updated_at) if app else None,
-    }
+    return jsonify(update_alert_settings(current_unit(), data))
 
 
 @blp.route("/settings/slack-app", methods=["GET"], member_only=True)
 @blp.alt_response(200, schema=SlackAppSchema, success=True)
 def get_slack_app():
-    return jsonify(_slack_app_view(db().get(SlackApp, principal().org_id)))
+    return jsonify(slack_app_view(principal().org_id))
 
 
 @blp.route("/settings/slack-app", methods=["PUT"], need="own")
@@ -136,14 +77,4 @@ def get_slack_app():
 def put_slack_app(data):
     """Organization-wide, so only an Owner of every OU may set it; the secret is stored encrypted, never returned."""
     p = principal()
-    session = db()
-    if not owns_every_unit(session, p.org_id, p.member_id):
-        raise ApiError(
-            403, "forbidden", "the Slack app serves every organization unit: only an Owner of all of them may set it"
-        )
-    app = session.get(SlackApp, p.org_id) or SlackApp(org_id=p.org_id)
-    app.client_id = data["client_id"]
-    app.client_secret_encrypted = encrypt(state().secret_key, CLIENT_SECRET_PURPOSE, data["client_secret"])
-    session.add(app)
-    session.commit()
-    return jsonify(_slack_app_view(app))
+    return jsonify(set_slack_app(p.org_id, p.member_id, data["client_id"], data["client_secret"]))

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from flask import jsonify
 from marshmallow import fields, validate
-from sqlalchemy import select
 
-from models.hubspot import HubSpotConnection, HubSpotContact
-from models.hubspot_sync_state import reset_sync, sync_counts
-from models.lead_identity import primary_email
-from models.leads import Lead
-from webapp.app_state import db
 from webapp.auth import current_unit
 from webapp.blueprint import Blueprint
 from webapp.crud import page_doc, paginate
-from webapp.errors import ApiError
 from webapp.schema_base import PageArgs, StrictSchema, UTCDateTime, rfc3339
-from webapp.services.hubspot_connect import connect_hubspot, try_kick_sync
+from webapp.services.hubspot_connect import (
+    FAILURES_ORDER,
+    connect_hubspot,
+    disconnect_hubspot,
+    failure_items,
+    failures_statement,
+    resync_hubspot,
+)
 from webapp.services.integration_status import hubspot_status
 
 blp = Blueprint("hubspot", __name__, description="HubSpot integration")
@@ -78,14 +78,7 @@ class ResyncSchema(StrictSchema):
 @blp.alt_response(202, schema=ResyncSchema, success=True)
 def resync():
     """Write every lead of the OU to HubSpot again (after a restore, or to clear old failures)."""
-    unit_id = current_unit()
-    if not hubspot_status(unit_id)["connected"]:
-        raise ApiError(409, "not_connected", "connect HubSpot first: PUT /integrations/hubspot")
-    session = db()
-    reset_sync(session, unit_id)
-    session.commit()
-    try_kick_sync(unit_id)
-    resp = jsonify({"queued": True, "pending": sync_counts(db(), unit_id)[0]})
+    resp = jsonify({"queued": True, "pending": resync_hubspot(current_unit())})
     resp.status_code = 202
     return resp
 
@@ -107,42 +100,14 @@ FAILURES = page_doc(HubSpotFailureSchema, "failures")  # newest first
 @blp.alt_response(200, schema=FAILURES, success=True)
 def failures(args):
     """Contacts HubSpot refused or could not find, with HubSpot's message; a later change retries them."""
-    email = primary_email()
-    stmt = (
-        select(
-            Lead.lead_id,
-            email.label("email"),
-            HubSpotContact.hubspot_id,
-            HubSpotContact.failure,
-            HubSpotContact.failed_score,
-            HubSpotContact.failed_at,
-        )
-        .join(Lead, Lead.pk == HubSpotContact.lead_pk)
-        .where(HubSpotContact.unit_id == current_unit(), HubSpotContact.failure.isnot(None))
-    )
 
     def dump(rows):
-        return [
-            {
-                "lead_id": r.lead_id,
-                "email": r.email,
-                "hubspot_id": r.hubspot_id,
-                "error": r.failure,
-                "score": r.failed_score,
-                "failed_at": rfc3339(r.failed_at),
-            }
-            for r in rows
-        ]
+        return [{**f, "failed_at": rfc3339(f["failed_at"])} for f in failure_items(rows)]
 
-    return paginate(stmt, args, dump=dump, key="failures", order_by=(HubSpotContact.failed_at.desc(), Lead.lead_id))
+    return paginate(failures_statement(current_unit()), args, dump=dump, key="failures", order_by=FAILURES_ORDER)
 
 
 @blp.route("/integrations/hubspot", methods=["DELETE"], statuses=(204, 404))
 def disconnect():
-    session = db()
-    conn = session.get(HubSpotConnection, current_unit())
-    if conn is None:
-        raise ApiError(404, "not_found", "HubSpot is not connected for this organization unit")
-    session.delete(conn)
-    session.commit()
+    disconnect_hubspot(current_unit())
     return "", 204

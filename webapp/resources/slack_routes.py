@@ -2,55 +2,35 @@
 
 from __future__ import annotations
 
-import hmac
 import re
 from urllib.parse import urlencode
 
 from flask import g, jsonify, redirect, request, url_for
 from marshmallow import fields, validate
-from slack_sdk.oauth import AuthorizeUrlGenerator
-from slack_sdk.oauth.installation_store import Installation
-from sqlalchemy import delete, select
 
-from integrations.secretbox import decrypt
-from integrations.slack import SlackAdapter, SlackError, authorize_url_base
-from integrations.slack_alerts import CONFIG_ERRORS
-from integrations.slack_store import (
-    CLIENT_SECRET_PURPOSE,
-    STATE_TTL_SECONDS,
-    EncryptedInstallationStore,
-    resolve,
-    state_store,
-)
-from models.base import utcnow
-from models.members import role_in
-from models.slack import SlackApp, SlackConnection, SlackInstallRequest
+from integrations.slack_store import STATE_TTL_SECONDS
 from webapp import audit_trail
-from webapp.access import ROLE_GRANTS
-from webapp.app_state import close_db, db, external_url, state
-from webapp.auth import current_unit, plausible_id, principal, public
+from webapp.app_state import external_url
+from webapp.auth import current_unit, principal, public
 from webapp.blueprint import Blueprint
 from webapp.cookies import delete_cookie, set_cookie
 from webapp.errors import ApiError
 from webapp.schema_base import StrictSchema, UTCDateTime
 from webapp.services.integration_status import slack_status
-from worker.jobs import try_kick_alerts
+from webapp.services.slack_connect import (
+    begin_install,
+    consume_state,
+    disconnect_slack,
+    finish_install,
+    list_channels,
+    list_users,
+    send_test,
+    set_target,
+)
 
 blp = Blueprint("slack", __name__, description="Slack integration")
 
-# history: to check whether a post that may have gone out before a crash did (integrations/slack_alerts.py)
-SCOPES = [
-    "chat:write",
-    "channels:read",
-    "groups:read",
-    "users:read",
-    "im:write",
-    "channels:history",
-    "groups:history",
-    "im:history",
-]
 SLACK_ID = validate.Regexp(r"^[A-Z0-9]{2,40}$", error="is not a Slack channel or user id")
-CHANNEL_TYPES = {"public_channel", "private_channel", "mpim", "im"}
 
 
 class TargetSchema(StrictSchema):
@@ -64,14 +44,6 @@ class TestMessageSchema(TargetSchema):
 
 class ChannelArgs(StrictSchema):
     types = fields.String(load_default="public_channel,private_channel", validate=validate.Length(max=100))
-
-
-def _slack_app(org_id: str) -> tuple[str, str] | None:
-    app = db().get(SlackApp, org_id)
-    if app is None:
-        return None
-    secret = decrypt(state().secret_key, CLIENT_SECRET_PURPOSE, app.client_secret_encrypted)
-    return (app.client_id, secret) if secret else None
 
 
 class SlackDeliverySchema(StrictSchema):
@@ -114,25 +86,8 @@ def get_status():
 
 def _authorize_url() -> str:
     p = principal()
-    unit_id = current_unit()
-    app = _slack_app(p.org_id)
-    if app is None:
-        raise ApiError(
-            409, "slack_app_not_configured", "set the organization's Slack app first: PUT /settings/slack-app"
-        )
-    settings = state().settings
-    close_db()  # slack-sdk's store writes on its own connection: hold no transaction meanwhile (SQLite)
-    issued = state_store(settings.database_url).issue()
-    with state().WriterSession() as s, s.begin():
-        s.add(SlackInstallRequest(state=issued, unit_id=unit_id, org_id=p.org_id, member_id=p.member_id))
-    g.slack_state = issued
-    generator = AuthorizeUrlGenerator(
-        client_id=app[0],
-        scopes=SCOPES,
-        redirect_uri=external_url(url_for("slack.callback")),
-        authorization_url=authorize_url_base(settings.slack_api_base),
-    )
-    return generator.generate(issued)
+    url, g.slack_state = begin_install(p.org_id, current_unit(), p.member_id, external_url(url_for("slack.callback")))
+    return url
 
 
 STATE_COOKIE = "leadpulse_slack_state"
@@ -154,8 +109,7 @@ def _with_state_cookie(resp):
 )
 @audit_trail.audited  # starts an install as POST does
 def install_redirect():
-    url = _authorize_url()
-    return _with_state_cookie(redirect(url, code=302))
+    return browser_install(from_console=False)
 
 
 class AuthorizeUrlSchema(StrictSchema):
@@ -165,94 +119,57 @@ class AuthorizeUrlSchema(StrictSchema):
 @blp.route("/integrations/slack/install", methods=["POST"], member_only=True, statuses=(403, 409))
 @blp.alt_response(200, schema=AuthorizeUrlSchema, success=True)
 def install():
-    return _with_state_cookie(jsonify({"authorize_url": _authorize_url()}))
+    return _mark_console(_with_state_cookie(jsonify({"authorize_url": _authorize_url()})), False)
 
 
-def _consume(state_value: str) -> SlackInstallRequest:
-    """Single use even under a race: our row is deleted by exactly one request, and slack-sdk's state checks expiry."""
-    if not plausible_id(state_value, 200):
-        raise ApiError(400, "invalid_state", "missing or malformed OAuth state", {"state": ["missing or malformed"]})
-    if not hmac.compare_digest(request.cookies.get(STATE_COOKIE, ""), state_value):
-        raise ApiError(
-            400,
-            "invalid_state",
-            "this install was started in another browser; start it again here",
-            {"state": ["not started in this browser"]},
-        )
-    with state().WriterSession() as s, s.begin():
-        row = s.execute(
-            delete(SlackInstallRequest)
-            .where(SlackInstallRequest.state == state_value)
-            .returning(SlackInstallRequest.unit_id, SlackInstallRequest.org_id, SlackInstallRequest.member_id)
-        ).first()
-    valid = state_store(state().settings.database_url).consume(state_value)
-    if row is None or not valid:
-        raise ApiError(
-            400,
-            "invalid_state",
-            "this OAuth state is unknown, expired or already used; start the install again",
-            {"state": ["unknown, expired or already used"]},
-        )
-    return row
+CONSOLE_COOKIE = "leadpulse_slack_console"  # this browser started its latest install from the console
+CONSOLE_PAGE = "/app/integrations"
+CONSOLE_COOKIE_SECONDS = 24 * 3600  # outlives the state, so an expired one is still explained on the console's page
 
 
-@blp.route("/integrations/slack/callback", methods=["GET"], statuses=(302, 400, 409, 502, 503))
+def browser_install(from_console: bool):
+    """Send this browser to Slack's consent page; the callback brings it back to the console if it started there."""
+    resp = _with_state_cookie(redirect(_authorize_url(), code=302))
+    return _mark_console(resp, from_console)
+
+
+def _mark_console(resp, from_console: bool):
+    if from_console:
+        set_cookie(resp, CONSOLE_COOKIE, "1", max_age=CONSOLE_COOKIE_SECONDS, path=url_for("slack.callback"))
+    else:
+        delete_cookie(resp, CONSOLE_COOKIE, path=url_for("slack.callback"))
+    return resp
+
+
+@blp.route("/integrations/slack/callback", methods=["GET"], statuses=(302, 400, 403, 409, 502, 503))
 @public
 @audit_trail.audited
 def callback():
-    """Slack redirects the browser here; nothing is stored unless the state and the code are good."""
-    req = _consume(request.args.get("state", ""))
-    audit_trail.attribute(org_id=req.org_id, unit_id=req.unit_id, member_id=req.member_id)  # who started the install
-    if "configure" not in ROLE_GRANTS.get(role_in(db(), req.member_id, req.unit_id) or "", ()):
-        raise ApiError(403, "forbidden", "whoever started this install may no longer configure this organization unit")
-    if request.args.get("error"):
-        reason = re.sub(r"[^a-z_]", "", request.args["error"].lower())[:50] or "unknown"
-        return _clear_state(redirect("/home?" + urlencode({"slack": "error", "reason": reason}), code=302))
-    code = request.args.get("code", "")
-    if not code or len(code) > 300:
-        raise ApiError(400, "validation_error", "missing OAuth code", {"code": ["missing"]})
-    app = _slack_app(req.org_id)
-    if app is None:
-        raise ApiError(409, "slack_app_not_configured", "the organization's Slack app is not configured")
-    settings = state().settings
-    close_db()  # no transaction held open across Slack calls
+    """Slack redirects the browser here; nothing is stored unless the state and the code are good. An install started
+    from the console goes back to its Integrations page, saying what went wrong if anything did."""
+    back = CONSOLE_PAGE if request.cookies.get(CONSOLE_COOKIE) else "/home"
     try:
-        grant = SlackAdapter(None, settings.slack_api_base).oauth_access(
-            app[0], app[1], code, external_url(url_for("slack.callback"))
-        )
-        bot = SlackAdapter(grant["access_token"], settings.slack_api_base).auth_test()
-    except SlackError as exc:
-        if exc.transient:
-            raise ApiError(
-                502, "slack_unavailable", f"Slack failed during the install ({exc}); start it again"
-            ) from exc
-        raise ApiError(400, "oauth_failed", f"Slack refused the install: {exc}", {"code": [str(exc)]}) from exc
-    team, enterprise = grant.get("team") or {}, grant.get("enterprise") or {}
-    installation = Installation(
-        app_id=grant.get("app_id"),
-        enterprise_id=enterprise.get("id"),
-        enterprise_name=enterprise.get("name"),
-        team_id=team.get("id"),
-        team_name=team.get("name"),
-        bot_token=grant.get("access_token"),
-        bot_id=bot.get("bot_id"),
-        bot_user_id=grant.get("bot_user_id"),
-        bot_scopes=grant.get("scope"),
-        user_id=(grant.get("authed_user") or {}).get("id"),
-        is_enterprise_install=bool(grant.get("is_enterprise_install")),
-        token_type=grant.get("token_type"),
-    )
-    EncryptedInstallationStore(app[0], settings.database_url, state().secret_key).save(installation)
-    with state().WriterSession() as s, s.begin():
-        conn = s.get(SlackConnection, req.unit_id) or SlackConnection(unit_id=req.unit_id)
-        if conn.team_id != installation.team_id:  # channel and user ids belong to one workspace
-            conn.target_kind = conn.target_id = None
-        conn.client_id, conn.enterprise_id, conn.team_id = app[0], installation.enterprise_id, installation.team_id
-        conn.team_name, conn.bot_user_id, conn.installed_at = installation.team_name, installation.bot_user_id, utcnow()
-        conn.last_error = None
-        s.add(conn)
-    try_kick_alerts(state(), req.unit_id, reconfigured=True)
-    return _clear_state(redirect("/home?slack=connected", code=302))
+        outcome = _finish()
+    except ApiError as exc:
+        if back != CONSOLE_PAGE:
+            raise
+        said = exc.details["code"][0] if exc.code == "oauth_failed" else exc.code  # Slack's own error code, or ours
+        outcome = {"slack": "error", "reason": _reason(said)}
+    return _clear_state(redirect(back + "?" + urlencode(outcome), code=302))
+
+
+def _reason(text: str) -> str:
+    """A word for the page to explain (Slack's error codes are such words): nothing else goes into the URL."""
+    return re.sub(r"[^a-z_]", "", text.lower())[:50] or "unknown"
+
+
+def _finish() -> dict:
+    req = consume_state(request.args.get("state", ""), request.cookies.get(STATE_COOKIE, ""))
+    audit_trail.attribute(org_id=req.org_id, unit_id=req.unit_id, member_id=req.member_id)  # who started the install
+    if request.args.get("error"):
+        return {"slack": "error", "reason": _reason(request.args["error"])}
+    finish_install(req, request.args.get("code", ""), external_url(url_for("slack.callback")))
+    return {"slack": "connected"}
 
 
 def _clear_state(resp):
@@ -262,55 +179,8 @@ def _clear_state(resp):
 
 @blp.route("/integrations/slack", methods=["DELETE"], member_only=True, statuses=(204, 403, 404))
 def disconnect():
-    session = db()
-    conn = session.get(SlackConnection, current_unit())
-    if conn is None or conn.team_id is None:
-        raise ApiError(404, "not_found", "Slack is not installed for this organization unit")
-    unit_id, team = conn.unit_id, (conn.client_id, conn.enterprise_id, conn.team_id)
-    others = session.execute(
-        select(SlackConnection.unit_id).where(
-            SlackConnection.client_id == team[0], SlackConnection.team_id == team[2], SlackConnection.unit_id != unit_id
-        )
-    ).first()
-    close_db()  # slack-sdk's store deletes on its own connection (SQLite: hold no write lock meanwhile)
-    if others is None:  # no other OU uses this workspace's token: do not keep it (first, so a failure keeps the row)
-        store = EncryptedInstallationStore(team[0], state().settings.database_url, state().secret_key)
-        store.delete_installation(enterprise_id=team[1], team_id=team[2])
-        store.delete_bot(enterprise_id=team[1], team_id=team[2])
-    with state().WriterSession() as s, s.begin():
-        s.execute(delete(SlackConnection).where(SlackConnection.unit_id == unit_id))
+    disconnect_slack(current_unit())
     return "", 204
-
-
-def _adapter() -> tuple[SlackAdapter, SlackConnection | None]:
-    unit_id = current_unit()
-    conn = db().get(SlackConnection, unit_id)
-    target = resolve(db(), unit_id, conn, state().settings, state().secret_key)
-    if target.token is None:
-        raise ApiError(409, "not_connected", "connect Slack first: POST /integrations/slack/install")
-    close_db()
-    return SlackAdapter(target.token, state().settings.slack_api_base), conn
-
-
-def _slack_failed(exc: SlackError, field: str | None = None) -> ApiError:
-    if exc.rate_limited:
-        return ApiError(
-            503,
-            "slack_rate_limited",
-            "Slack asks us to slow down; retry later",
-            headers={"Retry-After": str(int(exc.retry_after or 1))},
-        )
-    if exc.transient:
-        return ApiError(502, "slack_unavailable", f"Slack failed: {exc}")
-    if field and exc.error in CONFIG_ERRORS - {
-        "invalid_auth",
-        "token_revoked",
-        "account_inactive",
-        "not_authed",
-        "token_expired",
-    }:
-        return ApiError(400, "invalid_target", f"Slack refused the target: {exc}", {field: [str(exc)]})
-    return ApiError(409 if exc.error in CONFIG_ERRORS else 502, "slack_refused", f"Slack refused the call: {exc}")
 
 
 class CursorSchema(StrictSchema):
@@ -334,28 +204,14 @@ class SlackUsersSchema(SlackListSchema):
 @blp.alt_response(200, schema=SlackChannelsSchema, success=True)
 @blp.arguments(ChannelArgs, location="query")
 def channels(args):
-    types = [t.strip() for t in args["types"].split(",") if t.strip()]
-    if not types or not set(types) <= CHANNEL_TYPES:
-        raise ApiError(
-            400, "validation_error", f"types: each one of {sorted(CHANNEL_TYPES)}", {"types": ["unknown type"]}
-        )
-    adapter, _ = _adapter()
-    try:
-        items = adapter.list_all("conversations.list", "channels", types=",".join(types), exclude_archived=True)
-    except SlackError as exc:
-        raise _slack_failed(exc) from exc
+    items = list_channels(current_unit(), args["types"])
     return jsonify({"ok": True, "channels": items, "response_metadata": {"next_cursor": ""}})
 
 
 @blp.route("/integrations/slack/users", methods=["GET"], member_only=True, statuses=(403, 409, 502))
 @blp.alt_response(200, schema=SlackUsersSchema, success=True)
 def users():
-    adapter, _ = _adapter()
-    try:
-        items = adapter.list_all("users.list", "members")
-    except SlackError as exc:
-        raise _slack_failed(exc) from exc
-    return jsonify({"ok": True, "members": items, "response_metadata": {"next_cursor": ""}})
+    return jsonify({"ok": True, "members": list_users(current_unit()), "response_metadata": {"next_cursor": ""}})
 
 
 @blp.route("/integrations/slack/target", methods=["PUT"], member_only=True, statuses=(403, 409, 502))
@@ -363,18 +219,8 @@ def users():
 @blp.alt_response(200, schema=SlackStatusSchema, success=True)
 def put_target(data):
     """Stored only once Slack confirms the bot can post there."""
-    adapter, _ = _adapter()
-    try:
-        checked = adapter.check_target(data["kind"], data["id"])
-    except SlackError as exc:
-        raise _slack_failed(exc, field="id") from exc
     unit_id = current_unit()
-    session = db()
-    conn = session.get(SlackConnection, unit_id) or SlackConnection(unit_id=unit_id)
-    conn.target_kind, conn.target_id, conn.last_error = checked["kind"], checked["id"], None
-    session.add(conn)
-    session.commit()
-    try_kick_alerts(state(), unit_id, reconfigured=True)  # alerts that waited for a target go now
+    set_target(unit_id, data["kind"], data["id"])
     return jsonify(status(unit_id))
 
 
@@ -387,15 +233,6 @@ class TestSentSchema(StrictSchema):
 @blp.route("/integrations/slack/test", methods=["POST"], member_only=True, statuses=(403, 409, 502))
 @blp.alt_response(200, schema=TestSentSchema, success=True)
 @blp.arguments(TestMessageSchema)
-def send_test(data):
-    adapter, _ = _adapter()
-    text = data.get("text") or "LeadPulse test message: lead alerts for this organization unit will look like this."
-    try:
-        posted = adapter.post(
-            adapter.channel_for(data["kind"], data["id"]),
-            text=text,
-            blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
-        )
-    except SlackError as exc:
-        raise _slack_failed(exc, field="id") from exc
+def send_test_message(data):
+    posted = send_test(current_unit(), data["kind"], data["id"], data.get("text"))
     return jsonify({"message": "test message sent", "channel": posted["channel"], "ts": posted["ts"]})

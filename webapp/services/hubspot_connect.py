@@ -1,18 +1,25 @@
-"""Connecting an OU to HubSpot, for PUT /integrations/hubspot and the console alike: the token checked against HubSpot,
-the leadpulse properties made ready, then the token stored encrypted and the waiting leads synced."""
+"""An OU's HubSpot connection, for the /integrations/hubspot routes and the console alike: connecting (the token
+checked against HubSpot, the leadpulse properties made ready, then the token stored encrypted and the waiting leads
+synced), a full resync, the contacts HubSpot refused, disconnecting."""
 
 from __future__ import annotations
 
 import logging
 
+from sqlalchemy import select
+
 from integrations.hubspot import HubSpotAdapter, HubSpotAuthError, HubSpotError
 from integrations.hubspot_sync import TOKEN_PURPOSE, ensure_options
 from integrations.rate_limit import RateLimited
 from integrations.secretbox import encrypt
-from models.hubspot import HubSpotConnection
+from models.hubspot import HubSpotConnection, HubSpotContact
+from models.hubspot_sync_state import reset_sync, sync_counts
+from models.lead_identity import primary_email
+from models.leads import Lead
 from models.level_queries import level_options
 from webapp.app_state import close_db, db, state
 from webapp.errors import ApiError
+from webapp.services.integration_status import hubspot_status
 from worker.jobs import kick_hubspot_sync
 
 log = logging.getLogger("leadpulse.hubspot")
@@ -59,3 +66,59 @@ def try_kick_sync(unit_id: str) -> None:
         kick_hubspot_sync(state().redis, state().settings.queue_name, unit_id)
     except Exception as exc:
         log.warning("could not enqueue the HubSpot sync (%s); the sweep will", exc.__class__.__name__)
+
+
+def resync_hubspot(unit_id: str) -> int:
+    """Every lead of the OU written to HubSpot again (after a restore, or to clear old failures); returns how many
+    leads now wait."""
+    if not hubspot_status(unit_id)["connected"]:
+        raise ApiError(409, "not_connected", "connect HubSpot first: PUT /integrations/hubspot")
+    session = db()
+    reset_sync(session, unit_id)
+    session.commit()
+    try_kick_sync(unit_id)
+    return sync_counts(db(), unit_id)[0]
+
+
+FAILURES_ORDER = (HubSpotContact.failed_at.desc(), Lead.lead_id)  # newest first
+
+
+def failures_statement(unit_id: str):
+    """The OU's contacts HubSpot refused or could not find (order by FAILURES_ORDER; rows for failure_items)."""
+    return (
+        select(
+            Lead.lead_id,
+            primary_email().label("email"),
+            HubSpotContact.hubspot_id,
+            HubSpotContact.failure,
+            HubSpotContact.failed_score,
+            HubSpotContact.failed_at,
+        )
+        .join(Lead, Lead.pk == HubSpotContact.lead_pk)
+        .where(HubSpotContact.unit_id == unit_id, HubSpotContact.failure.isnot(None))
+    )
+
+
+def failure_items(rows) -> list[dict]:
+    """failures_statement's rows as the API names their fields (failed_at still a datetime)."""
+    return [
+        {
+            "lead_id": r.lead_id,
+            "email": r.email,
+            "hubspot_id": r.hubspot_id,
+            "error": r.failure,
+            "score": r.failed_score,
+            "failed_at": r.failed_at,
+        }
+        for r in rows
+    ]
+
+
+def disconnect_hubspot(unit_id: str) -> None:
+    """The OU's own token is forgotten (the server's default, if it serves the OU, syncs on)."""
+    session = db()
+    conn = session.get(HubSpotConnection, unit_id)
+    if conn is None:
+        raise ApiError(404, "not_found", "HubSpot is not connected for this organization unit")
+    session.delete(conn)
+    session.commit()
