@@ -1,14 +1,14 @@
 """score_deltas, events: a lead's deltas and its events' types read from their indexes alone (PostgreSQL only)
 
 Revision ID: 0027
-Revises: 0023
+Revises: 0021
 Create Date: 2026-12-05 17:00:00
 """
 
 from alembic import op
 
 revision = "0027"
-down_revision = "0023"
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 
