@@ -26,7 +26,9 @@ class Event(Base):
             postgresql_where=text("status = 0"),
             sqlite_where=text("status = 0"),
         ),
-        Index("ix_events_lead_time", "lead_pk", "occurred_at", "id"),
+        # A lead's events in time order, with their type: the ledger and the history read a busy lead's events from
+        # the index alone (docs/explanations.md).
+        Index("ix_events_lead_time", "lead_pk", "occurred_at", "id", postgresql_include=["event_type"]),
         Index(
             "ix_events_pending_lead",
             "lead_pk",
@@ -66,7 +68,16 @@ class ScoreDelta(Base):
     """What one event did to one ruleset's score: the basis of explanations and top drivers."""
 
     __tablename__ = "score_deltas"
-    __table_args__ = (Index("ix_score_deltas_lead", "lead_pk", "ruleset_id"),)
+    # Covering (PostgreSQL): a lead's ledger and history read its deltas from the index alone, not from heap pages
+    # scattered over the table as they arrived (docs/explanations.md).
+    __table_args__ = (
+        Index(
+            "ix_score_deltas_lead",
+            "lead_pk",
+            "ruleset_id",
+            postgresql_include=["event_id", "rule_id", "delta", "score_after"],
+        ),
+    )
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), primary_key=True)
     ruleset_id: Mapped[str] = mapped_column(ForeignKey("rulesets.id", ondelete="CASCADE"), primary_key=True)
     lead_pk: Mapped[int] = mapped_column(ForeignKey("leads.pk", ondelete="CASCADE"))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import case, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from models.base import utcnow
 from models.engine import DECAY
@@ -140,17 +140,24 @@ def _rulesets(session: Session, unit_id: str) -> list[Ruleset]:
 def _intended(rulesets: list[Ruleset]):
     """SQL for the points a delta meant: -decrease on a DECAY event, else its rule's published weight.
 
-    A rule_id no snapshot knows (never expected: publishing rescores) counts as meant, so it shows no floor."""
+    A rule_id no snapshot knows (never expected: publishing rescores) counts as meant, so it shows no floor. Only a
+    DECAY's row is read for its decrease: the other events' types come from the (lead, time) index alone."""
     weights = {r["id"]: r["weight"] for rs in rulesets for r in rs.published_rules or []}
     by_rule = case(weights, value=ScoreDelta.rule_id, else_=ScoreDelta.delta) if weights else ScoreDelta.delta
-    decrease = func.coalesce(Event.metadata_["decrease"].as_integer(), 0)  # as models.engine.event_spec reads it
+    decay = aliased(Event)
+    decrease = (  # as models.engine.event_spec reads it
+        select(func.coalesce(decay.metadata_["decrease"].as_integer(), 0))
+        .where(decay.id == ScoreDelta.event_id)
+        .scalar_subquery()
+    )
     return case((Event.event_type == DECAY, -decrease), else_=by_rule)
 
 
 def _groups(
     session: Session, rulesets: list[Ruleset], lead_pks: list[int], ruleset_ids: list[str], since: datetime | None
 ) -> list[_Group]:
-    """Each lead's deltas grouped by ruleset, event type and rule: one query for any number of leads."""
+    """Each lead's deltas grouped by ruleset, event type and rule: one query for any number of leads, its deltas and
+    its events' types each read from one range of a covering index (a delta's event is always its lead's)."""
     if not lead_pks or not ruleset_ids:
         return []
     intended = _intended(rulesets)
@@ -166,11 +173,11 @@ def _groups(
             func.sum(case((ScoreDelta.delta != intended, 1), else_=0)).label("floored"),
         )
         .join(Event, Event.id == ScoreDelta.event_id)
-        .where(ScoreDelta.lead_pk.in_(lead_pks), ScoreDelta.ruleset_id.in_(ruleset_ids))
+        .where(ScoreDelta.lead_pk.in_(lead_pks), ScoreDelta.ruleset_id.in_(ruleset_ids), Event.lead_pk.in_(lead_pks))
         .group_by(ScoreDelta.lead_pk, ScoreDelta.ruleset_id, Event.event_type, ScoreDelta.rule_id)
     )
     if since is not None:  # the window's events by the (lead, time) index, not every delta of a busy lead
-        stmt = stmt.where(Event.lead_pk.in_(lead_pks), Event.occurred_at >= since)
+        stmt = stmt.where(Event.occurred_at >= since)
     return [
         _Group(
             r.lead_pk, r.ruleset_id, r.event_type, r.rule_id, r.count, int(r.points or 0), int(r.delta or 0), r.floored

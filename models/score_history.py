@@ -58,7 +58,8 @@ def _deltas(ruleset_id: str):
 
 def lead_history(session: Session, lead_pk: int, ruleset_id: str, start: datetime) -> tuple[int, list[HourPoint]]:
     """(the score as `start` begins, each hour from it in which the score changed): read through the lead's
-    (lead_pk, occurred_at) index, so its cost is the lead's events in the window, never the OU's."""
+    (lead_pk, occurred_at) index, so its cost is the lead's events in the window, never the OU's; the window's deltas
+    may come from the lead's covering index of deltas (a delta's lead is its event's), not one heap page each."""
     before = session.execute(
         select(ScoreDelta.score_after)
         .join(Event, _deltas(ruleset_id))
@@ -70,7 +71,7 @@ def lead_history(session: Session, lead_pk: int, ruleset_id: str, start: datetim
     rows = session.execute(
         select(hour, func.sum(ScoreDelta.delta), func.count())
         .join(ScoreDelta, _deltas(ruleset_id))
-        .where(Event.lead_pk == lead_pk, Event.occurred_at >= start)
+        .where(Event.lead_pk == lead_pk, Event.occurred_at >= start, ScoreDelta.lead_pk == lead_pk)
         .group_by(hour)
         .order_by(hour)
     ).all()

@@ -106,6 +106,12 @@ def test_quickstart_on_sqlite(dev_server):
     )
     lead = s.get(base + "/leads").json()[0]
     assert lead["level"]["name"] == "Hot" and lead["primary_email"] == "ada@example.com"
+    # The ledger and the history on SQLite, which has none of PostgreSQL's covering indexes they are shaped for.
+    ledger = s.get(f"{base}/lead/{lead['lead_id']}/score-explain").json()["ledger"][0]
+    rules = {p["event_type"]: (p["count"], p["points"]) for p in ledger["parts"] if p["kind"] == "rule"}
+    assert rules == {"demo_request": (2, 60), "page_view": (1, 5)} and sum(p["points"] for p in ledger["parts"]) == 65
+    history = s.get(f"{base}/lead/{lead['lead_id']}/score-history").json()
+    assert history["start_score"] == 0 and history["points"][-1]["score"] == 65
     # A level edit moves the lead on SQLite too, and the level filter reads the new ranges.
     levels = {lv["name"]: lv["id"] for lv in s.get(base + "/engagement-levels").json()["levels"]}
     assert s.put(f"{base}/engagement-levels/{levels['Very Hot']}", json={"min_score": 65}).status_code == 400
