@@ -11,6 +11,7 @@ against its stored DECAY events period by period. No idempotency key: that uniqu
 from __future__ import annotations
 
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -45,6 +46,11 @@ from models.locks import lock_unit
 from models.scoring import DECAY_UNITS, DecayRule
 
 CHUNK = 20000  # leads per transaction: their rows stay locked (scoring waits on them) only that long
+# Chunks stored at once on PostgreSQL, each stream on its own connection over its own range of leads: a pass is the
+# database's CPU, and one backend uses one core (docs/scoring.md). Disjoint leads, so no stream waits on another; two
+# at once are two concurrent passes, which the row locks already keep exact. Leads made during the pass (pk above
+# the split) are the last stream's.
+STREAMS = 2
 
 # The leads a chunk works on, as read (and row-locked) once: the events stored and the bookkeeping written after them
 # both follow this one reading, whatever commits in between.
@@ -96,17 +102,35 @@ class DecayRun:
         }
 
 
-def run_decay(Session, now: datetime | None = None, unit_id: str | None = None, chunk: int = CHUNK) -> DecayRun:
+def run_decay(
+    Session, now: datetime | None = None, unit_id: str | None = None, chunk: int = CHUNK, streams: int = STREAMS
+) -> DecayRun:
     """Store every decay period that ended by now and is not stored yet (of one OU, or all), a chunk of leads per
     transaction; the schedule (worker/jobs.py apply_decay) and `leadpulse decay run` both run this."""
     run = DecayRun(now or utcnow())
-    after = 0
+    with Session() as s:
+        top = s.execute(select(func.max(LeadDecay.lead_pk))).scalar() or 0
+        if s.get_bind().dialect.name != "postgresql":
+            streams = 1  # one writer at a time anyway
+    # each stream its own pk range: its leads, their pages and their locks are nobody else's
+    bounds = [top * n // streams for n in range(streams)] + [None]
+    with ThreadPoolExecutor(streams) as pool:
+        parts = pool.map(
+            lambda n: list(_stream(Session, run.at, unit_id, chunk, bounds[n], bounds[n + 1])), range(streams)
+        )
+        for counts in (counts for part in parts for counts in part):
+            run.add(counts)
+    return run
+
+
+def _stream(Session, at: datetime, unit_id: str | None, chunk: int, after: int, upto: int | None):
+    """One connection's share of a pass: the due leads with pk in (after, upto], a transaction per chunk."""
     while True:
         with Session() as s, s.begin():
-            last, counts = decay_chunk(s, run.at, unit_id, after, chunk)
-        run.add(counts)
+            last, counts = decay_chunk(s, at, unit_id, after, chunk, upto)
+        yield counts
         if last is None:
-            return run
+            return
         after = last
 
 
@@ -131,9 +155,10 @@ def _text(value: str):
 
 
 def decay_chunk(
-    session: Session, now: datetime, unit_id: str | None, after: int, limit: int
+    session: Session, now: datetime, unit_id: str | None, after: int, limit: int, upto: int | None = None
 ) -> tuple[int | None, list[tuple[str, int]]]:
-    """Up to `limit` due leads with pk above `after`: store their DECAY events, then when their next period ends.
+    """Up to `limit` due leads with pk above `after` (and at most `upto`): store their DECAY events, then when their
+    next period ends.
     Returns (the chunk's highest pk, or None when no lead was due; (unit_id, leads, events) stored per OU)."""
     rule_units = select(DecayRule.unit_id).distinct()
     if unit_id is not None:
@@ -166,6 +191,7 @@ def decay_chunk(
             book.unit_id.in_(units),
             or_(book.next_at.is_(None), book.next_at <= now),
             book.lead_pk > after,
+            *([book.lead_pk <= upto] if upto is not None else []),
             Lead.merged_into.is_(None),
             Lead.last_event_at.isnot(None),
         )

@@ -236,12 +236,13 @@ def test_two_passes_at_once_store_each_period_once(app, api, run_worker, scored,
     at = A + 3 * DAY + timedelta(hours=2)
     start, runs = threading.Barrier(2), []
 
-    def one_pass():
+    def one_pass(streams: int):
         Sessions = session_factory(settings.database_url, writer=True)  # each thread its own connections
         start.wait()
-        runs.append(run_decay(Sessions, now=at, chunk=7))
+        runs.append(run_decay(Sessions, now=at, chunk=7, streams=streams))
 
-    threads = [threading.Thread(target=one_pass) for _ in range(2)]
+    # one pass on a single connection, the other splitting its leads over three at once
+    threads = [threading.Thread(target=one_pass, args=(streams,)) for streams in (1, 3)]
     for t in threads:
         t.start()
     for t in threads:
