@@ -17,8 +17,9 @@ BIGID = BigInteger().with_variant(Integer, "sqlite")
 class Event(Base):
     __tablename__ = "events"
     __table_args__ = (
-        Index("ix_events_pending", "id", postgresql_where=text("status = 0"), sqlite_where=text("status = 0")),
-        # Each OU's pending events in arrival order: scoring takes them round-robin across OUs (score_batch.py).
+        # Each OU's pending events in arrival order: scoring takes them round-robin across OUs (score_batch.py), and
+        # the oldest of all is the oldest of each OU's first. No index of all pending events by id: every insert paid
+        # for it, and two writers at once fought over its last page (docs/scoring.md, "Cost").
         Index(
             "ix_events_pending_unit",
             "unit_id",

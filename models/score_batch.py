@@ -39,27 +39,43 @@ def _partition(slot: int, slots: int):
     return (Event.lead_pk % slots == slot) if slots > 1 else true()
 
 
-def has_pending(session: Session, slot: int = 0, slots: int = 1) -> bool:
-    return bool(session.execute(select(exists().where(Event.status == PENDING, _partition(slot, slots)))).scalar())
-
-
 # A literal, not a parameter: the planners use the partial indexes on "status = 0" only for that very constant
 # (SQLite always; PostgreSQL on a generic plan).
 IS_PENDING = Event.status == literal(PENDING, literal_execute=True)
+
+
+def has_pending(session: Session, slot: int = 0, slots: int = 1) -> bool:
+    return bool(session.execute(select(exists().where(IS_PENDING, _partition(slot, slots)))).scalar())
+
+
 UNITS_PER_PASS = 100  # OUs served by one pass at most: those waiting longest (SQLite caps a UNION at 500 terms)
 READ_FACTOR = 4  # a pass reads at most this many times `limit` events, however its OUs and leads are spread
 
 
-def waiting_units(session: Session, slot: int, slots: int, most: int = UNITS_PER_PASS) -> list[str]:
-    """OUs with pending events in this slot, the one waiting longest first: one index probe per OU."""
-    oldest = (
+def _first_pending(slot: int = 0, slots: int = 1):
+    """The id of the OU's (OrgUnit in the outer query) first pending event of this slot: one index probe."""
+    return (
         select(Event.id)
         .where(Event.unit_id == OrgUnit.id, IS_PENDING, _partition(slot, slots))
         .order_by(Event.id)
         .limit(1)
         .scalar_subquery()
     )
-    units = select(OrgUnit.id, oldest.label("oldest")).subquery()
+
+
+def oldest_pending(session: Session):
+    """When the event waiting longest to be scored was received (None: none waits): the first of each OU's first."""
+    first = select(func.min(_first_pending())).select_from(OrgUnit).scalar_subquery()
+    return session.execute(select(Event.received_at).where(Event.id == first)).scalar()
+
+
+def pending_count(session: Session) -> int:
+    return session.execute(select(func.count()).select_from(Event).where(IS_PENDING)).scalar()
+
+
+def waiting_units(session: Session, slot: int, slots: int, most: int = UNITS_PER_PASS) -> list[str]:
+    """OUs with pending events in this slot, the one waiting longest first: one index probe per OU."""
+    units = select(OrgUnit.id, _first_pending(slot, slots).label("oldest")).subquery()
     return list(
         session.execute(
             select(units.c.id).where(units.c.oldest.isnot(None)).order_by(units.c.oldest).limit(most)

@@ -8,11 +8,11 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from models.db import session_factory
 from models.decay_forecast import DecayPeriod, forecast
-from models.decay_pass import run_decay
+from models.decay_pass import decay_chunk, look_again, run_decay
 from models.engine import DECAY
 from models.events import SCORED, SUPPRESSED, Event, ScoreDelta
 from models.leads import Lead
@@ -255,6 +255,22 @@ def test_two_passes_at_once_store_each_period_once(app, api, run_worker, scored,
         stored = s.execute(select(func.count()).select_from(Event).where(Event.event_type == DECAY)).scalar()
         scores = set(s.execute(select(Lead.score).where(Lead.lead_id.like("l%"))).scalars())
     assert stored == 40 * per_lead and scores == {30 - 3 * 5 - 6 * 1}
+
+
+def test_a_pass_and_scoring_rewrite_the_bookkeeping_in_place(app, api, run_worker, scored):
+    """HOT updates on PostgreSQL: the due time is in no index and each page has room (docs/scoring.md, "Cost")."""
+    scored()
+    batch = [{"lead_id": f"l{n}", "event_type": "page_view", "timestamp": stamp(A)} for n in range(30)]
+    assert api.post("/ingest/batch", json={"events": batch}).status_code == 202
+    settle(app, run_worker)
+    rewrites = text("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname = 'lead_decay'")
+    with Session(app)() as s, s.begin():
+        decay_chunk(s, A + 3 * DAY, None, 0, 1000)  # every lead's bookkeeping: three periods stored, the fourth next
+        assert tuple(s.execute(rewrites).one()) == (30, 30)
+        look_again(s, {lead.pk: (lead.unit_id, False) for lead in s.execute(select(Lead)).scalars()})  # new activity
+        assert tuple(s.execute(rewrites).one()) == (60, 60)
+        options = s.execute(text("SELECT reloptions FROM pg_class WHERE relname = 'lead_decay'")).scalar()
+    assert options == ["fillfactor=50"]
 
 
 def test_new_activity_restarts_the_clock_and_a_late_or_deleted_event_is_accounted_for(app, api, run_worker, scored):

@@ -2,7 +2,13 @@
 
 import logging
 from dataclasses import replace
+from datetime import timedelta
 
+from sqlalchemy import func, select, update
+
+from models.base import utcnow
+from models.events import Event
+from tests.conftest import Api
 from tests.helpers import ingest
 from webapp import create_app
 
@@ -39,6 +45,16 @@ def test_metrics_have_reference_names_and_real_values(api, client, run_worker):
     text = client.get("/metrics").get_data(as_text=True)
     assert metric(text, "queue_depth") == 0 and metric(text, "scoring_lag_seconds") == 0
     assert metric(text, "events_scored_total") == 4 and metric(text, "scoring_batches_total") >= 1
+
+
+def test_scoring_lag_is_the_age_of_the_oldest_pending_event_of_any_ou(app, api, client, other_tenant):
+    ingest(Api(client, other_tenant), "theirs", "page_view")  # the oldest: another OU's
+    ingest(api, "ours", "page_view")
+    with app.extensions["leadpulse"].Session() as s, s.begin():
+        first = s.execute(select(func.min(Event.id))).scalar()
+        s.execute(update(Event).where(Event.id == first).values(received_at=utcnow() - timedelta(hours=1)))
+    lag = metric(client.get("/metrics").get_data(as_text=True), "scoring_lag_seconds")
+    assert 3600 <= lag < 3660
 
 
 def test_openapi_documents_the_api(client, clean):

@@ -6,11 +6,10 @@ import os
 
 from prometheus_client import CollectorRegistry, Counter, disable_created_metrics, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-from sqlalchemy import func, select
 
 from integrations import redis_keys as keys
 from models.base import utcnow
-from models.events import PENDING, Event
+from models.score_batch import oldest_pending, pending_count
 from worker.jobs import LATENCY_BUCKETS
 from worker.registry import queue_depth
 
@@ -45,12 +44,8 @@ class BacklogCollector:
         jobs = GaugeMetricFamily("rq_queue_jobs", "Jobs waiting in the RQ queue.")
         try:
             with self.state.Session() as s:
-                depth.add_metric(
-                    [], s.execute(select(func.count()).select_from(Event).where(Event.status == PENDING)).scalar()
-                )
-                oldest = s.execute(
-                    select(Event.received_at).where(Event.status == PENDING).order_by(Event.id).limit(1)
-                ).scalar()
+                depth.add_metric([], pending_count(s))
+                oldest = oldest_pending(s)
                 lag.add_metric([], (utcnow() - oldest).total_seconds() if oldest else 0.0)
         except Exception:
             depth.add_metric([], float("nan"))

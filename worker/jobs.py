@@ -454,7 +454,7 @@ def decay_pass(settings: Settings, redis=None, unit_id: str | None = None, now=N
 def apply_decay() -> int:
     """Store every decay period that ended and is not stored yet, across all OUs; returns DECAY events stored.
 
-    Safe to run twice, late or concurrently: each period has one idempotency key (models/decay_pass.py).
+    Safe to run twice, late or concurrently: each period is stored once (models/decay_pass.py).
     """
     run = decay_pass(Settings.from_env(), get_current_job().connection)
     if run.events:
