@@ -254,6 +254,16 @@ def machine_busy() -> tuple[float, float]:
     return total - idle, total
 
 
+def cpu_probe(n: int = 20_000_000) -> float:
+    """Seconds a fixed pure-Python loop takes now: on a VM whose host is shared, the same work takes up to ~1.8x as
+    long in some minutes as in others, unseen by /proc/stat, so a benchmark prints this beside its times."""
+    t0 = time.perf_counter()
+    total = 0
+    for i in range(n):
+        total += i
+    return time.perf_counter() - t0
+
+
 # --- output --------------------------------------------------------------------------------------
 
 

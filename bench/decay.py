@@ -351,6 +351,7 @@ def main(argv=None) -> int:
     results: dict = {"leads": args.leads}
     with psycopg.connect(common.libpq_dsn(args.db), autocommit=True) as conn:
         size0 = events_mb(conn)
+        probes = [common.cpu_probe()]
         log("pass 1: leadpulse decay run")
         first, results["first"] = decay_run(env, args.db)
         size1 = events_mb(conn)
@@ -360,6 +361,8 @@ def main(argv=None) -> int:
         log("pass 2: leadpulse decay run")
         second, results["second"] = decay_run(env, args.db)
         log(f"pass 2: {second['events']:,} DECAY events in {results['second']['seconds']:.2f} s")
+        probes.append(common.cpu_probe())
+        results["cpu_probe_s"] = probes
         at = datetime.fromisoformat(first["at"].replace("Z", "+00:00"))
         stored = check_stored(conn, at, ids["decay"])
     results.update(first_answer=first, second_answer=second, stored=stored, events_growth_mb=size1 - size0)
@@ -454,6 +457,10 @@ def main(argv=None) -> int:
     print(
         "seconds: a pass's from `worker.cli.main` called (after the imports) to its answer; the whole command adds the "
         f"interpreter and the imports. The events table grew {results['events_growth_mb']:.0f} MB in pass 1."
+    )
+    print(
+        f"host CPU probe (bench/common.py cpu_probe): {probes[0]:.2f} s before pass 1, {probes[1]:.2f} s after pass 2; "
+        "1.38 s is the fastest seen on the 2-vCPU VM of bench/RESULTS.md, and times scale with it"
     )
     print(
         f"correctness {'PASS' if correct else 'FAIL'}: {stored['leads']:,} leads due, {stored['stored']:,} DECAY events "

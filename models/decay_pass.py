@@ -49,8 +49,8 @@ CHUNK = 20000  # leads per transaction: their rows stay locked (scoring waits on
 # Chunks stored at once on PostgreSQL, each stream on its own connection over its own range of leads: a pass is the
 # database's CPU, and one backend uses one core (docs/scoring.md). Disjoint leads, so no stream waits on another; two
 # at once are two concurrent passes, which the row locks already keep exact. Leads made during the pass (pk above
-# the split) are the last stream's.
-STREAMS = 2
+# the split) are the last stream's. Three on two cores: while one backend waits to write WAL, another computes.
+STREAMS = 3
 
 # The leads a chunk works on, as read (and row-locked) once: the events stored and the bookkeeping written after them
 # both follow this one reading, whatever commits in between.
