@@ -17,9 +17,11 @@ BIGID = BigInteger().with_variant(Integer, "sqlite")
 class Event(Base):
     __tablename__ = "events"
     __table_args__ = (
-        # Each OU's pending events in arrival order: scoring takes them round-robin across OUs (score_batch.py), and
-        # the oldest of all is the oldest of each OU's first. No index of all pending events by id: every insert paid
-        # for it, and two writers at once fought over its last page (docs/scoring.md, "Cost").
+        # Pending events in arrival order: which OUs wait longest, and since when (score_batch.py). Without it, the
+        # planner read an OU's oldest pending event by walking pk_events through every scored event whenever its
+        # statistics counted pending events spread over the table (1 s per scoring batch after a decay pass).
+        Index("ix_events_pending", "id", postgresql_where=text("status = 0"), sqlite_where=text("status = 0")),
+        # Each OU's pending events in arrival order: scoring takes them round-robin across OUs (score_batch.py).
         Index(
             "ix_events_pending_unit",
             "unit_id",

@@ -64,9 +64,8 @@ def _first_pending(slot: int = 0, slots: int = 1):
 
 
 def oldest_pending(session: Session):
-    """When the event waiting longest to be scored was received (None: none waits): the first of each OU's first."""
-    first = select(func.min(_first_pending())).select_from(OrgUnit).scalar_subquery()
-    return session.execute(select(Event.received_at).where(Event.id == first)).scalar()
+    """When the event waiting longest to be scored was received (None: none waits)."""
+    return session.execute(select(Event.received_at).where(IS_PENDING).order_by(Event.id).limit(1)).scalar()
 
 
 def pending_count(session: Session) -> int:

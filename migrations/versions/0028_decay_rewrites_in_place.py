@@ -1,11 +1,10 @@
-"""lead_decay rewritten in place (no due index, pages with room); events without an index of all pending ids
+"""lead_decay rewritten in place: no due index, pages with room
 
 Revision ID: 0028
 Revises: 0027
 Create Date: 2026-12-05 19:20:00
 """
 
-import sqlalchemy as sa
 from alembic import op
 
 revision = "0028"
@@ -18,26 +17,16 @@ DECAY_FILLFACTOR = 50  # models/leads.py DECAY_FILLFACTOR
 
 def upgrade() -> None:
     # A decay pass rewrites the bookkeeping row of every lead it looks at, and scoring clears its due time: with the
-    # due time in no index and room on each page, both are HOT updates. The oldest pending event is each OU's first.
+    # due time in no index and room on each page, both are HOT updates.
     op.drop_index("ix_lead_decay_due", table_name="lead_decay")
-    op.drop_index("ix_events_pending", table_name="events")
     if op.get_bind().dialect.name == "postgresql":
         op.execute(f"ALTER TABLE lead_decay SET (fillfactor = {DECAY_FILLFACTOR})")
-        with (
-            op.get_context().autocommit_block()
-        ):  # the rows already there get their room: one rewrite of a narrow table
+        # the rows already there get their room: one rewrite of a narrow table, outside the migration's transaction
+        with op.get_context().autocommit_block():
             op.execute("VACUUM FULL lead_decay")
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("ALTER TABLE lead_decay RESET (fillfactor)")
-    op.create_index(
-        "ix_events_pending",
-        "events",
-        ["id"],
-        unique=False,
-        postgresql_where=sa.text("status = 0"),
-        sqlite_where=sa.text("status = 0"),
-    )
     op.create_index("ix_lead_decay_due", "lead_decay", ["unit_id", "next_at"], unique=False)
