@@ -460,7 +460,7 @@ def main(argv=None) -> int:
     )
     print(
         f"host CPU probe (bench/common.py cpu_probe): {probes[0]:.2f} s before pass 1, {probes[1]:.2f} s after pass 2; "
-        "the fastest seen on the 2-vCPU VM of bench/RESULTS.md is 0.64 s, and times there scale with it"
+        "the fastest seen on the 2-vCPU VM of bench/RESULTS.md is 0.54 s, and times there scale with it"
     )
     print(
         f"correctness {'PASS' if correct else 'FAIL'}: {stored['leads']:,} leads due, {stored['stored']:,} DECAY events "
