@@ -56,12 +56,16 @@ Index("ix_leads_unit_activity", Lead.unit_id, Lead.last_event_at.desc().nulls_la
 
 class LeadDecay(Base):
     """A lead's decay bookkeeping (models/decay_pass.py), in a narrow row of its own that a pass and scoring rewrite in
-    place: no index but its key, and pages with room for a second version, so each rewrite is a HOT update."""
+    place: only columns that never change are indexed, and pages keep room, so most rewrites are HOT updates."""
 
     __tablename__ = "lead_decay"
     # The due time is in no index: a pass reads the rows in key order and keeps the due ones (~0.2 s per million
-    # leads), where an index on it made every rewrite insert two index entries (docs/scoring.md, "Cost").
-    __table_args__ = ({"postgresql_with": {"fillfactor": DECAY_FILLFACTOR}},)
+    # leads), where an index on it made every rewrite insert two index entries (docs/scoring.md, "Cost"). By OU and
+    # key: a pass of one OU, and a rule edit's reschedule, read that OU's rows only.
+    __table_args__ = (
+        Index("ix_lead_decay_unit", "unit_id", "lead_pk"),
+        {"postgresql_with": {"fillfactor": DECAY_FILLFACTOR}},
+    )
     lead_pk: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"),
         ForeignKey("leads.pk", ondelete="CASCADE"),

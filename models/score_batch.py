@@ -52,7 +52,7 @@ UNITS_PER_PASS = 100  # OUs served by one pass at most: those waiting longest (S
 READ_FACTOR = 4  # a pass reads at most this many times `limit` events, however its OUs and leads are spread
 
 
-def _first_pending(slot: int = 0, slots: int = 1):
+def _first_pending(slot: int, slots: int):
     """The id of the OU's (OrgUnit in the outer query) first pending event of this slot: one index probe."""
     return (
         select(Event.id)

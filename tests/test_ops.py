@@ -47,7 +47,7 @@ def test_metrics_have_reference_names_and_real_values(api, client, run_worker):
     assert metric(text, "events_scored_total") == 4 and metric(text, "scoring_batches_total") >= 1
 
 
-def test_scoring_lag_is_the_age_of_the_oldest_pending_event_of_any_ou(app, api, client, other_tenant):
+def test_scoring_lag_is_the_age_of_the_oldest_pending_event_whichever_ou_holds_it(app, api, client, other_tenant):
     ingest(Api(client, other_tenant), "theirs", "page_view")  # the oldest: another OU's
     ingest(api, "ours", "page_view")
     with app.extensions["leadpulse"].Session() as s, s.begin():
