@@ -400,3 +400,13 @@ def test_the_level_history_shows_who_changed_what_and_reverts_after_a_confirm_st
         assert client.get(f"/app/levels/history/{bad}/revert").status_code == 404
     assert client.get("/app/levels", query_string={"history_page": "x"}).status_code == 200
     assert client.get("/app/levels", query_string={"history_page": "99999999999999999999"}).status_code == 200
+
+
+def test_a_sign_in_held_back_after_failures_says_when_to_retry(client, tenant):
+    token = csrf_token(client.get("/app/sign-in").get_data(as_text=True))
+    answers = [
+        client.post("/app/sign-in", data={"email": tenant.email, "password": "not it at all", "csrf_token": token})
+        for _ in range(6)
+    ]
+    assert [r.status_code for r in answers] == [401] * 5 + [429]  # five failures, then a minute's hold
+    assert int(answers[-1].headers["Retry-After"]) > 0

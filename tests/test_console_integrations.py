@@ -240,6 +240,9 @@ def test_slack_target_test_message_and_disconnect(client, app, tenant, fakes):
     assert "232 channels" in page and len(slack.requests_to("/api/conversations.list")) >= 2
     found = shown(client.get("/app/integrations/slack/target?q=GRACE"))
     assert "Grace Hopper" in found and "#leads" not in found and "0 channels and 1 people" in found
+    slack.fail_next(1, 429, method="conversations.list", retry_after=7)  # Slack's rate limit: the page says when
+    limited = client.get("/app/integrations/slack/target")
+    assert limited.status_code == 503 and limited.headers["Retry-After"] == "7" and "slow down" in shown(limited)
 
     target_page = "/app/integrations/slack/target"
     for value, status, message in (

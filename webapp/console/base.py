@@ -55,6 +55,9 @@ def render(template: str, http_status: int = 200, **context):
     context.setdefault("unit_name", unit.name if unit else None)
     resp = make_response(render_template(f"console/{template}", me=p, can=can, **context), http_status)
     resp.headers["Cache-Control"] = "no-store"  # a page shows an OU's data: never kept by a shared cache
+    errors = context.get("errors")
+    if isinstance(errors, FormErrors) and errors.retry_after:
+        resp.headers["Retry-After"] = errors.retry_after
     return resp
 
 
@@ -84,10 +87,15 @@ class FormErrors(Exception):
     """A form's bad input, by field, for the page to show beside each field."""
 
     def __init__(
-        self, fields: dict[str, list[str]], message: str = "Please correct the fields marked below.", status=400
+        self,
+        fields: dict[str, list[str]],
+        message: str = "Please correct the fields marked below.",
+        status=400,
+        retry_after: str | None = None,
     ):
         super().__init__(message)
         self.fields, self.message, self.status = fields, message, status
+        self.retry_after = retry_after  # a refusal for now (a rate limit, ours or Slack's): the page says when to retry
 
 
 def form_values(names, ints=(), nullable=(), source=None) -> dict:
@@ -144,7 +152,7 @@ def load(schema, data: dict) -> dict:
 def form_errors(exc: ApiError) -> FormErrors:
     """What a service refused, as the form shows it: the API's message beside the field it names."""
     fields = {k: [str(m) for m in v] for k, v in (exc.details or {}).items()} or {"_schema": [exc.message]}
-    return FormErrors(fields, exc.message, exc.status)
+    return FormErrors(fields, exc.message, exc.status, exc.headers.get("Retry-After"))
 
 
 def attempt(action):

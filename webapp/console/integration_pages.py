@@ -111,14 +111,6 @@ def _page(status=200, *, errors=None, form=None, values=None):
     )
 
 
-def _refused(exc: ApiError, render_page):
-    """A service's refusal as the page shows it, keeping a rate limit's Retry-After."""
-    resp = render_page(form_errors(exc))
-    if "Retry-After" in exc.headers:
-        resp.headers["Retry-After"] = exc.headers["Retry-After"]
-    return resp
-
-
 @page("/integrations")
 def integrations():
     return _page()
@@ -138,7 +130,7 @@ def connect_hubspot_page():
     except FormErrors as exc:
         return _page(exc.status, errors=exc, form="hubspot")
     except ApiError as exc:
-        return _refused(exc, lambda errors: _page(errors.status, errors=errors, form="hubspot"))
+        return _page(exc.status, errors=form_errors(exc), form="hubspot")
     return see_other("integrations", connected="hubspot")
 
 
@@ -195,7 +187,7 @@ def install_slack_page():
     try:
         return browser_install(from_console=True)
     except ApiError as exc:
-        return _refused(exc, lambda errors: _page(errors.status, errors=errors, form="slack"))
+        return _page(exc.status, errors=form_errors(exc), form="slack")
 
 
 @page("/integrations/slack/app", methods=("POST",), need="own")

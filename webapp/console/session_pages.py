@@ -61,11 +61,8 @@ def sign_in_post():
     except FormErrors as exc:
         return _sign_in_page(400, exc, email)
     except ApiError as exc:  # a wrong password (401), a hold (429), Redis away (503), an expired form (403)
-        errors = FormErrors({"_schema": [exc.message]}, exc.message, exc.status)
-        resp = _sign_in_page(exc.status, errors, email)
-        if "Retry-After" in exc.headers:
-            resp.headers["Retry-After"] = exc.headers["Retry-After"]
-        return resp
+        errors = FormErrors({"_schema": [exc.message]}, exc.message, exc.status, exc.headers.get("Retry-After"))
+        return _sign_in_page(exc.status, errors, email)
     resp = redirect_to(_landing(member, local_next(request.form.get("next"))))
     if len(units_of(member)) == 1:
         select_unit(resp, units_of(member)[0])
