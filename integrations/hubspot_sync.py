@@ -21,8 +21,7 @@ from models.explain import why
 from models.hubspot import HubSpotConnection, HubSpotContact, HubSpotPendingCreation
 from models.hubspot_sync_state import link_contacts, pending_contacts, pending_creations
 from models.integration_defaults import default_serves
-from models.level_queries import level_options
-from models.levels import EngagementLevel
+from models.level_queries import level_options, level_table_version
 from models.tenancy import OrgUnit
 
 log = logging.getLogger("leadpulse.hubspot")
@@ -156,14 +155,8 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str, still
         conn = s.get(HubSpotConnection, unit_id)
         token = token_for(s, unit_id, conn, settings, secret_key)
         create_missing = bool(conn and conn.create_missing_contacts)
-        levels = dict(
-            s.execute(
-                select(EngagementLevel.id, EngagementLevel.name)
-                .where(EngagementLevel.unit_id == unit_id)
-                .order_by(EngagementLevel.min_score)
-            ).all()
-        )
-        others = level_options(s, unit_id)[1]
+        level_names, others = level_options(s, unit_id)
+        table = level_table_version(s, unit_id)
     if token is None:
         return SyncOutcome(stopped="HubSpot is not configured for this organization unit")
     adapter = HubSpotAdapter(token, settings.hubspot_api_base)
@@ -189,8 +182,8 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str, still
                 redis.delete(_budget_key(unit_id, "creations"))
                 continue
             if conn is None:  # served by HUBSPOT_ACCESS_TOKEN: nobody connected, so the properties may not exist yet
-                _ensure_properties_once(redis, adapter, limiter, token, unit_id, list(levels.values()), others)
-            sent, failed = _sync_batch(Session, adapter, limiter, unit_id, rows, levels, drivers, create_missing)
+                _ensure_properties_once(redis, adapter, limiter, token, unit_id, table, level_names, others)
+            sent, failed = _sync_batch(Session, adapter, limiter, unit_id, rows, drivers, create_missing)
         except RateLimited as exc:
             out.retry_in = exc.wait
             return out
@@ -209,7 +202,7 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str, still
                         redis,
                         adapter,
                         token,
-                        list(levels.values()),
+                        level_names,
                         others,
                         conn.portal_id if conn is not None else None,
                         limiter,
@@ -292,10 +285,11 @@ def _missing_level_option(exc: HubSpotError) -> bool:
 
 
 def _ensure_properties_once(
-    redis, adapter, limiter, token: str, unit_id: str, level_names: list[str], others: set[str]
+    redis, adapter, limiter, token: str, unit_id: str, table: str | None, level_names: list[str], others: set[str]
 ) -> None:
-    """Create the group and properties (with these level options) once a day per OU and level table."""
-    key = keys.HUBSPOT_PROPS(digest=hashlib.sha256(f"{unit_id}:{level_names}".encode()).hexdigest()[:24])
+    """Create the group and properties (with these level options) once a day per OU and level table: its version,
+    as a table changed back to earlier names must write them again (the change in between removed them)."""
+    key = keys.HUBSPOT_PROPS(digest=hashlib.sha256(f"{unit_id}:{table}:{level_names}".encode()).hexdigest()[:24])
     if redis.get(key):
         return
     ensure_options(redis, adapter, token, level_names, others, limiter=limiter)
@@ -314,7 +308,7 @@ def contact_properties(row, level_name: str | None, drivers: str | None) -> dict
     }
 
 
-def _sync_batch(Session, adapter, limiter, unit_id, rows, levels, drivers, create_missing) -> tuple[int, int]:
+def _sync_batch(Session, adapter, limiter, unit_id, rows, drivers, create_missing) -> tuple[int, int]:
     found: dict[str, str] = {}
     lookup = [r.email for r in rows if not r.hubspot_id and r.email]
     if lookup:
@@ -328,9 +322,7 @@ def _sync_batch(Session, adapter, limiter, unit_id, rows, levels, drivers, creat
             _remember_ids(Session, unit_id, rows, created)  # a retry must not create them again
             found.update(created)
     contact = {r.pk: r.hubspot_id or found.get(r.email) for r in rows}
-    updates = {
-        contact[r.pk]: contact_properties(r, levels.get(r.level_id), drivers.get(r.pk)) for r in rows if contact[r.pk]
-    }
+    updates = {contact[r.pk]: contact_properties(r, r.level_name, drivers.get(r.pk)) for r in rows if contact[r.pk]}
     refused: dict[str, str] = {}
     if updates:
         limiter.acquire()
@@ -358,10 +350,10 @@ def _sync_batch(Session, adapter, limiter, unit_id, rows, levels, drivers, creat
                     unit_id=unit_id,
                     hubspot_id=cid,
                     synced_score=r.score,
-                    synced_level_id=r.level_id,
+                    synced_level=r.level_name,
                     synced_at=now,
                     failed_score=None,
-                    failed_level_id=None,
+                    failed_level=None,
                     failure=None,
                     failed_at=None,
                 )
@@ -393,7 +385,7 @@ def _failure_row(r, unit_id: str, hubspot_id: str | None, message: str, now) -> 
         unit_id=unit_id,
         hubspot_id=hubspot_id,
         failed_score=r.score,
-        failed_level_id=r.level_id,
+        failed_level=r.level_name,
         failure=message[:500],
         failed_at=now,
     )

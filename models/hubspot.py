@@ -39,11 +39,12 @@ class HubSpotContact(Base):
     unit_id: Mapped[str] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"), index=True)
     hubspot_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     synced_score: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    synced_level_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # The level's name, the value HubSpot holds (its id would not show that a rename left the contact stale).
+    synced_level: Mapped[str | None] = mapped_column(String(100), nullable=True)
     synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # A refused write is not retried for the same values; any later change of the lead retries it.
     failed_score: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    failed_level_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    failed_level: Mapped[str | None] = mapped_column(String(100), nullable=True)
     failure: Mapped[str | None] = mapped_column(String(500), nullable=True)
     failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 

@@ -11,10 +11,11 @@ from models.ingest import IncomingEvent, resolve_leads
 from models.integration_defaults import units_served_by_default
 from models.lead_identity import normalize_alias, primary_email
 from models.leads import Lead
+from models.levels import EngagementLevel
 
 
 def pending_query(unit_id: str):
-    """Leads whose score or level differ from what HubSpot has, coalesced to their latest values.
+    """Leads whose score or level's name differ from what HubSpot has, coalesced to their latest values.
 
     Derived, not queued: whatever happened since the last write, the current values are what gets sent.
     Leads with neither an email nor a known contact id cannot map to a contact and are left out; a write
@@ -22,23 +23,31 @@ def pending_query(unit_id: str):
     """
     email = primary_email()  # the key HubSpot contacts are found by, the one GET /leads shows
     hc = HubSpotContact
+    level = EngagementLevel.name
     return (
         select(
-            Lead.pk, Lead.lead_id, Lead.score, Lead.level_id, Lead.level_changed_at, hc.hubspot_id, email.label("email")
+            Lead.pk,
+            Lead.lead_id,
+            Lead.score,
+            level.label("level_name"),
+            Lead.level_changed_at,
+            hc.hubspot_id,
+            email.label("email"),
         )
         .outerjoin(hc, hc.lead_pk == Lead.pk)
+        .outerjoin(EngagementLevel, EngagementLevel.id == Lead.level_id)
         .where(
             Lead.unit_id == unit_id,
             Lead.merged_into.is_(None),
             or_(
                 hc.lead_pk.is_(None),
                 Lead.score.is_distinct_from(hc.synced_score),
-                Lead.level_id.is_distinct_from(hc.synced_level_id),
+                level.is_distinct_from(hc.synced_level),
             ),
             or_(
                 hc.failure.is_(None),
                 Lead.score.is_distinct_from(hc.failed_score),
-                Lead.level_id.is_distinct_from(hc.failed_level_id),
+                level.is_distinct_from(hc.failed_level),
             ),
             or_(hc.hubspot_id.isnot(None), email.isnot(None)),
         )
@@ -67,9 +76,9 @@ def reset_sync(session, unit_id: str) -> None:
         .where(HubSpotContact.unit_id == unit_id)
         .values(
             synced_score=None,
-            synced_level_id=None,
+            synced_level=None,
             failed_score=None,
-            failed_level_id=None,
+            failed_level=None,
             failure=None,
             failed_at=None,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import and_, func, select, true
 
 from models.leads import Lead
-from models.levels import EngagementLevel
+from models.levels import EngagementLevel, LevelHistory
 from models.unit_context import level_specs
 
 
@@ -41,6 +41,17 @@ def level_options(session, unit_id: str) -> tuple[list[str], set[str]]:
         session.execute(select(EngagementLevel.name).where(EngagementLevel.unit_id != unit_id).distinct()).scalars()
     )
     return names, others
+
+
+def level_table_version(session, unit_id: str) -> str | None:
+    """The newest entry of the OU's level history: every change of the table records one, so it tells a table back to
+    an earlier state (a revert) from that state's first time."""
+    return session.execute(
+        select(LevelHistory.id)
+        .where(LevelHistory.unit_id == unit_id)
+        .order_by(LevelHistory.created_at.desc(), LevelHistory.id.desc())
+        .limit(1)
+    ).scalar()
 
 
 def in_range(score, low: int | None, high: int | None):

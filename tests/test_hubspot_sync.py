@@ -315,13 +315,23 @@ def test_ous_sharing_a_portal_keep_each_others_level_options(
         assert props(fake, "bob@b.io")["engagement_level"] == "Gold"
         options = lambda: [o["value"] for o in fake.properties["engagement_level"]["options"]]
         assert sorted(options()) == sorted(["Cold", "Warm", "Hot", "Very Hot", "Bronze", "Gold"])
-        # B renames Gold: the old name goes (no OU uses it), A's stay, and B's contacts take the new one.
+        # B renames Gold: the old name goes (no OU uses it), A's stay, and B's contacts take the new one, though
+        # neither their score nor their level changed.
         assert b.put(f"/engagement-levels/{b_levels['Gold']}", json={**gold, "name": "Platinum"}).status_code == 200
-        run_worker()
-        send(b, "bob@b.io", "demo_request", 1)
         run_worker()
         assert props(fake, "bob@b.io")["engagement_level"] == "Platinum"
         assert sorted(options()) == sorted(["Cold", "Warm", "Hot", "Very Hot", "Bronze", "Platinum"])
+        assert b.get("/integrations/hubspot").json["pending"] == 0
+        # A revert to the table before the rename writes the old name back; A's contact is left alone.
+        updates = len(fake.requests_to(UPDATE))
+        history = b.get("/engagement-levels/history").json  # newest first
+        before = next(e for e in history if "Gold" in [lv["name"] for lv in e["levels"]])
+        assert b.post(f"/engagement-levels/history/{before['id']}/revert").status_code == 200
+        run_worker()
+        assert props(fake, "bob@b.io")["engagement_level"] == "Gold"
+        assert props(fake, "ada@a.io")["engagement_level"] == "Very Hot"
+        sent = [i["id"] for c in fake.requests_to(UPDATE)[updates:] for i in c.body["inputs"]]
+        assert sent == [fake.contact_by_email("bob@b.io")["id"]]
 
 
 def test_an_option_removed_in_hubspot_is_restored_and_the_batch_goes_through(hs, run_worker):
@@ -344,6 +354,32 @@ def test_an_option_removed_in_hubspot_is_restored_and_the_batch_goes_through(hs,
     assert [r.status for r in fake.requests_to(UPDATE)] == [400, 200, 400]
     assert "Hot" not in [o["value"] for o in fake.properties["engagement_level"]["options"]]
     assert "INVALID_OPTION" in api.get("/integrations/hubspot").json["last_error"]
+
+
+def test_a_level_edit_reaches_the_contacts_it_renames_or_moves(hs, run_worker):
+    """A connected OU: a rename, then ranges that move a lead, are written to the contacts they touch (after the
+    options that hold the new name), though none of their leads had an event since."""
+    fake, api, _ = hs
+    fake.add_contact("ada@x.io")
+    fake.add_contact("bob@x.io")
+    send(api, "ada@x.io", "demo_request", 2)  # 60: Hot
+    send(api, "bob@x.io", "page_view", 6)  # 30: Warm
+    run_worker()
+    levels = {lv["name"]: lv["id"] for lv in api.get("/engagement-levels").json["levels"]}
+    options = lambda: [o["value"] for o in fake.properties["engagement_level"]["options"]]
+    sent = len(fake.requests_to(UPDATE))
+    assert api.put(f"/engagement-levels/{levels['Hot']}", json={"name": "On Fire"}).status_code == 200
+    run_worker()
+    assert props(fake, "ada@x.io")["engagement_level"] == "On Fire" and "Hot" not in options()
+    calls = fake.requests_to(UPDATE)[sent:]
+    assert [r.status for r in calls] == [200]  # never refused: the options came first
+    assert [i["id"] for i in calls[0].body["inputs"]] == [fake.contact_by_email("ada@x.io")["id"]]
+    assert api.put(f"/engagement-levels/{levels['Warm']}", json={"max_score": 29}).status_code == 200
+    assert api.put(f"/engagement-levels/{levels['Hot']}", json={"min_score": 30}).status_code == 200
+    run_worker()
+    assert props(fake, "bob@x.io")["engagement_level"] == "On Fire"
+    assert props(fake, "bob@x.io")["engagement_score"] == "30"
+    assert api.get("/integrations/hubspot").json["pending"] == 0
 
 
 def test_a_sync_that_lost_its_lease_makes_no_further_batch_call(

@@ -204,10 +204,15 @@ def _enqueue_unit_job(spec, redis, queue_name: str, unit_id: str, delay: float =
     keys=(keys.HUBSPOT_OPTIONS_LOCK, keys.HUBSPOT_RATE, keys.HUBSPOT_PROPS),
 )
 def sync_hubspot_options(unit_id: str) -> bool:
-    """Keep engagement_level's options equal to the OU's level table (RQ retries with backoff on failure)."""
+    """Keep engagement_level's options equal to the OU's level table (RQ retries with backoff on failure), then write
+    the contacts the change moved or renamed: after the options, so that HubSpot accepts their new values."""
     settings = Settings.from_env()
     Session = session_factory(settings.database_url)
-    return sync_level_options(Session, settings, load_or_create_secret(Session), unit_id, get_current_job().connection)
+    redis = get_current_job().connection
+    current = sync_level_options(Session, settings, load_or_create_secret(Session), unit_id, redis)
+    if current:
+        kick_hubspot_sync(redis, settings.queue_name, unit_id)
+    return current
 
 
 def enqueue_hubspot_options(redis, queue_name: str, unit_id: str) -> None:

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from models.change_history import record_level_change, restore_level_table
 from models.hubspot import HubSpotConnection
-from models.hubspot_sync_state import request_options_sync
+from models.hubspot_sync_state import hubspot_served_units, request_options_sync
 from models.level_rules import LevelSpec, LevelTableError, validate_table
 from models.levels import EngagementLevel, LevelHistory
 from models.locks import lock_unit
@@ -18,20 +18,23 @@ from webapp.app_state import db, state
 from webapp.auth import current_unit, principal
 from webapp.crud import Crud, get_scoped, scoped
 from webapp.errors import ApiError
-from worker.jobs import enqueue_hubspot_options, try_kick_alerts
+from worker.jobs import enqueue_hubspot_options, kick_hubspot_sync, try_kick_alerts
 
 log = logging.getLogger("leadpulse.levels")
 
 
 def try_enqueue_options(unit_id: str) -> None:
-    """After a committed level change: the options job, if HubSpot serves the OU. Its read and its enqueue may fail
-    (a pooled connection dead since a database restart, Redis away) without failing the request: the change is
-    committed, with the options marked stale in its transaction, and the sweep finds them later."""
+    """After a committed level change, if HubSpot serves the OU: the options job, which then writes the contacts the
+    change moved or renamed; an OU served by HUBSPOT_ACCESS_TOKEN, the contact sync, which sets the options first.
+    The read and the enqueue may fail (a pooled connection dead since a database restart, Redis away) without failing
+    the request: the change is committed, with the options marked stale in its transaction, and the sweep finds them
+    later."""
     app_state = state()
     try:
-        if db().get(HubSpotConnection, unit_id) is None:
-            return
-        enqueue_hubspot_options(app_state.redis, app_state.settings.queue_name, unit_id)
+        if db().get(HubSpotConnection, unit_id) is not None:
+            enqueue_hubspot_options(app_state.redis, app_state.settings.queue_name, unit_id)
+        elif hubspot_served_units(db(), app_state.settings, {unit_id}):
+            kick_hubspot_sync(app_state.redis, app_state.settings.queue_name, unit_id)
     except Exception as exc:
         log.warning("could not enqueue the HubSpot options sync (%s); the sweep will", exc.__class__.__name__)
 
