@@ -96,7 +96,7 @@ def test_another_organization_never_writes_to_the_operators_portal(
         hot(ours, "bob", "bob@x.io")
         settle(app, run_worker)
         written = [item["id"] for call in fake.requests_to(UPDATE) for item in call.body["inputs"]]
-        assert written == [bob]
+        assert set(written) == {bob}  # twice, if the sync the level table's creation kicked ran before scoring
         assert "engagement_score" not in fake.contact_by_email("ada@x.io")["properties"]
         assert fake.contact_by_email("bob@x.io")["properties"]["engagement_score"] == "60"
         mine, other = ours.get("/integrations/hubspot").json, theirs.get("/integrations/hubspot").json
