@@ -124,3 +124,24 @@ def test_event_times_are_bounded_to_1970_and_a_day_ahead(api):
         assert r.status_code == 400 and "events.0.timestamp" in r.json["error"]["details"], (ts, r.json)
     for ts in ("1970-01-01T00:00:00Z", (ahead + timedelta(hours=1)).isoformat()):
         assert api.post("/ingest", json={"lead_id": "a", "event_type": "x", "timestamp": ts}).status_code == 202, ts
+
+
+def test_loose_booleans_and_integers_are_refused_by_name(api):
+    """marshmallow would read "yes", 1 or "on" as true and "1_0", "+5" or "٣" as numbers: every schema refuses them,
+    in a body or in a query, and a refused settings change writes (and rescores) nothing."""
+    before = api.get("/settings/scoring").json
+    for value in ("yes", "true", "on", 1, 0, "1"):
+        r = api.put("/settings/scoring", json={"allow_negative_scores": value})
+        assert r.status_code == 400 and "allow_negative_scores" in r.json["error"]["details"], (value, r.json)
+    assert api.get("/settings/scoring").json == before
+    rs = api.post("/rulesets", json={"name": "Draft"}).json["ruleset_id"]
+    for field in ("replace_rules", "as_primary"):
+        r = api.post(f"/rulesets/{rs}/rescore-preview", json={field: "yes"})
+        assert r.status_code == 400 and field in r.json["error"]["details"], r.json
+    assert api.post(f"/rulesets/{rs}/rescore-preview", json={"as_primary": True}).status_code == 200
+    assert api.post("/ingest", json={"lead_id": "ada", "event_type": "page_view"}).status_code == 202
+    for value in ("1_0", "+5", " 5", "5 ", "\u0663", "0x5", "5.0", ""):
+        r = api.get("/lead/ada/score-history", query_string={"days": value})
+        assert r.status_code == 400 and "days" in r.json["error"]["details"], (value, r.json)
+    assert api.get("/lead/ada/score-history", query_string={"days": "07"}).json["days"] == 7
+    assert api.get("/lead/ada/score-explain", query_string={"hours": "-5"}).status_code == 400

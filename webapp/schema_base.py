@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC
 
@@ -96,9 +97,28 @@ class StrictSchema(ma.Schema):
         if isinstance(data, Mapping) and self.checked_per_item:
             checked = {k: v for k, v in data.items() if k not in self.checked_per_item}
         found = bad_text(checked) if isinstance(checked, (Mapping, list)) else {}
+        if isinstance(data, Mapping):
+            found.update(loose_scalars(self.load_fields, data))
         if found:
             raise ValidationError({path: [problem] for path, problem in found.items()})
         return data
+
+
+ASCII_INTEGER = re.compile(r"-?[0-9]{1,30}")
+
+
+def loose_scalars(load_fields: Mapping[str, fields.Field], data: Mapping) -> dict[str, str]:
+    """Values marshmallow would coerce, refused by name: a boolean only as true or false (never 1, "yes" or "on"), and
+    an integer given as text (a query parameter) only as ASCII digits (never "1_0", "+5", " 5" or other scripts')."""
+    found = {}
+    for name, field in load_fields.items():
+        key = field.data_key or name
+        value = data.get(key)
+        if isinstance(field, fields.Boolean) and value is not None and not isinstance(value, bool):
+            found[key] = "Not a valid boolean: true or false."
+        elif isinstance(field, fields.Integer) and isinstance(value, str) and not ASCII_INTEGER.fullmatch(value):
+            found[key] = "Not a valid integer."
+    return found
 
 
 class EchoSchema(StrictSchema):

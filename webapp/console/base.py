@@ -126,7 +126,11 @@ def flags(names, source=None) -> dict:
     """Checkboxes as the API's booleans: each posts a hidden "false" before it, so a box left unticked says false and
     a post without the field (a script's, an old page's) changes nothing."""
     source = request.form if source is None else source
-    return {name: source.getlist(name)[-1] for name in names if source.getlist(name)}
+    said = {name: source.getlist(name)[-1] for name in names if source.getlist(name)}
+    return {name: CHECKBOX.get(value, value) for name, value in said.items()}  # another value: the schema names it
+
+
+CHECKBOX = {"true": True, "false": False}
 
 
 def _flat(messages: dict, parent: str = "") -> dict[str, list[str]]:
