@@ -107,8 +107,9 @@ def test_list_shape_order_and_defaults(api):
     assert set(r.json["levels"][0]) >= {"id", "name", "min_score", "max_score", "color", "order"}
     spec = api.get("/openapi.json").json  # documented as answered: the levels under "levels", not a bare array
     listed = spec["paths"]["/engagement-levels"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
-    schema = spec["components"]["schemas"][listed["$ref"].rsplit("/", 1)[1]]
-    assert schema["properties"]["levels"] == {"type": "array", "items": {"$ref": "#/components/schemas/Level"}}
+    unpaged, paged = (spec["components"]["schemas"][s["$ref"].rsplit("/", 1)[1]] for s in listed["anyOf"])
+    assert unpaged["properties"]["levels"] == {"type": "array", "items": {"$ref": "#/components/schemas/Level"}}
+    assert set(paged["required"]) == {"total", "page", "limit"}
 
 
 def test_overlap_bad_color_duplicate_and_last_level(api):

@@ -190,3 +190,33 @@ def test_inactive_ruleset_stops_scoring_new_events(api, run_worker):
     ingest(api, "l1", "open")
     run_worker()
     assert scores(api) == {"l1": 5}
+
+
+def test_every_crud_list_pages_like_the_rest_of_the_api(api):
+    """Rulesets, rules, decays, levels and webhook sources take page and limit: the envelope with the total, the
+    reference's own shape without them, a bad page named; another OU's rows never counted."""
+    rs = api.post("/rulesets", json={"name": "Engagement"}).json["ruleset_id"]
+    for n in range(3):
+        assert api.post("/rules", json={"ruleset_id": rs, "event_type": f"e{n}", "weight": n + 1}).status_code == 201
+        assert api.post("/decays", json={"inactive_for": n + 1, "unit": "days", "decrease": 1}).status_code == 201
+    assert api.post("/engagement-levels", json={"name": "Cold", "min_score": 0, "max_score": None}).status_code == 201
+    bare = api.get("/decays")
+    assert isinstance(bare.json, list) and len(bare.json) == 3 and bare.headers["X-Total-Count"] == "3"
+    first, second = (api.get("/decays", query_string={"page": p, "limit": 2}).json for p in (1, 2))
+    assert (first["total"], first["page"], first["limit"], len(first["decays"])) == (3, 1, 2, 2)
+    assert len(second["decays"]) == 1
+    assert {d["decay_id"] for d in first["decays"] + second["decays"]} == {d["decay_id"] for d in bare.json}
+    assert api.get("/rules", query_string={"limit": 1}).json["total"] == 3
+    assert api.get("/rulesets", query_string={"page": 1}).json["rulesets"][0]["ruleset_id"] == rs
+    assert api.get("/webhooks/sources", query_string={"page": 1}).json == {
+        "sources": [],
+        "total": 0,
+        "page": 1,
+        "limit": 50,
+    }
+    levels = api.get("/engagement-levels")
+    assert [lv["name"] for lv in levels.json["levels"]] == ["Cold"]  # the reference wraps this list
+    assert api.get("/engagement-levels", query_string={"limit": 5}).json["total"] == 1
+    for query in ({"page": 0}, {"limit": 501}, {"limit": "1_0"}, {"page": "x"}):
+        r = api.get("/decays", query_string=query)
+        assert r.status_code == 400 and set(query) <= set(r.json["error"]["details"]), (query, r.json)

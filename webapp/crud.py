@@ -12,7 +12,7 @@ from models.locks import lock_unit
 from webapp.app_state import db
 from webapp.auth import current_unit, principal
 from webapp.errors import ApiError, not_found
-from webapp.schema_base import StrictSchema
+from webapp.schema_base import PageArgs, StrictSchema
 
 
 def scoped(model):
@@ -28,15 +28,18 @@ def get_scoped(model, obj_id, label: str):
     return obj
 
 
-def paginate(stmt, args: dict, *, dump, key: str, default_limit: int = 50, cap: int = 500, order_by=()):
-    """The API's list semantics: with page/limit an envelope with total; without, the bare array (capped)."""
+def paginate(
+    stmt, args: dict, *, dump, key: str, default_limit: int = 50, cap: int = 500, order_by=(), unpaged_key=None
+):
+    """The API's list semantics: with page/limit an envelope with total; without, the bare array (capped), or that
+    array under unpaged_key where the reference answers an object."""
     if "page" in args or "limit" in args:
         page, limit = args.get("page", 1), args.get("limit", default_limit)
         rows, total = page_of(stmt, page, limit, order_by)
         return jsonify({key: dump(rows), "total": total, "page": page, "limit": limit})
     total = _count(stmt)
     rows = db().execute(stmt.order_by(*order_by).limit(cap) if order_by else stmt.limit(cap)).all()
-    resp = jsonify(dump(rows))
+    resp = jsonify({unpaged_key: dump(rows)} if unpaged_key else dump(rows))
     resp.headers["X-Total-Count"] = str(total)
     return resp
 
@@ -51,20 +54,21 @@ def page_of(stmt, page: int, limit: int, order_by=()) -> tuple[list, int]:
     return db().execute(stmt.offset((page - 1) * limit).limit(limit)).all(), _count(stmt)
 
 
-def page_doc(item, key: str) -> dict:
-    """How paginate's answer is documented: the bare array, or with page or limit the envelope naming the total (a
-    schema to declare once per list, at module level: each call names a new component)."""
+def page_doc(item, key: str, unpaged=None) -> dict:
+    """How paginate's answer is documented: the bare array (or the unpaged schema), or with page or limit the envelope
+    naming the total (a schema to declare once per list, at module level: each call names a new component)."""
     envelope = type(
         f"{item.__name__.removesuffix('Schema')}Page",
         (StrictSchema,),
         {
             key: fields.List(fields.Nested(item)),
-            "total": fields.Integer(),
-            "page": fields.Integer(),
-            "limit": fields.Integer(),
+            "total": fields.Integer(required=True),
+            "page": fields.Integer(required=True),
+            "limit": fields.Integer(required=True),
         },
     )
-    return {"oneOf": [{"type": "array", "items": item}, envelope]}
+    # anyOf: an unpaged object (its list alone) also fits the envelope's looser reading
+    return {"anyOf": [unpaged or {"type": "array", "items": item}, envelope]}
 
 
 def offset_page(stmt, args: dict, *, dump, order_by, default_limit: int = 100):
@@ -171,29 +175,32 @@ def register_crud(
     *,
     list_key: str | None = None,
     update_schema=None,
-    list_args=None,
     statuses: dict | None = None,
     member_only: tuple[str, ...] = (),
 ):
     """Routes for GET/POST collection and PUT/DELETE item, documented from the same schemas (statuses: a resource's
-    own beyond Crud's, by method)."""
+    own beyond Crud's, by method). The list pages as every list does (paginate), its items under list_key where the
+    reference answers an object, else the bare array; paged, under list_key or the collection's last word."""
     update_schema = update_schema or schema(partial=True)
     own = statuses or {}
     statuses = {**own, **{m: (409, *own.get(m, ())) for m in ("post", "put")}}  # Crud._save: a clash with another row
 
-    listed = schema(many=True)
+    listed = None
     if list_key:  # documented as answered: the items under list_key
         listed = type(
             f"{schema.__name__.removesuffix('Schema')}List",
             (StrictSchema,),
             {list_key: fields.List(fields.Nested(schema))},
         )
+    key = list_key or collection.rsplit("/", 1)[-1]
+    items = schema(many=True)
 
     class Collection(MethodView):
-        @blp.response(200, listed)
-        def get(self):
-            items = db().execute(crud.list_query()).scalars().all()
-            return {list_key: items} if list_key else items
+        @blp.arguments(PageArgs, location="query")
+        @blp.alt_response(200, schema=page_doc(schema, key, listed), success=True)
+        def get(self, args):
+            dump = lambda rows: items.dump(row[0] for row in rows)
+            return paginate(crud.list_query(), args, dump=dump, key=key, unpaged_key=list_key)
 
         @blp.arguments(schema)
         @blp.response(201, schema)
