@@ -157,9 +157,13 @@ def clean(settings, redis_conn, wipe_statement):
 
 @pytest.fixture
 def app(settings, clean):
+    """The app, whose scoring wake-ups (sent after each 202) all land before the next test empties Redis."""
     app = create_app(settings)
     app.testing = True
-    return app
+    yield app
+    app_state = app.extensions["leadpulse"]
+    if "committer" in vars(app_state):
+        app_state.committer.wait_woken()
 
 
 @pytest.fixture

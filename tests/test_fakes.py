@@ -336,11 +336,11 @@ def test_hang_times_out_client_while_server_still_applies_the_write(hs):
     client = hubspot_client(hs)
     ensure_properties(client)
     cid = hs.add_contact("ada@example.com")
-    hs.hang_next(1, seconds=0.6, path="/crm/v3/objects/contacts/batch/update")
+    hs.hang_next(1, seconds=1.2, path="/crm/v3/objects/contacts/batch/update")
     started = time.monotonic()
     with pytest.raises(urllib3.exceptions.ReadTimeoutError):
         update(client, {cid: {"engagement_score": "5"}}, _request_timeout=0.2)
-    assert time.monotonic() - started < 0.6
+    assert time.monotonic() - started < 1.2  # gave up before the server answered
     hs.wait_for(lambda: hs.requests_to("/crm/v3/objects/contacts/batch/update")[-1].status is not None)
     assert (
         hs.contacts[cid]["properties"]["engagement_score"] == "5"
