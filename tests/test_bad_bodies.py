@@ -60,3 +60,25 @@ def test_malformed_wrong_type_and_non_object(method, path, client, tenant, ids, 
     r = call(url, json="just a string", headers=headers)
     assert r.status_code == 400
     assert snapshot(app) == before
+
+
+def test_an_operation_that_takes_no_body_refuses_one_it_would_ignore(client, tenant, ids, app):
+    """Publish, revert, resync...: a malformed body is malformed JSON, anything but {} is named, nothing is done;
+    no body or {} works."""
+    headers = member_client(client, tenant)
+    bodyless = [
+        (rule.rule, method)
+        for rule in app.url_map.iter_rules()
+        for method in getattr(app.view_functions[rule.endpoint], "_bodyless", ())
+    ]
+    assert ("/rulesets/<obj_id>/publish", "POST") in bodyless and len(bodyless) >= 9, bodyless
+    before = snapshot(app)
+    for rule, method in bodyless:
+        url = rule.replace("<", "").replace(">", "")  # any id: the body is looked at before the view
+        for body, code in (("{", "malformed_json"), ("[1]", "validation_error"), ('{"name": "x"}', "validation_error")):
+            r = client.open(url, method=method, data=body, headers={**headers, "Content-Type": "application/json"})
+            assert r.status_code == 400 and r.json["error"]["code"] == code, (rule, body, r.json)
+    assert snapshot(app) == before
+    publish = f"/rulesets/{ids['ruleset']}/publish"
+    assert client.post(publish, json={}, headers=headers).status_code == 200
+    assert client.post(publish, data="null", headers={**headers, "Content-Type": "application/json"}).status_code == 200

@@ -9,7 +9,7 @@ from flask import Flask, current_app, request
 from config import Settings
 from webapp import auth, console, cors, errors, rate_limits, request_log
 from webapp.app_state import AppState, close_db
-from webapp.blueprint import Api
+from webapp.blueprint import Api, strict_json_loads
 from webapp.ingest_lane import IngestLane
 from worker.http_policy import security_headers
 
@@ -101,3 +101,11 @@ def require_json_body():
         raise errors.ApiError(
             415, "unsupported_media_type", f"expected Content-Type application/json, got {request.mimetype or 'none'}"
         )
+    if has_body and request.method in getattr(view, "_bodyless", ()):
+        try:
+            body = strict_json_loads(request.get_data(cache=True))  # bounded like every body (webapp/request_limits.py)
+        except ValueError:
+            raise errors.ApiError(400, "malformed_json", "request body is not valid JSON")
+        if body not in ({}, None):
+            message = "this operation takes no body: send none, or {}"
+            raise errors.ApiError(400, "validation_error", message, {"body": [message]})

@@ -99,6 +99,12 @@ BODY_LOCATIONS = {"json", "form", "files"}
 AUTH_SCHEMES = [{"basicAuth": []}, {"bearerAuth": []}]
 
 
+def raw_body(view):
+    """The view reads its body itself, as sent (a signature covers the bytes): nothing parses it before the view."""
+    view._raw_body = True
+    return view
+
+
 def operation_statuses(rule: str, method: str, doc: dict, declared, *, guarded: bool, any_body: bool) -> set[int]:
     """What an operation can answer: the app-wide rules (auth, JSON bodies, ids in the path) plus what it declares."""
     locations = {p["in"] for p in doc.get("arguments", {}).get("parameters", [])}
@@ -111,8 +117,8 @@ def operation_statuses(rule: str, method: str, doc: dict, declared, *, guarded: 
         statuses.add(404)
     if locations & BODY_LOCATIONS or any_body:
         statuses.add(413)
-    if method in ("post", "put", "patch"):  # a body that is not JSON (webapp.require_json_body)
-        statuses.add(415)
+    if method in ("post", "put", "patch"):  # a body that is not JSON, or not empty where none is taken
+        statuses |= {400, 415}  # (webapp.require_json_body)
     if not doc.get("success_status_codes") and all(s >= 400 for s in statuses):
         statuses.add(200)
     return statuses
@@ -145,6 +151,12 @@ class Blueprint(flask_smorest.Blueprint):
             if method != "parameters":
                 declared = statuses.get(method, ()) if isinstance(statuses, dict) else statuses
                 views = (view_func, getattr(view_func, method, None))  # a MethodView and its method
+                any_body = any(getattr(v, "_accepts_any_body", False) for v in views)
+                own_body = any(getattr(v, "_raw_body", False) for v in views)
+                locations = {p["in"] for p in doc.get("arguments", {}).get("parameters", [])}
+                if method in ("post", "put", "patch") and not (locations & BODY_LOCATIONS or any_body or own_body):
+                    # read by webapp.require_json_body: a body sent anyway must be empty JSON, not ignored unread
+                    view_func._bodyless = getattr(view_func, "_bodyless", frozenset()) | {method.upper()}
                 doc["need"] = need_of(view_func, method.upper())
                 doc["member_only"] = member_only(view_func, method.upper())
                 doc["browser"] = browser_allowed(view_func, method.upper())
@@ -155,7 +167,7 @@ class Blueprint(flask_smorest.Blueprint):
                     doc,
                     declared,
                     guarded=doc["guarded"],
-                    any_body=any(getattr(v, "_accepts_any_body", False) for v in views),
+                    any_body=any_body,
                 )
 
     def route(self, rule, *, aliases=(), need=None, browser=False, member_only=False, session_cookie=False, **options):

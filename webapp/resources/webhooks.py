@@ -10,7 +10,7 @@ from marshmallow import fields, validate
 from webapp.app_state import signed_request_url
 from webapp.audit_trail import unaudited
 from webapp.auth import public
-from webapp.blueprint import Blueprint, strict_json_loads
+from webapp.blueprint import Blueprint, raw_body, strict_json_loads
 from webapp.content_encoding import decoded_body
 from webapp.crud import register_crud
 from webapp.errors import ApiError
@@ -96,6 +96,7 @@ class HubSpotDeliverySchema(StrictSchema):
 @blp.alt_response(202, schema=IngestedSchema, success=True)
 @public
 @unaudited
+@raw_body
 def receive(source_id: str):
     """Verify the signature over the raw body (5-minute tolerance both ways), then ingest with webhook-id as the key."""
     source = standard_source(source_id)  # an unknown source is refused before the body is read
@@ -110,6 +111,7 @@ def receive(source_id: str):
 @blp.alt_response(200, schema=SegmentAnswerSchema, success=True)
 @public
 @unaudited
+@raw_body
 def segment(call: str | None):
     """Segment's HTTP API, also at its /v1/<call> paths so its libraries need only host; key as Basic user or writeKey."""
     auth = request.authorization
@@ -128,6 +130,7 @@ def segment(call: str | None):
 @blp.alt_response(200, schema=HubSpotDeliverySchema, success=True)
 @public
 @unaudited
+@raw_body
 def hubspot():
     """HubSpot app webhooks (signature v3, 5-minute window): contact.creation links or creates the lead by email and
     stores the contact id; contact.propertyChange updates lead metadata, never for LeadPulse's own properties."""
