@@ -145,3 +145,20 @@ def test_loose_booleans_and_integers_are_refused_by_name(api):
         assert r.status_code == 400 and "days" in r.json["error"]["details"], (value, r.json)
     assert api.get("/lead/ada/score-history", query_string={"days": "07"}).json["days"] == 7
     assert api.get("/lead/ada/score-explain", query_string={"hours": "-5"}).status_code == 400
+
+
+def test_an_unknown_query_parameter_is_named_not_ignored(api):
+    """A misspelt parameter (ruleset= for ruleset_id=) would silently answer something else: it is a 400 naming it,
+    where the operation takes parameters and where it takes none."""
+    assert api.post("/ingest", json={"lead_id": "ada", "event_type": "page_view"}).status_code == 202
+    for path, query, named in (
+        ("/score/ada", {"ruleset": "x"}, {"ruleset"}),
+        ("/score-gains", {"range": "last_7d", "ranges": "all"}, {"ranges"}),
+        ("/event-stats", {"range": "last_90d"}, {"range"}),  # the last 24 hours, always
+        ("/lead/ada/score-explain", {"foo": "1"}, {"foo"}),
+        ("/decays", {"pages": "2"}, {"pages"}),
+    ):
+        r = api.get(path, query_string=query)
+        assert r.status_code == 400 and r.json["error"]["code"] == "validation_error", (path, r.json)
+        assert set(r.json["error"]["details"]) == named, (path, r.json)
+    assert api.get("/score/ada").status_code == 200

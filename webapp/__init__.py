@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(rate_limits.limit_address)  # then a flood is refused before anything is looked up for it
     app.before_request(refuse_nul_in_path)
     app.before_request(require_json_body)
+    app.before_request(refuse_unread_query)
     app.before_request(auth.load_principal)
     app.before_request(rate_limits.limit_caller)
     app.after_request(cors.allow_write_key_origins)
@@ -87,6 +88,20 @@ def refuse_nul_in_path():
     """No stored id contains a NUL, and the database would choke comparing one: answer 404 at once."""
     if request.view_args and any("\x00" in str(v) for v in request.view_args.values()):
         raise errors.not_found("object")
+
+
+def refuse_unread_query():
+    """A query parameter on an operation that takes none is named (400), as an unknown one is where it takes some:
+    ignored, a misspelt parameter would answer something else without a word."""
+    view = current_app.view_functions.get(request.endpoint) if request.url_rule is not None else None
+    if request.args and request.method in getattr(view, "_queryless", ()):
+        names = sorted(set(request.args))[:20]
+        raise errors.ApiError(
+            400,
+            "validation_error",
+            f"this operation takes no query parameter: {', '.join(names)}",
+            {name[:100]: ["Unknown field."] for name in names},
+        )
 
 
 def require_json_body():

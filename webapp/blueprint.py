@@ -30,7 +30,11 @@ def _finite_float(text: str) -> float:
 
 
 class StrictJSONParser(FlaskParser):
-    """NaN/Infinity and absurdly deep nesting are malformed JSON (a 400), not a database or recursion error."""
+    """NaN/Infinity and absurdly deep nesting are malformed JSON (a 400), not a database or recursion error; an unknown
+    query parameter is named like an unknown body field (webargs drops them: ?ruleset= for ?ruleset_id= would answer
+    the primary ruleset's numbers without a word)."""
+
+    DEFAULT_UNKNOWN_BY_LOCATION = {**FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION, "query": None, "querystring": None}
 
     def _raw_load_json(self, req):
         if not is_json_request(req):
@@ -105,6 +109,13 @@ def raw_body(view):
     return view
 
 
+def raw_query(view):
+    """The view reads its query parameters itself (a caller outside the API's rules: Slack's OAuth redirect, HubSpot's
+    webhook URL), so they are not refused as unread."""
+    view._raw_query = True
+    return view
+
+
 def operation_statuses(rule: str, method: str, doc: dict, declared, *, guarded: bool, any_body: bool) -> set[int]:
     """What an operation can answer: the app-wide rules (auth, JSON bodies, ids in the path) plus what it declares."""
     locations = {p["in"] for p in doc.get("arguments", {}).get("parameters", [])}
@@ -113,6 +124,7 @@ def operation_statuses(rule: str, method: str, doc: dict, declared, *, guarded: 
         statuses.add(400)
     if guarded:  # the caller is looked up in the database before the view runs, and may lack the permission
         statuses |= {401, 403, 503}
+    statuses.add(400)  # a query parameter the operation does not take (webapp.refuse_unread_query)
     if "<" in rule:  # an id that is not the caller's, or a NUL in it
         statuses.add(404)
     if locations & BODY_LOCATIONS or any_body:
@@ -157,6 +169,9 @@ class Blueprint(flask_smorest.Blueprint):
                 if method in ("post", "put", "patch") and not (locations & BODY_LOCATIONS or any_body or own_body):
                     # read by webapp.require_json_body: a body sent anyway must be empty JSON, not ignored unread
                     view_func._bodyless = getattr(view_func, "_bodyless", frozenset()) | {method.upper()}
+                if "query" not in locations and not any(getattr(v, "_raw_query", False) for v in views):
+                    # read by webapp.refuse_unread_query: a parameter it does not take is named, not ignored
+                    view_func._queryless = getattr(view_func, "_queryless", frozenset()) | {method.upper()}
                 doc["need"] = need_of(view_func, method.upper())
                 doc["member_only"] = member_only(view_func, method.upper())
                 doc["browser"] = browser_allowed(view_func, method.upper())

@@ -12,7 +12,7 @@ from integrations.slack_store import STATE_TTL_SECONDS
 from webapp import audit_trail
 from webapp.app_state import external_url
 from webapp.auth import current_unit, principal, public
-from webapp.blueprint import Blueprint
+from webapp.blueprint import Blueprint, raw_query
 from webapp.cookies import delete_cookie, set_cookie
 from webapp.errors import ApiError
 from webapp.schema_base import StrictSchema, UTCDateTime
@@ -144,6 +144,7 @@ def _mark_console(resp, from_console: bool):
 @blp.route("/integrations/slack/callback", methods=["GET"], statuses=(302, 400, 403, 409, 502, 503))
 @public
 @audit_trail.audited
+@raw_query
 def callback():
     """Slack redirects the browser here; nothing is stored unless the state and the code are good. An install started
     from the console goes back to its Integrations page, saying what went wrong if anything did."""

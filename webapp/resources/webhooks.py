@@ -10,7 +10,7 @@ from marshmallow import fields, validate
 from webapp.app_state import signed_request_url
 from webapp.audit_trail import unaudited
 from webapp.auth import public
-from webapp.blueprint import Blueprint, raw_body, strict_json_loads
+from webapp.blueprint import Blueprint, raw_body, raw_query, strict_json_loads
 from webapp.content_encoding import decoded_body
 from webapp.crud import register_crud
 from webapp.errors import ApiError
@@ -131,6 +131,7 @@ def segment(call: str | None):
 @public
 @unaudited
 @raw_body
+@raw_query
 def hubspot():
     """HubSpot app webhooks (signature v3, 5-minute window): contact.creation links or creates the lead by email and
     stores the contact id; contact.propertyChange updates lead metadata, never for LeadPulse's own properties."""
