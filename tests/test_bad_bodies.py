@@ -1,5 +1,7 @@
 """Every JSON endpoint: malformed JSON, wrong content type and non-object bodies are clean 4xx, never 500."""
 
+import io
+
 import pytest
 from sqlalchemy import func, select
 
@@ -80,5 +82,12 @@ def test_an_operation_that_takes_no_body_refuses_one_it_would_ignore(client, ten
             assert r.status_code == 400 and r.json["error"]["code"] == code, (rule, body, r.json)
     assert snapshot(app) == before
     publish = f"/rulesets/{ids['ruleset']}/publish"
+    r = client.post(publish, data="{", headers={"Content-Type": "application/json"})  # who calls comes first
+    assert r.status_code == 401, r.json
     assert client.post(publish, json={}, headers=headers).status_code == 200
     assert client.post(publish, data="null", headers={**headers, "Content-Type": "application/json"}).status_code == 200
+    chunked = {**headers, "Content-Type": "application/json", "Transfer-Encoding": "chunked"}
+    assert client.post(publish, input_stream=io.BytesIO(b""), headers=chunked).status_code == 200  # empty: no body
+    huge = '{"x": "' + "a" * (3 << 20) + '"}'
+    r = client.post(publish, data=huge, headers={**headers, "Content-Type": "application/json"})
+    assert r.status_code == 413, r.json  # documented, as for every operation that may be sent a body

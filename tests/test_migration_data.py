@@ -21,12 +21,15 @@ ROWS = [
     *(
         "INSERT INTO leads (pk, org_id, unit_id, lead_id, metadata, score, created_at, updated_at) "
         f"VALUES ({pk}, 'o1', 'u1', 'lead{pk}', '{{}}', 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
-        for pk in (1, 2, 3)
+        for pk in (1, 2, 3, 4)
     ),
     "INSERT INTO hubspot_contacts (lead_pk, unit_id, synced_level_id, failed_level_id) VALUES (1, 'u1', 'l-hot', NULL)",
     "INSERT INTO hubspot_contacts (lead_pk, unit_id, synced_level_id, failed_level_id) "
     "VALUES (2, 'u1', 'l-warm', 'l-hot')",
     "INSERT INTO hubspot_contacts (lead_pk, unit_id, synced_level_id, failed_level_id) VALUES (3, 'u1', NULL, NULL)",
+    # a level deleted since it was written (or refused): still unlike the lead's, NULL when it has no level now
+    "INSERT INTO hubspot_contacts (lead_pk, unit_id, synced_level_id, failed_level_id) "
+    "VALUES (4, 'u1', 'l-gone', 'l-gone')",
 ]
 
 
@@ -65,12 +68,18 @@ def test_hubspot_contacts_keep_the_level_they_hold_by_name_and_back(scratch):
             for row in ROWS:
                 conn.execute(text(row))
         command.upgrade(config, "0029")
-        assert read("synced_level, failed_level") == {1: ("Hot", None), 2: ("Warm", "Hot"), 3: (None, None)}
+        assert read("synced_level, failed_level") == {
+            1: ("Hot", None),
+            2: ("Warm", "Hot"),
+            3: (None, None),
+            4: ("", ""),
+        }
         command.downgrade(config, "0028")
         assert read("synced_level_id, failed_level_id") == {
             1: ("l-hot", None),
             2: ("l-warm", "l-hot"),
             3: (None, None),
+            4: ("", ""),
         }
     finally:
         engine.dispose()

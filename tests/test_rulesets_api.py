@@ -220,3 +220,21 @@ def test_every_crud_list_pages_like_the_rest_of_the_api(api):
     for query in ({"page": 0}, {"limit": 501}, {"limit": "1_0"}, {"page": "x"}):
         r = api.get("/decays", query_string=query)
         assert r.status_code == 400 and set(query) <= set(r.json["error"]["details"]), (query, r.json)
+
+
+def test_an_ou_keeps_a_bounded_number_of_each_configuration_object(api):
+    """Past the cap a create is a 409 naming the limit (each decay rule is a term of every pass); the unpaged list
+    always holds them all."""
+    from webapp.services.decays import DecayCrud
+
+    cap = DecayCrud.max_per_unit
+    for n in range(cap):
+        assert api.post("/decays", json={"inactive_for": n + 1, "unit": "days", "decrease": 1}).status_code == 201
+    r = api.post("/decays", json={"inactive_for": 999, "unit": "days", "decrease": 1})
+    assert (
+        r.status_code == 409 and r.json["error"]["code"] == "limit_reached" and str(cap) in r.json["error"]["message"]
+    )
+    listed = api.get("/decays").json
+    assert len(listed) == cap
+    assert api.delete(f"/decays/{listed[0]['decay_id']}").status_code == 204
+    assert api.post("/decays", json={"inactive_for": 999, "unit": "days", "decrease": 1}).status_code == 201

@@ -56,9 +56,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(rate_limits.limit_address)  # then a flood is refused before anything is looked up for it
     app.before_request(refuse_nul_in_path)
     app.before_request(require_json_body)
-    app.before_request(refuse_unread_query)
     app.before_request(auth.load_principal)
     app.before_request(rate_limits.limit_caller)
+    app.before_request(refuse_unread_query)  # what the caller sent is read only once it is known and within limits
+    app.before_request(refuse_ignored_body)
     app.after_request(cors.allow_write_key_origins)
     app.after_request(rate_limits.add_headers)
     app.teardown_appcontext(auth.record_use)  # registered first so it runs last: after close_db
@@ -116,11 +117,21 @@ def require_json_body():
         raise errors.ApiError(
             415, "unsupported_media_type", f"expected Content-Type application/json, got {request.mimetype or 'none'}"
         )
-    if has_body and request.method in getattr(view, "_bodyless", ()):
-        try:
-            body = strict_json_loads(request.get_data(cache=True))  # bounded like every body (webapp/request_limits.py)
-        except ValueError:
-            raise errors.ApiError(400, "malformed_json", "request body is not valid JSON")
-        if body not in ({}, None):
-            message = "this operation takes no body: send none, or {}"
-            raise errors.ApiError(400, "validation_error", message, {"body": [message]})
+
+
+def refuse_ignored_body():
+    """A body sent to an operation that takes none is not ignored unread: malformed JSON is malformed, and anything but
+    {} or null is named. An empty body (a chunked one too) is no body."""
+    view = current_app.view_functions.get(request.endpoint) if request.url_rule is not None else None
+    if request.method not in getattr(view, "_bodyless", ()):
+        return
+    data = request.get_data(cache=True)  # bounded like every body (webapp/request_limits.py)
+    if not data:
+        return
+    try:
+        body = strict_json_loads(data)
+    except ValueError:
+        raise errors.ApiError(400, "malformed_json", "request body is not valid JSON")
+    if body not in ({}, None):
+        message = "this operation takes no body: send none, or {}"
+        raise errors.ApiError(400, "validation_error", message, {"body": [message]})

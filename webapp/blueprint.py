@@ -129,8 +129,8 @@ def operation_statuses(rule: str, method: str, doc: dict, declared, *, guarded: 
         statuses.add(404)
     if locations & BODY_LOCATIONS or any_body:
         statuses.add(413)
-    if method in ("post", "put", "patch"):  # a body that is not JSON, or not empty where none is taken
-        statuses |= {400, 415}  # (webapp.require_json_body)
+    if method in ("post", "put", "patch"):  # a body that is not JSON, too large, or not empty where none is taken
+        statuses |= {400, 413, 415}  # (webapp.require_json_body, refuse_ignored_body)
     if not doc.get("success_status_codes") and all(s >= 400 for s in statuses):
         statuses.add(200)
     return statuses

@@ -84,10 +84,14 @@ class Crud:
 
     model = None
     label = "object"
+    # Rows an OU may keep: each is configuration some pass reads whole (every decay rule costs every decay pass), and
+    # the unpaged list, the reference's, always holds them all.
+    max_per_unit = 1000
 
     def list_query(self):
-        """The OU's rows, oldest first; a resource with its own order overrides this."""
-        return scoped(self.model).order_by(self.model.created_at)
+        """The OU's rows, oldest first (the id breaks ties, so pages neither repeat nor skip a row); a resource with
+        its own order overrides this."""
+        return scoped(self.model).order_by(self.model.created_at, self.model.id)
 
     def get(self, obj_id):
         return get_scoped(self.model, obj_id, self.label)
@@ -119,6 +123,12 @@ class Crud:
     def create(self, data: dict):
         # Every write starts with the OU lock: config changes of one OU are serialized and never race scoring.
         lock_unit(db(), current_unit())
+        held = db().execute(select(func.count()).select_from(scoped(self.model).subquery())).scalar()
+        if held >= self.max_per_unit:
+            message = (
+                f"an organization unit keeps at most {self.max_per_unit} of these ({self.label}); delete one first"
+            )
+            raise ApiError(409, "limit_reached", message)
         p = principal()
         obj = self.model(org_id=p.org_id, unit_id=current_unit(), **data)
         return self._save(obj, creating=True)
@@ -200,7 +210,7 @@ def register_crud(
         @blp.alt_response(200, schema=page_doc(schema, key, listed), success=True)
         def get(self, args):
             dump = lambda rows: items.dump(row[0] for row in rows)
-            return paginate(crud.list_query(), args, dump=dump, key=key, unpaged_key=list_key)
+            return paginate(crud.list_query(), args, dump=dump, key=key, cap=crud.max_per_unit, unpaged_key=list_key)
 
         @blp.arguments(schema)
         @blp.response(201, schema)

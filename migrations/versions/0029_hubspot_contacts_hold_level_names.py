@@ -21,11 +21,12 @@ def upgrade() -> None:
         for name, _ in COLUMNS:
             batch_op.add_column(sa.Column(name, sa.String(length=100), nullable=True))
     # What HubSpot holds is taken to be the level's name today: a rename before this revision stays unseen until the
-    # lead's next change (or POST /integrations/hubspot/sync).
+    # lead's next change (or POST /integrations/hubspot/sync). A level deleted since is '' (no level is named so):
+    # still unlike the lead's, so a lead now without a level is written (or retried) as before.
     for name, old in COLUMNS:
         op.execute(
-            f"UPDATE hubspot_contacts SET {name} = "
-            f"(SELECT el.name FROM engagement_levels el WHERE el.id = hubspot_contacts.{old}) WHERE {old} IS NOT NULL"
+            f"UPDATE hubspot_contacts SET {name} = COALESCE("
+            f"(SELECT el.name FROM engagement_levels el WHERE el.id = hubspot_contacts.{old}), '') WHERE {old} IS NOT NULL"
         )
     with op.batch_alter_table("hubspot_contacts", schema=None) as batch_op:
         for _, old in COLUMNS:
@@ -37,9 +38,10 @@ def downgrade() -> None:
         for _, old in COLUMNS:
             batch_op.add_column(sa.Column(old, sa.String(length=36), nullable=True))
     for name, old in COLUMNS:
-        op.execute(
-            f"UPDATE hubspot_contacts SET {old} = (SELECT el.id FROM engagement_levels el "
-            f"WHERE el.unit_id = hubspot_contacts.unit_id AND el.name = hubspot_contacts.{name}) WHERE {name} IS NOT NULL"
+        op.execute(  # a name no level has now is '' (no level's id), still unlike the lead's
+            f"UPDATE hubspot_contacts SET {old} = COALESCE((SELECT el.id FROM engagement_levels el "
+            f"WHERE el.unit_id = hubspot_contacts.unit_id AND el.name = hubspot_contacts.{name}), '') "
+            f"WHERE {name} IS NOT NULL"
         )
     with op.batch_alter_table("hubspot_contacts", schema=None) as batch_op:
         for name, _ in COLUMNS:

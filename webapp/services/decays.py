@@ -18,6 +18,7 @@ class DecayCrud(Crud):
 
     model = DecayRule
     label = "decay rule"
+    max_per_unit = 50  # every rule is a term of every decay pass over every lead of the OU
 
     def validate(self, session, obj, creating):
         state = inspect(obj)

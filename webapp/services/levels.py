@@ -74,9 +74,10 @@ class LevelCrud(Crud):
 
     model = EngagementLevel
     label = "engagement level"
+    max_per_unit = 100  # every reclassification tests each lead against every level (models/reclassify.py)
 
     def list_query(self):
-        return scoped(EngagementLevel).order_by(EngagementLevel.order, EngagementLevel.min_score)
+        return scoped(EngagementLevel).order_by(EngagementLevel.order, EngagementLevel.min_score, EngagementLevel.id)
 
     def conflict_message(self, obj):
         return f"a level named '{obj.name}' already exists"
