@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import random
 import socket
 from contextlib import contextmanager
+from pathlib import Path
 
 from rq.job import Job
 
@@ -105,11 +107,21 @@ def settle(app, run_worker, timeout: float = 30):
     wait_until(done, timeout=timeout, interval=0.02, message="every accepted event to be scored")
 
 
+PORTS = random.SystemRandom()  # not the seeded global one (hypothesis fixes it per example; xdist workers alike)
+
+
 def free_port() -> int:
-    """A port nothing listens on now, for a server a test starts."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on now, for a server a test starts (or restarts on it after a kill): below the kernel's
+    ephemeral range, so that no client socket or fake server bound to port 0 meanwhile can be given it."""
+    low, _ = (int(n) for n in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    while True:
+        port = PORTS.randrange(max(1024, low - 12000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:  # taken: another
+                continue
+            return port
 
 
 @contextmanager
