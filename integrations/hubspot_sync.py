@@ -161,11 +161,14 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str, still
         return SyncOutcome(stopped="HubSpot is not configured for this organization unit")
     adapter = HubSpotAdapter(token, settings.hubspot_api_base)
     limiter = limiter_for(redis, settings, token)
-    out, healed = SyncOutcome(), False
+    out, healed, after = SyncOutcome(), False, 0
     for _ in range(MAX_BATCHES_PER_RUN):
         with Session() as s:
             creations = pending_creations(s, unit_id, BATCH)
-            rows = [] if creations else pending_contacts(s, unit_id, BATCH)
+            rows = [] if creations else pending_contacts(s, unit_id, BATCH, after)
+            if not rows and not creations and after:  # to the end of the OU: then from its start, for the leads
+                after = 0  # that changed behind this run's walk
+                rows = pending_contacts(s, unit_id, BATCH)
             drivers = why(s, unit_id, [r.pk for r in rows])
         if not rows and not creations:
             _connection_ok(Session, unit_id, conn is not None)
@@ -244,6 +247,7 @@ def sync_contacts(Session, settings, secret_key: str, redis, unit_id: str, still
         redis.delete(_budget_key(unit_id, "contacts"))
         out.sent += sent
         out.failed += failed
+        after = rows[-1].pk  # written or reported: the next batch reads on from here
     out.retry_in = 0.0  # more to do: hand over to a fresh job
     return out
 

@@ -54,8 +54,10 @@ def pending_query(unit_id: str):
     )
 
 
-def pending_contacts(session, unit_id: str, limit: int):
-    return session.execute(pending_query(unit_id).order_by(Lead.pk).limit(limit)).all()
+def pending_contacts(session, unit_id: str, limit: int, after: int = 0):
+    """The next `limit` pending leads by key, from after `after`: a sync run walks the OU once, not from its first lead
+    each batch (past the leads it synced, that read grew with every batch)."""
+    return session.execute(pending_query(unit_id).where(Lead.pk > after).order_by(Lead.pk).limit(limit)).all()
 
 
 def sync_counts(session, unit_id: str) -> tuple[int, int]:

@@ -6,7 +6,7 @@ import time
 import pytest
 from rq import Queue
 from rq.registry import ScheduledJobRegistry
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from config import ALL_UNITS
 from integrations.hubspot import HubSpotAdapter
@@ -400,7 +400,8 @@ def test_a_sync_that_lost_its_lease_makes_no_further_batch_call(
 
     with TakenOverDuringTheFirstUpdate(tokens=[TOKEN]) as fake:
         monkeypatch.setenv("HUBSPOT_API_BASE", fake.url)
-        app = create_app(dataclasses.replace(settings, hubspot_api_base=fake.url))
+        app_settings = dataclasses.replace(settings, hubspot_api_base=fake.url)
+        app = create_app(app_settings)
         api = Api(app.test_client(), tenant)
         create_levels(api)
         published_ruleset(api, {"page_view": 5})
@@ -442,3 +443,47 @@ def test_an_options_lock_left_by_a_killed_updater_holds_a_sync_seconds_not_minut
         ensure_options(redis_conn, adapter, TOKEN, ["Cold", "Hot"], set())
         assert [o["value"] for o in fake.properties["engagement_level"]["options"]] == ["Cold", "Hot"]
         assert not redis_conn.exists(key)  # released
+
+
+def test_a_run_walks_the_ou_once_then_looks_again_from_its_start(
+    settings, clean, tenant, monkeypatch, run_worker, redis_conn
+):
+    """Each batch reads on from the last one (a read from the OU's first lead each time grew with every batch); at the
+    end the run looks again from the start, so a lead that changed behind it is written by this run, not the next."""
+    from threading import Thread
+
+    from integrations.hubspot_sync import sync_contacts
+    from models.accounts import load_or_create_secret
+
+    with FakeHubSpot(tokens=[TOKEN]) as fake:
+        monkeypatch.setenv("HUBSPOT_API_BASE", fake.url)
+        app_settings = dataclasses.replace(settings, hubspot_api_base=fake.url)
+        app = create_app(app_settings)
+        api = Api(app.test_client(), tenant)
+        create_levels(api)
+        published_ruleset(api, {"page_view": 5})
+        emails = [f"lead{n:03d}@x.io" for n in range(250)]
+        contacts = {email: fake.add_contact(email) for email in emails}
+        events = [{"aliases": [{"alias_kind": "email", "raw_value": e}], "event_type": "page_view"} for e in emails]
+        assert api.post("/ingest/batch", json={"events": events}).status_code == 202
+        settle(app, run_worker)  # scored; no sync yet: HubSpot is connected below, and the job it queues never runs
+        assert api.put("/integrations/hubspot", json={"access_token": TOKEN}).status_code == 200
+        Session = app.extensions["leadpulse"].Session
+        with Session() as s:
+            first = s.execute(select(Lead).order_by(Lead.pk).limit(1)).scalar_one()
+        fake.slow_next(1, seconds=1.0, path=UPDATE)  # the first batch's update: meanwhile its first lead changes
+        secret = load_or_create_secret(Session)
+        outcome = []
+        run = Thread(
+            target=lambda: outcome.append(sync_contacts(Session, app_settings, secret, redis_conn, tenant.unit_id))
+        )
+        run.start()
+        fake.wait_for(lambda: len(fake.requests_to(UPDATE)) == 1)
+        with Session() as s, s.begin():  # as scoring writes a new score
+            s.execute(update(Lead).where(Lead.pk == first.pk).values(score=Lead.score + 5))
+        run.join(30)
+        calls = [[i["id"] for i in c.body["inputs"]] for c in fake.requests_to(UPDATE)]
+        assert [len(c) for c in calls] == [100, 100, 50, 1]  # on from each batch; then the first lead, again
+        assert calls[3] == [calls[0][0]] and outcome[0].sent == 251
+        assert fake.contacts[calls[3][0]]["properties"]["engagement_score"] == "10"
+        assert sorted(set(sum(calls, []))) == sorted(contacts.values())
