@@ -82,6 +82,11 @@ def generate(n_events: int, n_leads: int, seed: int):
     return [(leads[i], kinds[i], base + timedelta(microseconds=rng.randrange(span))) for i in range(n_events)]
 
 
+def lead_id_of(i: int, n_leads: int) -> str:
+    """lead-00042: five digits, more where the leads need them (lpad would cut lead 100000 to lead-10000)."""
+    return f"lead-{i:0{max(5, len(str(n_leads - 1)))}d}"
+
+
 def load_pending(db: str, cred: dict, events: list, n_leads: int) -> dict[int, int]:
     """Leads and pending events, set-based, consistent with models.ingest: returns lead index -> pk."""
     import psycopg
@@ -90,9 +95,15 @@ def load_pending(db: str, cred: dict, events: list, n_leads: int) -> dict[int, i
     with psycopg.connect(common.libpq_dsn(db)) as conn:
         conn.execute(
             "INSERT INTO leads (org_id, unit_id, lead_id, metadata, score, created_at, updated_at) "
-            "SELECT %(org)s, %(unit)s, 'lead-' || lpad(g::text, 5, '0'), '{}'::jsonb, 0, %(now)s, %(now)s "
+            "SELECT %(org)s, %(unit)s, 'lead-' || lpad(g::text, %(width)s, '0'), '{}'::jsonb, 0, %(now)s, %(now)s "
             "FROM generate_series(0, %(n)s - 1) AS g ORDER BY g",
-            {"org": cred["org_id"], "unit": cred["unit_id"], "now": now, "n": n_leads},
+            {
+                "org": cred["org_id"],
+                "unit": cred["unit_id"],
+                "now": now,
+                "n": n_leads,
+                "width": len(lead_id_of(0, n_leads)) - 5,
+            },
         )
         pks = {
             int(lead_id[5:]): pk

@@ -537,7 +537,7 @@ def main(argv=None) -> int:
     fake = BenchHubSpot(tokens=[TOKEN], rate_limit_per_10s=args.fake_limit, email_index=not args.stock_fake).start()
     log(f"fake HubSpot at {fake.url} ({args.fake_limit} requests per 10 s); seeding {args.leads} contacts")
     for i in range(args.leads):
-        fake.add_contact(email_of(f"lead-{i:05d}"))
+        fake.add_contact(email_of(scoring_bench.lead_id_of(i, args.leads)))
 
     log(f"fresh database {args.db}, migrate, bootstrap, levels and a published primary ruleset")
     common.recreate_database(args.db)

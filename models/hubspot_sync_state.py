@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from models.base import utcnow
 from models.dialect import insert_for
@@ -14,7 +14,7 @@ from models.leads import Lead
 from models.levels import EngagementLevel
 
 
-def pending_query(unit_id: str):
+def pending_query(unit_id: str, after: int = 0):
     """Leads whose score or level's name differ from what HubSpot has, coalesced to their latest values.
 
     Derived, not queued: whatever happened since the last write, the current values are what gets sent.
@@ -34,10 +34,12 @@ def pending_query(unit_id: str):
             hc.hubspot_id,
             email.label("email"),
         )
-        .outerjoin(hc, hc.lead_pk == Lead.pk)
+        # the key range on both sides of the join: the planner reaches either from `after`, not from its first row
+        .outerjoin(hc, and_(hc.lead_pk == Lead.pk, hc.lead_pk > after))
         .outerjoin(EngagementLevel, EngagementLevel.id == Lead.level_id)
         .where(
             Lead.unit_id == unit_id,
+            Lead.pk > after,
             Lead.merged_into.is_(None),
             or_(
                 hc.lead_pk.is_(None),
@@ -57,7 +59,7 @@ def pending_query(unit_id: str):
 def pending_contacts(session, unit_id: str, limit: int, after: int = 0):
     """The next `limit` pending leads by key, from after `after`: a sync run walks the OU once, not from its first lead
     each batch (past the leads it synced, that read grew with every batch)."""
-    return session.execute(pending_query(unit_id).where(Lead.pk > after).order_by(Lead.pk).limit(limit)).all()
+    return session.execute(pending_query(unit_id, after).order_by(Lead.pk).limit(limit)).all()
 
 
 def sync_counts(session, unit_id: str) -> tuple[int, int]:
