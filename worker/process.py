@@ -28,9 +28,7 @@ class ParentBoundScheduler(RQScheduler):
     """RQ's scheduler process, ended with its worker: RQ's own runs on after a kill -9 of the worker alone (the OOM
     killer's, an operator's), an orphan per kill that keeps the scheduler locks, so no new worker's scheduler starts."""
 
-    def work(self):
-        self._worker_pid = os.getppid()  # in the forked scheduler process: the worker
-        super().work()
+    _worker_pid: int | None = None  # set by the worker before it forks this process (WatchedWorker._start_scheduler)
 
     def heartbeat(self):
         worker = getattr(self, "_worker_pid", None)
@@ -78,6 +76,9 @@ class WatchedWorker(SimpleWorker):
         if not self.scheduler.acquired_locks:
             return
         if not burst:
+            # Before the fork, not in the child: a worker killed before the child ran a line would leave it reading its
+            # new parent as its worker, and never stopping.
+            self.scheduler._worker_pid = os.getpid()
             self.scheduler.start()
             return
         try:
