@@ -51,6 +51,24 @@ def props(fake, email):
     return (fake.contact_by_email(email) or {}).get("properties", {})
 
 
+def scored_before_connecting(fake, settings, tenant, monkeypatch, run_worker, emails):
+    """An app on the fake whose leads (one per email, each with its contact) are scored before HubSpot is connected:
+    all of them wait for the first sync, which the connection queues. Returns (app, its settings)."""
+    monkeypatch.setenv("HUBSPOT_API_BASE", fake.url)
+    app_settings = dataclasses.replace(settings, hubspot_api_base=fake.url)
+    app = create_app(app_settings)
+    api = Api(app.test_client(), tenant)
+    create_levels(api)
+    published_ruleset(api, {"page_view": 5})
+    for e in emails:
+        fake.add_contact(e)
+    events = [{"aliases": [{"alias_kind": "email", "raw_value": e}], "event_type": "page_view"} for e in emails]
+    assert api.post("/ingest/batch", json={"events": events}).status_code == 202
+    settle(app, run_worker)
+    assert api.put("/integrations/hubspot", json={"access_token": TOKEN}).status_code == 200
+    return app, app_settings
+
+
 def test_changed_leads_reach_hubspot_batched_and_coalesced(hs, run_worker, app):
     fake, api, _ = hs
     fake.add_contact("ada@x.io")
@@ -399,19 +417,8 @@ def test_a_sync_that_lost_its_lease_makes_no_further_batch_call(
             return super().handle(request, record)
 
     with TakenOverDuringTheFirstUpdate(tokens=[TOKEN]) as fake:
-        monkeypatch.setenv("HUBSPOT_API_BASE", fake.url)
-        app_settings = dataclasses.replace(settings, hubspot_api_base=fake.url)
-        app = create_app(app_settings)
-        api = Api(app.test_client(), tenant)
-        create_levels(api)
-        published_ruleset(api, {"page_view": 5})
         emails = [f"l{i:03d}@x.io" for i in range(150)]  # two batches of 100 at most
-        for e in emails:
-            fake.add_contact(e)
-        events = [{"aliases": [{"alias_kind": "email", "raw_value": e}], "event_type": "page_view"} for e in emails]
-        assert api.post("/ingest/batch", json={"events": events}).status_code == 202
-        settle(app, run_worker)  # scored while HubSpot is not connected: all 150 wait for the first sync
-        assert api.put("/integrations/hubspot", json={"access_token": TOKEN}).status_code == 200
+        scored_before_connecting(fake, settings, tenant, monkeypatch, run_worker, emails)
         run_worker()
         [first] = fake.requests_to(UPDATE)  # the second batch was never sent
         assert len(first.body["inputs"]) == 100
@@ -456,18 +463,9 @@ def test_a_run_walks_the_ou_once_then_looks_again_from_its_start(
     from models.accounts import load_or_create_secret
 
     with FakeHubSpot(tokens=[TOKEN]) as fake:
-        monkeypatch.setenv("HUBSPOT_API_BASE", fake.url)
-        app_settings = dataclasses.replace(settings, hubspot_api_base=fake.url)
-        app = create_app(app_settings)
-        api = Api(app.test_client(), tenant)
-        create_levels(api)
-        published_ruleset(api, {"page_view": 5})
         emails = [f"lead{n:03d}@x.io" for n in range(250)]
-        contacts = {email: fake.add_contact(email) for email in emails}
-        events = [{"aliases": [{"alias_kind": "email", "raw_value": e}], "event_type": "page_view"} for e in emails]
-        assert api.post("/ingest/batch", json={"events": events}).status_code == 202
-        settle(app, run_worker)  # scored; no sync yet: HubSpot is connected below, and the job it queues never runs
-        assert api.put("/integrations/hubspot", json={"access_token": TOKEN}).status_code == 200
+        # the sync the connection queues never runs: this test runs one itself
+        app, app_settings = scored_before_connecting(fake, settings, tenant, monkeypatch, run_worker, emails)
         Session = app.extensions["leadpulse"].Session
         with Session() as s:
             first = s.execute(select(Lead).order_by(Lead.pk).limit(1)).scalar_one()
@@ -486,4 +484,4 @@ def test_a_run_walks_the_ou_once_then_looks_again_from_its_start(
         assert [len(c) for c in calls] == [100, 100, 50, 1]  # on from each batch; then the first lead, again
         assert calls[3] == [calls[0][0]] and outcome[0].sent == 251
         assert fake.contacts[calls[3][0]]["properties"]["engagement_score"] == "10"
-        assert sorted(set(sum(calls, []))) == sorted(contacts.values())
+        assert sorted(set(sum(calls, []))) == sorted(fake.contact_by_email(e)["id"] for e in emails)

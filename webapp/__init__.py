@@ -91,11 +91,15 @@ def refuse_nul_in_path():
         raise errors.not_found("object")
 
 
+def _view():
+    """The view the request is routed to (None: no route), whose marks (webapp/blueprint.py) the hooks below read."""
+    return current_app.view_functions.get(request.endpoint) if request.url_rule is not None else None
+
+
 def refuse_unread_query():
     """A query parameter on an operation that takes none is named (400), as an unknown one is where it takes some:
     ignored, a misspelt parameter would answer something else without a word."""
-    view = current_app.view_functions.get(request.endpoint) if request.url_rule is not None else None
-    if request.args and request.method in getattr(view, "_queryless", ()):
+    if request.args and request.method in getattr(_view(), "_queryless", ()):
         names = sorted(set(request.args))[:20]
         raise errors.ApiError(
             400,
@@ -109,8 +113,7 @@ def require_json_body():
     """A body that is not JSON on a JSON endpoint is a 415, not a confusing 'missing field'."""
     if request.method not in ("POST", "PUT", "PATCH") or request.url_rule is None:
         return
-    view = current_app.view_functions.get(request.endpoint)
-    if getattr(view, "_accepts_any_body", False):
+    if getattr(_view(), "_accepts_any_body", False):
         return
     has_body = (request.content_length or 0) > 0 or request.headers.get("Transfer-Encoding") == "chunked"
     if has_body and not request.is_json:
@@ -122,8 +125,7 @@ def require_json_body():
 def refuse_ignored_body():
     """A body sent to an operation that takes none is not ignored unread: malformed JSON is malformed, and anything but
     {} or null is named. An empty body (a chunked one too) is no body."""
-    view = current_app.view_functions.get(request.endpoint) if request.url_rule is not None else None
-    if request.method not in getattr(view, "_bodyless", ()):
+    if request.method not in getattr(_view(), "_bodyless", ()):
         return
     data = request.get_data(cache=True)  # bounded like every body (webapp/request_limits.py)
     if not data:

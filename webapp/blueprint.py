@@ -119,18 +119,17 @@ def raw_query(view):
 def operation_statuses(rule: str, method: str, doc: dict, declared, *, guarded: bool, any_body: bool) -> set[int]:
     """What an operation can answer: the app-wide rules (auth, JSON bodies, ids in the path) plus what it declares."""
     locations = {p["in"] for p in doc.get("arguments", {}).get("parameters", [])}
-    statuses = set(declared) | {429}  # every request counts against its address's limit (webapp/rate_limits.py)
-    if locations or guarded:  # webargs' refusals; an OU-scoped call with no active OU
-        statuses.add(400)
+    # 429: every request counts against its address's limit (webapp/rate_limits.py); 400: webargs' refusals, an
+    # OU-scoped call with no active OU, a query parameter the operation does not take (webapp.refuse_unread_query)
+    statuses = set(declared) | {400, 429}
     if guarded:  # the caller is looked up in the database before the view runs, and may lack the permission
         statuses |= {401, 403, 503}
-    statuses.add(400)  # a query parameter the operation does not take (webapp.refuse_unread_query)
     if "<" in rule:  # an id that is not the caller's, or a NUL in it
         statuses.add(404)
     if locations & BODY_LOCATIONS or any_body:
         statuses.add(413)
     if method in ("post", "put", "patch"):  # a body that is not JSON, too large, or not empty where none is taken
-        statuses |= {400, 413, 415}  # (webapp.require_json_body, refuse_ignored_body)
+        statuses |= {413, 415}  # (webapp.require_json_body, refuse_ignored_body)
     if not doc.get("success_status_codes") and all(s >= 400 for s in statuses):
         statuses.add(200)
     return statuses
@@ -167,7 +166,7 @@ class Blueprint(flask_smorest.Blueprint):
                 own_body = any(getattr(v, "_raw_body", False) for v in views)
                 locations = {p["in"] for p in doc.get("arguments", {}).get("parameters", [])}
                 if method in ("post", "put", "patch") and not (locations & BODY_LOCATIONS or any_body or own_body):
-                    # read by webapp.require_json_body: a body sent anyway must be empty JSON, not ignored unread
+                    # read by webapp.refuse_ignored_body: a body sent anyway must be empty JSON, not ignored unread
                     view_func._bodyless = getattr(view_func, "_bodyless", frozenset()) | {method.upper()}
                 if "query" not in locations and not any(getattr(v, "_raw_query", False) for v in views):
                     # read by webapp.refuse_unread_query: a parameter it does not take is named, not ignored
